@@ -27,12 +27,17 @@ enum SwiftNaming {
     }.joined()
   }
 
+  /// Words written in capitals after the first word, as swift-protobuf does: `call_id` ->
+  /// `callID`, `logon_url` -> `logonURL`.
+  static let acronyms: Set<String> = ["id", "url", "uri", "http", "https", "json"]
+
   /// `unit_price` -> `unitPrice`, `SCENARIO_1` -> `scenario1`, `URL` -> `url`.
   static func lowerCamel(_ name: String) -> String {
     let parts = name.split(separator: "_").map(String.init)
     guard let first = parts.first else { return name }
     let head = first == first.uppercased() ? first.lowercased() : first.prefix(1).lowercased() + first.dropFirst()
     let tail = parts.dropFirst().map { part -> String in
+      if acronyms.contains(part.lowercased()) { return part.uppercased() }
       let lowered = part == part.uppercased() ? part.lowercased() : part
       return lowered.prefix(1).uppercased() + lowered.dropFirst()
     }

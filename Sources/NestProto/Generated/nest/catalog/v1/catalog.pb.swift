@@ -200,7 +200,7 @@ public struct Nest_Catalog_V1_Service: NestMessage {
 
   public var id: String = ""
   /// The ISV (for A) or distributor (for B) account that owns the service.
-  public var ownerId: String = ""
+  public var ownerID: String = ""
   public var name: String = ""
   public var description: String = ""
   public var type: Nest_Common_V1_ServiceType = .init(rawValue: 0)
@@ -210,13 +210,13 @@ public struct Nest_Catalog_V1_Service: NestMessage {
   /// Whether the service has a LISTED product. For A this decides scenario 3 versus 4.
   public var listedOnMarketplace: Bool = false
   /// B only: the base service A. Empty for a base service.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   /// B only: the published version of A that every version of B builds on. Empty for A.
-  public var baseVersionId: String = ""
+  public var baseVersionID: String = ""
   /// The version new orders deploy: the last one published. Empty while DRAFT.
-  public var defaultVersionId: String = ""
+  public var defaultVersionID: String = ""
   /// The service's product; empty if it was never listed. One product per service.
-  public var productId: String = ""
+  public var productID: String = ""
   public var createdAtUnixMs: Int64 = 0
   public var updatedAtUnixMs: Int64 = 0
   public var unknownFields = NestUnknownFields()
@@ -225,17 +225,17 @@ public struct Nest_Catalog_V1_Service: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.ownerId = r.string(1)
+    self.ownerID = r.string(1)
     self.name = r.string(2)
     self.description = r.string(3)
     self.type = r.scalar(4)
     self.status = r.scalar(5)
     self.distributable = r.scalar(6)
     self.listedOnMarketplace = r.scalar(7)
-    self.baseServiceId = r.string(8)
-    self.baseVersionId = r.string(9)
-    self.defaultVersionId = r.string(10)
-    self.productId = r.string(11)
+    self.baseServiceID = r.string(8)
+    self.baseVersionID = r.string(9)
+    self.defaultVersionID = r.string(10)
+    self.productID = r.string(11)
     self.createdAtUnixMs = r.scalar(12)
     self.updatedAtUnixMs = r.scalar(13)
     self.unknownFields = r.unknownFields
@@ -243,17 +243,17 @@ public struct Nest_Catalog_V1_Service: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.ownerId)
+    try w.setString(1, self.ownerID)
     try w.setString(2, self.name)
     try w.setString(3, self.description)
     w.setScalar(4, self.type)
     w.setScalar(5, self.status)
     w.setScalar(6, self.distributable)
     w.setScalar(7, self.listedOnMarketplace)
-    try w.setString(8, self.baseServiceId)
-    try w.setString(9, self.baseVersionId)
-    try w.setString(10, self.defaultVersionId)
-    try w.setString(11, self.productId)
+    try w.setString(8, self.baseServiceID)
+    try w.setString(9, self.baseVersionID)
+    try w.setString(10, self.defaultVersionID)
+    try w.setString(11, self.productID)
     w.setScalar(12, self.createdAtUnixMs)
     w.setScalar(13, self.updatedAtUnixMs)
     w.setUnknownFields(self.unknownFields)
@@ -266,7 +266,7 @@ public struct Nest_Catalog_V1_ServiceVersion: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var id: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// 1 for the first version, counting up per service; assigned by catalog.
   public var number: Int32 = 0
   /// The owner's label, e.g. "1.2.0". Free-form, may be empty.
@@ -287,7 +287,7 @@ public struct Nest_Catalog_V1_ServiceVersion: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.serviceId = r.string(1)
+    self.serviceID = r.string(1)
     self.number = r.scalar(2)
     self.label = r.string(3)
     self.status = r.scalar(4)
@@ -301,7 +301,7 @@ public struct Nest_Catalog_V1_ServiceVersion: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.serviceId)
+    try w.setString(1, self.serviceID)
     w.setScalar(2, self.number)
     try w.setString(3, self.label)
     w.setScalar(4, self.status)
@@ -320,7 +320,7 @@ public struct Nest_Catalog_V1_Plan: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   /// Chosen by the owner; unique within the product; non-empty.
-  public var planId: String = ""
+  public var planID: String = ""
   public var name: String = ""
   public var billingPeriod: Nest_Common_V1_BillingPeriod = .init(rawValue: 0)
   /// Price of one unit for one billing period (for ONE_TIME: of one unit). Must be >= 0.
@@ -331,7 +331,7 @@ public struct Nest_Catalog_V1_Plan: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.planId = r.string(0)
+    self.planID = r.string(0)
     self.name = r.string(1)
     self.billingPeriod = r.scalar(2)
     self.unitPrice = r.message(3)
@@ -339,7 +339,7 @@ public struct Nest_Catalog_V1_Plan: NestMessage {
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.planId)
+    try w.setString(0, self.planID)
     try w.setString(1, self.name)
     w.setScalar(2, self.billingPeriod)
     try w.setMessage(3, self.unitPrice)
@@ -353,16 +353,16 @@ public struct Nest_Catalog_V1_Product: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var id: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// The service's owner: the seller.
-  public var ownerId: String = ""
+  public var ownerID: String = ""
   public var status: Nest_Catalog_V1_ProductStatus = .init(rawValue: 0)
   public var plans: [Nest_Catalog_V1_Plan] = []
   /// The service's name and type when listed, for marketplace browsing.
   public var name: String = ""
   public var serviceType: Nest_Common_V1_ServiceType = .init(rawValue: 0)
   /// Empty for a base service; A's id for a derived service.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   public var createdAtUnixMs: Int64 = 0
   public var updatedAtUnixMs: Int64 = 0
   public var unknownFields = NestUnknownFields()
@@ -371,13 +371,13 @@ public struct Nest_Catalog_V1_Product: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.serviceId = r.string(1)
-    self.ownerId = r.string(2)
+    self.serviceID = r.string(1)
+    self.ownerID = r.string(2)
     self.status = r.scalar(3)
     self.plans = r.repeatedMessage(4)
     self.name = r.string(5)
     self.serviceType = r.scalar(6)
-    self.baseServiceId = r.string(7)
+    self.baseServiceID = r.string(7)
     self.createdAtUnixMs = r.scalar(8)
     self.updatedAtUnixMs = r.scalar(9)
     self.unknownFields = r.unknownFields
@@ -385,13 +385,13 @@ public struct Nest_Catalog_V1_Product: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.serviceId)
-    try w.setString(2, self.ownerId)
+    try w.setString(1, self.serviceID)
+    try w.setString(2, self.ownerID)
     w.setScalar(3, self.status)
     try w.setRepeatedMessage(4, self.plans)
     try w.setString(5, self.name)
     w.setScalar(6, self.serviceType)
-    try w.setString(7, self.baseServiceId)
+    try w.setString(7, self.baseServiceID)
     w.setScalar(8, self.createdAtUnixMs)
     w.setScalar(9, self.updatedAtUnixMs)
     w.setUnknownFields(self.unknownFields)
@@ -472,9 +472,9 @@ public struct Nest_Catalog_V1_CreateDerivedServiceRequest: NestMessage {
 
   public var clientToken: String = ""
   /// A: a base service the caller holds an ACTIVE distribution authorization for.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   /// The published version of A to build on; empty = A's default version.
-  public var baseVersionId: String = ""
+  public var baseVersionID: String = ""
   public var name: String = ""
   public var description: String = ""
   /// B's type: FULLY_MANAGED if A is FULLY_MANAGED; either if A is PRIVATE.
@@ -491,8 +491,8 @@ public struct Nest_Catalog_V1_CreateDerivedServiceRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.baseServiceId = r.string(1)
-    self.baseVersionId = r.string(2)
+    self.baseServiceID = r.string(1)
+    self.baseVersionID = r.string(2)
     self.name = r.string(3)
     self.description = r.string(4)
     self.type = r.scalar(5)
@@ -504,8 +504,8 @@ public struct Nest_Catalog_V1_CreateDerivedServiceRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.baseServiceId)
-    try w.setString(2, self.baseVersionId)
+    try w.setString(1, self.baseServiceID)
+    try w.setString(2, self.baseVersionID)
     try w.setString(3, self.name)
     try w.setString(4, self.description)
     w.setScalar(5, self.type)
@@ -546,7 +546,7 @@ public struct Nest_Catalog_V1_CreateServiceVersionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   public var label: String = ""
   /// Required for a base service; must be unset for a derived service.
   public var deploymentPackage: Nest_Catalog_V1_DeploymentPackage? = nil
@@ -560,7 +560,7 @@ public struct Nest_Catalog_V1_CreateServiceVersionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.serviceId = r.string(1)
+    self.serviceID = r.string(1)
     self.label = r.string(2)
     self.deploymentPackage = r.message(3)
     self.deploymentAdditions = r.repeatedMessage(4)
@@ -570,7 +570,7 @@ public struct Nest_Catalog_V1_CreateServiceVersionRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.serviceId)
+    try w.setString(1, self.serviceID)
     try w.setString(2, self.label)
     try w.setMessage(3, self.deploymentPackage)
     try w.setRepeatedMessage(4, self.deploymentAdditions)
@@ -605,24 +605,24 @@ public struct Nest_Catalog_V1_PublishServiceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// The version to publish; a version of service_id.
-  public var versionId: String = ""
+  public var versionID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.serviceId = r.string(1)
-    self.versionId = r.string(2)
+    self.serviceID = r.string(1)
+    self.versionID = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.serviceId)
-    try w.setString(2, self.versionId)
+    try w.setString(1, self.serviceID)
+    try w.setString(2, self.versionID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -657,7 +657,7 @@ public struct Nest_Catalog_V1_TakeServiceOfflineRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// Why; may be empty.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -666,14 +666,14 @@ public struct Nest_Catalog_V1_TakeServiceOfflineRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.serviceId = r.string(1)
+    self.serviceID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.serviceId)
+    try w.setString(1, self.serviceID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -703,18 +703,18 @@ public struct Nest_Catalog_V1_GetServiceRequest: NestMessage {
   public static let protoMessageName = "nest.catalog.v1.GetServiceRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.serviceId = r.string(0)
+    self.serviceID = r.string(0)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.serviceId)
+    try w.setString(0, self.serviceID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -750,14 +750,14 @@ public struct Nest_Catalog_V1_ListServicesRequest: NestMessage {
 
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Empty = any owner.
-  public var ownerId: String = ""
+  public var ownerID: String = ""
   /// UNSPECIFIED = any type.
   public var type: Nest_Common_V1_ServiceType = .init(rawValue: 0)
   /// UNSPECIFIED = any status the caller may see (customers: ONLINE only).
   public var status: Nest_Catalog_V1_ServiceStatus = .init(rawValue: 0)
   public var distributableFilter: OneOf_DistributableFilter? = nil
   /// Services derived from this base service; empty = no filter.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   public var listedFilter: OneOf_ListedFilter? = nil
   public var unknownFields = NestUnknownFields()
 
@@ -781,19 +781,19 @@ public struct Nest_Catalog_V1_ListServicesRequest: NestMessage {
     default: self.listedFilter = nil
     }
     self.page = r.message(0)
-    self.ownerId = r.string(1)
+    self.ownerID = r.string(1)
     self.type = r.scalar(2)
     self.status = r.scalar(3)
-    self.baseServiceId = r.string(5)
+    self.baseServiceID = r.string(5)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.ownerId)
+    try w.setString(1, self.ownerID)
     w.setScalar(2, self.type)
     w.setScalar(3, self.status)
-    try w.setString(5, self.baseServiceId)
+    try w.setString(5, self.baseServiceID)
     switch self.distributableFilter {
     case .distributable(let value)?:
       w.setScalar(4, value)
@@ -839,20 +839,20 @@ public struct Nest_Catalog_V1_EnableDistributionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.serviceId = r.string(1)
+    self.serviceID = r.string(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.serviceId)
+    try w.setString(1, self.serviceID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -882,20 +882,20 @@ public struct Nest_Catalog_V1_DisableDistributionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.serviceId = r.string(1)
+    self.serviceID = r.string(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.serviceId)
+    try w.setString(1, self.serviceID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -925,7 +925,7 @@ public struct Nest_Catalog_V1_ListOnMarketplaceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// At least one; plan ids unique and non-empty; billing period set; unit price >= 0 with
   /// an ISO 4217 currency. Replaces the plans of a product listed before.
   public var plans: [Nest_Catalog_V1_Plan] = []
@@ -935,14 +935,14 @@ public struct Nest_Catalog_V1_ListOnMarketplaceRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.serviceId = r.string(1)
+    self.serviceID = r.string(1)
     self.plans = r.repeatedMessage(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.serviceId)
+    try w.setString(1, self.serviceID)
     try w.setRepeatedMessage(2, self.plans)
     w.setUnknownFields(self.unknownFields)
   }
@@ -974,7 +974,7 @@ public struct Nest_Catalog_V1_DelistFromMarketplaceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var productId: String = ""
+  public var productID: String = ""
   /// Why; may be empty.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -983,14 +983,14 @@ public struct Nest_Catalog_V1_DelistFromMarketplaceRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.productId = r.string(1)
+    self.productID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.productId)
+    try w.setString(1, self.productID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1027,15 +1027,15 @@ public struct Nest_Catalog_V1_GetProductRequest: NestMessage {
   public init() {}
 
   public enum OneOf_Key: Hashable, Sendable {
-    case productId(String)
+    case productID(String)
     /// The product of this service.
-    case serviceId(String)
+    case serviceID(String)
   }
 
   public init(_protobufC r: NestCMessageReader) {
     switch r.oneofCase(0) {
-    case 1: self.key = .productId(r.string(0))
-    case 2: self.key = .serviceId(r.string(1))
+    case 1: self.key = .productID(r.string(0))
+    case 2: self.key = .serviceID(r.string(1))
     default: self.key = nil
     }
     self.unknownFields = r.unknownFields
@@ -1043,10 +1043,10 @@ public struct Nest_Catalog_V1_GetProductRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     switch self.key {
-    case .productId(let value)?:
+    case .productID(let value)?:
       try w.setString(0, value)
       w.setOneofCase(0)
-    case .serviceId(let value)?:
+    case .serviceID(let value)?:
       try w.setString(1, value)
       w.setOneofCase(1)
     case nil: break
@@ -1081,36 +1081,36 @@ public struct Nest_Catalog_V1_ListProductsRequest: NestMessage {
 
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Empty = any owner.
-  public var ownerId: String = ""
+  public var ownerID: String = ""
   /// Empty = any service.
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// UNSPECIFIED = any status the caller may see (customers: LISTED only).
   public var status: Nest_Catalog_V1_ProductStatus = .init(rawValue: 0)
   /// UNSPECIFIED = any type.
   public var serviceType: Nest_Common_V1_ServiceType = .init(rawValue: 0)
   /// Products of services derived from this base service; empty = no filter.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
-    self.ownerId = r.string(1)
-    self.serviceId = r.string(2)
+    self.ownerID = r.string(1)
+    self.serviceID = r.string(2)
     self.status = r.scalar(3)
     self.serviceType = r.scalar(4)
-    self.baseServiceId = r.string(5)
+    self.baseServiceID = r.string(5)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.ownerId)
-    try w.setString(2, self.serviceId)
+    try w.setString(1, self.ownerID)
+    try w.setString(2, self.serviceID)
     w.setScalar(3, self.status)
     w.setScalar(4, self.serviceType)
-    try w.setString(5, self.baseServiceId)
+    try w.setString(5, self.baseServiceID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -1144,18 +1144,18 @@ public struct Nest_Catalog_V1_ResolveScenarioRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   /// B for a derived service, A for a direct sale.
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.serviceId = r.string(0)
+    self.serviceID = r.string(0)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.serviceId)
+    try w.setString(0, self.serviceID)
     w.setUnknownFields(self.unknownFields)
   }
 }

@@ -122,11 +122,11 @@ public enum Nest_Common_V1_AccessMode: NestEnum, CaseIterable {
   /// The customer manages the resources themselves (PRIVATE), with a license where licensed.
   case resources  // ACCESS_MODE_RESOURCES = 1
   /// A logon URL only; operations on the resources need an approved permission request.
-  case logonUrl  // ACCESS_MODE_LOGON_URL = 2
+  case logonURL  // ACCESS_MODE_LOGON_URL = 2
   /// A value this schema does not know, kept as it was sent.
   case unrecognized(Int32)
 
-  public static let allCases: [Self] = [.unspecified, .resources, .logonUrl]
+  public static let allCases: [Self] = [.unspecified, .resources, .logonURL]
 
   public init() { self.init(rawValue: 0) }
 
@@ -134,7 +134,7 @@ public enum Nest_Common_V1_AccessMode: NestEnum, CaseIterable {
     switch rawValue {
     case 0: self = .unspecified
     case 1: self = .resources
-    case 2: self = .logonUrl
+    case 2: self = .logonURL
     default: self = .unrecognized(rawValue)
     }
   }
@@ -143,7 +143,7 @@ public enum Nest_Common_V1_AccessMode: NestEnum, CaseIterable {
     switch self {
     case .unspecified: 0
     case .resources: 1
-    case .logonUrl: 2
+    case .logonURL: 2
     case .unrecognized(let value): value
     }
   }
@@ -304,20 +304,20 @@ public struct Nest_Common_V1_Party: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var role: Nest_Common_V1_Role = .init(rawValue: 0)
-  public var accountId: String = ""
+  public var accountID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
     self.role = r.scalar(0)
-    self.accountId = r.string(1)
+    self.accountID = r.string(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     w.setScalar(0, self.role)
-    try w.setString(1, self.accountId)
+    try w.setString(1, self.accountID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -329,7 +329,7 @@ public struct Nest_Common_V1_ScenarioResolution: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   /// The service resolved (B for a derived service, A for a direct sale).
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   public var scenario: Nest_Common_V1_Scenario = .init(rawValue: 0)
   public var settlementMode: Nest_Common_V1_SettlementMode = .init(rawValue: 0)
   /// Who owns the cloud resources.
@@ -338,13 +338,13 @@ public struct Nest_Common_V1_ScenarioResolution: NestMessage {
   public var feePayer: Nest_Common_V1_Party? = nil
   public var accessMode: Nest_Common_V1_AccessMode = .init(rawValue: 0)
   /// The ISV that owns the base service A.
-  public var isvId: String = ""
+  public var isvID: String = ""
   /// The distributor that owns B; empty for a direct sale.
-  public var distributorId: String = ""
+  public var distributorID: String = ""
   /// A's id; equal to service_id for a direct sale.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   /// A's version that B is pinned to (the default version for a direct sale).
-  public var baseVersionId: String = ""
+  public var baseVersionID: String = ""
   public var serviceType: Nest_Common_V1_ServiceType = .init(rawValue: 0)
   public var baseServiceType: Nest_Common_V1_ServiceType = .init(rawValue: 0)
   /// Whether A is listed on the marketplace.
@@ -354,16 +354,16 @@ public struct Nest_Common_V1_ScenarioResolution: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.serviceId = r.string(0)
+    self.serviceID = r.string(0)
     self.scenario = r.scalar(1)
     self.settlementMode = r.scalar(2)
     self.resourceOwner = r.message(3)
     self.feePayer = r.message(4)
     self.accessMode = r.scalar(5)
-    self.isvId = r.string(6)
-    self.distributorId = r.string(7)
-    self.baseServiceId = r.string(8)
-    self.baseVersionId = r.string(9)
+    self.isvID = r.string(6)
+    self.distributorID = r.string(7)
+    self.baseServiceID = r.string(8)
+    self.baseVersionID = r.string(9)
     self.serviceType = r.scalar(10)
     self.baseServiceType = r.scalar(11)
     self.baseListed = r.scalar(12)
@@ -371,16 +371,16 @@ public struct Nest_Common_V1_ScenarioResolution: NestMessage {
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.serviceId)
+    try w.setString(0, self.serviceID)
     w.setScalar(1, self.scenario)
     w.setScalar(2, self.settlementMode)
     try w.setMessage(3, self.resourceOwner)
     try w.setMessage(4, self.feePayer)
     w.setScalar(5, self.accessMode)
-    try w.setString(6, self.isvId)
-    try w.setString(7, self.distributorId)
-    try w.setString(8, self.baseServiceId)
-    try w.setString(9, self.baseVersionId)
+    try w.setString(6, self.isvID)
+    try w.setString(7, self.distributorID)
+    try w.setString(8, self.baseServiceID)
+    try w.setString(9, self.baseVersionID)
     w.setScalar(10, self.serviceType)
     w.setScalar(11, self.baseServiceType)
     w.setScalar(12, self.baseListed)
@@ -397,7 +397,7 @@ public struct Nest_Common_V1_StatusChange: NestMessage {
   public var status: String = ""
   public var changedAtUnixMs: Int64 = 0
   /// The account that made the change.
-  public var actorId: String = ""
+  public var actorID: String = ""
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
 
@@ -406,7 +406,7 @@ public struct Nest_Common_V1_StatusChange: NestMessage {
   public init(_protobufC r: NestCMessageReader) {
     self.status = r.string(0)
     self.changedAtUnixMs = r.scalar(1)
-    self.actorId = r.string(2)
+    self.actorID = r.string(2)
     self.reason = r.string(3)
     self.unknownFields = r.unknownFields
   }
@@ -414,7 +414,7 @@ public struct Nest_Common_V1_StatusChange: NestMessage {
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.status)
     w.setScalar(1, self.changedAtUnixMs)
-    try w.setString(2, self.actorId)
+    try w.setString(2, self.actorID)
     try w.setString(3, self.reason)
     w.setUnknownFields(self.unknownFields)
   }

@@ -260,10 +260,10 @@ public struct Nest_Entitlement_V1_DistributionAuthorization: NestMessage {
 
   public var id: String = ""
   /// A.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   /// The ISV that owns A.
-  public var isvId: String = ""
-  public var distributorId: String = ""
+  public var isvID: String = ""
+  public var distributorID: String = ""
   public var status: Nest_Entitlement_V1_DistributionAuthorizationStatus = .init(rawValue: 0)
   /// Set from ACTIVE on; not set while PENDING or after a rejection.
   public var terms: Nest_Entitlement_V1_DistributionTerms? = nil
@@ -282,9 +282,9 @@ public struct Nest_Entitlement_V1_DistributionAuthorization: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.baseServiceId = r.string(1)
-    self.isvId = r.string(2)
-    self.distributorId = r.string(3)
+    self.baseServiceID = r.string(1)
+    self.isvID = r.string(2)
+    self.distributorID = r.string(3)
     self.status = r.scalar(4)
     self.terms = r.message(5)
     self.applicationMessage = r.string(6)
@@ -297,9 +297,9 @@ public struct Nest_Entitlement_V1_DistributionAuthorization: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.baseServiceId)
-    try w.setString(2, self.isvId)
-    try w.setString(3, self.distributorId)
+    try w.setString(1, self.baseServiceID)
+    try w.setString(2, self.isvID)
+    try w.setString(3, self.distributorID)
     w.setScalar(4, self.status)
     try w.setMessage(5, self.terms)
     try w.setString(6, self.applicationMessage)
@@ -318,13 +318,13 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.LicensePayload"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var licenseId: String = ""
-  public var instanceId: String = ""
-  public var customerId: String = ""
+  public var licenseID: String = ""
+  public var instanceID: String = ""
+  public var customerID: String = ""
   /// The service the customer bought (B, or A for a direct sale).
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// A; equal to service_id for a direct sale.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   /// Units bought.
   public var quantity: Int32 = 0
   public var issuedAtUnixMs: Int64 = 0
@@ -335,11 +335,11 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.licenseId = r.string(0)
-    self.instanceId = r.string(1)
-    self.customerId = r.string(2)
-    self.serviceId = r.string(3)
-    self.baseServiceId = r.string(4)
+    self.licenseID = r.string(0)
+    self.instanceID = r.string(1)
+    self.customerID = r.string(2)
+    self.serviceID = r.string(3)
+    self.baseServiceID = r.string(4)
     self.quantity = r.scalar(5)
     self.issuedAtUnixMs = r.scalar(6)
     self.expiresAtUnixMs = r.scalar(7)
@@ -347,11 +347,11 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.licenseId)
-    try w.setString(1, self.instanceId)
-    try w.setString(2, self.customerId)
-    try w.setString(3, self.serviceId)
-    try w.setString(4, self.baseServiceId)
+    try w.setString(0, self.licenseID)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.customerID)
+    try w.setString(3, self.serviceID)
+    try w.setString(4, self.baseServiceID)
     w.setScalar(5, self.quantity)
     w.setScalar(6, self.issuedAtUnixMs)
     w.setScalar(7, self.expiresAtUnixMs)
@@ -365,10 +365,10 @@ public struct Nest_Entitlement_V1_License: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.License"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var licenseId: String = ""
-  public var instanceId: String = ""
-  public var customerId: String = ""
-  public var serviceId: String = ""
+  public var licenseID: String = ""
+  public var instanceID: String = ""
+  public var customerID: String = ""
+  public var serviceID: String = ""
   public var issuedAtUnixMs: Int64 = 0
   /// 0 = does not expire.
   public var expiresAtUnixMs: Int64 = 0
@@ -377,7 +377,7 @@ public struct Nest_Entitlement_V1_License: NestMessage {
   /// The signature of `payload` exactly as stored (64 bytes for Ed25519).
   public var signature: [UInt8] = []
   /// Which of entitlement's signing keys made the signature.
-  public var keyId: String = ""
+  public var keyID: String = ""
   /// The signature algorithm: "Ed25519".
   public var algorithm: String = ""
   public var unknownFields = NestUnknownFields()
@@ -385,29 +385,29 @@ public struct Nest_Entitlement_V1_License: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.licenseId = r.string(0)
-    self.instanceId = r.string(1)
-    self.customerId = r.string(2)
-    self.serviceId = r.string(3)
+    self.licenseID = r.string(0)
+    self.instanceID = r.string(1)
+    self.customerID = r.string(2)
+    self.serviceID = r.string(3)
     self.issuedAtUnixMs = r.scalar(4)
     self.expiresAtUnixMs = r.scalar(5)
     self.payload = r.bytes(6)
     self.signature = r.bytes(7)
-    self.keyId = r.string(8)
+    self.keyID = r.string(8)
     self.algorithm = r.string(9)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.licenseId)
-    try w.setString(1, self.instanceId)
-    try w.setString(2, self.customerId)
-    try w.setString(3, self.serviceId)
+    try w.setString(0, self.licenseID)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.customerID)
+    try w.setString(3, self.serviceID)
     w.setScalar(4, self.issuedAtUnixMs)
     w.setScalar(5, self.expiresAtUnixMs)
     w.setBytes(6, self.payload)
     w.setBytes(7, self.signature)
-    try w.setString(8, self.keyId)
+    try w.setString(8, self.keyID)
     try w.setString(9, self.algorithm)
     w.setUnknownFields(self.unknownFields)
   }
@@ -418,7 +418,7 @@ public struct Nest_Entitlement_V1_LicenseSigningKey: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.LicenseSigningKey"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var keyId: String = ""
+  public var keyID: String = ""
   /// "Ed25519".
   public var algorithm: String = ""
   /// The raw public key (32 bytes for Ed25519).
@@ -428,14 +428,14 @@ public struct Nest_Entitlement_V1_LicenseSigningKey: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.keyId = r.string(0)
+    self.keyID = r.string(0)
     self.algorithm = r.string(1)
     self.publicKey = r.bytes(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.keyId)
+    try w.setString(0, self.keyID)
     try w.setString(1, self.algorithm)
     w.setBytes(2, self.publicKey)
     w.setUnknownFields(self.unknownFields)
@@ -449,20 +449,20 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
 
   public var id: String = ""
   /// The order it was created for; unique among instances.
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// The service bought (B, or A for a direct sale).
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// The version of service_id deployed.
-  public var versionId: String = ""
+  public var versionID: String = ""
   /// A; equal to service_id for a direct sale.
-  public var baseServiceId: String = ""
-  public var customerId: String = ""
+  public var baseServiceID: String = ""
+  public var customerID: String = ""
   /// The owner of B; empty for a direct sale.
-  public var distributorId: String = ""
+  public var distributorID: String = ""
   /// The owner of A.
-  public var isvId: String = ""
+  public var isvID: String = ""
   /// The authorization the sale was made under; empty for a direct sale.
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// Snapshot of the scenario resolution at sale.
   public var scenario: Nest_Common_V1_Scenario = .init(rawValue: 0)
   /// Who owns the cloud resources and decides permission requests.
@@ -491,25 +491,25 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
   public init() {}
 
   public enum OneOf_Access: Hashable, Sendable {
-    case logonUrl(String)
+    case logonURL(String)
     case license(Nest_Entitlement_V1_License)
   }
 
   public init(_protobufC r: NestCMessageReader) {
     switch r.oneofCase(14) {
-    case 15: self.access = .logonUrl(r.string(14))
+    case 15: self.access = .logonURL(r.string(14))
     case 16: self.access = .license(r.message(15) ?? .init())
     default: self.access = nil
     }
     self.id = r.string(0)
-    self.orderId = r.string(1)
-    self.serviceId = r.string(2)
-    self.versionId = r.string(3)
-    self.baseServiceId = r.string(4)
-    self.customerId = r.string(5)
-    self.distributorId = r.string(6)
-    self.isvId = r.string(7)
-    self.authorizationId = r.string(8)
+    self.orderID = r.string(1)
+    self.serviceID = r.string(2)
+    self.versionID = r.string(3)
+    self.baseServiceID = r.string(4)
+    self.customerID = r.string(5)
+    self.distributorID = r.string(6)
+    self.isvID = r.string(7)
+    self.authorizationID = r.string(8)
     self.scenario = r.scalar(9)
     self.resourceOwner = r.message(10)
     self.feePayer = r.message(11)
@@ -528,14 +528,14 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.orderId)
-    try w.setString(2, self.serviceId)
-    try w.setString(3, self.versionId)
-    try w.setString(4, self.baseServiceId)
-    try w.setString(5, self.customerId)
-    try w.setString(6, self.distributorId)
-    try w.setString(7, self.isvId)
-    try w.setString(8, self.authorizationId)
+    try w.setString(1, self.orderID)
+    try w.setString(2, self.serviceID)
+    try w.setString(3, self.versionID)
+    try w.setString(4, self.baseServiceID)
+    try w.setString(5, self.customerID)
+    try w.setString(6, self.distributorID)
+    try w.setString(7, self.isvID)
+    try w.setString(8, self.authorizationID)
     w.setScalar(9, self.scenario)
     try w.setMessage(10, self.resourceOwner)
     try w.setMessage(11, self.feePayer)
@@ -550,7 +550,7 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     w.setScalar(22, self.createdAtUnixMs)
     w.setScalar(23, self.updatedAtUnixMs)
     switch self.access {
-    case .logonUrl(let value)?:
+    case .logonURL(let value)?:
       try w.setString(14, value)
       w.setOneofCase(14)
     case .license(let value)?:
@@ -596,7 +596,7 @@ public struct Nest_Entitlement_V1_SignedLicense: NestMessage {
   /// A serialized LicensePayload.
   public var payload: [UInt8] = []
   public var signature: [UInt8] = []
-  public var keyId: String = ""
+  public var keyID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -604,14 +604,14 @@ public struct Nest_Entitlement_V1_SignedLicense: NestMessage {
   public init(_protobufC r: NestCMessageReader) {
     self.payload = r.bytes(0)
     self.signature = r.bytes(1)
-    self.keyId = r.string(2)
+    self.keyID = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     w.setBytes(0, self.payload)
     w.setBytes(1, self.signature)
-    try w.setString(2, self.keyId)
+    try w.setString(2, self.keyID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -623,9 +623,9 @@ public struct Nest_Entitlement_V1_PermissionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var id: String = ""
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   /// The customer asking.
-  public var requesterId: String = ""
+  public var requesterID: String = ""
   /// The instance's resource owner, who decides.
   public var owner: Nest_Common_V1_Party? = nil
   /// The operation asked for, e.g. "ecs:RebootInstance" or "db:ReadSlowLog". Free-form,
@@ -654,8 +654,8 @@ public struct Nest_Entitlement_V1_PermissionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.instanceId = r.string(1)
-    self.requesterId = r.string(2)
+    self.instanceID = r.string(1)
+    self.requesterID = r.string(2)
     self.owner = r.message(3)
     self.operation = r.string(4)
     self.reason = r.string(5)
@@ -673,8 +673,8 @@ public struct Nest_Entitlement_V1_PermissionRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.instanceId)
-    try w.setString(2, self.requesterId)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.requesterID)
     try w.setMessage(3, self.owner)
     try w.setString(4, self.operation)
     try w.setString(5, self.reason)
@@ -697,7 +697,7 @@ public struct Nest_Entitlement_V1_ApplyForDistributionRequest: NestMessage {
 
   public var clientToken: String = ""
   /// A: a distributable base service.
-  public var baseServiceId: String = ""
+  public var baseServiceID: String = ""
   /// To the ISV; may be empty, at most 2000 characters.
   public var message: String = ""
   public var unknownFields = NestUnknownFields()
@@ -706,14 +706,14 @@ public struct Nest_Entitlement_V1_ApplyForDistributionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.baseServiceId = r.string(1)
+    self.baseServiceID = r.string(1)
     self.message = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.baseServiceId)
+    try w.setString(1, self.baseServiceID)
     try w.setString(2, self.message)
     w.setUnknownFields(self.unknownFields)
   }
@@ -745,7 +745,7 @@ public struct Nest_Entitlement_V1_ApproveDistributionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// Required: wholesale price with an ISO 4217 currency and amount >= 0; valid_until 0 or in
   /// the future; max_instances >= 0.
   public var terms: Nest_Entitlement_V1_DistributionTerms? = nil
@@ -755,14 +755,14 @@ public struct Nest_Entitlement_V1_ApproveDistributionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.authorizationId = r.string(1)
+    self.authorizationID = r.string(1)
     self.terms = r.message(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.authorizationId)
+    try w.setString(1, self.authorizationID)
     try w.setMessage(2, self.terms)
     w.setUnknownFields(self.unknownFields)
   }
@@ -794,7 +794,7 @@ public struct Nest_Entitlement_V1_RejectDistributionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// Required, non-empty.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -803,14 +803,14 @@ public struct Nest_Entitlement_V1_RejectDistributionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.authorizationId = r.string(1)
+    self.authorizationID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.authorizationId)
+    try w.setString(1, self.authorizationID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -843,8 +843,8 @@ public struct Nest_Entitlement_V1_GrantDistributionRequest: NestMessage {
 
   public var clientToken: String = ""
   /// A, owned by the caller.
-  public var baseServiceId: String = ""
-  public var distributorId: String = ""
+  public var baseServiceID: String = ""
+  public var distributorID: String = ""
   /// As in ApproveDistributionRequest.
   public var terms: Nest_Entitlement_V1_DistributionTerms? = nil
   public var unknownFields = NestUnknownFields()
@@ -853,16 +853,16 @@ public struct Nest_Entitlement_V1_GrantDistributionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.baseServiceId = r.string(1)
-    self.distributorId = r.string(2)
+    self.baseServiceID = r.string(1)
+    self.distributorID = r.string(2)
     self.terms = r.message(3)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.baseServiceId)
-    try w.setString(2, self.distributorId)
+    try w.setString(1, self.baseServiceID)
+    try w.setString(2, self.distributorID)
     try w.setMessage(3, self.terms)
     w.setUnknownFields(self.unknownFields)
   }
@@ -894,7 +894,7 @@ public struct Nest_Entitlement_V1_RevokeDistributionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// Required, non-empty.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -903,14 +903,14 @@ public struct Nest_Entitlement_V1_RevokeDistributionRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.authorizationId = r.string(1)
+    self.authorizationID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.authorizationId)
+    try w.setString(1, self.authorizationID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -941,18 +941,18 @@ public struct Nest_Entitlement_V1_GetDistributionAuthorizationRequest: NestMessa
   public static let protoMessageName = "nest.entitlement.v1.GetDistributionAuthorizationRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.authorizationId = r.string(0)
+    self.authorizationID = r.string(0)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.authorizationId)
+    try w.setString(0, self.authorizationID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -984,9 +984,9 @@ public struct Nest_Entitlement_V1_ListDistributionAuthorizationsRequest: NestMes
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Empty = no filter. An isv sees only authorizations where it is isv_id, a distributor
   /// only those where it is distributor_id, whatever the filters say.
-  public var baseServiceId: String = ""
-  public var isvId: String = ""
-  public var distributorId: String = ""
+  public var baseServiceID: String = ""
+  public var isvID: String = ""
+  public var distributorID: String = ""
   /// UNSPECIFIED = any status.
   public var status: Nest_Entitlement_V1_DistributionAuthorizationStatus = .init(rawValue: 0)
   public var unknownFields = NestUnknownFields()
@@ -995,18 +995,18 @@ public struct Nest_Entitlement_V1_ListDistributionAuthorizationsRequest: NestMes
 
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
-    self.baseServiceId = r.string(1)
-    self.isvId = r.string(2)
-    self.distributorId = r.string(3)
+    self.baseServiceID = r.string(1)
+    self.isvID = r.string(2)
+    self.distributorID = r.string(3)
     self.status = r.scalar(4)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.baseServiceId)
-    try w.setString(2, self.isvId)
-    try w.setString(3, self.distributorId)
+    try w.setString(1, self.baseServiceID)
+    try w.setString(2, self.isvID)
+    try w.setString(3, self.distributorID)
     w.setScalar(4, self.status)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1041,21 +1041,21 @@ public struct Nest_Entitlement_V1_CheckDistributionRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   /// A.
-  public var baseServiceId: String = ""
-  public var distributorId: String = ""
+  public var baseServiceID: String = ""
+  public var distributorID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.baseServiceId = r.string(0)
-    self.distributorId = r.string(1)
+    self.baseServiceID = r.string(0)
+    self.distributorID = r.string(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.baseServiceId)
-    try w.setString(1, self.distributorId)
+    try w.setString(0, self.baseServiceID)
+    try w.setString(1, self.distributorID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -1092,15 +1092,15 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
   /// May be empty: the call is idempotent on order_id regardless.
   public var clientToken: String = ""
   /// The paid order; the idempotency key. Non-empty.
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// The service bought (B, or A for a direct sale); must equal resolution.service_id.
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// The version sold; empty = the service's default version, asked of catalog.
-  public var versionId: String = ""
+  public var versionID: String = ""
   /// The buyer.
-  public var customerId: String = ""
+  public var customerID: String = ""
   /// The authorization the sale was checked against; empty for a direct sale.
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// Units bought; >= 1.
   public var quantity: Int32 = 0
   public var expiry: OneOf_Expiry? = nil
@@ -1127,11 +1127,11 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
     default: self.expiry = nil
     }
     self.clientToken = r.string(0)
-    self.orderId = r.string(1)
-    self.serviceId = r.string(2)
-    self.versionId = r.string(3)
-    self.customerId = r.string(4)
-    self.authorizationId = r.string(5)
+    self.orderID = r.string(1)
+    self.serviceID = r.string(2)
+    self.versionID = r.string(3)
+    self.customerID = r.string(4)
+    self.authorizationID = r.string(5)
     self.quantity = r.scalar(6)
     self.parameterSetName = r.string(9)
     self.resolution = r.message(10)
@@ -1140,11 +1140,11 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.orderId)
-    try w.setString(2, self.serviceId)
-    try w.setString(3, self.versionId)
-    try w.setString(4, self.customerId)
-    try w.setString(5, self.authorizationId)
+    try w.setString(1, self.orderID)
+    try w.setString(2, self.serviceID)
+    try w.setString(3, self.versionID)
+    try w.setString(4, self.customerID)
+    try w.setString(5, self.authorizationID)
     w.setScalar(6, self.quantity)
     try w.setString(9, self.parameterSetName)
     try w.setMessage(10, self.resolution)
@@ -1191,15 +1191,15 @@ public struct Nest_Entitlement_V1_GetServiceInstanceRequest: NestMessage {
   public init() {}
 
   public enum OneOf_Key: Hashable, Sendable {
-    case instanceId(String)
+    case instanceID(String)
     /// The instance created for this order.
-    case orderId(String)
+    case orderID(String)
   }
 
   public init(_protobufC r: NestCMessageReader) {
     switch r.oneofCase(0) {
-    case 1: self.key = .instanceId(r.string(0))
-    case 2: self.key = .orderId(r.string(1))
+    case 1: self.key = .instanceID(r.string(0))
+    case 2: self.key = .orderID(r.string(1))
     default: self.key = nil
     }
     self.unknownFields = r.unknownFields
@@ -1207,10 +1207,10 @@ public struct Nest_Entitlement_V1_GetServiceInstanceRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     switch self.key {
-    case .instanceId(let value)?:
+    case .instanceID(let value)?:
       try w.setString(0, value)
       w.setOneofCase(0)
-    case .orderId(let value)?:
+    case .orderID(let value)?:
       try w.setString(1, value)
       w.setOneofCase(1)
     case nil: break
@@ -1246,11 +1246,11 @@ public struct Nest_Entitlement_V1_ListServiceInstancesRequest: NestMessage {
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Empty = no filter. A customer sees only its own instances, a distributor those of its
   /// derived services, an isv those built on its services, whatever the filters say.
-  public var customerId: String = ""
-  public var distributorId: String = ""
-  public var isvId: String = ""
-  public var serviceId: String = ""
-  public var baseServiceId: String = ""
+  public var customerID: String = ""
+  public var distributorID: String = ""
+  public var isvID: String = ""
+  public var serviceID: String = ""
+  public var baseServiceID: String = ""
   /// UNSPECIFIED = any status.
   public var status: Nest_Entitlement_V1_DeploymentStatus = .init(rawValue: 0)
   public var unknownFields = NestUnknownFields()
@@ -1259,22 +1259,22 @@ public struct Nest_Entitlement_V1_ListServiceInstancesRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
-    self.customerId = r.string(1)
-    self.distributorId = r.string(2)
-    self.isvId = r.string(3)
-    self.serviceId = r.string(4)
-    self.baseServiceId = r.string(5)
+    self.customerID = r.string(1)
+    self.distributorID = r.string(2)
+    self.isvID = r.string(3)
+    self.serviceID = r.string(4)
+    self.baseServiceID = r.string(5)
     self.status = r.scalar(6)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.customerId)
-    try w.setString(2, self.distributorId)
-    try w.setString(3, self.isvId)
-    try w.setString(4, self.serviceId)
-    try w.setString(5, self.baseServiceId)
+    try w.setString(1, self.customerID)
+    try w.setString(2, self.distributorID)
+    try w.setString(3, self.isvID)
+    try w.setString(4, self.serviceID)
+    try w.setString(5, self.baseServiceID)
     w.setScalar(6, self.status)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1309,7 +1309,7 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   public var renewal: OneOf_Renewal? = nil
   public var unknownFields = NestUnknownFields()
 
@@ -1330,13 +1330,13 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceRequest: NestMessage {
     default: self.renewal = nil
     }
     self.clientToken = r.string(0)
-    self.instanceId = r.string(1)
+    self.instanceID = r.string(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.instanceId)
+    try w.setString(1, self.instanceID)
     switch self.renewal {
     case .periods(let value)?:
       w.setScalar(2, value)
@@ -1377,7 +1377,7 @@ public struct Nest_Entitlement_V1_SuspendServiceInstanceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   /// Why; may be empty. Recorded in the history.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -1386,14 +1386,14 @@ public struct Nest_Entitlement_V1_SuspendServiceInstanceRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.instanceId = r.string(1)
+    self.instanceID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.instanceId)
+    try w.setString(1, self.instanceID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1425,7 +1425,7 @@ public struct Nest_Entitlement_V1_ResumeServiceInstanceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
 
@@ -1433,14 +1433,14 @@ public struct Nest_Entitlement_V1_ResumeServiceInstanceRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.instanceId = r.string(1)
+    self.instanceID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.instanceId)
+    try w.setString(1, self.instanceID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1472,7 +1472,7 @@ public struct Nest_Entitlement_V1_ReleaseServiceInstanceRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   /// Why, e.g. "refund of order o-123"; may be empty.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -1481,14 +1481,14 @@ public struct Nest_Entitlement_V1_ReleaseServiceInstanceRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.instanceId = r.string(1)
+    self.instanceID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.instanceId)
+    try w.setString(1, self.instanceID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1526,7 +1526,7 @@ public struct Nest_Entitlement_V1_CheckLicenseRequest: NestMessage {
 
   public enum OneOf_License: Hashable, Sendable {
     /// Look the license up by id.
-    case licenseId(String)
+    case licenseID(String)
     /// Verify the license the software holds, then look it up by its payload's license_id.
     /// An earlier issuance of a renewed license is judged by the current one, which the
     /// response returns.
@@ -1535,7 +1535,7 @@ public struct Nest_Entitlement_V1_CheckLicenseRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     switch r.oneofCase(0) {
-    case 1: self.license = .licenseId(r.string(0))
+    case 1: self.license = .licenseID(r.string(0))
     case 2: self.license = .signedLicense(r.message(1) ?? .init())
     default: self.license = nil
     }
@@ -1544,7 +1544,7 @@ public struct Nest_Entitlement_V1_CheckLicenseRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     switch self.license {
-    case .licenseId(let value)?:
+    case .licenseID(let value)?:
       try w.setString(0, value)
       w.setOneofCase(0)
     case .signedLicense(let value)?:
@@ -1603,7 +1603,7 @@ public struct Nest_Entitlement_V1_RequestResourcePermissionRequest: NestMessage 
 
   public var clientToken: String = ""
   /// A fully managed (ACCESS_MODE_LOGON_URL) instance of the caller.
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   /// See PermissionRequest.operation.
   public var operation: String = ""
   /// Non-empty.
@@ -1616,7 +1616,7 @@ public struct Nest_Entitlement_V1_RequestResourcePermissionRequest: NestMessage 
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.instanceId = r.string(1)
+    self.instanceID = r.string(1)
     self.operation = r.string(2)
     self.reason = r.string(3)
     self.requestedDurationSeconds = r.scalar(4)
@@ -1625,7 +1625,7 @@ public struct Nest_Entitlement_V1_RequestResourcePermissionRequest: NestMessage 
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.instanceId)
+    try w.setString(1, self.instanceID)
     try w.setString(2, self.operation)
     try w.setString(3, self.reason)
     w.setScalar(4, self.requestedDurationSeconds)
@@ -1659,7 +1659,7 @@ public struct Nest_Entitlement_V1_DecidePermissionRequestRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var requestId: String = ""
+  public var requestID: String = ""
   /// APPROVE or DENY.
   public var decision: Nest_Entitlement_V1_PermissionDecision = .init(rawValue: 0)
   /// Required for DENY; may be empty for APPROVE.
@@ -1673,7 +1673,7 @@ public struct Nest_Entitlement_V1_DecidePermissionRequestRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.requestId = r.string(1)
+    self.requestID = r.string(1)
     self.decision = r.scalar(2)
     self.reason = r.string(3)
     self.grantedDurationSeconds = r.scalar(4)
@@ -1682,7 +1682,7 @@ public struct Nest_Entitlement_V1_DecidePermissionRequestRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.requestId)
+    try w.setString(1, self.requestID)
     w.setScalar(2, self.decision)
     try w.setString(3, self.reason)
     w.setScalar(4, self.grantedDurationSeconds)
@@ -1718,10 +1718,10 @@ public struct Nest_Entitlement_V1_ListPermissionRequestsRequest: NestMessage {
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Empty = no filter. A customer sees only its own requests, a resource owner only those
   /// addressed to it, whatever the filters say.
-  public var instanceId: String = ""
-  public var requesterId: String = ""
+  public var instanceID: String = ""
+  public var requesterID: String = ""
   /// The owner's account id.
-  public var ownerId: String = ""
+  public var ownerID: String = ""
   /// UNSPECIFIED = any status.
   public var status: Nest_Entitlement_V1_PermissionRequestStatus = .init(rawValue: 0)
   public var unknownFields = NestUnknownFields()
@@ -1730,18 +1730,18 @@ public struct Nest_Entitlement_V1_ListPermissionRequestsRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
-    self.instanceId = r.string(1)
-    self.requesterId = r.string(2)
-    self.ownerId = r.string(3)
+    self.instanceID = r.string(1)
+    self.requesterID = r.string(2)
+    self.ownerID = r.string(3)
     self.status = r.scalar(4)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.instanceId)
-    try w.setString(2, self.requesterId)
-    try w.setString(3, self.ownerId)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.requesterID)
+    try w.setString(3, self.ownerID)
     w.setScalar(4, self.status)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1775,9 +1775,9 @@ public struct Nest_Entitlement_V1_CheckResourcePermissionRequest: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.CheckResourcePermissionRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   /// The account that wants to perform the operation.
-  public var requesterId: String = ""
+  public var requesterID: String = ""
   /// Matched exactly against approved requests' operations.
   public var operation: String = ""
   public var unknownFields = NestUnknownFields()
@@ -1785,15 +1785,15 @@ public struct Nest_Entitlement_V1_CheckResourcePermissionRequest: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.instanceId = r.string(0)
-    self.requesterId = r.string(1)
+    self.instanceID = r.string(0)
+    self.requesterID = r.string(1)
     self.operation = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.instanceId)
-    try w.setString(1, self.requesterId)
+    try w.setString(0, self.instanceID)
+    try w.setString(1, self.requesterID)
     try w.setString(2, self.operation)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1809,7 +1809,7 @@ public struct Nest_Entitlement_V1_CheckResourcePermissionResponse: NestMessage {
   /// When the grant ends; 0 when not allowed or when allowed by ownership (no end).
   public var grantExpiresAtUnixMs: Int64 = 0
   /// The APPROVED request that grants it; empty when not allowed or allowed by ownership.
-  public var requestId: String = ""
+  public var requestID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -1817,14 +1817,14 @@ public struct Nest_Entitlement_V1_CheckResourcePermissionResponse: NestMessage {
   public init(_protobufC r: NestCMessageReader) {
     self.allowed = r.scalar(0)
     self.grantExpiresAtUnixMs = r.scalar(1)
-    self.requestId = r.string(2)
+    self.requestID = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     w.setScalar(0, self.allowed)
     w.setScalar(1, self.grantExpiresAtUnixMs)
-    try w.setString(2, self.requestId)
+    try w.setString(2, self.requestID)
     w.setUnknownFields(self.unknownFields)
   }
 }

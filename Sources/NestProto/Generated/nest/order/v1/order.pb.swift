@@ -238,7 +238,7 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
   public static let protoMessageName = "nest.order.v1.WholesaleSnapshot"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// The authorization's wholesale price per unit per period.
   public var wholesaleUnitPrice: Nest_Common_V1_Money? = nil
   /// wholesale_unit_price * quantity * periods: what the distributor owes the ISV, settled
@@ -251,7 +251,7 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.authorizationId = r.string(0)
+    self.authorizationID = r.string(0)
     self.wholesaleUnitPrice = r.message(1)
     self.wholesaleAmount = r.message(2)
     self.termsValidUntilUnixMs = r.scalar(3)
@@ -259,7 +259,7 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.authorizationId)
+    try w.setString(0, self.authorizationID)
     try w.setMessage(1, self.wholesaleUnitPrice)
     try w.setMessage(2, self.wholesaleAmount)
     w.setScalar(3, self.termsValidUntilUnixMs)
@@ -311,13 +311,13 @@ public struct Nest_Order_V1_Order: NestMessage {
   public var buyer: Nest_Common_V1_Party? = nil
   /// The distributor for a B order; the ISV for a direct sale and for a LINKED order.
   public var seller: Nest_Common_V1_Party? = nil
-  public var productId: String = ""
+  public var productID: String = ""
   /// The plan bought; empty for a LINKED order, which is priced by the authorization's terms.
-  public var planId: String = ""
+  public var planID: String = ""
   /// The service bought: B, or A for a direct sale and a LINKED order.
-  public var serviceId: String = ""
+  public var serviceID: String = ""
   /// The version of service_id that was current (the default ONLINE version) at creation.
-  public var serviceVersionId: String = ""
+  public var serviceVersionID: String = ""
   /// Units bought (>= 1).
   public var quantity: UInt32 = 0
   /// Billing periods bought (>= 1; 1 for a ONE_TIME plan).
@@ -331,12 +331,12 @@ public struct Nest_Order_V1_Order: NestMessage {
   /// Set for orders of a derived service B and for LINKED orders; unset for direct sales.
   public var wholesale: Nest_Order_V1_WholesaleSnapshot? = nil
   /// LINKED: the customer order it was placed for; empty for a CUSTOMER order.
-  public var parentOrderId: String = ""
+  public var parentOrderID: String = ""
   /// CUSTOMER in scenario 3, once paid: the LINKED orders placed for it (one today).
   public var linkedOrderIds: [String] = []
   /// The service instance created for the order; empty until FULFILLED, and always empty for
   /// a LINKED order (the customer's instance belongs to the parent).
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   /// Given by PayOrder; empty for a LINKED order, which is paid through the ledger (the
   /// distributor's account) when its parent is paid.
   public var paymentReference: String = ""
@@ -365,10 +365,10 @@ public struct Nest_Order_V1_Order: NestMessage {
     self.kind = r.scalar(1)
     self.buyer = r.message(2)
     self.seller = r.message(3)
-    self.productId = r.string(4)
-    self.planId = r.string(5)
-    self.serviceId = r.string(6)
-    self.serviceVersionId = r.string(7)
+    self.productID = r.string(4)
+    self.planID = r.string(5)
+    self.serviceID = r.string(6)
+    self.serviceVersionID = r.string(7)
     self.quantity = r.scalar(8)
     self.periods = r.scalar(9)
     self.parameterSetName = r.string(10)
@@ -376,9 +376,9 @@ public struct Nest_Order_V1_Order: NestMessage {
     self.price = r.message(12)
     self.scenario = r.message(13)
     self.wholesale = r.message(14)
-    self.parentOrderId = r.string(15)
+    self.parentOrderID = r.string(15)
     self.linkedOrderIds = r.repeatedString(16)
-    self.instanceId = r.string(17)
+    self.instanceID = r.string(17)
     self.paymentReference = r.string(18)
     self.reason = r.string(19)
     self.delivery = r.message(20)
@@ -398,10 +398,10 @@ public struct Nest_Order_V1_Order: NestMessage {
     w.setScalar(1, self.kind)
     try w.setMessage(2, self.buyer)
     try w.setMessage(3, self.seller)
-    try w.setString(4, self.productId)
-    try w.setString(5, self.planId)
-    try w.setString(6, self.serviceId)
-    try w.setString(7, self.serviceVersionId)
+    try w.setString(4, self.productID)
+    try w.setString(5, self.planID)
+    try w.setString(6, self.serviceID)
+    try w.setString(7, self.serviceVersionID)
     w.setScalar(8, self.quantity)
     w.setScalar(9, self.periods)
     try w.setString(10, self.parameterSetName)
@@ -409,9 +409,9 @@ public struct Nest_Order_V1_Order: NestMessage {
     try w.setMessage(12, self.price)
     try w.setMessage(13, self.scenario)
     try w.setMessage(14, self.wholesale)
-    try w.setString(15, self.parentOrderId)
+    try w.setString(15, self.parentOrderID)
     try w.setRepeatedString(16, self.linkedOrderIds)
-    try w.setString(17, self.instanceId)
+    try w.setString(17, self.instanceID)
     try w.setString(18, self.paymentReference)
     try w.setString(19, self.reason)
     try w.setMessage(20, self.delivery)
@@ -434,7 +434,7 @@ public struct Nest_Order_V1_Delivery: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var id: String = ""
-  public var orderId: String = ""
+  public var orderID: String = ""
   public var kind: Nest_Order_V1_DeliveryKind = .init(rawValue: 0)
   public var target: Nest_Order_V1_DeliveryTarget = .init(rawValue: 0)
   public var status: Nest_Order_V1_DeliveryStatus = .init(rawValue: 0)
@@ -459,20 +459,20 @@ public struct Nest_Order_V1_Delivery: NestMessage {
 
   public enum OneOf_Acknowledgement: Hashable, Sendable {
     /// CREATE_INSTANCE: the instance created.
-    case instanceId(String)
+    case instanceID(String)
     /// RECORD_SALE / RECORD_REFUND: the ledger transaction recorded (the first one when a
     /// refund reversed several).
-    case transactionId(String)
+    case transactionID(String)
   }
 
   public init(_protobufC r: NestCMessageReader) {
     switch r.oneofCase(13) {
-    case 14: self.acknowledgement = .instanceId(r.string(13))
-    case 15: self.acknowledgement = .transactionId(r.string(14))
+    case 14: self.acknowledgement = .instanceID(r.string(13))
+    case 15: self.acknowledgement = .transactionID(r.string(14))
     default: self.acknowledgement = nil
     }
     self.id = r.string(0)
-    self.orderId = r.string(1)
+    self.orderID = r.string(1)
     self.kind = r.scalar(2)
     self.target = r.scalar(3)
     self.status = r.scalar(4)
@@ -489,7 +489,7 @@ public struct Nest_Order_V1_Delivery: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.orderId)
+    try w.setString(1, self.orderID)
     w.setScalar(2, self.kind)
     w.setScalar(3, self.target)
     w.setScalar(4, self.status)
@@ -502,10 +502,10 @@ public struct Nest_Order_V1_Delivery: NestMessage {
     w.setScalar(11, self.createdAtUnixMs)
     w.setScalar(12, self.deliveredAtUnixMs)
     switch self.acknowledgement {
-    case .instanceId(let value)?:
+    case .instanceID(let value)?:
       try w.setString(13, value)
       w.setOneofCase(13)
-    case .transactionId(let value)?:
+    case .transactionID(let value)?:
       try w.setString(14, value)
       w.setOneofCase(14)
     case nil: break
@@ -519,8 +519,8 @@ public struct Nest_Order_V1_CreateOrderRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var productId: String = ""
-  public var planId: String = ""
+  public var productID: String = ""
+  public var planID: String = ""
   /// >= 1.
   public var quantity: UInt32 = 0
   /// >= 1; must be 1 for a ONE_TIME plan.
@@ -535,8 +535,8 @@ public struct Nest_Order_V1_CreateOrderRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.productId = r.string(1)
-    self.planId = r.string(2)
+    self.productID = r.string(1)
+    self.planID = r.string(2)
     self.quantity = r.scalar(3)
     self.periods = r.scalar(4)
     self.parameterSetName = r.string(5)
@@ -546,8 +546,8 @@ public struct Nest_Order_V1_CreateOrderRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.productId)
-    try w.setString(2, self.planId)
+    try w.setString(1, self.productID)
+    try w.setString(2, self.planID)
     w.setScalar(3, self.quantity)
     w.setScalar(4, self.periods)
     try w.setString(5, self.parameterSetName)
@@ -581,7 +581,7 @@ public struct Nest_Order_V1_PayOrderRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// The payment provider's reference for the money taken; required.
   public var paymentReference: String = ""
   /// What the buyer believes it pays. Unset = not checked; otherwise it must equal
@@ -593,7 +593,7 @@ public struct Nest_Order_V1_PayOrderRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.orderId = r.string(1)
+    self.orderID = r.string(1)
     self.paymentReference = r.string(2)
     self.expectedAmount = r.message(3)
     self.unknownFields = r.unknownFields
@@ -601,7 +601,7 @@ public struct Nest_Order_V1_PayOrderRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.orderId)
+    try w.setString(1, self.orderID)
     try w.setString(2, self.paymentReference)
     try w.setMessage(3, self.expectedAmount)
     w.setUnknownFields(self.unknownFields)
@@ -638,7 +638,7 @@ public struct Nest_Order_V1_CancelOrderRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// Free text, at most 1024 bytes; may be empty.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -647,14 +647,14 @@ public struct Nest_Order_V1_CancelOrderRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.orderId = r.string(1)
+    self.orderID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.orderId)
+    try w.setString(1, self.orderID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -686,7 +686,7 @@ public struct Nest_Order_V1_RefundOrderRequest: NestMessage {
 
   public var clientToken: String = ""
   /// A CUSTOMER order; its LINKED orders are refunded with it.
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// Required, at most 1024 bytes.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -695,14 +695,14 @@ public struct Nest_Order_V1_RefundOrderRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.orderId = r.string(1)
+    self.orderID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.orderId)
+    try w.setString(1, self.orderID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -737,18 +737,18 @@ public struct Nest_Order_V1_GetOrderRequest: NestMessage {
   public static let protoMessageName = "nest.order.v1.GetOrderRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var orderId: String = ""
+  public var orderID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.orderId = r.string(0)
+    self.orderID = r.string(0)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.orderId)
+    try w.setString(0, self.orderID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -785,14 +785,14 @@ public struct Nest_Order_V1_ListOrdersRequest: NestMessage {
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Filters; empty / UNSPECIFIED = any. Results are always limited to what the caller may
   /// see (a customer's own orders; a seller's sales; a distributor's LINKED purchases).
-  public var buyerId: String = ""
-  public var sellerId: String = ""
+  public var buyerID: String = ""
+  public var sellerID: String = ""
   /// Any of these statuses; empty = all.
   public var statuses: [Nest_Order_V1_OrderStatus] = []
   public var kind: Nest_Order_V1_OrderKind = .init(rawValue: 0)
-  public var productId: String = ""
-  public var serviceId: String = ""
-  public var parentOrderId: String = ""
+  public var productID: String = ""
+  public var serviceID: String = ""
+  public var parentOrderID: String = ""
   /// created_at range, [after, before); 0 = unbounded.
   public var createdAfterUnixMs: Int64 = 0
   public var createdBeforeUnixMs: Int64 = 0
@@ -802,13 +802,13 @@ public struct Nest_Order_V1_ListOrdersRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
-    self.buyerId = r.string(1)
-    self.sellerId = r.string(2)
+    self.buyerID = r.string(1)
+    self.sellerID = r.string(2)
     self.statuses = r.repeatedScalar(3)
     self.kind = r.scalar(4)
-    self.productId = r.string(5)
-    self.serviceId = r.string(6)
-    self.parentOrderId = r.string(7)
+    self.productID = r.string(5)
+    self.serviceID = r.string(6)
+    self.parentOrderID = r.string(7)
     self.createdAfterUnixMs = r.scalar(8)
     self.createdBeforeUnixMs = r.scalar(9)
     self.unknownFields = r.unknownFields
@@ -816,13 +816,13 @@ public struct Nest_Order_V1_ListOrdersRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.buyerId)
-    try w.setString(2, self.sellerId)
+    try w.setString(1, self.buyerID)
+    try w.setString(2, self.sellerID)
     w.setRepeatedScalar(3, self.statuses)
     w.setScalar(4, self.kind)
-    try w.setString(5, self.productId)
-    try w.setString(6, self.serviceId)
-    try w.setString(7, self.parentOrderId)
+    try w.setString(5, self.productID)
+    try w.setString(6, self.serviceID)
+    try w.setString(7, self.parentOrderID)
     w.setScalar(8, self.createdAfterUnixMs)
     w.setScalar(9, self.createdBeforeUnixMs)
     w.setUnknownFields(self.unknownFields)
@@ -861,7 +861,7 @@ public struct Nest_Order_V1_ListDeliveriesRequest: NestMessage {
   /// false (default): PENDING rows only; true: DELIVERED rows as well.
   public var includeDelivered: Bool = false
   /// Filters; empty / UNSPECIFIED = any.
-  public var orderId: String = ""
+  public var orderID: String = ""
   public var kind: Nest_Order_V1_DeliveryKind = .init(rawValue: 0)
   public var target: Nest_Order_V1_DeliveryTarget = .init(rawValue: 0)
   /// Only rows whose last attempt failed.
@@ -873,7 +873,7 @@ public struct Nest_Order_V1_ListDeliveriesRequest: NestMessage {
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
     self.includeDelivered = r.scalar(1)
-    self.orderId = r.string(2)
+    self.orderID = r.string(2)
     self.kind = r.scalar(3)
     self.target = r.scalar(4)
     self.failingOnly = r.scalar(5)
@@ -883,7 +883,7 @@ public struct Nest_Order_V1_ListDeliveriesRequest: NestMessage {
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
     w.setScalar(1, self.includeDelivered)
-    try w.setString(2, self.orderId)
+    try w.setString(2, self.orderID)
     w.setScalar(3, self.kind)
     w.setScalar(4, self.target)
     w.setScalar(5, self.failingOnly)

@@ -310,20 +310,20 @@ public struct Nest_Settlement_V1_AccountRef: NestMessage {
 
   public var kind: Nest_Settlement_V1_AccountKind = .init(rawValue: 0)
   /// The party's account id (the token's `sub`); empty for PLATFORM and CLOUD.
-  public var accountId: String = ""
+  public var accountID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
     self.kind = r.scalar(0)
-    self.accountId = r.string(1)
+    self.accountID = r.string(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     w.setScalar(0, self.kind)
-    try w.setString(1, self.accountId)
+    try w.setString(1, self.accountID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -368,35 +368,35 @@ public struct Nest_Settlement_V1_LedgerTransaction: NestMessage {
   public var postings: [Nest_Settlement_V1_Posting] = []
   public var createdAtUnixMs: Int64 = 0
   /// REFUND: the SALE transaction it reverses; empty otherwise.
-  public var reversesTransactionId: String = ""
+  public var reversesTransactionID: String = ""
   /// SALE: the REFUND transaction that reversed it, once refunded; empty otherwise.
-  public var reversedByTransactionId: String = ""
+  public var reversedByTransactionID: String = ""
   /// USAGE: the service instance; empty otherwise.
-  public var instanceId: String = ""
+  public var instanceID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public enum OneOf_Source: Hashable, Sendable {
     /// SALE, REFUND: the order sold or refunded.
-    case orderId(String)
+    case orderID(String)
     /// USAGE: the usage record charged.
-    case usageRecordId(String)
+    case usageRecordID(String)
   }
 
   public init(_protobufC r: NestCMessageReader) {
     switch r.oneofCase(2) {
-    case 3: self.source = .orderId(r.string(2))
-    case 4: self.source = .usageRecordId(r.string(3))
+    case 3: self.source = .orderID(r.string(2))
+    case 4: self.source = .usageRecordID(r.string(3))
     default: self.source = nil
     }
     self.id = r.string(0)
     self.kind = r.scalar(1)
     self.postings = r.repeatedMessage(4)
     self.createdAtUnixMs = r.scalar(5)
-    self.reversesTransactionId = r.string(6)
-    self.reversedByTransactionId = r.string(7)
-    self.instanceId = r.string(8)
+    self.reversesTransactionID = r.string(6)
+    self.reversedByTransactionID = r.string(7)
+    self.instanceID = r.string(8)
     self.unknownFields = r.unknownFields
   }
 
@@ -405,14 +405,14 @@ public struct Nest_Settlement_V1_LedgerTransaction: NestMessage {
     w.setScalar(1, self.kind)
     try w.setRepeatedMessage(4, self.postings)
     w.setScalar(5, self.createdAtUnixMs)
-    try w.setString(6, self.reversesTransactionId)
-    try w.setString(7, self.reversedByTransactionId)
-    try w.setString(8, self.instanceId)
+    try w.setString(6, self.reversesTransactionID)
+    try w.setString(7, self.reversedByTransactionID)
+    try w.setString(8, self.instanceID)
     switch self.source {
-    case .orderId(let value)?:
+    case .orderID(let value)?:
       try w.setString(2, value)
       w.setOneofCase(2)
-    case .usageRecordId(let value)?:
+    case .usageRecordID(let value)?:
       try w.setString(3, value)
       w.setOneofCase(3)
     case nil: break
@@ -459,19 +459,19 @@ public struct Nest_Settlement_V1_OfflineObligation: NestMessage {
 
   public var id: String = ""
   /// The customer order of B.
-  public var orderId: String = ""
-  public var isvId: String = ""
-  public var distributorId: String = ""
+  public var orderID: String = ""
+  public var isvID: String = ""
+  public var distributorID: String = ""
   /// The order's wholesale_amount, positive; negative for a credit that offsets a refunded,
   /// already statemented obligation.
   public var amount: Nest_Common_V1_Money? = nil
   public var status: Nest_Settlement_V1_ObligationStatus = .init(rawValue: 0)
   /// The statement that holds it; empty while OPEN or CANCELLED.
-  public var statementId: String = ""
+  public var statementID: String = ""
   /// Credit obligations only: the obligation it offsets; empty otherwise.
-  public var offsetsObligationId: String = ""
+  public var offsetsObligationID: String = ""
   /// The distribution authorization the wholesale terms came from.
-  public var authorizationId: String = ""
+  public var authorizationID: String = ""
   /// When the sale happened (the order's paid time): decides which statement period it
   /// belongs to, whenever the outbox delivered it.
   public var accruedAtUnixMs: Int64 = 0
@@ -485,14 +485,14 @@ public struct Nest_Settlement_V1_OfflineObligation: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.orderId = r.string(1)
-    self.isvId = r.string(2)
-    self.distributorId = r.string(3)
+    self.orderID = r.string(1)
+    self.isvID = r.string(2)
+    self.distributorID = r.string(3)
     self.amount = r.message(4)
     self.status = r.scalar(5)
-    self.statementId = r.string(6)
-    self.offsetsObligationId = r.string(7)
-    self.authorizationId = r.string(8)
+    self.statementID = r.string(6)
+    self.offsetsObligationID = r.string(7)
+    self.authorizationID = r.string(8)
     self.accruedAtUnixMs = r.scalar(9)
     self.createdAtUnixMs = r.scalar(10)
     self.updatedAtUnixMs = r.scalar(11)
@@ -502,14 +502,14 @@ public struct Nest_Settlement_V1_OfflineObligation: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.orderId)
-    try w.setString(2, self.isvId)
-    try w.setString(3, self.distributorId)
+    try w.setString(1, self.orderID)
+    try w.setString(2, self.isvID)
+    try w.setString(3, self.distributorID)
     try w.setMessage(4, self.amount)
     w.setScalar(5, self.status)
-    try w.setString(6, self.statementId)
-    try w.setString(7, self.offsetsObligationId)
-    try w.setString(8, self.authorizationId)
+    try w.setString(6, self.statementID)
+    try w.setString(7, self.offsetsObligationID)
+    try w.setString(8, self.authorizationID)
     w.setScalar(9, self.accruedAtUnixMs)
     w.setScalar(10, self.createdAtUnixMs)
     w.setScalar(11, self.updatedAtUnixMs)
@@ -525,9 +525,9 @@ public struct Nest_Settlement_V1_Statement: NestMessage {
 
   public var id: String = ""
   /// The payee.
-  public var isvId: String = ""
+  public var isvID: String = ""
   /// The payer.
-  public var distributorId: String = ""
+  public var distributorID: String = ""
   /// The period, [start, end): obligations whose accrued_at falls in it.
   public var periodStartUnixMs: Int64 = 0
   public var periodEndUnixMs: Int64 = 0
@@ -554,8 +554,8 @@ public struct Nest_Settlement_V1_Statement: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.id = r.string(0)
-    self.isvId = r.string(1)
-    self.distributorId = r.string(2)
+    self.isvID = r.string(1)
+    self.distributorID = r.string(2)
     self.periodStartUnixMs = r.scalar(3)
     self.periodEndUnixMs = r.scalar(4)
     self.obligationIds = r.repeatedString(5)
@@ -573,8 +573,8 @@ public struct Nest_Settlement_V1_Statement: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.id)
-    try w.setString(1, self.isvId)
-    try w.setString(2, self.distributorId)
+    try w.setString(1, self.isvID)
+    try w.setString(2, self.distributorID)
     w.setScalar(3, self.periodStartUnixMs)
     w.setScalar(4, self.periodEndUnixMs)
     try w.setRepeatedString(5, self.obligationIds)
@@ -598,8 +598,8 @@ public struct Nest_Settlement_V1_UsageRecord: NestMessage {
 
   /// Chosen by the reporter, unique across all reporters (e.g. "<meter>/<instance>/<window>");
   /// a record id already recorded is a DUPLICATE, never charged twice.
-  public var recordId: String = ""
-  public var instanceId: String = ""
+  public var recordID: String = ""
+  public var instanceID: String = ""
   /// What was metered, e.g. "ecs.vcpu-hours", "oss.storage-gib-hours".
   public var meteredItem: String = ""
   /// Amount used, in whole `unit`s (no fractions: pick a unit small enough); >= 0.
@@ -618,8 +618,8 @@ public struct Nest_Settlement_V1_UsageRecord: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.recordId = r.string(0)
-    self.instanceId = r.string(1)
+    self.recordID = r.string(0)
+    self.instanceID = r.string(1)
     self.meteredItem = r.string(2)
     self.quantity = r.scalar(3)
     self.unit = r.string(4)
@@ -630,8 +630,8 @@ public struct Nest_Settlement_V1_UsageRecord: NestMessage {
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.recordId)
-    try w.setString(1, self.instanceId)
+    try w.setString(0, self.recordID)
+    try w.setString(1, self.instanceID)
     try w.setString(2, self.meteredItem)
     w.setScalar(3, self.quantity)
     try w.setString(4, self.unit)
@@ -647,13 +647,13 @@ public struct Nest_Settlement_V1_UsageResult: NestMessage {
   public static let protoMessageName = "nest.settlement.v1.UsageResult"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  public var recordId: String = ""
+  public var recordID: String = ""
   public var result: Nest_Settlement_V1_UsageOutcome = .init(rawValue: 0)
   /// Why, for DUPLICATE (e.g. "content differs from the recorded one"), UNKNOWN_INSTANCE and
   /// INVALID (e.g. "cost: negative"); empty for ACCEPTED.
   public var message: String = ""
   /// ACCEPTED and DUPLICATE: the USAGE transaction that charged the record.
-  public var transactionId: String = ""
+  public var transactionID: String = ""
   /// ACCEPTED and DUPLICATE: the account charged, from the instance's scenario snapshot
   /// (asked of entitlement when the instance is first seen).
   public var feePayer: Nest_Common_V1_Party? = nil
@@ -663,20 +663,20 @@ public struct Nest_Settlement_V1_UsageResult: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.recordId = r.string(0)
+    self.recordID = r.string(0)
     self.result = r.scalar(1)
     self.message = r.string(2)
-    self.transactionId = r.string(3)
+    self.transactionID = r.string(3)
     self.feePayer = r.message(4)
     self.scenario = r.scalar(5)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setString(0, self.recordId)
+    try w.setString(0, self.recordID)
     w.setScalar(1, self.result)
     try w.setString(2, self.message)
-    try w.setString(3, self.transactionId)
+    try w.setString(3, self.transactionID)
     try w.setMessage(4, self.feePayer)
     w.setScalar(5, self.scenario)
     w.setUnknownFields(self.unknownFields)
@@ -689,10 +689,10 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
 
   /// The dispatcher sends the outbox row's key; deduplication is on order_id regardless.
   public var clientToken: String = ""
-  public var orderId: String = ""
+  public var orderID: String = ""
   public var kind: Nest_Settlement_V1_SaleKind = .init(rawValue: 0)
   /// LINKED_ORDER: the customer order it was placed for; empty otherwise.
-  public var parentOrderId: String = ""
+  public var parentOrderID: String = ""
   /// CUSTOMER_ORDER in scenario 3: its LINKED orders (recorded by their own RecordSale).
   public var linkedOrderIds: [String] = []
   /// CUSTOMER_ORDER: the customer; LINKED_ORDER: the distributor.
@@ -709,10 +709,10 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
   /// (becomes the offline obligation); same currency as amount. Unset otherwise.
   public var wholesaleAmount: Nest_Common_V1_Money? = nil
   /// The authorization of the wholesale terms; empty for a direct sale.
-  public var authorizationId: String = ""
-  public var productId: String = ""
+  public var authorizationID: String = ""
+  public var productID: String = ""
   /// Empty for a LINKED_ORDER.
-  public var planId: String = ""
+  public var planID: String = ""
   public var quantity: UInt32 = 0
   public var periods: UInt32 = 0
   public var billingPeriod: Nest_Common_V1_BillingPeriod = .init(rawValue: 0)
@@ -724,9 +724,9 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.orderId = r.string(1)
+    self.orderID = r.string(1)
     self.kind = r.scalar(2)
-    self.parentOrderId = r.string(3)
+    self.parentOrderID = r.string(3)
     self.linkedOrderIds = r.repeatedString(4)
     self.buyer = r.message(5)
     self.seller = r.message(6)
@@ -734,9 +734,9 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
     self.commissionBps = r.scalar(8)
     self.scenario = r.message(9)
     self.wholesaleAmount = r.message(10)
-    self.authorizationId = r.string(11)
-    self.productId = r.string(12)
-    self.planId = r.string(13)
+    self.authorizationID = r.string(11)
+    self.productID = r.string(12)
+    self.planID = r.string(13)
     self.quantity = r.scalar(14)
     self.periods = r.scalar(15)
     self.billingPeriod = r.scalar(16)
@@ -746,9 +746,9 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.orderId)
+    try w.setString(1, self.orderID)
     w.setScalar(2, self.kind)
-    try w.setString(3, self.parentOrderId)
+    try w.setString(3, self.parentOrderID)
     try w.setRepeatedString(4, self.linkedOrderIds)
     try w.setMessage(5, self.buyer)
     try w.setMessage(6, self.seller)
@@ -756,9 +756,9 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
     w.setScalar(8, self.commissionBps)
     try w.setMessage(9, self.scenario)
     try w.setMessage(10, self.wholesaleAmount)
-    try w.setString(11, self.authorizationId)
-    try w.setString(12, self.productId)
-    try w.setString(13, self.planId)
+    try w.setString(11, self.authorizationID)
+    try w.setString(12, self.productID)
+    try w.setString(13, self.planID)
     w.setScalar(14, self.quantity)
     w.setScalar(15, self.periods)
     w.setScalar(16, self.billingPeriod)
@@ -799,7 +799,7 @@ public struct Nest_Settlement_V1_RecordRefundRequest: NestMessage {
   /// The dispatcher sends the outbox row's key; deduplication is on order_id regardless.
   public var clientToken: String = ""
   /// The refunded customer order.
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// Its LINKED orders (scenario 3), whose sales are reversed in the same transaction.
   public var linkedOrderIds: [String] = []
   public var reason: String = ""
@@ -811,7 +811,7 @@ public struct Nest_Settlement_V1_RecordRefundRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.orderId = r.string(1)
+    self.orderID = r.string(1)
     self.linkedOrderIds = r.repeatedString(2)
     self.reason = r.string(3)
     self.refundedAtUnixMs = r.scalar(4)
@@ -820,7 +820,7 @@ public struct Nest_Settlement_V1_RecordRefundRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.orderId)
+    try w.setString(1, self.orderID)
     try w.setRepeatedString(2, self.linkedOrderIds)
     try w.setString(3, self.reason)
     w.setScalar(4, self.refundedAtUnixMs)
@@ -950,8 +950,8 @@ public struct Nest_Settlement_V1_ListTransactionsRequest: NestMessage {
   public var account: Nest_Settlement_V1_AccountRef? = nil
   /// Filters; empty / UNSPECIFIED / 0 = any.
   public var kind: Nest_Settlement_V1_TransactionKind = .init(rawValue: 0)
-  public var orderId: String = ""
-  public var instanceId: String = ""
+  public var orderID: String = ""
+  public var instanceID: String = ""
   /// created_at range, [after, before).
   public var createdAfterUnixMs: Int64 = 0
   public var createdBeforeUnixMs: Int64 = 0
@@ -963,8 +963,8 @@ public struct Nest_Settlement_V1_ListTransactionsRequest: NestMessage {
     self.page = r.message(0)
     self.account = r.message(1)
     self.kind = r.scalar(2)
-    self.orderId = r.string(3)
-    self.instanceId = r.string(4)
+    self.orderID = r.string(3)
+    self.instanceID = r.string(4)
     self.createdAfterUnixMs = r.scalar(5)
     self.createdBeforeUnixMs = r.scalar(6)
     self.unknownFields = r.unknownFields
@@ -974,8 +974,8 @@ public struct Nest_Settlement_V1_ListTransactionsRequest: NestMessage {
     try w.setMessage(0, self.page)
     try w.setMessage(1, self.account)
     w.setScalar(2, self.kind)
-    try w.setString(3, self.orderId)
-    try w.setString(4, self.instanceId)
+    try w.setString(3, self.orderID)
+    try w.setString(4, self.instanceID)
     w.setScalar(5, self.createdAfterUnixMs)
     w.setScalar(6, self.createdBeforeUnixMs)
     w.setUnknownFields(self.unknownFields)
@@ -1012,12 +1012,12 @@ public struct Nest_Settlement_V1_ListObligationsRequest: NestMessage {
 
   public var page: Nest_Common_V1_PageRequest? = nil
   /// Filters; empty / 0 = any. A non-operator sees only obligations it is party to.
-  public var isvId: String = ""
-  public var distributorId: String = ""
+  public var isvID: String = ""
+  public var distributorID: String = ""
   /// Any of these; empty = all.
   public var statuses: [Nest_Settlement_V1_ObligationStatus] = []
-  public var orderId: String = ""
-  public var statementId: String = ""
+  public var orderID: String = ""
+  public var statementID: String = ""
   /// accrued_at range, [after, before).
   public var accruedAfterUnixMs: Int64 = 0
   public var accruedBeforeUnixMs: Int64 = 0
@@ -1027,11 +1027,11 @@ public struct Nest_Settlement_V1_ListObligationsRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.page = r.message(0)
-    self.isvId = r.string(1)
-    self.distributorId = r.string(2)
+    self.isvID = r.string(1)
+    self.distributorID = r.string(2)
     self.statuses = r.repeatedScalar(3)
-    self.orderId = r.string(4)
-    self.statementId = r.string(5)
+    self.orderID = r.string(4)
+    self.statementID = r.string(5)
     self.accruedAfterUnixMs = r.scalar(6)
     self.accruedBeforeUnixMs = r.scalar(7)
     self.unknownFields = r.unknownFields
@@ -1039,11 +1039,11 @@ public struct Nest_Settlement_V1_ListObligationsRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.page)
-    try w.setString(1, self.isvId)
-    try w.setString(2, self.distributorId)
+    try w.setString(1, self.isvID)
+    try w.setString(2, self.distributorID)
     w.setRepeatedScalar(3, self.statuses)
-    try w.setString(4, self.orderId)
-    try w.setString(5, self.statementId)
+    try w.setString(4, self.orderID)
+    try w.setString(5, self.statementID)
     w.setScalar(6, self.accruedAfterUnixMs)
     w.setScalar(7, self.accruedBeforeUnixMs)
     w.setUnknownFields(self.unknownFields)
@@ -1080,9 +1080,9 @@ public struct Nest_Settlement_V1_IssueStatementRequest: NestMessage {
 
   public var clientToken: String = ""
   /// Empty = the caller, when the caller is that ISV.
-  public var isvId: String = ""
+  public var isvID: String = ""
   /// Empty = the caller, when the caller is that distributor.
-  public var distributorId: String = ""
+  public var distributorID: String = ""
   /// [start, end) in accrued time; end > start, end not in the future.
   public var periodStartUnixMs: Int64 = 0
   public var periodEndUnixMs: Int64 = 0
@@ -1092,8 +1092,8 @@ public struct Nest_Settlement_V1_IssueStatementRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.isvId = r.string(1)
-    self.distributorId = r.string(2)
+    self.isvID = r.string(1)
+    self.distributorID = r.string(2)
     self.periodStartUnixMs = r.scalar(3)
     self.periodEndUnixMs = r.scalar(4)
     self.unknownFields = r.unknownFields
@@ -1101,8 +1101,8 @@ public struct Nest_Settlement_V1_IssueStatementRequest: NestMessage {
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.isvId)
-    try w.setString(2, self.distributorId)
+    try w.setString(1, self.isvID)
+    try w.setString(2, self.distributorID)
     w.setScalar(3, self.periodStartUnixMs)
     w.setScalar(4, self.periodEndUnixMs)
     w.setUnknownFields(self.unknownFields)
@@ -1138,7 +1138,7 @@ public struct Nest_Settlement_V1_ConfirmStatementSettledRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var statementId: String = ""
+  public var statementID: String = ""
   /// Required, at most 256 bytes: the reference of the payment received.
   public var externalReference: String = ""
   public var unknownFields = NestUnknownFields()
@@ -1147,14 +1147,14 @@ public struct Nest_Settlement_V1_ConfirmStatementSettledRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.statementId = r.string(1)
+    self.statementID = r.string(1)
     self.externalReference = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.statementId)
+    try w.setString(1, self.statementID)
     try w.setString(2, self.externalReference)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1185,7 +1185,7 @@ public struct Nest_Settlement_V1_DisputeStatementRequest: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var clientToken: String = ""
-  public var statementId: String = ""
+  public var statementID: String = ""
   /// Required, at most 1024 bytes.
   public var reason: String = ""
   public var unknownFields = NestUnknownFields()
@@ -1194,14 +1194,14 @@ public struct Nest_Settlement_V1_DisputeStatementRequest: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.clientToken = r.string(0)
-    self.statementId = r.string(1)
+    self.statementID = r.string(1)
     self.reason = r.string(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
-    try w.setString(1, self.statementId)
+    try w.setString(1, self.statementID)
     try w.setString(2, self.reason)
     w.setUnknownFields(self.unknownFields)
   }
@@ -1290,13 +1290,13 @@ public struct Nest_Settlement_V1_Discrepancy: NestMessage {
 
   public var kind: Nest_Settlement_V1_DiscrepancyKind = .init(rawValue: 0)
   /// Empty when not about an order.
-  public var orderId: String = ""
+  public var orderID: String = ""
   /// Empty when not about a transaction.
-  public var transactionId: String = ""
+  public var transactionID: String = ""
   /// Human-readable detail, e.g. "USD: postings sum to 120".
   public var description: String = ""
   /// Empty when not about an obligation.
-  public var obligationId: String = ""
+  public var obligationID: String = ""
   /// Empty when not about one currency.
   public var currency: String = ""
   public var unknownFields = NestUnknownFields()
@@ -1305,20 +1305,20 @@ public struct Nest_Settlement_V1_Discrepancy: NestMessage {
 
   public init(_protobufC r: NestCMessageReader) {
     self.kind = r.scalar(0)
-    self.orderId = r.string(1)
-    self.transactionId = r.string(2)
+    self.orderID = r.string(1)
+    self.transactionID = r.string(2)
     self.description = r.string(3)
-    self.obligationId = r.string(4)
+    self.obligationID = r.string(4)
     self.currency = r.string(5)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     w.setScalar(0, self.kind)
-    try w.setString(1, self.orderId)
-    try w.setString(2, self.transactionId)
+    try w.setString(1, self.orderID)
+    try w.setString(2, self.transactionID)
     try w.setString(3, self.description)
-    try w.setString(4, self.obligationId)
+    try w.setString(4, self.obligationID)
     try w.setString(5, self.currency)
     w.setUnknownFields(self.unknownFields)
   }

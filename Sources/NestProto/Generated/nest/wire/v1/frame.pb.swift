@@ -182,7 +182,7 @@ public struct Nest_Wire_V1_Frame: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   /// > 0 for calls; 0 for connection-level frames.
-  public var callId: UInt64 = 0
+  public var callID: UInt64 = 0
   public var kind: Nest_Wire_V1_FrameKind = .init(rawValue: 0)
   /// REQUEST: "/nest.catalog.v1.CatalogService/GetService".
   public var method: String = ""
@@ -197,13 +197,13 @@ public struct Nest_Wire_V1_Frame: NestMessage {
   /// HELLO.
   public var hello: Nest_Wire_V1_Hello? = nil
   /// GOAWAY: the highest call id the sender still finishes.
-  public var lastCallId: UInt64 = 0
+  public var lastCallID: UInt64 = 0
   public var unknownFields = NestUnknownFields()
 
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.callId = r.scalar(0)
+    self.callID = r.scalar(0)
     self.kind = r.scalar(1)
     self.method = r.string(2)
     self.timeoutMs = r.scalar(3)
@@ -211,12 +211,12 @@ public struct Nest_Wire_V1_Frame: NestMessage {
     self.payload = r.bytes(5)
     self.status = r.message(6)
     self.hello = r.message(7)
-    self.lastCallId = r.scalar(8)
+    self.lastCallID = r.scalar(8)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    w.setScalar(0, self.callId)
+    w.setScalar(0, self.callID)
     w.setScalar(1, self.kind)
     try w.setString(2, self.method)
     w.setScalar(3, self.timeoutMs)
@@ -224,7 +224,7 @@ public struct Nest_Wire_V1_Frame: NestMessage {
     w.setBytes(5, self.payload)
     try w.setMessage(6, self.status)
     try w.setMessage(7, self.hello)
-    w.setScalar(8, self.lastCallId)
+    w.setScalar(8, self.lastCallID)
     w.setUnknownFields(self.unknownFields)
   }
 }

@@ -1,0 +1,79 @@
+// What the test targets share: where the repository and the built products are, and a way
+// to run the tools the contract tests compare against (protoc, the generate scripts).
+import Foundation
+
+public enum Repository {
+  /// The repository root, found from this file's place in it.
+  public static let root: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent()  // NestProtoTesting
+    .deletingLastPathComponent()  // Support
+    .deletingLastPathComponent()  // Tests
+    .deletingLastPathComponent()
+
+  public static func path(_ relative: String) -> URL {
+    self.root.appendingPathComponent(relative)
+  }
+
+  /// The folder `swift build` put this test bundle in, where the package's executables are.
+  public static var productsDirectory: URL {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var directory = executable.deletingLastPathComponent()
+    while directory.path != "/" {
+      if FileManager.default.fileExists(atPath: directory.appendingPathComponent("protoc-gen-nest-swift").path) {
+        return directory
+      }
+      directory = directory.deletingLastPathComponent()
+    }
+    return executable.deletingLastPathComponent()
+  }
+}
+
+public struct ProcessResult: Sendable {
+  public var status: Int32
+  public var stdout: Data
+  public var stderr: String
+  public var stdoutText: String { String(decoding: self.stdout, as: UTF8.self) }
+}
+
+/// Runs `arguments[0]` (looked up on PATH) with `input` on stdin and waits for it.
+public func run(_ arguments: [String], input: Data = Data(), in directory: URL? = nil) throws
+  -> ProcessResult
+{
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+  process.arguments = arguments
+  if let directory { process.currentDirectoryURL = directory }
+  let stdin = Pipe()
+  let stdout = Pipe()
+  let stderr = Pipe()
+  process.standardInput = stdin
+  process.standardOutput = stdout
+  process.standardError = stderr
+  try process.run()
+  // Feed stdin and drain stderr beside stdout so a large payload cannot deadlock.
+  let group = DispatchGroup()
+  DispatchQueue.global().async(group: group) {
+    stdin.fileHandleForWriting.write(input)
+    try? stdin.fileHandleForWriting.close()
+  }
+  let errorBytes = LockedBox(Data())
+  DispatchQueue.global().async(group: group) {
+    errorBytes.value = stderr.fileHandleForReading.readDataToEndOfFile()
+  }
+  let outputBytes = stdout.fileHandleForReading.readDataToEndOfFile()
+  group.wait()
+  process.waitUntilExit()
+  return ProcessResult(
+    status: process.terminationStatus, stdout: outputBytes,
+    stderr: String(decoding: errorBytes.value, as: UTF8.self))
+}
+
+private final class LockedBox<Value>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var stored: Value
+  init(_ value: Value) { self.stored = value }
+  var value: Value {
+    get { self.lock.withLock { self.stored } }
+    set { self.lock.withLock { self.stored = newValue } }
+  }
+}

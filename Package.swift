@@ -118,7 +118,7 @@ let package = Package(
     ),
     .testTarget(
       name: "NestProtoCompilerTests",
-      dependencies: ["NestProtoCompiler"],
+      dependencies: ["NestProtoCompiler", "NestProtoTesting"],
       swiftSettings: defaultSwiftSettings
     ),
   ]

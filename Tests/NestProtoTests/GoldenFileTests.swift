@@ -41,15 +41,6 @@ struct GoldenSample: CustomTestStringConvertible, Sendable {
 let allMessageTypes: [String: any NestMessage.Type] = NestProtoMessages.byName.merging(
   NestProtoTestingMessages.byName, uniquingKeysWith: { first, _ in first })
 
-func protoFiles(under root: URL) -> [String] {
-  let enumerator = FileManager.default.enumerator(atPath: root.path)
-  var files: [String] = []
-  while let path = enumerator?.nextObject() as? String {
-    if path.hasSuffix(".proto") { files.append(path) }
-  }
-  return files.sorted()
-}
-
 /// `protoc --decode=NAME` of `bytes`, with every proto file under `root`.
 func protocDecode(_ name: String, _ bytes: [UInt8], root: URL) throws -> String {
   let result = try run(

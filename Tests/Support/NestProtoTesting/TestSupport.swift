@@ -28,6 +28,16 @@ public enum Repository {
   }
 }
 
+/// The .proto files under `root`, relative to it, sorted: what protoc takes with `-I root`.
+public func protoFiles(under root: URL) -> [String] {
+  let enumerator = FileManager.default.enumerator(atPath: root.path)
+  var files: [String] = []
+  while let path = enumerator?.nextObject() as? String {
+    if path.hasSuffix(".proto") { files.append(path) }
+  }
+  return files.sorted()
+}
+
 public struct ProcessResult: Sendable {
   public var status: Int32
   public var stdout: Data

@@ -35,31 +35,51 @@ extension NestMessage {
   /// Decodes bytes from anywhere, the network included: they pass the guard first
   /// (size, nesting depth, allocation budget, UTF-8), so hostile input throws rather than
   /// crashing or exhausting memory.
+  @inlinable
   public init(
     serializedBytes bytes: some Collection<UInt8>,
     limits: NestDecodingLimits = .default
   ) throws(NestProtoError) {
-    let contiguous = bytes.withContiguousStorageIfAvailable { buffer in
-      Result { () throws(NestProtoError) in
-        try Self(unsafeBytes: UnsafeRawBufferPointer(buffer), limits: limits)
+    var decoded: Self? = nil
+    var failure: NestProtoError? = nil
+    func decode(_ buffer: UnsafeRawBufferPointer) {
+      do throws(NestProtoError) {
+        decoded = try Self(unsafeBytes: buffer, limits: limits)
+      } catch {
+        failure = error
       }
     }
-    if let contiguous {
-      self = try contiguous.get()
-    } else {
-      self = try Array(bytes).withUnsafeBytes { buffer in
-        Result { () throws(NestProtoError) in try Self(unsafeBytes: buffer, limits: limits) }
-      }.get()
+    // The usual case, contiguous bytes, decodes in place; anything else from a copy.
+    if bytes.withContiguousStorageIfAvailable({ decode(UnsafeRawBufferPointer($0)) }) == nil {
+      Array(bytes).withUnsafeBytes { decode($0) }
     }
+    if let failure { throw failure }
+    self = decoded.take()!
   }
 
   /// Decodes from a raw buffer. Same guarantees as `init(serializedBytes:limits:)`.
   public init(unsafeBytes bytes: UnsafeRawBufferPointer, limits: NestDecodingLimits = .default)
     throws(NestProtoError)
   {
+    let estimate = try WireGuard.check(bytes, descriptor: Self._protobufC.descriptor, limits: limits)
+    try self.init(unpacking: bytes, arenaCapacity: estimate, limit: limits.allocationBudget(forInputBytes: bytes.count))
+  }
+
+  /// For benchmarks: the guard alone, as the decoder runs it.
+  @_spi(Benchmarks)
+  public static func _checkUntrustedBytes(_ bytes: UnsafeRawBufferPointer) throws(NestProtoError) -> Int {
+    try WireGuard.check(bytes, descriptor: Self._protobufC.descriptor, limits: .default)
+  }
+
+  /// For benchmarks: unpack and conversion without the guard. Never for untrusted bytes.
+  @_spi(Benchmarks)
+  public init(_trustedBytes bytes: UnsafeRawBufferPointer, arenaCapacity: Int) throws(NestProtoError) {
+    try self.init(unpacking: bytes, arenaCapacity: arenaCapacity, limit: .max)
+  }
+
+  private init(unpacking bytes: UnsafeRawBufferPointer, arenaCapacity: Int, limit: Int) throws(NestProtoError) {
     let descriptor = Self._protobufC.descriptor
-    let budget = try WireGuard.check(bytes, descriptor: descriptor, limits: limits)
-    let arena = Arena(capacity: budget, limit: budget)
+    let arena = Arena(capacity: arenaCapacity, limit: limit)
     defer { arena.release() }
     // protobuf-c reads `len` bytes from `data`; an empty message still needs a pointer.
     let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)

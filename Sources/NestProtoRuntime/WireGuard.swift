@@ -40,8 +40,14 @@ enum WireGuard {
       self.budget = budget
     }
 
-    mutating func charge(_ bytes: Int) throws(NestProtoError) {
-      self.estimate += bytes + WireGuard.allocationOverhead
+    /// Adds an allocation to the estimate. The budget is checked once per message (and
+    /// before descending into one), which is enough: the scan itself allocates nothing.
+    @inline(__always)
+    mutating func charge(_ bytes: Int) {
+      self.estimate &+= bytes &+ WireGuard.allocationOverhead
+    }
+
+    func checkBudget() throws(NestProtoError) {
       if self.estimate > self.budget {
         throw NestProtoError(
           .resourceExhausted,
@@ -58,7 +64,8 @@ enum WireGuard {
         throw NestProtoError(
           .invalidArgument, "message nested deeper than \(self.limits.maxDepth) levels")
       }
-      try self.charge(descriptor.pointee.sizeof_message)
+      self.charge(descriptor.pointee.sizeof_message)
+      try self.checkBudget()
       var reader = WireReader(bytes)
       while !reader.atEnd {
         let tag = try reader.varint()
@@ -66,18 +73,18 @@ enum WireGuard {
         guard number > 0, number <= 536_870_911 else {
           throw NestProtoError(.invalidArgument, "invalid field number \(number)")
         }
-        try self.charge(WireGuard.scannedMemberBytes)
-        let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(number))
+        self.charge(WireGuard.scannedMemberBytes)
+        let field = Self.field(descriptor, UInt32(truncatingIfNeeded: number))
         switch tag & 7 {
         case 0:
           _ = try reader.varint()
-          try self.chargeElement(field)
+          self.chargeElement(field)
         case 1:
           try reader.skip(8)
-          try self.chargeElement(field)
+          self.chargeElement(field)
         case 5:
           try reader.skip(4)
-          try self.chargeElement(field)
+          self.chargeElement(field)
         case 2:
           let payload = try reader.lengthDelimited()
           try self.lengthDelimited(payload, field, depth: depth)
@@ -86,16 +93,31 @@ enum WireGuard {
           throw NestProtoError(.invalidArgument, "unsupported wire type \(tag & 7) for field \(number)")
         }
       }
+      try self.checkBudget()
+    }
+
+    /// The field with `number`: by index when the message numbers its fields 1...n (most
+    /// do), else protobuf-c's search over its number ranges.
+    @inline(__always)
+    static func field(
+      _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, _ number: UInt32
+    ) -> UnsafePointer<ProtobufCFieldDescriptor>? {
+      let d = descriptor.pointee
+      if d.n_field_ranges == 1, d.field_ranges[0].start_value == 1, number >= 1, number <= d.n_fields {
+        return d.fields + Int(number - 1)
+      }
+      return protobuf_c_message_descriptor_get_field(descriptor, number)
     }
 
     /// One scalar element: an array slot if the field is repeated, an unknown field if the
     /// schema does not know it.
-    mutating func chargeElement(_ field: UnsafePointer<ProtobufCFieldDescriptor>?) throws(NestProtoError) {
+    @inline(__always)
+    mutating func chargeElement(_ field: UnsafePointer<ProtobufCFieldDescriptor>?) {
       guard let field else {
-        return try self.charge(MemoryLayout<ProtobufCMessageUnknownField>.stride + 8)
+        return self.charge(MemoryLayout<ProtobufCMessageUnknownField>.stride + 8)
       }
       if field.pointee.label == PROTOBUF_C_LABEL_REPEATED {
-        try self.charge(Self.elementSize(field.pointee.type))
+        self.charge(Self.elementSize(field.pointee.type))
       }
     }
 
@@ -105,34 +127,35 @@ enum WireGuard {
       depth: Int
     ) throws(NestProtoError) {
       guard let field else {
-        return try self.charge(MemoryLayout<ProtobufCMessageUnknownField>.stride + payload.count)
+        return self.charge(MemoryLayout<ProtobufCMessageUnknownField>.stride + payload.count)
       }
       let repeated = field.pointee.label == PROTOBUF_C_LABEL_REPEATED
       let pointerSlot = repeated ? MemoryLayout<UnsafeRawPointer>.stride : 0
       switch field.pointee.type {
       case PROTOBUF_C_TYPE_MESSAGE:
-        try self.charge(pointerSlot)
+        self.charge(pointerSlot)
         let nested = field.pointee.descriptor.assumingMemoryBound(
           to: ProtobufCMessageDescriptor.self)
         try self.message(payload, nested, depth: depth + 1)
       case PROTOBUF_C_TYPE_STRING:
-        guard UTF8Validation.isValid(payload) else {
+        switch UTF8Validation.check(payload) {
+        case .valid: break
+        case .invalid:
           throw NestProtoError(
             .invalidArgument,
             "field \(String(cString: field.pointee.name)) is not valid UTF-8")
-        }
-        // protobuf-c hands strings to C as NUL-terminated: a NUL inside would cut them.
-        if payload.contains(0) {
+        case .containsNUL:
+          // protobuf-c hands strings to C as NUL-terminated: a NUL inside would cut them.
           throw NestProtoError(
             .invalidArgument,
             "field \(String(cString: field.pointee.name)) contains U+0000")
         }
-        try self.charge(payload.count + 1 + pointerSlot)
+        self.charge(payload.count + 1 + pointerSlot)
       case PROTOBUF_C_TYPE_BYTES:
-        try self.charge(payload.count + (repeated ? MemoryLayout<ProtobufCBinaryData>.stride : 0))
+        self.charge(payload.count + (repeated ? MemoryLayout<ProtobufCBinaryData>.stride : 0))
       default:
         // A packed repeated scalar: at most one element per byte.
-        try self.charge(payload.count * Self.elementSize(field.pointee.type))
+        self.charge(payload.count &* Self.elementSize(field.pointee.type))
       }
     }
 
@@ -154,21 +177,33 @@ enum WireGuard {
 
 /// Reads the protobuf wire format's primitives, refusing anything that runs past the end.
 struct WireReader {
-  private let bytes: UnsafeRawBufferPointer
-  private var position = 0
+  private var cursor: UnsafeRawPointer
+  private let end: UnsafeRawPointer
 
   init(_ bytes: UnsafeRawBufferPointer) {
-    self.bytes = bytes
+    // An empty buffer may have no base address; any non-nil pointer with end == cursor works.
+    let base = bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
+    self.cursor = base
+    self.end = base + bytes.count
   }
 
-  var atEnd: Bool { self.position >= self.bytes.count }
+  var atEnd: Bool { self.cursor >= self.end }
 
+  @inline(__always)
   mutating func varint() throws(NestProtoError) -> UInt64 {
+    // The common case first: one byte.
+    if self.cursor < self.end {
+      let byte = self.cursor.load(as: UInt8.self)
+      if byte < 0x80 {
+        self.cursor += 1
+        return UInt64(byte)
+      }
+    }
     var result: UInt64 = 0
     var shift: UInt64 = 0
-    while self.position < self.bytes.count {
-      let byte = self.bytes[self.position]
-      self.position += 1
+    while self.cursor < self.end {
+      let byte = self.cursor.load(as: UInt8.self)
+      self.cursor += 1
       if shift == 63 && byte > 1 {
         throw NestProtoError(.invalidArgument, "varint longer than 64 bits")
       }
@@ -179,39 +214,46 @@ struct WireReader {
     throw NestProtoError(.invalidArgument, "truncated varint")
   }
 
+  @inline(__always)
   mutating func skip(_ count: Int) throws(NestProtoError) {
-    guard self.bytes.count - self.position >= count else {
+    guard self.end - self.cursor >= count else {
       throw NestProtoError(.invalidArgument, "truncated fixed-width field")
     }
-    self.position += count
+    self.cursor += count
   }
 
+  @inline(__always)
   mutating func lengthDelimited() throws(NestProtoError) -> UnsafeRawBufferPointer {
     let length = try self.varint()
-    guard length <= UInt64(self.bytes.count - self.position) else {
+    guard length <= UInt64(self.end - self.cursor) else {
       throw NestProtoError(.invalidArgument, "length \(length) runs past the end of the input")
     }
-    let start = self.position
-    self.position += Int(length)
-    return UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.position])
+    let start = self.cursor
+    self.cursor += Int(length)
+    return UnsafeRawBufferPointer(start: start, count: Int(length))
   }
 }
 
-/// UTF-8 validation (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
+/// UTF-8 validation (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF), and
+/// NUL detection, in one pass.
 enum UTF8Validation {
-  static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+  enum Result { case valid, invalid, containsNUL }
+
+  static func check(_ bytes: UnsafeRawBufferPointer) -> Result {
     var index = 0
     let count = bytes.count
     while index < count {
-      // ASCII runs, eight bytes at a time.
-      while index + 8 <= count,
-        bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
-      {
+      // ASCII runs, eight bytes at a time; a word with a zero byte leaves the fast path.
+      while index + 8 <= count {
+        let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+        let hasZero = (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080
+        guard word & 0x8080_8080_8080_8080 == 0, hasZero == 0 else { break }
         index += 8
       }
       guard index < count else { break }
       let lead = bytes[index]
       if lead < 0x80 {
+        if lead == 0 { return .containsNUL }
         index += 1
         continue
       }
@@ -226,16 +268,16 @@ enum UTF8Validation {
       case 0xF0: length = 4; lowest = 0x90
       case 0xF1...0xF3: length = 4
       case 0xF4: length = 4; highest = 0x8F
-      default: return false
+      default: return .invalid
       }
-      guard index + length <= count else { return false }
+      guard index + length <= count else { return .invalid }
       let second = bytes[index + 1]
-      guard second >= lowest, second <= highest else { return false }
+      guard second >= lowest, second <= highest else { return .invalid }
       for offset in 2..<max(2, length) {
-        guard bytes[index + offset] & 0xC0 == 0x80 else { return false }
+        guard bytes[index + offset] & 0xC0 == 0x80 else { return .invalid }
       }
       index += length
     }
-    return true
+    return .valid
   }
 }

@@ -17,29 +17,40 @@ final class Arena {
   private static let alignment = 16
   private static let encodingChunkBytes = 4096
 
+  /// The bump pointer, kept where protobuf-c's allocation callback can reach it without
+  /// touching the class (no retain or release per allocation).
+  struct State {
+    var cursor: UnsafeMutableRawPointer?
+    var remaining: Int
+    var allocated: Int
+    let limit: Int
+    /// The arena itself, for the slow path that adds a chunk.
+    var owner: Unmanaged<Arena>?
+  }
+
   /// What protobuf-c calls; lives as long as the arena.
   let allocator: UnsafeMutablePointer<ProtobufCAllocator>
-  /// Bytes handed out so far, across chunks.
-  private(set) var allocated = 0
-  private let limit: Int
+  private let state: UnsafeMutablePointer<State>
   private var chunks: [UnsafeMutableRawPointer] = []
-  private var cursor: UnsafeMutableRawPointer? = nil
-  private var remaining = 0
+
+  /// Bytes handed out so far, across chunks.
+  var allocated: Int { self.state.pointee.allocated }
 
   /// An arena of `capacity` bytes up front that refuses to hand out more than `limit`.
   init(capacity: Int, limit: Int) {
-    self.limit = limit
+    self.state = .allocate(capacity: 1)
+    self.state.initialize(to: State(cursor: nil, remaining: 0, allocated: 0, limit: limit, owner: nil))
     self.allocator = .allocate(capacity: 1)
     self.allocator.initialize(
       to: ProtobufCAllocator(
         alloc: { data, size in
-          Unmanaged<Arena>.fromOpaque(data!).takeUnretainedValue().allocate(size)
+          Arena.allocate(size, in: data!.assumingMemoryBound(to: State.self))
         },
         free: { _, _ in },
-        allocator_data: nil
+        allocator_data: UnsafeMutableRawPointer(self.state)
       )
     )
-    self.allocator.pointee.allocator_data = Unmanaged.passUnretained(self).toOpaque()
+    self.state.pointee.owner = Unmanaged.passUnretained(self)
     if capacity > 0 { self.addChunk(capacity) }
   }
 
@@ -52,19 +63,26 @@ final class Arena {
     for chunk in self.chunks { free(chunk) }
     self.chunks.removeAll()
     self.allocator.deallocate()
+    self.state.deallocate()
   }
 
   @usableFromInline
   func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
-    let rounded = (max(size, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
-    guard self.allocated + rounded <= self.limit else { return nil }
-    if rounded > self.remaining {
-      self.addChunk(max(rounded, Self.encodingChunkBytes, self.allocated))
+    Self.allocate(size, in: self.state)
+  }
+
+  @inline(__always)
+  static func allocate(_ size: Int, in state: UnsafeMutablePointer<State>) -> UnsafeMutableRawPointer? {
+    let rounded = (max(size, 1) &+ Self.alignment &- 1) & ~(Self.alignment &- 1)
+    guard state.pointee.allocated &+ rounded <= state.pointee.limit else { return nil }
+    if rounded > state.pointee.remaining {
+      let arena = state.pointee.owner!.takeUnretainedValue()
+      arena.addChunk(max(rounded, Self.encodingChunkBytes, state.pointee.allocated))
     }
-    guard let pointer = self.cursor else { return nil }
-    self.cursor = pointer + rounded
-    self.remaining -= rounded
-    self.allocated += rounded
+    guard let pointer = state.pointee.cursor else { return nil }
+    state.pointee.cursor = pointer + rounded
+    state.pointee.remaining &-= rounded
+    state.pointee.allocated &+= rounded
     return pointer
   }
 
@@ -95,7 +113,7 @@ final class Arena {
       fatalError("out of memory allocating \(rounded) bytes")
     }
     self.chunks.append(chunk)
-    self.cursor = chunk
-    self.remaining = rounded
+    self.state.pointee.cursor = chunk
+    self.state.pointee.remaining = rounded
   }
 }

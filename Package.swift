@@ -21,7 +21,7 @@ let package = Package(
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
     // and the stubs; GRPCCodeGen: renders those stubs inside protoc-gen-nest-swift.
-    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3")
   ],
   targets: [
     // MARK: C: libprotobuf-c and the code protoc-c generates from proto/

@@ -74,7 +74,9 @@ private struct Comments {
   subscript(_ path: [Int32]) -> String { self.byPath[path] ?? "" }
 }
 
-private func reserved<R>(_ ranges: UnsafeMutablePointer<UnsafeMutablePointer<R>?>?, _ count: Int, _ bounds: (R) -> (Int32, Int32))
+private func reserved<R>(
+  _ ranges: UnsafeMutablePointer<UnsafeMutablePointer<R>?>?, _ count: Int, _ bounds: (R) -> (Int32, Int32)
+)
   -> [ClosedRange<Int32>]
 {
   list(ranges, count).map { range in

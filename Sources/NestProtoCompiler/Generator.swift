@@ -44,7 +44,8 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
     for message in file.allMessages {
       for field in message.fields where field.isProto3Optional {
         throw GeneratorError(
-          "\(message.fullName).\(field.name): proto3 optional is not supported by protobuf-c 1.4; use a oneof or a wrapper message")
+          "\(message.fullName).\(field.name): proto3 optional is not supported by protobuf-c 1.4; use a oneof or a wrapper message"
+        )
       }
     }
     let base = file.name.hasSuffix(".proto") ? String(file.name.dropLast(6)) : file.name
@@ -74,7 +75,8 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
   registry += "    uniqueKeysWithValues: all.map { ($0.protoMessageName, $0) })\n"
   registry += "}\n\n"
   registry += "/// protoc-c's descriptors for this module's messages.\n"
-  registry += "let _nestCDescriptors = NestCDescriptorTable { \(options.cModule.lowercased())_message_descriptors($0) }\n"
+  registry +=
+    "let _nestCDescriptors = NestCDescriptorTable { \(options.cModule.lowercased())_message_descriptors($0) }\n"
   output.append(GeneratedFile(name: options.registry + ".swift", content: registry))
   return output
 }

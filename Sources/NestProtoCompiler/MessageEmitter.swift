@@ -50,7 +50,8 @@ struct MessageEmitter {
       if let oneof = field.oneofIndex {
         guard renderedOneofs.insert(oneof).inserted else { continue }
         let oneofName = message.oneofs[oneof]
-        out += "\(inner)public var \(SwiftNaming.escaped(SwiftNaming.lowerCamel(oneofName))): \(self.oneofType(oneofName))? = nil\n"
+        out +=
+          "\(inner)public var \(SwiftNaming.escaped(SwiftNaming.lowerCamel(oneofName))): \(self.oneofType(oneofName))? = nil\n"
         continue
       }
       out += SwiftNaming.docComment(field.comments, indent: inner)
@@ -77,7 +78,8 @@ struct MessageEmitter {
       out += "\n\(inner)\(recursive ? "indirect " : "")public enum \(self.oneofType(oneofName)): Hashable, Sendable {\n"
       for member in members {
         out += SwiftNaming.docComment(member.comments, indent: inner + "  ")
-        out += "\(inner)  case \(SwiftNaming.escaped(SwiftNaming.lowerCamel(member.name)))(\(self.elementType(member)))\n"
+        out +=
+          "\(inner)  case \(SwiftNaming.escaped(SwiftNaming.lowerCamel(member.name)))(\(self.elementType(member)))\n"
       }
       out += "\(inner)}\n"
     }

@@ -63,7 +63,9 @@ struct BreakingChangeTests {
       Array(Data(contentsOf: Repository.path("proto/descriptor-baseline.binpb"))))
     #expect(baseline.flatMap(\.services).count == 5)
     let found = breakingChanges(baseline: baseline, current: current)
-    #expect(found.isEmpty, "\(found.map(\.description).joined(separator: "\n"))\nIf deliberate: scripts/update-proto-baseline --update")
+    #expect(
+      found.isEmpty,
+      "\(found.map(\.description).joined(separator: "\n"))\nIf deliberate: scripts/update-proto-baseline --update")
   }
 
   @Test("additions are compatible: new fields, values, messages, RPCs and services")
@@ -71,7 +73,8 @@ struct BreakingChangeTests {
     let found = try changes {
       $0.replacingOccurrences(of: "string note = 7;", with: "string note = 7; bool extra = 8;")
         .replacingOccurrences(of: "COLOR_BLUE = 2;", with: "COLOR_BLUE = 2; COLOR_GREEN = 3;")
-        .replacingOccurrences(of: "rpc List(Item) returns (Item);", with: "rpc List(Item) returns (Item); rpc Put(Item) returns (Other);")
+        .replacingOccurrences(
+          of: "rpc List(Item) returns (Item);", with: "rpc List(Item) returns (Item); rpc Put(Item) returns (Other);")
         + "\nmessage Added { int32 x = 1; }\nservice Extra { rpc Ping(Other) returns (Other); }\n"
     }
     #expect(found == [])
@@ -79,48 +82,64 @@ struct BreakingChangeTests {
 
   @Test("a removed field must leave its number reserved")
   func removedField() throws {
-    #expect(try changes { $0.replacingOccurrences(of: "string note = 7;", with: "") }
-      == ["compat.v1.Item.note (7): field removed without reserving its number"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "string note = 7;", with: "") }
+        == ["compat.v1.Item.note (7): field removed without reserving its number"])
     #expect(try changes { $0.replacingOccurrences(of: "string note = 7;", with: "reserved 7;") } == [])
   }
 
   @Test("a field's number, type or cardinality cannot change")
   func changedField() throws {
-    #expect(try changes { $0.replacingOccurrences(of: "int32 count = 2;", with: "int64 count = 2;") }
-      == ["compat.v1.Item.count (2): type changed from int32 to int64"])
-    #expect(try changes { $0.replacingOccurrences(of: "repeated string tags = 3;", with: "string tags = 3;") }
-      == ["compat.v1.Item.tags (3): cardinality changed from repeated to optional"])
-    #expect(try changes { $0.replacingOccurrences(of: "Color color = 4;", with: "Other color = 4;") }
-      == ["compat.v1.Item.color (4): type changed from compat.v1.Color to compat.v1.Other"])
-    #expect(try changes { $0.replacingOccurrences(of: "string id = 1;\n  int32", with: "string id = 9;\n  int32") }
-      == ["compat.v1.Item.id (1): field removed without reserving its number"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "int32 count = 2;", with: "int64 count = 2;") }
+        == ["compat.v1.Item.count (2): type changed from int32 to int64"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "repeated string tags = 3;", with: "string tags = 3;") }
+        == ["compat.v1.Item.tags (3): cardinality changed from repeated to optional"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "Color color = 4;", with: "Other color = 4;") }
+        == ["compat.v1.Item.color (4): type changed from compat.v1.Color to compat.v1.Other"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "string id = 1;\n  int32", with: "string id = 9;\n  int32") }
+        == ["compat.v1.Item.id (1): field removed without reserving its number"])
   }
 
   @Test("a field cannot move into or out of a oneof")
   func oneofMembership() throws {
     let found = try changes {
-      $0.replacingOccurrences(of: "oneof choice { string a = 5; int64 b = 6; }\n  string note = 7;", with: "oneof choice { string a = 5; int64 b = 6; string note = 7; }")
+      $0.replacingOccurrences(
+        of: "oneof choice { string a = 5; int64 b = 6; }\n  string note = 7;",
+        with: "oneof choice { string a = 5; int64 b = 6; string note = 7; }")
     }
     #expect(found == ["compat.v1.Item.note (7): moved from oneof (none) to choice"])
   }
 
   @Test("an enum value must stay or be reserved")
   func enumValues() throws {
-    #expect(try changes { $0.replacingOccurrences(of: " COLOR_BLUE = 2;", with: "") }
-      == ["compat.v1.Color.COLOR_BLUE (2): enum value removed without reserving its number"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: " COLOR_BLUE = 2;", with: "") }
+        == ["compat.v1.Color.COLOR_BLUE (2): enum value removed without reserving its number"])
     #expect(try changes { $0.replacingOccurrences(of: " COLOR_BLUE = 2;", with: " reserved 2;") } == [])
   }
 
   @Test("RPCs and services are never removed and keep their request and response types")
   func services() throws {
-    #expect(try changes { $0.replacingOccurrences(of: "rpc List(Item) returns (Item);", with: "") }
-      == ["compat.v1.Shop/List: RPC removed"])
-    #expect(try changes { $0.replacingOccurrences(of: "rpc Get(Item) returns (Item);", with: "rpc Get(Other) returns (Item);") }
-      == ["compat.v1.Shop/Get: request type changed from compat.v1.Item to compat.v1.Other"])
-    #expect(try changes { $0.replacingOccurrences(of: "rpc Get(Item) returns (Item);", with: "rpc Get(Item) returns (stream Item);") }
-      == ["compat.v1.Shop/Get: streaming changed"])
-    #expect(try changes { $0.replacingOccurrences(of: "service Admin { rpc Reset(Other) returns (Other); }", with: "") }
-      == ["compat.v1.Admin: service removed"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "rpc List(Item) returns (Item);", with: "") }
+        == ["compat.v1.Shop/List: RPC removed"])
+    #expect(
+      try changes {
+        $0.replacingOccurrences(of: "rpc Get(Item) returns (Item);", with: "rpc Get(Other) returns (Item);")
+      }
+        == ["compat.v1.Shop/Get: request type changed from compat.v1.Item to compat.v1.Other"])
+    #expect(
+      try changes {
+        $0.replacingOccurrences(of: "rpc Get(Item) returns (Item);", with: "rpc Get(Item) returns (stream Item);")
+      }
+        == ["compat.v1.Shop/Get: streaming changed"])
+    #expect(
+      try changes { $0.replacingOccurrences(of: "service Admin { rpc Reset(Other) returns (Other); }", with: "") }
+        == ["compat.v1.Admin: service removed"])
   }
 
   @Test("a removed message is reported")

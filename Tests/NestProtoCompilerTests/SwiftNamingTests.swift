@@ -1,5 +1,6 @@
-@testable import NestProtoCompiler
 import Testing
+
+@testable import NestProtoCompiler
 
 @Suite("Swift naming")
 struct SwiftNamingTests {

@@ -104,7 +104,9 @@ struct CodecTests {
 
   @Test("a contract message keeps fields a future version adds")
   func forwardCompatibilityOfContract() throws {
-    let money = Nest_Common_V1_Money.with { $0.currency = "USD"; $0.amountMinor = 1234 }
+    let money = Nest_Common_V1_Money.with {
+      $0.currency = "USD"; $0.amountMinor = 1234
+    }
     // Field 3 (string "tax"), field 4 (varint 7), as a later Money might carry.
     let future = try money.serializedBytes() + [0x1a, 0x03, 0x74, 0x61, 0x78, 0x20, 0x07]
     let decoded = try Nest_Common_V1_Money(serializedBytes: future)

@@ -23,11 +23,22 @@ struct HandWrittenCase: CustomTestStringConvertible, Sendable {
         $0.method = "/nest.catalog.v1.CatalogService/GetService"
         $0.timeoutMs = 1500
         $0.metadata = [
-          .with { $0.key = "authorization"; $0.value = .text("Bearer abc") },
-          .with { $0.key = "trace-bin"; $0.value = .binary([1, 2]) },
+          .with {
+            $0.key = "authorization"; $0.value = .text("Bearer abc")
+          },
+          .with {
+            $0.key = "trace-bin"; $0.value = .binary([1, 2])
+          },
         ]
         $0.payload = [0x0a, 0x03, 0x73, 0x76, 0x63]
-        $0.status = .with { $0.code = 3; $0.violations = [.with { $0.field = "name"; $0.description = "empty" }] }
+        $0.status = .with {
+          $0.code = 3;
+          $0.violations = [
+            .with {
+              $0.field = "name"; $0.description = "empty"
+            }
+          ]
+        }
         $0.lastCallID = UInt64.max
       },
       text: """
@@ -66,7 +77,9 @@ struct HandWrittenCase: CustomTestStringConvertible, Sendable {
         $0.serviceID = "svc-b"
         $0.scenario = .scenario3
         $0.settlementMode = .online
-        $0.resourceOwner = .with { $0.role = .isv; $0.accountID = "isv-1" }
+        $0.resourceOwner = .with {
+          $0.role = .isv; $0.accountID = "isv-1"
+        }
         $0.accessMode = .logonURL
         $0.baseServiceType = .fullyManaged
         $0.baseListed = true
@@ -95,7 +108,9 @@ struct HandWrittenCase: CustomTestStringConvertible, Sendable {
             $0.planID = "monthly"
             $0.name = "Mensuel é"
             $0.billingPeriod = .month
-            $0.unitPrice = .with { $0.currency = "EUR"; $0.amountMinor = 1999 }
+            $0.unitPrice = .with {
+              $0.currency = "EUR"; $0.amountMinor = 1999
+            }
           }
         ]
         $0.createdAtUnixMs = 1_764_000_000_000
@@ -121,7 +136,9 @@ struct HandWrittenCase: CustomTestStringConvertible, Sendable {
       value: Nest_Entitlement_V1_ServiceInstance.with {
         $0.id = "inst-1"
         $0.scenario = .scenario2
-        $0.feePayer = .with { $0.role = .distributor; $0.accountID = "dist-1" }
+        $0.feePayer = .with {
+          $0.role = .distributor; $0.accountID = "dist-1"
+        }
         $0.status = .deployed
         $0.access = .logonURL("https://console.example/i/1")
         $0.parameters = ["zone": "b", "size": "large"]
@@ -156,7 +173,9 @@ struct HandWrittenCase: CustomTestStringConvertible, Sendable {
         $0.quantity = 3
         $0.periods = 12
         $0.price = .with {
-          $0.amount = .with { $0.currency = "USD"; $0.amountMinor = Int64.min }
+          $0.amount = .with {
+            $0.currency = "USD"; $0.amountMinor = Int64.min
+          }
           $0.commissionBps = 500
         }
         $0.linkedOrderIds = ["ord-2", "ord-3"]
@@ -186,12 +205,18 @@ struct HandWrittenCase: CustomTestStringConvertible, Sendable {
         $0.source = .orderID("ord-1")
         $0.postings = [
           .with {
-            $0.account = .with { $0.kind = .customer; $0.accountID = "cust-1" }
-            $0.amount = .with { $0.currency = "USD"; $0.amountMinor = -10000 }
+            $0.account = .with {
+              $0.kind = .customer; $0.accountID = "cust-1"
+            }
+            $0.amount = .with {
+              $0.currency = "USD"; $0.amountMinor = -10000
+            }
           },
           .with {
             $0.account = .with { $0.kind = .platform }
-            $0.amount = .with { $0.currency = "USD"; $0.amountMinor = 500 }
+            $0.amount = .with {
+              $0.currency = "USD"; $0.amountMinor = 500
+            }
           },
         ]
       },

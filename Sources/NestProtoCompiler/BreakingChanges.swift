@@ -15,14 +15,13 @@ public func breakingChanges(baseline: [ProtoFile], current: [ProtoFile]) -> [Bre
     changes.append(BreakingChange(subject: subject, problem: problem))
   }
 
-  let currentMessages = Dictionary(
-    current.flatMap(\.allMessages).map { ($0.fullName, $0) }, uniquingKeysWith: { first, _ in first })
+  let currentMessages = indexed(current.flatMap(\.allMessages), by: \.fullName)
   for old in baseline.flatMap(\.allMessages) {
     guard let new = currentMessages[old.fullName] else {
       report(old.fullName, "message removed")
       continue
     }
-    let newFields = Dictionary(new.fields.map { ($0.number, $0) }, uniquingKeysWith: { first, _ in first })
+    let newFields = indexed(new.fields, by: \.number)
     for oldField in old.fields {
       let subject = "\(old.fullName).\(oldField.name) (\(oldField.number))"
       guard let newField = newFields[oldField.number] else {
@@ -45,8 +44,7 @@ public func breakingChanges(baseline: [ProtoFile], current: [ProtoFile]) -> [Bre
     }
   }
 
-  let currentEnums = Dictionary(
-    current.flatMap(\.allEnums).map { ($0.fullName, $0) }, uniquingKeysWith: { first, _ in first })
+  let currentEnums = indexed(current.flatMap(\.allEnums), by: \.fullName)
   for old in baseline.flatMap(\.allEnums) {
     guard let new = currentEnums[old.fullName] else {
       report(old.fullName, "enum removed")
@@ -60,14 +58,13 @@ public func breakingChanges(baseline: [ProtoFile], current: [ProtoFile]) -> [Bre
     }
   }
 
-  let currentServices = Dictionary(
-    current.flatMap(\.services).map { ($0.fullName, $0) }, uniquingKeysWith: { first, _ in first })
+  let currentServices = indexed(current.flatMap(\.services), by: \.fullName)
   for old in baseline.flatMap(\.services) {
     guard let new = currentServices[old.fullName] else {
       report(old.fullName, "service removed")
       continue
     }
-    let methods = Dictionary(new.methods.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    let methods = indexed(new.methods, by: \.name)
     for oldMethod in old.methods {
       let subject = "\(old.fullName)/\(oldMethod.name)"
       guard let newMethod = methods[oldMethod.name] else {
@@ -88,6 +85,11 @@ public func breakingChanges(baseline: [ProtoFile], current: [ProtoFile]) -> [Bre
     }
   }
   return changes
+}
+
+/// `items` by `key`; the first of any duplicates wins (protoc refuses duplicates anyway).
+private func indexed<T, Key: Hashable>(_ items: [T], by key: KeyPath<T, Key>) -> [Key: T] {
+  Dictionary(items.map { ($0[keyPath: key], $0) }, uniquingKeysWith: { first, _ in first })
 }
 
 extension ProtoField {

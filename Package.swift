@@ -16,12 +16,18 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "NestProto", targets: ["NestProto"]),
+    .library(name: "NestTransport", targets: ["NestTransport"]),
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
     // and the stubs; GRPCCodeGen: renders those stubs inside protoc-gen-nest-swift.
-    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3")
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    // Sockets and event loops under NestTransport.
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    // Per-call structured logs and metrics.
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
   ],
   targets: [
     // MARK: C: libprotobuf-c and the code protoc-c generates from proto/
@@ -70,6 +76,25 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // MARK: Transport
+
+    // Wire protocol v1 (docs/protocol.md) as a GRPCCore client and server transport on
+    // SwiftNIO: it moves frames; RPC semantics come from GRPCCore.
+    .target(
+      name: "NestTransport",
+      dependencies: [
+        "NestProto",
+        "NestProtoRuntime",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // MARK: Code generation
 
     // Reads protoc's descriptors into Swift models; renders message types and, with
@@ -104,7 +129,10 @@ let package = Package(
     ),
     .target(
       name: "NestProtoTesting",
-      dependencies: ["CNestProtoTesting", "NestProtoRuntime", "NestProto"],
+      dependencies: [
+        "CNestProtoTesting", "NestProtoRuntime", "NestProto",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
       path: "Tests/Support/NestProtoTesting",
       swiftSettings: defaultSwiftSettings
     ),
@@ -113,6 +141,18 @@ let package = Package(
       dependencies: [
         "NestProto", "NestProtoRuntime", "NestProtoTesting",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .testTarget(
+      name: "NestTransportTests",
+      dependencies: [
+        "NestTransport", "NestProto", "NestProtoTesting",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: defaultSwiftSettings
     ),

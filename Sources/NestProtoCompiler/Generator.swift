@@ -64,7 +64,9 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
 
   let messages = targets.flatMap(\.allMessages).filter { !$0.isMapEntry }
   var registry = header(source: targets.map(\.name).joined(separator: ", "))
-  registry += "import \(options.cModule)\nimport NestProtoRuntime\n\n"
+  registry += "import \(options.cModule)\n"
+  registry += "// Users of the generated types need the runtime's API (serializedBytes, with, ...).\n"
+  registry += "@_exported import NestProtoRuntime\n\n"
   registry += "/// Every message type generated in this module, by full proto name: for tools and\n"
   registry += "/// tests that work from a name (fuzzers, golden files, `nestctl call`).\n"
   registry += "public enum \(options.registry) {\n"

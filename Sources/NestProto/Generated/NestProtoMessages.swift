@@ -2,7 +2,8 @@
 // Regenerate with scripts/generate-proto.
 // swift-format-ignore-file
 import CNestProto
-import NestProtoRuntime
+// Users of the generated types need the runtime's API (serializedBytes, with, ...).
+@_exported import NestProtoRuntime
 
 /// Every message type generated in this module, by full proto name: for tools and
 /// tests that work from a name (fuzzers, golden files, `nestctl call`).

@@ -12,6 +12,8 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
   &nest__testing__v1__scalars__inner__descriptor,
   &nest__testing__v1__record_v1__descriptor,
   &nest__testing__v1__record_v2__descriptor,
+  &nest__testing__v1__echo_request__descriptor,
+  &nest__testing__v1__echo_response__descriptor,
 };
 
 const ProtobufCMessageDescriptor *const *cnestprototesting_message_descriptors(size_t *count) {

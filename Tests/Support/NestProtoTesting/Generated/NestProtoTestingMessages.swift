@@ -2,7 +2,8 @@
 // Regenerate with scripts/generate-proto.
 // swift-format-ignore-file
 import CNestProtoTesting
-import NestProtoRuntime
+// Users of the generated types need the runtime's API (serializedBytes, with, ...).
+@_exported import NestProtoRuntime
 
 /// Every message type generated in this module, by full proto name: for tools and
 /// tests that work from a name (fuzzers, golden files, `nestctl call`).
@@ -13,6 +14,8 @@ public enum NestProtoTestingMessages {
     Nest_Testing_V1_Scalars.Inner.self,
     Nest_Testing_V1_RecordV1.self,
     Nest_Testing_V1_RecordV2.self,
+    Nest_Testing_V1_EchoRequest.self,
+    Nest_Testing_V1_EchoResponse.self,
   ]
 
   public static let byName: [String: any NestMessage.Type] = Dictionary(

@@ -223,6 +223,96 @@ void   nest__testing__v1__record_v2__free_unpacked
   assert(message->base.descriptor == &nest__testing__v1__record_v2__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__testing__v1__echo_request__init
+                     (Nest__Testing__V1__EchoRequest         *message)
+{
+  static const Nest__Testing__V1__EchoRequest init_value = NEST__TESTING__V1__ECHO_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__testing__v1__echo_request__get_packed_size
+                     (const Nest__Testing__V1__EchoRequest *message)
+{
+  assert(message->base.descriptor == &nest__testing__v1__echo_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__testing__v1__echo_request__pack
+                     (const Nest__Testing__V1__EchoRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__testing__v1__echo_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__testing__v1__echo_request__pack_to_buffer
+                     (const Nest__Testing__V1__EchoRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__testing__v1__echo_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Testing__V1__EchoRequest *
+       nest__testing__v1__echo_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Testing__V1__EchoRequest *)
+     protobuf_c_message_unpack (&nest__testing__v1__echo_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__testing__v1__echo_request__free_unpacked
+                     (Nest__Testing__V1__EchoRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__testing__v1__echo_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__testing__v1__echo_response__init
+                     (Nest__Testing__V1__EchoResponse         *message)
+{
+  static const Nest__Testing__V1__EchoResponse init_value = NEST__TESTING__V1__ECHO_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__testing__v1__echo_response__get_packed_size
+                     (const Nest__Testing__V1__EchoResponse *message)
+{
+  assert(message->base.descriptor == &nest__testing__v1__echo_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__testing__v1__echo_response__pack
+                     (const Nest__Testing__V1__EchoResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__testing__v1__echo_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__testing__v1__echo_response__pack_to_buffer
+                     (const Nest__Testing__V1__EchoResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__testing__v1__echo_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Testing__V1__EchoResponse *
+       nest__testing__v1__echo_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Testing__V1__EchoResponse *)
+     protobuf_c_message_unpack (&nest__testing__v1__echo_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__testing__v1__echo_response__free_unpacked
+                     (Nest__Testing__V1__EchoResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__testing__v1__echo_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor nest__testing__v1__node__labels_entry__field_descriptors[2] =
 {
   {
@@ -1360,6 +1450,147 @@ const ProtobufCMessageDescriptor nest__testing__v1__record_v2__descriptor =
   (ProtobufCMessageInit) nest__testing__v1__record_v2__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__testing__v1__echo_request__field_descriptors[5] =
+{
+  {
+    "text",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoRequest, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delay_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoRequest, delay_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fail_with_code",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoRequest, fail_with_code),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "padding",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoRequest, padding),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "response_padding",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoRequest, response_padding),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__testing__v1__echo_request__field_indices_by_name[] = {
+  1,   /* field[1] = delay_ms */
+  2,   /* field[2] = fail_with_code */
+  3,   /* field[3] = padding */
+  4,   /* field[4] = response_padding */
+  0,   /* field[0] = text */
+};
+static const ProtobufCIntRange nest__testing__v1__echo_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor nest__testing__v1__echo_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.testing.v1.EchoRequest",
+  "EchoRequest",
+  "Nest__Testing__V1__EchoRequest",
+  "nest.testing.v1",
+  sizeof(Nest__Testing__V1__EchoRequest),
+  5,
+  nest__testing__v1__echo_request__field_descriptors,
+  nest__testing__v1__echo_request__field_indices_by_name,
+  1,  nest__testing__v1__echo_request__number_ranges,
+  (ProtobufCMessageInit) nest__testing__v1__echo_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__testing__v1__echo_response__field_descriptors[2] =
+{
+  {
+    "text",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoResponse, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "padding",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Testing__V1__EchoResponse, padding),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__testing__v1__echo_response__field_indices_by_name[] = {
+  1,   /* field[1] = padding */
+  0,   /* field[0] = text */
+};
+static const ProtobufCIntRange nest__testing__v1__echo_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__testing__v1__echo_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.testing.v1.EchoResponse",
+  "EchoResponse",
+  "Nest__Testing__V1__EchoResponse",
+  "nest.testing.v1",
+  sizeof(Nest__Testing__V1__EchoResponse),
+  2,
+  nest__testing__v1__echo_response__field_descriptors,
+  nest__testing__v1__echo_response__field_indices_by_name,
+  1,  nest__testing__v1__echo_response__number_ranges,
+  (ProtobufCMessageInit) nest__testing__v1__echo_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue nest__testing__v1__shade__enum_values_by_number[3] =
 {
   { "SHADE_UNSPECIFIED", "NEST__TESTING__V1__SHADE__SHADE_UNSPECIFIED", 0 },
@@ -1390,3 +1621,36 @@ const ProtobufCEnumDescriptor nest__testing__v1__shade__descriptor =
   nest__testing__v1__shade__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
+static const ProtobufCMethodDescriptor nest__testing__v1__echo__method_descriptors[1] =
+{
+  { "Echo", &nest__testing__v1__echo_request__descriptor, &nest__testing__v1__echo_response__descriptor },
+};
+const unsigned nest__testing__v1__echo__method_indices_by_name[] = {
+  0         /* Echo */
+};
+const ProtobufCServiceDescriptor nest__testing__v1__echo__descriptor =
+{
+  PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC,
+  "nest.testing.v1.Echo",
+  "Echo",
+  "Nest__Testing__V1__Echo",
+  "nest.testing.v1",
+  1,
+  nest__testing__v1__echo__method_descriptors,
+  nest__testing__v1__echo__method_indices_by_name
+};
+void nest__testing__v1__echo__echo(ProtobufCService *service,
+                                   const Nest__Testing__V1__EchoRequest *input,
+                                   Nest__Testing__V1__EchoResponse_Closure closure,
+                                   void *closure_data)
+{
+  assert(service->descriptor == &nest__testing__v1__echo__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__testing__v1__echo__init (Nest__Testing__V1__Echo_Service *service,
+                                    Nest__Testing__V1__Echo_ServiceDestroy destroy)
+{
+  protobuf_c_service_generated_init (&service->base,
+                                     &nest__testing__v1__echo__descriptor,
+                                     (ProtobufCServiceDestroy) destroy);
+}

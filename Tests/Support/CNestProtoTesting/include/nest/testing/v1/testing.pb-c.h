@@ -25,6 +25,8 @@ typedef struct Nest__Testing__V1__Scalars__MBoolEntry Nest__Testing__V1__Scalars
 typedef struct Nest__Testing__V1__Scalars__Inner Nest__Testing__V1__Scalars__Inner;
 typedef struct Nest__Testing__V1__RecordV1 Nest__Testing__V1__RecordV1;
 typedef struct Nest__Testing__V1__RecordV2 Nest__Testing__V1__RecordV2;
+typedef struct Nest__Testing__V1__EchoRequest Nest__Testing__V1__EchoRequest;
+typedef struct Nest__Testing__V1__EchoResponse Nest__Testing__V1__EchoResponse;
 
 
 /* --- enums --- */
@@ -245,6 +247,43 @@ struct  Nest__Testing__V1__RecordV2
     , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__TESTING__V1__SHADE__SHADE_UNSPECIFIED, NULL, 0 }
 
 
+struct  Nest__Testing__V1__EchoRequest
+{
+  ProtobufCMessage base;
+  char *text;
+  /*
+   * The handler waits this long before answering (and notices cancellation meanwhile).
+   */
+  int32_t delay_ms;
+  /*
+   * Non-zero: the handler fails with this gRPC status code.
+   */
+  int32_t fail_with_code;
+  /*
+   * Makes the request this much larger.
+   */
+  ProtobufCBinaryData padding;
+  /*
+   * How many bytes of padding the response should carry.
+   */
+  int32_t response_padding;
+};
+#define NEST__TESTING__V1__ECHO_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__testing__v1__echo_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, {0,NULL}, 0 }
+
+
+struct  Nest__Testing__V1__EchoResponse
+{
+  ProtobufCMessage base;
+  char *text;
+  ProtobufCBinaryData padding;
+};
+#define NEST__TESTING__V1__ECHO_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__testing__v1__echo_response__descriptor) \
+    , (char *)protobuf_c_empty_string, {0,NULL} }
+
+
 /* Nest__Testing__V1__Node__LabelsEntry methods */
 void   nest__testing__v1__node__labels_entry__init
                      (Nest__Testing__V1__Node__LabelsEntry         *message);
@@ -339,6 +378,44 @@ Nest__Testing__V1__RecordV2 *
 void   nest__testing__v1__record_v2__free_unpacked
                      (Nest__Testing__V1__RecordV2 *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Testing__V1__EchoRequest methods */
+void   nest__testing__v1__echo_request__init
+                     (Nest__Testing__V1__EchoRequest         *message);
+size_t nest__testing__v1__echo_request__get_packed_size
+                     (const Nest__Testing__V1__EchoRequest   *message);
+size_t nest__testing__v1__echo_request__pack
+                     (const Nest__Testing__V1__EchoRequest   *message,
+                      uint8_t             *out);
+size_t nest__testing__v1__echo_request__pack_to_buffer
+                     (const Nest__Testing__V1__EchoRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Testing__V1__EchoRequest *
+       nest__testing__v1__echo_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__testing__v1__echo_request__free_unpacked
+                     (Nest__Testing__V1__EchoRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Testing__V1__EchoResponse methods */
+void   nest__testing__v1__echo_response__init
+                     (Nest__Testing__V1__EchoResponse         *message);
+size_t nest__testing__v1__echo_response__get_packed_size
+                     (const Nest__Testing__V1__EchoResponse   *message);
+size_t nest__testing__v1__echo_response__pack
+                     (const Nest__Testing__V1__EchoResponse   *message,
+                      uint8_t             *out);
+size_t nest__testing__v1__echo_response__pack_to_buffer
+                     (const Nest__Testing__V1__EchoResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Testing__V1__EchoResponse *
+       nest__testing__v1__echo_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__testing__v1__echo_response__free_unpacked
+                     (Nest__Testing__V1__EchoResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Nest__Testing__V1__Node__LabelsEntry_Closure)
@@ -371,9 +448,36 @@ typedef void (*Nest__Testing__V1__RecordV1_Closure)
 typedef void (*Nest__Testing__V1__RecordV2_Closure)
                  (const Nest__Testing__V1__RecordV2 *message,
                   void *closure_data);
+typedef void (*Nest__Testing__V1__EchoRequest_Closure)
+                 (const Nest__Testing__V1__EchoRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Testing__V1__EchoResponse_Closure)
+                 (const Nest__Testing__V1__EchoResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
+typedef struct Nest__Testing__V1__Echo_Service Nest__Testing__V1__Echo_Service;
+struct Nest__Testing__V1__Echo_Service
+{
+  ProtobufCService base;
+  void (*echo)(Nest__Testing__V1__Echo_Service *service,
+               const Nest__Testing__V1__EchoRequest *input,
+               Nest__Testing__V1__EchoResponse_Closure closure,
+               void *closure_data);
+};
+typedef void (*Nest__Testing__V1__Echo_ServiceDestroy)(Nest__Testing__V1__Echo_Service *);
+void nest__testing__v1__echo__init (Nest__Testing__V1__Echo_Service *service,
+                                    Nest__Testing__V1__Echo_ServiceDestroy destroy);
+#define NEST__TESTING__V1__ECHO__BASE_INIT \
+    { &nest__testing__v1__echo__descriptor, protobuf_c_service_invoke_internal, NULL }
+#define NEST__TESTING__V1__ECHO__INIT(function_prefix__) \
+    { NEST__TESTING__V1__ECHO__BASE_INIT,\
+      function_prefix__ ## echo  }
+void nest__testing__v1__echo__echo(ProtobufCService *service,
+                                   const Nest__Testing__V1__EchoRequest *input,
+                                   Nest__Testing__V1__EchoResponse_Closure closure,
+                                   void *closure_data);
 
 /* --- descriptors --- */
 
@@ -388,6 +492,9 @@ extern const ProtobufCMessageDescriptor nest__testing__v1__scalars__mbool_entry_
 extern const ProtobufCMessageDescriptor nest__testing__v1__scalars__inner__descriptor;
 extern const ProtobufCMessageDescriptor nest__testing__v1__record_v1__descriptor;
 extern const ProtobufCMessageDescriptor nest__testing__v1__record_v2__descriptor;
+extern const ProtobufCMessageDescriptor nest__testing__v1__echo_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__testing__v1__echo_response__descriptor;
+extern const ProtobufCServiceDescriptor nest__testing__v1__echo__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -320,3 +320,62 @@ public struct Nest_Testing_V1_RecordV2: NestMessage {
     w.setUnknownFields(self.unknownFields)
   }
 }
+
+public struct Nest_Testing_V1_EchoRequest: NestMessage {
+  public static let protoMessageName = "nest.testing.v1.EchoRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var text: String = ""
+  /// The handler waits this long before answering (and notices cancellation meanwhile).
+  public var delayMs: Int32 = 0
+  /// Non-zero: the handler fails with this gRPC status code.
+  public var failWithCode: Int32 = 0
+  /// Makes the request this much larger.
+  public var padding: [UInt8] = []
+  /// How many bytes of padding the response should carry.
+  public var responsePadding: Int32 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.text = r.string(0)
+    self.delayMs = r.scalar(1)
+    self.failWithCode = r.scalar(2)
+    self.padding = r.bytes(3)
+    self.responsePadding = r.scalar(4)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.text)
+    w.setScalar(1, self.delayMs)
+    w.setScalar(2, self.failWithCode)
+    w.setBytes(3, self.padding)
+    w.setScalar(4, self.responsePadding)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Testing_V1_EchoResponse: NestMessage {
+  public static let protoMessageName = "nest.testing.v1.EchoResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var text: String = ""
+  public var padding: [UInt8] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.text = r.string(0)
+    self.padding = r.bytes(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.text)
+    w.setBytes(1, self.padding)
+    w.setUnknownFields(self.unknownFields)
+  }
+}

@@ -1,0 +1,306 @@
+// One client connection: the calls waiting for their RESPONSE by call id, HELLO, GOAWAY,
+// PING and PONG. Call bookkeeping lives on the channel's event loop.
+import GRPCCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NestProto
+import NestProtoRuntime
+
+final class ClientConnection: Sendable {
+  let channel: any Channel
+  let remotePeer: String
+  let localPeer: String
+  private let handler: NIOLoopBound<ClientConnectionHandler>
+  private let nextCallID = NIOLockedValueBox<UInt64>(1)
+  /// Keeps this connection's calls within what the server said it runs at once.
+  let gate = CallGate(limit: 100)
+  /// False once GOAWAY arrived or the connection closed: new calls need a new connection.
+  private let usable = NIOLockedValueBox(true)
+
+  private init(channel: any Channel, handler: ClientConnectionHandler) {
+    self.channel = channel
+    self.remotePeer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+    self.localPeer = channel.localAddress.map { "\($0)" } ?? "unknown"
+    self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+  }
+
+  static func dial(
+    _ configuration: NestClientTransport.Configuration, group: any EventLoopGroup, logger: Logger
+  ) async throws -> ClientConnection {
+    let channel = try await ClientBootstrap(group: group)
+      .connectTimeout(configuration.connectTimeout)
+      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
+          try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+          try channel.pipeline.syncOperations.addHandler(
+            ClientConnectionHandler(configuration: configuration, logger: logger))
+        }
+      }
+      .connect(host: configuration.host, port: configuration.port).get()
+    return try await channel.eventLoop.submit {
+      let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+      let connection = ClientConnection(channel: channel, handler: handler)
+      handler.connection = connection
+      return connection
+    }.get()
+  }
+
+  var isUsable: Bool { self.usable.withLockedValue { $0 } && self.channel.isActive }
+
+  func markUnusable() { self.usable.withLockedValue { $0 = false } }
+
+  /// A new call id, its responses to `continuation`; waits while the server's limit of
+  /// concurrent calls is reached.
+  func open(_ continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation) async throws
+    -> UInt64
+  {
+    try await self.gate.acquire()
+    let callID = self.nextCallID.withLockedValue { id in
+      defer { id += 1 }
+      return id
+    }
+    self.channel.eventLoop.execute { self.handler.value.register(callID, continuation) }
+    return callID
+  }
+
+  func send(_ frame: Nest_Wire_V1_Frame) {
+    self.channel.eventLoop.execute { self.handler.value.send(frame) }
+  }
+
+  func cancel(_ callID: UInt64) {
+    self.channel.eventLoop.execute { self.handler.value.cancel(callID) }
+  }
+
+  func forget(_ callID: UInt64) {
+    self.channel.eventLoop.execute { self.handler.value.forget(callID) }
+  }
+
+  func close() {
+    self.markUnusable()
+    self.channel.close(promise: nil)
+  }
+}
+
+final class ClientConnectionHandler: ChannelInboundHandler {
+  typealias InboundIn = Nest_Wire_V1_Frame
+  typealias OutboundOut = Nest_Wire_V1_Frame
+  typealias Continuation = AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+
+  private let configuration: NestClientTransport.Configuration
+  private let logger: Logger
+  private var calls: [UInt64: Continuation] = [:]
+  private var context: ChannelHandlerContext?
+  private var keepalive: RepeatedTask?
+  /// Set after GOAWAY: calls at or below it still get their RESPONSE.
+  private var lastCallID: UInt64? = nil
+  weak var connection: ClientConnection?
+
+  init(configuration: NestClientTransport.Configuration, logger: Logger) {
+    self.configuration = configuration
+    self.logger = logger
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    self.context = context
+    // HELLO first; requests may follow without waiting for the server's (rule 1).
+    let hello = Nest_Wire_V1_Frame.hello(
+      peer: self.configuration.peerName, maxFrameBytes: self.configuration.maxFrameBytes)
+    context.writeAndFlush(Self.wrapOutboundOut(hello), promise: nil)
+    if let interval = self.configuration.keepaliveInterval {
+      // Cancelled in channelInactive, so the handler lives exactly as long as it pings.
+      let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+      self.keepalive = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+        handler.value.send(.with { $0.kind = .ping })
+      }
+    }
+    context.fireChannelActive()
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.keepalive?.cancel()
+    self.connection?.markUnusable()
+    let calls = self.calls
+    for callID in calls.keys { self.removeCall(callID) }
+    for continuation in calls.values {
+      continuation.finish(throwing: RPCError(code: .unavailable, message: "the connection closed"))
+    }
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if let error = error as? FrameError {
+      let goAway = Nest_Wire_V1_Frame.goAway(lastCallID: 0, code: error.statusCode, message: error.message)
+      let channel = context.channel
+      context.writeAndFlush(Self.wrapOutboundOut(goAway)).whenComplete { _ in channel.close(promise: nil) }
+    } else {
+      context.close(promise: nil)
+    }
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = Self.unwrapInboundIn(data)
+    switch frame.kind {
+    case .response:
+      guard let continuation = self.removeCall(frame.callID) else { return }
+      let trailers = Metadata(wire: frame.metadata)
+      let status = (frame.status ?? .init()).grpcStatus
+      if status.code == .ok {
+        continuation.yield(.metadata([:]))
+        continuation.yield(.message(frame.payload))
+      }
+      continuation.yield(.status(status, trailers))
+      continuation.finish()
+      self.closeIfDrained()
+    case .goaway:
+      self.connection?.markUnusable()
+      let last = frame.lastCallID
+      self.lastCallID = last
+      for (callID, continuation) in self.calls where callID > last {
+        self.removeCall(callID)
+        continuation.finish(
+          throwing: RPCError(
+            code: .unavailable, message: "the server is going away; the call was not processed and is safe to retry"))
+      }
+      self.closeIfDrained()
+    case .ping:
+      self.send(
+        .with {
+          $0.kind = .pong
+          $0.payload = frame.payload
+        })
+    case .hello:
+      self.connection?.gate.setLimit(Int(frame.hello?.maxConcurrentCalls ?? 0))
+    case .pong, .request, .cancel, .unspecified, .unrecognized:
+      break
+    }
+  }
+
+  func register(_ callID: UInt64, _ continuation: Continuation) {
+    if let last = self.lastCallID, callID > last {
+      self.connection?.gate.release()
+      continuation.finish(throwing: RPCError(code: .unavailable, message: "the server is going away; retry"))
+      return
+    }
+    guard self.context?.channel.isActive == true else {
+      self.connection?.gate.release()
+      continuation.finish(throwing: RPCError(code: .unavailable, message: "the connection closed"))
+      return
+    }
+    self.calls[callID] = continuation
+  }
+
+  func send(_ frame: Nest_Wire_V1_Frame) {
+    self.context?.writeAndFlush(Self.wrapOutboundOut(frame), promise: nil)
+  }
+
+  /// The caller gave up: tell the server (rule 4) and end the call here.
+  func cancel(_ callID: UInt64) {
+    guard let continuation = self.removeCall(callID) else { return }
+    self.send(
+      .with {
+        $0.callID = callID
+        $0.kind = .cancel
+      })
+    continuation.finish(throwing: RPCError(code: .cancelled, message: "the call was cancelled"))
+    self.closeIfDrained()
+  }
+
+  func forget(_ callID: UInt64) {
+    self.removeCall(callID)?.finish()
+    self.closeIfDrained()
+  }
+
+  /// Ends a call's bookkeeping; its place under the concurrency limit frees up.
+  @discardableResult
+  private func removeCall(_ callID: UInt64) -> Continuation? {
+    guard let continuation = self.calls.removeValue(forKey: callID) else { return nil }
+    self.connection?.gate.release()
+    return continuation
+  }
+
+  private func closeIfDrained() {
+    if self.lastCallID != nil, self.calls.isEmpty {
+      self.context?.close(promise: nil)
+    }
+  }
+}
+
+/// Admits at most `limit` calls at once (0: no limit); the rest wait in order.
+final class CallGate: Sendable {
+  private struct State {
+    var limit: Int
+    var inUse = 0
+    var nextWaiter = 0
+    var waiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+  }
+  private let state: NIOLockedValueBox<State>
+
+  init(limit: Int) {
+    self.state = NIOLockedValueBox(State(limit: limit))
+  }
+
+  func acquire() async throws {
+    let id = self.state.withLockedValue { state -> Int? in
+      if state.limit == 0 || state.inUse < state.limit {
+        state.inUse += 1
+        return nil
+      }
+      defer { state.nextWaiter += 1 }
+      return state.nextWaiter
+    }
+    guard let id else { return }
+    try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { continuation in
+        let admitted = self.state.withLockedValue { state -> Bool in
+          // A release may have come between the check above and here.
+          if state.limit == 0 || state.inUse < state.limit {
+            state.inUse += 1
+            return true
+          }
+          state.waiters.append((id, continuation))
+          return false
+        }
+        if admitted { continuation.resume() }
+      }
+    } onCancel: {
+      let waiter = self.state.withLockedValue { state in
+        state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
+      }
+      waiter?.resume(throwing: CancellationError())
+    }
+  }
+
+  func release() {
+    let next = self.state.withLockedValue { state in
+      state.inUse -= 1
+      return Self.admit(&state)
+    }
+    next.forEach { $0.resume() }
+  }
+
+  func setLimit(_ limit: Int) {
+    let next = self.state.withLockedValue { state in
+      state.limit = limit
+      return Self.admit(&state)
+    }
+    next.forEach { $0.resume() }
+  }
+
+  private static func admit(_ state: inout State) -> [CheckedContinuation<Void, any Error>] {
+    var admitted: [CheckedContinuation<Void, any Error>] = []
+    while !state.waiters.isEmpty, state.limit == 0 || state.inUse < state.limit {
+      state.inUse += 1
+      admitted.append(state.waiters.removeFirst().continuation)
+    }
+    return admitted
+  }
+}

@@ -1,0 +1,224 @@
+// The client side of wire protocol v1 as a GRPCCore ClientTransport: one TCP connection,
+// opened on the first call, that carries many calls at once. A call's request parts go out
+// as one REQUEST frame (its deadline as timeout_ms); its RESPONSE comes back as response
+// parts. Task cancellation sends CANCEL. After GOAWAY or a lost connection the next call
+// dials again, no sooner than a capped exponential backoff allows.
+public import GRPCCore
+import Logging
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOPosix
+import NestProto
+import NestProtoRuntime
+
+public final class NestClientTransport: ClientTransport, Sendable {
+  public typealias Bytes = [UInt8]
+
+  public struct Configuration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Sent in HELLO, e.g. "nestctl/0.1.0".
+    public var peerName: String
+    public var maxFrameBytes: Int
+    public var connectTimeout: TimeAmount
+    /// Backoff between failed dials: doubles from `initialBackoff` up to `maxBackoff`.
+    public var initialBackoff: Duration
+    public var maxBackoff: Duration
+    /// Sends PING this often on an idle connection; nil for never.
+    public var keepaliveInterval: TimeAmount?
+
+    public init(
+      host: String = "127.0.0.1",
+      port: Int,
+      peerName: String,
+      maxFrameBytes: Int = 4 << 20,
+      connectTimeout: TimeAmount = .seconds(5),
+      initialBackoff: Duration = .milliseconds(50),
+      maxBackoff: Duration = .seconds(5),
+      keepaliveInterval: TimeAmount? = nil
+    ) {
+      self.host = host
+      self.port = port
+      self.peerName = peerName
+      self.maxFrameBytes = maxFrameBytes
+      self.connectTimeout = connectTimeout
+      self.initialBackoff = initialBackoff
+      self.maxBackoff = maxBackoff
+      self.keepaliveInterval = keepaliveInterval
+    }
+  }
+
+  public let configuration: Configuration
+  public var retryThrottle: RetryThrottle? { nil }
+  private let group: any EventLoopGroup
+  private let logger: Logger
+  private let state = NIOLockedValueBox(State())
+  private let shutdown: AsyncStream<Void>
+  private let shutdownContinuation: AsyncStream<Void>.Continuation
+
+  private struct State {
+    var connection: ClientConnection? = nil
+    /// A dial in progress that later calls wait for.
+    var dialing: EventLoopFuture<ClientConnection>? = nil
+    var failures = 0
+    var notBefore = ContinuousClock.now
+    var closed = false
+  }
+
+  public init(
+    _ configuration: Configuration,
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    logger: Logger = Logger(label: "nest.transport.client")
+  ) {
+    self.configuration = configuration
+    self.group = group
+    self.logger = logger
+    (self.shutdown, self.shutdownContinuation) = AsyncStream.makeStream()
+  }
+
+  /// Runs until `beginGracefulShutdown`; connections are opened lazily by calls.
+  public func connect() async throws {
+    for await _ in self.shutdown {}
+    let connection = self.state.withLockedValue { state -> ClientConnection? in
+      state.closed = true
+      defer { state.connection = nil }
+      return state.connection
+    }
+    connection?.close()
+  }
+
+  public func beginGracefulShutdown() {
+    self.shutdownContinuation.finish()
+  }
+
+  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
+
+  public func withStream<T: Sendable>(
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
+  ) async throws -> T {
+    let connection = try await self.connection()
+    let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
+    let callID = try await connection.open(continuation)
+    let writer = RequestWriter(callID: callID, path: descriptor.wirePath, connection: connection)
+    let stream = RPCStream(
+      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
+      outbound: RPCWriter.Closable(wrapping: writer))
+    let context = ClientContext(
+      descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
+    return try await withTaskCancellationHandler {
+      defer { connection.forget(callID) }
+      return try await closure(stream, context)
+    } onCancel: {
+      connection.cancel(callID)
+    }
+  }
+
+  /// The open connection, or a new one.
+  private func connection() async throws -> ClientConnection {
+    enum Next {
+      case use(ClientConnection)
+      case wait(EventLoopFuture<ClientConnection>)
+      case dial(EventLoopPromise<ClientConnection>, after: ContinuousClock.Instant)
+    }
+    let next = try self.state.withLockedValue { state throws -> Next in
+      guard !state.closed else {
+        throw RPCError(code: .unavailable, message: "the client transport is shut down")
+      }
+      if let connection = state.connection, connection.isUsable { return .use(connection) }
+      if let dialing = state.dialing { return .wait(dialing) }
+      let promise = self.group.next().makePromise(of: ClientConnection.self)
+      state.dialing = promise.futureResult
+      return .dial(promise, after: state.notBefore)
+    }
+    switch next {
+    case .use(let connection):
+      return connection
+    case .wait(let future):
+      return try await Self.unavailable { try await future.get() }
+    case .dial(let promise, let notBefore):
+      do {
+        try await Task.sleep(until: notBefore)
+        let connection = try await ClientConnection.dial(self.configuration, group: self.group, logger: self.logger)
+        self.state.withLockedValue { state in
+          state.connection = connection
+          state.dialing = nil
+          state.failures = 0
+        }
+        promise.succeed(connection)
+        return connection
+      } catch {
+        let backoff = self.state.withLockedValue { state in
+          state.dialing = nil
+          state.failures += 1
+          let exponent = min(state.failures - 1, 16)
+          let delay = min(self.configuration.initialBackoff * (1 << exponent), self.configuration.maxBackoff)
+          state.notBefore = .now + delay
+          return delay
+        }
+        let failure = RPCError(
+          code: .unavailable,
+          message:
+            "cannot connect to \(self.configuration.host):\(self.configuration.port): \(error); next attempt in \(backoff)"
+        )
+        promise.fail(failure)
+        throw failure
+      }
+    }
+  }
+
+  private static func unavailable<R>(_ body: () async throws -> R) async throws -> R {
+    do {
+      return try await body()
+    } catch let error as RPCError {
+      throw error
+    } catch {
+      throw RPCError(code: .unavailable, message: "\(error)")
+    }
+  }
+}
+
+/// Buffers a call's request parts and sends them as one REQUEST when the request ends.
+struct RequestWriter: ClosableRPCWriterProtocol {
+  typealias Element = RPCRequestPart<[UInt8]>
+
+  let callID: UInt64
+  let path: String
+  let connection: ClientConnection
+  private let parts = NIOLockedValueBox<(metadata: Metadata, payload: [UInt8])>(([:], []))
+
+  init(callID: UInt64, path: String, connection: ClientConnection) {
+    self.callID = callID
+    self.path = path
+    self.connection = connection
+  }
+
+  func write(_ element: Element) async throws {
+    switch element {
+    case .metadata(let metadata): self.parts.withLockedValue { $0.metadata.add(contentsOf: metadata) }
+    case .message(let message): self.parts.withLockedValue { $0.payload = message }
+    }
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    for element in elements { try await self.write(element) }
+  }
+
+  func finish() async {
+    let (metadata, payload) = self.parts.withLockedValue { ($0.metadata, $0.payload) }
+    self.connection.send(
+      .with {
+        $0.callID = self.callID
+        $0.kind = .request
+        $0.method = self.path
+        $0.timeoutMs = metadata.timeoutMilliseconds
+        $0.metadata = metadata.wireEntries
+        $0.payload = payload
+      })
+  }
+
+  func finish(throwing error: any Error) async {
+    self.connection.cancel(self.callID)
+  }
+}

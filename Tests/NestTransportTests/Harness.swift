@@ -1,0 +1,161 @@
+// A real server on a free loopback port, serving Echo and Health through NestTransport,
+// and clients over real sockets.
+import Foundation
+import GRPCCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NestProto
+import NestProtoTesting
+import NestTransport
+import Testing
+
+/// Echo with knobs: delay (cancellable), failure, response size; records cancellations.
+final class EchoService: Nest_Testing_V1_Echo.SimpleServiceProtocol, Sendable {
+  let cancelled = NIOLockedValueBox<[String]>([])
+  let started = NIOLockedValueBox<[String]>([])
+  /// Calls running now, and the most that ever ran at once.
+  let concurrency = NIOLockedValueBox<(now: Int, peak: Int)>((0, 0))
+
+  func echo(request: Nest_Testing_V1_EchoRequest, context: ServerContext) async throws
+    -> Nest_Testing_V1_EchoResponse
+  {
+    self.started.withLockedValue { $0.append(request.text) }
+    self.concurrency.withLockedValue {
+      $0.now += 1
+      $0.peak = max($0.peak, $0.now)
+    }
+    defer { self.concurrency.withLockedValue { $0.now -= 1 } }
+    if request.delayMs > 0 {
+      // GRPCCore cancels an RPC (deadline, CANCEL, shutdown) through its cancellation
+      // handle; a handler that waits listens for it, as real handlers must.
+      let wait = Task { try await Task.sleep(for: .milliseconds(Int(request.delayMs))) }
+      do {
+        try await withRPCCancellationHandler {
+          try await wait.value
+        } onCancelRPC: {
+          wait.cancel()
+        }
+      } catch {
+        self.cancelled.withLockedValue { $0.append(request.text) }
+        throw error
+      }
+    }
+    if request.failWithCode != 0 {
+      throw RPCError(code: RPCError.Code(Status.Code(rawValue: Int(request.failWithCode))!)!, message: "asked to fail")
+    }
+    return .with {
+      $0.text = request.text
+      $0.padding = [UInt8](repeating: 7, count: Int(request.responsePadding))
+    }
+  }
+}
+
+/// A server that runs until `stop`.
+final class TestServer: Sendable {
+  let transport: NestServerTransport
+  let echo = EchoService()
+  let server: GRPCServer<NestServerTransport>
+  private let task: Task<Void, any Error>
+
+  init(port: Int = 0, configure: (inout NestServerTransport.Configuration) -> Void = { _ in }) async throws {
+    var configuration = NestServerTransport.Configuration(port: port, peerName: "test-server/0")
+    configure(&configuration)
+    self.transport = NestServerTransport(configuration)
+    self.server = GRPCServer(transport: self.transport, services: [self.echo, HealthService()])
+    let server = self.server
+    self.task = Task { try await server.serve() }
+    _ = try await self.transport.listeningAddress()
+  }
+
+  var port: Int {
+    get async throws { try await self.transport.listeningAddress().port! }
+  }
+
+  func stop() async {
+    self.server.beginGracefulShutdown()
+    _ = await self.task.result
+  }
+}
+
+/// Runs `body` with a client connected to `port`; the client's connections end with it.
+func withClient<R: Sendable>(
+  port: Int,
+  configure: (inout NestClientTransport.Configuration) -> Void = { _ in },
+  _ body: (GRPCClient<NestClientTransport>) async throws -> R
+) async throws -> R {
+  var configuration = NestClientTransport.Configuration(port: port, peerName: "test-client/0")
+  configure(&configuration)
+  return try await withGRPCClient(transport: NestClientTransport(configuration)) { client in
+    try await body(client)
+  }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; for effects in another task.
+func eventually(
+  timeout: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool
+) async rethrows -> Bool {
+  let deadline = ContinuousClock.now + timeout
+  while ContinuousClock.now < deadline {
+    if try await condition() { return true }
+    try? await Task.sleep(for: .milliseconds(10))
+  }
+  return try await condition()
+}
+
+/// A raw TCP socket to the server, for what a well-behaved client would never send.
+final class RawConnection {
+  let handle: FileHandle
+  let socket: Int32
+
+  init(port: Int) throws {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    self.socket = socket
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let result = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        Foundation.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    self.handle = FileHandle(fileDescriptor: socket, closeOnDealloc: true)
+  }
+
+  func send(_ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { _ = Foundation.send(self.socket, $0.baseAddress, $0.count, 0) }
+  }
+
+  func send(frame: Nest_Wire_V1_Frame) throws {
+    let body = try frame.serializedBytes()
+    let length = UInt32(body.count).bigEndian
+    self.send(withUnsafeBytes(of: length) { Array($0) } + body)
+  }
+
+  /// The next frame, or nil when the server closed the connection (or 5 s passed).
+  func receiveFrame() throws -> Nest_Wire_V1_Frame? {
+    guard let header = self.receive(4) else { return nil }
+    let length = header.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self).bigEndian }
+    guard let body = self.receive(Int(length)) else { return nil }
+    return try Nest_Wire_V1_Frame(serializedBytes: body)
+  }
+
+  private func receive(_ count: Int) -> [UInt8]? {
+    var bytes = [UInt8]()
+    while bytes.count < count {
+      var chunk = [UInt8](repeating: 0, count: count - bytes.count)
+      let read = chunk.withUnsafeMutableBytes { recv(self.socket, $0.baseAddress, $0.count, 0) }
+      guard read > 0 else { return nil }
+      bytes += chunk[..<read]
+    }
+    return bytes
+  }
+}
+
+extension Nest_Wire_V1_Frame {
+  static var clientHello: Self { .hello(peer: "raw-test/0", maxFrameBytes: 4 << 20) }
+}

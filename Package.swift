@@ -17,6 +17,7 @@ let package = Package(
   products: [
     .library(name: "NestProto", targets: ["NestProto"]),
     .library(name: "NestTransport", targets: ["NestTransport"]),
+    .library(name: "NestAuth", targets: ["NestAuth"]),
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
   ],
   dependencies: [
@@ -28,6 +29,8 @@ let package = Package(
     // Per-call structured logs and metrics.
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    // HS256 tokens (DESIGN section 4) for the auth interceptor.
+    .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
   ],
   targets: [
     // MARK: C: libprotobuf-c and the code protoc-c generates from proto/
@@ -95,6 +98,18 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // Identity (DESIGN section 4): HS256 bearer tokens checked by a server interceptor, the
+    // caller's principal for handlers, and a client interceptor that sends a token.
+    .target(
+      name: "NestAuth",
+      dependencies: [
+        "NestProto",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "JWTKit", package: "jwt-kit"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // MARK: Code generation
 
     // Reads protoc's descriptors into Swift models; renders message types and, with
@@ -147,12 +162,13 @@ let package = Package(
     .testTarget(
       name: "NestTransportTests",
       dependencies: [
-        "NestTransport", "NestProto", "NestProtoTesting",
+        "NestTransport", "NestAuth", "NestProto", "NestProtoTesting",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: defaultSwiftSettings
     ),

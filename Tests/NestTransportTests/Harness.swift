@@ -5,6 +5,7 @@ import GRPCCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NestAuth
 import NestProto
 import NestProtoTesting
 import NestTransport
@@ -45,7 +46,10 @@ final class EchoService: Nest_Testing_V1_Echo.SimpleServiceProtocol, Sendable {
       throw RPCError(code: RPCError.Code(Status.Code(rawValue: Int(request.failWithCode))!)!, message: "asked to fail")
     }
     return .with {
-      $0.text = request.text
+      // "whoami" answers with the caller the auth interceptor established.
+      $0.text =
+        request.text == "whoami"
+        ? Principal.current.map { "\($0.subject) as \($0.role.claim ?? "?")" } ?? "nobody" : request.text
       $0.padding = [UInt8](repeating: 7, count: Int(request.responsePadding))
     }
   }
@@ -58,11 +62,16 @@ final class TestServer: Sendable {
   let server: GRPCServer<NestServerTransport>
   private let task: Task<Void, any Error>
 
-  init(port: Int = 0, configure: (inout NestServerTransport.Configuration) -> Void = { _ in }) async throws {
+  init(
+    port: Int = 0,
+    interceptors: [any ServerInterceptor] = [],
+    configure: (inout NestServerTransport.Configuration) -> Void = { _ in }
+  ) async throws {
     var configuration = NestServerTransport.Configuration(port: port, peerName: "test-server/0")
     configure(&configuration)
     self.transport = NestServerTransport(configuration)
-    self.server = GRPCServer(transport: self.transport, services: [self.echo, HealthService()])
+    self.server = GRPCServer(
+      transport: self.transport, services: [self.echo, HealthService()], interceptors: interceptors)
     let server = self.server
     self.task = Task { try await server.serve() }
     _ = try await self.transport.listeningAddress()
@@ -81,12 +90,14 @@ final class TestServer: Sendable {
 /// Runs `body` with a client connected to `port`; the client's connections end with it.
 func withClient<R: Sendable>(
   port: Int,
+  interceptors: [any ClientInterceptor] = [],
   configure: (inout NestClientTransport.Configuration) -> Void = { _ in },
   _ body: (GRPCClient<NestClientTransport>) async throws -> R
 ) async throws -> R {
   var configuration = NestClientTransport.Configuration(port: port, peerName: "test-client/0")
   configure(&configuration)
-  return try await withGRPCClient(transport: NestClientTransport(configuration)) { client in
+  return try await withGRPCClient(transport: NestClientTransport(configuration), interceptors: interceptors) {
+    client in
     try await body(client)
   }
 }

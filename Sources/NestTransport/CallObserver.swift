@@ -1,0 +1,53 @@
+// Per-call observability for any GRPCCore server: one structured log line per call
+// (method, status, duration, peer) and, per method and status code, a call counter and a
+// latency timer (swift-metrics: the application picks the backend).
+public import GRPCCore
+public import Logging
+import Metrics
+
+public struct CallObserverServerInterceptor: ServerInterceptor {
+  private let logger: Logger
+
+  public init(logger: Logger) {
+    self.logger = logger
+  }
+
+  public func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    let start = ContinuousClock.now
+    let method = context.descriptor.fullyQualifiedMethod
+    let code: String
+    let response: StreamingServerResponse<Output>
+    do {
+      response = try await next(request, context)
+      switch response.accepted {
+      case .success: code = "OK"
+      case .failure(let error): code = "\(error.code)"
+      }
+    } catch let error as RPCError {
+      self.record(method: method, code: "\(error.code)", start: start, peer: context.remotePeer)
+      throw error
+    } catch {
+      self.record(method: method, code: "unknown", start: start, peer: context.remotePeer)
+      throw error
+    }
+    self.record(method: method, code: code, start: start, peer: context.remotePeer)
+    return response
+  }
+
+  private func record(method: String, code: String, start: ContinuousClock.Instant, peer: String) {
+    let elapsed = ContinuousClock.now - start
+    let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+    let dimensions = [("method", method), ("code", code)]
+    Counter(label: "nest_rpc_calls_total", dimensions: dimensions).increment()
+    Metrics.Timer(label: "nest_rpc_duration", dimensions: dimensions).recordNanoseconds(nanoseconds)
+    self.logger.info(
+      "rpc",
+      metadata: [
+        "method": "\(method)", "code": "\(code)", "duration_us": "\(nanoseconds / 1_000)", "peer": "\(peer)",
+      ])
+  }
+}

@@ -1,0 +1,130 @@
+// Bearer tokens end to end: a real server with the auth interceptor, clients over sockets.
+import Foundation
+import GRPCCore
+import Logging
+import NIOConcurrencyHelpers
+import NestAuth
+import NestProto
+import NestProtoTesting
+import NestTransport
+import Testing
+
+private let secret = "test-secret-\(UUID())"
+
+private func whoami(port: Int, token: String?) async throws -> String {
+  let interceptors: [any ClientInterceptor] = token.map { [BearerTokenClientInterceptor(token: $0)] } ?? []
+  return try await withClient(port: port, interceptors: interceptors) { client in
+    try await Nest_Testing_V1_Echo.Client(wrapping: client).echo(.with { $0.text = "whoami" }).text
+  }
+}
+
+private func isUnauthenticated(_ error: any Error) -> Bool {
+  (error as? RPCError)?.code == .unauthenticated
+}
+
+@Suite("Auth", .serialized)
+struct AuthTests {
+  @Test("a valid token is accepted and its principal reaches the handler")
+  func accepted() async throws {
+    let tokens = try await NestTokens(secret: secret)
+    let server = try await TestServer(interceptors: [AuthServerInterceptor(tokens: tokens)])
+    let token = try await tokens.sign(subject: "dist-42", role: .distributor)
+    #expect(try await whoami(port: try await server.port, token: token) == "dist-42 as distributor")
+    await server.stop()
+  }
+
+  @Test("missing, malformed, forged, expired or unknown-role credentials are UNAUTHENTICATED")
+  func refused() async throws {
+    let tokens = try await NestTokens(secret: secret)
+    let server = try await TestServer(interceptors: [AuthServerInterceptor(tokens: tokens)])
+    let port = try await server.port
+    let forged = try await NestTokens(secret: "another-secret-of-at-least-32-bytes!").sign(subject: "isv-1", role: .isv)
+    let expired = try await tokens.sign(subject: "isv-1", role: .isv, lifetime: .seconds(-60))
+    for token in [nil, "", "not-a-jwt", forged, expired] as [String?] {
+      await #expect(performing: { try await whoami(port: port, token: token) }, throws: isUnauthenticated)
+    }
+    // Sent without the "Bearer " prefix.
+    let valid = try await tokens.sign(subject: "isv-1", role: .isv)
+    await #expect {
+      try await withClient(port: port) { client in
+        try await Nest_Testing_V1_Echo.Client(wrapping: client).echo(
+          .with { $0.text = "whoami" }, metadata: ["authorization": "\(valid)"])
+      }
+    } throws: { isUnauthenticated($0) }
+    #expect(server.echo.started.withLockedValue { $0.isEmpty }, "no handler ran for a refused call")
+    await server.stop()
+  }
+
+  @Test("health needs no credentials")
+  func healthIsOpen() async throws {
+    let tokens = try await NestTokens(secret: secret)
+    let server = try await TestServer(interceptors: [AuthServerInterceptor(tokens: tokens)])
+    let status = try await withClient(port: try await server.port) { client in
+      try await Nest_Health_V1_Health.Client(wrapping: client).check(.init()).status
+    }
+    #expect(status == .serving)
+    await server.stop()
+  }
+
+  @Test("a secret shorter than 32 bytes is refused with a clear error")
+  func shortSecret() async {
+    await #expect(throws: TokenError("the auth secret must be at least 32 bytes, not 5")) {
+      _ = try await NestTokens(secret: "short")
+    }
+  }
+
+  @Test("roles round-trip through the role claim")
+  func roles() {
+    for role in Nest_Common_V1_Role.allCases where role != .unspecified {
+      #expect(Nest_Common_V1_Role(claim: role.claim!) == role)
+    }
+    #expect(Nest_Common_V1_Role(claim: "admin") == nil)
+  }
+}
+
+/// Keeps what a logger writes, for assertions.
+final class CapturedLogs: Sendable {
+  let lines = NIOLockedValueBox<[(message: String, metadata: Logger.Metadata)]>([])
+
+  var logger: Logger {
+    Logger(label: "test") { _ in Handler(captured: self) }
+  }
+
+  struct Handler: LogHandler {
+    let captured: CapturedLogs
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+      get { self.metadata[key] }
+      set { self.metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+      self.captured.lines.withLockedValue {
+        $0.append(("\(event.message)", self.metadata.merging(event.metadata ?? [:]) { $1 }))
+      }
+    }
+  }
+}
+
+@Suite("Call observer")
+struct CallObserverTests {
+  @Test("every call is logged with method, status, duration and peer")
+  func logs() async throws {
+    let logs = CapturedLogs()
+    let server = try await TestServer(interceptors: [CallObserverServerInterceptor(logger: logs.logger)])
+    try await withClient(port: try await server.port) { client in
+      _ = try await Nest_Testing_V1_Echo.Client(wrapping: client).echo(.with { $0.text = "hi" })
+      _ = try? await Nest_Testing_V1_Echo.Client(wrapping: client).echo(.with { $0.failWithCode = 9 })
+    }
+    let lines = logs.lines.withLockedValue { $0 }.filter { $0.message == "rpc" }
+    #expect(lines.count == 2)
+    #expect(
+      lines.map { $0.metadata["method"]?.description } == ["nest.testing.v1.Echo/Echo", "nest.testing.v1.Echo/Echo"])
+    #expect(Set(lines.compactMap { $0.metadata["code"]?.description }) == ["OK", "failedPrecondition"])
+    #expect(
+      lines.allSatisfy {
+        $0.metadata["duration_us"] != nil && $0.metadata["peer"]?.description.contains("127.0.0.1") == true
+      })
+    await server.stop()
+  }
+}

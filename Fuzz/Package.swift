@@ -11,13 +11,26 @@ let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingL
 let package = Package(
   name: "nest-fuzz",
   platforms: [.macOS(.v15)],
-  dependencies: [.package(path: "..")],
+  dependencies: [
+    .package(path: ".."),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+  ],
   targets: [
     // Decodes arbitrary bytes as each message type of proto/ (the first byte picks which).
     .executableTarget(
       name: "nest-fuzz-messages",
       dependencies: [.product(name: "NestProto", package: root)],
       swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
-    )
+    ),
+    // Feeds arbitrary bytes to the server's frame decoder, as a connection would.
+    .executableTarget(
+      name: "nest-fuzz-frames",
+      dependencies: [
+        .product(name: "NestTransport", package: root),
+        .product(name: "NestProto", package: root),
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
+    ),
   ]
 )

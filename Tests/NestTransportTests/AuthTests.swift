@@ -128,3 +128,23 @@ struct CallObserverTests {
     await server.stop()
   }
 }
+
+@Suite("Unexpected errors")
+struct InternalErrorTests {
+  @Test("a handler's unexpected error reaches the client as INTERNAL without its details")
+  func internalError() async throws {
+    let logs = CapturedLogs()
+    let server = try await TestServer(interceptors: [InternalErrorServerInterceptor(logger: logs.logger)])
+    await #expect {
+      try await withClient(port: try await server.port) { client in
+        try await Nest_Testing_V1_Echo.Client(wrapping: client).echo(.with { $0.text = "crash" })
+      }
+    } throws: { error in
+      guard let error = error as? RPCError else { return false }
+      return error.code == .internalError && error.message == "internal error"
+    }
+    #expect(
+      logs.lines.withLockedValue { $0 }.contains { $0.metadata["error"]?.description.contains("secret table") == true })
+    await server.stop()
+  }
+}

@@ -42,6 +42,10 @@ final class EchoService: Nest_Testing_V1_Echo.SimpleServiceProtocol, Sendable {
         throw error
       }
     }
+    if request.text == "crash" {
+      struct DatabaseExploded: Error { let detail = "secret table layout" }
+      throw DatabaseExploded()
+    }
     if request.failWithCode != 0 {
       throw RPCError(code: RPCError.Code(Status.Code(rawValue: Int(request.failWithCode))!)!, message: "asked to fail")
     }

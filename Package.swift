@@ -29,6 +29,8 @@ let package = Package(
     // Per-call structured logs and metrics.
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    // Start-up and graceful shutdown on SIGTERM/SIGINT for every long-running part.
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     // HS256 tokens (DESIGN section 4) for the auth interceptor.
     .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
   ],
@@ -94,6 +96,7 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -135,6 +138,22 @@ let package = Package(
     ),
 
     // MARK: Tests
+
+    // A server of the test schema's Echo service (and Health) as its own process: for
+    // shutdown tests and the transport benchmark.
+    .executableTarget(
+      name: "nest-echo-server",
+      dependencies: [
+        "NestTransport", "NestAuth", "NestProtoTesting",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tests/Support/nest-echo-server",
+      swiftSettings: defaultSwiftSettings
+    ),
 
     // Test-only schemas (recursive and hostile shapes), generated like NestProto.
     .target(

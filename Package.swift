@@ -18,6 +18,8 @@ let package = Package(
     .library(name: "NestProto", targets: ["NestProto"]),
     .library(name: "NestTransport", targets: ["NestTransport"]),
     .library(name: "NestAuth", targets: ["NestAuth"]),
+    // The test schema (Echo, hostile shapes) for benchmarks and fuzzers outside this package.
+    .library(name: "NestProtoTesting", targets: ["NestProtoTesting"]),
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
   ],
   dependencies: [

@@ -11,13 +11,36 @@ let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingL
 let package = Package(
   name: "nest-benchmarks",
   platforms: [.macOS(.v15)],
-  dependencies: [.package(path: "..")],
+  dependencies: [
+    .package(path: ".."),
+    // The references the transport is measured against, and the latency histogram.
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+  ],
   targets: [
     // Encode and decode of a realistic order: the Swift types against raw protobuf-c.
     .executableTarget(
       name: "nest-codec-bench",
       dependencies: [.product(name: "NestProto", package: root)],
       swiftSettings: [.swiftLanguageMode(.v6)]
-    )
+    ),
+    // Unary calls over NestTransport beside HTTP/2, in-process and a raw NIO echo.
+    .executableTarget(
+      name: "nest-transport-bench",
+      dependencies: [
+        .product(name: "NestTransport", package: root),
+        .product(name: "NestProtoTesting", package: root),
+        .product(name: "NestProto", package: root),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
   ]
 )

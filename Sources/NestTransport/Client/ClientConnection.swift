@@ -54,18 +54,23 @@ final class ClientConnection: Sendable {
 
   func markUnusable() { self.usable.withLockedValue { $0 = false } }
 
-  /// A new call id, its responses to `continuation`; waits while the server's limit of
-  /// concurrent calls is reached.
-  func open(_ continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation) async throws
-    -> UInt64
-  {
+  /// A new call id; waits while the server's limit of concurrent calls is reached.
+  func open() async throws -> UInt64 {
     try await self.gate.acquire()
-    let callID = self.nextCallID.withLockedValue { id in
+    return self.nextCallID.withLockedValue { id in
       defer { id += 1 }
       return id
     }
-    self.channel.eventLoop.execute { self.handler.value.register(callID, continuation) }
-    return callID
+  }
+
+  /// Registers the call for its RESPONSE and sends its REQUEST, in one hop to the loop.
+  func start(
+    _ frame: Nest_Wire_V1_Frame, _ continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+  ) {
+    self.channel.eventLoop.execute {
+      let handler = self.handler.value
+      if handler.register(frame.callID, continuation) { handler.send(frame, flushNow: handler.callsInFlight == 1) }
+    }
   }
 
   func send(_ frame: Nest_Wire_V1_Frame) {
@@ -184,23 +189,42 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
   }
 
-  func register(_ callID: UInt64, _ continuation: Continuation) {
+  /// False (and the call ended UNAVAILABLE) when the connection cannot take it.
+  func register(_ callID: UInt64, _ continuation: Continuation) -> Bool {
     if let last = self.lastCallID, callID > last {
       self.connection?.gate.release()
       continuation.finish(throwing: RPCError(code: .unavailable, message: "the server is going away; retry"))
-      return
+      return false
     }
     guard self.context?.channel.isActive == true else {
       self.connection?.gate.release()
       continuation.finish(throwing: RPCError(code: .unavailable, message: "the connection closed"))
-      return
+      return false
     }
     self.calls[callID] = continuation
+    return true
   }
 
-  func send(_ frame: Nest_Wire_V1_Frame) {
-    self.context?.writeAndFlush(Self.wrapOutboundOut(frame), promise: nil)
+  var callsInFlight: Int { self.calls.count }
+
+  /// Writes now; flushes now (a lone call) or once per event-loop tick, so calls started
+  /// together share a syscall.
+  func send(_ frame: Nest_Wire_V1_Frame, flushNow: Bool = true) {
+    guard let context = self.context else { return }
+    context.write(Self.wrapOutboundOut(frame), promise: nil)
+    if flushNow {
+      context.flush()
+      return
+    }
+    guard !self.flushScheduled else { return }
+    self.flushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.context?.flush()
+    }
   }
+
+  private var flushScheduled = false
 
   /// The caller gave up: tell the server (rule 4) and end the call here.
   func cancel(_ callID: UInt64) {

@@ -100,8 +100,9 @@ public final class NestClientTransport: ClientTransport, Sendable {
   ) async throws -> T {
     let connection = try await self.connection()
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
-    let callID = try await connection.open(continuation)
-    let writer = RequestWriter(callID: callID, path: descriptor.wirePath, connection: connection)
+    let callID = try await connection.open()
+    let writer = RequestWriter(
+      callID: callID, path: descriptor.wirePath, connection: connection, continuation: continuation)
     let stream = RPCStream(
       descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
       outbound: RPCWriter.Closable(wrapping: writer))
@@ -186,12 +187,18 @@ struct RequestWriter: ClosableRPCWriterProtocol {
   let callID: UInt64
   let path: String
   let connection: ClientConnection
+  /// Where the call's RESPONSE goes; registered together with the REQUEST.
+  let continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
   private let parts = NIOLockedValueBox<(metadata: Metadata, payload: [UInt8])>(([:], []))
 
-  init(callID: UInt64, path: String, connection: ClientConnection) {
+  init(
+    callID: UInt64, path: String, connection: ClientConnection,
+    continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+  ) {
     self.callID = callID
     self.path = path
     self.connection = connection
+    self.continuation = continuation
   }
 
   func write(_ element: Element) async throws {
@@ -207,7 +214,7 @@ struct RequestWriter: ClosableRPCWriterProtocol {
 
   func finish() async {
     let (metadata, payload) = self.parts.withLockedValue { ($0.metadata, $0.payload) }
-    self.connection.send(
+    self.connection.start(
       .with {
         $0.callID = self.callID
         $0.kind = .request
@@ -215,10 +222,12 @@ struct RequestWriter: ClosableRPCWriterProtocol {
         $0.timeoutMs = metadata.timeoutMilliseconds
         $0.metadata = metadata.wireEntries
         $0.payload = payload
-      })
+      }, self.continuation)
   }
 
   func finish(throwing error: any Error) async {
-    self.connection.cancel(self.callID)
+    // The request never went out: nothing to cancel on the server, but the caller waits.
+    self.connection.gate.release()
+    self.continuation.finish(throwing: error)
   }
 }

@@ -170,7 +170,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   /// From a call's writer: its one RESPONSE.
   func respond(_ callID: UInt64, _ frame: Nest_Wire_V1_Frame) {
     guard self.inFlight.removeValue(forKey: callID) != nil else { return }  // cancelled or closed
-    self.send(frame)
+    // The last call in flight goes out at once; with others still running, responses
+    // finishing together share one flush.
+    self.send(frame, flushNow: self.inFlight.isEmpty)
     self.closeIfDrained()
   }
 
@@ -207,8 +209,27 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     context.writeAndFlush(Self.wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
   }
 
-  private func send(_ frame: Nest_Wire_V1_Frame) {
-    self.context?.writeAndFlush(Self.wrapOutboundOut(frame), promise: nil)
+  /// Writes now; flushes now or once per event-loop tick, so that responses finishing
+  /// together share one syscall instead of one each.
+  private func send(_ frame: Nest_Wire_V1_Frame, flushNow: Bool = true) {
+    guard let context = self.context else { return }
+    context.write(Self.wrapOutboundOut(frame), promise: nil)
+    if flushNow {
+      context.flush()
+    } else {
+      self.scheduleFlush(context)
+    }
+  }
+
+  private var flushScheduled = false
+
+  private func scheduleFlush(_ context: ChannelHandlerContext) {
+    guard !self.flushScheduled else { return }
+    self.flushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.flushScheduled = false
+      self.context?.flush()
+    }
   }
 
   private func resetIdleTimer() {

@@ -272,4 +272,44 @@ struct LoopbackTests {
     #expect(try raw.receiveFrame() == nil)
     await server.stop()
   }
+
+  @Test("an idle connection is closed by the server with GOAWAY, and the client redials")
+  func idleTimeout() async throws {
+    let server = try await TestServer { $0.idleTimeout = .milliseconds(200) }
+    let raw = try RawConnection(port: try await server.port)
+    try raw.send(frame: .clientHello)
+    #expect(try raw.receiveFrame()?.kind == .hello)
+    let goAway = try #require(try raw.receiveFrame())
+    #expect(goAway.kind == .goaway)
+    #expect(goAway.status?.message == "idle")
+    #expect(try raw.receiveFrame() == nil)
+    // A real client whose connection went idle simply dials again.
+    try await withClient(port: try await server.port) { client in
+      let before = try await echo(client, "before")
+      #expect(before == "before")
+      #expect(await eventually { (try? await echo(client, "after-idle")) == "after-idle" })
+    }
+    await server.stop()
+  }
+
+  @Test("keepalive PINGs keep an otherwise idle connection open")
+  func keepalive() async throws {
+    let server = try await TestServer { $0.idleTimeout = .milliseconds(300) }
+    try await withClient(port: try await server.port, configure: { $0.keepaliveInterval = .milliseconds(50) }) {
+      client in
+      let first = try await echo(client, "first")
+      #expect(first == "first")
+      let connections = server.transport.openConnections
+      // The behaviour under test is over time: for three idle timeouts the connection
+      // stays, because the PINGs count as activity.
+      let deadline = ContinuousClock.now + .milliseconds(900)
+      while ContinuousClock.now < deadline {
+        #expect(server.transport.openConnections == connections)
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      let second = try await echo(client, "second")
+      #expect(second == "second")
+    }
+    await server.stop()
+  }
 }

@@ -1,6 +1,7 @@
 // nest-transport-bench: unary calls over NestTransport beside the references, in one run.
 //
 //   nest-transport-bench [--duration SECONDS] [--sizes 100,4096] [--concurrency 1,16,64] [--connections 1,4]
+//                        [--transports nest,http2,inprocess,raw]
 //
 // For each message size, concurrency and connection count it measures four transports:
 // nest (NestTransport, client and server as separate processes), http2 (grpc-swift's
@@ -244,7 +245,13 @@ let durationSeconds = option("--duration")?.first ?? 2
 let sizes = option("--sizes") ?? [100, 4096]
 let concurrencies = option("--concurrency") ?? [1, 16, 64]
 let connectionCounts = option("--connections") ?? [1, 4]
-let kinds = ["nest", "http2", "inprocess", "raw"]
+let kinds: [String] = {
+  let arguments = CommandLine.arguments
+  guard let index = arguments.firstIndex(of: "--transports"), arguments.indices.contains(index + 1) else {
+    return ["nest", "http2", "inprocess", "raw"]
+  }
+  return arguments[index + 1].split(separator: ",").map(String.init)
+}()
 let duration = Duration.seconds(durationSeconds)
 
 func format(_ value: Double, _ decimals: Int = 0) -> String { String(format: "%.\(decimals)f", value) }

@@ -139,6 +139,11 @@ public final class NestServerTransport: ServerTransport, Sendable {
     self.finishIfIdle()
   }
 
+  /// How many connections are open now.
+  public var openConnections: Int {
+    self.state.withLockedValue { $0.connections.count }
+  }
+
   // MARK: For connections
 
   func accept(_ call: IncomingCall) {

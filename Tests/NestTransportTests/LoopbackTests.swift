@@ -312,4 +312,22 @@ struct LoopbackTests {
     }
     await server.stop()
   }
+
+  @Test("a request over the server's frame limit fails locally, and the connection stays up")
+  func requestOverFrameLimit() async throws {
+    let server = try await TestServer { $0.maxFrameBytes = 1024 }
+    try await withClient(port: try await server.port) { client in
+      let echo = Nest_Testing_V1_Echo.Client(wrapping: client)
+      _ = try await echo.echo(.with { $0.text = "learn the limit from HELLO" })
+      await #expect {
+        try await echo.echo(.with { $0.padding = [UInt8](repeating: 1, count: 4096) })
+      } throws: { error in
+        (error as? RPCError)?.code == .resourceExhausted
+      }
+      let after = try await echo.echo(.with { $0.text = "still connected" }).text
+      #expect(after == "still connected")
+    }
+    #expect(server.transport.acceptedConnections == 1, "the server never had to close the connection")
+    await server.stop()
+  }
 }

@@ -69,7 +69,7 @@ final class ClientConnection: Sendable {
   ) {
     self.channel.eventLoop.execute {
       let handler = self.handler.value
-      if handler.register(frame.callID, continuation) { handler.send(frame, flushNow: handler.callsInFlight == 1) }
+      if handler.register(frame, continuation) { handler.send(frame, flushNow: handler.callsInFlight == 1) }
     }
   }
 
@@ -103,6 +103,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var keepalive: RepeatedTask?
   /// Set after GOAWAY: calls at or below it still get their RESPONSE.
   private var lastCallID: UInt64? = nil
+  /// The largest frame the server accepts: the protocol's default until its HELLO says.
+  private var serverMaxFrameBytes = 4 << 20
   weak var connection: ClientConnection?
 
   init(configuration: NestClientTransport.Configuration, logger: Logger) {
@@ -184,13 +186,25 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         })
     case .hello:
       self.connection?.gate.setLimit(Int(frame.hello?.maxConcurrentCalls ?? 0))
+      if let limit = frame.hello?.maxFrameBytes, limit > 0 { self.serverMaxFrameBytes = Int(limit) }
     case .pong, .request, .cancel, .unspecified, .unrecognized:
       break
     }
   }
 
-  /// False (and the call ended UNAVAILABLE) when the connection cannot take it.
-  func register(_ callID: UInt64, _ continuation: Continuation) -> Bool {
+  /// False (and the call ended) when the connection cannot take it.
+  func register(_ frame: Nest_Wire_V1_Frame, _ continuation: Continuation) -> Bool {
+    let callID = frame.callID
+    let size = Self.upperBoundOfEncodedSize(frame)
+    if size > self.serverMaxFrameBytes {
+      // Sending it would make the server end the connection for everyone (rule 7).
+      self.connection?.gate.release()
+      continuation.finish(
+        throwing: RPCError(
+          code: .resourceExhausted,
+          message: "a request of about \(size) bytes exceeds the server's frame limit of \(self.serverMaxFrameBytes)"))
+      return false
+    }
     if let last = self.lastCallID, callID > last {
       self.connection?.gate.release()
       continuation.finish(throwing: RPCError(code: .unavailable, message: "the server is going away; retry"))
@@ -206,6 +220,21 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   var callsInFlight: Int { self.calls.count }
+
+  /// At least the encoded size of a REQUEST frame, without encoding it: each field's bytes
+  /// plus the widest tag and length prefix protobuf can write.
+  static func upperBoundOfEncodedSize(_ frame: Nest_Wire_V1_Frame) -> Int {
+    let metadata = frame.metadata.reduce(0) { total, entry in
+      let value: Int
+      switch entry.value {
+      case .text(let text)?: value = text.utf8.count
+      case .binary(let bytes)?: value = bytes.count
+      case nil: value = 0
+      }
+      return total + entry.key.utf8.count + value + 3 * 11
+    }
+    return 4 * 11 + frame.method.utf8.count + metadata + 11 + frame.payload.count
+  }
 
   /// Writes now; flushes now (a lone call) or once per event-loop tick, so calls started
   /// together share a syscall.

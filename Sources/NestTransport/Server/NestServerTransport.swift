@@ -62,6 +62,7 @@ public final class NestServerTransport: ServerTransport, Sendable {
   private struct State {
     var listener: (any Channel)? = nil
     var connections: [ObjectIdentifier: ConnectionRef] = [:]
+    var accepted = 0
     var shuttingDown = false
   }
 
@@ -144,6 +145,11 @@ public final class NestServerTransport: ServerTransport, Sendable {
     self.state.withLockedValue { $0.connections.count }
   }
 
+  /// How many connections were accepted since the server started.
+  public var acceptedConnections: Int {
+    self.state.withLockedValue { $0.accepted }
+  }
+
   // MARK: For connections
 
   func accept(_ call: IncomingCall) {
@@ -155,6 +161,7 @@ public final class NestServerTransport: ServerTransport, Sendable {
     self.state.withLockedValue { state in
       guard !state.shuttingDown else { return false }
       state.connections[connection.id] = connection
+      state.accepted += 1
       return true
     }
   }

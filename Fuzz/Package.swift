@@ -16,16 +16,19 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
   ],
   targets: [
+    // The libFuzzer driver hand-off every target uses.
+    .target(name: "FuzzSupport", swiftSettings: [.swiftLanguageMode(.v6)]),
     // Decodes arbitrary bytes as each message type of proto/ (the first byte picks which).
     .executableTarget(
       name: "nest-fuzz-messages",
-      dependencies: [.product(name: "NestProto", package: root)],
+      dependencies: ["FuzzSupport", .product(name: "NestProto", package: root)],
       swiftSettings: [.swiftLanguageMode(.v6), .unsafeFlags(["-parse-as-library"])]
     ),
     // Feeds arbitrary bytes to the server's frame decoder, as a connection would.
     .executableTarget(
       name: "nest-fuzz-frames",
       dependencies: [
+        "FuzzSupport",
         .product(name: "NestTransport", package: root),
         .product(name: "NestProto", package: root),
         .product(name: "NIOCore", package: "swift-nio"),

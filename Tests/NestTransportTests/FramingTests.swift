@@ -6,8 +6,7 @@ import NestTransport
 import Testing
 
 private func framed(_ frame: Nest_Wire_V1_Frame) throws -> [UInt8] {
-  let body = try frame.serializedBytes()
-  return withUnsafeBytes(of: UInt32(body.count).bigEndian) { Array($0) } + body
+  try frame.lengthPrefixed()
 }
 
 private func decoderChannel(maxFrameBytes: Int = 4 << 20) throws -> EmbeddedChannel {

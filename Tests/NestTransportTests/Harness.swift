@@ -146,9 +146,7 @@ final class RawConnection {
   }
 
   func send(frame: Nest_Wire_V1_Frame) throws {
-    let body = try frame.serializedBytes()
-    let length = UInt32(body.count).bigEndian
-    self.send(withUnsafeBytes(of: length) { Array($0) } + body)
+    self.send(try frame.lengthPrefixed())
   }
 
   /// The next frame, or nil when the server closed the connection (or 5 s passed).
@@ -173,4 +171,10 @@ final class RawConnection {
 
 extension Nest_Wire_V1_Frame {
   static var clientHello: Self { .hello(peer: "raw-test/0", maxFrameBytes: 4 << 20) }
+
+  /// The frame as it goes on the wire: 4-byte big-endian length, then the body.
+  func lengthPrefixed() throws -> [UInt8] {
+    let body = try self.serializedBytes()
+    return withUnsafeBytes(of: UInt32(body.count).bigEndian) { Array($0) } + body
+  }
 }

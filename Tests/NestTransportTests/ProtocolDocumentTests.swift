@@ -26,8 +26,7 @@ struct ProtocolDocumentTests {
   }
 
   static func framed(_ frame: Nest_Wire_V1_Frame) throws -> [UInt8] {
-    let body = try frame.serializedBytes()
-    return withUnsafeBytes(of: UInt32(body.count).bigEndian) { Array($0) } + body
+    try frame.lengthPrefixed()
   }
 
   @Test("the HELLO, REQUEST and RESPONSE examples are byte for byte what the encoder writes")

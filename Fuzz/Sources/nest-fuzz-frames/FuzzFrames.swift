@@ -1,3 +1,4 @@
+import FuzzSupport
 // libFuzzer entry point for the server's frame decoder: arbitrary bytes as they would
 // arrive on a connection, split into frames by NestTransport's FrameDecoder. Nothing may
 // crash; every decoded frame must re-encode canonically.
@@ -25,18 +26,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   }
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-  _ argc: UnsafeMutablePointer<CInt>,
-  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-  _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
 @_cdecl("nest_fuzz_frames_main")
-public func fuzzerMain(
-  _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-) -> CInt {
-  var argc = argc
-  var argv = argv
-  return runFuzzerDriver(&argc, &argv, { fuzz($0, $1) })
+public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+  runLibFuzzer(argc, argv, { fuzz($0, $1) })
 }

@@ -1,6 +1,7 @@
 // libFuzzer entry point: byte 0 picks a message type of proto/ (in name order), the rest
 // is decoded as that type through the same guarded path the server uses. Nothing may
 // crash; whatever decodes must re-encode canonically: encode(decode(encode(m))) == encode(m).
+import FuzzSupport
 import NestProto
 import NestProtoRuntime
 
@@ -24,20 +25,7 @@ func check<M: NestMessage>(_ type: M.Type, _ bytes: UnsafeRawBufferPointer) {
   }
 }
 
-// SwiftPM links an executable's `main` to `<module>_main`; hand control to libFuzzer's
-// driver from there (the fuzzer runtime's own `main` is then not linked).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-  _ argc: UnsafeMutablePointer<CInt>,
-  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-  _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
 @_cdecl("nest_fuzz_messages_main")
-public func fuzzerMain(
-  _ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
-) -> CInt {
-  var argc = argc
-  var argv = argv
-  return runFuzzerDriver(&argc, &argv, { fuzz($0, $1) })
+public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+  runLibFuzzer(argc, argv, { fuzz($0, $1) })
 }

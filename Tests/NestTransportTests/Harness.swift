@@ -42,6 +42,14 @@ final class EchoService: Nest_Testing_V1_Echo.SimpleServiceProtocol, Sendable {
         throw error
       }
     }
+    if request.text == "invalid" {
+      throw RPCError(
+        message: "the request has 2 invalid fields",
+        violations: [
+          .init(field: "text", description: "must not be \"invalid\""),
+          .init(field: "padding", description: "must be empty"),
+        ])
+    }
     if request.text == "crash" {
       struct DatabaseExploded: Error { let detail = "secret table layout" }
       throw DatabaseExploded()

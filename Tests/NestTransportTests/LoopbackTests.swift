@@ -330,4 +330,39 @@ struct LoopbackTests {
     #expect(server.transport.acceptedConnections == 1, "the server never had to close the connection")
     await server.stop()
   }
+
+  @Test("field violations travel in Status.violations on the wire and come back typed")
+  func fieldViolations() async throws {
+    let server = try await TestServer()
+    let port = try await server.port
+    let expected = [
+      FieldViolation(field: "text", description: "must not be \"invalid\""),
+      FieldViolation(field: "padding", description: "must be empty"),
+    ]
+    await #expect {
+      try await withClient(port: port) { client in
+        try await Nest_Testing_V1_Echo.Client(wrapping: client).echo(.with { $0.text = "invalid" })
+      }
+    } throws: { error in
+      guard let error = error as? RPCError else { return false }
+      return error.code == .invalidArgument && error.fieldViolations == expected
+        && error.metadata[binaryValues: "nest-field-violations-bin"].first(where: { _ in true }) != nil
+    }
+    // On the wire: in the Status, not in the metadata.
+    let raw = try RawConnection(port: port)
+    try raw.send(frame: .clientHello)
+    _ = try raw.receiveFrame()
+    try raw.send(
+      frame: .with {
+        $0.callID = 1
+        $0.kind = .request
+        $0.method = "/nest.testing.v1.Echo/Echo"
+        $0.payload = try Nest_Testing_V1_EchoRequest.with { $0.text = "invalid" }.serializedBytes()
+      })
+    let response = try #require(try raw.receiveFrame())
+    #expect(response.status?.code == 3)
+    #expect(response.status?.violations.map(\.field) == ["text", "padding"])
+    #expect(!response.metadata.contains { $0.key == "nest-field-violations-bin" })
+    await server.stop()
+  }
 }

@@ -158,7 +158,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     switch frame.kind {
     case .response:
       guard let continuation = self.removeCall(frame.callID) else { return }
-      let trailers = Metadata(wire: frame.metadata)
+      var trailers = Metadata(wire: frame.metadata)
+      trailers.addViolations(frame.status?.violations ?? [])
       let status = (frame.status ?? .init()).grpcStatus
       if status.code == .ok {
         continuation.yield(.metadata([:]))

@@ -282,10 +282,12 @@ struct ResponseWriter: ClosableRPCWriterProtocol {
       let (payload, initial) = self.parts.update { ($0.payload, $0.initialMetadata) }
       var all = initial
       all.add(contentsOf: trailers)
+      var wireStatus = Nest_Wire_V1_Status(status)
+      wireStatus.violations = all.removeViolations()
       self.connection.respond(
         self.callID,
         ServerConnectionHandler.response(
-          self.callID, status: .init(status), payload: status.code == .ok ? payload : [], trailers: all))
+          self.callID, status: wireStatus, payload: status.code == .ok ? payload : [], trailers: all))
     }
   }
 

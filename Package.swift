@@ -18,6 +18,7 @@ let package = Package(
     .library(name: "NestProto", targets: ["NestProto"]),
     .library(name: "NestTransport", targets: ["NestTransport"]),
     .library(name: "NestAuth", targets: ["NestAuth"]),
+    .library(name: "NestServiceKit", targets: ["NestServiceKit"]),
     // The test schema (Echo, hostile shapes) for benchmarks and fuzzers outside this package.
     .library(name: "NestProtoTesting", targets: ["NestProtoTesting"]),
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
@@ -33,6 +34,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     // Start-up and graceful shutdown on SIGTERM/SIGINT for every long-running part.
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    // Each service's SQLite database: WAL, durable writes, versioned migrations.
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    // Flags of every executable (with NEST_* environment variables behind them).
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     // HS256 tokens (DESIGN section 4) for the auth interceptor.
     .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
   ],
@@ -115,6 +120,24 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // MARK: Services
+
+    // What every service executable shares: configuration, its database, client tokens,
+    // and running a server with auth, health, logs, metrics and graceful shutdown.
+    .target(
+      name: "NestServiceKit",
+      dependencies: [
+        "NestProto", "NestTransport", "NestAuth",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // MARK: Code generation
 
     // Reads protoc's descriptors into Swift models; renders message types and, with
@@ -190,6 +213,16 @@ let package = Package(
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .testTarget(
+      name: "NestServiceKitTests",
+      dependencies: [
+        "NestServiceKit", "NestProto", "NestProtoTesting",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: defaultSwiftSettings
     ),

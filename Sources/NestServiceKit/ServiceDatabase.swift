@@ -1,0 +1,26 @@
+// A service's own SQLite database through GRDB: WAL (DatabasePool), every write durable
+// (synchronous=FULL: money moves here), a busy timeout instead of immediate SQLITE_BUSY,
+// foreign keys on, and the service's versioned migrations plus the kit's own.
+public import GRDB
+
+public enum ServiceDatabase {
+  /// Opens (creating if needed) and migrates the database at `path`.
+  public static func open(
+    path: String, migrations: (inout DatabaseMigrator) -> Void = { _ in }
+  ) throws -> DatabasePool {
+    var configuration = Configuration()
+    configuration.busyMode = .timeout(5)
+    configuration.foreignKeysEnabled = true
+    let pool = try DatabasePool(path: path, configuration: configuration)
+    // After opening: GRDB sets the writer to synchronous=NORMAL when it enables WAL, after
+    // any prepareDatabase hook. The pool keeps one writer connection, so this holds.
+    try pool.writeWithoutTransaction { db in
+      try db.execute(sql: "PRAGMA synchronous = FULL")
+    }
+    var migrator = DatabaseMigrator()
+    ClientTokens.registerMigrations(&migrator)
+    migrations(&migrator)
+    try migrator.migrate(pool)
+    return pool
+  }
+}

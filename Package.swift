@@ -138,6 +138,16 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // The catalog service: services, versions, packages, parameter sets, products, plans.
+    .target(
+      name: "Catalog",
+      dependencies: [
+        "NestProto", "NestServiceKit", "NestTransport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // MARK: Code generation
 
     // Reads protoc's descriptors into Swift models; renders message types and, with
@@ -224,6 +234,11 @@ let package = Package(
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .testTarget(
+      name: "CatalogTests",
+      dependencies: ["Catalog", "NestProto", "NestServiceKit", "NestTransport"],
       swiftSettings: defaultSwiftSettings
     ),
     .testTarget(

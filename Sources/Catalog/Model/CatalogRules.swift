@@ -1,0 +1,96 @@
+// The catalog's other rules: the service lifecycle, money, and plan prices against the
+// wholesale price a distributor pays. Pure: no storage, no RPC.
+import GRPCCore
+public import NestProto
+public import NestServiceKit
+public import NestTransport
+
+public enum ServiceLifecycleRules {
+  /// Publishing a version makes the service ONLINE (from DRAFT, OFFLINE or ONLINE).
+  public static func publish(from status: Nest_Catalog_V1_ServiceStatus) throws(DomainError)
+    -> Nest_Catalog_V1_ServiceStatus
+  {
+    switch status {
+    case .draft, .online, .offline: .online
+    case .unspecified, .unrecognized: throw DomainError(.failedPrecondition, "the service is in no known state")
+    }
+  }
+
+  /// Only an ONLINE service can be taken offline; its instances keep running.
+  public static func takeOffline(from status: Nest_Catalog_V1_ServiceStatus) throws(DomainError)
+    -> Nest_Catalog_V1_ServiceStatus
+  {
+    guard status == .online else {
+      throw DomainError(.failedPrecondition, "only an ONLINE service can be taken offline; this one is \(status)")
+    }
+    return .offline
+  }
+
+  /// A published version never changes.
+  public static func checkEditable(_ version: Nest_Catalog_V1_ServiceVersionStatus) throws(DomainError) {
+    guard version == .draft else {
+      throw DomainError(.failedPrecondition, "published versions are immutable; create a new version")
+    }
+  }
+}
+
+public enum MoneyRules {
+  /// ISO 4217 shape (three upper-case letters) and no negative amount.
+  public static func violations(_ money: Nest_Common_V1_Money?, field: String) -> [FieldViolation] {
+    guard let money else { return [.init(field: field, description: "is required")] }
+    var violations: [FieldViolation] = []
+    if money.currency.count != 3 || !money.currency.allSatisfy({ $0.isASCII && $0.isUppercase }) {
+      violations.append(.init(field: "\(field).currency", description: "must be an ISO 4217 code such as USD"))
+    }
+    if money.amountMinor < 0 {
+      violations.append(.init(field: "\(field).amount_minor", description: "must not be negative"))
+    }
+    return violations
+  }
+}
+
+public enum PlanRules {
+  /// Checks a product's plans; with `wholesale` (a derived service's authorization terms),
+  /// every plan must be in its currency and at least its price (DESIGN section 5).
+  public static func check(_ plans: [Nest_Catalog_V1_Plan], wholesale: Nest_Common_V1_Money?) throws(DomainError) {
+    var violations: [FieldViolation] = []
+    if plans.isEmpty { violations.append(.init(field: "plans", description: "at least one plan is required")) }
+    var seen: Set<String> = []
+    for (index, plan) in plans.enumerated() {
+      let field = "plans[\(index)]"
+      if plan.planID.isEmpty {
+        violations.append(.init(field: "\(field).plan_id", description: "must not be empty"))
+      } else if !seen.insert(plan.planID).inserted {
+        violations.append(.init(field: "\(field).plan_id", description: "\"\(plan.planID)\" is used twice"))
+      }
+      if plan.billingPeriod == .unspecified
+        || Nest_Common_V1_BillingPeriod.allCases.firstIndex(of: plan.billingPeriod) == nil
+      {
+        violations.append(.init(field: "\(field).billing_period", description: "must be MONTH, YEAR or ONE_TIME"))
+      }
+      violations += MoneyRules.violations(plan.unitPrice, field: "\(field).unit_price")
+    }
+    guard violations.isEmpty else { throw .invalid(violations) }
+    guard let wholesale else { return }
+    var belowWholesale: [FieldViolation] = []
+    for (index, plan) in plans.enumerated() {
+      let price = plan.unitPrice!
+      if price.currency != wholesale.currency {
+        belowWholesale.append(
+          .init(
+            field: "plans[\(index)].unit_price.currency",
+            description: "must be \(wholesale.currency), the currency of the wholesale price"))
+      } else if price.amountMinor < wholesale.amountMinor {
+        belowWholesale.append(
+          .init(
+            field: "plans[\(index)].unit_price.amount_minor",
+            description: "\(price.amountMinor) is below the wholesale price \(wholesale.amountMinor)"))
+      }
+    }
+    guard belowWholesale.isEmpty else {
+      throw DomainError(
+        .failedPrecondition, "a plan is priced below, or in another currency than, the wholesale price",
+        violations: belowWholesale)
+    }
+  }
+}

@@ -38,6 +38,8 @@ let package = Package(
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     // Flags of every executable (with NEST_* environment variables behind them).
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    // Ed25519 signatures on licenses.
+    .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     // HS256 tokens (DESIGN section 4) for the auth interceptor.
     .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
   ],
@@ -148,6 +150,18 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // The entitlement service: distribution authorizations, service instances, licenses,
+    // resource-permission requests.
+    .target(
+      name: "Entitlement",
+      dependencies: [
+        "NestProto", "NestServiceKit", "NestTransport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // MARK: Code generation
 
     // Reads protoc's descriptors into Swift models; renders message types and, with
@@ -239,6 +253,11 @@ let package = Package(
     .testTarget(
       name: "CatalogTests",
       dependencies: ["Catalog", "NestProto", "NestServiceKit", "NestTransport"],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .testTarget(
+      name: "EntitlementTests",
+      dependencies: ["Entitlement", "NestProto", "NestServiceKit", "NestTransport"],
       swiftSettings: defaultSwiftSettings
     ),
     .testTarget(

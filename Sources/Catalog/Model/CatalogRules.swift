@@ -34,21 +34,6 @@ public enum ServiceLifecycleRules {
   }
 }
 
-public enum MoneyRules {
-  /// ISO 4217 shape (three upper-case letters) and no negative amount.
-  public static func violations(_ money: Nest_Common_V1_Money?, field: String) -> [FieldViolation] {
-    guard let money else { return [.init(field: field, description: "is required")] }
-    var violations: [FieldViolation] = []
-    if money.currency.count != 3 || !money.currency.allSatisfy({ $0.isASCII && $0.isUppercase }) {
-      violations.append(.init(field: "\(field).currency", description: "must be an ISO 4217 code such as USD"))
-    }
-    if money.amountMinor < 0 {
-      violations.append(.init(field: "\(field).amount_minor", description: "must not be negative"))
-    }
-    return violations
-  }
-}
-
 public enum PlanRules {
   /// Checks a product's plans; with `wholesale` (a derived service's authorization terms),
   /// every plan must be in its currency and at least its price (DESIGN section 5).

@@ -146,6 +146,7 @@ let package = Package(
       dependencies: [
         "NestProto", "NestServiceKit", "NestTransport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -252,7 +253,11 @@ let package = Package(
     ),
     .testTarget(
       name: "CatalogTests",
-      dependencies: ["Catalog", "NestProto", "NestServiceKit", "NestTransport"],
+      dependencies: [
+        "Catalog", "NestProto", "NestServiceKit", "NestTransport",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
       swiftSettings: defaultSwiftSettings
     ),
     .testTarget(

@@ -1,0 +1,168 @@
+// The catalog's SQLite database: each resource stored as its encoded message beside the
+// columns that lists filter and sort on. Only this file knows the schema.
+import Foundation
+public import GRDB
+import GRPCCore
+public import NestProto
+public import NestServiceKit
+
+public struct CatalogStore: Sendable {
+  public let database: DatabasePool
+
+  public static func migrations(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("catalog-1") { db in
+      try db.create(table: "services") { t in
+        t.column("id", .text).primaryKey()
+        t.column("owner_id", .text).notNull().indexed()
+        t.column("type", .integer).notNull()
+        t.column("status", .integer).notNull()
+        t.column("distributable", .boolean).notNull()
+        t.column("listed", .boolean).notNull()
+        t.column("base_service_id", .text).notNull().indexed()
+        t.column("body", .blob).notNull()
+      }
+      try db.create(table: "versions") { t in
+        t.column("id", .text).primaryKey()
+        t.column("service_id", .text).notNull().references("services")
+        t.column("number", .integer).notNull()
+        t.column("status", .integer).notNull()
+        t.column("body", .blob).notNull()
+        t.uniqueKey(["service_id", "number"])
+      }
+      try db.create(table: "products") { t in
+        t.column("id", .text).primaryKey()
+        t.column("service_id", .text).notNull().unique().references("services")
+        t.column("owner_id", .text).notNull().indexed()
+        t.column("status", .integer).notNull()
+        t.column("service_type", .integer).notNull()
+        t.column("base_service_id", .text).notNull()
+        t.column("body", .blob).notNull()
+      }
+    }
+  }
+
+  public init(path: String) throws {
+    self.database = try ServiceDatabase.open(path: path, migrations: Self.migrations)
+  }
+
+  // MARK: Services
+
+  public static func save(_ service: Nest_Catalog_V1_Service, in db: Database) throws {
+    try db.execute(
+      sql: """
+        INSERT INTO services (id, owner_id, type, status, distributable, listed, base_service_id, body)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(id) DO UPDATE SET owner_id = excluded.owner_id, type = excluded.type,
+          status = excluded.status, distributable = excluded.distributable, listed = excluded.listed,
+          base_service_id = excluded.base_service_id, body = excluded.body
+        """,
+      arguments: [
+        service.id, service.ownerID, service.type.rawValue, service.status.rawValue, service.distributable,
+        service.listedOnMarketplace, service.baseServiceID, Data(try service.serializedBytes()),
+      ])
+  }
+
+  public static func service(_ id: String, in db: Database) throws -> Nest_Catalog_V1_Service? {
+    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM services WHERE id = ?", arguments: [id]))
+  }
+
+  /// A page of services matching `filter`, in creation order.
+  public static func services(
+    _ filter: ServiceFilter, page: PageQuery, in db: Database
+  ) throws -> (services: [Nest_Catalog_V1_Service], nextPageToken: String) {
+    var conditions = ["rowid > ?"]
+    var arguments: StatementArguments = [page.after]
+    if let owner = filter.ownerID { conditions.append("owner_id = ?"); arguments += [owner] }
+    if let type = filter.type { conditions.append("type = ?"); arguments += [type.rawValue] }
+    if let statuses = filter.statuses {
+      conditions.append("status IN (\(statuses.map { _ in "?" }.joined(separator: ", ")))")
+      for status in statuses { arguments += [status.rawValue] }
+    }
+    if let distributable = filter.distributable { conditions.append("distributable = ?"); arguments += [distributable] }
+    if let listed = filter.listed { conditions.append("listed = ?"); arguments += [listed] }
+    if let base = filter.baseServiceID { conditions.append("base_service_id = ?"); arguments += [base] }
+    if let visibleTo = filter.visibleToNonOwner {
+      // Others' drafts stay private.
+      conditions.append("(owner_id = ? OR status != ?)")
+      arguments += [visibleTo, Nest_Catalog_V1_ServiceStatus.draft.rawValue]
+    }
+    arguments += [page.size + 1]
+    let rows = try Row.fetchAll(
+      db, sql: "SELECT rowid, body FROM services WHERE \(conditions.joined(separator: " AND ")) ORDER BY rowid LIMIT ?",
+      arguments: arguments)
+    let services = try rows.prefix(page.size).map { row in
+      try Nest_Catalog_V1_Service(serializedBytes: row["body"] as Data)
+    }
+    let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["rowid"]) : ""
+    return (services, next)
+  }
+
+  // MARK: Versions
+
+  public static func save(_ version: Nest_Catalog_V1_ServiceVersion, in db: Database) throws {
+    try db.execute(
+      sql: """
+        INSERT INTO versions (id, service_id, number, status, body) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
+        """,
+      arguments: [
+        version.id, version.serviceID, version.number, version.status.rawValue, Data(try version.serializedBytes()),
+      ])
+  }
+
+  public static func version(_ id: String, in db: Database) throws -> Nest_Catalog_V1_ServiceVersion? {
+    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM versions WHERE id = ?", arguments: [id]))
+  }
+
+  public static func versions(ofService serviceID: String, in db: Database) throws -> [Nest_Catalog_V1_ServiceVersion] {
+    try Data.fetchAll(db, sql: "SELECT body FROM versions WHERE service_id = ? ORDER BY number", arguments: [serviceID])
+      .map { try Nest_Catalog_V1_ServiceVersion(serializedBytes: $0) }
+  }
+
+  public static func nextVersionNumber(ofService serviceID: String, in db: Database) throws -> Int32 {
+    Int32(
+      try Int.fetchOne(
+        db, sql: "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE service_id = ?", arguments: [serviceID]) ?? 1)
+  }
+
+  // MARK: Products
+
+  public static func save(_ product: Nest_Catalog_V1_Product, in db: Database) throws {
+    try db.execute(
+      sql: """
+        INSERT INTO products (id, service_id, owner_id, status, service_type, base_service_id, body)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
+        """,
+      arguments: [
+        product.id, product.serviceID, product.ownerID, product.status.rawValue, product.serviceType.rawValue,
+        product.baseServiceID, Data(try product.serializedBytes()),
+      ])
+  }
+
+  public static func product(_ id: String, in db: Database) throws -> Nest_Catalog_V1_Product? {
+    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM products WHERE id = ?", arguments: [id]))
+  }
+
+  public static func product(ofService serviceID: String, in db: Database) throws -> Nest_Catalog_V1_Product? {
+    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM products WHERE service_id = ?", arguments: [serviceID]))
+  }
+
+  private static func decode<M: NestMessage>(_ data: Data?) throws -> M? {
+    try data.map { try M(serializedBytes: $0) }
+  }
+}
+
+/// What a list of services may be narrowed to; nil fields do not filter.
+public struct ServiceFilter: Sendable {
+  public var ownerID: String?
+  public var type: Nest_Common_V1_ServiceType?
+  public var statuses: [Nest_Catalog_V1_ServiceStatus]?
+  public var distributable: Bool?
+  public var listed: Bool?
+  public var baseServiceID: String?
+  /// Set to the caller's id for callers who may not see others' drafts.
+  public var visibleToNonOwner: String?
+
+  public init() {}
+}

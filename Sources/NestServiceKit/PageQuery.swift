@@ -1,0 +1,38 @@
+// Paging of every List RPC (nest.common.v1.PageRequest): a validated size and an opaque
+// token that continues after the last row returned.
+public import NestProto
+import NestTransport
+
+/// A page request after validation: how many, and after which row.
+public struct PageQuery: Sendable, Hashable {
+  public static let defaultSize = 50
+  public static let maxSize = 500
+
+  public var size: Int
+  public var after: Int64
+
+  /// page_size 0 means the default; tokens are the opaque ones this store hands out.
+  public init(_ page: Nest_Common_V1_PageRequest?) throws(DomainError) {
+    let requested = Int(page?.pageSize ?? 0)
+    var violations: [(String, String)] = []
+    if requested < 0 || requested > Self.maxSize {
+      violations.append(("page.page_size", "must be between 0 and \(Self.maxSize)"))
+    }
+    var after: Int64 = 0
+    if let token = page?.pageToken, !token.isEmpty {
+      if token.hasPrefix("r"), let value = Int64(token.dropFirst()), value >= 0 {
+        after = value
+      } else {
+        violations.append(("page.page_token", "is not a token this service issued"))
+      }
+    }
+    guard violations.isEmpty else {
+      throw .invalid(violations.map { .init(field: $0.0, description: $0.1) })
+    }
+    self.size = requested == 0 ? Self.defaultSize : requested
+    self.after = after
+  }
+
+  /// The token of the page after the row with `rowid`.
+  public static func token(after rowid: Int64) -> String { "r\(rowid)" }
+}

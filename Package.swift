@@ -144,7 +144,7 @@ let package = Package(
     .target(
       name: "Catalog",
       dependencies: [
-        "NestProto", "NestServiceKit", "NestTransport",
+        "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
       ],
@@ -254,7 +254,8 @@ let package = Package(
     .testTarget(
       name: "CatalogTests",
       dependencies: [
-        "Catalog", "NestProto", "NestServiceKit", "NestTransport",
+        "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
       ],

@@ -148,6 +148,41 @@ public struct CatalogStore: Sendable {
     try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM products WHERE service_id = ?", arguments: [serviceID]))
   }
 
+  /// A page of products matching `filter`, in creation order.
+  public static func products(
+    _ filter: ProductFilter, page: PageQuery, in db: Database
+  ) throws -> (products: [Nest_Catalog_V1_Product], nextPageToken: String) {
+    var conditions = ["rowid > ?"]
+    var arguments: StatementArguments = [page.after]
+    if let owner = filter.ownerID {
+      conditions.append("owner_id = ?")
+      arguments += [owner]
+    }
+    if let service = filter.serviceID {
+      conditions.append("service_id = ?")
+      arguments += [service]
+    }
+    if let status = filter.status {
+      conditions.append("status = ?")
+      arguments += [status.rawValue]
+    }
+    if let type = filter.serviceType {
+      conditions.append("service_type = ?")
+      arguments += [type.rawValue]
+    }
+    if let base = filter.baseServiceID {
+      conditions.append("base_service_id = ?")
+      arguments += [base]
+    }
+    arguments += [page.size + 1]
+    let rows = try Row.fetchAll(
+      db, sql: "SELECT rowid, body FROM products WHERE \(conditions.joined(separator: " AND ")) ORDER BY rowid LIMIT ?",
+      arguments: arguments)
+    let products = try rows.prefix(page.size).map { try Nest_Catalog_V1_Product(serializedBytes: $0["body"] as Data) }
+    let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["rowid"]) : ""
+    return (products, next)
+  }
+
   private static func decode<M: NestMessage>(_ data: Data?) throws -> M? {
     try data.map { try M(serializedBytes: $0) }
   }
@@ -163,6 +198,17 @@ public struct ServiceFilter: Sendable {
   public var baseServiceID: String?
   /// Set to the caller's id for callers who may not see others' drafts.
   public var visibleToNonOwner: String?
+
+  public init() {}
+}
+
+/// What a list of products may be narrowed to; nil fields do not filter.
+public struct ProductFilter: Sendable {
+  public var ownerID: String?
+  public var serviceID: String?
+  public var status: Nest_Catalog_V1_ProductStatus?
+  public var serviceType: Nest_Common_V1_ServiceType?
+  public var baseServiceID: String?
 
   public init() {}
 }

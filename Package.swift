@@ -22,6 +22,7 @@ let package = Package(
     // The test schema (Echo, hostile shapes) for benchmarks and fuzzers outside this package.
     .library(name: "NestProtoTesting", targets: ["NestProtoTesting"]),
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
+    .executable(name: "catalog-service", targets: ["catalog-service"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
@@ -104,6 +105,7 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
@@ -159,6 +161,18 @@ let package = Package(
         "NestProto", "NestServiceKit", "NestTransport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // The catalog as its own executable: a thin main over the Catalog library.
+    .executableTarget(
+      name: "catalog-service",
+      dependencies: [
+        "Catalog", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -264,6 +278,16 @@ let package = Package(
     .testTarget(
       name: "EntitlementTests",
       dependencies: ["Entitlement", "NestProto", "NestServiceKit", "NestTransport"],
+      swiftSettings: defaultSwiftSettings
+    ),
+    // The service executables as real processes.
+    .testTarget(
+      name: "ServiceProcessTests",
+      dependencies: [
+        "NestTransport", "NestAuth", "NestProto", "NestProtoTesting",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ],
       swiftSettings: defaultSwiftSettings
     ),
     .testTarget(

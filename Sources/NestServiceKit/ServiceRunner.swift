@@ -1,9 +1,11 @@
+import Foundation
 // What every service executable's main does after parsing its flags: a GRPCServer over
 // NestTransport with the platform's interceptors (unexpected errors as INTERNAL, a log
 // line and metrics per call, bearer-token auth) and health, run in a ServiceGroup that
 // drains it on SIGTERM or SIGINT, beside the service's own long-running parts.
 public import GRPCCore
 public import Logging
+import NIOCore
 import NestAuth
 import NestTransport
 public import ServiceLifecycle
@@ -35,9 +37,24 @@ public enum ServiceRunner {
       ])
     let group = ServiceGroup(
       configuration: .init(
-        services: [.init(service: NestServerService(server: server))] + background.map { .init(service: $0) },
+        services: [
+          .init(service: NestServerService(server: server)),
+          .init(service: AnnounceAddress(transport: transport), successTerminationBehavior: .ignore),
+        ] + background.map { .init(service: $0) },
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
+  }
+}
+
+/// Prints "listening on HOST:PORT" once the server is bound, for whoever started the
+/// process (a launcher, a test) to know where it is, with --port 0 too.
+struct AnnounceAddress: Service {
+  let transport: NestServerTransport
+
+  func run() async throws {
+    let address = try await self.transport.listeningAddress()
+    print("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+    fflush(nil)
   }
 }

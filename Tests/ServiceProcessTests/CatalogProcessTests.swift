@@ -2,7 +2,6 @@
 // driven over NestTransport with the generated client.
 import Foundation
 import GRPCCore
-import NIOConcurrencyHelpers
 import NestAuth
 import NestProto
 import NestProtoTesting
@@ -11,50 +10,10 @@ import Testing
 
 private let secret = "catalog-process-test-secret-\(UUID())"
 
-/// A service executable as a child process; its stdout collected line by line.
-final class ServiceProcess: Sendable {
-  let process: Process
-  let lines = NIOLockedValueBox<[String]>([])
-
-  init(_ executable: String, database: String) throws {
-    let process = Process()
-    process.executableURL = Repository.productsDirectory.appendingPathComponent(executable)
-    process.arguments = ["--port", "0", "--database", database, "--log-level", "error"]
-    process.environment = ["NEST_AUTH_SECRET": secret]
-    let output = Pipe()
-    process.standardOutput = output
-    self.process = process
-    let lines = self.lines
-    output.fileHandleForReading.readabilityHandler = { handle in
-      let data = handle.availableData
-      guard !data.isEmpty else {
-        handle.readabilityHandler = nil
-        return
-      }
-      lines.withLockedValue { $0 += String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init) }
-    }
-    try process.run()
-  }
-
-  /// The port from "listening on HOST:PORT", waiting up to 20 s for it.
-  func port() async throws -> Int {
-    let deadline = ContinuousClock.now + .seconds(20)
-    while ContinuousClock.now < deadline {
-      if let line = self.lines.withLockedValue({ $0.first { $0.hasPrefix("listening on ") } }),
-        let port = line.split(separator: ":").last.flatMap({ Int($0) })
-      {
-        return port
-      }
-      try await Task.sleep(for: .milliseconds(20))
-    }
-    throw CancellationError()
-  }
-
-  func stop() -> Int32 {
-    self.process.terminate()  // SIGTERM: graceful
-    self.process.waitUntilExit()
-    return self.process.terminationStatus
-  }
+private func catalogService(database: String) throws -> ChildProcess {
+  try ChildProcess(
+    "catalog-service", arguments: ["--port", "0", "--database", database, "--log-level", "error"],
+    environment: ["NEST_AUTH_SECRET": secret])
 }
 
 @Suite("catalog-service process", .serialized)
@@ -63,7 +22,7 @@ struct CatalogProcessTests {
   func lifecycle() async throws {
     let database = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID()).sqlite").path
     let token = try await NestTokens(secret: secret).sign(subject: "isv-1", role: .isv)
-    var service = try ServiceProcess("catalog-service", database: database)
+    var service = try catalogService(database: database)
     var port = try await service.port()
     let created = try await withGRPCClient(
       transport: NestClientTransport(.init(port: port, peerName: "test")),
@@ -86,7 +45,7 @@ struct CatalogProcessTests {
     }
     #expect(service.stop() == 0)
 
-    service = try ServiceProcess("catalog-service", database: database)
+    service = try catalogService(database: database)
     port = try await service.port()
     let (loaded, refusal) = try await withGRPCClient(
       transport: NestClientTransport(.init(port: port, peerName: "test")),

@@ -67,6 +67,38 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
 
   // MARK: Services
 
+  /// A new DRAFT service with its DRAFT version 1, saved: what CreateService and
+  /// CreateDerivedService share. `service` and `version` add what differs.
+  static func createDraft(
+    owner: String, name: String, description: String, type: Nest_Common_V1_ServiceType, versionLabel: String,
+    now: Int64, in db: Database, service customizeService: (inout Nest_Catalog_V1_Service) -> Void = { _ in },
+    version customizeVersion: (inout Nest_Catalog_V1_ServiceVersion) -> Void
+  ) throws -> (Nest_Catalog_V1_Service, Nest_Catalog_V1_ServiceVersion) {
+    var service = Nest_Catalog_V1_Service.with {
+      $0.id = Self.newID("svc")
+      $0.ownerID = owner
+      $0.name = name
+      $0.description = description
+      $0.type = type
+      $0.status = .draft
+      $0.createdAtUnixMs = now
+      $0.updatedAtUnixMs = now
+    }
+    customizeService(&service)
+    var version = Nest_Catalog_V1_ServiceVersion.with {
+      $0.id = Self.newID("ver")
+      $0.serviceID = service.id
+      $0.number = 1
+      $0.label = versionLabel.isEmpty ? "1" : versionLabel
+      $0.status = .draft
+      $0.createdAtUnixMs = now
+    }
+    customizeVersion(&version)
+    try CatalogStore.save(service, in: db)
+    try CatalogStore.save(version, in: db)
+    return (service, version)
+  }
+
   public func createService(request: Nest_Catalog_V1_CreateServiceRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_CreateServiceResponse
   {
@@ -78,29 +110,12 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
         db, caller: caller.subject, method: "CreateService", token: request.clientToken, request: request,
         nowUnixMs: now
       ) {
-        let serviceID = Self.newID("svc")
-        let version = Nest_Catalog_V1_ServiceVersion.with {
-          $0.id = Self.newID("ver")
-          $0.serviceID = serviceID
-          $0.number = 1
-          $0.label = request.versionLabel.isEmpty ? "1" : request.versionLabel
-          $0.status = .draft
-          $0.deploymentPackage = request.deploymentPackage
-          $0.parameterSets = request.parameterSets
-          $0.createdAtUnixMs = now
+        let (service, version) = try Self.createDraft(
+          owner: caller.subject, name: request.name, description: request.description, type: request.type,
+          versionLabel: request.versionLabel, now: now, in: db
+        ) {
+          $0.deploymentPackage = request.deploymentPackage; $0.parameterSets = request.parameterSets
         }
-        let service = Nest_Catalog_V1_Service.with {
-          $0.id = serviceID
-          $0.ownerID = caller.subject
-          $0.name = request.name
-          $0.description = request.description
-          $0.type = request.type
-          $0.status = .draft
-          $0.createdAtUnixMs = now
-          $0.updatedAtUnixMs = now
-        }
-        try CatalogStore.save(service, in: db)
-        try CatalogStore.save(version, in: db)
         return .with {
           $0.service = service
           $0.version = version
@@ -141,31 +156,15 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
         db, caller: caller.subject, method: "CreateDerivedService", token: request.clientToken, request: request,
         nowUnixMs: now
       ) {
-        let serviceID = Self.newID("svc")
-        let version = Nest_Catalog_V1_ServiceVersion.with {
-          $0.id = Self.newID("ver")
-          $0.serviceID = serviceID
-          $0.number = 1
-          $0.label = request.versionLabel.isEmpty ? "1" : request.versionLabel
-          $0.status = .draft
-          $0.deploymentAdditions = request.deploymentAdditions
-          $0.parameterSets = request.parameterSets
-          $0.createdAtUnixMs = now
+        let (service, version) = try Self.createDraft(
+          owner: caller.subject, name: request.name, description: request.description, type: request.type,
+          versionLabel: request.versionLabel, now: now, in: db,
+          service: {
+            $0.baseServiceID = base.id; $0.baseVersionID = baseVersion.id
+          }
+        ) {
+          $0.deploymentAdditions = request.deploymentAdditions; $0.parameterSets = request.parameterSets
         }
-        let service = Nest_Catalog_V1_Service.with {
-          $0.id = serviceID
-          $0.ownerID = caller.subject
-          $0.name = request.name
-          $0.description = request.description
-          $0.type = request.type
-          $0.status = .draft
-          $0.baseServiceID = base.id
-          $0.baseVersionID = baseVersion.id
-          $0.createdAtUnixMs = now
-          $0.updatedAtUnixMs = now
-        }
-        try CatalogStore.save(service, in: db)
-        try CatalogStore.save(version, in: db)
         return .with {
           $0.service = service
           $0.version = version

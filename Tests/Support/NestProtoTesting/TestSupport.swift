@@ -87,3 +87,68 @@ private final class LockedBox<Value>: @unchecked Sendable {
     set { self.lock.withLock { self.stored = newValue } }
   }
 }
+
+/// An executable of this package as a child process, its stdout collected line by line so
+/// a test can wait for what it prints ("listening on ...", "started ...").
+public final class ChildProcess: @unchecked Sendable {
+  // @unchecked: `collected` is guarded by `lock`; `process` is only read after run().
+  public let process: Process
+  private let lock = NSLock()
+  private var collected: [String] = []
+
+  public init(_ executable: String, arguments: [String], environment: [String: String]? = nil) throws {
+    let process = Process()
+    process.executableURL = Repository.productsDirectory.appendingPathComponent(executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let output = Pipe()
+    process.standardOutput = output
+    self.process = process
+    output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+      let data = handle.availableData
+      guard !data.isEmpty else {
+        handle.readabilityHandler = nil
+        return
+      }
+      let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+      self?.lock.withLock { self?.collected += lines }
+    }
+    try process.run()
+  }
+
+  public var lines: [String] { self.lock.withLock { self.collected } }
+
+  /// The first line starting with `prefix`, waiting up to `timeout` for it.
+  public func line(startingWith prefix: String, timeout: Duration = .seconds(20)) async -> String? {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if let line = self.lines.first(where: { $0.hasPrefix(prefix) }) { return line }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return self.lines.first { $0.hasPrefix(prefix) }
+  }
+
+  /// The port of the "listening on HOST:PORT" line.
+  public func port() async throws -> Int {
+    guard let line = await self.line(startingWith: "listening on "),
+      let port = line.split(separator: ":").last.flatMap({ Int($0) })
+    else { throw CocoaError(.fileReadUnknown) }
+    return port
+  }
+
+  /// SIGTERM (graceful), then the exit status.
+  public func stop() -> Int32 {
+    self.process.terminate()
+    self.process.waitUntilExit()
+    return self.process.terminationStatus
+  }
+
+  /// The exit status once the process ends by itself within `timeout`; nil if it did not.
+  public func waitForExit(timeout: Duration = .seconds(15)) async -> Int32? {
+    let deadline = ContinuousClock.now + timeout
+    while self.process.isRunning && ContinuousClock.now < deadline {
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return self.process.isRunning ? nil : self.process.terminationStatus
+  }
+}

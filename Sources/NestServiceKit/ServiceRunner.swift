@@ -39,22 +39,10 @@ public enum ServiceRunner {
       configuration: .init(
         services: [
           .init(service: NestServerService(server: server)),
-          .init(service: AnnounceAddress(transport: transport), successTerminationBehavior: .ignore),
+          .init(service: ListeningAddressAnnouncer(transport: transport), successTerminationBehavior: .ignore),
         ] + background.map { .init(service: $0) },
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await group.run()
-  }
-}
-
-/// Prints "listening on HOST:PORT" once the server is bound, for whoever started the
-/// process (a launcher, a test) to know where it is, with --port 0 too.
-struct AnnounceAddress: Service {
-  let transport: NestServerTransport
-
-  func run() async throws {
-    let address = try await self.transport.listeningAddress()
-    print("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
-    fflush(nil)
   }
 }

@@ -52,13 +52,21 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
     }
   }
 
+  /// The service if `caller` may see it; NOT_FOUND (naming `field`) if it is missing or
+  /// hidden, so that existence does not leak.
+  static func visible(_ id: String, to caller: Principal, field: String = "service_id", in db: Database) throws
+    -> Nest_Catalog_V1_Service
+  {
+    guard let service = try CatalogStore.service(id, in: db), canSee(service, caller) else {
+      throw DomainError(.notFound, "no service \(id)", violations: [.init(field: field, description: "not found")])
+    }
+    return service
+  }
+
   /// The service for someone who must own it: NOT_FOUND if they cannot see it,
   /// PERMISSION_DENIED if they can but do not own it.
   static func owned(_ id: String, by caller: Principal, in db: Database) throws -> Nest_Catalog_V1_Service {
-    guard let service = try CatalogStore.service(id, in: db), canSee(service, caller) else {
-      throw DomainError(
-        .notFound, "no service \(id)", violations: [.init(field: "service_id", description: "not found")])
-    }
+    let service = try visible(id, to: caller, in: db)
     guard service.ownerID == caller.subject else {
       throw DomainError(.permissionDenied, "service \(id) belongs to another account")
     }
@@ -311,11 +319,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   {
     let caller = try Self.caller()
     return try await self.store.database.read { db in
-      guard let service = try CatalogStore.service(request.serviceID, in: db), Self.canSee(service, caller) else {
-        throw DomainError(
-          .notFound, "no service \(request.serviceID)",
-          violations: [.init(field: "service_id", description: "not found")])
-      }
+      let service = try Self.visible(request.serviceID, to: caller, in: db)
       let owner = service.ownerID == caller.subject || caller.role == .operator || caller.role == .service
       let versions = try CatalogStore.versions(ofService: service.id, in: db).filter {
         owner || $0.status == .published
@@ -478,11 +482,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   {
     let caller = try Self.caller()
     return try await self.store.database.read { db in
-      guard let service = try CatalogStore.service(request.serviceID, in: db), Self.canSee(service, caller) else {
-        throw DomainError(
-          .notFound, "no service \(request.serviceID)",
-          violations: [.init(field: "service_id", description: "not found")])
-      }
+      let service = try Self.visible(request.serviceID, to: caller, in: db)
       func facts(_ service: Nest_Catalog_V1_Service, version: String) -> ServiceFacts {
         ServiceFacts(
           id: service.id, type: service.type, ownerID: service.ownerID, listed: service.listedOnMarketplace,

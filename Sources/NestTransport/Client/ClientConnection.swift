@@ -73,10 +73,6 @@ final class ClientConnection: Sendable {
     }
   }
 
-  func send(_ frame: Nest_Wire_V1_Frame) {
-    self.channel.eventLoop.execute { self.handler.value.send(frame) }
-  }
-
   func cancel(_ callID: UInt64) {
     self.channel.eventLoop.execute { self.handler.value.cancel(callID) }
   }

@@ -265,7 +265,7 @@ struct ResponseWriter: ClosableRPCWriterProtocol {
 
   private let callID: UInt64
   private let connection: ConnectionRef
-  private let parts = NIOLockedValueBoxSendable()
+  private let parts = NIOLockedValueBox(ResponseParts())
 
   init(callID: UInt64, connection: ConnectionRef) {
     self.callID = callID
@@ -275,11 +275,11 @@ struct ResponseWriter: ClosableRPCWriterProtocol {
   func write(_ element: Element) async throws {
     switch element {
     case .metadata(let metadata):
-      self.parts.update { $0.initialMetadata.add(contentsOf: metadata) }
+      self.parts.withLockedValue { $0.initialMetadata.add(contentsOf: metadata) }
     case .message(let message):
-      self.parts.update { $0.payload = message }
+      self.parts.withLockedValue { $0.payload = message }
     case .status(let status, let trailers):
-      let (payload, initial) = self.parts.update { ($0.payload, $0.initialMetadata) }
+      let (payload, initial) = self.parts.withLockedValue { ($0.payload, $0.initialMetadata) }
       var all = initial
       all.add(contentsOf: trailers)
       var wireStatus = Nest_Wire_V1_Status(status)
@@ -305,15 +305,8 @@ struct ResponseWriter: ClosableRPCWriterProtocol {
   }
 }
 
-/// A response being put together, shared between the writer's calls.
-final class NIOLockedValueBoxSendable: Sendable {
-  struct Parts {
-    var initialMetadata: Metadata = [:]
-    var payload: [UInt8] = []
-  }
-  private let box = NIOLockedValueBox(Parts())
-
-  func update<R>(_ body: (inout Parts) -> R) -> R {
-    self.box.withLockedValue(body)
-  }
+/// A response being put together across the writer's calls.
+struct ResponseParts {
+  var initialMetadata: Metadata = [:]
+  var payload: [UInt8] = []
 }

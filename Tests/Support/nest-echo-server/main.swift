@@ -53,20 +53,11 @@ let server = GRPCServer(
   transport: transport,
   services: [EchoService(announce: !arguments.contains("--quiet")), HealthService()])
 
-struct AnnounceAddress: Service {
-  let transport: NestServerTransport
-  func run() async throws {
-    let address = try await self.transport.listeningAddress()
-    printLine("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
-    try? await gracefulShutdown()
-  }
-}
-
 let group = ServiceGroup(
   configuration: .init(
     services: [
       .init(service: NestServerService(server: server)),
-      .init(service: AnnounceAddress(transport: transport), successTerminationBehavior: .ignore),
+      .init(service: ListeningAddressAnnouncer(transport: transport), successTerminationBehavior: .ignore),
     ],
     gracefulShutdownSignals: [.sigterm, .sigint],
     logger: logger))

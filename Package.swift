@@ -23,6 +23,7 @@ let package = Package(
     .library(name: "NestProtoTesting", targets: ["NestProtoTesting"]),
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
     .executable(name: "catalog-service", targets: ["catalog-service"]),
+    .executable(name: "entitlement-service", targets: ["entitlement-service"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
@@ -158,9 +159,12 @@ let package = Package(
     .target(
       name: "Entitlement",
       dependencies: [
-        "NestProto", "NestServiceKit", "NestTransport",
+        "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -170,6 +174,18 @@ let package = Package(
       name: "catalog-service",
       dependencies: [
         "Catalog", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // Entitlement as its own executable: a thin main over the Entitlement library.
+    .executableTarget(
+      name: "entitlement-service",
+      dependencies: [
+        "Entitlement", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
@@ -277,10 +293,15 @@ let package = Package(
     ),
     .testTarget(
       name: "EntitlementTests",
-      dependencies: ["Entitlement", "NestProto", "NestServiceKit", "NestTransport"],
+      dependencies: [
+        "Entitlement", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: defaultSwiftSettings
     ),
-    // The service executables as real processes.
+    // The service executables as real processes (they must be built first: `swift build`).
     .testTarget(
       name: "ServiceProcessTests",
       dependencies: [

@@ -15,7 +15,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
 
   public init(
     store: CatalogStore, distribution: any DistributionChecking,
-    now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    now: @escaping @Sendable () -> Int64 = Clock.nowUnixMs
   ) {
     self.store = store
     self.distribution = distribution
@@ -23,24 +23,6 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   }
 
   // MARK: Callers
-
-  static func caller(_ roles: Nest_Common_V1_Role...) throws -> Principal {
-    guard let principal = Principal.current else {
-      throw RPCError(code: .unauthenticated, message: "no authenticated caller")
-    }
-    guard roles.isEmpty || roles.contains(principal.role) else {
-      throw RPCError(
-        code: .permissionDenied,
-        message:
-          "role \(principal.role.claim ?? "?") may not call this; allowed: \(roles.compactMap(\.claim).joined(separator: ", "))"
-      )
-    }
-    return principal
-  }
-
-  static func newID(_ prefix: String) -> String {
-    "\(prefix)_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20))"
-  }
 
   /// Whether `caller` may see `service` at all: customers see ONLINE services only, and
   /// nobody but its owner (and operators and services) sees a DRAFT.
@@ -83,7 +65,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
     version customizeVersion: (inout Nest_Catalog_V1_ServiceVersion) -> Void
   ) throws -> (Nest_Catalog_V1_Service, Nest_Catalog_V1_ServiceVersion) {
     var service = Nest_Catalog_V1_Service.with {
-      $0.id = Self.newID("svc")
+      $0.id = Caller.newID("svc")
       $0.ownerID = owner
       $0.name = name
       $0.description = description
@@ -94,7 +76,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
     }
     customizeService(&service)
     var version = Nest_Catalog_V1_ServiceVersion.with {
-      $0.id = Self.newID("ver")
+      $0.id = Caller.newID("ver")
       $0.serviceID = service.id
       $0.number = 1
       $0.label = versionLabel.isEmpty ? "1" : versionLabel
@@ -110,7 +92,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func createService(request: Nest_Catalog_V1_CreateServiceRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_CreateServiceResponse
   {
-    let caller = try Self.caller(.isv)
+    let caller = try Caller.require(.isv)
     try CatalogValidation.check(request)
     let now = self.now()
     return try await self.store.database.write { db in
@@ -135,7 +117,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func createDerivedService(
     request: Nest_Catalog_V1_CreateDerivedServiceRequest, context: ServerContext
   ) async throws -> Nest_Catalog_V1_CreateDerivedServiceResponse {
-    let caller = try Self.caller(.distributor)
+    let caller = try Caller.require(.distributor)
     try CatalogValidation.check(request)
     let (base, baseVersion) = try await self.store.database.read { db in
       guard let base = try CatalogStore.service(request.baseServiceID, in: db), Self.canSee(base, caller),
@@ -184,7 +166,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func createServiceVersion(
     request: Nest_Catalog_V1_CreateServiceVersionRequest, context: ServerContext
   ) async throws -> Nest_Catalog_V1_CreateServiceVersionResponse {
-    let caller = try Self.caller(.isv, .distributor)
+    let caller = try Caller.require(.isv, .distributor)
     let now = self.now()
     return try await self.store.database.write { db in
       let service = try Self.owned(request.serviceID, by: caller, in: db)
@@ -195,7 +177,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
       ) {
         let number = try CatalogStore.nextVersionNumber(ofService: service.id, in: db)
         let version = Nest_Catalog_V1_ServiceVersion.with {
-          $0.id = Self.newID("ver")
+          $0.id = Caller.newID("ver")
           $0.serviceID = service.id
           $0.number = number
           $0.label = request.label.isEmpty ? "\(number)" : request.label
@@ -214,7 +196,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func publishService(request: Nest_Catalog_V1_PublishServiceRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_PublishServiceResponse
   {
-    let caller = try Self.caller(.isv, .distributor)
+    let caller = try Caller.require(.isv, .distributor)
     let current = try await self.store.database.read { try Self.owned(request.serviceID, by: caller, in: $0) }
     if !current.baseServiceID.isEmpty {
       _ = try await self.distribution.activeAuthorization(
@@ -281,7 +263,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
     _ distributable: Bool, _ serviceID: String, method: String, token: String, request: Request,
     response: @escaping @Sendable (Nest_Catalog_V1_Service) -> Response
   ) async throws -> Response {
-    let caller = try Self.caller(.isv)
+    let caller = try Caller.require(.isv)
     return try await self.updateOwnedService(serviceID, method: method, token: token, request: request, caller: caller)
     { service in
       guard service.baseServiceID.isEmpty else {
@@ -299,7 +281,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
     _ change: @escaping @Sendable (inout Nest_Catalog_V1_Service) throws -> Void,
     response: @escaping @Sendable (Nest_Catalog_V1_Service) -> Response
   ) async throws -> Response {
-    let caller = try caller ?? Self.caller(.isv, .distributor)
+    let caller = try caller ?? Caller.require(.isv, .distributor)
     let now = self.now()
     return try await self.store.database.write { db in
       var service = try Self.owned(serviceID, by: caller, in: db)
@@ -317,7 +299,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func getService(request: Nest_Catalog_V1_GetServiceRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_GetServiceResponse
   {
-    let caller = try Self.caller()
+    let caller = try Caller.require()
     return try await self.store.database.read { db in
       let service = try Self.visible(request.serviceID, to: caller, in: db)
       let owner = service.ownerID == caller.subject || caller.role == .operator || caller.role == .service
@@ -334,7 +316,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func listServices(request: Nest_Catalog_V1_ListServicesRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_ListServicesResponse
   {
-    let caller = try Self.caller()
+    let caller = try Caller.require()
     let page = try PageQuery(request.page)
     var filter = ServiceFilter()
     filter.ownerID = request.ownerID.isEmpty ? nil : request.ownerID
@@ -367,7 +349,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func listOnMarketplace(request: Nest_Catalog_V1_ListOnMarketplaceRequest, context: ServerContext)
     async throws -> Nest_Catalog_V1_ListOnMarketplaceResponse
   {
-    let caller = try Self.caller(.isv, .distributor)
+    let caller = try Caller.require(.isv, .distributor)
     let current = try await self.store.database.read { try Self.owned(request.serviceID, by: caller, in: $0) }
     guard current.status == .online else {
       throw DomainError(.failedPrecondition, "only an ONLINE service can be listed; \(current.id) is \(current.status)")
@@ -390,7 +372,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
         var product =
           try CatalogStore.product(ofService: service.id, in: db)
           ?? .with {
-            $0.id = Self.newID("prod")
+            $0.id = Caller.newID("prod")
             $0.serviceID = service.id
             $0.ownerID = service.ownerID
             $0.createdAtUnixMs = now
@@ -414,7 +396,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func delistFromMarketplace(request: Nest_Catalog_V1_DelistFromMarketplaceRequest, context: ServerContext)
     async throws -> Nest_Catalog_V1_DelistFromMarketplaceResponse
   {
-    let caller = try Self.caller(.isv, .distributor)
+    let caller = try Caller.require(.isv, .distributor)
     let now = self.now()
     return try await self.store.database.write { db in
       guard var product = try CatalogStore.product(request.productID, in: db) else {
@@ -441,7 +423,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func getProduct(request: Nest_Catalog_V1_GetProductRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_GetProductResponse
   {
-    let caller = try Self.caller()
+    let caller = try Caller.require()
     return try await self.store.database.read { db in
       let product: Nest_Catalog_V1_Product?
       switch request.key {
@@ -460,7 +442,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func listProducts(request: Nest_Catalog_V1_ListProductsRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_ListProductsResponse
   {
-    let caller = try Self.caller()
+    let caller = try Caller.require()
     let page = try PageQuery(request.page)
     var filter = ProductFilter()
     filter.ownerID = request.ownerID.isEmpty ? nil : request.ownerID
@@ -480,7 +462,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
   public func resolveScenario(request: Nest_Catalog_V1_ResolveScenarioRequest, context: ServerContext) async throws
     -> Nest_Catalog_V1_ResolveScenarioResponse
   {
-    let caller = try Self.caller()
+    let caller = try Caller.require()
     return try await self.store.database.read { db in
       let service = try Self.visible(request.serviceID, to: caller, in: db)
       func facts(_ service: Nest_Catalog_V1_Service, version: String) -> ServiceFacts {

@@ -70,8 +70,8 @@ public struct CatalogStore: Sendable {
   public static func services(
     _ filter: ServiceFilter, page: PageQuery, in db: Database
   ) throws -> (services: [Nest_Catalog_V1_Service], nextPageToken: String) {
-    var conditions = ["rowid > ?"]
-    var arguments: StatementArguments = [page.after]
+    var conditions: [String] = []
+    var arguments: StatementArguments = []
     if let owner = filter.ownerID { conditions.append("owner_id = ?"); arguments += [owner] }
     if let type = filter.type { conditions.append("type = ?"); arguments += [type.rawValue] }
     if let statuses = filter.statuses {
@@ -86,15 +86,10 @@ public struct CatalogStore: Sendable {
       conditions.append("(owner_id = ? OR status != ?)")
       arguments += [visibleTo, Nest_Catalog_V1_ServiceStatus.draft.rawValue]
     }
-    arguments += [page.size + 1]
-    let rows = try Row.fetchAll(
-      db, sql: "SELECT rowid, body FROM services WHERE \(conditions.joined(separator: " AND ")) ORDER BY rowid LIMIT ?",
-      arguments: arguments)
-    let services = try rows.prefix(page.size).map { row in
-      try Nest_Catalog_V1_Service(serializedBytes: row["body"] as Data)
-    }
-    let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["rowid"]) : ""
-    return (services, next)
+    let result = try MessageRows.page(
+      db, table: "services", conditions: conditions, arguments: arguments, page: page,
+      newestFirst: false, as: Nest_Catalog_V1_Service.self)
+    return (result.items, result.nextPageToken)
   }
 
   // MARK: Versions
@@ -152,8 +147,8 @@ public struct CatalogStore: Sendable {
   public static func products(
     _ filter: ProductFilter, page: PageQuery, in db: Database
   ) throws -> (products: [Nest_Catalog_V1_Product], nextPageToken: String) {
-    var conditions = ["rowid > ?"]
-    var arguments: StatementArguments = [page.after]
+    var conditions: [String] = []
+    var arguments: StatementArguments = []
     if let owner = filter.ownerID {
       conditions.append("owner_id = ?")
       arguments += [owner]
@@ -174,13 +169,10 @@ public struct CatalogStore: Sendable {
       conditions.append("base_service_id = ?")
       arguments += [base]
     }
-    arguments += [page.size + 1]
-    let rows = try Row.fetchAll(
-      db, sql: "SELECT rowid, body FROM products WHERE \(conditions.joined(separator: " AND ")) ORDER BY rowid LIMIT ?",
-      arguments: arguments)
-    let products = try rows.prefix(page.size).map { try Nest_Catalog_V1_Product(serializedBytes: $0["body"] as Data) }
-    let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["rowid"]) : ""
-    return (products, next)
+    let result = try MessageRows.page(
+      db, table: "products", conditions: conditions, arguments: arguments, page: page,
+      newestFirst: false, as: Nest_Catalog_V1_Product.self)
+    return (result.items, result.nextPageToken)
   }
 
   private static func decode<M: NestMessage>(_ data: Data?) throws -> M? {

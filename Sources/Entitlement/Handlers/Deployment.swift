@@ -1,0 +1,98 @@
+// Deployment of instances behind a small protocol: entitlement records an instance as
+// CREATED, and a driver in the service group moves it to DEPLOYING, asks the deployer, and
+// records DEPLOYED or DEPLOY_FAILED. Work left by a restart is picked up again.
+import GRDB
+import Logging
+public import NestProto
+import NestServiceKit
+public import ServiceLifecycle
+
+/// Brings an instance's resources up. Must be safe to call again for the same instance
+/// (after a restart mid-deployment).
+public protocol InstanceDeployer: Sendable {
+  func deploy(_ instance: Nest_Entitlement_V1_ServiceInstance) async throws
+}
+
+/// The local platform's deployer: there are no cloud resources to create, so every
+/// deployment succeeds at once.
+public struct LocalDeployer: InstanceDeployer {
+  public init() {}
+  public func deploy(_ instance: Nest_Entitlement_V1_ServiceInstance) async throws {}
+}
+
+/// Runs deployments in the background: woken by new instances, and every second in case.
+public final class DeploymentDriver: Service, Sendable {
+  let store: EntitlementStore
+  let deployer: any InstanceDeployer
+  let logger: Logger
+  private let wakeups: AsyncStream<Void>
+  private let wake: AsyncStream<Void>.Continuation
+
+  public init(store: EntitlementStore, deployer: any InstanceDeployer = LocalDeployer(), logger: Logger) {
+    self.store = store
+    self.deployer = deployer
+    self.logger = logger
+    (self.wakeups, self.wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+  }
+
+  /// Asks the driver to look for new work now.
+  public func signal() { self.wake.yield() }
+
+  public func run() async throws {
+    await cancelWhenGracefulShutdown {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask {
+          while (try? await Task.sleep(for: .seconds(1))) != nil { self.wake.yield() }
+        }
+        group.addTask {
+          for await _ in self.wakeups {
+            await self.deployPending()
+          }
+        }
+        await group.next()
+        group.cancelAll()
+      }
+    }
+  }
+
+  /// Deploys every instance that is CREATED or DEPLOYING now.
+  public func deployPending() async {
+    do {
+      let pending = try await self.store.database.read { try EntitlementStore.undeployedInstances(in: $0) }
+      for instance in pending {
+        await self.deploy(instance)
+      }
+    } catch {
+      self.logger.error("cannot read instances to deploy", metadata: ["error": "\(error)"])
+    }
+  }
+
+  private func deploy(_ instance: Nest_Entitlement_V1_ServiceInstance) async {
+    do {
+      if instance.status == .created {
+        try await self.advance(instance.id, .startDeploying, reason: "")
+      }
+      let outcome: (InstanceAction, String)
+      do {
+        try await self.deployer.deploy(instance)
+        outcome = (.finishDeploying, "")
+      } catch {
+        outcome = (.failDeploying, "\(error)")
+      }
+      try await self.advance(instance.id, outcome.0, reason: outcome.1)
+    } catch {
+      self.logger.warning("deployment step failed", metadata: ["instance": "\(instance.id)", "error": "\(error)"])
+    }
+  }
+
+  private func advance(_ id: String, _ action: InstanceAction, reason: String) async throws {
+    let now = Clock.nowUnixMs()
+    try await self.store.database.write { db in
+      guard var instance = try EntitlementStore.instance(id, in: db) else { return }
+      // Released (a refund) while deploying: leave it released.
+      guard let next = try? InstanceRules.transition(from: instance.status, action) else { return }
+      EntitlementService.record(&instance, next, actor: "entitlement", reason: reason, now: now)
+      try EntitlementStore.update(instance, in: db)
+    }
+  }
+}

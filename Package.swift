@@ -24,6 +24,8 @@ let package = Package(
     .executable(name: "protoc-gen-nest-swift", targets: ["protoc-gen-nest-swift"]),
     .executable(name: "catalog-service", targets: ["catalog-service"]),
     .executable(name: "entitlement-service", targets: ["entitlement-service"]),
+    .executable(name: "settlement-service", targets: ["settlement-service"]),
+    .executable(name: "marketplace-order-service", targets: ["marketplace-order-service"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
@@ -174,6 +176,50 @@ let package = Package(
       name: "catalog-service",
       dependencies: [
         "Catalog", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // The marketplace-order service: orders, scenario-3 linked orders, the delivery outbox.
+    .target(
+      name: "MarketplaceOrder",
+      dependencies: [
+        "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .executableTarget(
+      name: "marketplace-order-service",
+      dependencies: [
+        "MarketplaceOrder", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // The settlement service: the double-entry ledger, usage, offline obligations, statements.
+    .target(
+      name: "Settlement",
+      dependencies: [
+        "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .executableTarget(
+      name: "settlement-service",
+      dependencies: [
+        "Settlement", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),

@@ -25,34 +25,19 @@ public final class DeploymentDriver: Service, Sendable {
   let store: EntitlementStore
   let deployer: any InstanceDeployer
   let logger: Logger
-  private let wakeups: AsyncStream<Void>
-  private let wake: AsyncStream<Void>.Continuation
+  private let wakeups = Wakeups()
 
   public init(store: EntitlementStore, deployer: any InstanceDeployer = LocalDeployer(), logger: Logger) {
     self.store = store
     self.deployer = deployer
     self.logger = logger
-    (self.wakeups, self.wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
   }
 
   /// Asks the driver to look for new work now.
-  public func signal() { self.wake.yield() }
+  public func signal() { self.wakeups.signal() }
 
   public func run() async throws {
-    await cancelWhenGracefulShutdown {
-      await withTaskGroup(of: Void.self) { group in
-        group.addTask {
-          while (try? await Task.sleep(for: .seconds(1))) != nil { self.wake.yield() }
-        }
-        group.addTask {
-          for await _ in self.wakeups {
-            await self.deployPending()
-          }
-        }
-        await group.next()
-        group.cancelAll()
-      }
-    }
+    await self.wakeups.run(every: .seconds(1)) { await self.deployPending() }
   }
 
   /// Deploys every instance that is CREATED or DEPLOYING now.

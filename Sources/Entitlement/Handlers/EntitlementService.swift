@@ -41,13 +41,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   ) {
     instance.status = status
     instance.updatedAtUnixMs = now
-    instance.history.append(
-      .with {
-        $0.status = statusName(status)
-        $0.changedAtUnixMs = now
-        $0.actorID = actor
-        $0.reason = reason
-      })
+    instance.history.append(.entry(status, actor: actor, reason: reason, at: now))
   }
 
   static func record(
@@ -55,22 +49,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   ) {
     authorization.status = status
     authorization.updatedAtUnixMs = now
-    authorization.history.append(
-      .with {
-        $0.status = statusName(status)
-        $0.changedAtUnixMs = now
-        $0.actorID = actor
-        $0.reason = reason
-      })
-  }
-
-  static func required(_ fields: (String, String)...) throws(DomainError) {
-    let missing = fields.filter { $0.1.isEmpty }.map { FieldViolation(field: $0.0, description: "is required") }
-    guard missing.isEmpty else { throw .invalid(missing) }
-  }
-
-  static func notFound(_ what: String, _ id: String, field: String) -> DomainError {
-    DomainError(.notFound, "no \(what) \(id)", violations: [.init(field: field, description: "not found")])
+    authorization.history.append(.entry(status, actor: actor, reason: reason, at: now))
   }
 
   // MARK: Presenting what time changed
@@ -115,10 +94,10 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     do {
       response = try await self.catalog.service(id)
     } catch let error as RPCError where error.code == .notFound {
-      throw Self.notFound("service", id, field: "base_service_id")
+      throw DomainError.notFound("service", id, field: "base_service_id")
     }
     guard let service = response.service, service.ownerID == caller.subject || service.status != .draft else {
-      throw Self.notFound("service", id, field: "base_service_id")
+      throw DomainError.notFound("service", id, field: "base_service_id")
     }
     guard service.baseServiceID.isEmpty else {
       throw DomainError(
@@ -132,7 +111,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_ApplyForDistributionRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_ApplyForDistributionResponse {
     let caller = try Caller.require(.distributor)
-    try Self.required(("base_service_id", request.baseServiceID))
+    try DomainError.requireNonEmpty(("base_service_id", request.baseServiceID))
     guard request.message.count <= 2000 else {
       throw DomainError.invalid([.init(field: "message", description: "must be at most 2000 characters")])
     }
@@ -172,7 +151,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     guard let authorization = try EntitlementStore.authorization(id, in: db),
       Caller.isPlatform(caller) || authorization.isvID == caller.subject
         || authorization.distributorID == caller.subject
-    else { throw Self.notFound("authorization", id, field: "authorization_id") }
+    else { throw DomainError.notFound("authorization", id, field: "authorization_id") }
     return authorization
   }
 
@@ -183,8 +162,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     response: @escaping @Sendable (Authorization) -> Response
   ) async throws -> Response {
     let caller = try Caller.require(.isv)
-    try Self.required(("authorization_id", id))
-    if action == .reject || action == .revoke { try Self.required(("reason", reason)) }
+    try DomainError.requireNonEmpty(("authorization_id", id))
+    if action == .reject || action == .revoke { try DomainError.requireNonEmpty(("reason", reason)) }
     let now = self.now()
     if action == .approve { try AuthorizationRules.checkTerms(terms, nowUnixMs: now) }
     return try await self.store.database.write { db in
@@ -236,7 +215,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_GrantDistributionRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_GrantDistributionResponse {
     let caller = try Caller.require(.isv)
-    try Self.required(("base_service_id", request.baseServiceID), ("distributor_id", request.distributorID))
+    try DomainError.requireNonEmpty(
+      ("base_service_id", request.baseServiceID), ("distributor_id", request.distributorID))
     let now = self.now()
     try AuthorizationRules.checkTerms(request.terms, nowUnixMs: now)
     let base = try await self.baseService(request.baseServiceID, for: caller)
@@ -275,7 +255,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_GetDistributionAuthorizationRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_GetDistributionAuthorizationResponse {
     let caller = try Caller.require()
-    try Self.required(("authorization_id", request.authorizationID))
+    try DomainError.requireNonEmpty(("authorization_id", request.authorizationID))
     let now = self.now()
     return try await self.store.database.read { db in
       let authorization = try Self.visibleAuthorization(request.authorizationID, to: caller, in: db)
@@ -306,7 +286,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_CheckDistributionRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_CheckDistributionResponse {
     let caller = try Caller.require(.isv, .distributor, .operator, .service)
-    try Self.required(("base_service_id", request.baseServiceID), ("distributor_id", request.distributorID))
+    try DomainError.requireNonEmpty(
+      ("base_service_id", request.baseServiceID), ("distributor_id", request.distributorID))
     if caller.role == .distributor && caller.subject != request.distributorID {
       throw DomainError(.permissionDenied, "a distributor may check only its own authorizations")
     }
@@ -342,11 +323,11 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     do {
       service = try await self.catalog.service(request.serviceID)
     } catch let error as RPCError where error.code == .notFound {
-      throw Self.notFound("service", request.serviceID, field: "service_id")
+      throw DomainError.notFound("service", request.serviceID, field: "service_id")
     }
     let versionID = request.versionID.isEmpty ? (service.service?.defaultVersionID ?? "") : request.versionID
     guard let version = service.versions.first(where: { $0.id == versionID }) else {
-      throw Self.notFound("version", versionID, field: "version_id")
+      throw DomainError.notFound("version", versionID, field: "version_id")
     }
     let parameters = try Self.parameters(named: request.parameterSetName, in: version)
     let resolution = request.resolution!
@@ -361,7 +342,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
         if let existing = try Self.existingInstance(for: request, in: db) { return .with { $0.instance = existing } }
         if !request.authorizationID.isEmpty, try EntitlementStore.authorization(request.authorizationID, in: db) == nil
         {
-          throw Self.notFound("authorization", request.authorizationID, field: "authorization_id")
+          throw DomainError.notFound("authorization", request.authorizationID, field: "authorization_id")
         }
         var instance = Instance.with {
           $0.id = Caller.newID("inst")
@@ -486,7 +467,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   static func visibleInstance(_ id: String, to caller: Principal, in db: Database) throws -> Instance {
     guard let instance = try EntitlementStore.instance(id, in: db),
       InstanceRules.isParty(instance, role: caller.role, subject: caller.subject)
-    else { throw Self.notFound("instance", id, field: "instance_id") }
+    else { throw DomainError.notFound("instance", id, field: "instance_id") }
     return instance
   }
 
@@ -499,13 +480,13 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
       let instance: Instance
       switch request.key {
       case .instanceID(let id)?:
-        try Self.required(("instance_id", id))
+        try DomainError.requireNonEmpty(("instance_id", id))
         instance = try Self.visibleInstance(id, to: caller, in: db)
       case .orderID(let id)?:
-        try Self.required(("order_id", id))
+        try DomainError.requireNonEmpty(("order_id", id))
         guard let found = try EntitlementStore.instance(orderID: id, in: db)?.instance,
           InstanceRules.isParty(found, role: caller.role, subject: caller.subject)
-        else { throw Self.notFound("instance for order", id, field: "order_id") }
+        else { throw DomainError.notFound("instance for order", id, field: "order_id") }
         instance = found
       case nil:
         throw DomainError.invalid([.init(field: "key", description: "set instance_id or order_id")])
@@ -543,7 +524,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     _ change: @escaping @Sendable (inout Instance, Principal, Int64) throws -> Void
   ) async throws -> Instance {
     let caller = try Caller.require()
-    try Self.required(("instance_id", id))
+    try DomainError.requireNonEmpty(("instance_id", id))
     let now = self.now()
     let response: Nest_Entitlement_V1_GetServiceInstanceResponse = try await self.store.database.write { db in
       var instance = Self.present(try Self.visibleInstance(id, to: caller, in: db), now: now)
@@ -626,7 +607,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     let licenseID: String
     switch request.license {
     case .licenseID(let id)?:
-      try Self.required(("license_id", id))
+      try DomainError.requireNonEmpty(("license_id", id))
       licenseID = id
     case .signedLicense(let signed)?:
       guard signed.keyID == key.keyID else {
@@ -710,18 +691,18 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_DecidePermissionRequestRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_DecidePermissionRequestResponse {
     let caller = try Caller.require()
-    try Self.required(("request_id", request.requestID))
+    try DomainError.requireNonEmpty(("request_id", request.requestID))
     let now = self.now()
     return try await self.store.database.write { db in
       guard let permission = try EntitlementStore.permissionRequest(request.requestID, in: db) else {
-        throw Self.notFound("permission request", request.requestID, field: "request_id")
+        throw DomainError.notFound("permission request", request.requestID, field: "request_id")
       }
       let isOwner = permission.owner?.role == caller.role && permission.owner?.accountID == caller.subject
       guard isOwner else {
         if permission.requesterID == caller.subject || Caller.isPlatform(caller) {
           throw DomainError(.permissionDenied, "only the resource owner decides permission request \(permission.id)")
         }
-        throw Self.notFound("permission request", request.requestID, field: "request_id")
+        throw DomainError.notFound("permission request", request.requestID, field: "request_id")
       }
       return try ClientTokens.once(
         db, caller: caller.subject, method: "DecidePermissionRequest", token: request.clientToken, request: request,
@@ -760,7 +741,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_CheckResourcePermissionRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_CheckResourcePermissionResponse {
     let caller = try Caller.require()
-    try Self.required(
+    try DomainError.requireNonEmpty(
       ("instance_id", request.instanceID), ("requester_id", request.requesterID), ("operation", request.operation))
     let now = self.now()
     return try await self.store.database.read { db in

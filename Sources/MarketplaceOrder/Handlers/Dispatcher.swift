@@ -1,0 +1,228 @@
+// The outbox dispatcher (DESIGN section 6): delivers each order's pending rows in order, one
+// at a time per order and several orders at once, retrying failures with capped exponential
+// backoff until the target acknowledges. Every target is idempotent on the row's key, so a
+// row attempted twice (a crash between the call and the acknowledgement) changes nothing.
+import Foundation
+import GRDB
+import GRPCCore
+public import Logging
+import NestProto
+import NestServiceKit
+public import ServiceLifecycle
+
+public final class Dispatcher: Service, Sendable {
+  let store: OrderStore
+  let peers: any OrderPeers
+  let logger: Logger
+  let initialBackoff: Duration
+  let maximumBackoff: Duration
+  let concurrency: Int
+  private let wakeups = Wakeups()
+
+  public init(
+    store: OrderStore, peers: any OrderPeers, logger: Logger, initialBackoff: Duration = .milliseconds(100),
+    maximumBackoff: Duration = .seconds(5), concurrency: Int = 16
+  ) {
+    self.store = store
+    self.peers = peers
+    self.logger = logger
+    self.initialBackoff = initialBackoff
+    self.maximumBackoff = maximumBackoff
+    self.concurrency = concurrency
+  }
+
+  /// New rows were queued: look now rather than at the next tick.
+  public func signal() { self.wakeups.signal() }
+
+  public func run() async throws {
+    await self.wakeups.run(every: .milliseconds(200)) { await self.dispatchDue() }
+  }
+
+  /// Attempts every due row; repeats while attempts succeed (an acknowledged row makes its
+  /// order's next row due).
+  public func dispatchDue() async {
+    while !Task.isCancelled {
+      let due: [Delivery]
+      do {
+        due = try await self.store.database.read {
+          try OrderStore.dueDeliveries(nowUnixMs: Clock.nowUnixMs(), limit: 256, in: $0)
+        }
+      } catch {
+        self.logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
+        return
+      }
+      guard !due.isEmpty else { return }
+      let delivered = await withTaskGroup(of: Bool.self) { group in
+        var rows = due.makeIterator()
+        for _ in 0..<self.concurrency {
+          guard let row = rows.next() else { break }
+          group.addTask { await self.attempt(row) }
+        }
+        var delivered = 0
+        for await success in group {
+          if success { delivered += 1 }
+          if let row = rows.next() { group.addTask { await self.attempt(row) } }
+        }
+        return delivered
+      }
+      if delivered == 0 { return }  // everything failed: wait for the backoff
+    }
+  }
+
+  /// One attempt at one row: true when the target acknowledged it.
+  func attempt(_ delivery: Delivery) async -> Bool {
+    do {
+      guard let order = try await self.store.database.read({ try OrderStore.order(delivery.orderID, in: $0) }) else {
+        throw RPCError(code: .internalError, message: "order \(delivery.orderID) is missing")
+      }
+      switch delivery.kind {
+      case .createInstance:
+        let instance = try await self.peers.createInstance(
+          Self.instanceRequest(for: order, key: delivery.idempotencyKey))
+        try await self.acknowledge(delivery, .instanceID(instance.id)) { db, now in
+          try Self.fulfil(order.id, instanceID: instance.id, now: now, in: db)
+        }
+      case .recordSale:
+        let sale = try await self.peers.recordSale(Self.saleRequest(for: order, key: delivery.idempotencyKey))
+        try await self.acknowledge(delivery, .transactionID(sale.transaction?.id ?? ""))
+      case .recordRefund:
+        let refund = try await self.peers.recordRefund(
+          .with {
+            $0.clientToken = delivery.idempotencyKey
+            $0.orderID = order.id
+            $0.linkedOrderIds = order.linkedOrderIds
+            $0.reason = order.reason
+            $0.refundedAtUnixMs = order.refundedAtUnixMs
+          })
+        try await self.acknowledge(delivery, .transactionID(refund.transactions.first?.id ?? ""))
+      case .releaseInstance:
+        guard !order.instanceID.isEmpty else {
+          throw RPCError(code: .failedPrecondition, message: "the instance of \(order.id) is not created yet")
+        }
+        try await self.peers.releaseInstance(
+          .with {
+            $0.clientToken = delivery.idempotencyKey
+            $0.instanceID = order.instanceID
+            $0.reason = "refund of order \(order.id): \(order.reason)"
+          })
+        try await self.acknowledge(delivery, nil)
+      default:
+        throw RPCError(code: .internalError, message: "unknown delivery kind \(delivery.kind)")
+      }
+      return true
+    } catch {
+      await self.fail(delivery, error)
+      return false
+    }
+  }
+
+  private func acknowledge(
+    _ delivery: Delivery, _ acknowledgement: Delivery.OneOf_Acknowledgement?,
+    effects: @escaping @Sendable (Database, Int64) throws -> Void = { _, _ in }
+  ) async throws {
+    let now = Clock.nowUnixMs()
+    try await self.store.database.write { db in
+      guard var row = try OrderStore.delivery(delivery.id, in: db), row.status == .pending else { return }
+      row.status = .delivered
+      row.attempts += 1
+      row.lastAttemptAtUnixMs = now
+      row.deliveredAtUnixMs = now
+      row.nextAttemptAtUnixMs = 0
+      row.lastErrorCode = 0
+      row.lastError = ""
+      row.acknowledgement = acknowledgement
+      try OrderStore.save(row, in: db)
+      try effects(db, now)
+    }
+  }
+
+  private func fail(_ delivery: Delivery, _ error: any Error) async {
+    let now = Clock.nowUnixMs()
+    let code = (error as? RPCError)?.code ?? .unknown
+    let message = (error as? RPCError)?.message ?? "\(error)"
+    do {
+      try await self.store.database.write { db in
+        guard var row = try OrderStore.delivery(delivery.id, in: db), row.status == .pending else { return }
+        row.attempts += 1
+        row.lastAttemptAtUnixMs = now
+        row.lastErrorCode = Int32(code.rawValue)
+        row.lastError = "\(code): \(message)"
+        let wait = OrderRules.backoff(
+          afterAttempts: row.attempts, initial: self.initialBackoff, cap: self.maximumBackoff)
+        row.nextAttemptAtUnixMs =
+          now + Int64(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+        try OrderStore.save(row, in: db)
+      }
+    } catch {
+      self.logger.error(
+        "cannot record a failed delivery", metadata: ["delivery": "\(delivery.id)", "error": "\(error)"])
+    }
+    self.logger.debug(
+      "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(message)"])
+  }
+
+  /// The order has its instance: FULFILLED (with its linked orders) unless refunded meanwhile.
+  static func fulfil(_ orderID: String, instanceID: String, now: Int64, in db: Database) throws {
+    guard var order = try OrderStore.order(orderID, in: db) else { return }
+    order.instanceID = instanceID
+    if order.status == .paid {
+      OrderService.record(&order, .fulfilled, actor: "marketplace-order", reason: "instance \(instanceID)", now: now)
+      for id in order.linkedOrderIds {
+        guard var link = try OrderStore.order(id, in: db), link.status == .paid else { continue }
+        OrderService.record(
+          &link, .fulfilled, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
+        try OrderStore.save(link, in: db)
+      }
+    }
+    try OrderStore.save(order, in: db)
+  }
+
+  /// CreateServiceInstance for a paid customer order: everything from the order's snapshot,
+  /// so every attempt sends the same request.
+  static func instanceRequest(for order: Order, key: String) -> Nest_Entitlement_V1_CreateServiceInstanceRequest {
+    .with {
+      $0.clientToken = key
+      $0.orderID = order.id
+      $0.serviceID = order.serviceID
+      $0.versionID = order.serviceVersionID
+      $0.customerID = order.buyer?.accountID ?? ""
+      $0.authorizationID = order.wholesale?.authorizationID ?? ""
+      $0.quantity = Int32(clamping: order.quantity)
+      $0.expiry = .term(
+        .with {
+          $0.billingPeriod = order.price?.billingPeriod ?? .month
+          $0.periods = Int32(clamping: order.periods)
+        })
+      $0.parameterSetName = order.parameterSetName
+      $0.resolution = order.scenario
+    }
+  }
+
+  /// RecordSale for a paid order (customer or linked), from its snapshot.
+  static func saleRequest(for order: Order, key: String) -> Nest_Settlement_V1_RecordSaleRequest {
+    .with {
+      $0.clientToken = key
+      $0.orderID = order.id
+      $0.kind = order.kind == .linked ? .linkedOrder : .customerOrder
+      $0.parentOrderID = order.parentOrderID
+      $0.linkedOrderIds = order.linkedOrderIds
+      $0.buyer = order.buyer
+      $0.seller = order.seller
+      $0.amount = order.price?.amount
+      $0.commissionBps = order.price?.commissionBps ?? 0
+      $0.scenario = order.scenario
+      if order.kind == .customer, let scenario = order.scenario?.scenario,
+        scenario == .scenario1 || scenario == .scenario2 || scenario == .scenario4
+      {
+        $0.wholesaleAmount = order.wholesale?.wholesaleAmount
+      }
+      $0.authorizationID = order.wholesale?.authorizationID ?? ""
+      $0.productID = order.productID
+      $0.planID = order.planID
+      $0.quantity = order.quantity
+      $0.periods = order.periods
+      $0.billingPeriod = order.price?.billingPeriod ?? .unspecified
+      $0.paidAtUnixMs = order.paidAtUnixMs
+    }
+  }
+}

@@ -1,0 +1,130 @@
+// The rules of an order (DESIGN sections 1, 5 and 8): its life cycle, its price, who it is
+// sold by, the scenario-3 linked order, and how long a failed delivery waits. Pure.
+import GRPCCore
+public import NestProto
+public import NestServiceKit
+import NestTransport
+
+public typealias Order = Nest_Order_V1_Order
+public typealias OrderStatus = Nest_Order_V1_OrderStatus
+
+public enum OrderAction: String, CaseIterable, Sendable {
+  case pay, fulfil, cancel, refund
+}
+
+public enum OrderRules {
+  /// The status after `action`: CREATED -> PAID -> FULFILLED; CREATED -> CANCELLED;
+  /// PAID or FULFILLED -> REFUNDED.
+  public static func transition(from status: OrderStatus, _ action: OrderAction) throws(DomainError) -> OrderStatus {
+    switch (action, status) {
+    case (.pay, .created): return .paid
+    case (.fulfil, .paid): return .fulfilled
+    case (.cancel, .created): return .cancelled
+    case (.refund, .paid), (.refund, .fulfilled): return .refunded
+    default:
+      throw DomainError(.failedPrecondition, "cannot \(action.rawValue) an order that is \(statusName(status))")
+    }
+  }
+
+  /// Checks what CreateOrder can check without asking anyone.
+  public static func check(_ request: Nest_Order_V1_CreateOrderRequest) throws(DomainError) {
+    var violations: [FieldViolation] = []
+    if request.productID.isEmpty { violations.append(.init(field: "product_id", description: "is required")) }
+    if request.planID.isEmpty { violations.append(.init(field: "plan_id", description: "is required")) }
+    if request.quantity < 1 { violations.append(.init(field: "quantity", description: "must be at least 1")) }
+    if request.periods < 1 { violations.append(.init(field: "periods", description: "must be at least 1")) }
+    if request.labels.count > 32
+      || request.labels.contains(where: { $0.key.isEmpty || $0.key.utf8.count > 63 || $0.value.utf8.count > 256 })
+    {
+      violations.append(
+        .init(field: "labels", description: "at most 32, keys 1 to 63 bytes, values at most 256 bytes"))
+    }
+    guard violations.isEmpty else { throw .invalid(violations) }
+  }
+
+  /// The price of `quantity` units for `periods` periods at `unitPrice`, and its split.
+  public static func price(
+    unitPrice: Nest_Common_V1_Money, period: Nest_Common_V1_BillingPeriod, quantity: UInt32, periods: UInt32,
+    commissionBps: UInt32
+  ) throws(DomainError) -> Nest_Order_V1_PriceSnapshot {
+    if period == .oneTime && periods != 1 {
+      throw .invalid([.init(field: "periods", description: "must be 1 for a ONE_TIME plan")])
+    }
+    guard
+      let amount = MoneyMath.amount(unit: unitPrice.amountMinor, quantity: Int64(quantity), periods: Int64(periods)),
+      amount >= 0
+    else {
+      throw .invalid([.init(field: "quantity", description: "unit price x quantity x periods overflows")])
+    }
+    let commission = MoneyMath.commission(amount, bps: commissionBps)
+    return .with {
+      $0.unitPrice = unitPrice
+      $0.billingPeriod = period
+      $0.amount = MoneyMath.money(unitPrice.currency, amount)
+      $0.commissionBps = commissionBps
+      $0.commission = MoneyMath.money(unitPrice.currency, commission)
+      $0.sellerNet = MoneyMath.money(unitPrice.currency, amount - commission)
+    }
+  }
+
+  /// Who sells: the distributor for a derived service, the ISV for a direct sale.
+  public static func seller(of resolution: Nest_Common_V1_ScenarioResolution) -> Nest_Common_V1_Party {
+    resolution.scenario == .direct
+      ? .with {
+        $0.role = .isv
+        $0.accountID = resolution.isvID
+      }
+      : .with {
+        $0.role = .distributor
+        $0.accountID = resolution.distributorID
+      }
+  }
+
+  /// Scenario 3's order for A, placed with the distributor as buyer at the wholesale price,
+  /// PAID with its parent.
+  public static func linkedOrder(
+    for parent: Order, id: String, baseProductID: String, now: Int64
+  ) throws(DomainError) -> Order {
+    guard let resolution = parent.scenario, let wholesale = parent.wholesale, let unit = wholesale.wholesaleUnitPrice
+    else {
+      throw DomainError(.failedPrecondition, "order \(parent.id) has no wholesale terms to place a linked order with")
+    }
+    let price = try Self.price(
+      unitPrice: unit, period: parent.price?.billingPeriod ?? .month, quantity: parent.quantity,
+      periods: parent.periods, commissionBps: parent.price?.commissionBps ?? 0)
+    return .with {
+      $0.id = id
+      $0.kind = .linked
+      $0.buyer = .with {
+        $0.role = .distributor
+        $0.accountID = resolution.distributorID
+      }
+      $0.seller = .with {
+        $0.role = .isv
+        $0.accountID = resolution.isvID
+      }
+      $0.productID = baseProductID
+      $0.serviceID = resolution.baseServiceID
+      $0.serviceVersionID = resolution.baseVersionID
+      $0.quantity = parent.quantity
+      $0.periods = parent.periods
+      $0.status = .paid
+      $0.price = price
+      $0.scenario = resolution
+      $0.wholesale = wholesale
+      $0.parentOrderID = parent.id
+      $0.history = [.entry(OrderStatus.paid, actor: "marketplace-order", reason: "placed for \(parent.id)", at: now)]
+      $0.createdAtUnixMs = now
+      $0.updatedAtUnixMs = now
+      $0.paidAtUnixMs = now
+    }
+  }
+
+  /// How long the dispatcher waits after the `attempts`-th failure: doubling from `initial`,
+  /// never more than `cap`.
+  public static func backoff(afterAttempts attempts: UInt32, initial: Duration, cap: Duration) -> Duration {
+    let doublings = min(Int(attempts) - 1, 30)
+    guard doublings > 0 else { return min(initial, cap) }
+    return min(initial * (1 << doublings), cap)
+  }
+}

@@ -1,0 +1,37 @@
+// Background work that runs when asked (a handler committed something to do) and on a
+// timer (work left by a restart, retries that came due), until graceful shutdown.
+import ServiceLifecycle
+
+public struct Wakeups: Sendable {
+  private let stream: AsyncStream<Void>
+  private let continuation: AsyncStream<Void>.Continuation
+
+  public init() {
+    (self.stream, self.continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+  }
+
+  /// Asks for a round of work now; several requests before it starts make one round.
+  public func signal() { self.continuation.yield() }
+
+  /// Runs `work` once per signal and at least every `interval`, until the task is cancelled
+  /// or the service group shuts down gracefully.
+  public func run(every interval: Duration, _ work: @escaping @Sendable () async -> Void) async {
+    let continuation = self.continuation
+    let stream = self.stream
+    await cancelWhenGracefulShutdown {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask {
+          while (try? await Task.sleep(for: interval)) != nil { continuation.yield() }
+        }
+        group.addTask {
+          for await _ in stream {
+            if Task.isCancelled { break }
+            await work()
+          }
+        }
+        await group.next()
+        group.cancelAll()
+      }
+    }
+  }
+}

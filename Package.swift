@@ -347,6 +347,22 @@ let package = Package(
       ],
       swiftSettings: defaultSwiftSettings
     ),
+    .testTarget(
+      name: "SettlementTests",
+      dependencies: [
+        "Settlement", "NestProto", "NestServiceKit", "NestAuth", "NestTransport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .testTarget(
+      name: "MarketplaceOrderTests",
+      dependencies: [
+        "MarketplaceOrder", "NestProto", "NestServiceKit",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
     // The service executables as real processes (they must be built first: `swift build`).
     .testTarget(
       name: "ServiceProcessTests",

@@ -378,12 +378,14 @@ struct PlatformScenarioTests {
     }
     #expect(try await balance(cluster, .cloud) == Int64(setups.count) * 77)
 
-    // Refunds: scenario 3 (online, with its linked order) and scenario 1 (already settled
-    // offline: its obligation is offset by a credit).
-    for name in ["s3", "s1"] {
-      let setup = setups.first { $0.name == name }!
+    // Every order refunded: in scenario 3 with its linked order; in 1, 2 and 4 the obligation,
+    // already settled offline, is offset by a credit for the next statement.
+    for setup in setups {
+      let name = setup.name
       let order = bought[name]!
-      let refunded = try await orders(cluster, as: .distributor, setup.distributor) {
+      let seller =
+        setup.bType == nil ? orders(cluster, as: .isv, setup.isv) : orders(cluster, as: .distributor, setup.distributor)
+      let refunded = try await seller {
         try await $0.refundOrder(
           .with {
             $0.orderID = order.id

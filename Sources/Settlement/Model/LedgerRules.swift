@@ -14,16 +14,18 @@ public enum LedgerRules {
 
   /// The ledger account of a party: its role decides the kind.
   public static func account(_ party: Nest_Common_V1_Party) throws(DomainError) -> AccountRef {
+    var violations: [FieldViolation] = []
     let kind: Nest_Settlement_V1_AccountKind
     switch party.role {
     case .customer: kind = .customer
     case .distributor: kind = .distributor
     case .isv: kind = .isv
-    default: throw .invalid([.init(field: "party.role", description: "must be customer, distributor or isv")])
+    default:
+      kind = .unspecified
+      violations.append(.init(field: "party.role", description: "must be customer, distributor or isv"))
     }
-    guard !party.accountID.isEmpty else {
-      throw .invalid([.init(field: "party.account_id", description: "is required")])
-    }
+    if party.accountID.isEmpty { violations.append(.init(field: "party.account_id", description: "is required")) }
+    guard violations.isEmpty else { throw .invalid(violations) }
     return .with {
       $0.kind = kind
       $0.accountID = party.accountID

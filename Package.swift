@@ -26,6 +26,8 @@ let package = Package(
     .executable(name: "entitlement-service", targets: ["entitlement-service"]),
     .executable(name: "settlement-service", targets: ["settlement-service"]),
     .executable(name: "marketplace-order-service", targets: ["marketplace-order-service"]),
+    .executable(name: "nestctl", targets: ["nestctl"]),
+    .library(name: "NestTestKit", targets: ["NestTestKit"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
@@ -136,6 +138,7 @@ let package = Package(
         "NestProto", "NestTransport", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -151,6 +154,7 @@ let package = Package(
         "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -212,6 +216,7 @@ let package = Package(
         "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -234,6 +239,32 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // The platform's services in-process for the contract tests of its users: free ports,
+    // temporary databases, tokens for any role, the generated clients.
+    .target(
+      name: "NestTestKit",
+      dependencies: [
+        "Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "NestServiceKit", "NestTransport", "NestAuth",
+        "NestProto",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // The command-line client and local launcher.
+    .executableTarget(
+      name: "nestctl",
+      dependencies: [
+        "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -362,11 +393,19 @@ let package = Package(
       ],
       swiftSettings: defaultSwiftSettings
     ),
+    .testTarget(
+      name: "NestTestKitTests",
+      dependencies: [
+        "NestTestKit", "NestProto",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
     // The service executables as real processes (they must be built first: `swift build`).
     .testTarget(
       name: "ServiceProcessTests",
       dependencies: [
-        "NestTransport", "NestAuth", "NestProto", "NestProtoTesting",
+        "NestTransport", "NestAuth", "NestProto", "NestProtoTesting", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ],

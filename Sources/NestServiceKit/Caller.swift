@@ -40,10 +40,10 @@ public enum Clock {
 
 /// A status enum's name as history entries and messages spell it: `deployFailed` is
 /// `DEPLOY_FAILED`.
-public func statusName<Status: Sendable>(_ status: Status) -> String {
+public func statusName<Status>(_ status: Status) -> String {
   var name = ""
   for character in "\(status)" {
-    if character.isUppercase { name.append("_") }
+    if character.isUppercase || (character.isNumber && name.last?.isLetter == true) { name.append("_") }
     name.append(contentsOf: character.uppercased())
   }
   return name

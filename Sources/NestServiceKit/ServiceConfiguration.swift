@@ -78,6 +78,18 @@ public struct ServiceConfiguration: Sendable {
   public var authSecret: String
   public var logLevel: String
 
+  public init(
+    host: String, port: Int, databasePath: String, peers: [NestServiceName: ServiceAddress], authSecret: String,
+    logLevel: String
+  ) {
+    self.host = host
+    self.port = port
+    self.databasePath = databasePath
+    self.peers = peers
+    self.authSecret = authSecret
+    self.logLevel = logLevel
+  }
+
   /// `environment` is ProcessInfo's in an executable, a dictionary in tests.
   public static func resolve(
     _ options: ServiceOptions, service: NestServiceName, environment: [String: String]

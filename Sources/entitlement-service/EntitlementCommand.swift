@@ -3,13 +3,7 @@
 // gracefully on SIGTERM or SIGINT.
 import ArgumentParser
 import Entitlement
-import Foundation
-import GRPCCore
-import Logging
-import NestAuth
-import NestProto
 import NestServiceKit
-import NestTransport
 
 @main
 struct EntitlementCommand: AsyncParsableCommand {
@@ -20,34 +14,7 @@ struct EntitlementCommand: AsyncParsableCommand {
   @OptionGroup var options: ServiceOptions
 
   func run() async throws {
-    let configuration: ServiceConfiguration
-    do {
-      configuration = try ServiceConfiguration.resolve(
-        self.options, service: .entitlement, environment: ProcessInfo.processInfo.environment)
-    } catch {
-      throw ValidationError(error.description)
-    }
-    var logger = Logger(label: "entitlement-service")
-    logger.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
-    let store = try EntitlementStore(path: configuration.databasePath)
-    let signer = try store.signer()
-    let deployments = DeploymentDriver(store: store, logger: logger)
-    // Entitlement calls catalog (GetService) as role `service`.
-    let token = try await NestTokens(secret: configuration.authSecret).sign(
-      subject: "entitlement", role: .service, lifetime: .seconds(10 * 365 * 24 * 3600))
-    let catalog = configuration.peers[.catalog]!
-    try await withGRPCClient(
-      transport: NestClientTransport(
-        .init(host: catalog.host, port: catalog.port, peerName: "entitlement-service/0.1.0")),
-      interceptors: [BearerTokenClientInterceptor(token: token)]
-    ) { client in
-      try await ServiceRunner.run(
-        name: "entitlement-service", configuration: configuration,
-        services: [
-          EntitlementService(
-            store: store, catalog: CatalogClientFacts(client: client), signer: signer, deployments: deployments)
-        ],
-        serviceNames: ["nest.entitlement.v1.EntitlementService"], background: [deployments], logger: logger)
-    }
+    let configuration = try ServiceConfiguration.fromCommandLine(self.options, service: .entitlement)
+    try await EntitlementServer.run(configuration: configuration, logger: configuration.logger("entitlement-service"))
   }
 }

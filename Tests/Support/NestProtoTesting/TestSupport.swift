@@ -45,13 +45,15 @@ public struct ProcessResult: Sendable {
   public var stdoutText: String { String(decoding: self.stdout, as: UTF8.self) }
 }
 
-/// Runs `arguments[0]` (looked up on PATH) with `input` on stdin and waits for it.
-public func run(_ arguments: [String], input: Data = Data(), in directory: URL? = nil) throws
-  -> ProcessResult
-{
+/// Runs `arguments[0]` (looked up on PATH, or a path) with `input` on stdin and `environment`
+/// added to this process's, and waits for it.
+public func run(
+  _ arguments: [String], input: Data = Data(), in directory: URL? = nil, environment: [String: String] = [:]
+) throws -> ProcessResult {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
   process.arguments = arguments
+  process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
   if let directory { process.currentDirectoryURL = directory }
   let stdin = Pipe()
   let stdout = Pipe()

@@ -1,0 +1,115 @@
+// `nestctl reconcile`: checks across all four services, as an operator, that every paid
+// order has one instance and its sale transactions, that nothing waits in the outbox longer
+// than a minute, and what settlement's own Reconcile says. Prints what disagrees.
+import ArgumentParser
+import Foundation
+import GRPCCore
+import NestProto
+import NestServiceKit
+import NestTransport
+
+struct ReconcileCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "reconcile", abstract: "Check orders, instances, the ledger and the outbox against each other.")
+
+  @Option(help: "A delivery pending longer than this many seconds is reported.") var maxPendingSeconds: Int = 60
+  @OptionGroup var connection: ConnectionOptions
+
+  func run() async throws {
+    let token = try await self.connection.mint(.operator, "nestctl")
+    var problems: [String] = []
+    try await reportingErrors {
+      let paid = try await self.connection.withClient(.order, token: token) { client in
+        try await pages { token in
+          let page = try await Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client).listOrders(
+            .with {
+              $0.statuses = [.paid, .fulfilled, .refunded]
+              $0.page = .with {
+                $0.pageSize = 500; $0.pageToken = token
+              }
+            })
+          return (page.orders, page.page?.nextPageToken ?? "")
+        }
+      }
+      let pending = try await self.connection.withClient(.order, token: token) { client in
+        try await pages { token in
+          let page = try await Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client).listDeliveries(
+            .with {
+              $0.page = .with {
+                $0.pageSize = 500; $0.pageToken = token
+              }
+            })
+          return (page.deliveries, page.page?.nextPageToken ?? "")
+        }
+      }
+      let instances = try await self.connection.withClient(.entitlement, token: token) { client in
+        try await pages { token in
+          let page = try await Nest_Entitlement_V1_EntitlementService.Client(wrapping: client).listServiceInstances(
+            .with {
+              $0.page = .with {
+                $0.pageSize = 500; $0.pageToken = token
+              }
+            })
+          return (page.instances, page.page?.nextPageToken ?? "")
+        }
+      }
+      let sales = try await self.connection.withClient(.settlement, token: token) { client in
+        try await pages { token in
+          let page = try await Nest_Settlement_V1_SettlementService.Client(wrapping: client).listTransactions(
+            .with {
+              $0.kind = .sale
+              $0.page = .with {
+                $0.pageSize = 500; $0.pageToken = token
+              }
+            })
+          return (page.transactions, page.page?.nextPageToken ?? "")
+        }
+      }
+      let ledger = try await self.connection.withClient(.settlement, token: token) {
+        try await Nest_Settlement_V1_SettlementService.Client(wrapping: $0).reconcile(.with { $0.checkOrders = true })
+      }
+      var instancesByOrder: [String: Int] = [:]
+      for instance in instances { instancesByOrder[instance.orderID, default: 0] += 1 }
+      var salesByOrder: [String: Int] = [:]
+      for sale in sales {
+        if case .orderID(let order)? = sale.source { salesByOrder[order, default: 0] += 1 }
+      }
+      let inFlight = Set(pending.map(\.orderID))
+      for order in paid where !inFlight.contains(order.id) {
+        if order.kind == .customer && instancesByOrder[order.id] != 1 {
+          problems.append("order \(order.id): \(instancesByOrder[order.id] ?? 0) instances, expected 1")
+        }
+        if salesByOrder[order.id] != 1 {
+          problems.append("order \(order.id): \(salesByOrder[order.id] ?? 0) sale transactions, expected 1")
+        }
+      }
+      let now = Int64(Date().timeIntervalSince1970 * 1000)
+      for delivery in pending where now - delivery.createdAtUnixMs > Int64(self.maxPendingSeconds) * 1000 {
+        problems.append(
+          "delivery \(delivery.id) (\(statusName(delivery.kind)) of \(delivery.orderID)) pending for \((now - delivery.createdAtUnixMs) / 1000) s, \(delivery.attempts) attempts: \(delivery.lastError)"
+        )
+      }
+      for discrepancy in ledger.discrepancies {
+        problems.append("settlement: \(statusName(discrepancy.kind)) \(discrepancy.orderID) \(discrepancy.description)")
+      }
+      print(
+        "\(paid.count) paid orders, \(instances.count) instances, \(sales.count) sale transactions, \(pending.count) deliveries pending"
+      )
+    }
+    for problem in problems { print(problem) }
+    print(problems.isEmpty ? "reconciled: everything agrees" : "\(problems.count) disagreement(s)")
+    if !problems.isEmpty { throw ExitCode(1) }
+  }
+}
+
+/// Every item of a paged list.
+func pages<Item>(_ fetch: (String) async throws -> ([Item], String)) async throws -> [Item] {
+  var items: [Item] = []
+  var token = ""
+  repeat {
+    let (page, next) = try await fetch(token)
+    items += page
+    token = next
+  } while !token.isEmpty
+  return items
+}

@@ -1,0 +1,97 @@
+// nestctl through its real binary: the demo against a platform it spawns, a table, JSON that
+// parses, and clear errors with the right exit codes.
+import Foundation
+import NestProtoTesting
+import NestServiceKit
+import Testing
+
+/// Runs the built nestctl with `arguments` and `environment` added to this process's.
+func nestctl(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+  try run([Repository.productsDirectory.appendingPathComponent("nestctl").path] + arguments, environment: environment)
+}
+
+@Suite("nestctl", .serialized)
+struct NestctlTests {
+  @Test("demo --spawn walks all four scenarios and a direct sale with every figure agreeing")
+  func demo() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-demo-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let base = try Readiness.freeLoopbackPort()
+    let result = try nestctl(["demo", "--spawn", "--base-port", "\(base)", "--data-dir", directory.path])
+    #expect(result.status == 0, "\(result.stdoutText)\n\(result.stderr)")
+    for heading in ["== scenario 1", "== scenario 2", "== scenario 3", "== scenario 4", "== direct sale"] {
+      #expect(result.stdoutText.contains(heading))
+    }
+    #expect(result.stdoutText.contains("linked order"))
+    #expect(result.stdoutText.contains("== Reconcile: ok"))
+    #expect(result.stdoutText.hasSuffix("all figures agree\n"))
+    #expect(!result.stdoutText.contains("EXPECTED"))
+  }
+
+  @Test("a table, JSON that parses, and errors with the status, the fields and exit codes 1 and 64")
+  func calls() async throws {
+    let cluster = try ServiceCluster()
+    defer { cluster.stopAll() }
+    try await cluster.start("catalog")
+    let environment = [
+      "NEST_CATALOG_ADDRESS": "127.0.0.1:\(cluster.ports["catalog"]!)", "NEST_AUTH_SECRET": cluster.secret,
+      "NEST_PROTO_PATH": Repository.path("proto").path,
+    ]
+    let token = try nestctl(["token", "issue", "--role", "isv", "--subject", "isv-cli"], environment: environment)
+    #expect(token.status == 0)
+    var withToken = environment
+    withToken["NEST_TOKEN"] = token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+
+    let created = try nestctl(
+      [
+        "catalog", "create-service", "name=Report \"Q3\"", "type=SERVICE_TYPE_PRIVATE",
+        "deployment_package.artifact_ref=oci://registry.example/r:1",
+        "deployment_package.checksum_sha256=\(String(repeating: "cd", count: 32))",
+      ], environment: withToken)
+    #expect(created.status == 0, "\(created.stderr)")
+    #expect(created.stdoutText.contains("name: Report \"Q3\""))
+
+    let table = try nestctl(["catalog", "list-services"], environment: withToken)
+    #expect(table.status == 0)
+    let lines = table.stdoutText.split(separator: "\n")
+    #expect(lines.first?.hasPrefix("ID") == true)
+    #expect(lines.count == 2)
+    #expect(lines.last?.contains("Report \"Q3\"") == true)
+
+    let json = try nestctl(["catalog", "list-services", "--json"], environment: withToken)
+    let parsed = try JSONSerialization.jsonObject(with: json.stdout) as? [String: Any]
+    let services = parsed?["services"] as? [[String: Any]]
+    #expect(services?.count == 1)
+    #expect(services?.first?["type"] as? String == "SERVICE_TYPE_PRIVATE")
+    #expect(services?.first?["ownerId"] as? String == "isv-cli")
+
+    // Refused by the service: the code name, the message and each field; exit 1.
+    let refused = try nestctl(
+      ["catalog", "create-service", "name=", "type=SERVICE_TYPE_PRIVATE"], environment: withToken)
+    #expect(refused.status == 1)
+    #expect(refused.stderr.hasPrefix("error: INVALID_ARGUMENT:"))
+    #expect(refused.stderr.contains("  name: must not be empty"))
+    #expect(refused.stderr.contains("  deployment_package: is required"))
+    // Without a token: UNAUTHENTICATED.
+    let anonymous = try nestctl(["catalog", "list-services"], environment: environment)
+    #expect(anonymous.status == 1)
+    #expect(anonymous.stderr.hasPrefix("error: UNAUTHENTICATED"))
+    // Bad arguments: exit 64 with what is wrong.
+    let unknown = try nestctl(["catalog", "no-such-method"], environment: withToken)
+    #expect(unknown.status == 64)
+    #expect(unknown.stderr.contains("catalog has no method \"no-such-method\""))
+    let badRole = try nestctl(["token", "issue", "--role", "admin", "--subject", "x"], environment: environment)
+    #expect(badRole.status == 64)
+    #expect(badRole.stderr.contains("--role must be"))
+
+    // call: text format in, text format out.
+    let call = try nestctl(
+      [
+        "call", "127.0.0.1:\(cluster.ports["catalog"]!)", "/nest.catalog.v1.CatalogService/ListServices",
+        "--request", "page { page_size: 5 }",
+      ], environment: withToken)
+    #expect(call.status == 0, "\(call.stderr)")
+    #expect(call.stdoutText.contains("name: \"Report \\\"Q3\\\"\""))
+  }
+}

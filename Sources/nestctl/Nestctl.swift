@@ -17,7 +17,7 @@ struct Nestctl: AsyncParsableCommand {
       field violation, and exit 1 (a refused call) or 64 (a bad argument).
       """,
     subcommands: [
-      UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, CatalogCommand.self,
+      UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, HealthCommand.self, CatalogCommand.self,
       EntitlementCommand.self, OrderCommand.self, SettlementCommand.self, CallCommand.self,
     ])
 }
@@ -49,5 +49,25 @@ struct TokenCommand: AsyncParsableCommand {
         try await tokens.sign(
           subject: self.subject, role: Nest_Common_V1_Role(claim: self.role)!, lifetime: .seconds(self.lifetime)))
     }
+  }
+}
+
+/// `nestctl health ADDRESS`: exit 0 when the service answers Health/Check SERVING; for
+/// container health checks.
+struct HealthCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "health", abstract: "Exit 0 if the service at ADDRESS answers Health/Check SERVING.")
+
+  @Argument(help: "host:port of the service.") var address: String
+  @Option(help: "Seconds to keep trying.") var timeout: Int = 2
+
+  func run() async throws {
+    let address: ServiceAddress
+    do { address = try ServiceAddress(parsing: self.address) } catch { throw ValidationError(error.description) }
+    guard await Readiness.waitUntilServing(address, timeout: .seconds(self.timeout)) else {
+      print("\(address): not serving")
+      throw ExitCode(1)
+    }
+    print("\(address): SERVING")
   }
 }

@@ -1,0 +1,31 @@
+# One image for every service and nestctl (docker-compose.yml runs one container per service).
+# Build: docker build -t nest-distribution .
+FROM swift:6.1-bookworm AS build
+RUN apt-get update \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libsqlite3-dev \
+  && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN swift build -c release --static-swift-stdlib \
+    --product catalog-service --product entitlement-service \
+    --product marketplace-order-service --product settlement-service --product nestctl \
+  && mkdir /out \
+  && cp .build/release/catalog-service .build/release/entitlement-service \
+    .build/release/marketplace-order-service .build/release/settlement-service .build/release/nestctl /out/
+
+FROM debian:bookworm-slim
+# Runtime libraries only; protoc lets `nestctl call` and `nestctl <service> <method>` encode requests.
+RUN apt-get update \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    libprotobuf-c1 libsqlite3-0 protobuf-compiler ca-certificates \
+  && rm -rf /var/lib/apt/lists/* \
+  && useradd --system --uid 10001 --home-dir /data nest \
+  && mkdir -p /data && chown nest /data
+COPY --from=build /out/ /usr/local/bin/
+COPY proto /usr/share/nest/proto
+ENV NEST_HOST=0.0.0.0 NEST_PROTO_PATH=/usr/share/nest/proto
+USER nest
+VOLUME /data
+EXPOSE 7101 7102 7103 7104
+CMD ["nestctl", "--help"]

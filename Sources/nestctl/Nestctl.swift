@@ -17,7 +17,8 @@ struct Nestctl: AsyncParsableCommand {
       field violation, and exit 1 (a refused call) or 64 (a bad argument).
       """,
     subcommands: [
-      UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, HealthCommand.self, CatalogCommand.self,
+      UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, HealthCommand.self,
+      CatalogCommand.self,
       EntitlementCommand.self, OrderCommand.self, SettlementCommand.self, CallCommand.self,
     ])
 }

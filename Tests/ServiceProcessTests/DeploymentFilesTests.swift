@@ -24,7 +24,9 @@ struct DeploymentFilesTests {
     #expect(config.stdoutText.contains("profiles:\n    - demo"))
     let volumes = try run(["docker-compose", "config", "--volumes"], in: Repository.root, environment: secret)
     #expect(
-      Set(volumes.stdoutText.split(separator: "\n")) == ["catalog-data", "entitlement-data", "order-data", "settlement-data"])
+      Set(volumes.stdoutText.split(separator: "\n")) == [
+        "catalog-data", "entitlement-data", "order-data", "settlement-data",
+      ])
     for (port, _) in [("7101", "catalog"), ("7102", "entitlement"), ("7103", "order"), ("7104", "settlement")] {
       #expect(config.stdoutText.contains("- 127.0.0.1:\(port)"), "no health check on \(port)")
     }

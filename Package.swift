@@ -28,6 +28,8 @@ let package = Package(
     .executable(name: "marketplace-order-service", targets: ["marketplace-order-service"]),
     .executable(name: "nestctl", targets: ["nestctl"]),
     .library(name: "NestTestKit", targets: ["NestTestKit"]),
+    // The four services as libraries, to embed or to run as <Name>Server.run.
+    .library(name: "NestServices", targets: ["Catalog", "Entitlement", "MarketplaceOrder", "Settlement"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services

@@ -18,6 +18,8 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
     // Encode and decode of a realistic order: the Swift types against raw protobuf-c.
@@ -38,6 +40,22 @@ let package = Package(
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
+    // The whole platform under load, beside SQLite's commit rate and the RPC rate.
+    .executableTarget(
+      name: "nest-bench",
+      dependencies: [
+        .product(name: "NestServices", package: root),
+        .product(name: "NestServiceKit", package: root),
+        .product(name: "NestTransport", package: root),
+        .product(name: "NestAuth", package: root),
+        .product(name: "NestProto", package: root),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ],
       swiftSettings: [.swiftLanguageMode(.v6)]

@@ -7,9 +7,12 @@
 import CProtobufC
 
 enum WireGuard {
-  /// Bytes protobuf-c's unpack keeps per field occurrence while parsing a message
-  /// (its ScannedMember slabs), on top of the result.
+  /// Bytes protobuf-c's unpack keeps per field occurrence while parsing a message (its
+  /// ScannedMember slabs), on top of the result. The first 16 occurrences of a message live
+  /// on the stack; after that slabs of 32, 64, ... members are allocated, never more than
+  /// 32 + 2 per occurrence past the 16th.
   private static let scannedMemberBytes = 48
+  private static let stackScannedMembers = 16
   /// Rounding per allocation in the arena.
   private static let allocationOverhead = 16
 
@@ -67,13 +70,18 @@ enum WireGuard {
       self.charge(descriptor.pointee.sizeof_message)
       try self.checkBudget()
       var reader = WireReader(bytes)
+      var occurrences = 0
       while !reader.atEnd {
         let tag = try reader.varint()
         let number = tag >> 3
         guard number > 0, number <= 536_870_911 else {
           throw NestProtoError(.invalidArgument, "invalid field number \(number)")
         }
-        self.charge(WireGuard.scannedMemberBytes)
+        occurrences += 1
+        if occurrences > WireGuard.stackScannedMembers {
+          let first = occurrences == WireGuard.stackScannedMembers + 1
+          self.charge(WireGuard.scannedMemberBytes * (first ? 34 : 2))
+        }
         let field = Self.field(descriptor, UInt32(truncatingIfNeeded: number))
         switch tag & 7 {
         case 0:

@@ -65,6 +65,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var authSecretFile: String?
   @Option(help: "trace, debug, info, notice, warning, error or critical (NEST_LOG_LEVEL; default info).")
   public var logLevel: String?
+  @Option(help: "Connections open at once; more are refused RESOURCE_EXHAUSTED (NEST_MAX_CONNECTIONS; default 1024).")
+  public var maxConnections: Int?
 
   public init() {}
 }
@@ -77,11 +79,14 @@ public struct ServiceConfiguration: Sendable {
   public var peers: [NestServiceName: ServiceAddress]
   public var authSecret: String
   public var logLevel: String
+  /// Connections the server keeps open at once.
+  public var maxConnections: Int
 
   public init(
     host: String, port: Int, databasePath: String, peers: [NestServiceName: ServiceAddress], authSecret: String,
-    logLevel: String
+    logLevel: String, maxConnections: Int = 1024
   ) {
+    self.maxConnections = maxConnections
     self.host = host
     self.port = port
     self.databasePath = databasePath
@@ -132,8 +137,14 @@ public struct ServiceConfiguration: Sendable {
     } else {
       throw ConfigurationError("no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file")
     }
+    var maxConnections = options.maxConnections ?? 1024
+    if options.maxConnections == nil, let text = environment["NEST_MAX_CONNECTIONS"], !text.isEmpty {
+      guard let parsed = Int(text) else { throw ConfigurationError("NEST_MAX_CONNECTIONS \"\(text)\" is not a number") }
+      maxConnections = parsed
+    }
+    guard maxConnections >= 1 else { throw ConfigurationError("the connection limit must be at least 1") }
     return ServiceConfiguration(
       host: value(options.host, "NEST_HOST") ?? "127.0.0.1", port: port, databasePath: database, peers: peers,
-      authSecret: secret, logLevel: value(options.logLevel, "NEST_LOG_LEVEL") ?? "info")
+      authSecret: secret, logLevel: value(options.logLevel, "NEST_LOG_LEVEL") ?? "info", maxConnections: maxConnections)
   }
 }

@@ -31,7 +31,9 @@ public enum ServiceRunner {
   ) async throws {
     let tokens = try await NestTokens(secret: configuration.authSecret)
     let transport = NestServerTransport(
-      .init(host: configuration.host, port: configuration.port, peerName: "\(name)/\(version)"), logger: logger)
+      .init(
+        host: configuration.host, port: configuration.port, peerName: "\(name)/\(version)",
+        maxConnections: configuration.maxConnections), logger: logger)
     let server = GRPCServer(
       transport: transport,
       services: services + [HealthService(services: serviceNames)],

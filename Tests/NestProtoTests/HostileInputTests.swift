@@ -171,4 +171,43 @@ struct HostileInputTests {
     let bytes: [UInt8] = try NestProtoSerializer<Nest_Testing_V1_Node>().serialize(value)
     #expect(try deserializer.deserialize(bytes) == value)
   }
+
+  @Test("the largest pages the services send (500 items) decode within the default budget")
+  func fullPages() throws {
+    let transaction = Nest_Settlement_V1_LedgerTransaction.with {
+      $0.id = "txn_0123456789abcdef0123"
+      $0.kind = .sale
+      $0.source = .orderID("ord_0123456789abcdef0123")
+      $0.postings = (0..<3).map { index in
+        .with {
+          $0.account = .with {
+            $0.kind = .customer
+            $0.accountID = "c\(index)"
+          }
+          $0.amount = .with {
+            $0.currency = "USD"
+            $0.amountMinor = 1
+          }
+          $0.memo = "m"
+        }
+      }
+      $0.createdAtUnixMs = 1
+    }
+    let transactions = Nest_Settlement_V1_ListTransactionsResponse.with {
+      $0.transactions = Array(repeating: transaction, count: 500)
+    }
+    let bytes: [UInt8] = try NestProtoSerializer<Nest_Settlement_V1_ListTransactionsResponse>().serialize(
+      transactions)
+    let decoded: Nest_Settlement_V1_ListTransactionsResponse =
+      try NestProtoDeserializer<Nest_Settlement_V1_ListTransactionsResponse>().deserialize(bytes)
+    #expect(decoded == transactions)
+
+    let order = try Nest_Order_V1_Order(
+      serializedBytes: Array(Data(contentsOf: Repository.path("Tests/Golden/nest.order.v1.Order.binpb"))))
+    let orders = Nest_Order_V1_ListOrdersResponse.with { $0.orders = Array(repeating: order, count: 500) }
+    let orderBytes: [UInt8] = try NestProtoSerializer<Nest_Order_V1_ListOrdersResponse>().serialize(orders)
+    let decodedOrders: Nest_Order_V1_ListOrdersResponse =
+      try NestProtoDeserializer<Nest_Order_V1_ListOrdersResponse>().deserialize(orderBytes)
+    #expect(decodedOrders == orders)
+  }
 }

@@ -2,6 +2,7 @@
 import NIOCore
 import NIOEmbedded
 import NestProto
+import NestProtoTesting
 import NestTransport
 import Testing
 

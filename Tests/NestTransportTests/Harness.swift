@@ -126,63 +126,7 @@ func eventually(
   return try await condition()
 }
 
-/// A raw TCP socket to the server, for what a well-behaved client would never send.
-final class RawConnection {
-  let handle: FileHandle
-  let socket: Int32
-
-  init(port: Int) throws {
-    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    self.socket = socket
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        Foundation.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-    var timeout = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    self.handle = FileHandle(fileDescriptor: socket, closeOnDealloc: true)
-  }
-
-  func send(_ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { _ = Foundation.send(self.socket, $0.baseAddress, $0.count, 0) }
-  }
-
-  func send(frame: Nest_Wire_V1_Frame) throws {
-    self.send(try frame.lengthPrefixed())
-  }
-
-  /// The next frame, or nil when the server closed the connection (or 5 s passed).
-  func receiveFrame() throws -> Nest_Wire_V1_Frame? {
-    guard let header = self.receive(4) else { return nil }
-    let length = header.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self).bigEndian }
-    guard let body = self.receive(Int(length)) else { return nil }
-    return try Nest_Wire_V1_Frame(serializedBytes: body)
-  }
-
-  private func receive(_ count: Int) -> [UInt8]? {
-    var bytes = [UInt8]()
-    while bytes.count < count {
-      var chunk = [UInt8](repeating: 0, count: count - bytes.count)
-      let read = chunk.withUnsafeMutableBytes { recv(self.socket, $0.baseAddress, $0.count, 0) }
-      guard read > 0 else { return nil }
-      bytes += chunk[..<read]
-    }
-    return bytes
-  }
-}
-
 extension Nest_Wire_V1_Frame {
   static var clientHello: Self { .hello(peer: "raw-test/0", maxFrameBytes: 4 << 20) }
 
-  /// The frame as it goes on the wire: 4-byte big-endian length, then the body.
-  func lengthPrefixed() throws -> [UInt8] {
-    let body = try self.serializedBytes()
-    return withUnsafeBytes(of: UInt32(body.count).bigEndian) { Array($0) } + body
-  }
 }

@@ -213,6 +213,14 @@ func settled(_ cluster: ServiceCluster, _ id: String, as role: Nest_Common_V1_Ro
     return (order.status == .fulfilled || order.status == .refunded) && order.delivery?.pending == 0
   }
   #expect(done, "order \(id) is \(order.status) with \(order.delivery?.pending ?? 0) deliveries pending")
+  // A linked order's sale is its own delivery: wait for it too.
+  for linked in order.linkedOrderIds {
+    let sold = try await eventually(timeout: .seconds(60)) {
+      try await orders(cluster, as: .operator, "op") { try await $0.getOrder(.with { $0.orderID = linked }).order! }
+        .delivery?.pending == 0
+    }
+    #expect(sold, "linked order \(linked) still has deliveries pending")
+  }
   return order
 }
 

@@ -59,6 +59,11 @@ final class ServiceCluster: @unchecked Sendable {
     self.lock.withLock { self.running.removeValue(forKey: name) }?.stop()
   }
 
+  /// The pid of a running service (0 if it is not running).
+  func pid(_ name: String) -> Int32 {
+    self.lock.withLock { self.running[name]?.process.processIdentifier } ?? 0
+  }
+
   /// SIGKILL: no chance to clean up.
   func kill(_ name: String) {
     guard let process = self.lock.withLock({ self.running.removeValue(forKey: name) }) else { return }

@@ -15,7 +15,9 @@ final class ClientConnection: Sendable {
   private let handler: NIOLoopBound<ClientConnectionHandler>
   private let nextCallID = NIOLockedValueBox<UInt64>(1)
   /// Keeps this connection's calls within what the server said it runs at once.
-  let gate = CallGate(limit: 100)
+  /// One call may go out before the server's HELLO says how many it runs at once; the rest
+  /// wait for it, so that a server with a small limit never sees more than it allows.
+  let gate = CallGate(limit: 1)
   /// False once GOAWAY arrived or the connection closed: new calls need a new connection.
   private let usable = NIOLockedValueBox(true)
 
@@ -101,7 +103,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var lastCallID: UInt64? = nil
   /// The largest frame the server accepts: the protocol's default until its HELLO says.
   private var serverMaxFrameBytes = 4 << 20
-  weak var connection: ClientConnection?
+  /// Set by `dial` once connected; the server's HELLO may arrive before it is.
+  weak var connection: ClientConnection? {
+    didSet {
+      if let limit = self.announcedLimit { self.connection?.gate.setLimit(limit) }
+    }
+  }
+  /// The concurrency limit of the server's HELLO, kept for a connection set after it arrived.
+  private var announcedLimit: Int?
 
   init(configuration: NestClientTransport.Configuration, logger: Logger) {
     self.configuration = configuration
@@ -182,7 +191,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
           $0.payload = frame.payload
         })
     case .hello:
-      self.connection?.gate.setLimit(Int(frame.hello?.maxConcurrentCalls ?? 0))
+      let limit = Int(frame.hello?.maxConcurrentCalls ?? 0)
+      self.announcedLimit = limit
+      self.connection?.gate.setLimit(limit)
       if let limit = frame.hello?.maxFrameBytes, limit > 0 { self.serverMaxFrameBytes = Int(limit) }
     case .pong, .request, .cancel, .unspecified, .unrecognized:
       break

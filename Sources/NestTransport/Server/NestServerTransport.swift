@@ -29,6 +29,8 @@ public final class NestServerTransport: ServerTransport, Sendable {
     public var idleTimeout: TimeAmount
     /// How long in-flight calls may run after graceful shutdown begins.
     public var shutdownGracePeriod: TimeAmount
+    /// Connections open at once; one more is sent GOAWAY RESOURCE_EXHAUSTED and closed.
+    public var maxConnections: Int
 
     public init(
       host: String = "127.0.0.1",
@@ -38,7 +40,8 @@ public final class NestServerTransport: ServerTransport, Sendable {
       maxFrameBytes: Int = 4 << 20,
       helloTimeout: TimeAmount = .seconds(10),
       idleTimeout: TimeAmount = .minutes(5),
-      shutdownGracePeriod: TimeAmount = .seconds(10)
+      shutdownGracePeriod: TimeAmount = .seconds(10),
+      maxConnections: Int = 1024
     ) {
       self.host = host
       self.port = port
@@ -48,6 +51,7 @@ public final class NestServerTransport: ServerTransport, Sendable {
       self.helloTimeout = helloTimeout
       self.idleTimeout = idleTimeout
       self.shutdownGracePeriod = shutdownGracePeriod
+      self.maxConnections = maxConnections
     }
   }
 
@@ -156,13 +160,16 @@ public final class NestServerTransport: ServerTransport, Sendable {
     self.incomingContinuation.yield(call)
   }
 
-  /// Registers a connection; false when the server is shutting down.
-  func register(_ connection: ConnectionRef) -> Bool {
+  enum Admission { case accepted, shuttingDown, full }
+
+  /// Registers a connection, unless the server is shutting down or at its connection limit.
+  func register(_ connection: ConnectionRef) -> Admission {
     self.state.withLockedValue { state in
-      guard !state.shuttingDown else { return false }
+      guard !state.shuttingDown else { return .shuttingDown }
+      guard state.connections.count < self.configuration.maxConnections else { return .full }
       state.connections[connection.id] = connection
       state.accepted += 1
-      return true
+      return .accepted
     }
   }
 

@@ -48,8 +48,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     let reference = ConnectionRef(
       id: ObjectIdentifier(self), handler: NIOLoopBound(self, eventLoop: context.eventLoop))
     self.reference = reference
-    guard self.transport.register(reference) else {
+    switch self.transport.register(reference) {
+    case .accepted:
+      break
+    case .shuttingDown:
       context.close(promise: nil)
+      return
+    case .full:
+      // Refused once active, when the GOAWAY can be written.
+      self.reference = nil
+      self.refused = true
       return
     }
     self.helloTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.helloTimeout) {
@@ -58,6 +66,17 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         code: 4, message: "no HELLO within \(self?.configuration.helloTimeout.nanoseconds ?? 0 / 1_000_000) ms")
     }
     self.resetIdleTimer()
+  }
+
+  /// Set when the transport is at its connection limit: GOAWAY as soon as the channel is active.
+  private var refused = false
+
+  func channelActive(context: ChannelHandlerContext) {
+    if self.refused {
+      self.helloTimer?.cancel()
+      self.goAway(code: 8, message: "too many connections (limit \(self.configuration.maxConnections))")
+    }
+    context.fireChannelActive()
   }
 
   func channelInactive(context: ChannelHandlerContext) {

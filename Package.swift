@@ -171,6 +171,7 @@ let package = Package(
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: defaultSwiftSettings
@@ -372,7 +373,7 @@ let package = Package(
     .testTarget(
       name: "EntitlementTests",
       dependencies: [
-        "Entitlement", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        "Entitlement", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth", "NestProtoTesting",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
@@ -398,7 +399,7 @@ let package = Package(
     .testTarget(
       name: "NestTestKitTests",
       dependencies: [
-        "NestTestKit", "NestProto",
+        "NestTestKit", "NestProto", "NestProtoTesting", "NestTransport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
       ],
       swiftSettings: defaultSwiftSettings

@@ -22,7 +22,7 @@ private func isUnauthenticated(_ error: any Error) -> Bool {
   (error as? RPCError)?.code == .unauthenticated
 }
 
-@Suite("Auth", .serialized)
+@Suite("Auth", .serialized, .timeLimit(.minutes(3)))
 struct AuthTests {
   @Test("a valid token is accepted and its principal reaches the handler")
   func accepted() async throws {
@@ -106,7 +106,7 @@ final class CapturedLogs: Sendable {
   }
 }
 
-@Suite("Call observer")
+@Suite("Call observer", .timeLimit(.minutes(3)))
 struct CallObserverTests {
   @Test("every call is logged with method, status, duration and peer")
   func logs() async throws {
@@ -129,7 +129,7 @@ struct CallObserverTests {
   }
 }
 
-@Suite("Unexpected errors")
+@Suite("Unexpected errors", .timeLimit(.minutes(3)))
 struct InternalErrorTests {
   @Test("a handler's unexpected error reaches the client as INTERNAL without its details")
   func internalError() async throws {

@@ -16,7 +16,7 @@ private func decoderChannel(maxFrameBytes: Int = 4 << 20) throws -> EmbeddedChan
   return channel
 }
 
-@Suite("Framing")
+@Suite("Framing", .timeLimit(.minutes(3)))
 struct FramingTests {
   let ping = Nest_Wire_V1_Frame.with {
     $0.kind = .ping

@@ -5,7 +5,7 @@ import NestAuth
 import NestProtoTesting
 import Testing
 
-@Suite("Independent client")
+@Suite("Independent client", .timeLimit(.minutes(3)))
 struct IndependentClientTests {
   @Test("a Python client speaks the protocol: HELLO, health without credentials, a protected call")
   func python() async throws {

@@ -23,7 +23,7 @@ private func echo(
   ).text
 }
 
-@Suite("Loopback", .serialized)
+@Suite("Loopback", .serialized, .timeLimit(.minutes(3)))
 struct LoopbackTests {
   @Test("1,000 concurrent calls over one connection")
   func manyCallsOneConnection() async throws {
@@ -139,16 +139,16 @@ struct LoopbackTests {
   func badFirstFrame() async throws {
     let server = try await TestServer()
     let raw = try RawConnection(port: try await server.port)
-    try raw.send(
+    try await raw.write(
       frame: .with {
         $0.callID = 1
         $0.kind = .request
         $0.method = "/nest.health.v1.Health/Check"
       })
-    let reply = try #require(try raw.receiveFrame())
+    let reply = try #require(try await raw.nextFrame())
     #expect(reply.kind == .goaway)
     #expect(reply.status?.code == 3)
-    #expect(try raw.receiveFrame() == nil)
+    #expect(try await raw.nextFrame() == nil)
     await server.stop()
   }
 
@@ -156,12 +156,12 @@ struct LoopbackTests {
   func badVersion() async throws {
     let server = try await TestServer()
     let raw = try RawConnection(port: try await server.port)
-    try raw.send(
+    try await raw.write(
       frame: .with {
         $0.kind = .hello
         $0.hello = .with { $0.version = 2 }
       })
-    let reply = try #require(try raw.receiveFrame())
+    let reply = try #require(try await raw.nextFrame())
     #expect(reply.kind == .goaway)
     #expect(reply.status?.code == 12)
     await server.stop()
@@ -171,10 +171,10 @@ struct LoopbackTests {
   func oversizedFrame() async throws {
     let server = try await TestServer()
     let raw = try RawConnection(port: try await server.port)
-    try raw.send(frame: .clientHello)
-    #expect(try raw.receiveFrame()?.kind == .hello)
-    raw.send([0x7f, 0xff, 0xff, 0xff])  // a 2 GiB frame header, and nothing more
-    let reply = try #require(try raw.receiveFrame())
+    try await raw.write(frame: .clientHello)
+    #expect(try await raw.nextFrame()?.kind == .hello)
+    await raw.write([0x7f, 0xff, 0xff, 0xff])  // a 2 GiB frame header, and nothing more
+    let reply = try #require(try await raw.nextFrame())
     #expect(reply.kind == .goaway)
     #expect(reply.status?.code == 8)
     await server.stop()
@@ -184,15 +184,15 @@ struct LoopbackTests {
   func ping() async throws {
     let server = try await TestServer()
     let raw = try RawConnection(port: try await server.port)
-    try raw.send(frame: .clientHello)
-    #expect(try raw.receiveFrame()?.kind == .hello)
-    try raw.send(frame: .with { $0.kind = .init(rawValue: 99) })
-    try raw.send(
+    try await raw.write(frame: .clientHello)
+    #expect(try await raw.nextFrame()?.kind == .hello)
+    try await raw.write(frame: .with { $0.kind = .init(rawValue: 99) })
+    try await raw.write(
       frame: .with {
         $0.kind = .ping
         $0.payload = [1, 2, 3]
       })
-    let pong = try #require(try raw.receiveFrame())
+    let pong = try #require(try await raw.nextFrame())
     #expect(pong.kind == .pong)
     #expect(pong.payload == [1, 2, 3])
     await server.stop()
@@ -203,8 +203,8 @@ struct LoopbackTests {
     let server = try await TestServer()
     let port = try await server.port
     let raw = try RawConnection(port: port)
-    try raw.send(frame: .clientHello)
-    raw.send([0, 0, 0, 200, 0x08])  // announces 200 bytes, sends 1
+    try await raw.write(frame: .clientHello)
+    await raw.write([0, 0, 0, 200, 0x08])  // announces 200 bytes, sends 1
     let answers = try await withClient(port: port) { client in
       try await withThrowingTaskGroup(of: Bool.self) { group in
         for index in 0..<50 { group.addTask { try await echo(client, "\(index)") == "\(index)" } }
@@ -219,11 +219,11 @@ struct LoopbackTests {
   func concurrencyLimit() async throws {
     let server = try await TestServer { $0.maxConcurrentCalls = 2 }
     let raw = try RawConnection(port: try await server.port)
-    try raw.send(frame: .clientHello)
-    let hello = try #require(try raw.receiveFrame())
+    try await raw.write(frame: .clientHello)
+    let hello = try #require(try await raw.nextFrame())
     #expect(hello.hello?.maxConcurrentCalls == 2)
     for callID in UInt64(1)...3 {
-      try raw.send(
+      try await raw.write(
         frame: .with {
           $0.callID = callID
           $0.kind = .request
@@ -235,10 +235,10 @@ struct LoopbackTests {
         })
     }
     // The third arrives while two run: refused at once, before either finishes.
-    let refused = try #require(try raw.receiveFrame())
+    let refused = try #require(try await raw.nextFrame())
     #expect(refused.callID == 3)
     #expect(refused.status?.code == 8)
-    let finished = [try raw.receiveFrame(), try raw.receiveFrame()].compactMap { $0 }
+    let finished = [try await raw.nextFrame(), try await raw.nextFrame()].compactMap { $0 }
     #expect(Set(finished.map(\.callID)) == [1, 2])
     #expect(finished.allSatisfy { $0.status?.code == 0 })
     await server.stop()
@@ -267,9 +267,9 @@ struct LoopbackTests {
   func helloTimeout() async throws {
     let server = try await TestServer { $0.helloTimeout = .milliseconds(200) }
     let raw = try RawConnection(port: try await server.port)
-    let reply = try #require(try raw.receiveFrame())
+    let reply = try #require(try await raw.nextFrame())
     #expect(reply.kind == .goaway)
-    #expect(try raw.receiveFrame() == nil)
+    #expect(try await raw.nextFrame() == nil)
     await server.stop()
   }
 
@@ -277,12 +277,12 @@ struct LoopbackTests {
   func idleTimeout() async throws {
     let server = try await TestServer { $0.idleTimeout = .milliseconds(200) }
     let raw = try RawConnection(port: try await server.port)
-    try raw.send(frame: .clientHello)
-    #expect(try raw.receiveFrame()?.kind == .hello)
-    let goAway = try #require(try raw.receiveFrame())
+    try await raw.write(frame: .clientHello)
+    #expect(try await raw.nextFrame()?.kind == .hello)
+    let goAway = try #require(try await raw.nextFrame())
     #expect(goAway.kind == .goaway)
     #expect(goAway.status?.message == "idle")
-    #expect(try raw.receiveFrame() == nil)
+    #expect(try await raw.nextFrame() == nil)
     // A real client whose connection went idle simply dials again.
     try await withClient(port: try await server.port) { client in
       let before = try await echo(client, "before")
@@ -350,19 +350,34 @@ struct LoopbackTests {
     }
     // On the wire: in the Status, not in the metadata.
     let raw = try RawConnection(port: port)
-    try raw.send(frame: .clientHello)
-    _ = try raw.receiveFrame()
-    try raw.send(
+    try await raw.write(frame: .clientHello)
+    _ = try await raw.nextFrame()
+    try await raw.write(
       frame: .with {
         $0.callID = 1
         $0.kind = .request
         $0.method = "/nest.testing.v1.Echo/Echo"
         $0.payload = try Nest_Testing_V1_EchoRequest.with { $0.text = "invalid" }.serializedBytes()
       })
-    let response = try #require(try raw.receiveFrame())
+    let response = try #require(try await raw.nextFrame())
     #expect(response.status?.code == 3)
     #expect(response.status?.violations.map(\.field) == ["text", "padding"])
     #expect(!response.metadata.contains { $0.key == "nest-field-violations-bin" })
+    await server.stop()
+  }
+
+  @Test("a call made before the client runs waits for it, so a quick body never outlives the start")
+  func callsWaitForStart() async throws {
+    let server = try await TestServer()
+    let client = GRPCClient(transport: NestClientTransport(.init(port: try await server.port, peerName: "test")))
+    let call = Task { try await echo(client, "early") }
+    // Not started: the call is held, not sent.
+    try await Task.sleep(for: .milliseconds(200))
+    #expect(server.echo.started.withLockedValue { $0 }.isEmpty)
+    let running = Task { try await client.runConnections() }
+    #expect(try await call.value == "early")
+    client.beginGracefulShutdown()
+    try await running.value
     await server.stop()
   }
 }

@@ -6,7 +6,7 @@ import NestProtoTesting
 import NestTransport
 import Testing
 
-@Suite("Process shutdown", .serialized)
+@Suite("Process shutdown", .serialized, .timeLimit(.minutes(3)))
 struct ProcessShutdownTests {
   @Test("SIGTERM during a call: the call completes, the process exits 0", arguments: [SIGTERM, SIGINT])
   func signal(_ signal: Int32) async throws {

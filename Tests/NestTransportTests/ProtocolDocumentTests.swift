@@ -5,7 +5,7 @@ import NestProtoTesting
 import NestTransport
 import Testing
 
-@Suite("docs/protocol.md")
+@Suite("docs/protocol.md", .timeLimit(.minutes(3)))
 struct ProtocolDocumentTests {
   /// The hex block after each `<!-- frame: NAME -->` marker.
   static func examples() throws -> [String: [UInt8]] {

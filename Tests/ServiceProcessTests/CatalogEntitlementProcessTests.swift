@@ -8,7 +8,7 @@ import NestProtoTesting
 import NestTransport
 import Testing
 
-@Suite("catalog-service and entitlement-service processes", .serialized)
+@Suite("catalog-service and entitlement-service processes", .serialized, .timeLimit(.minutes(3)))
 struct CatalogEntitlementProcessTests {
   @Test("ISV publishes A, distributor is authorized and sells B, revocation, permissions; all survives a restart")
   func distributionWalk() async throws {

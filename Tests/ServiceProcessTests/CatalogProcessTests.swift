@@ -16,7 +16,7 @@ private func catalogService(database: String) throws -> ChildProcess {
     environment: ["NEST_AUTH_SECRET": secret])
 }
 
-@Suite("catalog-service process", .serialized)
+@Suite("catalog-service process", .serialized, .timeLimit(.minutes(3)))
 struct CatalogProcessTests {
   @Test("health without credentials; an ISV creates a service; it survives a restart")
   func lifecycle() async throws {

@@ -150,7 +150,7 @@ func verifyExactlyOnce(_ cluster: ServiceCluster, _ setup: Setup, paid: [String]
   #expect(nestctlReconcile.status == 0, "\(nestctlReconcile.stdoutText) \(nestctlReconcile.stderr)")
 }
 
-@Suite("Chaos: services killed and restarted under load", .serialized)
+@Suite("Chaos: services killed and restarted under load", .serialized, .timeLimit(.minutes(10)))
 struct ChaosTests {
   @Test("SIGKILL random services at random moments during the orders: each paid order fulfilled and sold exactly once")
   func kills() async throws {

@@ -4,7 +4,7 @@ import Foundation
 import NestProtoTesting
 import Testing
 
-@Suite("Deployment files")
+@Suite("Deployment files", .timeLimit(.minutes(3)))
 struct DeploymentFilesTests {
   static let executables = [
     "catalog-service", "entitlement-service", "marketplace-order-service", "settlement-service", "nestctl",

@@ -64,7 +64,7 @@ func saleCount(_ cluster: ServiceCluster, order: String) async throws -> Int {
   }
 }
 
-@Suite("Faults: a service down delays work, never loses it", .serialized)
+@Suite("Faults: a service down delays work, never loses it", .serialized, .timeLimit(.minutes(3)))
 struct FaultTests {
   @Test("settlement stopped while 20 scenario-3 orders are paid: each is sold exactly once after it returns")
   func settlementDown() async throws {

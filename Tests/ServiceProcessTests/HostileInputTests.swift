@@ -46,7 +46,7 @@ let probes: [String: String] = [
   "settlement": "/nest.settlement.v1.SettlementService/ListObligations",
 ]
 
-@Suite("Hostile input at every service port", .serialized)
+@Suite("Hostile input at every service port", .serialized, .timeLimit(.minutes(3)))
 struct HostileInputTests {
   static let connectionLimit = 32
 
@@ -87,31 +87,31 @@ struct HostileInputTests {
 
       // A length over the limit: GOAWAY RESOURCE_EXHAUSTED before any body is read.
       let oversized = try RawConnection(port: port)
-      oversized.send(try hello.lengthPrefixed())
+      await oversized.write(try hello.lengthPrefixed())
       _ = try await oversized.nextFrame()  // the server's HELLO
-      oversized.send([0xFF, 0xFF, 0xFF, 0xF0, 1, 2, 3])
+      await oversized.write([0xFF, 0xFF, 0xFF, 0xF0, 1, 2, 3])
       #expect(try await oversized.nextFrame()?.status?.code == 8, "\(name): oversized")
       #expect(try await oversized.nextFrame() == nil, "\(name): closed after GOAWAY")
 
       // Garbage where a frame should be, and a first frame that is not HELLO: INVALID_ARGUMENT.
       let garbage = try RawConnection(port: port)
-      garbage.send([0, 0, 0, 6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+      await garbage.write([0, 0, 0, 6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
       #expect(try await garbage.nextFrame()?.status?.code == 3, "\(name): garbage")
       let noHello = try RawConnection(port: port)
-      noHello.send(try request(1, probe, token: operatorToken).lengthPrefixed())
+      await noHello.write(try request(1, probe, token: operatorToken).lengthPrefixed())
       #expect(try await noHello.nextFrame()?.status?.code == 3, "\(name): no HELLO")
 
       // Half frames held open do not block anyone; a flood past the limit is refused.
       var held: [RawConnection] = []
       for _ in 0..<(Self.connectionLimit - 4) {
         let half = try RawConnection(port: port)
-        half.send([0, 0])
+        await half.write([0, 0])
         held.append(half)
       }
       var refused = 0
       for _ in 0..<12 {
         let extra = try RawConnection(port: port)
-        extra.send(try hello.lengthPrefixed())
+        await extra.write(try hello.lengthPrefixed())
         var frame = try await extra.nextFrame()
         if frame?.kind == .hello {
           frame = nil
@@ -144,6 +144,7 @@ struct HostileInputTests {
       // Payloads: over the frame limit, not the method's message, invalid UTF-8; tokens.
       let calls = try await greeted(port: port, hello: hello)
       let invalidUTF8: [UInt8] = [0x12, 0x02, 0xC3, 0x28]  // field 2 (a string in every probe's request)
+      let deeplyNested = [UInt8](repeating: 0x0B, count: 10_000) + [UInt8](repeating: 0x0C, count: 10_000)
       let cases: [(String, Nest_Wire_V1_Frame, Int32)] = [
         ("not the request message", request(1, probe, token: operatorToken, payload: [0x0A, 0xFF]), 3),
         ("invalid UTF-8", request(2, probe, token: operatorToken, payload: invalidUTF8), 3),
@@ -151,9 +152,13 @@ struct HostileInputTests {
         ("forged token", request(4, probe, token: forged), 16),
         ("expired token", request(5, probe, token: expired), 16),
         ("unknown method", request(6, "/nest.catalog.v1.CatalogService/DropTables", token: operatorToken), 12),
+        // 10,000 nested groups: refused before protobuf-c could recurse into them.
+        (
+          "deeply nested", request(8, probe, token: operatorToken, payload: deeplyNested), 3
+        ),
       ]
       for (what, frame, code) in cases {
-        calls.send(try frame.lengthPrefixed())
+        await calls.write(try frame.lengthPrefixed())
         #expect(try await calls.nextFrame()?.status?.code == code, "\(name): \(what)")
       }
       let huge = request(7, probe, token: operatorToken, payload: [UInt8](repeating: 0x41, count: 5 << 20))
@@ -195,7 +200,7 @@ func greeted(port: Int, hello: Nest_Wire_V1_Frame) async throws -> RawConnection
   let deadline = ContinuousClock.now + .seconds(20)
   while true {
     let connection = try RawConnection(port: port)
-    connection.send(try hello.lengthPrefixed())
+    await connection.write(try hello.lengthPrefixed())
     if try await connection.nextFrame()?.kind == .hello || ContinuousClock.now > deadline { return connection }
     try await Task.sleep(for: .milliseconds(50))
   }

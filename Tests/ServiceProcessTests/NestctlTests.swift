@@ -10,14 +10,17 @@ func nestctl(_ arguments: [String], environment: [String: String] = [:]) throws 
   try run([Repository.productsDirectory.appendingPathComponent("nestctl").path] + arguments, environment: environment)
 }
 
-@Suite("nestctl", .serialized)
+@Suite("nestctl", .serialized, .timeLimit(.minutes(3)))
 struct NestctlTests {
   @Test("demo --spawn walks all four scenarios and a direct sale with every figure agreeing")
   func demo() throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-demo-\(UUID())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
-    let base = try Readiness.freeLoopbackPort()
+    // Four consecutive ports for --base-port, handed out here so that no other test gets them.
+    let ports = try (0..<4).map { _ in try Readiness.freeLoopbackPort() }
+    try #require(ports == Array(ports[0]..<ports[0] + 4))
+    let base = ports[0]
     let result = try nestctl(["demo", "--spawn", "--base-port", "\(base)", "--data-dir", directory.path])
     #expect(result.status == 0, "\(result.stdoutText)\n\(result.stderr)")
     for heading in ["== scenario 1", "== scenario 2", "== scenario 3", "== scenario 4", "== direct sale"] {

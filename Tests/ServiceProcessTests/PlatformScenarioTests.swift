@@ -239,7 +239,7 @@ func balance(
   }
 }
 
-@Suite("The four scenarios end to end, four processes", .serialized)
+@Suite("The four scenarios end to end, four processes", .serialized, .timeLimit(.minutes(3)))
 struct PlatformScenarioTests {
   @Test("each scenario and a direct sale: orders, instances, money, obligations, usage, refunds, Reconcile")
   func scenarios() async throws {

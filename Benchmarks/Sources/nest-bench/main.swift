@@ -239,7 +239,9 @@ let paidAt: [(String, Int64)] = try await withThrowingTaskGroup(of: [(String, In
       }
     }
   }
-  return try await group.reduce(into: []) { $0 += $1 }
+  var all: [(String, Int64)] = []
+  for try await paid in group { all += paid }
+  return all
 }
 let paidSeconds = (ContinuousClock.now - loadStart).seconds
 

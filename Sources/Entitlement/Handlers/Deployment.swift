@@ -40,44 +40,40 @@ public final class DeploymentDriver: Service, Sendable {
     await self.wakeups.run(every: .seconds(1)) { await self.deployPending() }
   }
 
-  /// Deploys every instance that is CREATED or DEPLOYING now.
+  /// Deploys every instance that is CREATED or DEPLOYING now: one commit marks them all
+  /// DEPLOYING, the deployer runs, one commit records how each ended.
   public func deployPending() async {
     do {
       let pending = try await self.store.database.read { try EntitlementStore.undeployedInstances(in: $0) }
+      guard !pending.isEmpty else { return }
+      try await self.advance(pending.filter { $0.status == .created }.map { ($0.id, .startDeploying, "") })
+      var outcomes: [(String, InstanceAction, String)] = []
       for instance in pending {
-        await self.deploy(instance)
+        do {
+          try await self.deployer.deploy(instance)
+          outcomes.append((instance.id, .finishDeploying, ""))
+        } catch {
+          outcomes.append((instance.id, .failDeploying, "\(error)"))
+        }
       }
+      try await self.advance(outcomes)
+      if pending.count == 100 { self.signal() }  // a full batch: there may be more
     } catch {
-      self.logger.error("cannot read instances to deploy", metadata: ["error": "\(error)"])
+      self.logger.error("deployment round failed", metadata: ["error": "\(error)"])
     }
   }
 
-  private func deploy(_ instance: Nest_Entitlement_V1_ServiceInstance) async {
-    do {
-      if instance.status == .created {
-        try await self.advance(instance.id, .startDeploying, reason: "")
-      }
-      let outcome: (InstanceAction, String)
-      do {
-        try await self.deployer.deploy(instance)
-        outcome = (.finishDeploying, "")
-      } catch {
-        outcome = (.failDeploying, "\(error)")
-      }
-      try await self.advance(instance.id, outcome.0, reason: outcome.1)
-    } catch {
-      self.logger.warning("deployment step failed", metadata: ["instance": "\(instance.id)", "error": "\(error)"])
-    }
-  }
-
-  private func advance(_ id: String, _ action: InstanceAction, reason: String) async throws {
+  private func advance(_ steps: [(id: String, action: InstanceAction, reason: String)]) async throws {
+    guard !steps.isEmpty else { return }
     let now = Clock.nowUnixMs()
     try await self.store.database.write { db in
-      guard var instance = try EntitlementStore.instance(id, in: db) else { return }
-      // Released (a refund) while deploying: leave it released.
-      guard let next = try? InstanceRules.transition(from: instance.status, action) else { return }
-      EntitlementService.record(&instance, next, actor: "entitlement", reason: reason, now: now)
-      try EntitlementStore.update(instance, in: db)
+      for step in steps {
+        guard var instance = try EntitlementStore.instance(step.id, in: db) else { continue }
+        // Released (a refund) while deploying: leave it released.
+        guard let next = try? InstanceRules.transition(from: instance.status, step.action) else { continue }
+        EntitlementService.record(&instance, next, actor: "entitlement", reason: step.reason, now: now)
+        try EntitlementStore.update(instance, in: db)
+      }
     }
   }
 }

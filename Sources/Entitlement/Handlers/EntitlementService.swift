@@ -5,6 +5,7 @@
 import Foundation
 import GRDB
 public import GRPCCore
+import NIOConcurrencyHelpers
 import NestAuth
 public import NestProto
 public import NestServiceKit
@@ -20,6 +21,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   let deployments: DeploymentDriver?
   let logonURLBase: String
   let now: @Sendable () -> Int64
+  /// Published versions already asked of the catalog (they are immutable).
+  private let publishedVersions = NIOLockedValueBox<[String: Nest_Catalog_V1_ServiceVersion]>([:])
 
   /// - `deployments`: woken after an instance is created (nil: deployment is driven elsewhere).
   /// - `logonURLBase`: fully managed instances get `<base>/<instance id>`.
@@ -318,17 +321,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     if let existing = try await self.store.database.read({ try Self.existingInstance(for: request, in: $0) }) {
       return .with { $0.instance = Self.present(existing, now: now) }
     }
-    // What the catalog says about the service sold, snapshotted into the instance.
-    let service: Nest_Catalog_V1_GetServiceResponse
-    do {
-      service = try await self.catalog.service(request.serviceID)
-    } catch let error as RPCError where error.code == .notFound {
-      throw DomainError.notFound("service", request.serviceID, field: "service_id")
-    }
-    let versionID = request.versionID.isEmpty ? (service.service?.defaultVersionID ?? "") : request.versionID
-    guard let version = service.versions.first(where: { $0.id == versionID }) else {
-      throw DomainError.notFound("version", versionID, field: "version_id")
-    }
+    let version = try await self.version(of: request.serviceID, id: request.versionID)
     let parameters = try Self.parameters(named: request.parameterSetName, in: version)
     let resolution = request.resolution!
     let ownership = InstanceOwnership(resolution: resolution, customerID: request.customerID)
@@ -391,6 +384,30 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
       ])
     }
     return set.parameters
+  }
+
+  /// The version sold, as the catalog has it: a published version never changes, so it is
+  /// asked once and kept; the default version (no id given) is asked every time.
+  func version(of serviceID: String, id versionID: String) async throws -> Nest_Catalog_V1_ServiceVersion {
+    if !versionID.isEmpty, let known = self.publishedVersions.withLockedValue({ $0[versionID] }),
+      known.serviceID == serviceID
+    {
+      return known
+    }
+    let service: Nest_Catalog_V1_GetServiceResponse
+    do {
+      service = try await self.catalog.service(serviceID)
+    } catch let error as RPCError where error.code == .notFound {
+      throw DomainError.notFound("service", serviceID, field: "service_id")
+    }
+    let wanted = versionID.isEmpty ? (service.service?.defaultVersionID ?? "") : versionID
+    guard let version = service.versions.first(where: { $0.id == wanted }) else {
+      throw DomainError.notFound("version", wanted, field: "version_id")
+    }
+    if version.status == .published {
+      self.publishedVersions.withLockedValue { $0[version.id] = version }
+    }
+    return version
   }
 
   static func checkCreate(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) throws(DomainError) {

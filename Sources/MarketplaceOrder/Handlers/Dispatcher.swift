@@ -52,25 +52,38 @@ public final class Dispatcher: Service, Sendable {
         return
       }
       guard !due.isEmpty else { return }
-      let delivered = await withTaskGroup(of: Bool.self) { group in
+      // Attempts run concurrently; their outcomes are recorded together, in one commit.
+      let outcomes = await withTaskGroup(of: Outcome.self) { group in
         var rows = due.makeIterator()
         for _ in 0..<self.concurrency {
           guard let row = rows.next() else { break }
           group.addTask { await self.attempt(row) }
         }
-        var delivered = 0
-        for await success in group {
-          if success { delivered += 1 }
+        var outcomes: [Outcome] = []
+        for await outcome in group {
+          outcomes.append(outcome)
           if let row = rows.next() { group.addTask { await self.attempt(row) } }
         }
-        return delivered
+        return outcomes
       }
-      if delivered == 0 { return }  // everything failed: wait for the backoff
+      await self.record(outcomes)
+      if !outcomes.contains(where: \.acknowledged) { return }  // everything failed: wait for the backoff
     }
   }
 
-  /// One attempt at one row: true when the target acknowledged it.
-  func attempt(_ delivery: Delivery) async -> Bool {
+  /// What one attempt at one row came to.
+  struct Outcome: Sendable {
+    var delivery: Delivery
+    var acknowledgement: Delivery.OneOf_Acknowledgement?
+    /// CREATE_INSTANCE: the instance the order is fulfilled with.
+    var instanceID: String?
+    var error: RPCError?
+    var acknowledged: Bool { self.error == nil }
+  }
+
+  /// One attempt at one row.
+  func attempt(_ delivery: Delivery) async -> Outcome {
+    var outcome = Outcome(delivery: delivery)
     do {
       guard let order = try await self.store.database.read({ try OrderStore.order(delivery.orderID, in: $0) }) else {
         throw RPCError(code: .internalError, message: "order \(delivery.orderID) is missing")
@@ -79,12 +92,11 @@ public final class Dispatcher: Service, Sendable {
       case .createInstance:
         let instance = try await self.peers.createInstance(
           Self.instanceRequest(for: order, key: delivery.idempotencyKey))
-        try await self.acknowledge(delivery, .instanceID(instance.id)) { db, now in
-          try Self.fulfil(order.id, instanceID: instance.id, now: now, in: db)
-        }
+        outcome.acknowledgement = .instanceID(instance.id)
+        outcome.instanceID = instance.id
       case .recordSale:
         let sale = try await self.peers.recordSale(Self.saleRequest(for: order, key: delivery.idempotencyKey))
-        try await self.acknowledge(delivery, .transactionID(sale.transaction?.id ?? ""))
+        outcome.acknowledgement = .transactionID(sale.transaction?.id ?? "")
       case .recordRefund:
         let refund = try await self.peers.recordRefund(
           .with {
@@ -94,7 +106,7 @@ public final class Dispatcher: Service, Sendable {
             $0.reason = order.reason
             $0.refundedAtUnixMs = order.refundedAtUnixMs
           })
-        try await self.acknowledge(delivery, .transactionID(refund.transactions.first?.id ?? ""))
+        outcome.acknowledgement = .transactionID(refund.transactions.first?.id ?? "")
       case .releaseInstance:
         guard !order.instanceID.isEmpty else {
           throw RPCError(code: .failedPrecondition, message: "the instance of \(order.id) is not created yet")
@@ -105,60 +117,51 @@ public final class Dispatcher: Service, Sendable {
             $0.instanceID = order.instanceID
             $0.reason = "refund of order \(order.id): \(order.reason)"
           })
-        try await self.acknowledge(delivery, nil)
       default:
         throw RPCError(code: .internalError, message: "unknown delivery kind \(delivery.kind)")
       }
-      return true
     } catch {
-      await self.fail(delivery, error)
-      return false
+      outcome.error = error as? RPCError ?? RPCError(code: .unknown, message: "\(error)")
+      self.logger.debug(
+        "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(error)"])
     }
+    return outcome
   }
 
-  private func acknowledge(
-    _ delivery: Delivery, _ acknowledgement: Delivery.OneOf_Acknowledgement?,
-    effects: @escaping @Sendable (Database, Int64) throws -> Void = { _, _ in }
-  ) async throws {
+  /// Records a round's outcomes in one transaction: acknowledged rows DELIVERED (and their
+  /// orders fulfilled), failed ones rescheduled with backoff.
+  private func record(_ outcomes: [Outcome]) async {
     let now = Clock.nowUnixMs()
-    try await self.store.database.write { db in
-      guard var row = try OrderStore.delivery(delivery.id, in: db), row.status == .pending else { return }
-      row.status = .delivered
-      row.attempts += 1
-      row.lastAttemptAtUnixMs = now
-      row.deliveredAtUnixMs = now
-      row.nextAttemptAtUnixMs = 0
-      row.lastErrorCode = 0
-      row.lastError = ""
-      row.acknowledgement = acknowledgement
-      try OrderStore.save(row, in: db)
-      try effects(db, now)
-    }
-  }
-
-  private func fail(_ delivery: Delivery, _ error: any Error) async {
-    let now = Clock.nowUnixMs()
-    let code = (error as? RPCError)?.code ?? .unknown
-    let message = (error as? RPCError)?.message ?? "\(error)"
     do {
       try await self.store.database.write { db in
-        guard var row = try OrderStore.delivery(delivery.id, in: db), row.status == .pending else { return }
-        row.attempts += 1
-        row.lastAttemptAtUnixMs = now
-        row.lastErrorCode = Int32(code.rawValue)
-        row.lastError = "\(code): \(message)"
-        let wait = OrderRules.backoff(
-          afterAttempts: row.attempts, initial: self.initialBackoff, cap: self.maximumBackoff)
-        row.nextAttemptAtUnixMs =
-          now + Int64(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
-        try OrderStore.save(row, in: db)
+        for outcome in outcomes {
+          guard var row = try OrderStore.delivery(outcome.delivery.id, in: db), row.status == .pending else { continue }
+          row.attempts += 1
+          row.lastAttemptAtUnixMs = now
+          if let error = outcome.error {
+            row.lastErrorCode = Int32(error.code.rawValue)
+            row.lastError = "\(error.code): \(error.message)"
+            let wait = OrderRules.backoff(
+              afterAttempts: row.attempts, initial: self.initialBackoff, cap: self.maximumBackoff)
+            row.nextAttemptAtUnixMs =
+              now + Int64(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+          } else {
+            row.status = .delivered
+            row.deliveredAtUnixMs = now
+            row.nextAttemptAtUnixMs = 0
+            row.lastErrorCode = 0
+            row.lastError = ""
+            row.acknowledgement = outcome.acknowledgement
+            if let instanceID = outcome.instanceID {
+              try Self.fulfil(row.orderID, instanceID: instanceID, now: now, in: db)
+            }
+          }
+          try OrderStore.save(row, in: db)
+        }
       }
     } catch {
-      self.logger.error(
-        "cannot record a failed delivery", metadata: ["delivery": "\(delivery.id)", "error": "\(error)"])
+      self.logger.error("cannot record delivery outcomes", metadata: ["error": "\(error)"])
     }
-    self.logger.debug(
-      "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(message)"])
   }
 
   /// The order has its instance: FULFILLED (with its linked orders) unless refunded meanwhile.

@@ -63,6 +63,13 @@ public final class NestClientTransport: ClientTransport, Sendable {
     var failures = 0
     var notBefore = ContinuousClock.now
     var closed = false
+    /// Whether `connect()` runs. GRPCCore may hand over calls before it does; they wait, so
+    /// that no call finishes (and the client shuts down) before the client has started.
+    var started = false
+    var startWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+    var nextWaiter = 0
+    /// beginGracefulShutdown was called: calls waiting for the start give up.
+    var stopping = false
   }
 
   public init(
@@ -78,6 +85,12 @@ public final class NestClientTransport: ClientTransport, Sendable {
 
   /// Runs until `beginGracefulShutdown`; connections are opened lazily by calls.
   public func connect() async throws {
+    let waiting = self.state.withLockedValue { state in
+      state.started = true
+      defer { state.startWaiters = [] }
+      return state.startWaiters
+    }
+    for waiter in waiting { waiter.continuation.resume() }
     for await _ in self.shutdown {}
     let connection = self.state.withLockedValue { state -> ClientConnection? in
       state.closed = true
@@ -89,6 +102,50 @@ public final class NestClientTransport: ClientTransport, Sendable {
 
   public func beginGracefulShutdown() {
     self.shutdownContinuation.finish()
+    // Calls still waiting for a start that will not come.
+    let waiting = self.state.withLockedValue { state in
+      state.stopping = true
+      defer { state.startWaiters = [] }
+      return state.startWaiters
+    }
+    for waiter in waiting {
+      waiter.continuation.resume(
+        throwing: RPCError(code: .unavailable, message: "the client shut down before it started"))
+    }
+  }
+
+  /// Returns once `connect()` runs; throws if the transport shut down first or the task is cancelled.
+  private func waitUntilStarted() async throws {
+    enum Wait { case ready, closed, wait(Int) }
+    let wait = self.state.withLockedValue { state -> Wait in
+      if state.started { return .ready }
+      if state.stopping || state.closed { return .closed }
+      defer { state.nextWaiter += 1 }
+      return .wait(state.nextWaiter)
+    }
+    switch wait {
+    case .ready: return
+    case .closed: throw RPCError(code: .unavailable, message: "the client shut down before it started")
+    case .wait(let id):
+      try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+          let resume = self.state.withLockedValue { state -> Result<Void, any Error>? in
+            if state.started { return .success(()) }
+            if state.stopping || state.closed {
+              return .failure(RPCError(code: .unavailable, message: "the client shut down before it started"))
+            }
+            state.startWaiters.append((id, continuation))
+            return nil
+          }
+          if let resume { continuation.resume(with: resume) }
+        }
+      } onCancel: {
+        let waiter = self.state.withLockedValue { state in
+          state.startWaiters.firstIndex { $0.id == id }.map { state.startWaiters.remove(at: $0).continuation }
+        }
+        waiter?.resume(throwing: CancellationError())
+      }
+    }
   }
 
   public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
@@ -98,6 +155,7 @@ public final class NestClientTransport: ClientTransport, Sendable {
     options: CallOptions,
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
+    try await self.waitUntilStarted()
     let connection = try await self.connection()
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
     let callID = try await connection.open()

@@ -75,6 +75,10 @@ extension RawConnection {
   public func write(_ bytes: [UInt8]) async {
     await offPool { self.send(bytes) }
   }
+
+  public func write(frame: Nest_Wire_V1_Frame) async throws {
+    await self.write(try frame.lengthPrefixed())
+  }
 }
 
 /// Runs blocking work on a Dispatch thread and waits for it without blocking the caller's thread.

@@ -291,9 +291,10 @@ for (order, sent) in paidAt { histogram.record(UInt64(max(0, (delivered[order] ?
 // CheckDistribution); PayOrder 2 (CheckDistribution, A's GetProduct); the deliveries 3
 // (CreateServiceInstance, RecordSale twice) and entitlement's GetService for the instance.
 let rpcsPerOrder = 2 + 4 + 2 + 4
-// Commits: order 5 (create, pay, 3 acknowledgements); entitlement 3 (instance, DEPLOYING,
-// DEPLOYED); settlement 2 (the two sales).
-let commitsPerOrder = 10
+// Commits: order 2 (create, pay) and its acknowledgements, one per dispatcher round;
+// entitlement 1 (the instance) and its deployment, two per batch; settlement 2 (the two
+// sales). Before rounds and batches: 5 + 3 + 2 = 10.
+let commitsPerOrder = 5
 
 print("nest-bench orders: \(orderCount) scenario-3 orders, \(customers) concurrent customers")
 print(

@@ -142,6 +142,7 @@ struct UpCommand: AsyncParsableCommand {
     print("secret: \(platform.secretFile.path)   logs: \(platform.dataDir.path)/<service>.log")
     print("a token: export NEST_TOKEN=$(nestctl token issue --role isv --subject isv-1)")
     print("Ctrl-C stops the platform.")
+    fflush(nil)  // a pipe is block-buffered: whoever started us sees the table now
     let crashed = await withTaskGroup(of: Platform.Child?.self) { group in
       group.addTask {
         for await _ in signals { return nil }
@@ -165,5 +166,6 @@ struct UpCommand: AsyncParsableCommand {
       throw ExitCode(1)
     }
     print("stopped")
+    fflush(nil)
   }
 }

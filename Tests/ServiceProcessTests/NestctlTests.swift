@@ -97,4 +97,41 @@ struct NestctlTests {
     #expect(call.status == 0, "\(call.stderr)")
     #expect(call.stdoutText.contains("name: \"Report \\\"Q3\\\"\""))
   }
+
+  @Test("up starts the four services, SIGTERM stops them cleanly, and the data is there after the next up")
+  func up() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-up-\(UUID())")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let ports = try (0..<4).map { _ in try Readiness.freeLoopbackPort() }
+    try #require(ports == Array(ports[0]..<ports[0] + 4))
+    let arguments = ["up", "--data-dir", directory.path, "--base-port", "\(ports[0])"]
+    let environment = [
+      "NEST_CATALOG_ADDRESS": "127.0.0.1:\(ports[0])", "NEST_PROTO_PATH": Repository.path("proto").path,
+    ]
+    var platform = try ChildProcess("nestctl", arguments: arguments)
+    #expect(await platform.line(startingWith: "settlement-service") != nil, "\(platform.lines)")
+    for name in ["catalog", "entitlement", "order", "settlement"] {
+      #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("\(name).sqlite").path))
+    }
+    let token = try nestctl(
+      ["token", "issue", "--role", "isv", "--subject", "isv-up", "--data-dir", directory.path], environment: environment
+    )
+    var withToken = environment
+    withToken["NEST_TOKEN"] = token.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+    let created = try nestctl(
+      [
+        "catalog", "create-service", "name=Kept", "type=SERVICE_TYPE_PRIVATE",
+        "deployment_package.artifact_ref=oci://kept:1",
+        "deployment_package.checksum_sha256=\(String(repeating: "ab", count: 32))",
+      ], environment: withToken)
+    #expect(created.status == 0, "\(created.stderr)")
+    #expect(platform.stop() == 0)
+    #expect(platform.lines.last == "stopped")
+
+    platform = try ChildProcess("nestctl", arguments: arguments)
+    #expect(await platform.line(startingWith: "settlement-service") != nil)
+    let listed = try nestctl(["catalog", "list-services", "--json"], environment: withToken)
+    #expect(listed.stdoutText.contains("\"Kept\""), "\(listed.stdoutText) \(listed.stderr)")
+    #expect(platform.stop() == 0)
+  }
 }

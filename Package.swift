@@ -363,7 +363,7 @@ let package = Package(
     .testTarget(
       name: "CatalogTests",
       dependencies: [
-        "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        "Catalog", "NestTestKit", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -373,7 +373,8 @@ let package = Package(
     .testTarget(
       name: "EntitlementTests",
       dependencies: [
-        "Entitlement", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth", "NestProtoTesting",
+        "Entitlement", "NestTestKit", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
+        "NestProtoTesting",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
@@ -383,7 +384,7 @@ let package = Package(
     .testTarget(
       name: "SettlementTests",
       dependencies: [
-        "Settlement", "NestProto", "NestServiceKit", "NestAuth", "NestTransport",
+        "Settlement", "NestTestKit", "NestProto", "NestServiceKit", "NestAuth", "NestTransport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
       ],
       swiftSettings: defaultSwiftSettings

@@ -19,14 +19,13 @@ public enum MessageRows {
     try Data.fetchAll(db, sql: sql, arguments: arguments).map { try M(serializedBytes: $0) }
   }
 
-  /// One page of `table`'s rows matching every condition (SQL with `?` placeholders bound to
-  /// `arguments`), newest first or oldest first, and the token of the next page ("" at the end).
+  /// One page of `table`'s rows matching `filter`, newest first or oldest first, and the
+  /// token of the next page ("" at the end).
   public static func page<M: NestMessage>(
-    _ db: Database, table: String, conditions: [String], arguments: StatementArguments, page: PageQuery,
-    newestFirst: Bool, as type: M.Type = M.self
+    _ db: Database, table: String, filter: RowFilter, page: PageQuery, newestFirst: Bool, as type: M.Type = M.self
   ) throws -> (items: [M], nextPageToken: String) {
-    var conditions = conditions
-    var arguments = arguments
+    var conditions = filter.conditions
+    var arguments = filter.arguments
     if page.after > 0 {
       conditions.append(newestFirst ? "rowid < ?" : "rowid > ?")
       arguments += [page.after]
@@ -40,5 +39,36 @@ public enum MessageRows {
     let items = try rows.prefix(page.size).map { try M(serializedBytes: $0["body"] as Data) }
     let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["rowid"]) : ""
     return (items, next)
+  }
+}
+
+/// The WHERE clause of a list query, built from the filters a request sets. Values are
+/// always bound; only column names, which come from the stores' own code, are in the SQL.
+public struct RowFilter {
+  public private(set) var conditions: [String] = []
+  public private(set) var arguments: StatementArguments = []
+
+  public init() {}
+
+  /// `column = value` for each pair whose value is set; an empty value does not filter.
+  public mutating func equal(_ pairs: KeyValuePairs<String, String>) {
+    for (column, value) in pairs where !value.isEmpty { self.add("\(column) = ?", [value]) }
+  }
+
+  /// `column IN (values)`; no values, no filter.
+  public mutating func oneOf(_ column: String, _ values: [Int32]) {
+    guard !values.isEmpty else { return }
+    self.add("\(column) IN (\(values.map { _ in "?" }.joined(separator: ", ")))", StatementArguments(values))
+  }
+
+  /// `column` in [from, before); 0 leaves that end open.
+  public mutating func range(_ column: String, from: Int64, before: Int64) {
+    if from > 0 { self.add("\(column) >= ?", [from]) }
+    if before > 0 { self.add("\(column) < ?", [before]) }
+  }
+
+  public mutating func add(_ condition: String, _ arguments: StatementArguments = []) {
+    self.conditions.append(condition)
+    self.arguments += arguments
   }
 }

@@ -36,3 +36,21 @@ public struct PageQuery: Sendable, Hashable {
   /// The token of the page after the row with `rowid`.
   public static func token(after rowid: Int64) -> String { "r\(rowid)" }
 }
+
+/// The client side of paging.
+public enum Pages {
+  /// Every item of a paged List RPC: `fetch` gets a page token ("" for the first page) and
+  /// returns that page's items and the next token ("" after the last page).
+  public static func all<Item>(
+    isolation: isolated (any Actor)? = #isolation, _ fetch: (String) async throws -> ([Item], String)
+  ) async throws -> [Item] {
+    var items: [Item] = []
+    var token = ""
+    repeat {
+      let (page, next) = try await fetch(token)
+      items += page
+      token = next
+    } while !token.isEmpty
+    return items
+  }
+}

@@ -51,6 +51,9 @@ struct ServiceMethods {
     return (request, response)
   }
 
+  /// `CatalogService`, from the descriptors.
+  var serviceName: String { String(self.descriptors[0].service.fullyQualifiedService.split(separator: ".").last ?? "") }
+
   var discussion: String {
     "Methods: " + self.descriptors.map { Self.command($0.method) }.joined(separator: ", ")
   }
@@ -143,26 +146,6 @@ func protoc(_ mode: String, type: String, input: Data, root: URL) throws -> Data
   return output
 }
 
-/// Bytes in, bytes out: the message as it is on the wire.
-struct RawSerializer: MessageSerializer {
-  func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
-}
-
-struct RawDeserializer: MessageDeserializer {
-  func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-    serializedMessageBytes.withUnsafeBytes { Array($0) }
-  }
-}
-
-func callRaw(
-  _ client: GRPCClient<NestClientTransport>, _ descriptor: MethodDescriptor, _ request: [UInt8]
-) async throws -> [UInt8] {
-  try await client.unary(
-    request: ClientRequest(message: request), descriptor: descriptor, serializer: RawSerializer(),
-    deserializer: RawDeserializer(), options: .defaults
-  ) { try $0.message }
-}
-
 /// `nestctl <service> <method> [field=value ...]`.
 struct ServiceCall {
   static func run(
@@ -182,7 +165,7 @@ struct ServiceCall {
       : try protoc("encode", type: requestType.protoMessageName, input: Data(text.utf8), root: try protoRoot(protoPath))
     try await reportingErrors {
       let answer = try await connection.withClient(methods.service) {
-        try await callRaw($0, descriptor, Array(bytes))
+        try await $0.unaryRaw(descriptor, Array(bytes))
       }
       let response = try responseType.init(serializedBytes: answer)
       print(json ? Output.jsonText(response) : Output.human(response))
@@ -190,71 +173,37 @@ struct ServiceCall {
   }
 }
 
-/// One command per service, each method a kebab-case argument.
-protocol ServiceGroupCommand: AsyncParsableCommand {
+/// Which service a `nestctl <service>` command calls.
+protocol ServiceGroup {
   static var methods: ServiceMethods { get }
-  var method: String { get }
-  var fields: [String] { get }
-  var request: String? { get }
-  var json: Bool { get }
-  var protoPath: String? { get }
-  var connection: ConnectionOptions { get }
 }
 
-extension ServiceGroupCommand {
+enum CatalogGroup: ServiceGroup { static var methods: ServiceMethods { ServiceMethods.all[0] } }
+enum EntitlementGroup: ServiceGroup { static var methods: ServiceMethods { ServiceMethods.all[1] } }
+enum OrderGroup: ServiceGroup { static var methods: ServiceMethods { ServiceMethods.all[2] } }
+enum SettlementGroup: ServiceGroup { static var methods: ServiceMethods { ServiceMethods.all[3] } }
+
+/// `nestctl <service> <method> [field=value ...]`: one command per service, the method a
+/// kebab-case argument.
+struct GroupCommand<Group: ServiceGroup>: AsyncParsableCommand {
+  static var configuration: CommandConfiguration {
+    CommandConfiguration(
+      commandName: Group.methods.group, abstract: "Call an RPC of \(Group.methods.serviceName).",
+      discussion: Group.methods.discussion)
+  }
+
+  @Argument(help: "The method, e.g. \(ServiceMethods.command(Group.methods.descriptors[0].method)).") var method: String
+  @Argument(help: "Request fields as field=value (nested: a.b=value).") var fields: [String] = []
+  @Option(help: "The whole request in protobuf text format.") var request: String?
+  @Flag(help: "Print JSON instead of a table.") var json = false
+  @Option(help: "Where the .proto files are (NEST_PROTO_PATH).") var protoPath: String?
+  @OptionGroup var connection: ConnectionOptions
+
   func run() async throws {
     try await ServiceCall.run(
-      Self.methods, method: self.method, fields: self.fields, request: self.request, json: self.json,
+      Group.methods, method: self.method, fields: self.fields, request: self.request, json: self.json,
       protoPath: self.protoPath, connection: self.connection)
   }
-}
-
-struct CatalogCommand: ServiceGroupCommand {
-  static let methods = ServiceMethods.all[0]
-  static let configuration = CommandConfiguration(
-    commandName: "catalog", abstract: "Call a CatalogService RPC.", discussion: methods.discussion)
-  @Argument(help: "The method, e.g. create-service.") var method: String
-  @Argument(help: "Request fields as field=value (nested: a.b=value).") var fields: [String] = []
-  @Option(help: "The whole request in protobuf text format.") var request: String?
-  @Flag(help: "Print JSON instead of a table.") var json = false
-  @Option(help: "Where the .proto files are (NEST_PROTO_PATH).") var protoPath: String?
-  @OptionGroup var connection: ConnectionOptions
-}
-
-struct EntitlementCommand: ServiceGroupCommand {
-  static let methods = ServiceMethods.all[1]
-  static let configuration = CommandConfiguration(
-    commandName: "entitlement", abstract: "Call an EntitlementService RPC.", discussion: methods.discussion)
-  @Argument(help: "The method, e.g. apply-for-distribution.") var method: String
-  @Argument(help: "Request fields as field=value (nested: a.b=value).") var fields: [String] = []
-  @Option(help: "The whole request in protobuf text format.") var request: String?
-  @Flag(help: "Print JSON instead of a table.") var json = false
-  @Option(help: "Where the .proto files are (NEST_PROTO_PATH).") var protoPath: String?
-  @OptionGroup var connection: ConnectionOptions
-}
-
-struct OrderCommand: ServiceGroupCommand {
-  static let methods = ServiceMethods.all[2]
-  static let configuration = CommandConfiguration(
-    commandName: "order", abstract: "Call a MarketplaceOrderService RPC.", discussion: methods.discussion)
-  @Argument(help: "The method, e.g. create-order.") var method: String
-  @Argument(help: "Request fields as field=value (nested: a.b=value).") var fields: [String] = []
-  @Option(help: "The whole request in protobuf text format.") var request: String?
-  @Flag(help: "Print JSON instead of a table.") var json = false
-  @Option(help: "Where the .proto files are (NEST_PROTO_PATH).") var protoPath: String?
-  @OptionGroup var connection: ConnectionOptions
-}
-
-struct SettlementCommand: ServiceGroupCommand {
-  static let methods = ServiceMethods.all[3]
-  static let configuration = CommandConfiguration(
-    commandName: "settlement", abstract: "Call a SettlementService RPC.", discussion: methods.discussion)
-  @Argument(help: "The method, e.g. get-balance.") var method: String
-  @Argument(help: "Request fields as field=value (nested: a.b=value).") var fields: [String] = []
-  @Option(help: "The whole request in protobuf text format.") var request: String?
-  @Flag(help: "Print JSON instead of a table.") var json = false
-  @Option(help: "Where the .proto files are (NEST_PROTO_PATH).") var protoPath: String?
-  @OptionGroup var connection: ConnectionOptions
 }
 
 /// `nestctl call ADDRESS /package.Service/Method`: a grpcurl for this protocol.
@@ -294,7 +243,7 @@ struct CallCommand: AsyncParsableCommand {
       let answer = try await withGRPCClient(
         transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nestctl/0.1.0")),
         interceptors: connection.bearer.map { [BearerTokenClientInterceptor(token: $0)] } ?? []
-      ) { try await callRaw($0, descriptor, Array(bytes)) }
+      ) { try await $0.unaryRaw(descriptor, Array(bytes)) }
       let decoded = try protoc("decode", type: responseType, input: Data(answer), root: root)
       FileHandle.standardOutput.write(decoded)
     }

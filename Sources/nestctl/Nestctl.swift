@@ -18,8 +18,9 @@ struct Nestctl: AsyncParsableCommand {
       """,
     subcommands: [
       UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, HealthCommand.self,
-      CatalogCommand.self,
-      EntitlementCommand.self, OrderCommand.self, SettlementCommand.self, CallCommand.self,
+      GroupCommand<CatalogGroup>.self,
+      GroupCommand<EntitlementGroup>.self, GroupCommand<OrderGroup>.self, GroupCommand<SettlementGroup>.self,
+      CallCommand.self,
     ])
 }
 

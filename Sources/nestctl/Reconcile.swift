@@ -20,7 +20,7 @@ struct ReconcileCommand: AsyncParsableCommand {
     var problems: [String] = []
     try await reportingErrors {
       let paid = try await self.connection.withClient(.order, token: token) { client in
-        try await pages { token in
+        try await Pages.all { token in
           let page = try await Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client).listOrders(
             .with {
               $0.statuses = [.paid, .fulfilled, .refunded]
@@ -32,7 +32,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         }
       }
       let pending = try await self.connection.withClient(.order, token: token) { client in
-        try await pages { token in
+        try await Pages.all { token in
           let page = try await Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client).listDeliveries(
             .with {
               $0.page = .with {
@@ -43,7 +43,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         }
       }
       let instances = try await self.connection.withClient(.entitlement, token: token) { client in
-        try await pages { token in
+        try await Pages.all { token in
           let page = try await Nest_Entitlement_V1_EntitlementService.Client(wrapping: client).listServiceInstances(
             .with {
               $0.page = .with {
@@ -54,7 +54,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         }
       }
       let sales = try await self.connection.withClient(.settlement, token: token) { client in
-        try await pages { token in
+        try await Pages.all { token in
           let page = try await Nest_Settlement_V1_SettlementService.Client(wrapping: client).listTransactions(
             .with {
               $0.kind = .sale
@@ -100,16 +100,4 @@ struct ReconcileCommand: AsyncParsableCommand {
     print(problems.isEmpty ? "reconciled: everything agrees" : "\(problems.count) disagreement(s)")
     if !problems.isEmpty { throw ExitCode(1) }
   }
-}
-
-/// Every item of a paged list.
-func pages<Item>(_ fetch: (String) async throws -> ([Item], String)) async throws -> [Item] {
-  var items: [Item] = []
-  var token = ""
-  repeat {
-    let (page, next) = try await fetch(token)
-    items += page
-    token = next
-  } while !token.isEmpty
-  return items
 }

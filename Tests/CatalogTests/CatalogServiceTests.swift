@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NestAuth
 import NestProto
 import NestServiceKit
+import NestTestKit
 import NestTransport
 import Testing
 
@@ -33,27 +34,6 @@ final class FakeDistribution: DistributionChecking {
       throw RPCError(code: .failedPrecondition, message: "no active distribution authorization")
     }
     return authorization
-  }
-}
-
-let context = ServerContext(
-  descriptor: MethodDescriptor(fullyQualifiedService: "nest.catalog.v1.CatalogService", method: "Test"),
-  remotePeer: "test", localPeer: "test", cancellation: .init())
-
-func acting<R>(_ role: Nest_Common_V1_Role, _ subject: String, _ body: () async throws -> R) async throws -> R {
-  try await Principal.$current.withValue(Principal(subject: subject, role: role)) { try await body() }
-}
-
-func code(of body: () async throws -> Void) async -> RPCError.Code? {
-  do {
-    try await body()
-    return nil
-  } catch let error as DomainError {
-    return error.code
-  } catch let error as RPCError {
-    return error.code
-  } catch {
-    return .unknown
   }
 }
 
@@ -92,23 +72,25 @@ struct CatalogServiceTests {
           $0.name = "Analytics"
           $0.type = type
           $0.deploymentPackage = package
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.publishService(
         request: .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.enableDistribution(
-        request: .with { $0.serviceID = created.service!.id }, context: context)
+        request: .with { $0.serviceID = created.service!.id }, context: handlerContext)
       if listed {
         _ = try await self.catalog.listOnMarketplace(
           request: .with {
             $0.serviceID = created.service!.id
             $0.plans = [plan(2_000)]
-          }, context: context)
+          }, context: handlerContext)
       }
-      return try await self.catalog.getService(request: .with { $0.serviceID = created.service!.id }, context: context)
-        .service!
+      return try await self.catalog.getService(
+        request: .with { $0.serviceID = created.service!.id }, context: handlerContext
+      )
+      .service!
     }
   }
 
@@ -127,7 +109,7 @@ struct CatalogServiceTests {
               $0.baseServiceID = a.id
               $0.name = "Analytics Plus"
               $0.type = .fullyManaged
-            }, context: context)
+            }, context: handlerContext)
         }
       } == .failedPrecondition)
     self.distribution.grant(base: a.id, distributor: "dist-1", wholesale: 1_000)
@@ -140,7 +122,7 @@ struct CatalogServiceTests {
               $0.baseServiceID = a.id
               $0.name = "Analytics Private"
               $0.type = .private
-            }, context: context)
+            }, context: handlerContext)
         }
       } == .failedPrecondition)
     let b = try await acting(.distributor, "dist-1") {
@@ -154,12 +136,12 @@ struct CatalogServiceTests {
               $0.name = "ha"; $0.parameters = ["replicas": "3"]
             }
           ]
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.publishService(
         request: .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: context)
+        }, context: handlerContext)
       return created.service!
     }
     #expect(b.baseServiceID == a.id)
@@ -171,20 +153,21 @@ struct CatalogServiceTests {
           try await self.catalog.listOnMarketplace(
             request: .with {
               $0.serviceID = b.id; $0.plans = [plan(999)]
-            }, context: context)
+            }, context: handlerContext)
         }
       } == .failedPrecondition)
     let product = try await acting(.distributor, "dist-1") {
       try await self.catalog.listOnMarketplace(
         request: .with {
           $0.serviceID = b.id; $0.plans = [plan(1_000)]
-        }, context: context
+        }, context: handlerContext
       )
       .product!
     }
     #expect(product.status == .listed)
     let resolution = try await acting(.customer, "cust-1") {
-      try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.id }, context: context).resolution!
+      try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.id }, context: handlerContext)
+        .resolution!
     }
     #expect(resolution.scenario == .scenario3)
     #expect(resolution.isvID == "isv-1")
@@ -208,9 +191,11 @@ struct CatalogServiceTests {
             $0.baseServiceID = base.id
             $0.name = "B of \(base.id)"
             $0.type = type
-          }, context: context)
-        return try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.service!.id }, context: context)
-          .resolution!.scenario
+          }, context: handlerContext)
+        return try await self.catalog.resolveScenario(
+          request: .with { $0.serviceID = b.service!.id }, context: handlerContext
+        )
+        .resolution!.scenario
       }
       #expect(scenario == expected)
     }
@@ -224,43 +209,45 @@ struct CatalogServiceTests {
           try await self.catalog.createService(
             request: .with {
               $0.name = "x"; $0.type = .private; $0.deploymentPackage = package
-            }, context: context)
+            }, context: handlerContext)
         }
       } == .permissionDenied)
     let draft = try await acting(.isv, "isv-1") {
       try await self.catalog.createService(
         request: .with {
           $0.name = "Draft"; $0.type = .private; $0.deploymentPackage = package
-        }, context: context
+        }, context: handlerContext
       ).service!
     }
     #expect(
       await code {
         _ = try await acting(.customer, "cust-1") {
-          try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: context)
+          try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: handlerContext)
         }
       } == .notFound)
     #expect(
       await code {
         _ = try await acting(.isv, "isv-2") {
-          try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: context)
+          try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: handlerContext)
         }
       } == .notFound)
     let online = try await self.publishedBase()
     #expect(
       await code {
         _ = try await acting(.isv, "isv-2") {
-          try await self.catalog.takeServiceOffline(request: .with { $0.serviceID = online.id }, context: context)
+          try await self.catalog.takeServiceOffline(
+            request: .with { $0.serviceID = online.id }, context: handlerContext)
         }
       } == .permissionDenied)
     #expect(
       await code {
         _ = try await acting(.distributor, "dist-1") {
-          try await self.catalog.enableDistribution(request: .with { $0.serviceID = online.id }, context: context)
+          try await self.catalog.enableDistribution(
+            request: .with { $0.serviceID = online.id }, context: handlerContext)
         }
       } == .permissionDenied)
     let listed = try await acting(.customer, "cust-1") {
-      try await self.catalog.listServices(request: .init(), context: context).services.map(\.id)
+      try await self.catalog.listServices(request: .init(), context: handlerContext).services.map(\.id)
     }
     #expect(listed.contains(online.id))
     #expect(!listed.contains(draft.id))
@@ -276,8 +263,8 @@ struct CatalogServiceTests {
     }
     let (first, second) = try await acting(.isv, "isv-1") {
       (
-        try await self.catalog.createService(request: request, context: context),
-        try await self.catalog.createService(request: request, context: context)
+        try await self.catalog.createService(request: request, context: handlerContext),
+        try await self.catalog.createService(request: request, context: handlerContext)
       )
     }
     #expect(first == second)
@@ -286,11 +273,11 @@ struct CatalogServiceTests {
     #expect(
       await code {
         _ = try await acting(.isv, "isv-1") {
-          try await self.catalog.createService(request: different, context: context)
+          try await self.catalog.createService(request: different, context: handlerContext)
         }
       } == .alreadyExists)
     let mine = try await acting(.isv, "isv-1") {
-      try await self.catalog.listServices(request: .with { $0.ownerID = "isv-1" }, context: context).services
+      try await self.catalog.listServices(request: .with { $0.ownerID = "isv-1" }, context: handlerContext).services
     }
     #expect(mine.filter { $0.name == "Once" }.count == 1)
     #expect(mine.filter { $0.name == "Twice" }.isEmpty)
@@ -306,7 +293,7 @@ struct CatalogServiceTests {
             $0.type = .unspecified
             $0.deploymentPackage = .with { $0.checksumSha256 = "XYZ" }
             $0.parameterSets = [.with { $0.name = "a" }, .with { $0.name = "a" }]
-          }, context: context)
+          }, context: handlerContext)
       }
       Issue.record("accepted")
     } catch let error as DomainError {

@@ -5,6 +5,7 @@ import Foundation
 import GRPCCore
 import NestProto
 import NestServiceKit
+import NestTestKit
 import NestTransport
 import Testing
 
@@ -24,7 +25,7 @@ struct EntitlementServiceTests {
         request: .with {
           $0.baseServiceID = a.id
           $0.message = "we resell in APAC"
-        }, context: context
+        }, context: handlerContext
       ).authorization!
     }
     #expect(applied.status == .pending)
@@ -39,7 +40,7 @@ struct EntitlementServiceTests {
         request: .with {
           $0.authorizationID = applied.id
           $0.terms = InProcessPlatform.terms(wholesale: 1_000)
-        }, context: context
+        }, context: handlerContext
       ).authorization!
     }
     #expect(approved.status == .active)
@@ -77,8 +78,10 @@ struct EntitlementServiceTests {
 
     await self.platform.deployments.deployPending()
     let deployed = try await acting(.customer, "cust-1") {
-      try await self.entitlement.getServiceInstance(request: .with { $0.key = .orderID("order-1") }, context: context)
-        .instance!
+      try await self.entitlement.getServiceInstance(
+        request: .with { $0.key = .orderID("order-1") }, context: handlerContext
+      )
+      .instance!
     }
     #expect(deployed.status == .deployed)
     #expect(deployed.history.map(\.status) == ["CREATED", "DEPLOYING", "DEPLOYED"])
@@ -91,7 +94,7 @@ struct EntitlementServiceTests {
           $0.operation = "ecs:RebootInstance"
           $0.reason = "hung after the upgrade"
           $0.requestedDurationSeconds = 3_600
-        }, context: context
+        }, context: handlerContext
       ).request!
     }
     #expect(asked.status == .pending)
@@ -103,7 +106,7 @@ struct EntitlementServiceTests {
             $0.instanceID = instance.id
             $0.requesterID = "cust-1"
             $0.operation = "ecs:RebootInstance"
-          }, context: context)
+          }, context: handlerContext)
       }
     }
     #expect(try await check().allowed == false)
@@ -113,7 +116,7 @@ struct EntitlementServiceTests {
           $0.requestID = asked.id
           $0.decision = .approve
           $0.grantedDurationSeconds = 600
-        }, context: context
+        }, context: handlerContext
       ).request!
     }
     #expect(decided.status == .approved)
@@ -128,7 +131,7 @@ struct EntitlementServiceTests {
         request: .with {
           $0.authorizationID = applied.id
           $0.reason = "contract ended"
-        }, context: context)
+        }, context: handlerContext)
     }
     let refused = await code {
       _ = try await acting(.service, "catalog") {
@@ -136,7 +139,7 @@ struct EntitlementServiceTests {
           request: .with {
             $0.baseServiceID = a.id
             $0.distributorID = "dist-1"
-          }, context: context)
+          }, context: handlerContext)
       }
     }
     #expect(refused == .failedPrecondition)
@@ -169,7 +172,7 @@ struct EntitlementServiceTests {
       -> Nest_Entitlement_V1_CheckLicenseResponse
     {
       try await acting(.customer, "cust-1") {
-        try await self.entitlement.checkLicense(request: .with { $0.license = license }, context: context)
+        try await self.entitlement.checkLicense(request: .with { $0.license = license }, context: handlerContext)
       }
     }
     let valid = try await check(.signedLicense(signed))
@@ -189,20 +192,21 @@ struct EntitlementServiceTests {
       try await self.entitlement.suspendServiceInstance(
         request: .with {
           $0.instanceID = instance.id; $0.reason = "holiday"
-        }, context: context
+        }, context: handlerContext
       ).instance!
     }
     #expect(suspended.status == .suspended)
     #expect(try await check(.licenseID(license.licenseID)).status == .suspended)
     _ = try await acting(.customer, "cust-1") {
-      try await self.entitlement.resumeServiceInstance(request: .with { $0.instanceID = instance.id }, context: context)
+      try await self.entitlement.resumeServiceInstance(
+        request: .with { $0.instanceID = instance.id }, context: handlerContext)
     }
     let renewed = try await acting(.customer, "cust-1") {
       try await self.entitlement.renewServiceInstance(
         request: .with {
           $0.instanceID = instance.id
           $0.renewal = .periods(1)
-        }, context: context
+        }, context: handlerContext
       ).instance!
     }
     #expect(renewed.expiresAtUnixMs == instance.expiresAtUnixMs + 30 * 86_400_000)
@@ -215,7 +219,7 @@ struct EntitlementServiceTests {
       try await self.entitlement.releaseServiceInstance(
         request: .with {
           $0.instanceID = instance.id; $0.reason = "refund"
-        }, context: context)
+        }, context: handlerContext)
     }
     #expect(try await check(.licenseID(license.licenseID)).status == .released)
   }
@@ -230,7 +234,7 @@ struct EntitlementServiceTests {
             $0.clientToken = "apply-1"
             $0.baseServiceID = a.id
             $0.message = message
-          }, context: context
+          }, context: handlerContext
         ).authorization!
       }
     }
@@ -240,7 +244,8 @@ struct EntitlementServiceTests {
     // Without a token the second application is refused by the rules: one pending per pair.
     let again = await code {
       _ = try await acting(.distributor, "dist-1") {
-        try await self.entitlement.applyForDistribution(request: .with { $0.baseServiceID = a.id }, context: context)
+        try await self.entitlement.applyForDistribution(
+          request: .with { $0.baseServiceID = a.id }, context: handlerContext)
       }
     }
     #expect(again == .alreadyExists)
@@ -275,7 +280,7 @@ struct EntitlementServiceTests {
               $0.validUntilUnixMs = 1
               $0.maxInstances = -1
             }
-          }, context: context)
+          }, context: handlerContext)
       }
     }
     #expect(
@@ -286,7 +291,7 @@ struct EntitlementServiceTests {
     let page = await violations {
       _ = try await acting(.operator, "op") {
         try await self.entitlement.listServiceInstances(
-          request: .with { $0.page = .with { $0.pageSize = 501 } }, context: context)
+          request: .with { $0.page = .with { $0.pageSize = 501 } }, context: handlerContext)
       }
     }
     #expect(page == ["page.page_size"])
@@ -297,7 +302,7 @@ struct EntitlementServiceTests {
     let unknown = await code {
       _ = try await acting(.distributor, "dist-1") {
         try await self.entitlement.applyForDistribution(
-          request: .with { $0.baseServiceID = "svc_missing" }, context: context)
+          request: .with { $0.baseServiceID = "svc_missing" }, context: handlerContext)
       }
     }
     #expect(unknown == .notFound)

@@ -10,29 +10,8 @@ import NIOConcurrencyHelpers
 import NestAuth
 import NestProto
 import NestServiceKit
+import NestTestKit
 import Testing
-
-let context = ServerContext(
-  descriptor: MethodDescriptor(fullyQualifiedService: "nest.test", method: "Test"), remotePeer: "test",
-  localPeer: "test", cancellation: .init())
-
-func acting<R>(_ role: Nest_Common_V1_Role, _ subject: String, _ body: () async throws -> R) async throws -> R {
-  try await Principal.$current.withValue(Principal(subject: subject, role: role)) { try await body() }
-}
-
-/// The code a call failed with; nil if it succeeded.
-func code(of body: () async throws -> Void) async -> RPCError.Code? {
-  do {
-    try await body()
-    return nil
-  } catch let error as DomainError {
-    return error.code
-  } catch let error as RPCError {
-    return error.code
-  } catch {
-    return .unknown
-  }
-}
 
 final class InProcessPlatform: Sendable {
   let catalog: CatalogService
@@ -52,7 +31,7 @@ final class InProcessPlatform: Sendable {
           request: .with {
             $0.baseServiceID = baseServiceID
             $0.distributorID = distributorID
-          }, context: context
+          }, context: handlerContext
         ).authorization!
       }
     }
@@ -63,7 +42,7 @@ final class InProcessPlatform: Sendable {
     let catalog: CatalogService
     func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse {
       try await acting(.service, "entitlement") {
-        try await self.catalog.getService(request: .with { $0.serviceID = id }, context: context)
+        try await self.catalog.getService(request: .with { $0.serviceID = id }, context: handlerContext)
       }
     }
   }
@@ -127,23 +106,25 @@ final class InProcessPlatform: Sendable {
               $0.name = "small"; $0.parameters = ["cpu": "2"]
             }
           ]
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.publishService(
         request: .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.enableDistribution(
-        request: .with { $0.serviceID = created.service!.id }, context: context)
+        request: .with { $0.serviceID = created.service!.id }, context: handlerContext)
       if listed {
         _ = try await self.catalog.listOnMarketplace(
           request: .with {
             $0.serviceID = created.service!.id
             $0.plans = [Self.plan(3_000)]
-          }, context: context)
+          }, context: handlerContext)
       }
-      return try await self.catalog.getService(request: .with { $0.serviceID = created.service!.id }, context: context)
-        .service!
+      return try await self.catalog.getService(
+        request: .with { $0.serviceID = created.service!.id }, context: handlerContext
+      )
+      .service!
     }
   }
 
@@ -162,19 +143,21 @@ final class InProcessPlatform: Sendable {
               $0.name = "standard"; $0.parameters = ["tier": "gold"]
             }
           ]
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.publishService(
         request: .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: context)
+        }, context: handlerContext)
       _ = try await self.catalog.listOnMarketplace(
         request: .with {
           $0.serviceID = created.service!.id
           $0.plans = [Self.plan(price)]
-        }, context: context)
-      return try await self.catalog.getService(request: .with { $0.serviceID = created.service!.id }, context: context)
-        .service!
+        }, context: handlerContext)
+      return try await self.catalog.getService(
+        request: .with { $0.serviceID = created.service!.id }, context: handlerContext
+      )
+      .service!
     }
   }
 
@@ -183,7 +166,8 @@ final class InProcessPlatform: Sendable {
     -> Nest_Entitlement_V1_CreateServiceInstanceRequest
   {
     let resolution = try await acting(.service, "order") {
-      try await self.catalog.resolveScenario(request: .with { $0.serviceID = service }, context: context).resolution!
+      try await self.catalog.resolveScenario(request: .with { $0.serviceID = service }, context: handlerContext)
+        .resolution!
     }
     return .with {
       $0.orderID = order
@@ -204,7 +188,7 @@ final class InProcessPlatform: Sendable {
     -> Nest_Entitlement_V1_ServiceInstance
   {
     try await acting(.service, "order") {
-      try await self.entitlement.createServiceInstance(request: request, context: context).instance!
+      try await self.entitlement.createServiceInstance(request: request, context: handlerContext).instance!
     }
   }
 }

@@ -8,6 +8,7 @@ import Foundation
 import GRPCCore
 import NestProto
 import NestProtoTesting
+import NestTestKit
 import Testing
 
 /// A: isv-1's PRIVATE base, listed. B: dist-1's FULLY_MANAGED service on A (scenario 2),
@@ -31,7 +32,7 @@ struct Fixture: Sendable {
           $0.baseServiceID = a.id
           $0.distributorID = "dist-1"
           $0.terms = InProcessPlatform.terms(wholesale: 1_000)
-        }, context: context
+        }, context: handlerContext
       ).authorization!
     }
     let b = try await platform.publishedDerived(distributor: "dist-1", base: a.id, type: .fullyManaged, price: 2_000)
@@ -45,7 +46,7 @@ struct Fixture: Sendable {
           $0.operation = "db:ReadSlowLog"
           $0.reason = "slow queries"
           $0.requestedDurationSeconds = 600
-        }, context: context
+        }, context: handlerContext
       ).request!
     }
     return Fixture(
@@ -78,7 +79,7 @@ let cases: [Case] = [
         $0.name = "New"
         $0.type = .private
         $0.deploymentPackage = InProcessPlatform.package
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("CreateDerivedService", [.dist1, .dist2]) { f in
     _ = try await f.platform.catalog.createDerivedService(
@@ -86,76 +87,80 @@ let cases: [Case] = [
         $0.baseServiceID = f.a.id
         $0.name = "Another B"
         $0.type = .fullyManaged
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("CreateServiceVersion", [.isv1]) { f in
     _ = try await f.platform.catalog.createServiceVersion(
       request: .with {
         $0.serviceID = f.a.id
         $0.deploymentPackage = InProcessPlatform.package
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("PublishService", [.isv1]) { f in
     _ = try await f.platform.catalog.publishService(
       request: .with {
         $0.serviceID = f.a.id
         $0.versionID = f.a.defaultVersionID
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("TakeServiceOffline", [.dist1]) { f in
-    _ = try await f.platform.catalog.takeServiceOffline(request: .with { $0.serviceID = f.b.id }, context: context)
+    _ = try await f.platform.catalog.takeServiceOffline(
+      request: .with { $0.serviceID = f.b.id }, context: handlerContext)
   },
   Case("GetService", everyone) { f in
-    _ = try await f.platform.catalog.getService(request: .with { $0.serviceID = f.b.id }, context: context)
+    _ = try await f.platform.catalog.getService(request: .with { $0.serviceID = f.b.id }, context: handlerContext)
   },
   Case("ListServices", everyone) { f in
-    _ = try await f.platform.catalog.listServices(request: .init(), context: context)
+    _ = try await f.platform.catalog.listServices(request: .init(), context: handlerContext)
   },
   Case("EnableDistribution", [.isv1]) { f in
-    _ = try await f.platform.catalog.enableDistribution(request: .with { $0.serviceID = f.a.id }, context: context)
+    _ = try await f.platform.catalog.enableDistribution(
+      request: .with { $0.serviceID = f.a.id }, context: handlerContext)
   },
   Case("DisableDistribution", [.isv1]) { f in
-    _ = try await f.platform.catalog.disableDistribution(request: .with { $0.serviceID = f.a.id }, context: context)
+    _ = try await f.platform.catalog.disableDistribution(
+      request: .with { $0.serviceID = f.a.id }, context: handlerContext)
   },
   Case("ListOnMarketplace", [.dist1]) { f in
     _ = try await f.platform.catalog.listOnMarketplace(
       request: .with {
         $0.serviceID = f.b.id
         $0.plans = [InProcessPlatform.plan(2_500)]
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("DelistFromMarketplace", [.dist1]) { f in
     _ = try await f.platform.catalog.delistFromMarketplace(
-      request: .with { $0.productID = f.bProduct }, context: context)
+      request: .with { $0.productID = f.bProduct }, context: handlerContext)
   },
   Case("GetProduct", everyone) { f in
-    _ = try await f.platform.catalog.getProduct(request: .with { $0.key = .productID(f.bProduct) }, context: context)
+    _ = try await f.platform.catalog.getProduct(
+      request: .with { $0.key = .productID(f.bProduct) }, context: handlerContext)
   },
   Case("ListProducts", everyone) { f in
-    _ = try await f.platform.catalog.listProducts(request: .init(), context: context)
+    _ = try await f.platform.catalog.listProducts(request: .init(), context: handlerContext)
   },
   Case("ResolveScenario", everyone) { f in
-    _ = try await f.platform.catalog.resolveScenario(request: .with { $0.serviceID = f.b.id }, context: context)
+    _ = try await f.platform.catalog.resolveScenario(request: .with { $0.serviceID = f.b.id }, context: handlerContext)
   },
 
   // MARK: EntitlementService
   Case("ApplyForDistribution", [.dist1, .dist2]) { f in
     _ = try await f.platform.entitlement.applyForDistribution(
-      request: .with { $0.baseServiceID = f.a.id }, context: context)
+      request: .with { $0.baseServiceID = f.a.id }, context: handlerContext)
   },
   Case("ApproveDistribution", [.isv1]) { f in
     _ = try await f.platform.entitlement.approveDistribution(
       request: .with {
         $0.authorizationID = f.authorization
         $0.terms = InProcessPlatform.terms(wholesale: 1_000)
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("RejectDistribution", [.isv1]) { f in
     _ = try await f.platform.entitlement.rejectDistribution(
       request: .with {
         $0.authorizationID = f.authorization
         $0.reason = "no"
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("GrantDistribution", [.isv1]) { f in
     _ = try await f.platform.entitlement.grantDistribution(
@@ -163,64 +168,64 @@ let cases: [Case] = [
         $0.baseServiceID = f.a.id
         $0.distributorID = "dist-2"
         $0.terms = InProcessPlatform.terms(wholesale: 1_000)
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("RevokeDistribution", [.isv1]) { f in
     _ = try await f.platform.entitlement.revokeDistribution(
       request: .with {
         $0.authorizationID = f.authorization
         $0.reason = "ended"
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("GetDistributionAuthorization", [.isv1, .dist1, .op, .svc]) { f in
     _ = try await f.platform.entitlement.getDistributionAuthorization(
-      request: .with { $0.authorizationID = f.authorization }, context: context)
+      request: .with { $0.authorizationID = f.authorization }, context: handlerContext)
   },
   Case("ListDistributionAuthorizations", [.isv1, .isv2, .dist1, .dist2, .op, .svc]) { f in
-    _ = try await f.platform.entitlement.listDistributionAuthorizations(request: .init(), context: context)
+    _ = try await f.platform.entitlement.listDistributionAuthorizations(request: .init(), context: handlerContext)
   },
   Case("CheckDistribution", [.isv1, .dist1, .op, .svc]) { f in
     _ = try await f.platform.entitlement.checkDistribution(
       request: .with {
         $0.baseServiceID = f.a.id
         $0.distributorID = "dist-1"
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("CreateServiceInstance", [.svc]) { f in
     _ = try await f.platform.entitlement.createServiceInstance(
       request: try await f.platform.instanceRequest(
         order: "order-2", service: f.b.id, customer: "cust-2", parameterSet: ""),
-      context: context)
+      context: handlerContext)
   },
   Case("GetServiceInstance", [.cust1, .dist1, .isv1, .op, .svc]) { f in
     _ = try await f.platform.entitlement.getServiceInstance(
-      request: .with { $0.key = .instanceID(f.instance) }, context: context)
+      request: .with { $0.key = .instanceID(f.instance) }, context: handlerContext)
   },
   Case("ListServiceInstances", everyone) { f in
-    _ = try await f.platform.entitlement.listServiceInstances(request: .init(), context: context)
+    _ = try await f.platform.entitlement.listServiceInstances(request: .init(), context: handlerContext)
   },
   Case("RenewServiceInstance", owners) { f in
     _ = try await f.platform.entitlement.renewServiceInstance(
       request: .with {
         $0.instanceID = f.instance
         $0.renewal = .periods(1)
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("SuspendServiceInstance", owners) { f in
     _ = try await f.platform.entitlement.suspendServiceInstance(
-      request: .with { $0.instanceID = f.instance }, context: context)
+      request: .with { $0.instanceID = f.instance }, context: handlerContext)
   },
   Case("ResumeServiceInstance", owners) { f in
     _ = try await f.platform.entitlement.resumeServiceInstance(
-      request: .with { $0.instanceID = f.instance }, context: context)
+      request: .with { $0.instanceID = f.instance }, context: handlerContext)
   },
   Case("ReleaseServiceInstance", owners) { f in
     _ = try await f.platform.entitlement.releaseServiceInstance(
-      request: .with { $0.instanceID = f.instance }, context: context)
+      request: .with { $0.instanceID = f.instance }, context: handlerContext)
   },
   Case("CheckLicense", everyone) { f in
     _ = try await f.platform.entitlement.checkLicense(
-      request: .with { $0.license = .licenseID("lic_x") }, context: context)
+      request: .with { $0.license = .licenseID("lic_x") }, context: handlerContext)
   },
   Case("RequestResourcePermission", [.cust1]) { f in
     _ = try await f.platform.entitlement.requestResourcePermission(
@@ -229,17 +234,17 @@ let cases: [Case] = [
         $0.operation = "ecs:Reboot"
         $0.reason = "stuck"
         $0.requestedDurationSeconds = 60
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("DecidePermissionRequest", [.dist1]) { f in
     _ = try await f.platform.entitlement.decidePermissionRequest(
       request: .with {
         $0.requestID = f.permission
         $0.decision = .approve
-      }, context: context)
+      }, context: handlerContext)
   },
   Case("ListPermissionRequests", everyone) { f in
-    _ = try await f.platform.entitlement.listPermissionRequests(request: .init(), context: context)
+    _ = try await f.platform.entitlement.listPermissionRequests(request: .init(), context: handlerContext)
   },
   Case("CheckResourcePermission", [.cust1, .dist1, .isv1, .op, .svc]) { f in
     _ = try await f.platform.entitlement.checkResourcePermission(
@@ -247,7 +252,7 @@ let cases: [Case] = [
         $0.instanceID = f.instance
         $0.requesterID = "cust-1"
         $0.operation = "db:ReadSlowLog"
-      }, context: context)
+      }, context: handlerContext)
   },
 ]
 

@@ -7,6 +7,7 @@ import GRPCCore
 import NIOConcurrencyHelpers
 import NestProto
 import NestProtoTesting
+import NestServiceKit
 import NestTransport
 import Testing
 
@@ -88,19 +89,15 @@ func verifyExactlyOnce(_ cluster: ServiceCluster, _ setup: Setup, paid: [String]
   var all: [Nest_Order_V1_Order] = []
   let done = try await eventually(timeout: .seconds(180)) {
     all = try await orders(cluster, as: .operator, "op") { client in
-      var orders: [Nest_Order_V1_Order] = []
-      var token = ""
-      repeat {
+      try await Pages.all { token in
         let page = try await client.listOrders(
           .with {
             $0.page = .with {
               $0.pageSize = 500; $0.pageToken = token
             }
           })
-        orders += page.orders
-        token = page.page?.nextPageToken ?? ""
-      } while !token.isEmpty
-      return orders
+        return (page.orders, page.page?.nextPageToken ?? "")
+      }
     }
     return all.allSatisfy { $0.status == .fulfilled && $0.delivery?.pending == 0 }
   }
@@ -110,19 +107,15 @@ func verifyExactlyOnce(_ cluster: ServiceCluster, _ setup: Setup, paid: [String]
   #expect(Set(customerOrders.map(\.id)) == Set(paid))
   #expect(all.filter { $0.kind == .linked }.count == paid.count)
   let instances = try await entitlement(cluster, as: .operator, "op") { client in
-    var instances: [Nest_Entitlement_V1_ServiceInstance] = []
-    var token = ""
-    repeat {
+    try await Pages.all { token in
       let page = try await client.listServiceInstances(
         .with {
           $0.page = .with {
             $0.pageSize = 500; $0.pageToken = token
           }
         })
-      instances += page.instances
-      token = page.page?.nextPageToken ?? ""
-    } while !token.isEmpty
-    return instances
+      return (page.instances, page.page?.nextPageToken ?? "")
+    }
   }
   #expect(instances.count == paid.count)
   #expect(Set(instances.map(\.orderID)) == Set(paid))

@@ -213,17 +213,6 @@ func calling(_ cluster: ServiceCluster, _ service: String, _ method: String, tok
     transport: NestClientTransport(.init(port: cluster.ports[service]!, peerName: "test")),
     interceptors: [BearerTokenClientInterceptor(token: token)]
   ) { client in
-    try await client.unary(
-      request: ClientRequest(message: [UInt8]()),
-      descriptor: MethodDescriptor(fullyQualifiedService: parts[0], method: parts[1]),
-      serializer: PassThrough(), deserializer: PassThrough(), options: .defaults
-    ) { try $0.message }
-  }
-}
-
-struct PassThrough: MessageSerializer, MessageDeserializer {
-  func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
-  func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-    serializedMessageBytes.withUnsafeBytes { Array($0) }
+    try await client.unaryRaw(MethodDescriptor(fullyQualifiedService: parts[0], method: parts[1]), [])
   }
 }

@@ -6,6 +6,7 @@ import GRPCCore
 import NestAuth
 import NestProto
 import NestServiceKit
+import NestTestKit
 import Settlement
 import Testing
 
@@ -28,10 +29,6 @@ struct FakePeers: SettlementPeers {
   func paidOrders() async throws -> [Nest_Order_V1_Order] { [] }
   func instanceOrderIDs() async throws -> [String] { [] }
 }
-
-let serverContext = ServerContext(
-  descriptor: MethodDescriptor(fullyQualifiedService: "nest.test", method: "Test"), remotePeer: "test",
-  localPeer: "test", cancellation: .init())
 
 @Suite("Ledger property")
 struct LedgerPropertyTests {
@@ -71,7 +68,7 @@ struct LedgerPropertyTests {
     }
     var sold: [(id: String, postings: [(Nest_Settlement_V1_AccountKind, String, String, Int64)])] = []
     var refunded: Set<String> = []
-    try await Principal.$current.withValue(Principal(subject: "test", role: .service)) {
+    try await acting(.service, "test") {
       for step in 0..<150 {
         let currency = ["USD", "EUR", "JPY"][Int(random.next() % 3)]
         switch random.next() % 3 {
@@ -106,7 +103,7 @@ struct LedgerPropertyTests {
               }
               if LedgerRules.owesOffline(scenario) { $0.wholesaleAmount = MoneyMath.money(currency, amount / 2) }
               $0.paidAtUnixMs = 1
-            }, context: serverContext)
+            }, context: handlerContext)
           let commission = amount * Int64(bps) / 10_000  // fits: amount < 1e6
           let sellerKind: Nest_Settlement_V1_AccountKind = scenario == .direct ? .isv : .distributor
           let postings = [
@@ -117,9 +114,9 @@ struct LedgerPropertyTests {
           sold.append((id, postings))
         case 1:
           guard let sale = sold.filter({ !refunded.contains($0.id) }).randomElement(using: &random) else { continue }
-          _ = try await service.recordRefund(request: .with { $0.orderID = sale.id }, context: serverContext)
+          _ = try await service.recordRefund(request: .with { $0.orderID = sale.id }, context: handlerContext)
           // A redelivered refund changes nothing.
-          _ = try await service.recordRefund(request: .with { $0.orderID = sale.id }, context: serverContext)
+          _ = try await service.recordRefund(request: .with { $0.orderID = sale.id }, context: handlerContext)
           refunded.insert(sale.id)
           for posting in sale.postings { post(posting.0, posting.1, posting.2, -posting.3) }
         default:
@@ -137,7 +134,7 @@ struct LedgerPropertyTests {
                   $0.recordedAtUnixMs = 1
                 }
               ]
-            }, context: serverContext
+            }, context: handlerContext
           ).results[0]
           if result.result == .accepted {
             let payer = payers[instance]
@@ -149,22 +146,22 @@ struct LedgerPropertyTests {
         }
       }
     }
-    let reconcile = try await Principal.$current.withValue(Principal(subject: "op", role: .operator)) {
-      try await service.reconcile(request: .init(), context: serverContext)
+    let reconcile = try await acting(.operator, "op") {
+      try await service.reconcile(request: .init(), context: handlerContext)
     }
     #expect(reconcile.ok, "\(reconcile.discrepancies)")
     #expect(reconcile.sums.allSatisfy { $0.net?.amountMinor == 0 })
     for (key, expected) in model {
       let parts = key.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
       let kind = Nest_Settlement_V1_AccountKind.allCases.first { "\($0)" == parts[0] }!
-      let balance = try await Principal.$current.withValue(Principal(subject: "op", role: .operator)) {
+      let balance = try await acting(.operator, "op") {
         try await service.getBalance(
           request: .with {
             $0.account = .with {
               $0.kind = kind
               $0.accountID = parts[1]
             }
-          }, context: serverContext
+          }, context: handlerContext
         ).balance!
       }
       let actual = balance.amounts.first { $0.currency == parts[2] }?.amountMinor ?? 0

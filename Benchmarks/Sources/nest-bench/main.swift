@@ -252,33 +252,33 @@ try await client(.order, .operator, "op-bench") { raw in
   while try await !orders.listDeliveries(.with { $0.page = .with { $0.pageSize = 1 } }).deliveries.isEmpty {
     try await Task.sleep(for: .milliseconds(20))
   }
-  var token = ""
-  var parents: [String: String] = [:]
-  repeat {
+  let linked = try await Pages.all { token in
     let page = try await orders.listOrders(
       .with {
-        $0.kind = .linked;
+        $0.kind = .linked
         $0.page = .with {
-          $0.pageSize = 500; $0.pageToken = token
+          $0.pageSize = 500
+          $0.pageToken = token
         }
       })
-    for order in page.orders { parents[order.id] = order.parentOrderID }
-    token = page.page?.nextPageToken ?? ""
-  } while !token.isEmpty
-  repeat {
+    return (page.orders, page.page?.nextPageToken ?? "")
+  }
+  let parents = Dictionary(uniqueKeysWithValues: linked.map { ($0.id, $0.parentOrderID) })
+  let deliveries = try await Pages.all { token in
     let page = try await orders.listDeliveries(
       .with {
-        $0.includeDelivered = true;
+        $0.includeDelivered = true
         $0.page = .with {
-          $0.pageSize = 500; $0.pageToken = token
+          $0.pageSize = 500
+          $0.pageToken = token
         }
       })
-    for delivery in page.deliveries {
-      let order = parents[delivery.orderID] ?? delivery.orderID
-      delivered[order] = max(delivered[order] ?? 0, delivery.deliveredAtUnixMs)
-    }
-    token = page.page?.nextPageToken ?? ""
-  } while !token.isEmpty
+    return (page.deliveries, page.page?.nextPageToken ?? "")
+  }
+  for delivery in deliveries {
+    let order = parents[delivery.orderID] ?? delivery.orderID
+    delivered[order] = max(delivered[order] ?? 0, delivery.deliveredAtUnixMs)
+  }
 }
 let settledSeconds = (ContinuousClock.now - loadStart).seconds
 let after = Dictionary(uniqueKeysWithValues: processes.map { ($0.key, usage($0.value.processIdentifier)) })

@@ -63,31 +63,28 @@ public struct CatalogStore: Sendable {
   }
 
   public static func service(_ id: String, in db: Database) throws -> Nest_Catalog_V1_Service? {
-    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM services WHERE id = ?", arguments: [id]))
+    try MessageRows.one(db, sql: "SELECT body FROM services WHERE id = ?", arguments: [id])
   }
 
   /// A page of services matching `filter`, in creation order.
   public static func services(
     _ filter: ServiceFilter, page: PageQuery, in db: Database
   ) throws -> (services: [Nest_Catalog_V1_Service], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
-    if let owner = filter.ownerID { conditions.append("owner_id = ?"); arguments += [owner] }
-    if let type = filter.type { conditions.append("type = ?"); arguments += [type.rawValue] }
+    var rows = RowFilter()
+    if let owner = filter.ownerID { rows.add("owner_id = ?", [owner]) }
+    if let type = filter.type { rows.add("type = ?", [type.rawValue]) }
     if let statuses = filter.statuses {
-      conditions.append("status IN (\(statuses.map { _ in "?" }.joined(separator: ", ")))")
-      for status in statuses { arguments += [status.rawValue] }
+      rows.oneOf("status", statuses.map(\.rawValue))
     }
-    if let distributable = filter.distributable { conditions.append("distributable = ?"); arguments += [distributable] }
-    if let listed = filter.listed { conditions.append("listed = ?"); arguments += [listed] }
-    if let base = filter.baseServiceID { conditions.append("base_service_id = ?"); arguments += [base] }
+    if let distributable = filter.distributable { rows.add("distributable = ?", [distributable]) }
+    if let listed = filter.listed { rows.add("listed = ?", [listed]) }
+    if let base = filter.baseServiceID { rows.add("base_service_id = ?", [base]) }
     if let visibleTo = filter.visibleToNonOwner {
       // Others' drafts stay private.
-      conditions.append("(owner_id = ? OR status != ?)")
-      arguments += [visibleTo, Nest_Catalog_V1_ServiceStatus.draft.rawValue]
+      rows.add("(owner_id = ? OR status != ?)", [visibleTo, Nest_Catalog_V1_ServiceStatus.draft.rawValue])
     }
     let result = try MessageRows.page(
-      db, table: "services", conditions: conditions, arguments: arguments, page: page,
+      db, table: "services", filter: rows, page: page,
       newestFirst: false, as: Nest_Catalog_V1_Service.self)
     return (result.items, result.nextPageToken)
   }
@@ -106,12 +103,12 @@ public struct CatalogStore: Sendable {
   }
 
   public static func version(_ id: String, in db: Database) throws -> Nest_Catalog_V1_ServiceVersion? {
-    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM versions WHERE id = ?", arguments: [id]))
+    try MessageRows.one(db, sql: "SELECT body FROM versions WHERE id = ?", arguments: [id])
   }
 
   public static func versions(ofService serviceID: String, in db: Database) throws -> [Nest_Catalog_V1_ServiceVersion] {
-    try Data.fetchAll(db, sql: "SELECT body FROM versions WHERE service_id = ? ORDER BY number", arguments: [serviceID])
-      .map { try Nest_Catalog_V1_ServiceVersion(serializedBytes: $0) }
+    try MessageRows.all(
+      db, sql: "SELECT body FROM versions WHERE service_id = ? ORDER BY number", arguments: [serviceID])
   }
 
   public static func nextVersionNumber(ofService serviceID: String, in db: Database) throws -> Int32 {
@@ -136,47 +133,37 @@ public struct CatalogStore: Sendable {
   }
 
   public static func product(_ id: String, in db: Database) throws -> Nest_Catalog_V1_Product? {
-    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM products WHERE id = ?", arguments: [id]))
+    try MessageRows.one(db, sql: "SELECT body FROM products WHERE id = ?", arguments: [id])
   }
 
   public static func product(ofService serviceID: String, in db: Database) throws -> Nest_Catalog_V1_Product? {
-    try Self.decode(Data.fetchOne(db, sql: "SELECT body FROM products WHERE service_id = ?", arguments: [serviceID]))
+    try MessageRows.one(db, sql: "SELECT body FROM products WHERE service_id = ?", arguments: [serviceID])
   }
 
   /// A page of products matching `filter`, in creation order.
   public static func products(
     _ filter: ProductFilter, page: PageQuery, in db: Database
   ) throws -> (products: [Nest_Catalog_V1_Product], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
+    var rows = RowFilter()
     if let owner = filter.ownerID {
-      conditions.append("owner_id = ?")
-      arguments += [owner]
+      rows.add("owner_id = ?", [owner])
     }
     if let service = filter.serviceID {
-      conditions.append("service_id = ?")
-      arguments += [service]
+      rows.add("service_id = ?", [service])
     }
     if let status = filter.status {
-      conditions.append("status = ?")
-      arguments += [status.rawValue]
+      rows.add("status = ?", [status.rawValue])
     }
     if let type = filter.serviceType {
-      conditions.append("service_type = ?")
-      arguments += [type.rawValue]
+      rows.add("service_type = ?", [type.rawValue])
     }
     if let base = filter.baseServiceID {
-      conditions.append("base_service_id = ?")
-      arguments += [base]
+      rows.add("base_service_id = ?", [base])
     }
     let result = try MessageRows.page(
-      db, table: "products", conditions: conditions, arguments: arguments, page: page,
+      db, table: "products", filter: rows, page: page,
       newestFirst: false, as: Nest_Catalog_V1_Product.self)
     return (result.items, result.nextPageToken)
-  }
-
-  private static func decode<M: NestMessage>(_ data: Data?) throws -> M? {
-    try data.map { try M(serializedBytes: $0) }
   }
 }
 

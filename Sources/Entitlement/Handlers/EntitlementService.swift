@@ -559,6 +559,19 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     return response.instance!
   }
 
+  /// A lifecycle step with its history entry. Releasing a released instance changes nothing.
+  static func step(_ action: InstanceAction, reason: String)
+    -> @Sendable (inout Instance, Principal, Int64) throws
+    -> Void
+  {
+    { instance, caller, now in
+      if action == .release && instance.status == .released { return }
+      Self.record(
+        &instance, try InstanceRules.transition(from: instance.status, action), actor: caller.subject, reason: reason,
+        now: now)
+    }
+  }
+
   public func renewServiceInstance(
     request: Nest_Entitlement_V1_RenewServiceInstanceRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_RenewServiceInstanceResponse {
@@ -580,11 +593,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_SuspendServiceInstanceRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_SuspendServiceInstanceResponse {
     let instance = try await self.operate(
-      request.instanceID, method: "SuspendServiceInstance", token: request.clientToken, request: request
-    ) { instance, caller, now in
-      let status = try InstanceRules.transition(from: instance.status, .suspend)
-      Self.record(&instance, status, actor: caller.subject, reason: request.reason, now: now)
-    }
+      request.instanceID, method: "SuspendServiceInstance", token: request.clientToken, request: request,
+      Self.step(.suspend, reason: request.reason))
     return .with { $0.instance = instance }
   }
 
@@ -592,11 +602,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_ResumeServiceInstanceRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_ResumeServiceInstanceResponse {
     let instance = try await self.operate(
-      request.instanceID, method: "ResumeServiceInstance", token: request.clientToken, request: request
-    ) { instance, caller, now in
-      let status = try InstanceRules.transition(from: instance.status, .resume)
-      Self.record(&instance, status, actor: caller.subject, reason: request.reason, now: now)
-    }
+      request.instanceID, method: "ResumeServiceInstance", token: request.clientToken, request: request,
+      Self.step(.resume, reason: request.reason))
     return .with { $0.instance = instance }
   }
 
@@ -604,12 +611,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_ReleaseServiceInstanceResponse {
     let instance = try await self.operate(
-      request.instanceID, method: "ReleaseServiceInstance", token: request.clientToken, request: request
-    ) { instance, caller, now in
-      guard instance.status != .released else { return }
-      let status = try InstanceRules.transition(from: instance.status, .release)
-      Self.record(&instance, status, actor: caller.subject, reason: request.reason, now: now)
-    }
+      request.instanceID, method: "ReleaseServiceInstance", token: request.clientToken, request: request,
+      Self.step(.release, reason: request.reason))
     return .with { $0.instance = instance }
   }
 

@@ -114,40 +114,33 @@ public struct EntitlementStore: Sendable {
     _ filter: Nest_Entitlement_V1_ListDistributionAuthorizationsRequest, page: PageQuery, nowUnixMs: Int64,
     in db: Database
   ) throws -> (items: [Nest_Entitlement_V1_DistributionAuthorization], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
-    for (column, value) in [
-      ("base_service_id", filter.baseServiceID), ("isv_id", filter.isvID), ("distributor_id", filter.distributorID),
-    ] where !value.isEmpty {
-      conditions.append("\(column) = ?")
-      arguments += [value]
-    }
+    var rows = RowFilter()
+    rows.equal([
+      "base_service_id": filter.baseServiceID, "isv_id": filter.isvID, "distributor_id": filter.distributorID,
+    ])
     if filter.status != .unspecified {
       Self.statusCondition(
         filter.status.rawValue, live: Nest_Entitlement_V1_DistributionAuthorizationStatus.active.rawValue,
         expired: Nest_Entitlement_V1_DistributionAuthorizationStatus.expired.rawValue, deadline: "valid_until_unix_ms",
-        nowUnixMs: nowUnixMs, conditions: &conditions, arguments: &arguments)
+        nowUnixMs: nowUnixMs, rows: &rows)
     }
     return try MessageRows.page(
-      db, table: "authorizations", conditions: conditions, arguments: arguments, page: page, newestFirst: true)
+      db, table: "authorizations", filter: rows, page: page, newestFirst: true)
   }
 
   /// Filters on a status that time can change: `live` past its (non-zero) `deadline` column
   /// counts as `expired`.
   static func statusCondition(
     _ status: Int32, live: Int32, expired: Int32, deadline: String, nowUnixMs: Int64,
-    conditions: inout [String], arguments: inout StatementArguments
+    rows: inout RowFilter
   ) {
     switch status {
     case live:
-      conditions.append("status = ? AND (\(deadline) = 0 OR \(deadline) > ?)")
-      arguments += [live, nowUnixMs]
+      rows.add("status = ? AND (\(deadline) = 0 OR \(deadline) > ?)", [live, nowUnixMs])
     case expired:
-      conditions.append("(status = ? OR (status = ? AND \(deadline) > 0 AND \(deadline) <= ?))")
-      arguments += [expired, live, nowUnixMs]
+      rows.add("(status = ? OR (status = ? AND \(deadline) > 0 AND \(deadline) <= ?))", [expired, live, nowUnixMs])
     default:
-      conditions.append("status = ?")
-      arguments += [status]
+      rows.add("status = ?", [status])
     }
   }
 
@@ -224,23 +217,19 @@ public struct EntitlementStore: Sendable {
   public static func instances(
     _ filter: Nest_Entitlement_V1_ListServiceInstancesRequest, page: PageQuery, nowUnixMs: Int64, in db: Database
   ) throws -> (items: [Nest_Entitlement_V1_ServiceInstance], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
-    for (column, value) in [
-      ("customer_id", filter.customerID), ("distributor_id", filter.distributorID), ("isv_id", filter.isvID),
-      ("service_id", filter.serviceID), ("base_service_id", filter.baseServiceID),
-    ] where !value.isEmpty {
-      conditions.append("\(column) = ?")
-      arguments += [value]
-    }
+    var rows = RowFilter()
+    rows.equal([
+      "customer_id": filter.customerID, "distributor_id": filter.distributorID, "isv_id": filter.isvID,
+      "service_id": filter.serviceID, "base_service_id": filter.baseServiceID,
+    ])
     if filter.status != .unspecified {
       Self.statusCondition(
         filter.status.rawValue, live: Nest_Entitlement_V1_DeploymentStatus.deployed.rawValue,
         expired: Nest_Entitlement_V1_DeploymentStatus.expired.rawValue, deadline: "expires_at_unix_ms",
-        nowUnixMs: nowUnixMs, conditions: &conditions, arguments: &arguments)
+        nowUnixMs: nowUnixMs, rows: &rows)
     }
     return try MessageRows.page(
-      db, table: "instances", conditions: conditions, arguments: arguments, page: page, newestFirst: true)
+      db, table: "instances", filter: rows, page: page, newestFirst: true)
   }
 
   // MARK: Permission requests
@@ -284,35 +273,26 @@ public struct EntitlementStore: Sendable {
   public static func permissionRequests(
     _ filter: Nest_Entitlement_V1_ListPermissionRequestsRequest, page: PageQuery, nowUnixMs: Int64, in db: Database
   ) throws -> (items: [Nest_Entitlement_V1_PermissionRequest], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
-    for (column, value) in [
-      ("instance_id", filter.instanceID), ("requester_id", filter.requesterID), ("owner_id", filter.ownerID),
-    ] where !value.isEmpty {
-      conditions.append("\(column) = ?")
-      arguments += [value]
-    }
+    var rows = RowFilter()
+    rows.equal([
+      "instance_id": filter.instanceID, "requester_id": filter.requesterID, "owner_id": filter.ownerID,
+    ])
     typealias Status = Nest_Entitlement_V1_PermissionRequestStatus
     let pendingDeadline = nowUnixMs - PermissionRules.decisionWindowMs
     switch filter.status {
     case .unspecified: break
     case .pending:
-      conditions.append("status = ? AND created_at_unix_ms > ?")
-      arguments += [Status.pending.rawValue, pendingDeadline]
+      rows.add("status = ? AND created_at_unix_ms > ?", [Status.pending.rawValue, pendingDeadline])
     case .approved:
-      conditions.append("status = ? AND grant_expires_at_unix_ms > ?")
-      arguments += [Status.approved.rawValue, nowUnixMs]
+      rows.add("status = ? AND grant_expires_at_unix_ms > ?", [Status.approved.rawValue, nowUnixMs])
     case .expired:
-      conditions.append(
-        "(status = ? OR (status = ? AND created_at_unix_ms <= ?) OR (status = ? AND grant_expires_at_unix_ms <= ?))")
-      arguments += [
-        Status.expired.rawValue, Status.pending.rawValue, pendingDeadline, Status.approved.rawValue, nowUnixMs,
-      ]
+      rows.add(
+        "(status = ? OR (status = ? AND created_at_unix_ms <= ?) OR (status = ? AND grant_expires_at_unix_ms <= ?))",
+        [Status.expired.rawValue, Status.pending.rawValue, pendingDeadline, Status.approved.rawValue, nowUnixMs])
     default:
-      conditions.append("status = ?")
-      arguments += [filter.status.rawValue]
+      rows.add("status = ?", [filter.status.rawValue])
     }
     return try MessageRows.page(
-      db, table: "permission_requests", conditions: conditions, arguments: arguments, page: page, newestFirst: true)
+      db, table: "permission_requests", filter: rows, page: page, newestFirst: true)
   }
 }

@@ -168,12 +168,14 @@ public final class Dispatcher: Service, Sendable {
   static func fulfil(_ orderID: String, instanceID: String, now: Int64, in db: Database) throws {
     guard var order = try OrderStore.order(orderID, in: db) else { return }
     order.instanceID = instanceID
-    if order.status == .paid {
-      OrderService.record(&order, .fulfilled, actor: "marketplace-order", reason: "instance \(instanceID)", now: now)
+    // A refund may have come first: then the order stays REFUNDED and only learns its instance.
+    if let status = try? OrderRules.transition(from: order.status, .fulfil) {
+      OrderService.record(&order, status, actor: "marketplace-order", reason: "instance \(instanceID)", now: now)
       for id in order.linkedOrderIds {
-        guard var link = try OrderStore.order(id, in: db), link.status == .paid else { continue }
-        OrderService.record(
-          &link, .fulfilled, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
+        guard var link = try OrderStore.order(id, in: db),
+          let linked = try? OrderRules.transition(from: link.status, .fulfil)
+        else { continue }
+        OrderService.record(&link, linked, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
         try OrderStore.save(link, in: db)
       }
     }

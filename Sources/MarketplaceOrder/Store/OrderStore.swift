@@ -66,37 +66,23 @@ public struct OrderStore: Sendable {
   public static func orders(
     _ filter: Nest_Order_V1_ListOrdersRequest, party: String?, page: PageQuery, in db: Database
   ) throws -> (items: [Order], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
+    var rows = RowFilter()
     if let party {
-      conditions.append("(buyer_id = ? OR seller_id = ?)")
-      arguments += [party, party]
+      rows.add("(buyer_id = ? OR seller_id = ?)", [party, party])
     }
-    for (column, value) in [
-      ("buyer_id", filter.buyerID), ("seller_id", filter.sellerID), ("product_id", filter.productID),
-      ("service_id", filter.serviceID), ("parent_order_id", filter.parentOrderID),
-    ] where !value.isEmpty {
-      conditions.append("\(column) = ?")
-      arguments += [value]
-    }
+    rows.equal([
+      "buyer_id": filter.buyerID, "seller_id": filter.sellerID, "product_id": filter.productID,
+      "service_id": filter.serviceID, "parent_order_id": filter.parentOrderID,
+    ])
     if !filter.statuses.isEmpty {
-      conditions.append("status IN (\(filter.statuses.map { _ in "?" }.joined(separator: ", ")))")
-      for status in filter.statuses { arguments += [status.rawValue] }
+      rows.oneOf("status", filter.statuses.map(\.rawValue))
     }
     if filter.kind != .unspecified {
-      conditions.append("kind = ?")
-      arguments += [filter.kind.rawValue]
+      rows.add("kind = ?", [filter.kind.rawValue])
     }
-    if filter.createdAfterUnixMs > 0 {
-      conditions.append("created_at_unix_ms >= ?")
-      arguments += [filter.createdAfterUnixMs]
-    }
-    if filter.createdBeforeUnixMs > 0 {
-      conditions.append("created_at_unix_ms < ?")
-      arguments += [filter.createdBeforeUnixMs]
-    }
+    rows.range("created_at_unix_ms", from: filter.createdAfterUnixMs, before: filter.createdBeforeUnixMs)
     return try MessageRows.page(
-      db, table: "orders", conditions: conditions, arguments: arguments, page: page, newestFirst: true)
+      db, table: "orders", filter: rows, page: page, newestFirst: true)
   }
 
   // MARK: The outbox
@@ -150,26 +136,21 @@ public struct OrderStore: Sendable {
   public static func deliveries(
     _ filter: Nest_Order_V1_ListDeliveriesRequest, page: PageQuery, in db: Database
   ) throws -> (items: [Delivery], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
+    var rows = RowFilter()
     if !filter.includeDelivered {
-      conditions.append("status = ?")
-      arguments += [Nest_Order_V1_DeliveryStatus.pending.rawValue]
+      rows.add("status = ?", [Nest_Order_V1_DeliveryStatus.pending.rawValue])
     }
     if !filter.orderID.isEmpty {
-      conditions.append("order_id = ?")
-      arguments += [filter.orderID]
+      rows.add("order_id = ?", [filter.orderID])
     }
     if filter.kind != .unspecified {
-      conditions.append("kind = ?")
-      arguments += [filter.kind.rawValue]
+      rows.add("kind = ?", [filter.kind.rawValue])
     }
     if filter.target != .unspecified {
-      conditions.append("target = ?")
-      arguments += [filter.target.rawValue]
+      rows.add("target = ?", [filter.target.rawValue])
     }
-    if filter.failingOnly { conditions.append("failing = 1") }
+    if filter.failingOnly { rows.add("failing = 1") }
     return try MessageRows.page(
-      db, table: "deliveries", conditions: conditions, arguments: arguments, page: page, newestFirst: false)
+      db, table: "deliveries", filter: rows, page: page, newestFirst: false)
   }
 }

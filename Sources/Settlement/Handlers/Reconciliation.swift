@@ -22,8 +22,22 @@ enum Reconciliation {
     }
   }
 
-  /// The ledger on its own.
-  static func ledger(asOf: Int64, in db: Database) throws -> Nest_Settlement_V1_ReconcileResponse {
+  /// Every SALE transaction, and by order id: read once per Reconcile.
+  struct Sales {
+    var all: [Nest_Settlement_V1_LedgerTransaction]
+    var byOrder: [String: [Nest_Settlement_V1_LedgerTransaction]] = [:]
+
+    init(in db: Database) throws {
+      self.all = try SettlementStore.transactions(kind: .sale, asOf: .max, in: db)
+      for sale in self.all {
+        if case .orderID(let order)? = sale.source { self.byOrder[order, default: []].append(sale) }
+      }
+    }
+  }
+
+  /// The ledger on its own, as recorded up to `asOf`.
+  static func ledger(asOf: Int64, sales allSales: Sales, in db: Database) throws -> Nest_Settlement_V1_ReconcileResponse
+  {
     var response = Nest_Settlement_V1_ReconcileResponse()
     response.sums = try SettlementStore.sums(asOf: asOf, in: db)
     for sum in response.sums where sum.net?.amountMinor != 0 {
@@ -36,13 +50,10 @@ enum Reconciliation {
         discrepancy(
           .unbalancedTransaction, transaction: transaction, currency: currency, "\(currency): postings sum to \(net)"))
     }
-    let sales = try SettlementStore.transactions(kind: .sale, asOf: asOf, in: db)
+    let sales = allSales.all.filter { $0.createdAtUnixMs <= asOf }
     let refunds = try SettlementStore.transactions(kind: .refund, asOf: asOf, in: db)
-    var salesByOrder: [String: [Nest_Settlement_V1_LedgerTransaction]] = [:]
-    for sale in sales {
-      if case .orderID(let order)? = sale.source { salesByOrder[order, default: []].append(sale) }
-    }
-    for (order, transactions) in salesByOrder where transactions.count > 1 {
+    let obligations = try SettlementStore.obligationCounts(in: db)
+    for (order, transactions) in allSales.byOrder where transactions.filter({ $0.createdAtUnixMs <= asOf }).count > 1 {
       response.discrepancies.append(
         discrepancy(.duplicateSale, order: order, "\(transactions.count) SALE transactions for one order"))
     }
@@ -97,17 +108,13 @@ enum Reconciliation {
   }
 
   /// The ledger against marketplace-order's paid orders and entitlement's instances.
-  static func orders(_ orders: [Nest_Order_V1_Order], instanceOrderIDs: [String], asOf: Int64, in db: Database) throws
+  static func orders(_ orders: [Nest_Order_V1_Order], instanceOrderIDs: [String], asOf: Int64, sales: Sales)
     -> [Discrepancy]
   {
     var found: [Discrepancy] = []
     var instances: [String: Int] = [:]
     for order in instanceOrderIDs { instances[order, default: 0] += 1 }
-    let sales = try SettlementStore.transactions(kind: .sale, asOf: .max, in: db)
-    var salesByOrder: [String: [Nest_Settlement_V1_LedgerTransaction]] = [:]
-    for sale in sales {
-      if case .orderID(let order)? = sale.source { salesByOrder[order, default: []].append(sale) }
-    }
+    let salesByOrder = sales.byOrder
     let known = Set(orders.map(\.id))
     for order in orders {
       let sold = salesByOrder[order.id] ?? []
@@ -137,7 +144,7 @@ enum Reconciliation {
         }
       }
     }
-    for sale in sales where sale.createdAtUnixMs <= asOf {
+    for sale in sales.all where sale.createdAtUnixMs <= asOf {
       if case .orderID(let order)? = sale.source, !known.contains(order) {
         found.append(
           discrepancy(.unknownOrder, order: order, transaction: sale.id, "marketplace-order knows no such paid order"))

@@ -2,6 +2,7 @@
 // Reconcile every paid order and every instance. Over RPC as role `service`.
 public import GRPCCore
 public import NestProto
+import NestServiceKit
 
 public protocol SettlementPeers: Sendable {
   /// The instance, or nil when entitlement does not know it.
@@ -30,9 +31,7 @@ public struct RPCSettlementPeers<Transport: ClientTransport>: SettlementPeers {
   }
 
   public func paidOrders() async throws -> [Nest_Order_V1_Order] {
-    var orders: [Nest_Order_V1_Order] = []
-    var token = ""
-    repeat {
+    try await Pages.all { token in
       let page = try await self.orders.listOrders(
         .with {
           $0.statuses = [.paid, .fulfilled, .refunded]
@@ -41,16 +40,12 @@ public struct RPCSettlementPeers<Transport: ClientTransport>: SettlementPeers {
             $0.pageToken = token
           }
         })
-      orders += page.orders
-      token = page.page?.nextPageToken ?? ""
-    } while !token.isEmpty
-    return orders
+      return (page.orders, page.page?.nextPageToken ?? "")
+    }
   }
 
   public func instanceOrderIDs() async throws -> [String] {
-    var ids: [String] = []
-    var token = ""
-    repeat {
+    try await Pages.all { token in
       let page = try await self.entitlement.listServiceInstances(
         .with {
           $0.page = .with {
@@ -58,9 +53,7 @@ public struct RPCSettlementPeers<Transport: ClientTransport>: SettlementPeers {
             $0.pageToken = token
           }
         })
-      ids += page.instances.map(\.orderID)
-      token = page.page?.nextPageToken ?? ""
-    } while !token.isEmpty
-    return ids
+      return (page.instances.map(\.orderID), page.page?.nextPageToken ?? "")
+    }
   }
 }

@@ -501,13 +501,13 @@ public struct SettlementService: Nest_Settlement_V1_SettlementService.SimpleServ
     }
     let (paid, instances) = (orders, instanceOrders)
     var response = try await self.store.database.read { db in
-      try Reconciliation.ledger(asOf: asOf, in: db)
-    }
-    if let paid, let instances {
-      response.discrepancies += try await self.store.database.read { db in
-        try Reconciliation.orders(paid, instanceOrderIDs: instances, asOf: asOf, in: db)
+      let sales = try Reconciliation.Sales(in: db)
+      var response = try Reconciliation.ledger(asOf: asOf, sales: sales, in: db)
+      if let paid, let instances {
+        response.discrepancies += Reconciliation.orders(paid, instanceOrderIDs: instances, asOf: asOf, sales: sales)
+        response.ordersChecked = UInt64(paid.count)
       }
-      response.ordersChecked = UInt64(paid.count)
+      return response
     }
     response.ok = response.discrepancies.isEmpty
     response.checkedAtUnixMs = now

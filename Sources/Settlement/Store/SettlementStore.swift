@@ -107,34 +107,24 @@ public struct SettlementStore: Sendable {
   public static func transactions(
     account: AccountRef?, filter: Nest_Settlement_V1_ListTransactionsRequest, page: PageQuery, in db: Database
   ) throws -> (items: [Nest_Settlement_V1_LedgerTransaction], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
+    var rows = RowFilter()
     if let account {
-      conditions.append("id IN (SELECT transaction_id FROM postings WHERE account_kind = ? AND account_id = ?)")
-      arguments += [account.kind.rawValue, account.accountID]
+      rows.add(
+        "id IN (SELECT transaction_id FROM postings WHERE account_kind = ? AND account_id = ?)",
+        [account.kind.rawValue, account.accountID])
     }
     if filter.kind != .unspecified {
-      conditions.append("kind = ?")
-      arguments += [filter.kind.rawValue]
+      rows.add("kind = ?", [filter.kind.rawValue])
     }
     if !filter.orderID.isEmpty {
-      conditions.append("order_id = ?")
-      arguments += [filter.orderID]
+      rows.add("order_id = ?", [filter.orderID])
     }
     if !filter.instanceID.isEmpty {
-      conditions.append("instance_id = ?")
-      arguments += [filter.instanceID]
+      rows.add("instance_id = ?", [filter.instanceID])
     }
-    if filter.createdAfterUnixMs > 0 {
-      conditions.append("created_at_unix_ms >= ?")
-      arguments += [filter.createdAfterUnixMs]
-    }
-    if filter.createdBeforeUnixMs > 0 {
-      conditions.append("created_at_unix_ms < ?")
-      arguments += [filter.createdBeforeUnixMs]
-    }
+    rows.range("created_at_unix_ms", from: filter.createdAfterUnixMs, before: filter.createdBeforeUnixMs)
     return try MessageRows.page(
-      db, table: "transactions", conditions: conditions, arguments: arguments, page: page, newestFirst: true)
+      db, table: "transactions", filter: rows, page: page, newestFirst: true)
   }
 
   /// An account's sums per currency (sorted) and its newest transaction's time.
@@ -254,33 +244,20 @@ public struct SettlementStore: Sendable {
   public static func obligations(
     _ filter: Nest_Settlement_V1_ListObligationsRequest, party: String?, page: PageQuery, in db: Database
   ) throws -> (items: [Nest_Settlement_V1_OfflineObligation], nextPageToken: String) {
-    var conditions: [String] = []
-    var arguments: StatementArguments = []
+    var rows = RowFilter()
     if let party {
-      conditions.append("(isv_id = ? OR distributor_id = ?)")
-      arguments += [party, party]
+      rows.add("(isv_id = ? OR distributor_id = ?)", [party, party])
     }
-    for (column, value) in [
-      ("isv_id", filter.isvID), ("distributor_id", filter.distributorID), ("order_id", filter.orderID),
-      ("statement_id", filter.statementID),
-    ] where !value.isEmpty {
-      conditions.append("\(column) = ?")
-      arguments += [value]
-    }
+    rows.equal([
+      "isv_id": filter.isvID, "distributor_id": filter.distributorID, "order_id": filter.orderID,
+      "statement_id": filter.statementID,
+    ])
     if !filter.statuses.isEmpty {
-      conditions.append("status IN (\(filter.statuses.map { _ in "?" }.joined(separator: ", ")))")
-      for status in filter.statuses { arguments += [status.rawValue] }
+      rows.oneOf("status", filter.statuses.map(\.rawValue))
     }
-    if filter.accruedAfterUnixMs > 0 {
-      conditions.append("accrued_at_unix_ms >= ?")
-      arguments += [filter.accruedAfterUnixMs]
-    }
-    if filter.accruedBeforeUnixMs > 0 {
-      conditions.append("accrued_at_unix_ms < ?")
-      arguments += [filter.accruedBeforeUnixMs]
-    }
+    rows.range("accrued_at_unix_ms", from: filter.accruedAfterUnixMs, before: filter.accruedBeforeUnixMs)
     return try MessageRows.page(
-      db, table: "obligations", conditions: conditions, arguments: arguments, page: page, newestFirst: false)
+      db, table: "obligations", filter: rows, page: page, newestFirst: false)
   }
 
   public static func save(_ statement: Nest_Settlement_V1_Statement, in db: Database) throws {
@@ -370,7 +347,11 @@ public struct SettlementStore: Sendable {
       arguments: [kind.rawValue, asOf])
   }
 
-  public static func allObligations(in db: Database) throws -> [Nest_Settlement_V1_OfflineObligation] {
-    try MessageRows.all(db, sql: "SELECT body FROM obligations ORDER BY rowid")
+  /// How many obligations (and credits) each order has.
+  public static func obligationCounts(in db: Database) throws -> [String: Int] {
+    Dictionary(
+      uniqueKeysWithValues: try Row.fetchAll(
+        db, sql: "SELECT order_id, COUNT(*) AS n FROM obligations GROUP BY order_id"
+      ).map { ($0["order_id"] as String, $0["n"] as Int) })
   }
 }

@@ -2,6 +2,8 @@
 #include "CNestProto.h"
 
 static const ProtobufCMessageDescriptor *const descriptors[] = {
+  &nest__access__v1__method_access__descriptor,
+  &nest__access__v1__field_access__descriptor,
   &nest__catalog__v1__deployment_package__descriptor,
   &nest__catalog__v1__parameter_set__descriptor,
   &nest__catalog__v1__parameter_set__parameters_entry__descriptor,
@@ -94,6 +96,11 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
   &nest__entitlement__v1__list_permission_requests_response__descriptor,
   &nest__entitlement__v1__check_resource_permission_request__descriptor,
   &nest__entitlement__v1__check_resource_permission_response__descriptor,
+  &nest__entitlement__v1__instance_slot__descriptor,
+  &nest__entitlement__v1__reserve_instance_slot_request__descriptor,
+  &nest__entitlement__v1__reserve_instance_slot_response__descriptor,
+  &nest__entitlement__v1__release_instance_slot_request__descriptor,
+  &nest__entitlement__v1__release_instance_slot_response__descriptor,
   &nest__health__v1__health_check_request__descriptor,
   &nest__health__v1__health_check_response__descriptor,
   &nest__order__v1__price_snapshot__descriptor,
@@ -144,6 +151,10 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
   &nest__settlement__v1__confirm_statement_settled_response__descriptor,
   &nest__settlement__v1__dispute_statement_request__descriptor,
   &nest__settlement__v1__dispute_statement_response__descriptor,
+  &nest__settlement__v1__get_statement_request__descriptor,
+  &nest__settlement__v1__get_statement_response__descriptor,
+  &nest__settlement__v1__list_statements_request__descriptor,
+  &nest__settlement__v1__list_statements_response__descriptor,
   &nest__settlement__v1__reconcile_request__descriptor,
   &nest__settlement__v1__currency_sum__descriptor,
   &nest__settlement__v1__discrepancy__descriptor,

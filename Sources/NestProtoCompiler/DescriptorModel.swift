@@ -45,6 +45,8 @@ public struct ProtoField: Hashable, Sendable {
   public var oneofIndex: Int?
   public var isProto3Optional: Bool
   public var comments: String
+  /// The encoded `(nest.access.v1.field)` option, if set: who may read the field.
+  public var accessOption: [UInt8]? = nil
 }
 
 public struct ProtoEnum: Hashable, Sendable {
@@ -70,6 +72,8 @@ public struct ProtoService: Hashable, Sendable {
     public var clientStreaming: Bool
     public var serverStreaming: Bool
     public var comments: String
+    /// The encoded `(nest.access.v1.method)` option, if set: who may call the method.
+    public var accessOption: [UInt8]? = nil
   }
 
   public var name: String
@@ -90,5 +94,19 @@ extension ProtoFile {
   /// Every enum in the file, nested ones included.
   public var allEnums: [ProtoEnum] {
     self.enums + self.allMessages.flatMap(\.enums)
+  }
+}
+
+extension ProtoField {
+  /// Who may read the field; nil when anyone may.
+  public func access() throws -> FieldAccessDeclaration? {
+    try self.accessOption.map(AccessOptions.field)
+  }
+}
+
+extension ProtoService.Method {
+  /// Who may call the method; nil when it declares nothing.
+  public func access() throws -> MethodAccessDeclaration? {
+    try self.accessOption.map(AccessOptions.method)
   }
 }

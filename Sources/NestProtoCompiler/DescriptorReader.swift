@@ -74,6 +74,20 @@ private struct Comments {
   subscript(_ path: [Int32]) -> String { self.byPath[path] ?? "" }
 }
 
+/// The bytes of the access extension among an options message's unknown fields, if set.
+private func extensionBytes(_ options: ProtobufCMessage?) -> [UInt8]? {
+  guard let options, let fields = options.unknown_fields else { return nil }
+  var bytes: [UInt8]? = nil
+  for index in 0..<Int(options.n_unknown_fields) where fields[index].tag == AccessOptions.extensionNumber {
+    // protobuf-c keeps a length-delimited field's bytes with their length prefix.
+    var field = WireReader(Array(UnsafeBufferPointer(start: fields[index].data, count: fields[index].len)))
+    guard let length = try? field.varint() else { continue }
+    // A repeated occurrence of a message option merges: its bytes concatenate.
+    bytes = (bytes ?? []) + field.bytes[field.offset..<min(field.bytes.count, field.offset + Int(length))]
+  }
+  return bytes
+}
+
 private func reserved<R>(
   _ ranges: UnsafeMutablePointer<UnsafeMutablePointer<R>?>?, _ count: Int, _ bounds: (R) -> (Int32, Int32)
 )
@@ -112,7 +126,8 @@ extension ProtoFile {
             outputType: String(string(m.output_type).drop { $0 == "." }),
             clientStreaming: m.has_client_streaming != 0 && m.client_streaming != 0,
             serverStreaming: m.has_server_streaming != 0 && m.server_streaming != 0,
-            comments: comments[[6, Int32(index), 2, Int32(methodIndex)]]
+            comments: comments[[6, Int32(index), 2, Int32(methodIndex)]],
+            accessOption: extensionBytes(m.options?.pointee.base)
           )
         },
         comments: comments[[6, Int32(index)]]
@@ -139,7 +154,8 @@ extension ProtoMessage {
         typeName: String(string(f.type_name).drop { $0 == "." }),
         oneofIndex: f.has_oneof_index != 0 ? Int(f.oneof_index) : nil,
         isProto3Optional: f.has_proto3_optional != 0 && f.proto3_optional != 0,
-        comments: comments[path + [2, Int32(index)]]
+        comments: comments[path + [2, Int32(index)]],
+        accessOption: extensionBytes(f.options?.pointee.base)
       )
     }
     self.oneofs = list(message.oneof_decl, message.n_oneof_decl).map { string($0.pointee.name) }

@@ -13,6 +13,9 @@ public struct GeneratorOptions: Sendable {
   public var cModule = "CNestProto"
   /// The name of the generated enum listing every message type of the module.
   public var registry = "NestProtoMessages"
+  /// Whether every RPC must declare `(nest.access.v1.method)`; then the registry also
+  /// carries the access tables.
+  public var accessRequired = false
 
   /// Parses protoc's `--nest-swift_opt=CModule=...,Registry=...`.
   public init(parameter: String) throws {
@@ -22,7 +25,12 @@ public struct GeneratorOptions: Sendable {
       switch parts[0] {
       case "CModule": self.cModule = parts[1]
       case "Registry": self.registry = parts[1]
-      default: throw GeneratorError("unknown option '\(parts[0])' (known: CModule, Registry)")
+      case "Access":
+        guard ["required", "none"].contains(parts[1]) else {
+          throw GeneratorError("option Access must be 'required' or 'none', not '\(parts[1])'")
+        }
+        self.accessRequired = parts[1] == "required"
+      default: throw GeneratorError("unknown option '\(parts[0])' (known: CModule, Registry, Access)")
       }
     }
   }
@@ -36,7 +44,7 @@ public struct GeneratorError: Error, CustomStringConvertible {
 public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
   let options = try GeneratorOptions(parameter: request.parameter)
   let types = TypeTable(files: request.files)
-  let emitter = MessageEmitter(types: types)
+  let emitter = MessageEmitter(types: types, redacted: try types.redactedMessages())
   let targets = request.files.filter { request.filesToGenerate.contains($0.name) }
   var output: [GeneratedFile] = []
 
@@ -53,7 +61,7 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
     content += "import \(options.cModule)\nimport NestProtoRuntime\n"
     for enumeration in file.enums { content += "\n" + emitter.render(enumeration, indent: "") }
     for message in file.messages where !message.isMapEntry {
-      content += "\n" + emitter.render(message, indent: "")
+      content += "\n" + (try emitter.render(message, indent: ""))
     }
     output.append(GeneratedFile(name: base + ".pb.swift", content: content))
 
@@ -79,8 +87,71 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
   registry += "/// protoc-c's descriptors for this module's messages.\n"
   registry +=
     "let _nestCDescriptors = NestCDescriptorTable { \(options.cModule.lowercased())_message_descriptors($0) }\n"
+  if options.accessRequired {
+    registry += "\n" + (try renderAccessTable(targets, types))
+  }
   output.append(GeneratedFile(name: options.registry + ".swift", content: registry))
   return output
+}
+
+/// NestAccessTable: every RPC's `(nest.access.v1.method)` and every field's
+/// `(nest.access.v1.field)`, checked for sense and rendered as Swift values.
+private func renderAccessTable(_ files: [ProtoFile], _ types: TypeTable) throws -> String {
+  func roles(_ numbers: [Int32]) -> String {
+    "[" + numbers.map { "." + types.enumCase("nest.common.v1.Role", $0) }.joined(separator: ", ") + "]"
+  }
+  var out = "/// Who may call each RPC and who may read each field, as declared in the .proto files with\n"
+  out += "/// `(nest.access.v1.method)` and `(nest.access.v1.field)`.\n"
+  out += "public enum NestAccessTable {\n"
+  out += "  /// By fully qualified method, `package.Service/Method`.\n"
+  out += "  public static let methods: [String: Nest_Access_V1_MethodAccess] = [\n"
+  for file in files {
+    for service in file.services {
+      for method in service.methods {
+        let path = "\(service.fullName)/\(method.name)"
+        guard let access = try method.access() else {
+          throw GeneratorError("\(path) declares no (nest.access.v1.method): say who may call it")
+        }
+        var problems: [String] = []
+        if access.open && !access.roles.isEmpty { problems.append("an open method names no roles") }
+        if !access.open && access.roles.isEmpty { problems.append("no roles may call it") }
+        if access.roles.contains(5) && access.services.isEmpty {
+          problems.append("ROLE_SERVICE needs the services that may call it")
+        }
+        if !access.roles.contains(5) && !access.services.isEmpty {
+          problems.append("services are named but ROLE_SERVICE is not among the roles")
+        }
+        if access.relation != 0 && access.resource.isEmpty { problems.append("a relation needs its resource") }
+        guard problems.isEmpty else {
+          throw GeneratorError("\(path): \(problems.joined(separator: "; "))")
+        }
+        var fields: [String] = []
+        if access.open { fields.append("$0.open = true") }
+        if !access.roles.isEmpty { fields.append("$0.roles = \(roles(access.roles))") }
+        if !access.services.isEmpty {
+          fields.append("$0.services = [\(access.services.map { "\"\($0)\"" }.joined(separator: ", "))]")
+        }
+        if !access.resource.isEmpty { fields.append("$0.resource = \"\(access.resource)\"") }
+        if access.relation != 0 {
+          fields.append("$0.relation = .\(types.enumCase("nest.access.v1.Relation", access.relation))")
+        }
+        out += "    \"\(path)\": .with { \(fields.joined(separator: "; ")) },\n"
+      }
+    }
+  }
+  out += "  ]\n\n"
+  out += "  /// Fields only some roles may read: by message full name, field number -> readers.\n"
+  out += "  public static let fields: [String: [Int32: [Nest_Common_V1_Role]]] = [\n"
+  for file in files {
+    for message in file.allMessages {
+      let restricted = try message.fields.compactMap { field in try field.access().map { (field.number, $0) } }
+      guard !restricted.isEmpty else { continue }
+      let entries = restricted.map { "\($0.0): \(roles($0.1.readers))" }.joined(separator: ", ")
+      out += "    \"\(message.fullName)\": [\(entries)],\n"
+    }
+  }
+  out += "  ]\n}\n"
+  return out
 }
 
 private func header(source: String) -> String {

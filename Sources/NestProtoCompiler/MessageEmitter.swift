@@ -4,6 +4,8 @@
 
 struct MessageEmitter {
   let types: TypeTable
+  /// Messages that clear fields for some readers (TypeTable.redactedMessages).
+  var redacted: Set<String> = []
 
   func render(_ enumeration: ProtoEnum, indent: String) -> String {
     let name = self.types.swiftName(enumeration.fullName).split(separator: ".").last.map(String.init)!
@@ -34,7 +36,7 @@ struct MessageEmitter {
     return out
   }
 
-  func render(_ message: ProtoMessage, indent: String) -> String {
+  func render(_ message: ProtoMessage, indent: String) throws -> String {
     let swiftName = self.types.swiftName(message.fullName)
     let name = String(swiftName.split(separator: ".").last!)
     let fields = message.fields.sorted { $0.number < $1.number }
@@ -88,7 +90,7 @@ struct MessageEmitter {
       out += "\n" + self.render(nested, indent: inner)
     }
     for nested in message.messages where !nested.isMapEntry {
-      out += "\n" + self.render(nested, indent: inner)
+      out += "\n" + (try self.render(nested, indent: inner))
     }
 
     // protobuf-c conversion.
@@ -124,7 +126,52 @@ struct MessageEmitter {
       out += "\(inner)  case nil: break\n\(inner)  }\n"
     }
     out += "\(inner)  w.setUnknownFields(self.unknownFields)\n\(inner)}\n"
+    if self.redacted.contains(message.fullName) {
+      out += "\n" + (try self.renderRedaction(message, fields: fields, indent: inner))
+    }
     out += "\(indent)}\n"
+    return out
+  }
+
+  /// `redacted(forRole:)`: the fields `role` may not read cleared, here and in every message
+  /// held, as declared by `(nest.access.v1.field)`.
+  private func renderRedaction(_ message: ProtoMessage, fields: [ProtoField], indent: String) throws -> String {
+    var out = "\(indent)public func redacted(forRole role: Int32) -> Self {\n"
+    out += "\(indent)  var copy = self\n"
+    for field in fields {
+      let property = "copy." + SwiftNaming.escaped(SwiftNaming.lowerCamel(field.name))
+      if let access = try field.access() {
+        let names = access.readers.map { String(self.types.enumCase("nest.common.v1.Role", $0).filter { $0 != "`" }) }
+        out += "\(indent)  // \(field.name): read by \(names.joined(separator: ", "))\n"
+        out += "\(indent)  if ![\(access.readers.map(String.init).joined(separator: ", "))].contains(role) {\n"
+        if let oneof = field.oneofIndex {
+          let oneofProperty = "copy." + SwiftNaming.escaped(SwiftNaming.lowerCamel(message.oneofs[oneof]))
+          out += "\(indent)    if case .\(SwiftNaming.escaped(SwiftNaming.lowerCamel(field.name)))? = \(oneofProperty) { \(oneofProperty) = nil }\n"
+        } else {
+          out += "\(indent)    \(property) = \(self.defaultValue(field))\n"
+        }
+        out += "\(indent)  }\n"
+      }
+      guard field.kind == .message else { continue }
+      if let entry = self.types.mapEntry(field) {
+        let (_, value) = self.entryFields(entry)
+        if value.kind == .message && self.redacted.contains(value.typeName) {
+          out += "\(indent)  \(property) = \(property).mapValues { $0.redacted(forRole: role) }\n"
+        }
+        continue
+      }
+      guard self.redacted.contains(field.typeName) else { continue }
+      if let oneof = field.oneofIndex {
+        let oneofProperty = "copy." + SwiftNaming.escaped(SwiftNaming.lowerCamel(message.oneofs[oneof]))
+        let arm = SwiftNaming.escaped(SwiftNaming.lowerCamel(field.name))
+        out += "\(indent)  if case .\(arm)(let value)? = \(oneofProperty) { \(oneofProperty) = .\(arm)(value.redacted(forRole: role)) }\n"
+      } else if field.label == .repeated {
+        out += "\(indent)  \(property) = \(property).map { $0.redacted(forRole: role) }\n"
+      } else {
+        out += "\(indent)  \(property) = \(property)?.redacted(forRole: role)\n"
+      }
+    }
+    out += "\(indent)  return copy\n\(indent)}\n"
     return out
   }
 

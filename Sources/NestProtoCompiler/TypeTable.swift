@@ -58,4 +58,39 @@ struct TypeTable {
     }
     return false
   }
+
+  /// The messages whose responses must be redacted for some reader: those with a field only
+  /// some roles may read, and those that hold such a message (in any field, however deep).
+  func redactedMessages() throws -> Set<String> {
+    var result: Set<String> = []
+    for message in self.messages.values where try message.fields.contains(where: { try $0.access() != nil }) {
+      result.insert(message.fullName)
+    }
+    var changed = true
+    while changed {
+      changed = false
+      for message in self.messages.values where !result.contains(message.fullName) {
+        let holds = message.fields.contains { field in
+          guard field.kind == .message else { return false }
+          if let entry = self.mapEntry(field) {
+            return entry.fields.contains { $0.kind == .message && result.contains($0.typeName) }
+          }
+          return result.contains(field.typeName)
+        }
+        if holds {
+          result.insert(message.fullName)
+          changed = true
+        }
+      }
+    }
+    return result
+  }
+
+  /// The Swift case of an enum's value `number`, e.g. `.customer` for Role 3.
+  func enumCase(_ enumFullName: String, _ number: Int32) -> String {
+    guard let enumeration = self.enums[enumFullName], let value = enumeration.values.first(where: { $0.number == number })
+    else { return "init(rawValue: \(number))" }
+    return SwiftNaming.escaped(SwiftNaming.enumCase(value.name, enumName: enumeration.name))
+  }
 }
+

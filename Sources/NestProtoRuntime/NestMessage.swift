@@ -21,9 +21,16 @@ public protocol NestMessage: Sendable, Hashable {
   /// Fields this code's schema does not know, kept so that a message from a newer peer
   /// re-encodes unchanged.
   var unknownFields: NestUnknownFields { get set }
+
+  /// This message as a caller of role `role` (a nest.common.v1.Role number) may read it:
+  /// fields declared `(nest.access.v1.field)` for other readers cleared, however deep.
+  /// Generated for the messages that have such fields; the message itself otherwise.
+  func redacted(forRole role: Int32) -> Self
 }
 
 extension NestMessage {
+  public func redacted(forRole role: Int32) -> Self { self }
+
   /// Builds a message by setting the fields that matter: `Money.with { $0.currency = "USD" }`.
   @inlinable
   public static func with(_ populate: (inout Self) throws -> Void) rethrows -> Self {

@@ -4,7 +4,7 @@
 // ALREADY_EXISTS. An empty token opts out.
 import Foundation
 public import GRDB
-public import GRPCCore
+import NestDomain
 public import NestProto
 
 public enum ClientTokens {
@@ -34,13 +34,13 @@ public enum ClientTokens {
       db, sql: "SELECT request, response FROM client_tokens WHERE caller = ? AND method = ? AND token = ?",
       arguments: [caller, method, token])
     {
-      let stored: [UInt8] = Array(row["request"] as Data? ?? Data())
+      let stored = Array(row["request"] as Data)
       guard stored == requestBytes else {
-        throw RPCError(
-          code: .alreadyExists,
-          message: "client_token \"\(token)\" was already used for a different \(method) request")
+        throw DomainError(
+          .alreadyExists, "client_token \"\(token)\" was already used for a different \(method) request",
+          violations: [.init(field: "client_token", description: "already used for a different request")])
       }
-      let response: [UInt8] = Array(row["response"] as Data? ?? Data())
+      let response = Array(row["response"] as Data)
       return try Response(serializedBytes: response)
     }
     let response = try operation()

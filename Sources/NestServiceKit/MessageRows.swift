@@ -42,6 +42,34 @@ public enum MessageRows {
   }
 }
 
+/// One page of a table's records matching a filter, newest or oldest first (by rowid), and
+/// the token of the next page ("" at the end).
+public struct RecordPage<Record: FetchableRecord & TableRecord> {
+  public var rows: [Record]
+  public var nextPageToken: String
+
+  public static func fetch(_ db: Database, filter: RowFilter, page: PageQuery, newestFirst: Bool) throws -> Self {
+    var conditions = filter.conditions
+    var arguments = filter.arguments
+    if page.after > 0 {
+      conditions.append(newestFirst ? "rowid < ?" : "rowid > ?")
+      arguments += [page.after]
+    }
+    let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+    arguments += [page.size + 1]
+    let rows = try Row.fetchAll(
+      db,
+      sql: """
+        SELECT rowid AS page_rowid, * FROM \(Record.databaseTableName) \(whereClause)
+        ORDER BY rowid \(newestFirst ? "DESC" : "ASC") LIMIT ?
+        """,
+      arguments: arguments)
+    let records = try rows.prefix(page.size).map { try Record(row: $0) }
+    let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["page_rowid"]) : ""
+    return RecordPage(rows: records, nextPageToken: next)
+  }
+}
+
 /// The WHERE clause of a list query, built from the filters a request sets. Values are
 /// always bound; only column names, which come from the stores' own code, are in the SQL.
 public struct RowFilter {

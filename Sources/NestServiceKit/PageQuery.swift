@@ -1,7 +1,7 @@
 // Paging of every List RPC (nest.common.v1.PageRequest): a validated size and an opaque
 // token that continues after the last row returned.
+public import NestDomain
 public import NestProto
-import NestTransport
 
 /// A page request after validation: how many, and after which row.
 public struct PageQuery: Sendable, Hashable {

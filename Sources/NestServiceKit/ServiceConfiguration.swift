@@ -1,8 +1,12 @@
-// Every executable's settings (DESIGN section 7): a flag when given, else its NEST_*
-// environment variable, else the default. A missing secret is a start-up error, never a
-// built-in default.
+// Every executable's settings, read one way (swift-configuration): a flag when given
+// (`--commission-bps`), else its environment variable (`NEST_COMMISSION_BPS`), else the
+// default. Secrets come from a file or the environment, never a built-in default. A value
+// that does not parse stops the start with a message naming the setting and the value.
 public import ArgumentParser
+import Configuration
 import Foundation
+import GRPCCore
+import NestProto
 
 /// `host:port` of a service.
 public struct ServiceAddress: Hashable, Sendable, CustomStringConvertible {
@@ -31,8 +35,8 @@ public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvert
   public init(_ description: String) { self.description = description }
 }
 
-/// The four services and their default ports (DESIGN section 2).
-public enum NestServiceName: String, CaseIterable, Sendable {
+/// The platform's services, their executables and default ports.
+public enum NestServiceName: String, CaseIterable, Sendable, Codable {
   case catalog, entitlement, order, settlement
 
   public var defaultPort: Int {
@@ -43,14 +47,109 @@ public enum NestServiceName: String, CaseIterable, Sendable {
     case .settlement: 7104
     }
   }
+
+  /// The service's identity: its tokens' subject when it calls another service, and the
+  /// name the access declarations give it.
+  public var identity: String { self == .order ? "marketplace-order" : self.rawValue }
+
+  public var executable: String { "\(self.identity)-service" }
+
+  /// The gRPC service it serves.
+  public var rpcServiceName: String {
+    switch self {
+    case .catalog: Nest_Catalog_V1_CatalogService.descriptor.fullyQualifiedService
+    case .entitlement: Nest_Entitlement_V1_EntitlementService.descriptor.fullyQualifiedService
+    case .order: Nest_Order_V1_MarketplaceOrderService.descriptor.fullyQualifiedService
+    case .settlement: Nest_Settlement_V1_SettlementService.descriptor.fullyQualifiedService
+    }
+  }
 }
 
-/// The flags every service executable takes; `resolve` fills the gaps from the environment.
+/// Reads settings by key: `commission.bps` is `--commission-bps` (from the flags the
+/// executable parsed) and then `NEST_COMMISSION_BPS`.
+public struct SettingsReader: Sendable {
+  private let reader: ConfigReader
+
+  /// `flags`: the values of the flags given, by setting key.
+  public init(flags: [String: String], environment: [String: String]) {
+    var values: [AbsoluteConfigKey: ConfigValue] = [:]
+    for (key, value) in flags {
+      values[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(.string(value), isSecret: key.contains("secret"))
+    }
+    self.reader = ConfigReader(providers: [
+      InMemoryProvider(name: "flags", values: values),
+      EnvironmentVariablesProvider(
+        environmentVariables: environment,
+        secretsSpecifier: .dynamic { name, _ in name.contains("SECRET") }
+      ).prefixKeys(with: "nest"),
+    ])
+  }
+
+  /// `--commission-bps / NEST_COMMISSION_BPS`: how a message names a setting.
+  public static func names(_ key: String) -> String {
+    let parts = key.split(separator: ".")
+    return "--\(parts.joined(separator: "-")) / NEST_\(parts.joined(separator: "_").uppercased())"
+  }
+
+  /// The setting's text, nil when neither flag nor variable is set (an empty variable is
+  /// unset).
+  public func string(_ key: String) async throws(ConfigurationError) -> String? {
+    do {
+      let value = try await self.reader.fetchString(forKey: ConfigKey(key), isSecret: key.contains("secret"))
+      return value?.isEmpty == true ? nil : value
+    } catch {
+      throw ConfigurationError("\(Self.names(key)): \(error)")
+    }
+  }
+
+  /// The setting as a whole number in `range`, or `fallback` when unset.
+  public func int(_ key: String, default fallback: Int, in range: ClosedRange<Int>) async throws(ConfigurationError)
+    -> Int
+  {
+    guard let text = try await self.string(key) else { return fallback }
+    guard let value = Int(text) else {
+      throw ConfigurationError("\(Self.names(key)): \"\(text)\" is not a whole number")
+    }
+    guard range.contains(value) else {
+      throw ConfigurationError(
+        "\(Self.names(key)): \(value) is out of range (\(range.lowerBound) to \(range.upperBound))")
+    }
+    return value
+  }
+
+  /// The setting as one of `choices`, or `fallback` when unset.
+  public func choice(_ key: String, default fallback: String, among choices: [String]) async throws(ConfigurationError)
+    -> String
+  {
+    guard let text = try await self.string(key) else { return fallback }
+    guard choices.contains(text) else {
+      throw ConfigurationError("\(Self.names(key)): \"\(text)\" is not one of \(choices.joined(separator: ", "))")
+    }
+    return text
+  }
+
+  /// The setting as `host:port`, or `fallback` when unset.
+  public func address(_ key: String, default fallback: ServiceAddress) async throws(ConfigurationError)
+    -> ServiceAddress
+  {
+    guard let text = try await self.string(key) else { return fallback }
+    do {
+      return try ServiceAddress(parsing: text)
+    } catch {
+      throw ConfigurationError("\(Self.names(key)): \(error)")
+    }
+  }
+}
+
+/// The flags every service executable takes, as text: their values are read (and checked)
+/// through `SettingsReader`, with the environment behind them.
 public struct ServiceOptions: ParsableArguments, Sendable {
   @Option(help: "Address to listen on (NEST_HOST; default 127.0.0.1).")
   public var host: String?
   @Option(help: "Port to listen on (NEST_PORT; default: the service's own).")
-  public var port: Int?
+  public var port: String?
+  @Option(help: "Serve this inherited, already listening socket instead of binding (NEST_LISTEN_FD).")
+  public var listenFd: String?
   @Option(help: "SQLite database file (NEST_DATABASE).")
   public var database: String?
   @Option(help: "host:port of catalog (NEST_CATALOG_ADDRESS).")
@@ -66,85 +165,109 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   @Option(help: "trace, debug, info, notice, warning, error or critical (NEST_LOG_LEVEL; default info).")
   public var logLevel: String?
   @Option(help: "Connections open at once; more are refused RESOURCE_EXHAUSTED (NEST_MAX_CONNECTIONS; default 1024).")
-  public var maxConnections: Int?
+  public var maxConnections: String?
+  @Option(help: "Timeout of a call to another service, in milliseconds (NEST_PEER_TIMEOUT_MS; default 10000).")
+  public var peerTimeoutMs: String?
 
   public init() {}
+
+  /// The flags given, by setting key.
+  public var flags: [String: String] {
+    let pairs: [(String, String?)] = [
+      ("host", self.host), ("port", self.port), ("listen.fd", self.listenFd), ("database", self.database),
+      ("catalog.address", self.catalogAddress), ("entitlement.address", self.entitlementAddress),
+      ("order.address", self.orderAddress), ("settlement.address", self.settlementAddress),
+      ("auth.secret.file", self.authSecretFile), ("log.level", self.logLevel),
+      ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
+    ]
+    return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
+  }
 }
 
-/// Settings after flags, environment and defaults.
+/// A service's settings after flags, environment and defaults.
 public struct ServiceConfiguration: Sendable {
   public var host: String
   public var port: Int
+  /// An inherited listening socket to serve instead of binding host:port.
+  public var listeningSocket: CInt?
   public var databasePath: String
   public var peers: [NestServiceName: ServiceAddress]
   public var authSecret: String
   public var logLevel: String
   /// Connections the server keeps open at once.
   public var maxConnections: Int
+  /// How long a call to another service may take.
+  public var peerTimeout: Duration
+  /// The rest of the settings, for what a service reads of its own (`commission.bps`).
+  public var settings: SettingsReader
+
+  public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
   public init(
-    host: String, port: Int, databasePath: String, peers: [NestServiceName: ServiceAddress], authSecret: String,
-    logLevel: String, maxConnections: Int = 1024
+    host: String = "127.0.0.1", port: Int, listeningSocket: CInt? = nil, databasePath: String,
+    peers: [NestServiceName: ServiceAddress], authSecret: String, logLevel: String = "info",
+    maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
+    settings: SettingsReader = SettingsReader(flags: [:], environment: [:])
   ) {
-    self.maxConnections = maxConnections
     self.host = host
     self.port = port
+    self.listeningSocket = listeningSocket
     self.databasePath = databasePath
     self.peers = peers
     self.authSecret = authSecret
     self.logLevel = logLevel
+    self.maxConnections = maxConnections
+    self.peerTimeout = peerTimeout
+    self.settings = settings
   }
 
-  /// `environment` is ProcessInfo's in an executable, a dictionary in tests.
-  public static func resolve(
-    _ options: ServiceOptions, service: NestServiceName, environment: [String: String]
-  ) throws(ConfigurationError) -> ServiceConfiguration {
-    func value(_ flag: String?, _ variable: String) -> String? {
-      flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
-    }
-    let port: Int
-    if let flag = options.port {
-      port = flag
-    } else if let text = environment["NEST_PORT"], !text.isEmpty {
-      guard let parsed = Int(text) else { throw ConfigurationError("NEST_PORT \"\(text)\" is not a port") }
-      port = parsed
-    } else {
-      port = service.defaultPort
-    }
-    guard (0...65535).contains(port) else { throw ConfigurationError("port \(port) is out of range") }
-    guard let database = value(options.database, "NEST_DATABASE") else {
+  /// Reads every setting of `service` from `flags` (by key) and `environment`.
+  public static func load(
+    _ service: NestServiceName, flags: [String: String], environment: [String: String]
+  ) async throws(ConfigurationError) -> ServiceConfiguration {
+    let settings = SettingsReader(flags: flags, environment: environment)
+    let port = try await settings.int("port", default: service.defaultPort, in: 0...65535)
+    let socket = try await settings.string("listen.fd") == nil
+      ? nil : CInt(try await settings.int("listen.fd", default: 0, in: 3...65535))
+    guard let database = try await settings.string("database") else {
       throw ConfigurationError("no database: pass --database PATH or set NEST_DATABASE")
     }
     var peers: [NestServiceName: ServiceAddress] = [:]
-    let peerFlags: [(NestServiceName, String?)] = [
-      (.catalog, options.catalogAddress), (.entitlement, options.entitlementAddress),
-      (.order, options.orderAddress), (.settlement, options.settlementAddress),
-    ]
-    for (peer, flag) in peerFlags {
-      let variable = "NEST_\(peer.rawValue.uppercased())_ADDRESS"
-      peers[peer] =
-        try value(flag, variable).map { text throws(ConfigurationError) in try ServiceAddress(parsing: text) }
-        ?? ServiceAddress(host: "127.0.0.1", port: peer.defaultPort)
+    for peer in NestServiceName.allCases {
+      peers[peer] = try await settings.address(
+        "\(peer.rawValue).address", default: ServiceAddress(host: "127.0.0.1", port: peer.defaultPort))
     }
     let secret: String
-    if let file = value(options.authSecretFile, "NEST_AUTH_SECRET_FILE") {
+    if let file = try await settings.string("auth.secret.file") {
       guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
-        throw ConfigurationError("cannot read the auth secret file \(file)")
+        throw ConfigurationError("\(SettingsReader.names("auth.secret.file")): cannot read \(file)")
       }
       secret = contents.trimmingCharacters(in: .whitespacesAndNewlines)
-    } else if let variable = environment["NEST_AUTH_SECRET"], !variable.isEmpty {
-      secret = variable
+    } else if let value = try await settings.string("auth.secret") {
+      secret = value
     } else {
       throw ConfigurationError("no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file")
     }
-    var maxConnections = options.maxConnections ?? 1024
-    if options.maxConnections == nil, let text = environment["NEST_MAX_CONNECTIONS"], !text.isEmpty {
-      guard let parsed = Int(text) else { throw ConfigurationError("NEST_MAX_CONNECTIONS \"\(text)\" is not a number") }
-      maxConnections = parsed
-    }
-    guard maxConnections >= 1 else { throw ConfigurationError("the connection limit must be at least 1") }
     return ServiceConfiguration(
-      host: value(options.host, "NEST_HOST") ?? "127.0.0.1", port: port, databasePath: database, peers: peers,
-      authSecret: secret, logLevel: value(options.logLevel, "NEST_LOG_LEVEL") ?? "info", maxConnections: maxConnections)
+      host: try await settings.string("host") ?? "127.0.0.1", port: port, listeningSocket: socket,
+      databasePath: database, peers: peers, authSecret: secret,
+      logLevel: try await settings.choice("log.level", default: "info", among: Self.logLevels),
+      maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
+      peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
+      settings: settings)
+  }
+
+  /// From an executable's parsed flags and the process's environment; a problem is a usage
+  /// error (exit code 64) that names the setting.
+  public static func fromCommandLine(
+    _ service: NestServiceName, options: ServiceOptions, extraFlags: [String: String] = [:]
+  ) async throws -> ServiceConfiguration {
+    do {
+      return try await Self.load(
+        service, flags: options.flags.merging(extraFlags) { $1 },
+        environment: ProcessInfo.processInfo.environment)
+    } catch {
+      throw ValidationError(error.description)
+    }
   }
 }

@@ -1,156 +1,186 @@
-// NestTestKit: the platform's real service code, in-process, for the contract tests of the
-// platform's users. Each service runs on a free loopback port with its own temporary
-// database; tokens for any role are minted with the platform's secret; clients are the
-// generated ones over NestTransport.
+// NestTestKit: the platform's real services for the contract tests of the platform and of
+// its users, in one of two modes behind one client API (`PlatformClients`):
+// - `.inProcess`: the four services in this process over GRPCInProcessTransport: no port, no
+//   socket, each with its own temporary database; the quickest.
+// - `.processes`: the real executables as child processes on loopback sockets bound before
+//   they start, each with its own database: the platform exactly as it is deployed, which
+//   also lets a test stop, kill and restart one service.
 //
 //     let platform = try await NestTestPlatform.start()
-//     defer { Task { await platform.stop() } }
-//     let catalog = try await platform.catalog(as: .isv, "isv-1")
-//     try await catalog { try await $0.createService(...) }
+//     let marketplace = platform.marketplace
+//     let setup = try await marketplace.setUp(.scenario3, parties: .init(.scenario3, run: "t1"))
+//     await platform.stop()
 import Catalog
 import Entitlement
 public import Foundation
-public import GRPCCore
-import Logging
+import GRPCCore
+public import Logging
 import MarketplaceOrder
 import NIOConcurrencyHelpers
 import NestAuth
 @_exported public import NestProto
+@_exported public import NestScenarios
 @_exported public import NestServiceKit
-public import NestTransport
+import NestTransport
 import Settlement
 
-public final class NestTestPlatform: Sendable {
-  /// The secret every token is signed with.
-  public let secret: String
-  /// Where each running service listens.
-  public let addresses: [NestServiceName: ServiceAddress]
-  /// The folder of the services' databases, removed by `stop()`.
-  public let directory: URL
-  private let tasks: NIOLockedValueBox<[NestServiceName: (Task<Void, any Error>, ShutdownHandle)]>
-
-  private init(secret: String, addresses: [NestServiceName: ServiceAddress], directory: URL) {
-    self.secret = secret
-    self.addresses = addresses
-    self.directory = directory
-    self.tasks = NIOLockedValueBox([:])
+public final class NestTestPlatform: PlatformClients, Sendable {
+  public enum Mode: Sendable {
+    case inProcess
+    /// The executables in `executables` (the build's products by default).
+    case processes(executables: URL = LocalPlatform.productsDirectory)
   }
 
-  /// Starts `services` (all four by default) and returns once each answers Health/Check.
-  /// Services not started keep an address nobody listens on: calls to them fail UNAVAILABLE.
+  /// Every service's definition: what NestService runs.
+  public static let definitions: [NestServiceName: ServiceDefinition] = [
+    .catalog: CatalogService.definition, .entitlement: EntitlementService.definition,
+    .order: OrderService.definition, .settlement: SettlementService.definition,
+  ]
+
+  public let mode: Mode
+  /// The secret every token is signed with.
+  public let secret: String
+  /// The folder of the services' databases (and, as processes, their logs), removed by `stop()`.
+  public let directory: URL
+  /// As processes: the platform's processes.
+  public let processes: LocalPlatform?
+  private let tokens: NestTokens
+  private let connections = SharedConnections()
+  private let listeners: [NestServiceName: InProcessListener]
+  private let running = NIOLockedValueBox<[NestServiceName: (Task<Void, any Error>, ShutdownHandle)]>([:])
+  private let commissionBps: UInt32
+  private let logLevel: Logger.Level
+
+  private init(
+    mode: Mode, secret: String, directory: URL, processes: LocalPlatform?, commissionBps: UInt32,
+    logLevel: Logger.Level
+  ) async throws {
+    self.mode = mode
+    self.secret = secret
+    self.directory = directory
+    self.processes = processes
+    self.tokens = try await NestTokens(secret: secret)
+    self.commissionBps = commissionBps
+    self.logLevel = logLevel
+    var listeners: [NestServiceName: InProcessListener] = [:]
+    for service in NestServiceName.allCases { listeners[service] = InProcessListener() }
+    self.listeners = listeners
+  }
+
+  /// Starts `services` (all of them by default) and returns once each answers Health/Check.
+  /// Calls to a service not started fail UNAVAILABLE (as processes) or wait (in-process).
   public static func start(
-    _ services: [NestServiceName] = NestServiceName.allCases, commissionBps: UInt32 = 500,
+    _ mode: Mode = .inProcess, services: [NestServiceName] = NestServiceName.allCases, commissionBps: UInt32 = 500,
     logLevel: Logger.Level = .error
   ) async throws -> NestTestPlatform {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nest-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    var addresses: [NestServiceName: ServiceAddress] = [:]
-    for service in NestServiceName.allCases {
-      addresses[service] = ServiceAddress(host: "127.0.0.1", port: try Readiness.freeLoopbackPort())
-    }
-    let platform = NestTestPlatform(
-      secret: "nest-test-secret-\(UUID().uuidString)", addresses: addresses, directory: directory)
-    for service in services {
-      try await platform.start(service, commissionBps: commissionBps, logLevel: logLevel)
-    }
-    return platform
-  }
-
-  /// The configuration a service of this platform runs with.
-  public func configuration(_ service: NestServiceName) -> ServiceConfiguration {
-    ServiceConfiguration(
-      host: "127.0.0.1", port: self.addresses[service]!.port,
-      databasePath: self.directory.appendingPathComponent("\(service.rawValue).sqlite").path, peers: self.addresses,
-      authSecret: self.secret, logLevel: "error")
-  }
-
-  /// Starts one service (again, after `stop(_:)`: its database is kept).
-  public func start(_ service: NestServiceName, commissionBps: UInt32 = 500, logLevel: Logger.Level = .error)
-    async throws
-  {
-    let configuration = self.configuration(service)
-    var logger = Logger(label: "nest-test.\(service.rawValue)")
-    logger.logLevel = logLevel
-    let shutdown = ShutdownHandle()
-    let task = Task {
-      switch service {
-      case .catalog:
-        try await CatalogServer.run(
-          configuration: configuration, logger: logger, shutdownOnSignals: false, shutdown: shutdown)
-      case .entitlement:
-        try await EntitlementServer.run(
-          configuration: configuration, logger: logger, shutdownOnSignals: false, shutdown: shutdown)
-      case .order:
-        try await OrderServer.run(
-          configuration: configuration, commissionBps: commissionBps, logger: logger, shutdownOnSignals: false,
-          shutdown: shutdown)
-      case .settlement:
-        try await SettlementServer.run(
-          configuration: configuration, logger: logger, shutdownOnSignals: false, shutdown: shutdown)
+    switch mode {
+    case .inProcess:
+      let platform = try await NestTestPlatform(
+        mode: mode, secret: "nest-test-secret-\(UUID().uuidString)", directory: directory, processes: nil,
+        commissionBps: commissionBps, logLevel: logLevel)
+      for service in NestServiceName.allCases {
+        platform.connections.add(service, transport: platform.listeners[service]!.connect())
       }
-    }
-    self.tasks.withLockedValue { $0[service] = (task, shutdown) }
-    guard await Readiness.waitUntilServing(self.addresses[service]!) else {
-      await self.stop(service)
-      throw RPCError(code: .unavailable, message: "\(service.rawValue) did not start serving")
+      for service in services { try platform.launch(service) }
+      for service in services { try await platform.waitUntilServing(service) }
+      return platform
+    case .processes(let executables):
+      let local = try LocalPlatform(
+        .init(
+          executables: executables, dataDirectory: directory, ports: .inherited, logLevel: "\(logLevel)",
+          extraArguments: [.order: ["--commission-bps", "\(commissionBps)"]]))
+      let platform = try await NestTestPlatform(
+        mode: mode, secret: try local.secret(), directory: directory, processes: local, commissionBps: commissionBps,
+        logLevel: logLevel)
+      for service in NestServiceName.allCases {
+        let address = local.addresses[service]!
+        platform.connections.add(
+          service,
+          transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nest-test-kit")))
+      }
+      for service in services { try await local.start(service) }
+      return platform
     }
   }
 
-  /// Stops one service gracefully, as SIGTERM would, and waits until it has shut down.
-  public func stop(_ service: NestServiceName) async {
-    guard let (task, shutdown) = self.tasks.withLockedValue({ $0.removeValue(forKey: service) }) else { return }
+  /// The flows of the platform's parties over this platform.
+  public var marketplace: Marketplace { Marketplace(self) }
+
+  /// As processes: where each service listens.
+  public var addresses: [NestServiceName: ServiceAddress] { self.processes?.addresses ?? [:] }
+
+  /// The configuration an in-process service runs with.
+  func configuration(_ service: NestServiceName) -> ServiceConfiguration {
+    ServiceConfiguration(
+      port: 0, databasePath: self.directory.appendingPathComponent("\(service.rawValue).sqlite").path, peers: [:],
+      authSecret: self.secret, logLevel: "\(self.logLevel)",
+      settings: SettingsReader(flags: ["commission.bps": "\(self.commissionBps)"], environment: [:]))
+  }
+
+  private func launch(_ service: NestServiceName) throws {
+    var logger = Logger(label: "nest-test.\(service.rawValue)")
+    logger.logLevel = self.logLevel
+    let shutdown = ShutdownHandle()
+    let nest = NestService(
+      Self.definitions[service]!, configuration: self.configuration(service), listener: self.listeners[service]!,
+      peers: InProcessPeerConnector(listeners: self.listeners), logger: logger, shutdown: shutdown)
+    let task = Task { try await nest.run() }
+    self.running.withLockedValue { $0[service] = (task, shutdown) }
+  }
+
+  private func waitUntilServing(_ service: NestServiceName) async throws {
+    var options = CallOptions.defaults
+    options.timeout = .seconds(30)
+    let status = try await self.connections.withClient(service, token: "") {
+      try await $0.health.check(.init(), options: options).status
+    }
+    guard status == .serving else {
+      throw RPCError(code: .unavailable, message: "\(service.identity) did not start serving")
+    }
+  }
+
+  /// Stops one service gracefully, as SIGTERM would (or, as processes, SIGKILLs it with
+  /// `kill`), and waits until it is gone.
+  public func stop(_ service: NestServiceName, kill: Bool = false) async {
+    if let processes = self.processes {
+      processes.stop(service, kill: kill)
+      return
+    }
+    guard let (task, shutdown) = self.running.withLockedValue({ $0.removeValue(forKey: service) }) else { return }
     await shutdown.shutdown()
     _ = await task.result
   }
 
+  /// Starts one service again (as processes; its database is kept). In-process, the other
+  /// services' connections to it ended with it: restart a service in the processes mode.
+  public func start(_ service: NestServiceName) async throws {
+    guard let processes = self.processes else {
+      throw RPCError(code: .failedPrecondition, message: "restarting one service needs the .processes mode")
+    }
+    try await processes.start(service)
+  }
+
   /// Stops every service and removes the databases.
   public func stop() async {
-    for service in NestServiceName.allCases { await self.stop(service) }
+    if let processes = self.processes {
+      processes.stop()
+    } else {
+      for service in NestServiceName.allCases.reversed() { await self.stop(service) }
+    }
+    await self.connections.close()
     try? FileManager.default.removeItem(at: self.directory)
   }
 
   /// A bearer token for `role` and `subject`, signed with the platform's secret.
   public func token(_ role: Nest_Common_V1_Role, _ subject: String) async throws -> String {
-    try await NestTokens(secret: self.secret).sign(subject: subject, role: role)
+    try await self.tokens.sign(subject: subject, role: role)
   }
 
-  /// Runs `body` with a client of `service` whose calls carry a token of `role` and `subject`.
   public func withClient<Result: Sendable>(
-    _ service: NestServiceName, as role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (GRPCClient<NestClientTransport>) async throws -> Result
+    _ service: NestServiceName, token: String, _ body: (any ServiceClients) async throws -> Result
   ) async throws -> Result {
-    let address = self.addresses[service]!
-    return try await withGRPCClient(
-      transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nest-test-kit")),
-      interceptors: [BearerTokenClientInterceptor(token: try await self.token(role, subject))]
-    ) { try await body($0) }
-  }
-
-  public func catalog<Result: Sendable>(
-    as role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Catalog_V1_CatalogService.Client<NestClientTransport>) async throws -> Result
-  ) async throws -> Result {
-    try await self.withClient(.catalog, as: role, subject) { try await body(.init(wrapping: $0)) }
-  }
-
-  public func entitlement<Result: Sendable>(
-    as role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Entitlement_V1_EntitlementService.Client<NestClientTransport>) async throws -> Result
-  ) async throws -> Result {
-    try await self.withClient(.entitlement, as: role, subject) { try await body(.init(wrapping: $0)) }
-  }
-
-  public func orders<Result: Sendable>(
-    as role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Order_V1_MarketplaceOrderService.Client<NestClientTransport>) async throws -> Result
-  ) async throws -> Result {
-    try await self.withClient(.order, as: role, subject) { try await body(.init(wrapping: $0)) }
-  }
-
-  public func settlement<Result: Sendable>(
-    as role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Settlement_V1_SettlementService.Client<NestClientTransport>) async throws -> Result
-  ) async throws -> Result {
-    try await self.withClient(.settlement, as: role, subject) { try await body(.init(wrapping: $0)) }
+    try await self.connections.withClient(service, token: token, body)
   }
 }

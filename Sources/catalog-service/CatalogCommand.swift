@@ -7,12 +7,13 @@ import NestServiceKit
 @main
 struct CatalogCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "catalog-service", abstract: "Services, versions, parameter sets and marketplace products.")
+    commandName: "catalog-service",
+    abstract: "Services, versions, deployment packages, parameter sets, marketplace products and plans.")
 
   @OptionGroup var options: ServiceOptions
 
   func run() async throws {
-    let configuration = try ServiceConfiguration.fromCommandLine(self.options, service: .catalog)
-    try await CatalogServer.run(configuration: configuration, logger: configuration.logger("catalog-service"))
+    let configuration = try await ServiceConfiguration.fromCommandLine(.catalog, options: self.options)
+    try await NestService.runExecutable(CatalogService.definition, configuration: configuration)
   }
 }

@@ -1,6 +1,6 @@
-// entitlement-service: authorizations, instances, licenses and permission requests as their
-// own process. Flags or NEST_* variables (see `entitlement-service --help`); stops
-// gracefully on SIGTERM or SIGINT.
+// entitlement-service: distribution authorizations, instances, licenses and permission
+// requests as their own process. Flags or NEST_* variables (see `entitlement-service
+// --help`); stops gracefully on SIGTERM or SIGINT.
 import ArgumentParser
 import Entitlement
 import NestServiceKit
@@ -13,8 +13,12 @@ struct EntitlementCommand: AsyncParsableCommand {
 
   @OptionGroup var options: ServiceOptions
 
+  @Option(help: "Fully managed instances get <base>/<instance id> as logon URL (NEST_LOGON_URL_BASE).")
+  var logonUrlBase: String?
+
   func run() async throws {
-    let configuration = try ServiceConfiguration.fromCommandLine(self.options, service: .entitlement)
-    try await EntitlementServer.run(configuration: configuration, logger: configuration.logger("entitlement-service"))
+    let configuration = try await ServiceConfiguration.fromCommandLine(
+      .entitlement, options: self.options, extraFlags: self.logonUrlBase.map { ["logon.url.base": $0] } ?? [:])
+    try await NestService.runExecutable(EntitlementService.definition, configuration: configuration)
   }
 }

@@ -2,7 +2,6 @@
 // NEST_* variables (see `marketplace-order-service --help`); stops gracefully on SIGTERM or
 // SIGINT.
 import ArgumentParser
-import Foundation
 import MarketplaceOrder
 import NestServiceKit
 
@@ -15,14 +14,17 @@ struct OrderCommand: AsyncParsableCommand {
   @OptionGroup var options: ServiceOptions
 
   @Option(help: "Platform commission in basis points, 0-10000 (NEST_COMMISSION_BPS; default 500).")
-  var commissionBps: UInt32?
+  var commissionBps: String?
 
   func run() async throws {
-    let configuration = try ServiceConfiguration.fromCommandLine(self.options, service: .order)
-    let variable = ProcessInfo.processInfo.environment["NEST_COMMISSION_BPS"].flatMap { UInt32($0) }
-    let bps = self.commissionBps ?? variable ?? 500
-    guard bps <= 10_000 else { throw ValidationError("--commission-bps must be 0 to 10000") }
-    try await OrderServer.run(
-      configuration: configuration, commissionBps: bps, logger: configuration.logger("marketplace-order-service"))
+    let configuration = try await ServiceConfiguration.fromCommandLine(
+      .order, options: self.options, extraFlags: self.commissionBps.map { ["commission.bps": $0] } ?? [:])
+    // A bad commission is a start-up error too, before anything listens.
+    do {
+      _ = try await configuration.settings.int("commission.bps", default: 500, in: 0...10_000)
+    } catch {
+      throw ValidationError(error.description)
+    }
+    try await NestService.runExecutable(OrderService.definition, configuration: configuration)
   }
 }

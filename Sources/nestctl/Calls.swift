@@ -7,6 +7,7 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import NestAuth
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport

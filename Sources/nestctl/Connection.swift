@@ -6,7 +6,9 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import NestAuth
+import NestDomain
 import NestProto
+import NestScenarios
 import NestServiceKit
 import NestTransport
 
@@ -78,6 +80,36 @@ struct ConnectionOptions: ParsableArguments {
   func mint(_ role: Nest_Common_V1_Role, _ subject: String) async throws -> String {
     try await NestTokens(secret: try self.secret()).sign(subject: subject, role: role)
   }
+
+  /// The platform at these addresses, for calls as any party, tokens minted with `secret`
+  /// (the configured one when nil).
+  func platform(secret: String? = nil) async throws -> RemotePlatform {
+    let connections = SharedConnections()
+    for service in NestServiceName.allCases {
+      let address = try self.address(service)
+      connections.add(
+        service, transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nestctl/0.1.0")))
+    }
+    return RemotePlatform(connections: connections, tokens: try await NestTokens(secret: secret ?? self.secret()))
+  }
+}
+
+/// The platform over TCP, called as any party with tokens nestctl mints.
+struct RemotePlatform: PlatformClients {
+  let connections: SharedConnections
+  let tokens: NestTokens
+
+  func token(_ role: Nest_Common_V1_Role, _ subject: String) async throws -> String {
+    try await self.tokens.sign(subject: subject, role: role)
+  }
+
+  func withClient<Result: Sendable>(
+    _ service: NestServiceName, token: String, _ body: (any ServiceClients) async throws -> Result
+  ) async throws -> Result {
+    try await self.connections.withClient(service, token: token, body)
+  }
+
+  func close() async { await self.connections.close() }
 }
 
 /// What went wrong, as a person reads it: the status code's name, the message, each field.

@@ -1,13 +1,14 @@
 // `nestctl demo`: the four distribution scenarios and a direct sale, walked as the parties
 // would (ISV, distributor, customer, operator) against a running platform, printing what each
 // step produced and checking every balance against the price list. Exits non-zero if any
-// figure disagrees.
+// figure disagrees. The walks are NestScenarios' Marketplace, which the tests use too.
 import ArgumentParser
 import Foundation
 import GRPCCore
+import NestDomain
 import NestProto
+import NestScenarios
 import NestServiceKit
-import NestTransport
 
 struct DemoCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -19,296 +20,118 @@ struct DemoCommand: AsyncParsableCommand {
 
   func run() async throws {
     var connection = self.connection
-    var platform: Platform? = nil
+    var spawned: LocalPlatform? = nil
+    var secret: String? = nil
     if self.spawn {
-      let spawned = Platform(dataDir: connection.dataDir, host: "127.0.0.1", basePort: self.basePort)
-      try await spawned.start()
-      print(spawned.table + "\n")
-      for service in NestServiceName.allCases {
-        let address = "\(spawned.address(service))"
-        switch service {
-        case .catalog: connection.catalogAddress = address
-        case .entitlement: connection.entitlementAddress = address
-        case .order: connection.orderAddress = address
-        case .settlement: connection.settlementAddress = address
-        }
+      let platform = try LocalPlatform.local(dataDir: connection.dataDir, host: "127.0.0.1", basePort: self.basePort)
+      spawned = platform
+      do {
+        try await platform.start()
+      } catch {
+        platform.stop()
+        throw ValidationError("\(error)")
       }
-      platform = spawned
+      print(platform.table + "\n")
+      connection.catalogAddress = "\(platform.addresses[.catalog]!)"
+      connection.entitlementAddress = "\(platform.addresses[.entitlement]!)"
+      connection.orderAddress = "\(platform.addresses[.order]!)"
+      connection.settlementAddress = "\(platform.addresses[.settlement]!)"
+      // The platform this demo started signs with its own secret, whatever the environment says.
+      secret = try platform.secret()
     }
-    defer { platform?.stop() }
-    let demo = Demo(connection: connection, run: String(UUID().uuidString.prefix(6)).lowercased())
+    defer { spawned?.stop() }
+    let remote = try await connection.platform(secret: secret)
+    let demo = Demo(marketplace: Marketplace(remote, operatorID: "demo-operator"), run: String(UUID().uuidString.prefix(6)).lowercased())
     var failures = 0
-    try await reportingErrors {
-      for scenario in Demo.Scenario.all { failures += try await demo.walk(scenario) }
-      failures += try await demo.reconcile()
+    do {
+      try await reportingErrors {
+        for kind in ScenarioKind.all { failures += try await demo.walk(kind) }
+        failures += try await demo.reconcile()
+      }
+    } catch {
+      await remote.close()
+      throw error
     }
+    await remote.close()
     print(failures == 0 ? "\nall figures agree" : "\n\(failures) figure(s) disagree")
     if failures > 0 { throw ExitCode(1) }
   }
 }
 
 struct Demo {
-  struct Scenario {
-    var name: String
-    var a: Nest_Common_V1_ServiceType
-    var aListed: Bool
-    var b: Nest_Common_V1_ServiceType?
-
-    static let all = [
-      Scenario(name: "scenario 1", a: .private, aListed: false, b: .private),
-      Scenario(name: "scenario 2", a: .private, aListed: false, b: .fullyManaged),
-      Scenario(name: "scenario 3", a: .fullyManaged, aListed: true, b: .fullyManaged),
-      Scenario(name: "scenario 4", a: .fullyManaged, aListed: false, b: .fullyManaged),
-      Scenario(name: "direct sale", a: .fullyManaged, aListed: true, b: nil),
-    ]
-  }
-
-  // The price list.
-  static let aPrice: Int64 = 4_900
-  static let bPrice: Int64 = 7_999
-  static let wholesale: Int64 = 3_333
   static let quantity: UInt32 = 2
   static let periods: UInt32 = 3
-  static let bps: Int64 = 500
 
-  let connection: ConnectionOptions
+  let marketplace: Marketplace
   let run: String
 
-  func party(_ scenario: Scenario, _ role: String) -> String {
-    "\(role)-\(scenario.name.replacingOccurrences(of: " ", with: "-"))-\(self.run)"
-  }
+  var prices: PriceList { self.marketplace.prices }
 
-  func calls<Client, R: Sendable>(
-    _ service: NestServiceName, _ role: Nest_Common_V1_Role, _ subject: String,
-    _ wrap: @escaping (GRPCClient<NestClientTransport>) -> Client, _ body: (Client) async throws -> R
-  ) async throws -> R {
-    let token = try await self.connection.mint(role, subject)
-    return try await self.connection.withClient(service, token: token) { try await body(wrap($0)) }
-  }
-
-  func catalog<R: Sendable>(
-    _ role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Catalog_V1_CatalogService.Client<NestClientTransport>) async throws -> R
-  ) async throws -> R { try await self.calls(.catalog, role, subject, { .init(wrapping: $0) }, body) }
-
-  func entitlement<R: Sendable>(
-    _ role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Entitlement_V1_EntitlementService.Client<NestClientTransport>) async throws -> R
-  ) async throws -> R { try await self.calls(.entitlement, role, subject, { .init(wrapping: $0) }, body) }
-
-  func orders<R: Sendable>(
-    _ role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Order_V1_MarketplaceOrderService.Client<NestClientTransport>) async throws -> R
-  ) async throws -> R { try await self.calls(.order, role, subject, { .init(wrapping: $0) }, body) }
-
-  func settlement<R: Sendable>(
-    _ role: Nest_Common_V1_Role, _ subject: String,
-    _ body: (Nest_Settlement_V1_SettlementService.Client<NestClientTransport>) async throws -> R
-  ) async throws -> R { try await self.calls(.settlement, role, subject, { .init(wrapping: $0) }, body) }
-
-  static func money(_ amount: Int64) -> Nest_Common_V1_Money {
-    .with {
-      $0.currency = "USD"
-      $0.amountMinor = amount
-    }
-  }
-
-  func publish(
-    _ role: Nest_Common_V1_Role, _ owner: String, type: Nest_Common_V1_ServiceType, base: String?, price: Int64?
-  ) async throws -> Nest_Catalog_V1_Service {
-    try await self.catalog(role, owner) { catalog in
-      let sets: [Nest_Catalog_V1_ParameterSet] = [
-        .with {
-          $0.name = "standard"; $0.parameters = ["region": "eu-1"]
-        }
-      ]
-      let created: Nest_Catalog_V1_Service
-      if let base {
-        created = try await catalog.createDerivedService(
-          .with {
-            $0.baseServiceID = base
-            $0.name = "Analytics Plus"
-            $0.type = type
-            $0.parameterSets = sets
-          }
-        ).service!
-      } else {
-        created = try await catalog.createService(
-          .with {
-            $0.name = "Analytics"
-            $0.type = type
-            $0.deploymentPackage = .with {
-              $0.artifactRef = "oci://registry.example/\(owner)/analytics:1.0"
-              $0.checksumSha256 = String(repeating: "ab", count: 32)
-            }
-            $0.parameterSets = sets
-          }
-        ).service!
-      }
-      let versions = try await catalog.getService(.with { $0.serviceID = created.id }).versions
-      _ = try await catalog.publishService(
-        .with {
-          $0.serviceID = created.id
-          $0.versionID = versions[0].id
-        })
-      if base == nil { _ = try await catalog.enableDistribution(.with { $0.serviceID = created.id }) }
-      if let price {
-        _ = try await catalog.listOnMarketplace(
-          .with {
-            $0.serviceID = created.id
-            $0.plans = [
-              .with {
-                $0.planID = "monthly"
-                $0.billingPeriod = .month
-                $0.unitPrice = Self.money(price)
-              }
-            ]
-          })
-      }
-      return try await catalog.getService(.with { $0.serviceID = created.id }).service!
-    }
-  }
+  func money(_ amount: Int64) -> String { MoneyFormat.string(amount, self.prices.currency) }
 
   /// One scenario from publishing to a confirmed statement; the number of figures that disagree.
-  func walk(_ scenario: Scenario) async throws -> Int {
-    let isv = self.party(scenario, "isv")
-    let distributor = self.party(scenario, "dist")
-    let customer = self.party(scenario, "cust")
-    print("== \(scenario.name)")
-    let a = try await self.publish(.isv, isv, type: scenario.a, base: nil, price: scenario.aListed ? Self.aPrice : nil)
+  func walk(_ kind: ScenarioKind) async throws -> Int {
+    let parties = ScenarioParties(kind, run: self.run)
+    print("== \(kind.name)")
+    let setup = try await self.marketplace.setUp(kind, parties: parties)
     print(
-      "  ISV \(isv) publishes A \(a.id) (\(statusName(a.type)), \(a.listedOnMarketplace ? "listed" : "not listed"))")
-    var product = a.productID
-    if let bType = scenario.b {
-      let authorization = try await self.entitlement(.distributor, distributor) {
-        try await $0.applyForDistribution(
-          .with {
-            $0.baseServiceID = a.id
-            $0.message = "we resell"
-          }
-        ).authorization!
-      }
-      let approved = try await self.entitlement(.isv, isv) {
-        try await $0.approveDistribution(
-          .with {
-            $0.authorizationID = authorization.id
-            $0.terms = .with { $0.wholesalePrice = Self.money(Self.wholesale) }
-          }
-        ).authorization!
-      }
+      "  ISV \(parties.isv) publishes A \(setup.a.id) (\(statusName(setup.a.type)), \(setup.a.listedOnMarketplace ? "listed" : "not listed"))"
+    )
+    if let authorization = setup.authorization, let b = setup.b {
       print(
-        "  distributor \(distributor) applies; ISV approves \(approved.id): \(statusName(approved.status)), wholesale \(Self.wholesale) USD"
+        "  distributor \(parties.distributor) applies; ISV approves \(authorization.id): \(statusName(authorization.status)), wholesale \(self.money(self.prices.wholesale))"
       )
-      let b = try await self.publish(.distributor, distributor, type: bType, base: a.id, price: Self.bPrice)
-      print("  distributor publishes B \(b.id) (\(statusName(b.type))) at \(Self.bPrice) USD/month")
-      product = b.productID
+      print("  distributor publishes B \(b.id) (\(statusName(b.type))) at \(self.money(self.prices.bPrice))/month")
     }
-    let order = try await self.orders(.customer, customer) { orders in
-      let created = try await orders.createOrder(
-        .with {
-          $0.productID = product
-          $0.planID = "monthly"
-          $0.quantity = Self.quantity
-          $0.periods = Self.periods
-          $0.parameterSetName = "standard"
-        }
-      ).order!
-      _ = try await orders.payOrder(
-        .with {
-          $0.orderID = created.id
-          $0.paymentReference = "demo-payment-\(created.id)"
-          $0.expectedAmount = created.price!.amount!
-        })
-      return created
-    }
-    var fulfilled = Nest_Order_V1_GetOrderResponse()
-    let deadline = ContinuousClock.now + .seconds(60)
-    repeat {
-      fulfilled = try await self.orders(.operator, "demo-operator") {
-        try await $0.getOrder(.with { $0.orderID = order.id })
-      }
-      if fulfilled.order?.status == .fulfilled && fulfilled.order?.delivery?.pending == 0 { break }
-      try await Task.sleep(for: .milliseconds(100))
-    } while ContinuousClock.now < deadline
-    let paid = fulfilled.order!
+    let order = try await self.marketplace.buy(
+      parties.customer, product: setup.productID, quantity: Self.quantity, periods: Self.periods)
+    let fulfilled = try await self.marketplace.waitForOrder(order.id)
+    let paid = fulfilled.order ?? .init()
     print(
-      "  customer \(customer) buys \(Self.quantity) x \(Self.periods) months: order \(paid.id) \(statusName(paid.status)), \(statusName(paid.scenario?.scenario ?? .unspecified)), \(Output.cell(paid.price!.amount!))"
+      "  customer \(parties.customer) buys \(Self.quantity) x \(Self.periods) months: order \(paid.id) \(statusName(paid.status)), \(statusName(paid.scenario?.scenario ?? .unspecified)), \(self.money(paid.price?.amount?.amountMinor ?? 0))"
     )
     for link in fulfilled.linkedOrders {
-      print("  linked order \(link.id): \(link.buyer!.accountID) buys A for \(Output.cell(link.price!.amount!))")
+      print(
+        "  linked order \(link.id): \(link.buyer?.accountID ?? "") buys A for \(self.money(link.price?.amount?.amountMinor ?? 0))"
+      )
     }
-    let instance = try await self.entitlement(.customer, customer) {
-      try await $0.getServiceInstance(.with { $0.key = .orderID(order.id) }).instance!
+    let instance = try await self.marketplace.platform.entitlement(as: .customer, parties.customer) {
+      try await $0.getServiceInstance(.with { $0.key = .orderID(order.id) }).instance ?? .init()
     }
     switch instance.access {
     case .logonURL(let url)?: print("  instance \(instance.id): \(statusName(instance.status)), logon URL \(url)")
     case .license(let license)?:
       print(
-        "  instance \(instance.id): \(statusName(instance.status)), license \(license.licenseID) (\(license.algorithm))"
-      )
+        "  instance \(instance.id): \(statusName(instance.status)), license \(license.licenseID) (\(license.algorithm))")
     case nil: print("  instance \(instance.id): no access")
     }
-    print("  resources owned and paid by \(instance.resourceOwner!.accountID)")
+    print("  resources owned and paid by \(instance.resourceOwner?.accountID ?? "")")
 
-    // The money, from the price list.
-    let direct = scenario.b == nil
-    let amount = (direct ? Self.aPrice : Self.bPrice) * Int64(Self.quantity) * Int64(Self.periods)
-    let commission = amount * Self.bps / 10_000
-    let wholesaleAmount = Self.wholesale * Int64(Self.quantity) * Int64(Self.periods)
-    let online = scenario.b != nil && scenario.aListed && scenario.a == .fullyManaged
-    var expected: [(Nest_Settlement_V1_AccountKind, String, Int64)] = [(.customer, customer, -amount)]
-    if direct {
-      expected.append((.isv, isv, amount - commission))
-    } else if online {
-      expected.append((.distributor, distributor, amount - commission - wholesaleAmount))
-      expected.append((.isv, isv, wholesaleAmount - wholesaleAmount * Self.bps / 10_000))
-    } else {
-      expected.append((.distributor, distributor, amount - commission))
-      expected.append((.isv, isv, 0))
-    }
     var failures = 0
-    for (kind, account, want) in expected {
-      let balance = try await self.settlement(.operator, "demo-operator") {
-        try await $0.getBalance(
-          .with {
-            $0.account = .with {
-              $0.kind = kind; $0.accountID = account
-            }
-          }
-        ).balance!
-      }
-      let got = balance.amounts.first { $0.currency == "USD" }?.amountMinor ?? 0
-      let verdict = got == want ? "ok" : "EXPECTED \(want)"
+    for (kind, account, want) in self.prices.balances(
+      kind, parties: parties, quantity: Int64(Self.quantity), periods: Int64(Self.periods))
+    {
+      let got = try await self.marketplace.balance(kind, account)
       if got != want { failures += 1 }
-      print("  balance \(statusName(kind).lowercased()) \(account): \(got) USD  \(verdict)")
-    }
-    if scenario.b != nil && !online {
-      let statement = try await self.settlement(.isv, isv) { settlement in
-        let issued = try await settlement.issueStatement(
-          .with {
-            $0.distributorID = distributor
-            $0.periodEndUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
-          })
-        return try await settlement.confirmStatementSettled(
-          .with {
-            $0.statementID = issued.statement!.id
-            $0.externalReference = "bank-\(self.run)"
-          }
-        ).statement!
-      }
-      let total = statement.totals.first?.amountMinor ?? 0
-      if total != wholesaleAmount { failures += 1 }
       print(
-        "  offline: \(distributor) owes \(isv) \(total) USD (\(total == wholesaleAmount ? "ok" : "EXPECTED \(wholesaleAmount)")); statement \(statement.id) \(statusName(statement.status))"
+        "  balance \(statusName(kind).lowercased()) \(account): \(self.money(got))  \(got == want ? "ok" : "EXPECTED \(self.money(want))")"
+      )
+    }
+    if kind.offline {
+      let wholesale = self.prices.wholesale * Int64(Self.quantity) * Int64(Self.periods)
+      let statement = try await self.marketplace.settleOffline(
+        isv: parties.isv, distributor: parties.distributor, reference: "bank-\(self.run)")
+      let total = statement.totals.first?.amountMinor ?? 0
+      if total != wholesale { failures += 1 }
+      print(
+        "  offline: \(parties.distributor) owes \(parties.isv) \(self.money(total)) (\(total == wholesale ? "ok" : "EXPECTED \(self.money(wholesale))")); statement \(statement.id) \(statusName(statement.status))"
       )
     }
     return failures
   }
 
   func reconcile() async throws -> Int {
-    let result = try await self.settlement(.operator, "demo-operator") {
-      try await $0.reconcile(.with { $0.checkOrders = true })
-    }
+    let result = try await self.marketplace.reconcile()
     print(
       "\n== Reconcile: \(result.ok ? "ok" : "DISCREPANCIES"): \(result.transactionCount) transactions, \(result.ordersChecked) paid orders checked"
     )

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import NestAuth
+import NestDomain
 import NestProto
 import NestServiceKit
 

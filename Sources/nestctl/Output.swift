@@ -2,6 +2,7 @@
 // in base64) for scripts, and for people a table of a list's rows or the fields of one
 // message. Works on any generated message by reflection, so new fields print without code.
 import Foundation
+import NestDomain
 import NestProto
 import NestServiceKit
 
@@ -91,10 +92,7 @@ enum Output {
     }
     if value is any NestEnum { return statusName(value) }
     let fields = self.fields(of: value)
-    if let currency = fields.first(where: { $0.0 == "currency" }) {  // Money
-      let amount = fields.first { $0.0 == "amountMinor" }.map { "\($0.1)" } ?? "0"
-      return "\(amount) \(currency.1)"
-    }
+    if let money = value as? Nest_Common_V1_Money { return MoneyFormat.string(money) }
     if Mirror(reflecting: value).displayStyle == .struct {
       return fields.prefix(2).map { "\($0.0)=\(self.cell($0.1))" }.joined(separator: " ")
     }

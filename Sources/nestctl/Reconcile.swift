@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import GRPCCore
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport

@@ -1,6 +1,7 @@
-// What the catalog asks entitlement (DESIGN section 8, CheckDistribution): the ACTIVE,
-// unexpired authorization of a distributor for a base service.
+// What the catalog asks entitlement (CheckDistribution): the ACTIVE, unexpired authorization
+// of a distributor for a base service.
 import GRPCCore
+import NestDomain
 public import NestProto
 
 public protocol DistributionChecking: Sendable {
@@ -9,12 +10,12 @@ public protocol DistributionChecking: Sendable {
     -> Nest_Entitlement_V1_DistributionAuthorization
 }
 
-/// CheckDistribution over RPC, with the catalog's own service token.
-public struct EntitlementDistributionChecker<Transport: ClientTransport>: DistributionChecking {
-  private let client: Nest_Entitlement_V1_EntitlementService.Client<Transport>
+/// CheckDistribution over RPC, as the catalog service.
+public struct EntitlementDistributionChecker: DistributionChecking {
+  private let client: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
 
-  public init(client: GRPCClient<Transport>) {
-    self.client = Nest_Entitlement_V1_EntitlementService.Client(wrapping: client)
+  public init(client: any Nest_Entitlement_V1_EntitlementService.ClientProtocol) {
+    self.client = client
   }
 
   public func activeAuthorization(baseServiceID: String, distributorID: String) async throws
@@ -26,7 +27,7 @@ public struct EntitlementDistributionChecker<Transport: ClientTransport>: Distri
         $0.distributorID = distributorID
       })
     guard let authorization = response.authorization else {
-      throw RPCError(code: .failedPrecondition, message: "no active distribution authorization")
+      throw DomainError(.failedPrecondition, "no active distribution authorization")
     }
     return authorization
   }

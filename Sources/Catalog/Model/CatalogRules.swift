@@ -1,9 +1,7 @@
 // The catalog's other rules: the service lifecycle, money, and plan prices against the
 // wholesale price a distributor pays. Pure: no storage, no RPC.
-import GRPCCore
+public import NestDomain
 public import NestProto
-public import NestServiceKit
-public import NestTransport
 
 public enum ServiceLifecycleRules {
   /// Publishing a version makes the service ONLINE (from DRAFT, OFFLINE or ONLINE).
@@ -26,6 +24,16 @@ public enum ServiceLifecycleRules {
     return .offline
   }
 
+  /// Whether distributors may apply for a base service; a derived one cannot be distributed.
+  public static func setDistributable(_ service: inout Nest_Catalog_V1_Service, _ distributable: Bool)
+    throws(DomainError)
+  {
+    guard service.baseServiceID.isEmpty else {
+      throw DomainError(.failedPrecondition, "only a base service can be distributed; \(service.id) is derived")
+    }
+    service.distributable = distributable
+  }
+
   /// A published version never changes.
   public static func checkEditable(_ version: Nest_Catalog_V1_ServiceVersionStatus) throws(DomainError) {
     guard version == .draft else {
@@ -38,7 +46,7 @@ public enum PlanRules {
   /// Checks a product's plans; with `wholesale` (a derived service's authorization terms),
   /// every plan must be in its currency and at least its price (DESIGN section 5).
   public static func check(_ plans: [Nest_Catalog_V1_Plan], wholesale: Nest_Common_V1_Money?) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     if plans.isEmpty { violations.append(.init(field: "plans", description: "at least one plan is required")) }
     var seen: Set<String> = []
     for (index, plan) in plans.enumerated() {
@@ -57,7 +65,7 @@ public enum PlanRules {
     }
     guard violations.isEmpty else { throw .invalid(violations) }
     guard let wholesale else { return }
-    var belowWholesale: [FieldViolation] = []
+    var belowWholesale: [DomainError.Violation] = []
     for (index, plan) in plans.enumerated() {
       let price = plan.unitPrice!
       if price.currency != wholesale.currency {

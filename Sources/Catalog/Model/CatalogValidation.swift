@@ -2,11 +2,10 @@
 // field path, as INVALID_ARGUMENT. Pure.
 import Foundation
 public import NestProto
-public import NestServiceKit
-import NestTransport
+public import NestDomain
 
 public enum CatalogValidation {
-  static func name(_ value: String, field: String, into violations: inout [FieldViolation]) {
+  static func name(_ value: String, field: String, into violations: inout [DomainError.Violation]) {
     if value.trimmingCharacters(in: .whitespaces).isEmpty {
       violations.append(.init(field: field, description: "must not be empty"))
     } else if value.count > 200 {
@@ -14,14 +13,14 @@ public enum CatalogValidation {
     }
   }
 
-  static func serviceType(_ type: Nest_Common_V1_ServiceType, into violations: inout [FieldViolation]) {
+  static func serviceType(_ type: Nest_Common_V1_ServiceType, into violations: inout [DomainError.Violation]) {
     if type != .private && type != .fullyManaged {
       violations.append(.init(field: "type", description: "must be PRIVATE or FULLY_MANAGED"))
     }
   }
 
   static func package(
-    _ package: Nest_Catalog_V1_DeploymentPackage?, field: String, into violations: inout [FieldViolation]
+    _ package: Nest_Catalog_V1_DeploymentPackage?, field: String, into violations: inout [DomainError.Violation]
   ) {
     guard let package else {
       violations.append(.init(field: field, description: "is required"))
@@ -37,7 +36,7 @@ public enum CatalogValidation {
     }
   }
 
-  static func parameterSets(_ sets: [Nest_Catalog_V1_ParameterSet], into violations: inout [FieldViolation]) {
+  static func parameterSets(_ sets: [Nest_Catalog_V1_ParameterSet], into violations: inout [DomainError.Violation]) {
     var names: Set<String> = []
     for (index, set) in sets.enumerated() {
       if set.name.isEmpty {
@@ -48,7 +47,7 @@ public enum CatalogValidation {
     }
   }
 
-  static func additions(_ additions: [Nest_Catalog_V1_DeploymentAddition], into violations: inout [FieldViolation]) {
+  static func additions(_ additions: [Nest_Catalog_V1_DeploymentAddition], into violations: inout [DomainError.Violation]) {
     for (index, addition) in additions.enumerated() {
       if addition.name.isEmpty {
         violations.append(.init(field: "deployment_additions[\(index)].name", description: "must not be empty"))
@@ -60,16 +59,16 @@ public enum CatalogValidation {
     }
   }
 
-  static func id(_ value: String, field: String, into violations: inout [FieldViolation]) {
+  static func id(_ value: String, field: String, into violations: inout [DomainError.Violation]) {
     if value.isEmpty { violations.append(.init(field: field, description: "must not be empty")) }
   }
 
-  static func finish(_ violations: [FieldViolation]) throws(DomainError) {
+  static func finish(_ violations: [DomainError.Violation]) throws(DomainError) {
     guard violations.isEmpty else { throw .invalid(violations) }
   }
 
   public static func check(_ request: Nest_Catalog_V1_CreateServiceRequest) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     name(request.name, field: "name", into: &violations)
     serviceType(request.type, into: &violations)
     package(request.deploymentPackage, field: "deployment_package", into: &violations)
@@ -78,7 +77,7 @@ public enum CatalogValidation {
   }
 
   public static func check(_ request: Nest_Catalog_V1_CreateDerivedServiceRequest) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     id(request.baseServiceID, field: "base_service_id", into: &violations)
     name(request.name, field: "name", into: &violations)
     serviceType(request.type, into: &violations)
@@ -88,7 +87,7 @@ public enum CatalogValidation {
   }
 
   public static func check(_ request: Nest_Catalog_V1_CreateServiceVersionRequest, derived: Bool) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     id(request.serviceID, field: "service_id", into: &violations)
     if derived {
       if request.deploymentPackage != nil {

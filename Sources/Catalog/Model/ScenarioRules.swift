@@ -1,9 +1,7 @@
 // DESIGN section 1: what a service's distribution scenario is, from the type of A, whether
 // A is listed on the marketplace, and the type of B. Pure: no storage, no RPC.
-import GRPCCore
+public import NestDomain
 public import NestProto
-public import NestServiceKit
-import NestTransport
 
 /// What the rules need to know about one service.
 public struct ServiceFacts: Hashable, Sendable {
@@ -111,5 +109,48 @@ public enum ScenarioRules {
       throw DomainError(.failedPrecondition, "no scenario for a \(base.type) base and a \(derived.type) service")
     }
     return resolution
+  }
+
+  /// The facts of a catalog entry, about `versionID`.
+  public static func facts(_ service: Nest_Catalog_V1_Service, version versionID: String) -> ServiceFacts {
+    ServiceFacts(
+      id: service.id, type: service.type, ownerID: service.ownerID, listed: service.listedOnMarketplace,
+      versionID: versionID)
+  }
+
+  /// The scenario of selling `service`; `base` is its base service when it is derived.
+  public static func resolve(service: Nest_Catalog_V1_Service, base: Nest_Catalog_V1_Service?) throws(DomainError)
+    -> Nest_Common_V1_ScenarioResolution
+  {
+    guard !service.baseServiceID.isEmpty else {
+      guard !service.defaultVersionID.isEmpty else {
+        throw DomainError(.failedPrecondition, "service \(service.id) has no published version")
+      }
+      return try resolve(base: facts(service, version: service.defaultVersionID), derived: nil)
+    }
+    guard let base else {
+      throw DomainError(.failedPrecondition, "the base service \(service.baseServiceID) is gone")
+    }
+    return try resolve(
+      base: facts(base, version: service.baseVersionID), derived: facts(service, version: service.baseVersionID))
+  }
+
+  /// Only a base service (not itself derived) can be built on.
+  public static func checkBase(_ base: Nest_Catalog_V1_Service) throws(DomainError) {
+    guard base.baseServiceID.isEmpty else {
+      throw DomainError.notFound("base service", base.id, field: "base_service_id")
+    }
+  }
+
+  /// The version a derived service is built on: a PUBLISHED version of the base.
+  public static func publishedVersion(
+    _ version: Nest_Catalog_V1_ServiceVersion?, of base: Nest_Catalog_V1_Service, id: String
+  ) throws(DomainError) -> Nest_Catalog_V1_ServiceVersion {
+    guard let version, version.serviceID == base.id, version.status == .published else {
+      throw DomainError(
+        .failedPrecondition, "the base service has no published version \(id)",
+        violations: [.init(field: "base_version_id", description: "must be a published version of the base service")])
+    }
+    return version
   }
 }

@@ -2,14 +2,17 @@
 // columns that lists filter and sort on. Only this file knows the schema.
 import Foundation
 public import GRDB
-import GRPCCore
 public import NestProto
 public import NestServiceKit
 
 public struct CatalogStore: Sendable {
   public let database: DatabasePool
 
-  public static func migrations(_ migrator: inout DatabaseMigrator) {
+  public init(database: DatabasePool) {
+    self.database = database
+  }
+
+  @Sendable public static func migrations(_ migrator: inout DatabaseMigrator) {
     migrator.registerMigration("catalog-1") { db in
       try db.create(table: "services") { t in
         t.column("id", .text).primaryKey()
@@ -39,10 +42,6 @@ public struct CatalogStore: Sendable {
         t.column("body", .blob).notNull()
       }
     }
-  }
-
-  public init(path: String) throws {
-    self.database = try ServiceDatabase.open(path: path, migrations: Self.migrations)
   }
 
   // MARK: Services

@@ -4,6 +4,7 @@
 import GRDB
 import Logging
 public import NestProto
+import NestDomain
 import NestServiceKit
 public import ServiceLifecycle
 
@@ -25,12 +26,17 @@ public final class DeploymentDriver: Service, Sendable {
   let store: EntitlementStore
   let deployer: any InstanceDeployer
   let logger: Logger
+  let clock: NestClock
   private let wakeups = Wakeups()
 
-  public init(store: EntitlementStore, deployer: any InstanceDeployer = LocalDeployer(), logger: Logger) {
+  public init(
+    store: EntitlementStore, deployer: any InstanceDeployer = LocalDeployer(), logger: Logger,
+    clock: NestClock = .system
+  ) {
     self.store = store
     self.deployer = deployer
     self.logger = logger
+    self.clock = clock
   }
 
   /// Asks the driver to look for new work now.
@@ -65,13 +71,15 @@ public final class DeploymentDriver: Service, Sendable {
 
   private func advance(_ steps: [(id: String, action: InstanceAction, reason: String)]) async throws {
     guard !steps.isEmpty else { return }
-    let now = Clock.nowUnixMs()
+    let now = self.clock.nowUnixMs()
     try await self.store.database.write { db in
       for step in steps {
         guard var instance = try EntitlementStore.instance(step.id, in: db) else { continue }
         // Released (a refund) while deploying: leave it released.
-        guard let next = try? InstanceRules.transition(from: instance.status, step.action) else { continue }
-        EntitlementService.record(&instance, next, actor: "entitlement", reason: step.reason, now: now)
+        guard InstanceRules.allows(instance.status, step.action) else { continue }
+        InstanceRules.record(
+          &instance, try InstanceRules.transition(from: instance.status, step.action), actor: "entitlement",
+          reason: step.reason, now: now)
         try EntitlementStore.update(instance, in: db)
       }
     }

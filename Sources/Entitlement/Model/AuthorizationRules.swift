@@ -1,9 +1,7 @@
 // The life of a distribution authorization (DESIGN section 8): applied for by a
 // distributor or granted by the ISV, approved or rejected, revoked, expired. Pure.
-import GRPCCore
+public import NestDomain
 public import NestProto
-public import NestServiceKit
-import NestTransport
 
 public enum AuthorizationAction: String, CaseIterable, Sendable {
   case apply, approve, reject, grant, revoke, expire
@@ -55,6 +53,28 @@ public enum AuthorizationRules {
     }
   }
 
+  /// An authorization's new status, with its history entry.
+  public static func record(
+    _ authorization: inout Nest_Entitlement_V1_DistributionAuthorization, _ status: Status, actor: String,
+    reason: String, now: Int64
+  ) {
+    authorization.status = status
+    authorization.updatedAtUnixMs = now
+    authorization.history.append(.entry(status, actor: actor, reason: reason, at: now))
+  }
+
+  /// The authorization as of `now`: EXPIRED (with its history entry) once past valid_until.
+  public static func present(_ authorization: Nest_Entitlement_V1_DistributionAuthorization, now: Int64)
+    -> Nest_Entitlement_V1_DistributionAuthorization
+  {
+    let validUntil = authorization.terms?.validUntilUnixMs ?? 0
+    guard effectiveStatus(authorization.status, validUntilUnixMs: validUntil, nowUnixMs: now) != authorization.status
+    else { return authorization }
+    var expired = authorization
+    record(&expired, .expired, actor: "entitlement", reason: "terms ended", now: validUntil)
+    return expired
+  }
+
   /// Terms an ISV may approve or grant with.
   public static func checkTerms(_ terms: Nest_Entitlement_V1_DistributionTerms?, nowUnixMs: Int64) throws(DomainError) {
     guard let terms else { throw .invalid([.init(field: "terms", description: "is required")]) }
@@ -88,3 +108,63 @@ public struct InstanceOwnership: Hashable, Sendable {
     self.accessMode = resolution.accessMode
   }
 }
+
+/// The slots of an authorization's max_instances: each live (not RELEASED) instance holds
+/// one, and so does each paid order whose instance is not made yet (a HELD slot, until it
+/// expires). A new hold is refused once they are all taken, so that the limit holds however
+/// many payments race.
+public enum SlotRules {
+  public typealias Slot = Nest_Entitlement_V1_InstanceSlot
+
+  /// How long a hold lasts when the request does not say: longer than any payment takes.
+  public static let defaultHoldMs: Int64 = 15 * 60 * 1000
+
+  /// A hold for `orderID` under an ACTIVE authorization: the order's own slot if it is still
+  /// counted (a hold renewed), else a new one if a slot is free. `othersInUse` counts the
+  /// authorization's live instances and the unexpired holds of other orders.
+  public static func reserve(
+    orderID: String, authorization: Nest_Entitlement_V1_DistributionAuthorization, existing: Slot?,
+    othersInUse: Int32, holdMs: Int64, now: Int64
+  ) throws(DomainError) -> Slot {
+    try AuthorizationRules.checkSellable(authorization, nowUnixMs: now)
+    let hold = holdMs == 0 ? defaultHoldMs : holdMs
+    if var slot = existing, isCounted(slot, now: now) {
+      if slot.status == .held { slot.expiresAtUnixMs = max(slot.expiresAtUnixMs, now + hold) }
+      return slot
+    }
+    let limit = authorization.terms?.maxInstances ?? 0
+    if limit > 0 && othersInUse >= limit {
+      throw DomainError(
+        .failedPrecondition,
+        "the authorization's maximum of \(limit) instances is reached (\(othersInUse) instances and paid orders)",
+        violations: [.init(field: "authorization_id", description: "has no free instance slot")])
+    }
+    return .with {
+      $0.orderID = orderID
+      $0.authorizationID = authorization.id
+      $0.status = .held
+      $0.expiresAtUnixMs = now + hold
+      $0.createdAtUnixMs = now
+    }
+  }
+
+  /// Whether a slot takes one of the authorization's places: a hold not yet expired. (A
+  /// slot USED by its order's instance counts as that instance.)
+  public static func isCounted(_ slot: Slot, now: Int64) -> Bool {
+    slot.status == .used || (slot.status == .held && slot.expiresAtUnixMs > now)
+  }
+
+  /// The order's instance exists: the hold becomes that instance's place.
+  public static func use(_ slot: Slot) -> Slot {
+    var used = slot
+    used.status = .used
+    return used
+  }
+
+  public static func release(_ slot: Slot) -> Slot {
+    var released = slot
+    released.status = .released
+    return released
+  }
+}
+

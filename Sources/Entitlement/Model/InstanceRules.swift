@@ -1,10 +1,8 @@
 // The life of a service instance (DESIGN section 8): deployment CREATED -> DEPLOYING ->
 // DEPLOYED (or DEPLOY_FAILED), then SUSPENDED / EXPIRED / RELEASED; how long it runs; who may
 // operate it. Pure.
-import GRPCCore
+public import NestDomain
 public import NestProto
-public import NestServiceKit
-import NestTransport
 
 public enum InstanceAction: String, CaseIterable, Sendable {
   case startDeploying, finishDeploying, failDeploying, suspend, resume, renew, release, expire
@@ -30,6 +28,16 @@ public enum InstanceRules {
     case (.release, _) where status != .unspecified: return .released
     default:
       throw DomainError(.failedPrecondition, "cannot \(action.rawValue) an instance that is \(status)")
+    }
+  }
+
+  /// Whether `action` may happen from `status`.
+  public static func allows(_ status: Status, _ action: InstanceAction) -> Bool {
+    do {
+      _ = try transition(from: status, action)
+      return true
+    } catch {
+      return false
     }
   }
 
@@ -108,29 +116,119 @@ public enum InstanceRules {
     }
   }
 
-  /// Who may renew, suspend, resume or release: services, operators and the resource owner.
-  public static func mayOperate(
-    _ instance: Nest_Entitlement_V1_ServiceInstance, role: Nest_Common_V1_Role, subject: String
-  )
-    -> Bool
-  {
-    if role == .service || role == .operator { return true }
-    guard let owner = instance.resourceOwner else { return false }
-    return owner.role == role && owner.accountID == subject
+  /// An instance's new status, with its history entry.
+  public static func record(
+    _ instance: inout Nest_Entitlement_V1_ServiceInstance, _ status: Status, actor: String, reason: String, now: Int64
+  ) {
+    instance.status = status
+    instance.updatedAtUnixMs = now
+    instance.history.append(.entry(status, actor: actor, reason: reason, at: now))
   }
 
-  /// Who may see an instance: its customer, distributor, ISV, resource owner, operators and services.
-  public static func isParty(
-    _ instance: Nest_Entitlement_V1_ServiceInstance, role: Nest_Common_V1_Role, subject: String
-  )
-    -> Bool
+  /// The instance as of `now`: EXPIRED (with its history entry) once past its expiry.
+  public static func present(_ instance: Nest_Entitlement_V1_ServiceInstance, now: Int64)
+    -> Nest_Entitlement_V1_ServiceInstance
   {
-    switch role {
-    case .service, .operator: return true
-    case .customer: return instance.customerID == subject
-    case .distributor: return instance.distributorID == subject
-    case .isv: return instance.isvID == subject
-    default: return false
+    guard effectiveStatus(instance.status, expiresAtUnixMs: instance.expiresAtUnixMs, nowUnixMs: now) != instance.status
+    else { return instance }
+    var expired = instance
+    record(&expired, .expired, actor: "entitlement", reason: "term ended", now: instance.expiresAtUnixMs)
+    return expired
+  }
+
+  /// A lifecycle step (suspend, resume, release) with its history entry. Releasing a
+  /// released instance changes nothing.
+  public static func step(
+    _ instance: inout Nest_Entitlement_V1_ServiceInstance, _ action: InstanceAction, actor: String, reason: String,
+    now: Int64
+  ) throws(DomainError) {
+    if action == .release && instance.status == .released { return }
+    record(&instance, try transition(from: instance.status, action), actor: actor, reason: reason, now: now)
+  }
+
+  /// Checks what CreateServiceInstance can check without reading anything.
+  public static func checkCreate(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) throws(DomainError) {
+    var violations: [DomainError.Violation] = []
+    for (field, value) in [
+      ("order_id", request.orderID), ("service_id", request.serviceID), ("customer_id", request.customerID),
+    ] where value.isEmpty {
+      violations.append(.init(field: field, description: "is required"))
+    }
+    if request.quantity < 1 { violations.append(.init(field: "quantity", description: "must be at least 1")) }
+    if let resolution = request.resolution {
+      if resolution.serviceID != request.serviceID {
+        violations.append(.init(field: "resolution.service_id", description: "must equal service_id"))
+      }
+      switch resolution.scenario {
+      case .scenario1, .scenario2, .scenario3, .scenario4, .direct: break
+      default: violations.append(.init(field: "resolution.scenario", description: "must be 1-4 or DIRECT"))
+      }
+      if resolution.accessMode != .logonURL && resolution.accessMode != .resources {
+        violations.append(.init(field: "resolution.access_mode", description: "must be RESOURCES or LOGON_URL"))
+      }
+    } else {
+      violations.append(.init(field: "resolution", description: "is required"))
+    }
+    guard violations.isEmpty else { throw .invalid(violations) }
+  }
+
+  /// The values of the parameter set the customer chose; none when no set is named.
+  public static func parameters(named name: String, in version: Nest_Catalog_V1_ServiceVersion) throws(DomainError)
+    -> [String: String]
+  {
+    guard !name.isEmpty else { return [:] }
+    guard let set = version.parameterSets.first(where: { $0.name == name }) else {
+      throw .invalid("parameter_set_name", "is not a parameter set of version \(version.id)")
+    }
+    return set.parameters
+  }
+
+  /// A new instance for a paid order: owner, fee payer and access from the scenario, CREATED.
+  /// `access` gives it its logon URL or license.
+  public static func newInstance(
+    _ request: Nest_Entitlement_V1_CreateServiceInstanceRequest, id: String, version: Nest_Catalog_V1_ServiceVersion,
+    parameters: [String: String], expiresAt: Int64, period: Nest_Common_V1_BillingPeriod, actor: String, now: Int64
+  ) -> Nest_Entitlement_V1_ServiceInstance {
+    let resolution = request.resolution ?? .init()
+    let ownership = InstanceOwnership(resolution: resolution, customerID: request.customerID)
+    var instance = Nest_Entitlement_V1_ServiceInstance.with {
+      $0.id = id
+      $0.orderID = request.orderID
+      $0.serviceID = request.serviceID
+      $0.versionID = version.id
+      $0.baseServiceID = resolution.baseServiceID.isEmpty ? request.serviceID : resolution.baseServiceID
+      $0.customerID = request.customerID
+      $0.distributorID = resolution.distributorID
+      $0.isvID = resolution.isvID
+      $0.authorizationID = request.authorizationID
+      $0.scenario = resolution.scenario
+      $0.resourceOwner = ownership.resourceOwner
+      $0.feePayer = ownership.feePayer
+      $0.accessMode = ownership.accessMode
+      $0.parameterSetName = request.parameterSetName
+      $0.parameters = parameters
+      $0.quantity = request.quantity
+      $0.billingPeriod = period
+      $0.expiresAtUnixMs = expiresAt
+      $0.createdAtUnixMs = now
+    }
+    record(&instance, .created, actor: actor, reason: "order \(request.orderID)", now: now)
+    return instance
+  }
+
+  /// The same order's request again: the same instance; a different request is ALREADY_EXISTS.
+  public static func checkRedelivery(
+    _ request: Nest_Entitlement_V1_CreateServiceInstanceRequest,
+    original: Nest_Entitlement_V1_CreateServiceInstanceRequest, instanceID: String
+  ) throws(DomainError) {
+    var comparable = request
+    comparable.clientToken = ""
+    var first = original
+    first.clientToken = ""
+    guard comparable == first else {
+      throw DomainError(
+        .alreadyExists, "order \(request.orderID) already has instance \(instanceID), made from a different request",
+        violations: [.init(field: "order_id", description: "already has an instance")])
     }
   }
 }
@@ -144,7 +242,7 @@ public enum PermissionRules {
   public static let decisionWindowMs: Int64 = 7 * 24 * 3600 * 1000
 
   public static func check(_ request: Nest_Entitlement_V1_RequestResourcePermissionRequest) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     if request.instanceID.isEmpty { violations.append(.init(field: "instance_id", description: "is required")) }
     if request.operation.isEmpty || request.operation.count > 200 {
       violations.append(.init(field: "operation", description: "must be 1 to 200 characters"))
@@ -158,12 +256,52 @@ public enum PermissionRules {
     guard violations.isEmpty else { throw .invalid(violations) }
   }
 
+  /// Only a fully managed instance that is not released has resources to ask about.
+  public static func checkRequestable(_ instance: Nest_Entitlement_V1_ServiceInstance) throws(DomainError) {
+    guard instance.accessMode == .logonURL else {
+      throw DomainError(
+        .failedPrecondition, "instance \(instance.id) is private: its resources are the customer's own",
+        violations: [.init(field: "instance_id", description: "is not a fully managed instance")])
+    }
+    guard instance.status != .released else {
+      throw DomainError(.failedPrecondition, "instance \(instance.id) is released")
+    }
+  }
+
+  /// A PENDING request of `requester` to the instance's resource owner.
+  public static func newRequest(
+    _ request: Nest_Entitlement_V1_RequestResourcePermissionRequest, id: String,
+    instance: Nest_Entitlement_V1_ServiceInstance, requester: String, now: Int64
+  ) -> Nest_Entitlement_V1_PermissionRequest {
+    .with {
+      $0.id = id
+      $0.instanceID = instance.id
+      $0.requesterID = requester
+      $0.owner = instance.resourceOwner
+      $0.operation = request.operation
+      $0.reason = request.reason
+      $0.requestedDurationSeconds = request.requestedDurationSeconds
+      $0.status = .pending
+      $0.createdAtUnixMs = now
+      $0.updatedAtUnixMs = now
+    }
+  }
+
+  /// The request as of `now` (PENDING or APPROVED may have become EXPIRED).
+  public static func present(_ request: Nest_Entitlement_V1_PermissionRequest, now: Int64)
+    -> Nest_Entitlement_V1_PermissionRequest
+  {
+    var request = request
+    request.status = effectiveStatus(request, nowUnixMs: now)
+    return request
+  }
+
   /// The request after the owner's decision at `now`.
   public static func decide(
     _ request: Nest_Entitlement_V1_PermissionRequest, _ decision: Nest_Entitlement_V1_DecidePermissionRequestRequest,
     decidedBy: String, nowUnixMs: Int64
   ) throws(DomainError) -> Nest_Entitlement_V1_PermissionRequest {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     switch decision.decision {
     case .approve:
       if decision.grantedDurationSeconds < 0 || decision.grantedDurationSeconds > request.requestedDurationSeconds {

@@ -17,8 +17,8 @@ public struct LicenseSigner: Sendable {
   }
 
   /// A new random key, for tests and first start.
-  public static func generate(keyID: String) -> LicenseSigner {
-    try! LicenseSigner(rawPrivateKey: Array(Curve25519.Signing.PrivateKey().rawRepresentation), keyID: keyID)
+  public static func generate(keyID: String) throws -> LicenseSigner {
+    try LicenseSigner(rawPrivateKey: Array(Curve25519.Signing.PrivateKey().rawRepresentation), keyID: keyID)
   }
 
   public var rawPrivateKey: [UInt8] { Array(self.key.rawRepresentation) }
@@ -55,5 +55,64 @@ public enum LicenseVerifier {
     else { return (.badSignature, nil) }
     if payload.expiresAtUnixMs != 0 && nowUnixMs >= payload.expiresAtUnixMs { return (.expired, payload) }
     return (.valid, payload)
+  }
+}
+
+/// The licenses of private instances, as entitlement issues and checks them.
+public enum Licenses {
+  /// A license for `instance` (issued anew on renewal, same id): its payload signed.
+  public static func issue(
+    for instance: Nest_Entitlement_V1_ServiceInstance, id: String, signer: LicenseSigner, now: Int64
+  ) throws -> Nest_Entitlement_V1_License {
+    let payload = Nest_Entitlement_V1_LicensePayload.with {
+      $0.licenseID = id
+      $0.instanceID = instance.id
+      $0.customerID = instance.customerID
+      $0.serviceID = instance.serviceID
+      $0.baseServiceID = instance.baseServiceID
+      $0.quantity = instance.quantity
+      $0.issuedAtUnixMs = now
+      $0.expiresAtUnixMs = instance.expiresAtUnixMs
+    }
+    let signed = try signer.sign(payload)
+    return .with {
+      $0.licenseID = id
+      $0.instanceID = instance.id
+      $0.customerID = instance.customerID
+      $0.serviceID = instance.serviceID
+      $0.issuedAtUnixMs = now
+      $0.expiresAtUnixMs = instance.expiresAtUnixMs
+      $0.payload = signed.payload
+      $0.signature = signed.signature
+      $0.keyID = signed.keyID
+      $0.algorithm = LicenseSigner.algorithm
+    }
+  }
+
+  /// What CheckLicense answers for an issued license, from its instance's state.
+  public static func verdict(
+    for instance: Nest_Entitlement_V1_ServiceInstance, license: Nest_Entitlement_V1_License,
+    key: Nest_Entitlement_V1_LicenseSigningKey
+  ) -> Nest_Entitlement_V1_CheckLicenseResponse {
+    switch instance.status {
+    case .released: verdict(.released, "the instance was released", license: license, key: key)
+    case .suspended: verdict(.suspended, "the instance is suspended", license: license, key: key)
+    case .expired: verdict(.expired, "the license expired", license: license, key: key)
+    default: verdict(.valid, "", license: license, key: key)
+    }
+  }
+
+  public static func verdict(
+    _ status: Nest_Entitlement_V1_LicenseStatus, _ reason: String, license: Nest_Entitlement_V1_License?,
+    key: Nest_Entitlement_V1_LicenseSigningKey? = nil
+  ) -> Nest_Entitlement_V1_CheckLicenseResponse {
+    .with {
+      $0.valid = status == .valid
+      $0.status = status
+      $0.reason = reason
+      $0.expiresAtUnixMs = license?.expiresAtUnixMs ?? 0
+      $0.license = license
+      $0.signingKey = key
+    }
   }
 }

@@ -1,15 +1,26 @@
-// The entitlement service's SQLite database: authorizations, instances and permission
-// requests stored as their encoded message beside the columns that lists filter on, and
-// the license signing key. Only this file knows the schema.
+// The entitlement service's SQLite database: authorizations, instances, permission requests
+// and instance slots as typed columns (what is queried or must hold is a column, with CHECK
+// constraints), their status histories append-only beside them, and what nobody queries (a
+// license, parameters) as a document. The license signing key lives here too. Only this file
+// knows the schema.
 import Foundation
 public import GRDB
+import NestDomain
 public import NestProto
 public import NestServiceKit
 
 public struct EntitlementStore: Sendable {
   public let database: DatabasePool
 
-  public static func migrations(_ migrator: inout DatabaseMigrator) {
+  public init(database: DatabasePool) {
+    self.database = database
+  }
+
+  static let authorizationHistory = HistoryTable("authorization_history")
+  static let instanceHistory = HistoryTable("instance_history")
+
+  @Sendable public static func migrations(_ migrator: inout DatabaseMigrator) {
+    // Release 0.1: each resource as its encoded message beside a few filter columns.
     migrator.registerMigration("entitlement-1") { db in
       try db.create(table: "authorizations") { t in
         t.column("id", .text).primaryKey()
@@ -24,7 +35,6 @@ public struct EntitlementStore: Sendable {
       try db.create(table: "instances") { t in
         t.column("id", .text).primaryKey()
         t.column("order_id", .text).notNull().unique()
-        // The CreateServiceInstance request it was made from: a redelivery must match it.
         t.column("request", .blob).notNull()
         t.column("customer_id", .text).notNull().indexed()
         t.column("distributor_id", .text).notNull().indexed()
@@ -54,10 +64,106 @@ public struct EntitlementStore: Sendable {
         t.column("created_at_unix_ms", .integer).notNull()
       }
     }
+    // Columns for every field, histories apart, instance slots: rows of release 0.1 are read
+    // from their messages and written again.
+    migrator.registerMigration("entitlement-2-columns") { db in
+      let authorizations = try Row.fetchAll(db, sql: "SELECT body FROM authorizations ORDER BY rowid").map {
+        try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_DistributionAuthorization.self)
+      }
+      let instances = try Row.fetchAll(db, sql: "SELECT body, request FROM instances ORDER BY rowid").map {
+        (
+          try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_ServiceInstance.self),
+          try Document.decode($0["request"] as Data, as: Nest_Entitlement_V1_CreateServiceInstanceRequest.self)
+        )
+      }
+      let requests = try Row.fetchAll(db, sql: "SELECT body FROM permission_requests ORDER BY rowid").map {
+        try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_PermissionRequest.self)
+      }
+      try db.drop(table: "permission_requests")
+      try db.drop(table: "instances")
+      try db.drop(table: "authorizations")
+      try Self.createTables(db)
+      for authorization in authorizations { try Self.save(authorization, in: db) }
+      for (instance, request) in instances { try Self.insert(instance, request: request, in: db) }
+      for request in requests { try Self.save(request, in: db) }
+    }
   }
 
-  public init(path: String) throws {
-    self.database = try ServiceDatabase.open(path: path, migrations: Self.migrations)
+  static func createTables(_ db: Database) throws {
+    try db.create(table: "authorizations") { t in
+      t.column("id", .text).primaryKey()
+      t.column("base_service_id", .text).notNull()
+      t.column("isv_id", .text).notNull().indexed()
+      t.column("distributor_id", .text).notNull().indexed()
+      t.column("status", .integer).notNull().check { $0 >= 1 }
+      t.column("has_terms", .boolean).notNull()
+      t.column("wholesale_currency", .text).notNull()
+      t.column("wholesale_amount_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("valid_until_unix_ms", .integer).notNull()
+      t.column("max_instances", .integer).notNull().check { $0 >= 0 }
+      t.column("application_message", .text).notNull()
+      t.column("status_reason", .text).notNull()
+      t.column("created_at_unix_ms", .integer).notNull()
+      t.column("updated_at_unix_ms", .integer).notNull()
+      t.column("document", .blob).notNull()
+    }
+    try db.create(index: "authorizations_pair", on: "authorizations", columns: ["base_service_id", "distributor_id"])
+    try Self.authorizationHistory.create(in: db)
+    try db.create(table: "instances") { t in
+      t.column("id", .text).primaryKey()
+      t.column("order_id", .text).notNull().unique()
+      // The CreateServiceInstance request it was made from: a redelivery must match it.
+      t.column("request", .blob).notNull()
+      t.column("service_id", .text).notNull()
+      t.column("version_id", .text).notNull()
+      t.column("base_service_id", .text).notNull()
+      t.column("customer_id", .text).notNull().indexed()
+      t.column("distributor_id", .text).notNull().indexed()
+      t.column("isv_id", .text).notNull().indexed()
+      t.column("authorization_id", .text).notNull().indexed()
+      t.column("scenario", .integer).notNull().check { $0 >= 1 }
+      t.column("resource_owner_role", .integer).notNull()
+      t.column("resource_owner_id", .text).notNull()
+      t.column("fee_payer_role", .integer).notNull()
+      t.column("fee_payer_id", .text).notNull()
+      t.column("access_mode", .integer).notNull().check { $0 >= 1 }
+      t.column("status", .integer).notNull().check { $0 >= 1 }
+      t.column("logon_url", .text).notNull()
+      t.column("license_id", .text).indexed()
+      t.column("parameter_set_name", .text).notNull()
+      t.column("quantity", .integer).notNull().check { $0 >= 1 }
+      t.column("billing_period", .integer).notNull()
+      t.column("expires_at_unix_ms", .integer).notNull()
+      t.column("created_at_unix_ms", .integer).notNull()
+      t.column("updated_at_unix_ms", .integer).notNull()
+      t.column("document", .blob).notNull()
+    }
+    try Self.instanceHistory.create(in: db)
+    try db.create(table: "permission_requests") { t in
+      t.column("id", .text).primaryKey()
+      t.column("instance_id", .text).notNull().indexed().references("instances")
+      t.column("requester_id", .text).notNull().indexed()
+      t.column("owner_role", .integer).notNull()
+      t.column("owner_id", .text).notNull().indexed()
+      t.column("operation", .text).notNull()
+      t.column("reason", .text).notNull()
+      t.column("requested_duration_seconds", .integer).notNull().check { $0 > 0 }
+      t.column("status", .integer).notNull().check { $0 >= 1 }
+      t.column("decision_reason", .text).notNull()
+      t.column("decided_by", .text).notNull()
+      t.column("granted_duration_seconds", .integer).notNull().check { $0 >= 0 }
+      t.column("grant_expires_at_unix_ms", .integer).notNull()
+      t.column("created_at_unix_ms", .integer).notNull()
+      t.column("decided_at_unix_ms", .integer).notNull()
+      t.column("updated_at_unix_ms", .integer).notNull()
+    }
+    try db.create(table: "instance_slots") { t in
+      t.column("order_id", .text).primaryKey()
+      t.column("authorization_id", .text).notNull().indexed()
+      t.column("status", .integer).notNull().check { $0 >= 1 }
+      t.column("expires_at_unix_ms", .integer).notNull()
+      t.column("created_at_unix_ms", .integer).notNull()
+    }
   }
 
   // MARK: Signing keys
@@ -68,46 +174,112 @@ public struct EntitlementStore: Sendable {
       if let row = try Row.fetchOne(db, sql: "SELECT key_id, private_key FROM signing_keys ORDER BY rowid LIMIT 1") {
         return try LicenseSigner(rawPrivateKey: Array(row["private_key"] as Data), keyID: row["key_id"])
       }
-      let signer = LicenseSigner.generate(keyID: Caller.newID("key"))
+      let signer = try LicenseSigner.generate(keyID: Identifiers.new("key"))
       try db.execute(
         sql: "INSERT INTO signing_keys (key_id, private_key, created_at_unix_ms) VALUES (?, ?, ?)",
-        arguments: [signer.keyID, Data(signer.rawPrivateKey), Clock.nowUnixMs()])
+        arguments: [signer.keyID, Data(signer.rawPrivateKey), NestClock.system.nowUnixMs()])
       return signer
     }
   }
 
   // MARK: Authorizations
 
+  struct AuthorizationRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "authorizations"
+    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    var id: String
+    var baseServiceId: String
+    var isvId: String
+    var distributorId: String
+    var status: Int32
+    var hasTerms: Bool
+    var wholesaleCurrency: String
+    var wholesaleAmountMinor: Int64
+    var validUntilUnixMs: Int64
+    var maxInstances: Int32
+    var applicationMessage: String
+    var statusReason: String
+    var createdAtUnixMs: Int64
+    var updatedAtUnixMs: Int64
+    var document: Data
+
+    init(_ a: Nest_Entitlement_V1_DistributionAuthorization) throws {
+      var rest = a
+      (rest.id, rest.baseServiceID, rest.isvID, rest.distributorID) = ("", "", "", "")
+      (rest.status, rest.terms, rest.applicationMessage, rest.statusReason) = (.unspecified, nil, "", "")
+      (rest.history, rest.createdAtUnixMs, rest.updatedAtUnixMs) = ([], 0, 0)
+      self.id = a.id
+      self.baseServiceId = a.baseServiceID
+      self.isvId = a.isvID
+      self.distributorId = a.distributorID
+      self.status = a.status.rawValue
+      self.hasTerms = a.terms != nil
+      self.wholesaleCurrency = a.terms?.wholesalePrice?.currency ?? ""
+      self.wholesaleAmountMinor = a.terms?.wholesalePrice?.amountMinor ?? 0
+      self.validUntilUnixMs = a.terms?.validUntilUnixMs ?? 0
+      self.maxInstances = a.terms?.maxInstances ?? 0
+      self.applicationMessage = a.applicationMessage
+      self.statusReason = a.statusReason
+      self.createdAtUnixMs = a.createdAtUnixMs
+      self.updatedAtUnixMs = a.updatedAtUnixMs
+      self.document = try Document.encode(rest)
+    }
+
+    func message(history: [Nest_Common_V1_StatusChange]) throws -> Nest_Entitlement_V1_DistributionAuthorization {
+      var a = try Document.decode(self.document, as: Nest_Entitlement_V1_DistributionAuthorization.self)
+      a.id = self.id
+      a.baseServiceID = self.baseServiceId
+      a.isvID = self.isvId
+      a.distributorID = self.distributorId
+      a.status = .init(rawValue: self.status)
+      if self.hasTerms {
+        a.terms = .with {
+          if !self.wholesaleCurrency.isEmpty {
+            $0.wholesalePrice = MoneyMath.money(self.wholesaleCurrency, self.wholesaleAmountMinor)
+          }
+          $0.validUntilUnixMs = self.validUntilUnixMs
+          $0.maxInstances = self.maxInstances
+        }
+      }
+      a.applicationMessage = self.applicationMessage
+      a.statusReason = self.statusReason
+      a.history = history
+      a.createdAtUnixMs = self.createdAtUnixMs
+      a.updatedAtUnixMs = self.updatedAtUnixMs
+      return a
+    }
+  }
+
   public static func save(_ authorization: Nest_Entitlement_V1_DistributionAuthorization, in db: Database) throws {
-    try db.execute(
-      sql: """
-        INSERT INTO authorizations (id, base_service_id, isv_id, distributor_id, status, valid_until_unix_ms, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(id) DO UPDATE SET status = excluded.status,
-          valid_until_unix_ms = excluded.valid_until_unix_ms, body = excluded.body
-        """,
-      arguments: [
-        authorization.id, authorization.baseServiceID, authorization.isvID, authorization.distributorID,
-        authorization.status.rawValue, authorization.terms?.validUntilUnixMs ?? 0,
-        Data(try authorization.serializedBytes()),
-      ])
+    try AuthorizationRow(authorization).save(db)
+    try Self.authorizationHistory.append(authorization.history, for: authorization.id, in: db)
+  }
+
+  static func authorizations(_ rows: [AuthorizationRow], in db: Database) throws
+    -> [Nest_Entitlement_V1_DistributionAuthorization]
+  {
+    let histories = try Self.authorizationHistory.entries(for: rows.map(\.id), in: db)
+    return try rows.map { try $0.message(history: histories[$0.id] ?? []) }
   }
 
   public static func authorization(_ id: String, in db: Database) throws
     -> Nest_Entitlement_V1_DistributionAuthorization?
   {
-    try MessageRows.one(db, sql: "SELECT body FROM authorizations WHERE id = ?", arguments: [id])
+    try Self.authorizations(AuthorizationRow.fetchAll(db, keys: [id]), in: db).first
   }
 
   /// The newest authorization for (A, distributor): the one that decides what may happen next.
   public static func latestAuthorization(baseServiceID: String, distributorID: String, in db: Database) throws
     -> Nest_Entitlement_V1_DistributionAuthorization?
   {
-    try MessageRows.one(
-      db,
-      sql:
-        "SELECT body FROM authorizations WHERE base_service_id = ? AND distributor_id = ? ORDER BY rowid DESC LIMIT 1",
-      arguments: [baseServiceID, distributorID])
+    try Self.authorizations(
+      AuthorizationRow.fetchAll(
+        db,
+        sql: "SELECT * FROM authorizations WHERE base_service_id = ? AND distributor_id = ? ORDER BY rowid DESC LIMIT 1",
+        arguments: [baseServiceID, distributorID]), in: db
+    ).first
   }
 
   public static func authorizations(
@@ -124,15 +296,14 @@ public struct EntitlementStore: Sendable {
         expired: Nest_Entitlement_V1_DistributionAuthorizationStatus.expired.rawValue, deadline: "valid_until_unix_ms",
         nowUnixMs: nowUnixMs, rows: &rows)
     }
-    return try MessageRows.page(
-      db, table: "authorizations", filter: rows, page: page, newestFirst: true)
+    let page = try RecordPage<AuthorizationRow>.fetch(db, filter: rows, page: page, newestFirst: true)
+    return (try Self.authorizations(page.rows, in: db), page.nextPageToken)
   }
 
   /// Filters on a status that time can change: `live` past its (non-zero) `deadline` column
   /// counts as `expired`.
   static func statusCondition(
-    _ status: Int32, live: Int32, expired: Int32, deadline: String, nowUnixMs: Int64,
-    rows: inout RowFilter
+    _ status: Int32, live: Int32, expired: Int32, deadline: String, nowUnixMs: Int64, rows: inout RowFilter
   ) {
     switch status {
     case live:
@@ -146,72 +317,150 @@ public struct EntitlementStore: Sendable {
 
   // MARK: Instances
 
+  struct InstanceRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "instances"
+    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    var id: String
+    var orderId: String
+    var request: Data
+    var serviceId: String
+    var versionId: String
+    var baseServiceId: String
+    var customerId: String
+    var distributorId: String
+    var isvId: String
+    var authorizationId: String
+    var scenario: Int32
+    var resourceOwnerRole: Int32
+    var resourceOwnerId: String
+    var feePayerRole: Int32
+    var feePayerId: String
+    var accessMode: Int32
+    var status: Int32
+    var logonUrl: String
+    var licenseId: String?
+    var parameterSetName: String
+    var quantity: Int32
+    var billingPeriod: Int32
+    var expiresAtUnixMs: Int64
+    var createdAtUnixMs: Int64
+    var updatedAtUnixMs: Int64
+    /// The license (if any) and the parameters.
+    var document: Data
+
+    init(_ i: Nest_Entitlement_V1_ServiceInstance, request: Data) throws {
+      var rest = Nest_Entitlement_V1_ServiceInstance()
+      if case .license(let license)? = i.access { rest.access = .license(license) }
+      rest.parameters = i.parameters
+      rest.unknownFields = i.unknownFields
+      self.id = i.id
+      self.orderId = i.orderID
+      self.request = request
+      self.serviceId = i.serviceID
+      self.versionId = i.versionID
+      self.baseServiceId = i.baseServiceID
+      self.customerId = i.customerID
+      self.distributorId = i.distributorID
+      self.isvId = i.isvID
+      self.authorizationId = i.authorizationID
+      self.scenario = i.scenario.rawValue
+      self.resourceOwnerRole = i.resourceOwner?.role.rawValue ?? 0
+      self.resourceOwnerId = i.resourceOwner?.accountID ?? ""
+      self.feePayerRole = i.feePayer?.role.rawValue ?? 0
+      self.feePayerId = i.feePayer?.accountID ?? ""
+      self.accessMode = i.accessMode.rawValue
+      self.status = i.status.rawValue
+      if case .logonURL(let url)? = i.access { self.logonUrl = url } else { self.logonUrl = "" }
+      if case .license(let license)? = i.access { self.licenseId = license.licenseID } else { self.licenseId = nil }
+      self.parameterSetName = i.parameterSetName
+      self.quantity = i.quantity
+      self.billingPeriod = i.billingPeriod.rawValue
+      self.expiresAtUnixMs = i.expiresAtUnixMs
+      self.createdAtUnixMs = i.createdAtUnixMs
+      self.updatedAtUnixMs = i.updatedAtUnixMs
+      self.document = try Document.encode(rest)
+    }
+
+    func message(history: [Nest_Common_V1_StatusChange]) throws -> Nest_Entitlement_V1_ServiceInstance {
+      var i = try Document.decode(self.document, as: Nest_Entitlement_V1_ServiceInstance.self)
+      i.id = self.id
+      i.orderID = self.orderId
+      i.serviceID = self.serviceId
+      i.versionID = self.versionId
+      i.baseServiceID = self.baseServiceId
+      i.customerID = self.customerId
+      i.distributorID = self.distributorId
+      i.isvID = self.isvId
+      i.authorizationID = self.authorizationId
+      i.scenario = .init(rawValue: self.scenario)
+      i.resourceOwner = .with {
+        $0.role = .init(rawValue: self.resourceOwnerRole)
+        $0.accountID = self.resourceOwnerId
+      }
+      i.feePayer = .with {
+        $0.role = .init(rawValue: self.feePayerRole)
+        $0.accountID = self.feePayerId
+      }
+      i.accessMode = .init(rawValue: self.accessMode)
+      i.status = .init(rawValue: self.status)
+      if !self.logonUrl.isEmpty { i.access = .logonURL(self.logonUrl) }
+      i.parameterSetName = self.parameterSetName
+      i.quantity = self.quantity
+      i.billingPeriod = .init(rawValue: self.billingPeriod)
+      i.expiresAtUnixMs = self.expiresAtUnixMs
+      i.history = history
+      i.createdAtUnixMs = self.createdAtUnixMs
+      i.updatedAtUnixMs = self.updatedAtUnixMs
+      return i
+    }
+  }
+
+  static func instances(_ rows: [InstanceRow], in db: Database) throws -> [Nest_Entitlement_V1_ServiceInstance] {
+    let histories = try Self.instanceHistory.entries(for: rows.map(\.id), in: db)
+    return try rows.map { try $0.message(history: histories[$0.id] ?? []) }
+  }
+
   public static func insert(
     _ instance: Nest_Entitlement_V1_ServiceInstance, request: Nest_Entitlement_V1_CreateServiceInstanceRequest,
     in db: Database
   ) throws {
-    try db.execute(
-      sql: """
-        INSERT INTO instances (id, order_id, request, customer_id, distributor_id, isv_id, service_id,
-          base_service_id, authorization_id, license_id, status, expires_at_unix_ms, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-      arguments: [
-        instance.id, instance.orderID, Data(try request.serializedBytes()), instance.customerID,
-        instance.distributorID, instance.isvID, instance.serviceID, instance.baseServiceID, instance.authorizationID,
-        Self.licenseID(of: instance), instance.status.rawValue, instance.expiresAtUnixMs,
-        Data(try instance.serializedBytes()),
-      ])
+    try InstanceRow(instance, request: Document.encode(request)).insert(db)
+    try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
   }
 
   public static func update(_ instance: Nest_Entitlement_V1_ServiceInstance, in db: Database) throws {
-    try db.execute(
-      sql: "UPDATE instances SET status = ?, expires_at_unix_ms = ?, body = ? WHERE id = ?",
-      arguments: [
-        instance.status.rawValue, instance.expiresAtUnixMs, Data(try instance.serializedBytes()), instance.id,
-      ])
-  }
-
-  static func licenseID(of instance: Nest_Entitlement_V1_ServiceInstance) -> String? {
-    if case .license(let license)? = instance.access { return license.licenseID }
-    return nil
+    guard let stored = try InstanceRow.fetchOne(db, key: instance.id) else { return }
+    try InstanceRow(instance, request: stored.request).update(db)
+    try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
   }
 
   public static func instance(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_ServiceInstance? {
-    try MessageRows.one(db, sql: "SELECT body FROM instances WHERE id = ?", arguments: [id])
+    try Self.instances(InstanceRow.fetchAll(db, keys: [id]), in: db).first
   }
 
+  /// The instance made for an order, and the request it was made from.
   public static func instance(orderID: String, in db: Database) throws
-    -> (instance: Nest_Entitlement_V1_ServiceInstance, request: [UInt8])?
+    -> (instance: Nest_Entitlement_V1_ServiceInstance, request: Nest_Entitlement_V1_CreateServiceInstanceRequest)?
   {
-    guard
-      let row = try Row.fetchOne(
-        db, sql: "SELECT body, request FROM instances WHERE order_id = ?", arguments: [orderID])
-    else { return nil }
-    return (
-      try Nest_Entitlement_V1_ServiceInstance(serializedBytes: row["body"] as Data), Array(row["request"] as Data)
-    )
+    guard let row = try InstanceRow.filter(Column("order_id") == orderID).fetchOne(db) else { return nil }
+    return (try Self.instances([row], in: db)[0], try Document.decode(row.request))
   }
 
   public static func instance(licenseID: String, in db: Database) throws -> Nest_Entitlement_V1_ServiceInstance? {
-    try MessageRows.one(db, sql: "SELECT body FROM instances WHERE license_id = ?", arguments: [licenseID])
+    try Self.instances(InstanceRow.filter(Column("license_id") == licenseID).fetchAll(db), in: db).first
   }
 
   /// Instances whose deployment has not finished: CREATED, or DEPLOYING when a restart cut it short.
   public static func undeployedInstances(in db: Database) throws -> [Nest_Entitlement_V1_ServiceInstance] {
-    try MessageRows.all(
-      db, sql: "SELECT body FROM instances WHERE status IN (?, ?) ORDER BY rowid LIMIT 100",
-      arguments: [
-        Nest_Entitlement_V1_DeploymentStatus.created.rawValue, Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
-      ])
-  }
-
-  /// Instances under an authorization that are not RELEASED.
-  public static func liveInstanceCount(authorizationID: String, in db: Database) throws -> Int32 {
-    Int32(
-      try Int.fetchOne(
-        db, sql: "SELECT COUNT(*) FROM instances WHERE authorization_id = ? AND status != ?",
-        arguments: [authorizationID, Nest_Entitlement_V1_DeploymentStatus.released.rawValue]) ?? 0)
+    try Self.instances(
+      InstanceRow.fetchAll(
+        db, sql: "SELECT * FROM instances WHERE status IN (?, ?) ORDER BY rowid LIMIT 100",
+        arguments: [
+          Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
+        ]), in: db)
   }
 
   public static func instances(
@@ -228,46 +477,166 @@ public struct EntitlementStore: Sendable {
         expired: Nest_Entitlement_V1_DeploymentStatus.expired.rawValue, deadline: "expires_at_unix_ms",
         nowUnixMs: nowUnixMs, rows: &rows)
     }
-    return try MessageRows.page(
-      db, table: "instances", filter: rows, page: page, newestFirst: true)
+    let page = try RecordPage<InstanceRow>.fetch(db, filter: rows, page: page, newestFirst: true)
+    return (try Self.instances(page.rows, in: db), page.nextPageToken)
+  }
+
+  // MARK: Instance slots
+
+  struct SlotRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "instance_slots"
+    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    var orderId: String
+    var authorizationId: String
+    var status: Int32
+    var expiresAtUnixMs: Int64
+    var createdAtUnixMs: Int64
+
+    init(_ slot: Nest_Entitlement_V1_InstanceSlot) {
+      self.orderId = slot.orderID
+      self.authorizationId = slot.authorizationID
+      self.status = slot.status.rawValue
+      self.expiresAtUnixMs = slot.expiresAtUnixMs
+      self.createdAtUnixMs = slot.createdAtUnixMs
+    }
+
+    var message: Nest_Entitlement_V1_InstanceSlot {
+      .with {
+        $0.orderID = self.orderId
+        $0.authorizationID = self.authorizationId
+        $0.status = .init(rawValue: self.status)
+        $0.expiresAtUnixMs = self.expiresAtUnixMs
+        $0.createdAtUnixMs = self.createdAtUnixMs
+      }
+    }
+  }
+
+  public static func slot(orderID: String, in db: Database) throws -> Nest_Entitlement_V1_InstanceSlot? {
+    try SlotRow.fetchOne(db, key: orderID)?.message
+  }
+
+  public static func save(_ slot: Nest_Entitlement_V1_InstanceSlot, in db: Database) throws {
+    try SlotRow(slot).save(db)
+  }
+
+  /// The authorization's places taken, but for `orderID`'s: its instances that are not
+  /// RELEASED, and the unexpired holds of other orders that have no instance yet.
+  public static func slotsInUse(authorizationID: String, except orderID: String, now: Int64, in db: Database) throws
+    -> Int32
+  {
+    Int32(
+      try Int.fetchOne(
+        db,
+        sql: """
+          SELECT (SELECT COUNT(*) FROM instances WHERE authorization_id = ?1 AND status != ?2 AND order_id != ?3)
+            + (SELECT COUNT(*) FROM instance_slots s WHERE s.authorization_id = ?1 AND s.status = ?4
+                 AND s.expires_at_unix_ms > ?5 AND s.order_id != ?3)
+          """,
+        arguments: [
+          authorizationID, Nest_Entitlement_V1_DeploymentStatus.released.rawValue, orderID,
+          Nest_Entitlement_V1_InstanceSlotStatus.held.rawValue, now,
+        ]) ?? 0)
+  }
+
+  /// Instances under an authorization that are not RELEASED.
+  public static func liveInstanceCount(authorizationID: String, in db: Database) throws -> Int32 {
+    Int32(
+      try Int.fetchOne(
+        db, sql: "SELECT COUNT(*) FROM instances WHERE authorization_id = ? AND status != ?",
+        arguments: [authorizationID, Nest_Entitlement_V1_DeploymentStatus.released.rawValue]) ?? 0)
   }
 
   // MARK: Permission requests
 
+  struct PermissionRequestRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "permission_requests"
+    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    var id: String
+    var instanceId: String
+    var requesterId: String
+    var ownerRole: Int32
+    var ownerId: String
+    var operation: String
+    var reason: String
+    var requestedDurationSeconds: Int64
+    var status: Int32
+    var decisionReason: String
+    var decidedBy: String
+    var grantedDurationSeconds: Int64
+    var grantExpiresAtUnixMs: Int64
+    var createdAtUnixMs: Int64
+    var decidedAtUnixMs: Int64
+    var updatedAtUnixMs: Int64
+
+    init(_ r: Nest_Entitlement_V1_PermissionRequest) {
+      self.id = r.id
+      self.instanceId = r.instanceID
+      self.requesterId = r.requesterID
+      self.ownerRole = r.owner?.role.rawValue ?? 0
+      self.ownerId = r.owner?.accountID ?? ""
+      self.operation = r.operation
+      self.reason = r.reason
+      self.requestedDurationSeconds = r.requestedDurationSeconds
+      self.status = r.status.rawValue
+      self.decisionReason = r.decisionReason
+      self.decidedBy = r.decidedBy
+      self.grantedDurationSeconds = r.grantedDurationSeconds
+      self.grantExpiresAtUnixMs = r.grantExpiresAtUnixMs
+      self.createdAtUnixMs = r.createdAtUnixMs
+      self.decidedAtUnixMs = r.decidedAtUnixMs
+      self.updatedAtUnixMs = r.updatedAtUnixMs
+    }
+
+    var message: Nest_Entitlement_V1_PermissionRequest {
+      .with {
+        $0.id = self.id
+        $0.instanceID = self.instanceId
+        $0.requesterID = self.requesterId
+        $0.owner = .with {
+          $0.role = .init(rawValue: self.ownerRole)
+          $0.accountID = self.ownerId
+        }
+        $0.operation = self.operation
+        $0.reason = self.reason
+        $0.requestedDurationSeconds = self.requestedDurationSeconds
+        $0.status = .init(rawValue: self.status)
+        $0.decisionReason = self.decisionReason
+        $0.decidedBy = self.decidedBy
+        $0.grantedDurationSeconds = self.grantedDurationSeconds
+        $0.grantExpiresAtUnixMs = self.grantExpiresAtUnixMs
+        $0.createdAtUnixMs = self.createdAtUnixMs
+        $0.decidedAtUnixMs = self.decidedAtUnixMs
+        $0.updatedAtUnixMs = self.updatedAtUnixMs
+      }
+    }
+  }
+
   public static func save(_ request: Nest_Entitlement_V1_PermissionRequest, in db: Database) throws {
-    try db.execute(
-      sql: """
-        INSERT INTO permission_requests (id, instance_id, requester_id, owner_id, operation, status,
-          created_at_unix_ms, grant_expires_at_unix_ms, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(id) DO UPDATE SET status = excluded.status,
-          grant_expires_at_unix_ms = excluded.grant_expires_at_unix_ms, body = excluded.body
-        """,
-      arguments: [
-        request.id, request.instanceID, request.requesterID, request.owner?.accountID ?? "", request.operation,
-        request.status.rawValue, request.createdAtUnixMs, request.grantExpiresAtUnixMs,
-        Data(try request.serializedBytes()),
-      ])
+    try PermissionRequestRow(request).save(db)
   }
 
   public static func permissionRequest(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_PermissionRequest? {
-    try MessageRows.one(db, sql: "SELECT body FROM permission_requests WHERE id = ?", arguments: [id])
+    try PermissionRequestRow.fetchOne(db, key: id)?.message
   }
 
   /// The APPROVED, unexpired grant for the operation lasting longest, if any.
   public static func activeGrant(
     instanceID: String, requesterID: String, operation: String, nowUnixMs: Int64, in db: Database
   ) throws -> Nest_Entitlement_V1_PermissionRequest? {
-    try MessageRows.one(
+    try PermissionRequestRow.fetchOne(
       db,
       sql: """
-        SELECT body FROM permission_requests
+        SELECT * FROM permission_requests
         WHERE instance_id = ? AND requester_id = ? AND operation = ? AND status = ? AND grant_expires_at_unix_ms > ?
         ORDER BY grant_expires_at_unix_ms DESC LIMIT 1
         """,
       arguments: [
         instanceID, requesterID, operation, Nest_Entitlement_V1_PermissionRequestStatus.approved.rawValue, nowUnixMs,
-      ])
+      ])?.message
   }
 
   public static func permissionRequests(
@@ -292,7 +661,7 @@ public struct EntitlementStore: Sendable {
     default:
       rows.add("status = ?", [filter.status.rawValue])
     }
-    return try MessageRows.page(
-      db, table: "permission_requests", filter: rows, page: page, newestFirst: true)
+    let page = try RecordPage<PermissionRequestRow>.fetch(db, filter: rows, page: page, newestFirst: true)
+    return (page.rows.map(\.message), page.nextPageToken)
   }
 }

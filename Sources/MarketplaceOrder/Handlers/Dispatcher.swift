@@ -1,11 +1,13 @@
-// The outbox dispatcher (DESIGN section 6): delivers each order's pending rows in order, one
-// at a time per order and several orders at once, retrying failures with capped exponential
-// backoff until the target acknowledges. Every target is idempotent on the row's key, so a
-// row attempted twice (a crash between the call and the acknowledgement) changes nothing.
+// The outbox dispatcher: delivers each order's pending rows in order, one at a time per order
+// and several orders at once, retrying failures with capped exponential backoff until the
+// target acknowledges. Every target is idempotent on the row's key, so a row attempted twice
+// (a crash between the call and the acknowledgement) changes nothing. What each row asks and
+// how an outcome is recorded are the outbox's rules (DeliveryRules); this part only calls.
 import Foundation
 import GRDB
 import GRPCCore
 public import Logging
+import NestDomain
 import NestProto
 import NestServiceKit
 public import ServiceLifecycle
@@ -14,18 +16,20 @@ public final class Dispatcher: Service, Sendable {
   let store: OrderStore
   let peers: any OrderPeers
   let logger: Logger
+  let clock: NestClock
   let initialBackoff: Duration
   let maximumBackoff: Duration
   let concurrency: Int
   private let wakeups = Wakeups()
 
   public init(
-    store: OrderStore, peers: any OrderPeers, logger: Logger, initialBackoff: Duration = .milliseconds(100),
-    maximumBackoff: Duration = .seconds(5), concurrency: Int = 16
+    store: OrderStore, peers: any OrderPeers, logger: Logger, clock: NestClock = .system,
+    initialBackoff: Duration = .milliseconds(100), maximumBackoff: Duration = .seconds(5), concurrency: Int = 16
   ) {
     self.store = store
     self.peers = peers
     self.logger = logger
+    self.clock = clock
     self.initialBackoff = initialBackoff
     self.maximumBackoff = maximumBackoff
     self.concurrency = concurrency
@@ -45,7 +49,7 @@ public final class Dispatcher: Service, Sendable {
       let due: [Delivery]
       do {
         due = try await self.store.database.read {
-          try OrderStore.dueDeliveries(nowUnixMs: Clock.nowUnixMs(), limit: 256, in: $0)
+          try OrderStore.dueDeliveries(nowUnixMs: self.clock.nowUnixMs(), limit: 256, in: $0)
         }
       } catch {
         self.logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
@@ -67,7 +71,7 @@ public final class Dispatcher: Service, Sendable {
         return outcomes
       }
       await self.record(outcomes)
-      if !outcomes.contains(where: \.acknowledged) { return }  // everything failed: wait for the backoff
+      if !outcomes.contains(where: { $0.failure == nil }) { return }  // everything failed: wait for the backoff
     }
   }
 
@@ -77,51 +81,38 @@ public final class Dispatcher: Service, Sendable {
     var acknowledgement: Delivery.OneOf_Acknowledgement?
     /// CREATE_INSTANCE: the instance the order is fulfilled with.
     var instanceID: String?
-    var error: RPCError?
-    var acknowledged: Bool { self.error == nil }
+    var failure: (code: Int32, message: String)?
   }
 
   /// One attempt at one row.
   func attempt(_ delivery: Delivery) async -> Outcome {
     var outcome = Outcome(delivery: delivery)
+    let key = delivery.idempotencyKey
     do {
       guard let order = try await self.store.database.read({ try OrderStore.order(delivery.orderID, in: $0) }) else {
-        throw RPCError(code: .internalError, message: "order \(delivery.orderID) is missing")
+        throw DomainError(.failedPrecondition, "order \(delivery.orderID) is missing")
       }
       switch delivery.kind {
       case .createInstance:
-        let instance = try await self.peers.createInstance(
-          Self.instanceRequest(for: order, key: delivery.idempotencyKey))
+        let instance = try await self.peers.createInstance(DeliveryRules.instanceRequest(for: order, key: key))
         outcome.acknowledgement = .instanceID(instance.id)
         outcome.instanceID = instance.id
       case .recordSale:
-        let sale = try await self.peers.recordSale(Self.saleRequest(for: order, key: delivery.idempotencyKey))
+        let sale = try await self.peers.recordSale(DeliveryRules.saleRequest(for: order, key: key))
         outcome.acknowledgement = .transactionID(sale.transaction?.id ?? "")
       case .recordRefund:
-        let refund = try await self.peers.recordRefund(
-          .with {
-            $0.clientToken = delivery.idempotencyKey
-            $0.orderID = order.id
-            $0.linkedOrderIds = order.linkedOrderIds
-            $0.reason = order.reason
-            $0.refundedAtUnixMs = order.refundedAtUnixMs
-          })
+        let refund = try await self.peers.recordRefund(DeliveryRules.refundRequest(for: order, key: key))
         outcome.acknowledgement = .transactionID(refund.transactions.first?.id ?? "")
       case .releaseInstance:
-        guard !order.instanceID.isEmpty else {
-          throw RPCError(code: .failedPrecondition, message: "the instance of \(order.id) is not created yet")
-        }
-        try await self.peers.releaseInstance(
-          .with {
-            $0.clientToken = delivery.idempotencyKey
-            $0.instanceID = order.instanceID
-            $0.reason = "refund of order \(order.id): \(order.reason)"
-          })
+        try await self.peers.releaseInstance(try DeliveryRules.releaseRequest(for: order, key: key))
+      case .releaseSlot:
+        try await self.peers.releaseSlot(orderID: order.id)
       default:
-        throw RPCError(code: .internalError, message: "unknown delivery kind \(delivery.kind)")
+        throw DomainError(.failedPrecondition, "unknown delivery kind \(delivery.kind)")
       }
     } catch {
-      outcome.error = error as? RPCError ?? RPCError(code: .unknown, message: "\(error)")
+      let status = RPCError(describing: error)
+      outcome.failure = (Int32(status.code.rawValue), "\(status.code): \(status.message)")
       self.logger.debug(
         "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(error)"])
     }
@@ -131,32 +122,18 @@ public final class Dispatcher: Service, Sendable {
   /// Records a round's outcomes in one transaction: acknowledged rows DELIVERED (and their
   /// orders fulfilled), failed ones rescheduled with backoff.
   private func record(_ outcomes: [Outcome]) async {
-    let now = Clock.nowUnixMs()
+    let now = self.clock.nowUnixMs()
     do {
       try await self.store.database.write { db in
         for outcome in outcomes {
-          guard var row = try OrderStore.delivery(outcome.delivery.id, in: db), row.status == .pending else { continue }
-          row.attempts += 1
-          row.lastAttemptAtUnixMs = now
-          if let error = outcome.error {
-            row.lastErrorCode = Int32(error.code.rawValue)
-            row.lastError = "\(error.code): \(error.message)"
-            let wait = OrderRules.backoff(
-              afterAttempts: row.attempts, initial: self.initialBackoff, cap: self.maximumBackoff)
-            row.nextAttemptAtUnixMs =
-              now + Int64(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
-          } else {
-            row.status = .delivered
-            row.deliveredAtUnixMs = now
-            row.nextAttemptAtUnixMs = 0
-            row.lastErrorCode = 0
-            row.lastError = ""
-            row.acknowledgement = outcome.acknowledgement
-            if let instanceID = outcome.instanceID {
-              try Self.fulfil(row.orderID, instanceID: instanceID, now: now, in: db)
-            }
+          guard let row = try OrderStore.delivery(outcome.delivery.id, in: db), row.status == .pending else { continue }
+          try OrderStore.save(
+            DeliveryRules.attempted(
+              row, failure: outcome.failure, acknowledgement: outcome.acknowledgement, now: now,
+              initialBackoff: self.initialBackoff, maximumBackoff: self.maximumBackoff), in: db)
+          if outcome.failure == nil, let instanceID = outcome.instanceID {
+            try Self.fulfil(row.orderID, instanceID: instanceID, now: now, in: db)
           }
-          try OrderStore.save(row, in: db)
         }
       }
     } catch {
@@ -164,70 +141,29 @@ public final class Dispatcher: Service, Sendable {
     }
   }
 
-  /// The order has its instance: FULFILLED (with its linked orders) unless refunded meanwhile.
+  /// The order has its instance: FULFILLED with its linked orders, unless refunded meanwhile
+  /// (then it only learns its instance).
   static func fulfil(_ orderID: String, instanceID: String, now: Int64, in db: Database) throws {
     guard var order = try OrderStore.order(orderID, in: db) else { return }
     order.instanceID = instanceID
-    // A refund may have come first: then the order stays REFUNDED and only learns its instance.
-    if let status = try? OrderRules.transition(from: order.status, .fulfil) {
-      OrderService.record(&order, status, actor: "marketplace-order", reason: "instance \(instanceID)", now: now)
-      for id in order.linkedOrderIds {
-        guard var link = try OrderStore.order(id, in: db),
-          let linked = try? OrderRules.transition(from: link.status, .fulfil)
-        else { continue }
-        OrderService.record(&link, linked, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
+    if OrderRules.allows(order.status, .fulfil) {
+      try OrderRules.apply(.fulfil, to: &order, actor: "marketplace-order", reason: "instance \(instanceID)", now: now)
+      for var link in try OrderStore.orders(ids: order.linkedOrderIds, in: db) where OrderRules.allows(link.status, .fulfil) {
+        try OrderRules.apply(.fulfil, to: &link, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
         try OrderStore.save(link, in: db)
       }
     }
     try OrderStore.save(order, in: db)
   }
+}
 
-  /// CreateServiceInstance for a paid customer order: everything from the order's snapshot,
-  /// so every attempt sends the same request.
-  static func instanceRequest(for order: Order, key: String) -> Nest_Entitlement_V1_CreateServiceInstanceRequest {
-    .with {
-      $0.clientToken = key
-      $0.orderID = order.id
-      $0.serviceID = order.serviceID
-      $0.versionID = order.serviceVersionID
-      $0.customerID = order.buyer?.accountID ?? ""
-      $0.authorizationID = order.wholesale?.authorizationID ?? ""
-      $0.quantity = Int32(clamping: order.quantity)
-      $0.expiry = .term(
-        .with {
-          $0.billingPeriod = order.price?.billingPeriod ?? .month
-          $0.periods = Int32(clamping: order.periods)
-        })
-      $0.parameterSetName = order.parameterSetName
-      $0.resolution = order.scenario
-    }
-  }
-
-  /// RecordSale for a paid order (customer or linked), from its snapshot.
-  static func saleRequest(for order: Order, key: String) -> Nest_Settlement_V1_RecordSaleRequest {
-    .with {
-      $0.clientToken = key
-      $0.orderID = order.id
-      $0.kind = order.kind == .linked ? .linkedOrder : .customerOrder
-      $0.parentOrderID = order.parentOrderID
-      $0.linkedOrderIds = order.linkedOrderIds
-      $0.buyer = order.buyer
-      $0.seller = order.seller
-      $0.amount = order.price?.amount
-      $0.commissionBps = order.price?.commissionBps ?? 0
-      $0.scenario = order.scenario
-      if order.kind == .customer, let scenario = order.scenario?.scenario,
-        scenario == .scenario1 || scenario == .scenario2 || scenario == .scenario4
-      {
-        $0.wholesaleAmount = order.wholesale?.wholesaleAmount
-      }
-      $0.authorizationID = order.wholesale?.authorizationID ?? ""
-      $0.productID = order.productID
-      $0.planID = order.planID
-      $0.quantity = order.quantity
-      $0.periods = order.periods
-      $0.billingPeriod = order.price?.billingPeriod ?? .unspecified
-      $0.paidAtUnixMs = order.paidAtUnixMs
+extension RPCError {
+  /// Any error as the status it would reach a caller with: an RPC's own, a rule's, or UNKNOWN.
+  init(describing error: any Error) {
+    switch error {
+    case let error as RPCError: self = error
+    case let error as any RPCErrorConvertible: self = RPCError(error)
+    default: self = RPCError(code: .unknown, message: "\(error)")
     }
   }
 }

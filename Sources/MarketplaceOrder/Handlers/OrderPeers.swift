@@ -1,7 +1,7 @@
-// What marketplace-order asks the other services, over RPC as role `service`: the catalog
-// for prices and scenarios, entitlement for authorizations and instances, settlement for
-// the ledger.
-public import GRPCCore
+// What marketplace-order asks the other services, as the marketplace-order service: the
+// catalog for prices and scenarios, entitlement for authorizations, instance slots and
+// instances, settlement for the ledger.
+import GRPCCore
 public import NestProto
 
 public protocol OrderPeers: Sendable {
@@ -11,6 +11,9 @@ public protocol OrderPeers: Sendable {
   func resolveScenario(_ serviceID: String) async throws -> Nest_Common_V1_ScenarioResolution
   func checkDistribution(baseServiceID: String, distributorID: String) async throws
     -> Nest_Entitlement_V1_CheckDistributionResponse
+  func reserveSlot(orderID: String, authorizationID: String) async throws
+    -> Nest_Entitlement_V1_ReserveInstanceSlotResponse
+  func releaseSlot(orderID: String) async throws
   func createInstance(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) async throws
     -> Nest_Entitlement_V1_ServiceInstance
   func releaseInstance(_ request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest) async throws
@@ -19,41 +22,36 @@ public protocol OrderPeers: Sendable {
     -> Nest_Settlement_V1_RecordRefundResponse
 }
 
-public struct RPCOrderPeers<Transport: ClientTransport>: OrderPeers {
-  private let catalog: Nest_Catalog_V1_CatalogService.Client<Transport>
-  private let entitlement: Nest_Entitlement_V1_EntitlementService.Client<Transport>
-  private let settlement: Nest_Settlement_V1_SettlementService.Client<Transport>
-  /// A delivery attempt that takes longer than this fails DEADLINE_EXCEEDED and is retried.
-  private let options: CallOptions
+/// The peers over RPC (timeouts and retries: PeerCallPolicy).
+public struct RPCOrderPeers: OrderPeers {
+  private let catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol
+  private let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
+  private let settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
 
   public init(
-    catalog: GRPCClient<Transport>, entitlement: GRPCClient<Transport>, settlement: GRPCClient<Transport>,
-    timeout: Duration = .seconds(10)
+    catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol,
+    entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol,
+    settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
   ) {
-    self.catalog = .init(wrapping: catalog)
-    self.entitlement = .init(wrapping: entitlement)
-    self.settlement = .init(wrapping: settlement)
-    var options = CallOptions.defaults
-    options.timeout = timeout
-    self.options = options
+    self.catalog = catalog
+    self.entitlement = entitlement
+    self.settlement = settlement
   }
 
   public func product(_ id: String) async throws -> Nest_Catalog_V1_Product {
-    try await self.catalog.getProduct(.with { $0.key = .productID(id) }, options: self.options).product ?? .init()
+    try await self.catalog.getProduct(.with { $0.key = .productID(id) }).product ?? .init()
   }
 
   public func product(ofService serviceID: String) async throws -> Nest_Catalog_V1_Product {
-    try await self.catalog.getProduct(.with { $0.key = .serviceID(serviceID) }, options: self.options).product
-      ?? .init()
+    try await self.catalog.getProduct(.with { $0.key = .serviceID(serviceID) }).product ?? .init()
   }
 
   public func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse {
-    try await self.catalog.getService(.with { $0.serviceID = id }, options: self.options)
+    try await self.catalog.getService(.with { $0.serviceID = id })
   }
 
   public func resolveScenario(_ serviceID: String) async throws -> Nest_Common_V1_ScenarioResolution {
-    try await self.catalog.resolveScenario(.with { $0.serviceID = serviceID }, options: self.options).resolution
-      ?? .init()
+    try await self.catalog.resolveScenario(.with { $0.serviceID = serviceID }).resolution ?? .init()
   }
 
   public func checkDistribution(baseServiceID: String, distributorID: String) async throws
@@ -63,28 +61,42 @@ public struct RPCOrderPeers<Transport: ClientTransport>: OrderPeers {
       .with {
         $0.baseServiceID = baseServiceID
         $0.distributorID = distributorID
-      }, options: self.options)
+      })
+  }
+
+  public func reserveSlot(orderID: String, authorizationID: String) async throws
+    -> Nest_Entitlement_V1_ReserveInstanceSlotResponse
+  {
+    try await self.entitlement.reserveInstanceSlot(
+      .with {
+        $0.orderID = orderID
+        $0.authorizationID = authorizationID
+      })
+  }
+
+  public func releaseSlot(orderID: String) async throws {
+    _ = try await self.entitlement.releaseInstanceSlot(.with { $0.orderID = orderID })
   }
 
   public func createInstance(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) async throws
     -> Nest_Entitlement_V1_ServiceInstance
   {
-    try await self.entitlement.createServiceInstance(request, options: self.options).instance ?? .init()
+    try await self.entitlement.createServiceInstance(request).instance ?? .init()
   }
 
   public func releaseInstance(_ request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest) async throws {
-    _ = try await self.entitlement.releaseServiceInstance(request, options: self.options)
+    _ = try await self.entitlement.releaseServiceInstance(request)
   }
 
   public func recordSale(_ request: Nest_Settlement_V1_RecordSaleRequest) async throws
     -> Nest_Settlement_V1_RecordSaleResponse
   {
-    try await self.settlement.recordSale(request, options: self.options)
+    try await self.settlement.recordSale(request)
   }
 
   public func recordRefund(_ request: Nest_Settlement_V1_RecordRefundRequest) async throws
     -> Nest_Settlement_V1_RecordRefundResponse
   {
-    try await self.settlement.recordRefund(request, options: self.options)
+    try await self.settlement.recordRefund(request)
   }
 }

@@ -1,12 +1,12 @@
 // The rules of an order (DESIGN sections 1, 5 and 8): its life cycle, its price, who it is
 // sold by, the scenario-3 linked order, and how long a failed delivery waits. Pure.
-import GRPCCore
+public import NestDomain
 public import NestProto
-public import NestServiceKit
-import NestTransport
 
 public typealias Order = Nest_Order_V1_Order
 public typealias OrderStatus = Nest_Order_V1_OrderStatus
+
+public typealias Delivery = Nest_Order_V1_Delivery
 
 public enum OrderAction: String, CaseIterable, Sendable {
   case pay, fulfil, cancel, refund
@@ -26,9 +26,42 @@ public enum OrderRules {
     }
   }
 
+  /// Whether `action` may happen from `status`.
+  public static func allows(_ status: OrderStatus, _ action: OrderAction) -> Bool {
+    do {
+      _ = try transition(from: status, action)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /// The order's new status, its history entry and the time it entered it.
+  public static func record(_ order: inout Order, _ status: OrderStatus, actor: String, reason: String = "", now: Int64)
+  {
+    order.status = status
+    order.updatedAtUnixMs = now
+    order.history.append(.entry(status, actor: actor, reason: reason, at: now))
+    switch status {
+    case .paid: order.paidAtUnixMs = now
+    case .fulfilled: order.fulfilledAtUnixMs = now
+    case .cancelled: order.cancelledAtUnixMs = now
+    case .refunded: order.refundedAtUnixMs = now
+    default: break
+    }
+  }
+
+  /// The order moved by `action`, with its history entry; a transition its status does not
+  /// allow is FAILED_PRECONDITION.
+  public static func apply(_ action: OrderAction, to order: inout Order, actor: String, reason: String = "", now: Int64)
+    throws(DomainError)
+  {
+    record(&order, try transition(from: order.status, action), actor: actor, reason: reason, now: now)
+  }
+
   /// Checks what CreateOrder can check without asking anyone.
   public static func check(_ request: Nest_Order_V1_CreateOrderRequest) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     if request.productID.isEmpty { violations.append(.init(field: "product_id", description: "is required")) }
     if request.planID.isEmpty { violations.append(.init(field: "plan_id", description: "is required")) }
     if request.quantity < 1 { violations.append(.init(field: "quantity", description: "must be at least 1")) }
@@ -64,6 +97,38 @@ public enum OrderRules {
       $0.commissionBps = commissionBps
       $0.commission = MoneyMath.money(unitPrice.currency, commission)
       $0.sellerNet = MoneyMath.money(unitPrice.currency, amount - commission)
+    }
+  }
+
+  /// The wholesale terms a sale of B is made under, from entitlement's answer to
+  /// CheckDistribution: refused when the authorization's places are all taken (the
+  /// reservation at payment is what enforces it; this tells the customer early).
+  public static func wholesale(
+    _ check: Nest_Entitlement_V1_CheckDistributionResponse, period: Nest_Common_V1_BillingPeriod, quantity: UInt32,
+    periods: UInt32
+  ) throws(DomainError) -> Nest_Order_V1_WholesaleSnapshot {
+    guard let authorization = check.authorization, let terms = authorization.terms, let unit = terms.wholesalePrice
+    else {
+      throw DomainError(.failedPrecondition, "the distributor's authorization has no terms")
+    }
+    if terms.maxInstances > 0 && check.instanceCount >= terms.maxInstances {
+      throw DomainError(.failedPrecondition, "the authorization's maximum of \(terms.maxInstances) instances is reached")
+    }
+    let amount = try price(unitPrice: unit, period: period, quantity: quantity, periods: periods, commissionBps: 0)
+    return .with {
+      $0.authorizationID = authorization.id
+      $0.wholesaleUnitPrice = unit
+      $0.wholesaleAmount = amount.amount
+      $0.termsValidUntilUnixMs = terms.validUntilUnixMs
+    }
+  }
+
+  /// PayOrder's expected_amount, when given, must be the order's price.
+  public static func checkExpectedAmount(_ expected: Nest_Common_V1_Money?, of order: Order) throws(DomainError) {
+    if let expected, expected != order.price?.amount {
+      throw DomainError(
+        .failedPrecondition, "expected_amount differs from the order's price",
+        violations: [.init(field: "expected_amount", description: "differs from price.amount")])
     }
   }
 
@@ -118,6 +183,11 @@ public enum OrderRules {
       $0.updatedAtUnixMs = now
       $0.paidAtUnixMs = now
     }
+  }
+
+  /// The offline wholesale obligation a sale of `scenario` records: scenarios 1, 2 and 4.
+  public static func owesOffline(_ scenario: Nest_Common_V1_Scenario) -> Bool {
+    scenario == .scenario1 || scenario == .scenario2 || scenario == .scenario4
   }
 
   /// How long the dispatcher waits after the `attempts`-th failure: doubling from `initial`,

@@ -1,16 +1,24 @@
-// marketplace-order's SQLite database: orders, and the delivery outbox written in the same
-// transactions. Only this file knows the schema.
+// marketplace-order's SQLite database: orders and the delivery outbox written in the same
+// transactions, as typed columns (every price a column, its split held together by a CHECK),
+// the order histories append-only beside them, and the scenario snapshot and labels (which
+// nobody queries) as a document. Only this file knows the schema.
 import Foundation
 public import GRDB
+import NestDomain
 public import NestProto
 public import NestServiceKit
-
-public typealias Delivery = Nest_Order_V1_Delivery
 
 public struct OrderStore: Sendable {
   public let database: DatabasePool
 
-  public static func migrations(_ migrator: inout DatabaseMigrator) {
+  public init(database: DatabasePool) {
+    self.database = database
+  }
+
+  static let history = HistoryTable("order_history")
+
+  @Sendable public static func migrations(_ migrator: inout DatabaseMigrator) {
+    // Release 0.1: orders and deliveries as their encoded messages beside filter columns.
     migrator.registerMigration("order-1") { db in
       try db.create(table: "orders") { t in
         t.column("id", .text).primaryKey()
@@ -36,39 +44,285 @@ public struct OrderStore: Sendable {
       }
       try db.create(index: "deliveries_due", on: "deliveries", columns: ["status", "next_attempt_at_unix_ms"])
     }
+    // Columns for every field; histories apart. Rows of release 0.1 are read from their
+    // messages and written again, in their order.
+    migrator.registerMigration("order-2-columns") { db in
+      let orders = try Data.fetchAll(db, sql: "SELECT body FROM orders ORDER BY rowid").map {
+        try Document.decode($0, as: Order.self)
+      }
+      let deliveries = try Data.fetchAll(db, sql: "SELECT body FROM deliveries ORDER BY rowid").map {
+        try Document.decode($0, as: Delivery.self)
+      }
+      try db.drop(table: "deliveries")
+      try db.drop(table: "orders")
+      try Self.createTables(db)
+      for order in orders { try Self.save(order, in: db) }
+      for delivery in deliveries { try Self.save(delivery, in: db) }
+    }
   }
 
-  public init(path: String) throws {
-    self.database = try ServiceDatabase.open(path: path, migrations: Self.migrations)
+  static func createTables(_ db: Database) throws {
+    try db.create(table: "orders") { t in
+      t.column("id", .text).primaryKey()
+      t.column("kind", .integer).notNull().check { $0 >= 1 }
+      t.column("buyer_role", .integer).notNull()
+      t.column("buyer_id", .text).notNull().indexed()
+      t.column("seller_role", .integer).notNull()
+      t.column("seller_id", .text).notNull().indexed()
+      t.column("product_id", .text).notNull()
+      t.column("plan_id", .text).notNull()
+      t.column("service_id", .text).notNull()
+      t.column("service_version_id", .text).notNull()
+      t.column("quantity", .integer).notNull().check { $0 >= 1 }
+      t.column("periods", .integer).notNull().check { $0 >= 1 }
+      t.column("parameter_set_name", .text).notNull()
+      t.column("status", .integer).notNull().check { $0 >= 1 }
+      t.column("currency", .text).notNull()
+      t.column("unit_price_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("billing_period", .integer).notNull()
+      t.column("amount_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("commission_bps", .integer).notNull().check { $0 >= 0 && $0 <= 10_000 }
+      t.column("commission_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("seller_net_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("scenario", .integer).notNull()
+      t.column("isv_id", .text).notNull()
+      t.column("distributor_id", .text).notNull()
+      t.column("has_wholesale", .boolean).notNull()
+      t.column("authorization_id", .text).notNull()
+      t.column("wholesale_currency", .text).notNull()
+      t.column("wholesale_unit_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("wholesale_amount_minor", .integer).notNull().check { $0 >= 0 }
+      t.column("terms_valid_until_unix_ms", .integer).notNull()
+      t.column("parent_order_id", .text).notNull().indexed()
+      t.column("instance_id", .text).notNull()
+      t.column("payment_reference", .text).notNull()
+      t.column("reason", .text).notNull()
+      t.column("created_at_unix_ms", .integer).notNull()
+      t.column("updated_at_unix_ms", .integer).notNull()
+      t.column("paid_at_unix_ms", .integer).notNull()
+      t.column("fulfilled_at_unix_ms", .integer).notNull()
+      t.column("cancelled_at_unix_ms", .integer).notNull()
+      t.column("refunded_at_unix_ms", .integer).notNull()
+      // The scenario snapshot and labels.
+      t.column("document", .blob).notNull()
+      // The price's split: commission and the seller's net make the amount.
+      t.check(sql: "commission_minor + seller_net_minor = amount_minor")
+    }
+    try Self.history.create(in: db)
+    try db.create(table: "deliveries") { t in
+      t.column("id", .text).primaryKey()
+      t.column("order_id", .text).notNull().indexed().references("orders")
+      t.column("kind", .integer).notNull().check { $0 >= 1 }
+      t.column("target", .integer).notNull().check { $0 >= 1 }
+      t.column("status", .integer).notNull().check { $0 >= 1 }
+      t.column("idempotency_key", .text).notNull()
+      t.column("attempts", .integer).notNull().check { $0 >= 0 }
+      t.column("last_error_code", .integer).notNull()
+      t.column("last_error", .text).notNull()
+      t.column("next_attempt_at_unix_ms", .integer).notNull()
+      t.column("last_attempt_at_unix_ms", .integer).notNull()
+      t.column("created_at_unix_ms", .integer).notNull()
+      t.column("delivered_at_unix_ms", .integer).notNull()
+      t.column("acknowledged_instance_id", .text)
+      t.column("acknowledged_transaction_id", .text)
+    }
+    try db.create(index: "deliveries_due", on: "deliveries", columns: ["status", "next_attempt_at_unix_ms"])
   }
 
   // MARK: Orders
 
+  struct OrderRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "orders"
+    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    var id: String
+    var kind: Int32
+    var buyerRole: Int32
+    var buyerId: String
+    var sellerRole: Int32
+    var sellerId: String
+    var productId: String
+    var planId: String
+    var serviceId: String
+    var serviceVersionId: String
+    var quantity: UInt32
+    var periods: UInt32
+    var parameterSetName: String
+    var status: Int32
+    var currency: String
+    var unitPriceMinor: Int64
+    var billingPeriod: Int32
+    var amountMinor: Int64
+    var commissionBps: UInt32
+    var commissionMinor: Int64
+    var sellerNetMinor: Int64
+    var scenario: Int32
+    var isvId: String
+    var distributorId: String
+    var hasWholesale: Bool
+    var authorizationId: String
+    var wholesaleCurrency: String
+    var wholesaleUnitMinor: Int64
+    var wholesaleAmountMinor: Int64
+    var termsValidUntilUnixMs: Int64
+    var parentOrderId: String
+    var instanceId: String
+    var paymentReference: String
+    var reason: String
+    var createdAtUnixMs: Int64
+    var updatedAtUnixMs: Int64
+    var paidAtUnixMs: Int64
+    var fulfilledAtUnixMs: Int64
+    var cancelledAtUnixMs: Int64
+    var refundedAtUnixMs: Int64
+    var document: Data
+
+    init(_ o: Order) throws {
+      var rest = Order()
+      rest.scenario = o.scenario
+      rest.labels = o.labels
+      rest.unknownFields = o.unknownFields
+      let price = o.price ?? .init()
+      self.id = o.id
+      self.kind = o.kind.rawValue
+      self.buyerRole = o.buyer?.role.rawValue ?? 0
+      self.buyerId = o.buyer?.accountID ?? ""
+      self.sellerRole = o.seller?.role.rawValue ?? 0
+      self.sellerId = o.seller?.accountID ?? ""
+      self.productId = o.productID
+      self.planId = o.planID
+      self.serviceId = o.serviceID
+      self.serviceVersionId = o.serviceVersionID
+      self.quantity = o.quantity
+      self.periods = o.periods
+      self.parameterSetName = o.parameterSetName
+      self.status = o.status.rawValue
+      self.currency = price.amount?.currency ?? ""
+      self.unitPriceMinor = price.unitPrice?.amountMinor ?? 0
+      self.billingPeriod = price.billingPeriod.rawValue
+      self.amountMinor = price.amount?.amountMinor ?? 0
+      self.commissionBps = price.commissionBps
+      self.commissionMinor = price.commission?.amountMinor ?? 0
+      self.sellerNetMinor = price.sellerNet?.amountMinor ?? 0
+      self.scenario = o.scenario?.scenario.rawValue ?? 0
+      self.isvId = o.scenario?.isvID ?? ""
+      self.distributorId = o.scenario?.distributorID ?? ""
+      self.hasWholesale = o.wholesale != nil
+      self.authorizationId = o.wholesale?.authorizationID ?? ""
+      self.wholesaleCurrency = o.wholesale?.wholesaleAmount?.currency ?? o.wholesale?.wholesaleUnitPrice?.currency ?? ""
+      self.wholesaleUnitMinor = o.wholesale?.wholesaleUnitPrice?.amountMinor ?? 0
+      self.wholesaleAmountMinor = o.wholesale?.wholesaleAmount?.amountMinor ?? 0
+      self.termsValidUntilUnixMs = o.wholesale?.termsValidUntilUnixMs ?? 0
+      self.parentOrderId = o.parentOrderID
+      self.instanceId = o.instanceID
+      self.paymentReference = o.paymentReference
+      self.reason = o.reason
+      self.createdAtUnixMs = o.createdAtUnixMs
+      self.updatedAtUnixMs = o.updatedAtUnixMs
+      self.paidAtUnixMs = o.paidAtUnixMs
+      self.fulfilledAtUnixMs = o.fulfilledAtUnixMs
+      self.cancelledAtUnixMs = o.cancelledAtUnixMs
+      self.refundedAtUnixMs = o.refundedAtUnixMs
+      self.document = try Document.encode(rest)
+    }
+
+    func message(history: [Nest_Common_V1_StatusChange], linkedOrderIDs: [String]) throws -> Order {
+      var o = try Document.decode(self.document, as: Order.self)
+      o.id = self.id
+      o.kind = .init(rawValue: self.kind)
+      o.buyer = .with {
+        $0.role = .init(rawValue: self.buyerRole)
+        $0.accountID = self.buyerId
+      }
+      o.seller = .with {
+        $0.role = .init(rawValue: self.sellerRole)
+        $0.accountID = self.sellerId
+      }
+      o.productID = self.productId
+      o.planID = self.planId
+      o.serviceID = self.serviceId
+      o.serviceVersionID = self.serviceVersionId
+      o.quantity = self.quantity
+      o.periods = self.periods
+      o.parameterSetName = self.parameterSetName
+      o.status = .init(rawValue: self.status)
+      o.price = .with {
+        $0.unitPrice = MoneyMath.money(self.currency, self.unitPriceMinor)
+        $0.billingPeriod = .init(rawValue: self.billingPeriod)
+        $0.amount = MoneyMath.money(self.currency, self.amountMinor)
+        $0.commissionBps = self.commissionBps
+        $0.commission = MoneyMath.money(self.currency, self.commissionMinor)
+        $0.sellerNet = MoneyMath.money(self.currency, self.sellerNetMinor)
+      }
+      if self.hasWholesale {
+        o.wholesale = .with {
+          $0.authorizationID = self.authorizationId
+          $0.wholesaleUnitPrice = MoneyMath.money(self.wholesaleCurrency, self.wholesaleUnitMinor)
+          $0.wholesaleAmount = MoneyMath.money(self.wholesaleCurrency, self.wholesaleAmountMinor)
+          $0.termsValidUntilUnixMs = self.termsValidUntilUnixMs
+        }
+      }
+      o.parentOrderID = self.parentOrderId
+      o.linkedOrderIds = linkedOrderIDs
+      o.instanceID = self.instanceId
+      o.paymentReference = self.paymentReference
+      o.reason = self.reason
+      o.history = history
+      o.createdAtUnixMs = self.createdAtUnixMs
+      o.updatedAtUnixMs = self.updatedAtUnixMs
+      o.paidAtUnixMs = self.paidAtUnixMs
+      o.fulfilledAtUnixMs = self.fulfilledAtUnixMs
+      o.cancelledAtUnixMs = self.cancelledAtUnixMs
+      o.refundedAtUnixMs = self.refundedAtUnixMs
+      return o
+    }
+  }
+
+  /// Inserts or updates the order; its new history entries are appended. Linked order ids
+  /// are not stored: they are the orders whose parent it is.
   public static func save(_ order: Order, in db: Database) throws {
-    try db.execute(
-      sql: """
-        INSERT INTO orders (id, kind, buyer_id, seller_id, status, product_id, service_id, parent_order_id,
-          created_at_unix_ms, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
-        """,
-      arguments: [
-        order.id, order.kind.rawValue, order.buyer?.accountID ?? "", order.seller?.accountID ?? "",
-        order.status.rawValue, order.productID, order.serviceID, order.parentOrderID, order.createdAtUnixMs,
-        Data(try order.serializedBytes()),
-      ])
+    try OrderRow(order).save(db)
+    try Self.history.append(order.history, for: order.id, in: db)
+  }
+
+  static func orders(_ rows: [OrderRow], in db: Database) throws -> [Order] {
+    let ids = rows.map(\.id)
+    let histories = try Self.history.entries(for: ids, in: db)
+    var children: [String: [String]] = [:]
+    if !ids.isEmpty {
+      for row in try Row.fetchAll(
+        db,
+        sql: """
+          SELECT id, parent_order_id FROM orders
+          WHERE parent_order_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
+          """, arguments: StatementArguments(ids))
+      {
+        children[row["parent_order_id"], default: []].append(row["id"])
+      }
+    }
+    return try rows.map { try $0.message(history: histories[$0.id] ?? [], linkedOrderIDs: children[$0.id] ?? []) }
   }
 
   public static func order(_ id: String, in db: Database) throws -> Order? {
-    try MessageRows.one(db, sql: "SELECT body FROM orders WHERE id = ?", arguments: [id])
+    try Self.orders(OrderRow.fetchAll(db, keys: [id]), in: db).first
   }
 
+  public static func orders(ids: [String], in db: Database) throws -> [Order] {
+    try Self.orders(OrderRow.fetchAll(db, keys: ids), in: db)
+  }
+
+  /// A page of orders matching `filter`; `party` (a non-platform caller) sees those it buys
+  /// or sells.
   public static func orders(
-    _ filter: Nest_Order_V1_ListOrdersRequest, party: String?, page: PageQuery, in db: Database
+    _ filter: Nest_Order_V1_ListOrdersRequest, party: (role: Nest_Common_V1_Role, id: String)?, page: PageQuery,
+    in db: Database
   ) throws -> (items: [Order], nextPageToken: String) {
     var rows = RowFilter()
     if let party {
-      rows.add("(buyer_id = ? OR seller_id = ?)", [party, party])
+      rows.add(
+        "((buyer_role = ? AND buyer_id = ?) OR (seller_role = ? AND seller_id = ?))",
+        [party.role.rawValue, party.id, party.role.rawValue, party.id])
     }
     rows.equal([
       "buyer_id": filter.buyerID, "seller_id": filter.sellerID, "product_id": filter.productID,
@@ -81,56 +335,112 @@ public struct OrderStore: Sendable {
       rows.add("kind = ?", [filter.kind.rawValue])
     }
     rows.range("created_at_unix_ms", from: filter.createdAfterUnixMs, before: filter.createdBeforeUnixMs)
-    return try MessageRows.page(
-      db, table: "orders", filter: rows, page: page, newestFirst: true)
+    let page = try RecordPage<OrderRow>.fetch(db, filter: rows, page: page, newestFirst: true)
+    return (try Self.orders(page.rows, in: db), page.nextPageToken)
   }
 
   // MARK: The outbox
 
+  struct DeliveryRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "deliveries"
+    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    var id: String
+    var orderId: String
+    var kind: Int32
+    var target: Int32
+    var status: Int32
+    var idempotencyKey: String
+    var attempts: UInt32
+    var lastErrorCode: Int32
+    var lastError: String
+    var nextAttemptAtUnixMs: Int64
+    var lastAttemptAtUnixMs: Int64
+    var createdAtUnixMs: Int64
+    var deliveredAtUnixMs: Int64
+    var acknowledgedInstanceId: String?
+    var acknowledgedTransactionId: String?
+
+    init(_ d: Delivery) {
+      self.id = d.id
+      self.orderId = d.orderID
+      self.kind = d.kind.rawValue
+      self.target = d.target.rawValue
+      self.status = d.status.rawValue
+      self.idempotencyKey = d.idempotencyKey
+      self.attempts = d.attempts
+      self.lastErrorCode = d.lastErrorCode
+      self.lastError = d.lastError
+      self.nextAttemptAtUnixMs = d.nextAttemptAtUnixMs
+      self.lastAttemptAtUnixMs = d.lastAttemptAtUnixMs
+      self.createdAtUnixMs = d.createdAtUnixMs
+      self.deliveredAtUnixMs = d.deliveredAtUnixMs
+      switch d.acknowledgement {
+      case .instanceID(let id)?: (self.acknowledgedInstanceId, self.acknowledgedTransactionId) = (id, nil)
+      case .transactionID(let id)?: (self.acknowledgedInstanceId, self.acknowledgedTransactionId) = (nil, id)
+      case nil: (self.acknowledgedInstanceId, self.acknowledgedTransactionId) = (nil, nil)
+      }
+    }
+
+    var message: Delivery {
+      .with {
+        $0.id = self.id
+        $0.orderID = self.orderId
+        $0.kind = .init(rawValue: self.kind)
+        $0.target = .init(rawValue: self.target)
+        $0.status = .init(rawValue: self.status)
+        $0.idempotencyKey = self.idempotencyKey
+        $0.attempts = self.attempts
+        $0.lastErrorCode = self.lastErrorCode
+        $0.lastError = self.lastError
+        $0.nextAttemptAtUnixMs = self.nextAttemptAtUnixMs
+        $0.lastAttemptAtUnixMs = self.lastAttemptAtUnixMs
+        $0.createdAtUnixMs = self.createdAtUnixMs
+        $0.deliveredAtUnixMs = self.deliveredAtUnixMs
+        if let id = self.acknowledgedInstanceId { $0.acknowledgement = .instanceID(id) }
+        if let id = self.acknowledgedTransactionId { $0.acknowledgement = .transactionID(id) }
+      }
+    }
+  }
+
   public static func save(_ delivery: Delivery, in db: Database) throws {
-    try db.execute(
-      sql: """
-        INSERT INTO deliveries (id, order_id, kind, target, status, failing, next_attempt_at_unix_ms, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(id) DO UPDATE SET status = excluded.status, failing = excluded.failing,
-          next_attempt_at_unix_ms = excluded.next_attempt_at_unix_ms, body = excluded.body
-        """,
-      arguments: [
-        delivery.id, delivery.orderID, delivery.kind.rawValue, delivery.target.rawValue, delivery.status.rawValue,
-        delivery.lastErrorCode != 0, delivery.nextAttemptAtUnixMs, Data(try delivery.serializedBytes()),
-      ])
+    try DeliveryRow(delivery).save(db)
   }
 
   public static func delivery(_ id: String, in db: Database) throws -> Delivery? {
-    try MessageRows.one(db, sql: "SELECT body FROM deliveries WHERE id = ?", arguments: [id])
+    try DeliveryRow.fetchOne(db, key: id)?.message
   }
 
   /// The deliveries that may be attempted now: per order, the oldest pending one, if due.
   public static func dueDeliveries(nowUnixMs: Int64, limit: Int, in db: Database) throws -> [Delivery] {
-    try MessageRows.all(
+    try DeliveryRow.fetchAll(
       db,
       sql: """
-        SELECT d.body FROM deliveries d
+        SELECT d.* FROM deliveries d
         WHERE d.status = ? AND d.next_attempt_at_unix_ms <= ?
           AND d.rowid = (SELECT MIN(rowid) FROM deliveries WHERE order_id = d.order_id AND status = ?)
         ORDER BY d.next_attempt_at_unix_ms LIMIT ?
         """,
       arguments: [
         Nest_Order_V1_DeliveryStatus.pending.rawValue, nowUnixMs, Nest_Order_V1_DeliveryStatus.pending.rawValue, limit,
-      ])
+      ]
+    ).map(\.message)
   }
 
-  /// How far an order's deliveries have got.
-  public static func summary(ofOrder orderID: String, in db: Database) throws -> Nest_Order_V1_DeliverySummary {
-    let deliveries: [Delivery] = try MessageRows.all(
-      db, sql: "SELECT body FROM deliveries WHERE order_id = ? ORDER BY rowid", arguments: [orderID])
-    let pending = deliveries.filter { $0.status == .pending }
-    return .with {
-      $0.pending = UInt32(pending.count)
-      $0.delivered = UInt32(deliveries.count - pending.count)
-      $0.lastError = pending.last(where: { !$0.lastError.isEmpty })?.lastError ?? ""
-      $0.nextAttemptAtUnixMs = pending.map(\.nextAttemptAtUnixMs).min() ?? 0
+  /// Each order's deliveries, oldest first, read at once.
+  public static func deliveries(ofOrders orderIDs: [String], in db: Database) throws -> [String: [Delivery]] {
+    guard !orderIDs.isEmpty else { return [:] }
+    var result: [String: [Delivery]] = [:]
+    for row in try DeliveryRow.fetchAll(
+      db,
+      sql:
+        "SELECT * FROM deliveries WHERE order_id IN (\(orderIDs.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid",
+      arguments: StatementArguments(orderIDs))
+    {
+      result[row.orderId, default: []].append(row.message)
     }
+    return result
   }
 
   public static func deliveries(
@@ -149,8 +459,16 @@ public struct OrderStore: Sendable {
     if filter.target != .unspecified {
       rows.add("target = ?", [filter.target.rawValue])
     }
-    if filter.failingOnly { rows.add("failing = 1") }
-    return try MessageRows.page(
-      db, table: "deliveries", filter: rows, page: page, newestFirst: false)
+    if filter.failingOnly { rows.add("last_error_code != 0") }
+    let page = try RecordPage<DeliveryRow>.fetch(db, filter: rows, page: page, newestFirst: false)
+    return (page.rows.map(\.message), page.nextPageToken)
+  }
+
+  /// Rows not yet delivered, and the oldest one's creation time (0 when none).
+  public static func pendingDeliveries(in db: Database) throws -> (count: Int, oldestCreatedAtUnixMs: Int64) {
+    let row = try Row.fetchOne(
+      db, sql: "SELECT COUNT(*) AS n, COALESCE(MIN(created_at_unix_ms), 0) AS oldest FROM deliveries WHERE status = ?",
+      arguments: [Nest_Order_V1_DeliveryStatus.pending.rawValue])
+    return (row?["n"] ?? 0, row?["oldest"] ?? 0)
   }
 }

@@ -26,6 +26,8 @@ public final class NestClientTransport: ClientTransport, Sendable {
     public var maxBackoff: Duration
     /// Sends PING this often on an idle connection; nil for never.
     public var keepaliveInterval: TimeAmount?
+    /// Timeouts and retry policies per method (GRPCCore applies them; CallOptions win).
+    public var serviceConfig: ServiceConfig
 
     public init(
       host: String = "127.0.0.1",
@@ -35,8 +37,10 @@ public final class NestClientTransport: ClientTransport, Sendable {
       connectTimeout: TimeAmount = .seconds(5),
       initialBackoff: Duration = .milliseconds(50),
       maxBackoff: Duration = .seconds(5),
-      keepaliveInterval: TimeAmount? = nil
+      keepaliveInterval: TimeAmount? = nil,
+      serviceConfig: ServiceConfig = ServiceConfig()
     ) {
+      self.serviceConfig = serviceConfig
       self.host = host
       self.port = port
       self.peerName = peerName
@@ -49,7 +53,9 @@ public final class NestClientTransport: ClientTransport, Sendable {
   }
 
   public let configuration: Configuration
-  public var retryThrottle: RetryThrottle? { nil }
+  public let retryThrottle: RetryThrottle?
+  /// `serviceConfig`'s method configs by name.
+  private let methodConfigs: [MethodConfig.Name: MethodConfig]
   private let group: any EventLoopGroup
   private let logger: Logger
   private let state = NIOLockedValueBox(State())
@@ -80,6 +86,12 @@ public final class NestClientTransport: ClientTransport, Sendable {
     self.configuration = configuration
     self.group = group
     self.logger = logger
+    self.retryThrottle = configuration.serviceConfig.retryThrottling.map(RetryThrottle.init(policy:))
+    var methodConfigs: [MethodConfig.Name: MethodConfig] = [:]
+    for config in configuration.serviceConfig.methodConfig {
+      for name in config.names { methodConfigs[name] = config }
+    }
+    self.methodConfigs = methodConfigs
     (self.shutdown, self.shutdownContinuation) = AsyncStream.makeStream()
   }
 
@@ -148,7 +160,12 @@ public final class NestClientTransport: ClientTransport, Sendable {
     }
   }
 
-  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
+  /// The method's own config, else its service's, else the default one (service "").
+  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? {
+    let service = descriptor.service.fullyQualifiedService
+    return self.methodConfigs[.init(service: service, method: descriptor.method)]
+      ?? self.methodConfigs[.init(service: service)] ?? self.methodConfigs[.init(service: "")]
+  }
 
   public func withStream<T: Sendable>(
     descriptor: MethodDescriptor,

@@ -31,6 +31,10 @@ public final class NestServerTransport: ServerTransport, Sendable {
     public var shutdownGracePeriod: TimeAmount
     /// Connections open at once; one more is sent GOAWAY RESOURCE_EXHAUSTED and closed.
     public var maxConnections: Int
+    /// A socket already bound and listening (its descriptor, inherited from whoever started
+    /// the process): served instead of binding `host:port`, so that the port was known, and
+    /// could not be taken, before the process started.
+    public var listeningSocket: CInt?
 
     public init(
       host: String = "127.0.0.1",
@@ -41,8 +45,10 @@ public final class NestServerTransport: ServerTransport, Sendable {
       helloTimeout: TimeAmount = .seconds(10),
       idleTimeout: TimeAmount = .minutes(5),
       shutdownGracePeriod: TimeAmount = .seconds(10),
-      maxConnections: Int = 1024
+      maxConnections: Int = 1024,
+      listeningSocket: CInt? = nil
     ) {
+      self.listeningSocket = listeningSocket
       self.host = host
       self.port = port
       self.peerName = peerName
@@ -107,7 +113,11 @@ public final class NestServerTransport: ServerTransport, Sendable {
       }
     let listener: any Channel
     do {
-      listener = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+      if let socket = configuration.listeningSocket {
+        listener = try await bootstrap.withBoundSocket(socket).get()
+      } else {
+        listener = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+      }
     } catch {
       self.boundAddress.fail(error)
       throw error

@@ -1,6 +1,6 @@
-// What settlement asks the other services: an instance's fee payer (usage), and for
-// Reconcile every paid order and every instance. Over RPC as role `service`.
-public import GRPCCore
+// What settlement asks the other services, as the settlement service: an instance's fee
+// payer (usage), and for Reconcile every paid order and every instance.
+import GRPCCore
 public import NestProto
 import NestServiceKit
 
@@ -13,13 +13,16 @@ public protocol SettlementPeers: Sendable {
   func instanceOrderIDs() async throws -> [String]
 }
 
-public struct RPCSettlementPeers<Transport: ClientTransport>: SettlementPeers {
-  private let entitlement: Nest_Entitlement_V1_EntitlementService.Client<Transport>
-  private let orders: Nest_Order_V1_MarketplaceOrderService.Client<Transport>
+public struct RPCSettlementPeers: SettlementPeers {
+  private let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
+  private let orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
 
-  public init(entitlement: GRPCClient<Transport>, orders: GRPCClient<Transport>) {
-    self.entitlement = .init(wrapping: entitlement)
-    self.orders = .init(wrapping: orders)
+  public init(
+    entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol,
+    orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
+  ) {
+    self.entitlement = entitlement
+    self.orders = orders
   }
 
   public func instance(_ id: String) async throws -> Nest_Entitlement_V1_ServiceInstance? {

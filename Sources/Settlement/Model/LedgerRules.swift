@@ -1,11 +1,10 @@
 // The ledger rules of DESIGN section 5: what a sale, a refund and a usage record post, who
 // owes whom offline, and the checks that prove the ledger whole. Pure.
-import GRPCCore
+public import NestDomain
 public import NestProto
-public import NestServiceKit
-import NestTransport
 
 public typealias Posting = Nest_Settlement_V1_Posting
+public typealias Transaction = Nest_Settlement_V1_LedgerTransaction
 public typealias AccountRef = Nest_Settlement_V1_AccountRef
 
 public enum LedgerRules {
@@ -14,7 +13,7 @@ public enum LedgerRules {
 
   /// The ledger account of a party: its role decides the kind.
   public static func account(_ party: Nest_Common_V1_Party) throws(DomainError) -> AccountRef {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     let kind: Nest_Settlement_V1_AccountKind
     switch party.role {
     case .customer: kind = .customer
@@ -51,6 +50,51 @@ public enum LedgerRules {
     ]
   }
 
+  /// The SALE transaction of a recorded sale (checked by `check` first).
+  public static func saleTransaction(_ request: Nest_Settlement_V1_RecordSaleRequest, id: String, now: Int64)
+    throws(DomainError) -> Transaction
+  {
+    guard let buyer = request.buyer, let seller = request.seller, let amount = request.amount else {
+      throw .invalid("amount", "a sale needs buyer, seller and amount")
+    }
+    let postings = sale(buyer: try account(buyer), seller: try account(seller), amount: amount, bps: request.commissionBps)
+    return .with {
+      $0.id = id
+      $0.kind = .sale
+      $0.source = .orderID(request.orderID)
+      $0.postings = postings
+      $0.createdAtUnixMs = now
+    }
+  }
+
+  /// The REFUND transaction reversing `original` (a SALE of `orderID`).
+  public static func reversalTransaction(of original: Transaction, orderID: String, id: String, now: Int64)
+    -> Transaction
+  {
+    .with {
+      $0.id = id
+      $0.kind = .refund
+      $0.source = .orderID(orderID)
+      $0.postings = reversal(of: original.postings)
+      $0.reversesTransactionID = original.id
+      $0.createdAtUnixMs = now
+    }
+  }
+
+  /// The USAGE transaction charging a record's cost to the instance's fee payer.
+  public static func usageTransaction(
+    _ record: Nest_Settlement_V1_UsageRecord, payer: AccountRef, instanceID: String, id: String, now: Int64
+  ) -> Transaction {
+    .with {
+      $0.id = id
+      $0.kind = .usage
+      $0.source = .usageRecordID(record.recordID)
+      $0.instanceID = instanceID
+      $0.postings = usage(payer: payer, cost: record.cost ?? .init())
+      $0.createdAtUnixMs = now
+    }
+  }
+
   /// A refund: every posting of the sale negated.
   public static func reversal(of postings: [Posting]) -> [Posting] {
     postings.map { posting in
@@ -81,7 +125,7 @@ public enum LedgerRules {
 
   /// Checks a RecordSale request before anything is posted.
   public static func check(_ request: Nest_Settlement_V1_RecordSaleRequest) throws(DomainError) {
-    var violations: [FieldViolation] = []
+    var violations: [DomainError.Violation] = []
     if request.orderID.isEmpty { violations.append(.init(field: "order_id", description: "is required")) }
     switch request.kind {
     case .customerOrder where !request.parentOrderID.isEmpty:

@@ -2218,6 +2218,231 @@ void   nest__entitlement__v1__check_resource_permission_response__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__check_resource_permission_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__entitlement__v1__instance_slot__init
+                     (Nest__Entitlement__V1__InstanceSlot         *message)
+{
+  static const Nest__Entitlement__V1__InstanceSlot init_value = NEST__ENTITLEMENT__V1__INSTANCE_SLOT__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__instance_slot__get_packed_size
+                     (const Nest__Entitlement__V1__InstanceSlot *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_slot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__instance_slot__pack
+                     (const Nest__Entitlement__V1__InstanceSlot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_slot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__instance_slot__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstanceSlot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_slot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__InstanceSlot *
+       nest__entitlement__v1__instance_slot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__InstanceSlot *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__instance_slot__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__instance_slot__free_unpacked
+                     (Nest__Entitlement__V1__InstanceSlot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_slot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__reserve_instance_slot_request__init
+                     (Nest__Entitlement__V1__ReserveInstanceSlotRequest         *message)
+{
+  static const Nest__Entitlement__V1__ReserveInstanceSlotRequest init_value = NEST__ENTITLEMENT__V1__RESERVE_INSTANCE_SLOT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__reserve_instance_slot_request__get_packed_size
+                     (const Nest__Entitlement__V1__ReserveInstanceSlotRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__reserve_instance_slot_request__pack
+                     (const Nest__Entitlement__V1__ReserveInstanceSlotRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__reserve_instance_slot_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__ReserveInstanceSlotRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__ReserveInstanceSlotRequest *
+       nest__entitlement__v1__reserve_instance_slot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__ReserveInstanceSlotRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__reserve_instance_slot_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__reserve_instance_slot_request__free_unpacked
+                     (Nest__Entitlement__V1__ReserveInstanceSlotRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__reserve_instance_slot_response__init
+                     (Nest__Entitlement__V1__ReserveInstanceSlotResponse         *message)
+{
+  static const Nest__Entitlement__V1__ReserveInstanceSlotResponse init_value = NEST__ENTITLEMENT__V1__RESERVE_INSTANCE_SLOT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__reserve_instance_slot_response__get_packed_size
+                     (const Nest__Entitlement__V1__ReserveInstanceSlotResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__reserve_instance_slot_response__pack
+                     (const Nest__Entitlement__V1__ReserveInstanceSlotResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__reserve_instance_slot_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__ReserveInstanceSlotResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__ReserveInstanceSlotResponse *
+       nest__entitlement__v1__reserve_instance_slot_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__ReserveInstanceSlotResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__reserve_instance_slot_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__reserve_instance_slot_response__free_unpacked
+                     (Nest__Entitlement__V1__ReserveInstanceSlotResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__reserve_instance_slot_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__release_instance_slot_request__init
+                     (Nest__Entitlement__V1__ReleaseInstanceSlotRequest         *message)
+{
+  static const Nest__Entitlement__V1__ReleaseInstanceSlotRequest init_value = NEST__ENTITLEMENT__V1__RELEASE_INSTANCE_SLOT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__release_instance_slot_request__get_packed_size
+                     (const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__release_instance_slot_request__pack
+                     (const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__release_instance_slot_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__ReleaseInstanceSlotRequest *
+       nest__entitlement__v1__release_instance_slot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__ReleaseInstanceSlotRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__release_instance_slot_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__release_instance_slot_request__free_unpacked
+                     (Nest__Entitlement__V1__ReleaseInstanceSlotRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__release_instance_slot_response__init
+                     (Nest__Entitlement__V1__ReleaseInstanceSlotResponse         *message)
+{
+  static const Nest__Entitlement__V1__ReleaseInstanceSlotResponse init_value = NEST__ENTITLEMENT__V1__RELEASE_INSTANCE_SLOT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__release_instance_slot_response__get_packed_size
+                     (const Nest__Entitlement__V1__ReleaseInstanceSlotResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__release_instance_slot_response__pack
+                     (const Nest__Entitlement__V1__ReleaseInstanceSlotResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__release_instance_slot_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__ReleaseInstanceSlotResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__ReleaseInstanceSlotResponse *
+       nest__entitlement__v1__release_instance_slot_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__ReleaseInstanceSlotResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__release_instance_slot_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__release_instance_slot_response__free_unpacked
+                     (Nest__Entitlement__V1__ReleaseInstanceSlotResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor nest__entitlement__v1__distribution_terms__field_descriptors[3] =
 {
   {
@@ -5925,6 +6150,300 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__check_resource_permissio
   (ProtobufCMessageInit) nest__entitlement__v1__check_resource_permission_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_slot__field_descriptors[5] =
+{
+  {
+    "order_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceSlot, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "authorization_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceSlot, authorization_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceSlot, status),
+    &nest__entitlement__v1__instance_slot_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expires_at_unix_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceSlot, expires_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceSlot, created_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__instance_slot__field_indices_by_name[] = {
+  1,   /* field[1] = authorization_id */
+  4,   /* field[4] = created_at_unix_ms */
+  3,   /* field[3] = expires_at_unix_ms */
+  0,   /* field[0] = order_id */
+  2,   /* field[2] = status */
+};
+static const ProtobufCIntRange nest__entitlement__v1__instance_slot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__instance_slot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.InstanceSlot",
+  "InstanceSlot",
+  "Nest__Entitlement__V1__InstanceSlot",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__InstanceSlot),
+  5,
+  nest__entitlement__v1__instance_slot__field_descriptors,
+  nest__entitlement__v1__instance_slot__field_indices_by_name,
+  1,  nest__entitlement__v1__instance_slot__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__instance_slot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__reserve_instance_slot_request__field_descriptors[3] =
+{
+  {
+    "order_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReserveInstanceSlotRequest, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "authorization_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReserveInstanceSlotRequest, authorization_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReserveInstanceSlotRequest, hold_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__reserve_instance_slot_request__field_indices_by_name[] = {
+  1,   /* field[1] = authorization_id */
+  2,   /* field[2] = hold_ms */
+  0,   /* field[0] = order_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__reserve_instance_slot_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__reserve_instance_slot_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ReserveInstanceSlotRequest",
+  "ReserveInstanceSlotRequest",
+  "Nest__Entitlement__V1__ReserveInstanceSlotRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ReserveInstanceSlotRequest),
+  3,
+  nest__entitlement__v1__reserve_instance_slot_request__field_descriptors,
+  nest__entitlement__v1__reserve_instance_slot_request__field_indices_by_name,
+  1,  nest__entitlement__v1__reserve_instance_slot_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__reserve_instance_slot_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__reserve_instance_slot_response__field_descriptors[3] =
+{
+  {
+    "slot",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReserveInstanceSlotResponse, slot),
+    &nest__entitlement__v1__instance_slot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "slots_in_use",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReserveInstanceSlotResponse, slots_in_use),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_instances",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReserveInstanceSlotResponse, max_instances),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__reserve_instance_slot_response__field_indices_by_name[] = {
+  2,   /* field[2] = max_instances */
+  0,   /* field[0] = slot */
+  1,   /* field[1] = slots_in_use */
+};
+static const ProtobufCIntRange nest__entitlement__v1__reserve_instance_slot_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__reserve_instance_slot_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ReserveInstanceSlotResponse",
+  "ReserveInstanceSlotResponse",
+  "Nest__Entitlement__V1__ReserveInstanceSlotResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ReserveInstanceSlotResponse),
+  3,
+  nest__entitlement__v1__reserve_instance_slot_response__field_descriptors,
+  nest__entitlement__v1__reserve_instance_slot_response__field_indices_by_name,
+  1,  nest__entitlement__v1__reserve_instance_slot_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__reserve_instance_slot_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__release_instance_slot_request__field_descriptors[1] =
+{
+  {
+    "order_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReleaseInstanceSlotRequest, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__release_instance_slot_request__field_indices_by_name[] = {
+  0,   /* field[0] = order_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__release_instance_slot_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__release_instance_slot_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ReleaseInstanceSlotRequest",
+  "ReleaseInstanceSlotRequest",
+  "Nest__Entitlement__V1__ReleaseInstanceSlotRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ReleaseInstanceSlotRequest),
+  1,
+  nest__entitlement__v1__release_instance_slot_request__field_descriptors,
+  nest__entitlement__v1__release_instance_slot_request__field_indices_by_name,
+  1,  nest__entitlement__v1__release_instance_slot_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__release_instance_slot_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__release_instance_slot_response__field_descriptors[1] =
+{
+  {
+    "slot",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ReleaseInstanceSlotResponse, slot),
+    &nest__entitlement__v1__instance_slot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__release_instance_slot_response__field_indices_by_name[] = {
+  0,   /* field[0] = slot */
+};
+static const ProtobufCIntRange nest__entitlement__v1__release_instance_slot_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__release_instance_slot_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ReleaseInstanceSlotResponse",
+  "ReleaseInstanceSlotResponse",
+  "Nest__Entitlement__V1__ReleaseInstanceSlotResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ReleaseInstanceSlotResponse),
+  1,
+  nest__entitlement__v1__release_instance_slot_response__field_descriptors,
+  nest__entitlement__v1__release_instance_slot_response__field_indices_by_name,
+  1,  nest__entitlement__v1__release_instance_slot_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__release_instance_slot_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue nest__entitlement__v1__distribution_authorization_status__enum_values_by_number[6] =
 {
   { "DISTRIBUTION_AUTHORIZATION_STATUS_UNSPECIFIED", "NEST__ENTITLEMENT__V1__DISTRIBUTION_AUTHORIZATION_STATUS__DISTRIBUTION_AUTHORIZATION_STATUS_UNSPECIFIED", 0 },
@@ -6103,7 +6622,39 @@ const ProtobufCEnumDescriptor nest__entitlement__v1__permission_decision__descri
   nest__entitlement__v1__permission_decision__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[20] =
+static const ProtobufCEnumValue nest__entitlement__v1__instance_slot_status__enum_values_by_number[4] =
+{
+  { "INSTANCE_SLOT_STATUS_UNSPECIFIED", "NEST__ENTITLEMENT__V1__INSTANCE_SLOT_STATUS__INSTANCE_SLOT_STATUS_UNSPECIFIED", 0 },
+  { "INSTANCE_SLOT_STATUS_HELD", "NEST__ENTITLEMENT__V1__INSTANCE_SLOT_STATUS__INSTANCE_SLOT_STATUS_HELD", 1 },
+  { "INSTANCE_SLOT_STATUS_USED", "NEST__ENTITLEMENT__V1__INSTANCE_SLOT_STATUS__INSTANCE_SLOT_STATUS_USED", 2 },
+  { "INSTANCE_SLOT_STATUS_RELEASED", "NEST__ENTITLEMENT__V1__INSTANCE_SLOT_STATUS__INSTANCE_SLOT_STATUS_RELEASED", 3 },
+};
+static const ProtobufCIntRange nest__entitlement__v1__instance_slot_status__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex nest__entitlement__v1__instance_slot_status__enum_values_by_name[4] =
+{
+  { "INSTANCE_SLOT_STATUS_HELD", 1 },
+  { "INSTANCE_SLOT_STATUS_RELEASED", 3 },
+  { "INSTANCE_SLOT_STATUS_UNSPECIFIED", 0 },
+  { "INSTANCE_SLOT_STATUS_USED", 2 },
+};
+const ProtobufCEnumDescriptor nest__entitlement__v1__instance_slot_status__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.InstanceSlotStatus",
+  "InstanceSlotStatus",
+  "Nest__Entitlement__V1__InstanceSlotStatus",
+  "nest.entitlement.v1",
+  4,
+  nest__entitlement__v1__instance_slot_status__enum_values_by_number,
+  4,
+  nest__entitlement__v1__instance_slot_status__enum_values_by_name,
+  1,
+  nest__entitlement__v1__instance_slot_status__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[22] =
 {
   { "ApplyForDistribution", &nest__entitlement__v1__apply_for_distribution_request__descriptor, &nest__entitlement__v1__apply_for_distribution_response__descriptor },
   { "ApproveDistribution", &nest__entitlement__v1__approve_distribution_request__descriptor, &nest__entitlement__v1__approve_distribution_response__descriptor },
@@ -6125,6 +6676,8 @@ static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_servic
   { "DecidePermissionRequest", &nest__entitlement__v1__decide_permission_request_request__descriptor, &nest__entitlement__v1__decide_permission_request_response__descriptor },
   { "ListPermissionRequests", &nest__entitlement__v1__list_permission_requests_request__descriptor, &nest__entitlement__v1__list_permission_requests_response__descriptor },
   { "CheckResourcePermission", &nest__entitlement__v1__check_resource_permission_request__descriptor, &nest__entitlement__v1__check_resource_permission_response__descriptor },
+  { "ReserveInstanceSlot", &nest__entitlement__v1__reserve_instance_slot_request__descriptor, &nest__entitlement__v1__reserve_instance_slot_response__descriptor },
+  { "ReleaseInstanceSlot", &nest__entitlement__v1__release_instance_slot_request__descriptor, &nest__entitlement__v1__release_instance_slot_response__descriptor },
 };
 const unsigned nest__entitlement__v1__entitlement_service__method_indices_by_name[] = {
   0,        /* ApplyForDistribution */
@@ -6141,9 +6694,11 @@ const unsigned nest__entitlement__v1__entitlement_service__method_indices_by_nam
   18,        /* ListPermissionRequests */
   10,        /* ListServiceInstances */
   2,        /* RejectDistribution */
+  21,        /* ReleaseInstanceSlot */
   14,        /* ReleaseServiceInstance */
   11,        /* RenewServiceInstance */
   16,        /* RequestResourcePermission */
+  20,        /* ReserveInstanceSlot */
   13,        /* ResumeServiceInstance */
   4,        /* RevokeDistribution */
   12         /* SuspendServiceInstance */
@@ -6155,7 +6710,7 @@ const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__des
   "EntitlementService",
   "Nest__Entitlement__V1__EntitlementService",
   "nest.entitlement.v1",
-  20,
+  22,
   nest__entitlement__v1__entitlement_service__method_descriptors,
   nest__entitlement__v1__entitlement_service__method_indices_by_name
 };
@@ -6318,6 +6873,22 @@ void nest__entitlement__v1__entitlement_service__check_resource_permission(Proto
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
   service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufCService *service,
+                                                                       const Nest__Entitlement__V1__ReserveInstanceSlotRequest *input,
+                                                                       Nest__Entitlement__V1__ReserveInstanceSlotResponse_Closure closure,
+                                                                       void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufCService *service,
+                                                                       const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *input,
+                                                                       Nest__Entitlement__V1__ReleaseInstanceSlotResponse_Closure closure,
+                                                                       void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__EntitlementService_Service *service,
                                                        Nest__Entitlement__V1__EntitlementService_ServiceDestroy destroy)

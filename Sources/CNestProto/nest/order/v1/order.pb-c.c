@@ -1054,7 +1054,7 @@ const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor
   (ProtobufCMessageInit) nest__order__v1__wholesale_snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__delivery_summary__field_descriptors[4] =
+static const ProtobufCFieldDescriptor nest__order__v1__delivery_summary__field_descriptors[5] =
 {
   {
     "pending",
@@ -1104,17 +1104,30 @@ static const ProtobufCFieldDescriptor nest__order__v1__delivery_summary__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "state",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__DeliverySummary, state),
+    &nest__order__v1__delivery_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__delivery_summary__field_indices_by_name[] = {
   1,   /* field[1] = delivered */
   2,   /* field[2] = last_error */
   3,   /* field[3] = next_attempt_at_unix_ms */
   0,   /* field[0] = pending */
+  4,   /* field[4] = state */
 };
 static const ProtobufCIntRange nest__order__v1__delivery_summary__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__delivery_summary__descriptor =
 {
@@ -1124,7 +1137,7 @@ const ProtobufCMessageDescriptor nest__order__v1__delivery_summary__descriptor =
   "Nest__Order__V1__DeliverySummary",
   "nest.order.v1",
   sizeof(Nest__Order__V1__DeliverySummary),
-  4,
+  5,
   nest__order__v1__delivery_summary__field_descriptors,
   nest__order__v1__delivery_summary__field_indices_by_name,
   1,  nest__order__v1__delivery_summary__number_ranges,
@@ -2869,23 +2882,59 @@ const ProtobufCEnumDescriptor nest__order__v1__order_status__descriptor =
   nest__order__v1__order_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue nest__order__v1__delivery_kind__enum_values_by_number[5] =
+static const ProtobufCEnumValue nest__order__v1__delivery_state__enum_values_by_number[5] =
+{
+  { "DELIVERY_STATE_UNSPECIFIED", "NEST__ORDER__V1__DELIVERY_STATE__DELIVERY_STATE_UNSPECIFIED", 0 },
+  { "DELIVERY_STATE_NONE", "NEST__ORDER__V1__DELIVERY_STATE__DELIVERY_STATE_NONE", 1 },
+  { "DELIVERY_STATE_IN_PROGRESS", "NEST__ORDER__V1__DELIVERY_STATE__DELIVERY_STATE_IN_PROGRESS", 2 },
+  { "DELIVERY_STATE_RETRYING", "NEST__ORDER__V1__DELIVERY_STATE__DELIVERY_STATE_RETRYING", 3 },
+  { "DELIVERY_STATE_DONE", "NEST__ORDER__V1__DELIVERY_STATE__DELIVERY_STATE_DONE", 4 },
+};
+static const ProtobufCIntRange nest__order__v1__delivery_state__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex nest__order__v1__delivery_state__enum_values_by_name[5] =
+{
+  { "DELIVERY_STATE_DONE", 4 },
+  { "DELIVERY_STATE_IN_PROGRESS", 2 },
+  { "DELIVERY_STATE_NONE", 1 },
+  { "DELIVERY_STATE_RETRYING", 3 },
+  { "DELIVERY_STATE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor nest__order__v1__delivery_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "nest.order.v1.DeliveryState",
+  "DeliveryState",
+  "Nest__Order__V1__DeliveryState",
+  "nest.order.v1",
+  5,
+  nest__order__v1__delivery_state__enum_values_by_number,
+  5,
+  nest__order__v1__delivery_state__enum_values_by_name,
+  1,
+  nest__order__v1__delivery_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue nest__order__v1__delivery_kind__enum_values_by_number[6] =
 {
   { "DELIVERY_KIND_UNSPECIFIED", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_UNSPECIFIED", 0 },
   { "DELIVERY_KIND_CREATE_INSTANCE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_CREATE_INSTANCE", 1 },
   { "DELIVERY_KIND_RECORD_SALE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RECORD_SALE", 2 },
   { "DELIVERY_KIND_RECORD_REFUND", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RECORD_REFUND", 3 },
   { "DELIVERY_KIND_RELEASE_INSTANCE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RELEASE_INSTANCE", 4 },
+  { "DELIVERY_KIND_RELEASE_SLOT", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RELEASE_SLOT", 5 },
 };
 static const ProtobufCIntRange nest__order__v1__delivery_kind__value_ranges[] = {
-{0, 0},{0, 5}
+{0, 0},{0, 6}
 };
-static const ProtobufCEnumValueIndex nest__order__v1__delivery_kind__enum_values_by_name[5] =
+static const ProtobufCEnumValueIndex nest__order__v1__delivery_kind__enum_values_by_name[6] =
 {
   { "DELIVERY_KIND_CREATE_INSTANCE", 1 },
   { "DELIVERY_KIND_RECORD_REFUND", 3 },
   { "DELIVERY_KIND_RECORD_SALE", 2 },
   { "DELIVERY_KIND_RELEASE_INSTANCE", 4 },
+  { "DELIVERY_KIND_RELEASE_SLOT", 5 },
   { "DELIVERY_KIND_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor nest__order__v1__delivery_kind__descriptor =
@@ -2895,9 +2944,9 @@ const ProtobufCEnumDescriptor nest__order__v1__delivery_kind__descriptor =
   "DeliveryKind",
   "Nest__Order__V1__DeliveryKind",
   "nest.order.v1",
-  5,
+  6,
   nest__order__v1__delivery_kind__enum_values_by_number,
-  5,
+  6,
   nest__order__v1__delivery_kind__enum_values_by_name,
   1,
   nest__order__v1__delivery_kind__value_ranges,

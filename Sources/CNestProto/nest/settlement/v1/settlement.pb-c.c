@@ -1183,6 +1183,186 @@ void   nest__settlement__v1__dispute_statement_response__free_unpacked
   assert(message->base.descriptor == &nest__settlement__v1__dispute_statement_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__settlement__v1__get_statement_request__init
+                     (Nest__Settlement__V1__GetStatementRequest         *message)
+{
+  static const Nest__Settlement__V1__GetStatementRequest init_value = NEST__SETTLEMENT__V1__GET_STATEMENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__get_statement_request__get_packed_size
+                     (const Nest__Settlement__V1__GetStatementRequest *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__get_statement_request__pack
+                     (const Nest__Settlement__V1__GetStatementRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__get_statement_request__pack_to_buffer
+                     (const Nest__Settlement__V1__GetStatementRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__GetStatementRequest *
+       nest__settlement__v1__get_statement_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__GetStatementRequest *)
+     protobuf_c_message_unpack (&nest__settlement__v1__get_statement_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__get_statement_request__free_unpacked
+                     (Nest__Settlement__V1__GetStatementRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__settlement__v1__get_statement_response__init
+                     (Nest__Settlement__V1__GetStatementResponse         *message)
+{
+  static const Nest__Settlement__V1__GetStatementResponse init_value = NEST__SETTLEMENT__V1__GET_STATEMENT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__get_statement_response__get_packed_size
+                     (const Nest__Settlement__V1__GetStatementResponse *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__get_statement_response__pack
+                     (const Nest__Settlement__V1__GetStatementResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__get_statement_response__pack_to_buffer
+                     (const Nest__Settlement__V1__GetStatementResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__GetStatementResponse *
+       nest__settlement__v1__get_statement_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__GetStatementResponse *)
+     protobuf_c_message_unpack (&nest__settlement__v1__get_statement_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__get_statement_response__free_unpacked
+                     (Nest__Settlement__V1__GetStatementResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__get_statement_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__settlement__v1__list_statements_request__init
+                     (Nest__Settlement__V1__ListStatementsRequest         *message)
+{
+  static const Nest__Settlement__V1__ListStatementsRequest init_value = NEST__SETTLEMENT__V1__LIST_STATEMENTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__list_statements_request__get_packed_size
+                     (const Nest__Settlement__V1__ListStatementsRequest *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__list_statements_request__pack
+                     (const Nest__Settlement__V1__ListStatementsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__list_statements_request__pack_to_buffer
+                     (const Nest__Settlement__V1__ListStatementsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__ListStatementsRequest *
+       nest__settlement__v1__list_statements_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__ListStatementsRequest *)
+     protobuf_c_message_unpack (&nest__settlement__v1__list_statements_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__list_statements_request__free_unpacked
+                     (Nest__Settlement__V1__ListStatementsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__settlement__v1__list_statements_response__init
+                     (Nest__Settlement__V1__ListStatementsResponse         *message)
+{
+  static const Nest__Settlement__V1__ListStatementsResponse init_value = NEST__SETTLEMENT__V1__LIST_STATEMENTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__list_statements_response__get_packed_size
+                     (const Nest__Settlement__V1__ListStatementsResponse *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__list_statements_response__pack
+                     (const Nest__Settlement__V1__ListStatementsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__list_statements_response__pack_to_buffer
+                     (const Nest__Settlement__V1__ListStatementsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__ListStatementsResponse *
+       nest__settlement__v1__list_statements_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__ListStatementsResponse *)
+     protobuf_c_message_unpack (&nest__settlement__v1__list_statements_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__list_statements_response__free_unpacked
+                     (Nest__Settlement__V1__ListStatementsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__list_statements_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__settlement__v1__reconcile_request__init
                      (Nest__Settlement__V1__ReconcileRequest         *message)
 {
@@ -3689,7 +3869,250 @@ const ProtobufCMessageDescriptor nest__settlement__v1__dispute_statement_respons
   (ProtobufCMessageInit) nest__settlement__v1__dispute_statement_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__settlement__v1__reconcile_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor nest__settlement__v1__get_statement_request__field_descriptors[1] =
+{
+  {
+    "statement_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__GetStatementRequest, statement_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__get_statement_request__field_indices_by_name[] = {
+  0,   /* field[0] = statement_id */
+};
+static const ProtobufCIntRange nest__settlement__v1__get_statement_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__get_statement_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.GetStatementRequest",
+  "GetStatementRequest",
+  "Nest__Settlement__V1__GetStatementRequest",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__GetStatementRequest),
+  1,
+  nest__settlement__v1__get_statement_request__field_descriptors,
+  nest__settlement__v1__get_statement_request__field_indices_by_name,
+  1,  nest__settlement__v1__get_statement_request__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__get_statement_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__settlement__v1__get_statement_response__field_descriptors[2] =
+{
+  {
+    "statement",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__GetStatementResponse, statement),
+    &nest__settlement__v1__statement__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "obligations",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Settlement__V1__GetStatementResponse, n_obligations),
+    offsetof(Nest__Settlement__V1__GetStatementResponse, obligations),
+    &nest__settlement__v1__offline_obligation__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__get_statement_response__field_indices_by_name[] = {
+  1,   /* field[1] = obligations */
+  0,   /* field[0] = statement */
+};
+static const ProtobufCIntRange nest__settlement__v1__get_statement_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__get_statement_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.GetStatementResponse",
+  "GetStatementResponse",
+  "Nest__Settlement__V1__GetStatementResponse",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__GetStatementResponse),
+  2,
+  nest__settlement__v1__get_statement_response__field_descriptors,
+  nest__settlement__v1__get_statement_response__field_indices_by_name,
+  1,  nest__settlement__v1__get_statement_response__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__get_statement_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__settlement__v1__list_statements_request__field_descriptors[6] =
+{
+  {
+    "isv_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, isv_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "distributor_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, distributor_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "statuses",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, n_statuses),
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, statuses),
+    &nest__settlement__v1__statement_status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "issued_after_unix_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, issued_after_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "issued_before_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, issued_before_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ListStatementsRequest, page),
+    &nest__common__v1__page_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__list_statements_request__field_indices_by_name[] = {
+  1,   /* field[1] = distributor_id */
+  3,   /* field[3] = issued_after_unix_ms */
+  4,   /* field[4] = issued_before_unix_ms */
+  0,   /* field[0] = isv_id */
+  5,   /* field[5] = page */
+  2,   /* field[2] = statuses */
+};
+static const ProtobufCIntRange nest__settlement__v1__list_statements_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__list_statements_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.ListStatementsRequest",
+  "ListStatementsRequest",
+  "Nest__Settlement__V1__ListStatementsRequest",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__ListStatementsRequest),
+  6,
+  nest__settlement__v1__list_statements_request__field_descriptors,
+  nest__settlement__v1__list_statements_request__field_indices_by_name,
+  1,  nest__settlement__v1__list_statements_request__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__list_statements_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__settlement__v1__list_statements_response__field_descriptors[2] =
+{
+  {
+    "statements",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Settlement__V1__ListStatementsResponse, n_statements),
+    offsetof(Nest__Settlement__V1__ListStatementsResponse, statements),
+    &nest__settlement__v1__statement__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ListStatementsResponse, page),
+    &nest__common__v1__page_response__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__list_statements_response__field_indices_by_name[] = {
+  1,   /* field[1] = page */
+  0,   /* field[0] = statements */
+};
+static const ProtobufCIntRange nest__settlement__v1__list_statements_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__list_statements_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.ListStatementsResponse",
+  "ListStatementsResponse",
+  "Nest__Settlement__V1__ListStatementsResponse",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__ListStatementsResponse),
+  2,
+  nest__settlement__v1__list_statements_response__field_descriptors,
+  nest__settlement__v1__list_statements_response__field_indices_by_name,
+  1,  nest__settlement__v1__list_statements_response__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__list_statements_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__settlement__v1__reconcile_request__field_descriptors[3] =
 {
   {
     "check_orders",
@@ -3715,15 +4138,28 @@ static const ProtobufCFieldDescriptor nest__settlement__v1__reconcile_request__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "skip_peer_checks",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ReconcileRequest, skip_peer_checks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__settlement__v1__reconcile_request__field_indices_by_name[] = {
   1,   /* field[1] = as_of_unix_ms */
   0,   /* field[0] = check_orders */
+  2,   /* field[2] = skip_peer_checks */
 };
 static const ProtobufCIntRange nest__settlement__v1__reconcile_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor nest__settlement__v1__reconcile_request__descriptor =
 {
@@ -3733,7 +4169,7 @@ const ProtobufCMessageDescriptor nest__settlement__v1__reconcile_request__descri
   "Nest__Settlement__V1__ReconcileRequest",
   "nest.settlement.v1",
   sizeof(Nest__Settlement__V1__ReconcileRequest),
-  2,
+  3,
   nest__settlement__v1__reconcile_request__field_descriptors,
   nest__settlement__v1__reconcile_request__field_indices_by_name,
   1,  nest__settlement__v1__reconcile_request__number_ranges,
@@ -3907,7 +4343,7 @@ const ProtobufCMessageDescriptor nest__settlement__v1__discrepancy__descriptor =
   (ProtobufCMessageInit) nest__settlement__v1__discrepancy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__settlement__v1__reconcile_response__field_descriptors[11] =
+static const ProtobufCFieldDescriptor nest__settlement__v1__reconcile_response__field_descriptors[12] =
 {
   {
     "ok",
@@ -4041,6 +4477,18 @@ static const ProtobufCFieldDescriptor nest__settlement__v1__reconcile_response__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "peers_checked",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__ReconcileResponse, peers_checked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__settlement__v1__reconcile_response__field_indices_by_name[] = {
   10,   /* field[10] = checked_at_unix_ms */
@@ -4048,6 +4496,7 @@ static const unsigned nest__settlement__v1__reconcile_response__field_indices_by
   7,   /* field[7] = obligation_count */
   0,   /* field[0] = ok */
   8,   /* field[8] = orders_checked */
+  11,   /* field[11] = peers_checked */
   3,   /* field[3] = posting_count */
   5,   /* field[5] = refund_count */
   4,   /* field[4] = sale_count */
@@ -4058,7 +4507,7 @@ static const unsigned nest__settlement__v1__reconcile_response__field_indices_by
 static const ProtobufCIntRange nest__settlement__v1__reconcile_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor nest__settlement__v1__reconcile_response__descriptor =
 {
@@ -4068,7 +4517,7 @@ const ProtobufCMessageDescriptor nest__settlement__v1__reconcile_response__descr
   "Nest__Settlement__V1__ReconcileResponse",
   "nest.settlement.v1",
   sizeof(Nest__Settlement__V1__ReconcileResponse),
-  11,
+  12,
   nest__settlement__v1__reconcile_response__field_descriptors,
   nest__settlement__v1__reconcile_response__field_indices_by_name,
   1,  nest__settlement__v1__reconcile_response__number_ranges,
@@ -4321,7 +4770,7 @@ const ProtobufCEnumDescriptor nest__settlement__v1__discrepancy_kind__descriptor
   nest__settlement__v1__discrepancy_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__settlement__v1__settlement_service__method_descriptors[10] =
+static const ProtobufCMethodDescriptor nest__settlement__v1__settlement_service__method_descriptors[12] =
 {
   { "RecordSale", &nest__settlement__v1__record_sale_request__descriptor, &nest__settlement__v1__record_sale_response__descriptor },
   { "RecordRefund", &nest__settlement__v1__record_refund_request__descriptor, &nest__settlement__v1__record_refund_response__descriptor },
@@ -4332,16 +4781,20 @@ static const ProtobufCMethodDescriptor nest__settlement__v1__settlement_service_
   { "IssueStatement", &nest__settlement__v1__issue_statement_request__descriptor, &nest__settlement__v1__issue_statement_response__descriptor },
   { "ConfirmStatementSettled", &nest__settlement__v1__confirm_statement_settled_request__descriptor, &nest__settlement__v1__confirm_statement_settled_response__descriptor },
   { "DisputeStatement", &nest__settlement__v1__dispute_statement_request__descriptor, &nest__settlement__v1__dispute_statement_response__descriptor },
+  { "GetStatement", &nest__settlement__v1__get_statement_request__descriptor, &nest__settlement__v1__get_statement_response__descriptor },
+  { "ListStatements", &nest__settlement__v1__list_statements_request__descriptor, &nest__settlement__v1__list_statements_response__descriptor },
   { "Reconcile", &nest__settlement__v1__reconcile_request__descriptor, &nest__settlement__v1__reconcile_response__descriptor },
 };
 const unsigned nest__settlement__v1__settlement_service__method_indices_by_name[] = {
   7,        /* ConfirmStatementSettled */
   8,        /* DisputeStatement */
   3,        /* GetBalance */
+  9,        /* GetStatement */
   6,        /* IssueStatement */
   5,        /* ListObligations */
+  10,        /* ListStatements */
   4,        /* ListTransactions */
-  9,        /* Reconcile */
+  11,        /* Reconcile */
   1,        /* RecordRefund */
   0,        /* RecordSale */
   2         /* RecordUsage */
@@ -4353,7 +4806,7 @@ const ProtobufCServiceDescriptor nest__settlement__v1__settlement_service__descr
   "SettlementService",
   "Nest__Settlement__V1__SettlementService",
   "nest.settlement.v1",
-  10,
+  12,
   nest__settlement__v1__settlement_service__method_descriptors,
   nest__settlement__v1__settlement_service__method_indices_by_name
 };
@@ -4429,13 +4882,29 @@ void nest__settlement__v1__settlement_service__dispute_statement(ProtobufCServic
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__settlement__v1__settlement_service__get_statement(ProtobufCService *service,
+                                                             const Nest__Settlement__V1__GetStatementRequest *input,
+                                                             Nest__Settlement__V1__GetStatementResponse_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__settlement__v1__settlement_service__list_statements(ProtobufCService *service,
+                                                               const Nest__Settlement__V1__ListStatementsRequest *input,
+                                                               Nest__Settlement__V1__ListStatementsResponse_Closure closure,
+                                                               void *closure_data)
+{
+  assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__settlement__v1__settlement_service__reconcile(ProtobufCService *service,
                                                          const Nest__Settlement__V1__ReconcileRequest *input,
                                                          Nest__Settlement__V1__ReconcileResponse_Closure closure,
                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__init (Nest__Settlement__V1__SettlementService_Service *service,
                                                      Nest__Settlement__V1__SettlementService_ServiceDestroy destroy)

@@ -243,7 +243,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a base service A with its first version (version 1, DRAFT).
-    /// > Who: isv (becomes the owner). Idempotent on client_token.
+    /// > Who: isv.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
     /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
     /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -268,7 +269,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Creates a derived service B on a published version of A, with B's own deployment
     /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
     /// > ACTIVE authorization for A.
-    /// > Who: distributor (becomes the owner). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
     /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
     /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -294,7 +296,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Adds a DRAFT version to a service; earlier versions are untouched.
-    /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
     /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
     /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -319,7 +322,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
     /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
     /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
     /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
     /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -344,7 +348,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
     /// > existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -366,7 +371,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A service and the versions the caller may see.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > UNAUTHENTICATED.
     ///
@@ -387,7 +393,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Services matching every filter that is set, within the visibility rules above.
-    /// > Who: any role; customers see ONLINE services only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -409,7 +416,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > Lets distributors apply to distribute A. Enabling an already distributable service
     /// > succeeds without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -434,7 +442,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Stops new applications for A. Existing authorizations are not revoked (that is
     /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
     /// > without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -460,7 +469,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
     /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
     /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
     /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -485,7 +495,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the product's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
     /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
     /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -507,7 +518,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A product and its plans, by product id or by service id.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
     /// > product, or not visible to the caller), UNAUTHENTICATED.
     ///
@@ -528,7 +540,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Products matching every filter that is set.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -552,7 +565,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
     ///
@@ -582,7 +596,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a base service A with its first version (version 1, DRAFT).
-    /// > Who: isv (becomes the owner). Idempotent on client_token.
+    /// > Who: isv.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
     /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
     /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -607,7 +622,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Creates a derived service B on a published version of A, with B's own deployment
     /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
     /// > ACTIVE authorization for A.
-    /// > Who: distributor (becomes the owner). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
     /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
     /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -633,7 +649,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Adds a DRAFT version to a service; earlier versions are untouched.
-    /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
     /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
     /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -658,7 +675,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
     /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
     /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
     /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
     /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -683,7 +701,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
     /// > existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -705,7 +724,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A service and the versions the caller may see.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > UNAUTHENTICATED.
     ///
@@ -726,7 +746,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Services matching every filter that is set, within the visibility rules above.
-    /// > Who: any role; customers see ONLINE services only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -748,7 +769,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > Lets distributors apply to distribute A. Enabling an already distributable service
     /// > succeeds without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -773,7 +795,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Stops new applications for A. Existing authorizations are not revoked (that is
     /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
     /// > without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -799,7 +822,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
     /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
     /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
     /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -824,7 +848,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the product's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
     /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
     /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -846,7 +871,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A product and its plans, by product id or by service id.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
     /// > product, or not visible to the caller), UNAUTHENTICATED.
     ///
@@ -867,7 +893,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Products matching every filter that is set.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -891,7 +918,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
     ///
@@ -919,7 +947,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a base service A with its first version (version 1, DRAFT).
-    /// > Who: isv (becomes the owner). Idempotent on client_token.
+    /// > Who: isv.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
     /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
     /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -944,7 +973,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Creates a derived service B on a published version of A, with B's own deployment
     /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
     /// > ACTIVE authorization for A.
-    /// > Who: distributor (becomes the owner). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
     /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
     /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -970,7 +1000,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Adds a DRAFT version to a service; earlier versions are untouched.
-    /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
     /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
     /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -995,7 +1026,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
     /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
     /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
     /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
     /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -1020,7 +1052,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
     /// > existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -1042,7 +1075,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A service and the versions the caller may see.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > UNAUTHENTICATED.
     ///
@@ -1063,7 +1097,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Services matching every filter that is set, within the visibility rules above.
-    /// > Who: any role; customers see ONLINE services only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -1085,7 +1120,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > Lets distributors apply to distribute A. Enabling an already distributable service
     /// > succeeds without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -1110,7 +1146,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Stops new applications for A. Existing authorizations are not revoked (that is
     /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
     /// > without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -1136,7 +1173,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
     /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
     /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
     /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -1161,7 +1199,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the product's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
     /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
     /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -1183,7 +1222,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A product and its plans, by product id or by service id.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
     /// > product, or not visible to the caller), UNAUTHENTICATED.
     ///
@@ -1204,7 +1244,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Products matching every filter that is set.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -1228,7 +1269,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
     ///
@@ -1765,7 +1807,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a base service A with its first version (version 1, DRAFT).
-    /// > Who: isv (becomes the owner). Idempotent on client_token.
+    /// > Who: isv.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
     /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
     /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -1795,7 +1838,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Creates a derived service B on a published version of A, with B's own deployment
     /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
     /// > ACTIVE authorization for A.
-    /// > Who: distributor (becomes the owner). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
     /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
     /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -1826,7 +1870,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Adds a DRAFT version to a service; earlier versions are untouched.
-    /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
     /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
     /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -1856,7 +1901,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
     /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
     /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
     /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
     /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -1886,7 +1932,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
     /// > existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -1913,7 +1960,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A service and the versions the caller may see.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > UNAUTHENTICATED.
     ///
@@ -1939,7 +1987,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Services matching every filter that is set, within the visibility rules above.
-    /// > Who: any role; customers see ONLINE services only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -1966,7 +2015,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > Lets distributors apply to distribute A. Enabling an already distributable service
     /// > succeeds without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -1996,7 +2046,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Stops new applications for A. Existing authorizations are not revoked (that is
     /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
     /// > without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -2027,7 +2078,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
     /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
     /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
     /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -2057,7 +2109,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the product's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
     /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
     /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -2084,7 +2137,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A product and its plans, by product id or by service id.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
     /// > product, or not visible to the caller), UNAUTHENTICATED.
     ///
@@ -2110,7 +2164,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Products matching every filter that is set.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -2139,7 +2194,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
     ///
@@ -2182,7 +2238,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Creates a base service A with its first version (version 1, DRAFT).
-    /// > Who: isv (becomes the owner). Idempotent on client_token.
+    /// > Who: isv.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
     /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
     /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -2223,7 +2280,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Creates a derived service B on a published version of A, with B's own deployment
     /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
     /// > ACTIVE authorization for A.
-    /// > Who: distributor (becomes the owner). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
     /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
     /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -2265,7 +2323,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Adds a DRAFT version to a service; earlier versions are untouched.
-    /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
     /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
     /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -2306,7 +2365,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
     /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
     /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
     /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
     /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -2347,7 +2407,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
     /// > existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -2385,7 +2446,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A service and the versions the caller may see.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > UNAUTHENTICATED.
     ///
@@ -2422,7 +2484,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Services matching every filter that is set, within the visibility rules above.
-    /// > Who: any role; customers see ONLINE services only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -2460,7 +2523,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// >
     /// > Lets distributors apply to distribute A. Enabling an already distributable service
     /// > succeeds without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -2501,7 +2565,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Stops new applications for A. Existing authorizations are not revoked (that is
     /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
     /// > without change.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -2543,7 +2608,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
     /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
     /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
     /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -2584,7 +2650,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-    /// > Who: the service's owner. Idempotent on client_token.
+    /// > Who: isv or distributor as the product's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
     /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
     /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -2622,7 +2689,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > A product and its plans, by product id or by service id.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
     /// > product, or not visible to the caller), UNAUTHENTICATED.
     ///
@@ -2659,7 +2727,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Products matching every filter that is set.
-    /// > Who: any role; customers see LISTED products only. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
     ///
@@ -2699,7 +2768,8 @@ extension Nest_Catalog_V1_CatalogService {
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-    /// > Who: any role, within the visibility rules above. Read-only.
+    /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
     ///
@@ -2741,7 +2811,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Creates a base service A with its first version (version 1, DRAFT).
-  /// > Who: isv (becomes the owner). Idempotent on client_token.
+  /// > Who: isv.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
   /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
   /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -2777,7 +2848,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Creates a derived service B on a published version of A, with B's own deployment
   /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
   /// > ACTIVE authorization for A.
-  /// > Who: distributor (becomes the owner). Idempotent on client_token.
+  /// > Who: distributor.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
   /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
   /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -2814,7 +2886,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Adds a DRAFT version to a service; earlier versions are untouched.
-  /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
   /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
   /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -2850,7 +2923,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
   /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
   /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
   /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
   /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -2886,7 +2960,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// >
   /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
   /// > existing instances keep running.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -2919,7 +2994,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > A service and the versions the caller may see.
-  /// > Who: any role, within the visibility rules above. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > UNAUTHENTICATED.
   ///
@@ -2951,7 +3027,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Services matching every filter that is set, within the visibility rules above.
-  /// > Who: any role; customers see ONLINE services only. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
   ///
@@ -2984,7 +3061,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// >
   /// > Lets distributors apply to distribute A. Enabling an already distributable service
   /// > succeeds without change.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
   /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -3020,7 +3098,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Stops new applications for A. Existing authorizations are not revoked (that is
   /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
   /// > without change.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
   /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -3057,7 +3136,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
   /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
   /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
   /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -3093,7 +3173,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the product's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
   /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
   /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -3126,7 +3207,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > A product and its plans, by product id or by service id.
-  /// > Who: any role; customers see LISTED products only. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
   /// > product, or not visible to the caller), UNAUTHENTICATED.
   ///
@@ -3158,7 +3240,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Products matching every filter that is set.
-  /// > Who: any role; customers see LISTED products only. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
   ///
@@ -3193,7 +3276,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
   /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
   /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-  /// > Who: any role, within the visibility rules above. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
   ///
@@ -3229,7 +3313,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Creates a base service A with its first version (version 1, DRAFT).
-  /// > Who: isv (becomes the owner). Idempotent on client_token.
+  /// > Who: isv.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty or too long name, type UNSPECIFIED, deployment package
   /// > missing or incomplete, checksum not 64 lowercase hex, no parameter set, duplicate or
   /// > empty parameter set name), ALREADY_EXISTS (client_token reused with a different
@@ -3269,7 +3354,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Creates a derived service B on a published version of A, with B's own deployment
   /// > additions and parameter sets. Asks entitlement (CheckDistribution) for the caller's
   /// > ACTIVE authorization for A.
-  /// > Who: distributor (becomes the owner). Idempotent on client_token.
+  /// > Who: distributor.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty name, type UNSPECIFIED, incomplete addition package,
   /// > no parameter set, duplicate names), NOT_FOUND (A or its version unknown or not
   /// > visible), FAILED_PRECONDITION (no ACTIVE, unexpired authorization for (A, caller); A is
@@ -3310,7 +3396,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Adds a DRAFT version to a service; earlier versions are untouched.
-  /// > Who: the service's owner (isv for A, distributor for B). Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (package missing for A or present for B, additions given for
   /// > A, incomplete package, no parameter set, duplicate names), NOT_FOUND (service unknown
   /// > or not visible), ALREADY_EXISTS (client_token reused with a different request),
@@ -3350,7 +3437,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Publishes a version: it becomes PUBLISHED (immutable from then on) and the default,
   /// > and the service goes ONLINE (also from OFFLINE). Publishing an already PUBLISHED version
   /// > makes it the default again. For B, asks entitlement for an ACTIVE authorization.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (service or version unknown, not
   /// > visible, or the version belongs to another service), FAILED_PRECONDITION (B without an
   /// > ACTIVE, unexpired authorization for (A, owner)), ALREADY_EXISTS (client_token reused
@@ -3390,7 +3478,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// >
   /// > ONLINE -> OFFLINE: no new orders (its product stays as it is but cannot be ordered);
   /// > existing instances keep running.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (service is not ONLINE), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -3427,7 +3516,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > A service and the versions the caller may see.
-  /// > Who: any role, within the visibility rules above. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > UNAUTHENTICATED.
   ///
@@ -3463,7 +3553,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Services matching every filter that is set, within the visibility rules above.
-  /// > Who: any role; customers see ONLINE services only. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the service; operator; service (entitlement, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
   ///
@@ -3500,7 +3591,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// >
   /// > Lets distributors apply to distribute A. Enabling an already distributable service
   /// > succeeds without change.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
   /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -3540,7 +3632,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Stops new applications for A. Existing authorizations are not revoked (that is
   /// > EntitlementService.RevokeDistribution). Disabling a non-distributable service succeeds
   /// > without change.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (the service is a derived service), ALREADY_EXISTS (client_token
   /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
@@ -3581,7 +3674,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
   /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
   /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
   /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
@@ -3621,7 +3715,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > LISTED -> DELISTED: no new orders for the product; existing instances keep running.
-  /// > Who: the service's owner. Idempotent on client_token.
+  /// > Who: isv or distributor as the product's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (unknown product),
   /// > FAILED_PRECONDITION (product is not LISTED), ALREADY_EXISTS (client_token reused with
   /// > a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
@@ -3658,7 +3753,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > A product and its plans, by product id or by service id.
-  /// > Who: any role; customers see LISTED products only. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (no such
   /// > product, or not visible to the caller), UNAUTHENTICATED.
   ///
@@ -3694,7 +3790,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Products matching every filter that is set.
-  /// > Who: any role; customers see LISTED products only. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the product; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
   ///
@@ -3733,7 +3830,8 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
   /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
   /// > EntitlementService.CheckDistribution) nor whether the service is listed.
-  /// > Who: any role, within the visibility rules above. Read-only.
+  /// > Who: isv, distributor or customer as one who may see the service; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED.
   ///

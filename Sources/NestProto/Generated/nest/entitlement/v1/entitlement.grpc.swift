@@ -274,6 +274,32 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "ReserveInstanceSlot" metadata.
+    public enum ReserveInstanceSlot: Sendable {
+      /// Request type for "ReserveInstanceSlot".
+      public typealias Input = Nest_Entitlement_V1_ReserveInstanceSlotRequest
+      /// Response type for "ReserveInstanceSlot".
+      public typealias Output = Nest_Entitlement_V1_ReserveInstanceSlotResponse
+      /// Descriptor for "ReserveInstanceSlot".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "ReserveInstanceSlot",
+        type: .unary
+      )
+    }
+    /// Namespace for "ReleaseInstanceSlot" metadata.
+    public enum ReleaseInstanceSlot: Sendable {
+      /// Request type for "ReleaseInstanceSlot".
+      public typealias Input = Nest_Entitlement_V1_ReleaseInstanceSlotRequest
+      /// Response type for "ReleaseInstanceSlot".
+      public typealias Output = Nest_Entitlement_V1_ReleaseInstanceSlotResponse
+      /// Descriptor for "ReleaseInstanceSlot".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "ReleaseInstanceSlot",
+        type: .unary
+      )
+    }
     /// Descriptors for all methods in the "nest.entitlement.v1.EntitlementService" service.
     public static let descriptors: [GRPCCore.MethodDescriptor] = [
       ApplyForDistribution.descriptor,
@@ -295,7 +321,9 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
       RequestResourcePermission.descriptor,
       DecidePermissionRequest.descriptor,
       ListPermissionRequests.descriptor,
-      CheckResourcePermission.descriptor
+      CheckResourcePermission.descriptor,
+      ReserveInstanceSlot.descriptor,
+      ReleaseInstanceSlot.descriptor
     ]
   }
 }
@@ -328,7 +356,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
     /// > for A's owner and whether it is distributable.
-    /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
     /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
     /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -353,7 +382,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> ACTIVE with terms.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
     /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -377,7 +407,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> REJECTED with a reason.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -402,7 +433,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
     /// > application for the pair is approved with these terms instead of creating another.
     /// > Asks catalog for A's owner.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
     /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
     /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -427,7 +459,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
     /// > instances run to expiry.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -450,7 +483,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An authorization with its status history.
-    /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > UNAUTHENTICATED.
     ///
@@ -471,7 +505,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Authorizations matching every filter that is set, with their status histories.
-    /// > Who: isv and distributor (their own only), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
     ///
@@ -492,7 +527,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-    /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
     /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -519,9 +554,10 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
     /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
     /// > stuck on a later revocation.
-    /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-    /// > order with the same request returns the existing instance; with a different request it
-    /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+    /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+    /// > is checked too.
     /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
     /// > neither or a bad expiry, resolution missing or naming another service, scenario
     /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -546,7 +582,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An instance, by id or by order id.
-    /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
     /// > caller is not a party), UNAUTHENTICATED.
     ///
@@ -567,7 +604,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Instances matching every filter that is set.
-    /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -590,7 +627,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
     /// > instance's license is re-issued with the new expiry.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
     /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -614,7 +652,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -637,7 +676,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > SUSPENDED -> DEPLOYED.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -661,7 +701,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
     /// > valid, open permission grants end. Used by marketplace-order on a refund.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -686,7 +727,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Whether a license is valid now, its current expiry, and the public key that verifies
     /// > it offline. An invalid license is an answer (valid = false with a status), not an
     /// > error.
-    /// > Who: any role. Read-only.
+    /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
     /// > unknown), UNAUTHENTICATED.
     ///
@@ -708,7 +750,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Asks the resource owner of a fully managed instance for an operation, with a reason
     /// > and a duration.
-    /// > Who: customer of the instance. Idempotent on client_token.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
     /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
     /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -733,7 +776,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-    /// > Who: the request's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the permission request's resource owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
     /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
     /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -757,7 +801,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Permission requests matching every filter that is set.
-    /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+    /// > Who: isv, distributor or customer as a party to the permission request; operator.
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -779,7 +823,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Whether an account may perform an operation on an instance's resources now.
-    /// > Who: service, operator, and the instance's parties. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator.
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
     /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
     ///
@@ -794,6 +839,55 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_CheckResourcePermissionRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_CheckResourcePermissionResponse>
+
+    /// Handle the "ReserveInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds one of the authorization's max_instances slots for a paid order, before the
+    /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+    /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+    /// > past the limit. CreateServiceInstance for the order uses the hold.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+    /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+    /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_ReserveInstanceSlotRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_ReserveInstanceSlotResponse` messages.
+    func reserveInstanceSlot(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>
+
+    /// Handle the "ReleaseInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+    /// > frees its slot by itself.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id; an order without a slot is not an error.
+    /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+    /// > marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_ReleaseInstanceSlotResponse` messages.
+    func releaseInstanceSlot(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>
   }
 
   /// Service protocol for the "nest.entitlement.v1.EntitlementService" service.
@@ -810,7 +904,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
     /// > for A's owner and whether it is distributable.
-    /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
     /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
     /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -835,7 +930,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> ACTIVE with terms.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
     /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -859,7 +955,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> REJECTED with a reason.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -884,7 +981,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
     /// > application for the pair is approved with these terms instead of creating another.
     /// > Asks catalog for A's owner.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
     /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
     /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -909,7 +1007,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
     /// > instances run to expiry.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -932,7 +1031,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An authorization with its status history.
-    /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > UNAUTHENTICATED.
     ///
@@ -953,7 +1053,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Authorizations matching every filter that is set, with their status histories.
-    /// > Who: isv and distributor (their own only), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
     ///
@@ -974,7 +1075,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-    /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
     /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -1001,9 +1102,10 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
     /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
     /// > stuck on a later revocation.
-    /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-    /// > order with the same request returns the existing instance; with a different request it
-    /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+    /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+    /// > is checked too.
     /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
     /// > neither or a bad expiry, resolution missing or naming another service, scenario
     /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -1028,7 +1130,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An instance, by id or by order id.
-    /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
     /// > caller is not a party), UNAUTHENTICATED.
     ///
@@ -1049,7 +1152,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Instances matching every filter that is set.
-    /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -1072,7 +1175,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
     /// > instance's license is re-issued with the new expiry.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
     /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -1096,7 +1200,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -1119,7 +1224,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > SUSPENDED -> DEPLOYED.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1143,7 +1249,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
     /// > valid, open permission grants end. Used by marketplace-order on a refund.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -1168,7 +1275,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Whether a license is valid now, its current expiry, and the public key that verifies
     /// > it offline. An invalid license is an answer (valid = false with a status), not an
     /// > error.
-    /// > Who: any role. Read-only.
+    /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
     /// > unknown), UNAUTHENTICATED.
     ///
@@ -1190,7 +1298,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Asks the resource owner of a fully managed instance for an operation, with a reason
     /// > and a duration.
-    /// > Who: customer of the instance. Idempotent on client_token.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
     /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
     /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -1215,7 +1324,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-    /// > Who: the request's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the permission request's resource owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
     /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
     /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -1239,7 +1349,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Permission requests matching every filter that is set.
-    /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+    /// > Who: isv, distributor or customer as a party to the permission request; operator.
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -1261,7 +1371,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Whether an account may perform an operation on an instance's resources now.
-    /// > Who: service, operator, and the instance's parties. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator.
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
     /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
     ///
@@ -1276,6 +1387,55 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: GRPCCore.ServerRequest<Nest_Entitlement_V1_CheckResourcePermissionRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_CheckResourcePermissionResponse>
+
+    /// Handle the "ReserveInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds one of the authorization's max_instances slots for a paid order, before the
+    /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+    /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+    /// > past the limit. CreateServiceInstance for the order uses the hold.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+    /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+    /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ReserveInstanceSlotRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_ReserveInstanceSlotResponse` message.
+    func reserveInstanceSlot(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>
+
+    /// Handle the "ReleaseInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+    /// > frees its slot by itself.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id; an order without a slot is not an error.
+    /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+    /// > marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_ReleaseInstanceSlotResponse` message.
+    func releaseInstanceSlot(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>
   }
 
   /// Simple service protocol for the "nest.entitlement.v1.EntitlementService" service.
@@ -1290,7 +1450,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
     /// > for A's owner and whether it is distributable.
-    /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
     /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
     /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -1315,7 +1476,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> ACTIVE with terms.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
     /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -1339,7 +1501,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> REJECTED with a reason.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -1364,7 +1527,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
     /// > application for the pair is approved with these terms instead of creating another.
     /// > Asks catalog for A's owner.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
     /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
     /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -1389,7 +1553,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
     /// > instances run to expiry.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -1412,7 +1577,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An authorization with its status history.
-    /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > UNAUTHENTICATED.
     ///
@@ -1433,7 +1599,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Authorizations matching every filter that is set, with their status histories.
-    /// > Who: isv and distributor (their own only), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
     ///
@@ -1454,7 +1621,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-    /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
     /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -1481,9 +1648,10 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
     /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
     /// > stuck on a later revocation.
-    /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-    /// > order with the same request returns the existing instance; with a different request it
-    /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+    /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+    /// > is checked too.
     /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
     /// > neither or a bad expiry, resolution missing or naming another service, scenario
     /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -1508,7 +1676,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An instance, by id or by order id.
-    /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
     /// > caller is not a party), UNAUTHENTICATED.
     ///
@@ -1529,7 +1698,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Instances matching every filter that is set.
-    /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -1552,7 +1721,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
     /// > instance's license is re-issued with the new expiry.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
     /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -1576,7 +1746,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -1599,7 +1770,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > SUSPENDED -> DEPLOYED.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1623,7 +1795,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
     /// > valid, open permission grants end. Used by marketplace-order on a refund.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -1648,7 +1821,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Whether a license is valid now, its current expiry, and the public key that verifies
     /// > it offline. An invalid license is an answer (valid = false with a status), not an
     /// > error.
-    /// > Who: any role. Read-only.
+    /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
     /// > unknown), UNAUTHENTICATED.
     ///
@@ -1670,7 +1844,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Asks the resource owner of a fully managed instance for an operation, with a reason
     /// > and a duration.
-    /// > Who: customer of the instance. Idempotent on client_token.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
     /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
     /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -1695,7 +1870,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-    /// > Who: the request's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the permission request's resource owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
     /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
     /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -1719,7 +1895,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Permission requests matching every filter that is set.
-    /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+    /// > Who: isv, distributor or customer as a party to the permission request; operator.
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -1741,7 +1917,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Whether an account may perform an operation on an instance's resources now.
-    /// > Who: service, operator, and the instance's parties. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator.
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
     /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
     ///
@@ -1756,6 +1933,55 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: Nest_Entitlement_V1_CheckResourcePermissionRequest,
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Entitlement_V1_CheckResourcePermissionResponse
+
+    /// Handle the "ReserveInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds one of the authorization's max_instances slots for a paid order, before the
+    /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+    /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+    /// > past the limit. CreateServiceInstance for the order uses the hold.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+    /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+    /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_ReserveInstanceSlotRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_ReserveInstanceSlotResponse` to respond with.
+    func reserveInstanceSlot(
+      request: Nest_Entitlement_V1_ReserveInstanceSlotRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_ReserveInstanceSlotResponse
+
+    /// Handle the "ReleaseInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+    /// > frees its slot by itself.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id; an order without a slot is not an error.
+    /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+    /// > marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_ReleaseInstanceSlotResponse` to respond with.
+    func releaseInstanceSlot(
+      request: Nest_Entitlement_V1_ReleaseInstanceSlotRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_ReleaseInstanceSlotResponse
   }
 }
 
@@ -1983,6 +2209,28 @@ extension Nest_Entitlement_V1_EntitlementService.StreamingServiceProtocol {
         )
       }
     )
+    router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.ReserveInstanceSlot.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_ReserveInstanceSlotRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_ReserveInstanceSlotResponse>(),
+      handler: { request, context in
+        try await self.reserveInstanceSlot(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.ReleaseInstanceSlot.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>(),
+      handler: { request, context in
+        try await self.releaseInstanceSlot(
+          request: request,
+          context: context
+        )
+      }
+    )
   }
 }
 
@@ -2203,6 +2451,28 @@ extension Nest_Entitlement_V1_EntitlementService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_CheckResourcePermissionResponse> {
     let response = try await self.checkResourcePermission(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func reserveInstanceSlot(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse> {
+    let response = try await self.reserveInstanceSlot(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func releaseInstanceSlot(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse> {
+    let response = try await self.releaseInstanceSlot(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -2472,6 +2742,32 @@ extension Nest_Entitlement_V1_EntitlementService.SimpleServiceProtocol {
       metadata: [:]
     )
   }
+
+  public func reserveInstanceSlot(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>(
+      message: try await self.reserveInstanceSlot(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func releaseInstanceSlot(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>(
+      message: try await self.releaseInstanceSlot(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
 }
 
 // MARK: nest.entitlement.v1.EntitlementService (client)
@@ -2489,7 +2785,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
     /// > for A's owner and whether it is distributable.
-    /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
     /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
     /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -2519,7 +2816,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> ACTIVE with terms.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
     /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -2548,7 +2846,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> REJECTED with a reason.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -2578,7 +2877,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
     /// > application for the pair is approved with these terms instead of creating another.
     /// > Asks catalog for A's owner.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
     /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
     /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -2608,7 +2908,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
     /// > instances run to expiry.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -2636,7 +2937,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An authorization with its status history.
-    /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > UNAUTHENTICATED.
     ///
@@ -2662,7 +2964,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Authorizations matching every filter that is set, with their status histories.
-    /// > Who: isv and distributor (their own only), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
     ///
@@ -2688,7 +2991,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-    /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
     /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -2720,9 +3023,10 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
     /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
     /// > stuck on a later revocation.
-    /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-    /// > order with the same request returns the existing instance; with a different request it
-    /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+    /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+    /// > is checked too.
     /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
     /// > neither or a bad expiry, resolution missing or naming another service, scenario
     /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -2752,7 +3056,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An instance, by id or by order id.
-    /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
     /// > caller is not a party), UNAUTHENTICATED.
     ///
@@ -2778,7 +3083,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Instances matching every filter that is set.
-    /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -2806,7 +3111,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
     /// > instance's license is re-issued with the new expiry.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
     /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -2835,7 +3141,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -2863,7 +3170,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > SUSPENDED -> DEPLOYED.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -2892,7 +3200,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
     /// > valid, open permission grants end. Used by marketplace-order on a refund.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -2922,7 +3231,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Whether a license is valid now, its current expiry, and the public key that verifies
     /// > it offline. An invalid license is an answer (valid = false with a status), not an
     /// > error.
-    /// > Who: any role. Read-only.
+    /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
     /// > unknown), UNAUTHENTICATED.
     ///
@@ -2949,7 +3259,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Asks the resource owner of a fully managed instance for an operation, with a reason
     /// > and a duration.
-    /// > Who: customer of the instance. Idempotent on client_token.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
     /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
     /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -2979,7 +3290,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-    /// > Who: the request's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the permission request's resource owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
     /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
     /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -3008,7 +3320,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Permission requests matching every filter that is set.
-    /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+    /// > Who: isv, distributor or customer as a party to the permission request; operator.
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -3035,7 +3347,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Whether an account may perform an operation on an instance's resources now.
-    /// > Who: service, operator, and the instance's parties. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator.
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
     /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
     ///
@@ -3054,6 +3367,65 @@ extension Nest_Entitlement_V1_EntitlementService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_CheckResourcePermissionResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_CheckResourcePermissionResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "ReserveInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds one of the authorization's max_instances slots for a paid order, before the
+    /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+    /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+    /// > past the limit. CreateServiceInstance for the order uses the hold.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+    /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+    /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ReserveInstanceSlotRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_ReserveInstanceSlotRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_ReserveInstanceSlotResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func reserveInstanceSlot<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_ReserveInstanceSlotResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "ReleaseInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+    /// > frees its slot by itself.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id; an order without a slot is not an error.
+    /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+    /// > marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_ReleaseInstanceSlotResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func releaseInstanceSlot<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
   }
 
@@ -3079,7 +3451,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
     /// > for A's owner and whether it is distributable.
-    /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+    /// > Who: distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
     /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
     /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -3120,7 +3493,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> ACTIVE with terms.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
     /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -3160,7 +3534,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> REJECTED with a reason.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -3201,7 +3576,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
     /// > application for the pair is approved with these terms instead of creating another.
     /// > Asks catalog for A's owner.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the service's owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
     /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
     /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -3242,7 +3618,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
     /// > instances run to expiry.
-    /// > Who: isv owner of A. Idempotent on client_token.
+    /// > Who: isv as the authorization's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
     /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -3281,7 +3658,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An authorization with its status history.
-    /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > UNAUTHENTICATED.
     ///
@@ -3318,7 +3696,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Authorizations matching every filter that is set, with their status histories.
-    /// > Who: isv and distributor (their own only), operator, service. Read-only.
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
     ///
@@ -3355,7 +3734,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-    /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+    /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
     /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -3398,9 +3777,10 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
     /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
     /// > stuck on a later revocation.
-    /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-    /// > order with the same request returns the existing instance; with a different request it
-    /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+    /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+    /// > is checked too.
     /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
     /// > neither or a bad expiry, resolution missing or naming another service, scenario
     /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -3441,7 +3821,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An instance, by id or by order id.
-    /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
     /// > caller is not a party), UNAUTHENTICATED.
     ///
@@ -3478,7 +3859,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Instances matching every filter that is set.
-    /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+    /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -3517,7 +3898,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
     /// > instance's license is re-issued with the new expiry.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
     /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -3557,7 +3939,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -3596,7 +3979,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > SUSPENDED -> DEPLOYED.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -3636,7 +4020,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
     /// > valid, open permission grants end. Used by marketplace-order on a refund.
-    /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
     /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
     /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -3677,7 +4062,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Whether a license is valid now, its current expiry, and the public key that verifies
     /// > it offline. An invalid license is an answer (valid = false with a status), not an
     /// > error.
-    /// > Who: any role. Read-only.
+    /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
     /// > unknown), UNAUTHENTICATED.
     ///
@@ -3715,7 +4101,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// >
     /// > Asks the resource owner of a fully managed instance for an operation, with a reason
     /// > and a duration.
-    /// > Who: customer of the instance. Idempotent on client_token.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
     /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
     /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -3756,7 +4143,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-    /// > Who: the request's resource owner. Idempotent on client_token.
+    /// > Who: isv, distributor or customer as the permission request's resource owner.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
     /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
     /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -3796,7 +4184,7 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Permission requests matching every filter that is set.
-    /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+    /// > Who: isv, distributor or customer as a party to the permission request; operator.
     /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
     /// > UNAUTHENTICATED.
@@ -3834,7 +4222,8 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Whether an account may perform an operation on an instance's resources now.
-    /// > Who: service, operator, and the instance's parties. Read-only.
+    /// > Who: isv, distributor or customer as a party to the instance; operator.
+    /// > Read-only.
     /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
     /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
     ///
@@ -3865,6 +4254,87 @@ extension Nest_Entitlement_V1_EntitlementService {
         onResponse: handleResponse
       )
     }
+
+    /// Call the "ReserveInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Holds one of the authorization's max_instances slots for a paid order, before the
+    /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+    /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+    /// > past the limit. CreateServiceInstance for the order uses the hold.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+    /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+    /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ReserveInstanceSlotRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_ReserveInstanceSlotRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_ReserveInstanceSlotResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reserveInstanceSlot<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_ReserveInstanceSlotResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.ReserveInstanceSlot.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "ReleaseInstanceSlot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+    /// > frees its slot by itself.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id; an order without a slot is not an error.
+    /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+    /// > marketplace-order).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_ReleaseInstanceSlotResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func releaseInstanceSlot<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.ReleaseInstanceSlot.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
   }
 }
 
@@ -3877,7 +4347,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
   /// > for A's owner and whether it is distributable.
-  /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+  /// > Who: distributor.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
   /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
   /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -3913,7 +4384,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > PENDING -> ACTIVE with terms.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the authorization's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
   /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -3948,7 +4420,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > PENDING -> REJECTED with a reason.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the authorization's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -3984,7 +4457,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
   /// > application for the pair is approved with these terms instead of creating another.
   /// > Asks catalog for A's owner.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
   /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
   /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -4020,7 +4494,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
   /// > instances run to expiry.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the authorization's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
   /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -4054,7 +4529,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > An authorization with its status history.
-  /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+  /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > UNAUTHENTICATED.
   ///
@@ -4086,7 +4562,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Authorizations matching every filter that is set, with their status histories.
-  /// > Who: isv and distributor (their own only), operator, service. Read-only.
+  /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
   ///
@@ -4118,7 +4595,7 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-  /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+  /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
   /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
   /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -4156,9 +4633,10 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
   /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
   /// > stuck on a later revocation.
-  /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-  /// > order with the same request returns the existing instance; with a different request it
-  /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+  /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+  /// > is checked too.
   /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
   /// > neither or a bad expiry, resolution missing or naming another service, scenario
   /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -4194,7 +4672,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > An instance, by id or by order id.
-  /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+  /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
   /// > caller is not a party), UNAUTHENTICATED.
   ///
@@ -4226,7 +4705,7 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Instances matching every filter that is set.
-  /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+  /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
   /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
@@ -4260,7 +4739,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
   /// > instance's license is re-issued with the new expiry.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
   /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -4295,7 +4775,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -4329,7 +4810,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > SUSPENDED -> DEPLOYED.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -4364,7 +4846,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
   /// > valid, open permission grants end. Used by marketplace-order on a refund.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -4400,7 +4883,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Whether a license is valid now, its current expiry, and the public key that verifies
   /// > it offline. An invalid license is an answer (valid = false with a status), not an
   /// > error.
-  /// > Who: any role. Read-only.
+  /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
   /// > unknown), UNAUTHENTICATED.
   ///
@@ -4433,7 +4917,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > Asks the resource owner of a fully managed instance for an operation, with a reason
   /// > and a duration.
-  /// > Who: customer of the instance. Idempotent on client_token.
+  /// > Who: customer as the instance's customer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
   /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
   /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -4469,7 +4954,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-  /// > Who: the request's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the permission request's resource owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
   /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
   /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -4504,7 +4990,7 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Permission requests matching every filter that is set.
-  /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+  /// > Who: isv, distributor or customer as a party to the permission request; operator.
   /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
@@ -4537,7 +5023,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Whether an account may perform an operation on an instance's resources now.
-  /// > Who: service, operator, and the instance's parties. Read-only.
+  /// > Who: isv, distributor or customer as a party to the instance; operator.
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
   /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
   ///
@@ -4563,6 +5050,77 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
       onResponse: handleResponse
     )
   }
+
+  /// Call the "ReserveInstanceSlot" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Holds one of the authorization's max_instances slots for a paid order, before the
+  /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+  /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+  /// > past the limit. CreateServiceInstance for the order uses the hold.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+  /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+  /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_ReserveInstanceSlotRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func reserveInstanceSlot<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.reserveInstanceSlot(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_ReserveInstanceSlotRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_ReserveInstanceSlotResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ReleaseInstanceSlot" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+  /// > frees its slot by itself.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id; an order without a slot is not an error.
+  /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+  /// > marketplace-order).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_ReleaseInstanceSlotRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func releaseInstanceSlot<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.releaseInstanceSlot(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
@@ -4574,7 +5132,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > A PENDING authorization for a distributable base service A. Asks catalog (GetService)
   /// > for A's owner and whether it is distributable.
-  /// > Who: distributor (becomes distributor_id). Idempotent on client_token.
+  /// > Who: distributor.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty base_service_id, message too long), NOT_FOUND (A
   /// > unknown or not visible), FAILED_PRECONDITION (A not distributable, A is a derived
   /// > service, an ACTIVE authorization for (A, caller) exists), ALREADY_EXISTS (a PENDING
@@ -4614,7 +5173,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > PENDING -> ACTIVE with terms.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the authorization's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, terms missing, bad currency, negative price,
   /// > valid_until in the past, negative max_instances), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
@@ -4653,7 +5213,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > PENDING -> REJECTED with a reason.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the authorization's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (not PENDING), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the isv owner of
@@ -4693,7 +5254,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > An ACTIVE authorization for (A, distributor) without an application. A PENDING
   /// > application for the pair is approved with these terms instead of creating another.
   /// > Asks catalog for A's owner.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the service's owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty ids, bad terms as in ApproveDistribution), NOT_FOUND
   /// > (A unknown or not visible), FAILED_PRECONDITION (A is a derived service, an ACTIVE
   /// > authorization for the pair exists), ALREADY_EXISTS (client_token reused with a
@@ -4733,7 +5295,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > ACTIVE -> REVOKED with a reason: no new sales of services derived under it; existing
   /// > instances run to expiry.
-  /// > Who: isv owner of A. Idempotent on client_token.
+  /// > Who: isv as the authorization's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id or reason), NOT_FOUND (unknown or not visible),
   /// > FAILED_PRECONDITION (not ACTIVE, including already EXPIRED), ALREADY_EXISTS
   /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
@@ -4771,7 +5334,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > An authorization with its status history.
-  /// > Who: its two parties (isv owner of A, distributor), operator, service. Read-only.
+  /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > UNAUTHENTICATED.
   ///
@@ -4807,7 +5371,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Authorizations matching every filter that is set, with their status histories.
-  /// > Who: isv and distributor (their own only), operator, service. Read-only.
+  /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED, PERMISSION_DENIED (role is customer).
   ///
@@ -4843,7 +5408,7 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > The ACTIVE, unexpired authorization for (A, distributor), with its instance count.
-  /// > Who: service, operator, and the two parties (the distributor itself, the isv owner of A).
+  /// > Who: isv or distributor as a party to the authorization; operator; service (catalog, marketplace-order).
   /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty base_service_id or distributor_id), FAILED_PRECONDITION
   /// > (no ACTIVE, unexpired authorization for the pair), UNAUTHENTICATED, PERMISSION_DENIED
@@ -4885,9 +5450,10 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Starts CREATED; entitlement then drives deployment. Does not re-check the
   /// > authorization: a paid sale always gets its instance, so outbox redelivery never gets
   /// > stuck on a later revocation.
-  /// > Who: service (marketplace-order). Idempotent on order_id: a repeated call for the same
-  /// > order with the same request returns the existing instance; with a different request it
-  /// > fails ALREADY_EXISTS. client_token, when set, is checked too.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: a repeated call for the same order with the same request returns the
+  /// > existing instance; with a different request it fails ALREADY_EXISTS. client_token, when set,
+  /// > is checked too.
   /// > Errors: INVALID_ARGUMENT (empty order_id, service_id or customer_id, quantity < 1,
   /// > neither or a bad expiry, resolution missing or naming another service, scenario
   /// > UNSPECIFIED, unknown parameter set), NOT_FOUND (service, version or authorization
@@ -4927,7 +5493,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > An instance, by id or by order id.
-  /// > Who: customer (own), distributor (of B), isv (of A), operator, service. Read-only.
+  /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (unknown, or the
   /// > caller is not a party), UNAUTHENTICATED.
   ///
@@ -4963,7 +5530,7 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Instances matching every filter that is set.
-  /// > Who: customer (own), distributor (of its B), isv (of its A), operator, service.
+  /// > Who: isv, distributor or customer as a party to the instance; operator; service (marketplace-order, settlement).
   /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
@@ -5001,7 +5568,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
   /// > instance's license is re-issued with the new expiry.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
   /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
@@ -5040,7 +5608,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > DEPLOYED -> SUSPENDED; its license checks SUSPENDED meanwhile.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (not DEPLOYED), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -5078,7 +5647,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > SUSPENDED -> DEPLOYED.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (not SUSPENDED, or past its expiry: it becomes EXPIRED instead),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -5117,7 +5687,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > Any state but RELEASED -> RELEASED (final): resources released, license no longer
   /// > valid, open permission grants end. Used by marketplace-order on a refund.
-  /// > Who: service, operator, the instance's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator; service (marketplace-order).
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id), NOT_FOUND (unknown, or the caller is not a party),
   /// > FAILED_PRECONDITION (already RELEASED), ALREADY_EXISTS (client_token reused with a
   /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (a party that is not the
@@ -5157,7 +5728,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Whether a license is valid now, its current expiry, and the public key that verifies
   /// > it offline. An invalid license is an answer (valid = false with a status), not an
   /// > error.
-  /// > Who: any role. Read-only.
+  /// > Who: isv, distributor or customer; operator; service (marketplace-order).
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (neither key set, or an empty one), NOT_FOUND (license_id
   /// > unknown), UNAUTHENTICATED.
   ///
@@ -5194,7 +5766,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// >
   /// > Asks the resource owner of a fully managed instance for an operation, with a reason
   /// > and a duration.
-  /// > Who: customer of the instance. Idempotent on client_token.
+  /// > Who: customer as the instance's customer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, operation or reason, duration out of range),
   /// > NOT_FOUND (unknown instance, or the caller is not its customer), FAILED_PRECONDITION
   /// > (instance not fully managed, i.e. access mode not LOGON_URL, or not DEPLOYED),
@@ -5234,7 +5807,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > PENDING -> APPROVED (a grant until now + granted duration) or DENIED, with a reason.
-  /// > Who: the request's resource owner. Idempotent on client_token.
+  /// > Who: isv, distributor or customer as the permission request's resource owner.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (empty id, decision UNSPECIFIED, DENY without a reason,
   /// > granted duration negative, above the requested one, or set on DENY), NOT_FOUND
   /// > (unknown, or the caller is not a party), FAILED_PRECONDITION (not PENDING),
@@ -5273,7 +5847,7 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Permission requests matching every filter that is set.
-  /// > Who: the parties (the requesting customer, the resource owner), operator, service.
+  /// > Who: isv, distributor or customer as a party to the permission request; operator.
   /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (page_size out of range, malformed page_token),
   /// > UNAUTHENTICATED.
@@ -5310,7 +5884,8 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Whether an account may perform an operation on an instance's resources now.
-  /// > Who: service, operator, and the instance's parties. Read-only.
+  /// > Who: isv, distributor or customer as a party to the instance; operator.
+  /// > Read-only.
   /// > Errors: INVALID_ARGUMENT (empty instance_id, requester_id or operation), NOT_FOUND
   /// > (unknown instance, or the caller is not a party), UNAUTHENTICATED.
   ///
@@ -5335,6 +5910,85 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
       metadata: metadata
     )
     return try await self.checkResourcePermission(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ReserveInstanceSlot" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Holds one of the authorization's max_instances slots for a paid order, before the
+  /// > payment commits: counted with the live (not RELEASED) instances and the unexpired holds
+  /// > of the authorization, in one transaction, so that no number of concurrent payments gets
+  /// > past the limit. CreateServiceInstance for the order uses the hold.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: a repeat returns the same slot (renewing an unexpired hold).
+  /// > Errors: INVALID_ARGUMENT (empty ids), NOT_FOUND (no such authorization),
+  /// > FAILED_PRECONDITION (the authorization is not ACTIVE, or all its slots are in use),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (not marketplace-order).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func reserveInstanceSlot<Result>(
+    _ message: Nest_Entitlement_V1_ReserveInstanceSlotRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReserveInstanceSlotResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_ReserveInstanceSlotRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.reserveInstanceSlot(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ReleaseInstanceSlot" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Lets an order's slot go (the order was cancelled or refunded). A released instance
+  /// > frees its slot by itself.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id; an order without a slot is not an error.
+  /// > Errors: INVALID_ARGUMENT (empty order_id), UNAUTHENTICATED, PERMISSION_DENIED (not
+  /// > marketplace-order).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func releaseInstanceSlot<Result>(
+    _ message: Nest_Entitlement_V1_ReleaseInstanceSlotRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ReleaseInstanceSlotResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_ReleaseInstanceSlotRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.releaseInstanceSlot(
       request: request,
       options: options,
       onResponse: handleResponse

@@ -219,6 +219,39 @@ public enum Nest_Entitlement_V1_PermissionDecision: NestEnum, CaseIterable {
   }
 }
 
+public enum Nest_Entitlement_V1_InstanceSlotStatus: NestEnum, CaseIterable {
+  case unspecified  // INSTANCE_SLOT_STATUS_UNSPECIFIED = 0
+  case held  // INSTANCE_SLOT_STATUS_HELD = 1
+  case used  // INSTANCE_SLOT_STATUS_USED = 2
+  case released  // INSTANCE_SLOT_STATUS_RELEASED = 3
+  /// A value this schema does not know, kept as it was sent.
+  case unrecognized(Int32)
+
+  public static let allCases: [Self] = [.unspecified, .held, .used, .released]
+
+  public init() { self.init(rawValue: 0) }
+
+  public init(rawValue: Int32) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .held
+    case 2: self = .used
+    case 3: self = .released
+    default: self = .unrecognized(rawValue)
+    }
+  }
+
+  public var rawValue: Int32 {
+    switch self {
+    case .unspecified: 0
+    case .held: 1
+    case .used: 2
+    case .released: 3
+    case .unrecognized(let value): value
+    }
+  }
+}
+
 /// What the ISV grants the distributor.
 public struct Nest_Entitlement_V1_DistributionTerms: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.DistributionTerms"
@@ -559,6 +592,15 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     case nil: break
     }
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    // authorization_id: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.authorizationID = ""
+    }
+    return copy
   }
 }
 
@@ -1179,6 +1221,12 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceResponse: NestMessage {
     try w.setMessage(0, self.instance)
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
 }
 
 public struct Nest_Entitlement_V1_GetServiceInstanceRequest: NestMessage {
@@ -1236,6 +1284,12 @@ public struct Nest_Entitlement_V1_GetServiceInstanceResponse: NestMessage {
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.instance)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
   }
 }
 
@@ -1301,6 +1355,12 @@ public struct Nest_Entitlement_V1_ListServiceInstancesResponse: NestMessage {
     try w.setRepeatedMessage(0, self.instances)
     try w.setMessage(1, self.page)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instances = copy.instances.map { $0.redacted(forRole: role) }
+    return copy
   }
 }
 
@@ -1370,6 +1430,12 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceResponse: NestMessage {
     try w.setMessage(0, self.instance)
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
 }
 
 public struct Nest_Entitlement_V1_SuspendServiceInstanceRequest: NestMessage {
@@ -1418,6 +1484,12 @@ public struct Nest_Entitlement_V1_SuspendServiceInstanceResponse: NestMessage {
     try w.setMessage(0, self.instance)
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
 }
 
 public struct Nest_Entitlement_V1_ResumeServiceInstanceRequest: NestMessage {
@@ -1464,6 +1536,12 @@ public struct Nest_Entitlement_V1_ResumeServiceInstanceResponse: NestMessage {
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.instance)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
   }
 }
 
@@ -1512,6 +1590,12 @@ public struct Nest_Entitlement_V1_ReleaseServiceInstanceResponse: NestMessage {
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.instance)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
   }
 }
 
@@ -1825,6 +1909,140 @@ public struct Nest_Entitlement_V1_CheckResourcePermissionResponse: NestMessage {
     w.setScalar(0, self.allowed)
     w.setScalar(1, self.grantExpiresAtUnixMs)
     try w.setString(2, self.requestID)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+/// A hold on one of an authorization's max_instances slots for a paid order, taken before the
+/// payment commits: it becomes the order's instance, or lapses (expires_at) if the payment
+/// never commits, or is released when the order is cancelled or refunded.
+public struct Nest_Entitlement_V1_InstanceSlot: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.InstanceSlot"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var orderID: String = ""
+  public var authorizationID: String = ""
+  /// HELD until the instance exists, then USED; RELEASED when let go.
+  public var status: Nest_Entitlement_V1_InstanceSlotStatus = .init(rawValue: 0)
+  /// A HELD slot not used by then no longer counts.
+  public var expiresAtUnixMs: Int64 = 0
+  public var createdAtUnixMs: Int64 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.orderID = r.string(0)
+    self.authorizationID = r.string(1)
+    self.status = r.scalar(2)
+    self.expiresAtUnixMs = r.scalar(3)
+    self.createdAtUnixMs = r.scalar(4)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.orderID)
+    try w.setString(1, self.authorizationID)
+    w.setScalar(2, self.status)
+    w.setScalar(3, self.expiresAtUnixMs)
+    w.setScalar(4, self.createdAtUnixMs)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_ReserveInstanceSlotRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.ReserveInstanceSlotRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// The order the slot is for: the idempotency key (the same order gets its slot back).
+  public var orderID: String = ""
+  public var authorizationID: String = ""
+  /// How long the hold lasts unless an instance uses it; 0 = 15 minutes.
+  public var holdMs: Int64 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.orderID = r.string(0)
+    self.authorizationID = r.string(1)
+    self.holdMs = r.scalar(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.orderID)
+    try w.setString(1, self.authorizationID)
+    w.setScalar(2, self.holdMs)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_ReserveInstanceSlotResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.ReserveInstanceSlotResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var slot: Nest_Entitlement_V1_InstanceSlot? = nil
+  /// Slots of the authorization in use (live instances and unexpired holds), this one
+  /// included, and the authorization's max_instances (0 = no limit).
+  public var slotsInUse: Int32 = 0
+  public var maxInstances: Int32 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.slot = r.message(0)
+    self.slotsInUse = r.scalar(1)
+    self.maxInstances = r.scalar(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.slot)
+    w.setScalar(1, self.slotsInUse)
+    w.setScalar(2, self.maxInstances)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_ReleaseInstanceSlotRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.ReleaseInstanceSlotRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var orderID: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.orderID = r.string(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.orderID)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_ReleaseInstanceSlotResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.ReleaseInstanceSlotResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// The slot as it is now; unset when the order never held one.
+  public var slot: Nest_Entitlement_V1_InstanceSlot? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.slot = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.slot)
     w.setUnknownFields(self.unknownFields)
   }
 }

@@ -60,7 +60,8 @@ extension Nest_Health_V1_Health {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Who: anyone, no credentials. Idempotent (read-only).
+    /// > Who: anyone, without credentials.
+    /// > Idempotent (read-only).
     /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
     ///
     /// - Parameters:
@@ -88,7 +89,8 @@ extension Nest_Health_V1_Health {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Who: anyone, no credentials. Idempotent (read-only).
+    /// > Who: anyone, without credentials.
+    /// > Idempotent (read-only).
     /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
     ///
     /// - Parameters:
@@ -114,7 +116,8 @@ extension Nest_Health_V1_Health {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Who: anyone, no credentials. Idempotent (read-only).
+    /// > Who: anyone, without credentials.
+    /// > Idempotent (read-only).
     /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
     ///
     /// - Parameters:
@@ -194,7 +197,8 @@ extension Nest_Health_V1_Health {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Who: anyone, no credentials. Idempotent (read-only).
+    /// > Who: anyone, without credentials.
+    /// > Idempotent (read-only).
     /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
     ///
     /// - Parameters:
@@ -235,7 +239,8 @@ extension Nest_Health_V1_Health {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Who: anyone, no credentials. Idempotent (read-only).
+    /// > Who: anyone, without credentials.
+    /// > Idempotent (read-only).
     /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
     ///
     /// - Parameters:
@@ -275,7 +280,8 @@ extension Nest_Health_V1_Health.ClientProtocol {
   ///
   /// > Source IDL Documentation:
   /// >
-  /// > Who: anyone, no credentials. Idempotent (read-only).
+  /// > Who: anyone, without credentials.
+  /// > Idempotent (read-only).
   /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
   ///
   /// - Parameters:
@@ -309,7 +315,8 @@ extension Nest_Health_V1_Health.ClientProtocol {
   ///
   /// > Source IDL Documentation:
   /// >
-  /// > Who: anyone, no credentials. Idempotent (read-only).
+  /// > Who: anyone, without credentials.
+  /// > Idempotent (read-only).
   /// > Errors: none; an unknown service answers SERVICE_UNKNOWN.
   ///
   /// - Parameters:

@@ -147,7 +147,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
     /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
     /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-    /// > Who: customer (becomes the buyer). Idempotent on client_token.
+    /// > Who: customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
     /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
     /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -176,7 +177,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
     /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
     /// > acknowledges the instance.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
     /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
     /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -201,7 +203,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
     /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -226,7 +229,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
     /// > the postings of the order and its LINKED orders, cancels or offsets the offline
     /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-    /// > Who: operator, or the order's seller. Idempotent on client_token.
+    /// > Who: isv or distributor as the order's seller; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
     /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
     /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -250,8 +254,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > One order with its price breakdown, linked orders, instance id and delivery state.
-    /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-    /// > Reconcile). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
     /// > the caller: existence does not leak), UNAUTHENTICATED.
     ///
@@ -272,9 +276,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Orders visible to the caller, filtered and paged.
-    /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-    /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-    /// > (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
     /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
     /// > non-operator), UNAUTHENTICATED.
@@ -296,7 +299,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-    /// > Who: operator. Idempotent (read-only).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
     /// > PERMISSION_DENIED (role not operator).
     ///
@@ -328,7 +332,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
     /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
     /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-    /// > Who: customer (becomes the buyer). Idempotent on client_token.
+    /// > Who: customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
     /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
     /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -357,7 +362,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
     /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
     /// > acknowledges the instance.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
     /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
     /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -382,7 +388,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
     /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -407,7 +414,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
     /// > the postings of the order and its LINKED orders, cancels or offsets the offline
     /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-    /// > Who: operator, or the order's seller. Idempotent on client_token.
+    /// > Who: isv or distributor as the order's seller; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
     /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
     /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -431,8 +439,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > One order with its price breakdown, linked orders, instance id and delivery state.
-    /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-    /// > Reconcile). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
     /// > the caller: existence does not leak), UNAUTHENTICATED.
     ///
@@ -453,9 +461,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Orders visible to the caller, filtered and paged.
-    /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-    /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-    /// > (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
     /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
     /// > non-operator), UNAUTHENTICATED.
@@ -477,7 +484,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-    /// > Who: operator. Idempotent (read-only).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
     /// > PERMISSION_DENIED (role not operator).
     ///
@@ -507,7 +515,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
     /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
     /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-    /// > Who: customer (becomes the buyer). Idempotent on client_token.
+    /// > Who: customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
     /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
     /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -536,7 +545,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
     /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
     /// > acknowledges the instance.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
     /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
     /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -561,7 +571,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
     /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -586,7 +597,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
     /// > the postings of the order and its LINKED orders, cancels or offsets the offline
     /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-    /// > Who: operator, or the order's seller. Idempotent on client_token.
+    /// > Who: isv or distributor as the order's seller; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
     /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
     /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -610,8 +622,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > One order with its price breakdown, linked orders, instance id and delivery state.
-    /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-    /// > Reconcile). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
     /// > the caller: existence does not leak), UNAUTHENTICATED.
     ///
@@ -632,9 +644,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Orders visible to the caller, filtered and paged.
-    /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-    /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-    /// > (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
     /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
     /// > non-operator), UNAUTHENTICATED.
@@ -656,7 +667,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-    /// > Who: operator. Idempotent (read-only).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
     /// > PERMISSION_DENIED (role not operator).
     ///
@@ -950,7 +962,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
     /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
     /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-    /// > Who: customer (becomes the buyer). Idempotent on client_token.
+    /// > Who: customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
     /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
     /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -984,7 +997,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
     /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
     /// > acknowledges the instance.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
     /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
     /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -1014,7 +1028,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
     /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1044,7 +1059,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
     /// > the postings of the order and its LINKED orders, cancels or offsets the offline
     /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-    /// > Who: operator, or the order's seller. Idempotent on client_token.
+    /// > Who: isv or distributor as the order's seller; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
     /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
     /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -1073,8 +1089,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > One order with its price breakdown, linked orders, instance id and delivery state.
-    /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-    /// > Reconcile). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
     /// > the caller: existence does not leak), UNAUTHENTICATED.
     ///
@@ -1100,9 +1116,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Orders visible to the caller, filtered and paged.
-    /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-    /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-    /// > (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
     /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
     /// > non-operator), UNAUTHENTICATED.
@@ -1129,7 +1144,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-    /// > Who: operator. Idempotent (read-only).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
     /// > PERMISSION_DENIED (role not operator).
     ///
@@ -1174,7 +1190,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
     /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
     /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-    /// > Who: customer (becomes the buyer). Idempotent on client_token.
+    /// > Who: customer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
     /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
     /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -1219,7 +1236,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
     /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
     /// > acknowledges the instance.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
     /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
     /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -1260,7 +1278,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-    /// > Who: the order's buyer. Idempotent on client_token.
+    /// > Who: customer as the order's buyer.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
     /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1301,7 +1320,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
     /// > the postings of the order and its LINKED orders, cancels or offsets the offline
     /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-    /// > Who: operator, or the order's seller. Idempotent on client_token.
+    /// > Who: isv or distributor as the order's seller; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
     /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
     /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -1341,8 +1361,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > One order with its price breakdown, linked orders, instance id and delivery state.
-    /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-    /// > Reconcile). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
     /// > the caller: existence does not leak), UNAUTHENTICATED.
     ///
@@ -1379,9 +1399,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Orders visible to the caller, filtered and paged.
-    /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-    /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-    /// > (read-only).
+    /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
     /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
     /// > non-operator), UNAUTHENTICATED.
@@ -1419,7 +1438,8 @@ extension Nest_Order_V1_MarketplaceOrderService {
     /// > Source IDL Documentation:
     /// >
     /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-    /// > Who: operator. Idempotent (read-only).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
     /// > PERMISSION_DENIED (role not operator).
     ///
@@ -1463,7 +1483,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
   /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
   /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-  /// > Who: customer (becomes the buyer). Idempotent on client_token.
+  /// > Who: customer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
   /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
   /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -1503,7 +1524,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
   /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
   /// > acknowledges the instance.
-  /// > Who: the order's buyer. Idempotent on client_token.
+  /// > Who: customer as the order's buyer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
   /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
   /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -1539,7 +1561,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-  /// > Who: the order's buyer. Idempotent on client_token.
+  /// > Who: customer as the order's buyer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
   /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1575,7 +1598,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
   /// > the postings of the order and its LINKED orders, cancels or offsets the offline
   /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-  /// > Who: operator, or the order's seller. Idempotent on client_token.
+  /// > Who: isv or distributor as the order's seller; operator.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
   /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
   /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -1610,8 +1634,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > One order with its price breakdown, linked orders, instance id and delivery state.
-  /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-  /// > Reconcile). Idempotent (read-only).
+  /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
   /// > the caller: existence does not leak), UNAUTHENTICATED.
   ///
@@ -1643,9 +1667,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Orders visible to the caller, filtered and paged.
-  /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-  /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-  /// > (read-only).
+  /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
   /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
   /// > non-operator), UNAUTHENTICATED.
@@ -1678,7 +1701,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-  /// > Who: operator. Idempotent (read-only).
+  /// > Who: operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
   /// > PERMISSION_DENIED (role not operator).
   ///
@@ -1716,7 +1740,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Prices an order for a marketplace product: snapshots the plan price, the commission, the
   /// > scenario (CatalogService.ResolveScenario) and, for a derived service, the ACTIVE
   /// > authorization's wholesale terms (EntitlementService.CheckDistribution). Status CREATED.
-  /// > Who: customer (becomes the buyer). Idempotent on client_token.
+  /// > Who: customer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (product_id or plan_id empty, quantity < 1, periods < 1,
   /// > periods != 1 on a ONE_TIME plan, unknown parameter_set_name, labels over limits, amount
   /// > overflows int64), NOT_FOUND (product, or plan of the product), FAILED_PRECONDITION
@@ -1760,7 +1785,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > LINKED order for A (PAID, distributor as buyer, at the wholesale price) and the outbox
   /// > rows (CREATE_INSTANCE, one RECORD_SALE per order). FULFILLED follows when entitlement
   /// > acknowledges the instance.
-  /// > Who: the order's buyer. Idempotent on client_token.
+  /// > Who: customer as the order's buyer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (order_id or payment_reference empty), NOT_FOUND (no such order,
   /// > or not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED,
   /// > expected_amount differs from price.amount, B's authorization no longer ACTIVE),
@@ -1800,7 +1826,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > CREATED -> CANCELLED. Nothing is queued: nothing happened elsewhere.
-  /// > Who: the order's buyer. Idempotent on client_token.
+  /// > Who: customer as the order's buyer.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (order_id empty, reason too long), NOT_FOUND (no such order, or
   /// > not the caller's), FAILED_PRECONDITION (order not CREATED, order is LINKED),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1840,7 +1867,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > PAID or FULFILLED -> REFUNDED, with its LINKED orders. Queues RECORD_REFUND (reverses
   /// > the postings of the order and its LINKED orders, cancels or offsets the offline
   /// > obligation) and RELEASE_INSTANCE (after CREATE_INSTANCE, if that is still pending).
-  /// > Who: operator, or the order's seller. Idempotent on client_token.
+  /// > Who: isv or distributor as the order's seller; operator.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (order_id or reason empty, reason too long), NOT_FOUND (no such
   /// > order, or the caller is not its seller), FAILED_PRECONDITION (order not PAID or
   /// > FULFILLED, order is LINKED: refund its parent), ALREADY_EXISTS (client_token reused with
@@ -1879,8 +1907,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > One order with its price breakdown, linked orders, instance id and delivery state.
-  /// > Who: the order's buyer or seller, operator; service (read-only, e.g. settlement's
-  /// > Reconcile). Idempotent (read-only).
+  /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (order_id empty), NOT_FOUND (no such order, or not visible to
   /// > the caller: existence does not leak), UNAUTHENTICATED.
   ///
@@ -1916,9 +1944,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Orders visible to the caller, filtered and paged.
-  /// > Who: customer (as buyer), distributor and isv (as seller or, distributor, as buyer of
-  /// > LINKED orders), operator; service (read-only, e.g. settlement's Reconcile). Idempotent
-  /// > (read-only).
+  /// > Who: isv, distributor or customer as a party to the order; operator; service (settlement).
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, created range reversed),
   /// > PERMISSION_DENIED (a buyer_id or seller_id filter naming another account, for a
   /// > non-operator), UNAUTHENTICATED.
@@ -1955,7 +1982,8 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Outbox rows, by default those not yet acknowledged, with attempts and last error.
-  /// > Who: operator. Idempotent (read-only).
+  /// > Who: operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token), UNAUTHENTICATED,
   /// > PERMISSION_DENIED (role not operator).
   ///

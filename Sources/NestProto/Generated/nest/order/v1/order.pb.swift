@@ -85,6 +85,47 @@ public enum Nest_Order_V1_OrderStatus: NestEnum, CaseIterable {
   }
 }
 
+/// Where an order's consequences elsewhere stand, as its buyer may read it.
+public enum Nest_Order_V1_DeliveryState: NestEnum, CaseIterable {
+  case unspecified  // DELIVERY_STATE_UNSPECIFIED = 0
+  /// Nothing was queued (the order is not paid).
+  case none  // DELIVERY_STATE_NONE = 1
+  /// Queued and not yet failed: moments away.
+  case inProgress  // DELIVERY_STATE_IN_PROGRESS = 2
+  /// An attempt failed (another service is unavailable or refused); it is retried.
+  case retrying  // DELIVERY_STATE_RETRYING = 3
+  /// Everything was acknowledged.
+  case done  // DELIVERY_STATE_DONE = 4
+  /// A value this schema does not know, kept as it was sent.
+  case unrecognized(Int32)
+
+  public static let allCases: [Self] = [.unspecified, .none, .inProgress, .retrying, .done]
+
+  public init() { self.init(rawValue: 0) }
+
+  public init(rawValue: Int32) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .none
+    case 2: self = .inProgress
+    case 3: self = .retrying
+    case 4: self = .done
+    default: self = .unrecognized(rawValue)
+    }
+  }
+
+  public var rawValue: Int32 {
+    switch self {
+    case .unspecified: 0
+    case .none: 1
+    case .inProgress: 2
+    case .retrying: 3
+    case .done: 4
+    case .unrecognized(let value): value
+    }
+  }
+}
+
 /// What an outbox row asks of another service.
 public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
   case unspecified  // DELIVERY_KIND_UNSPECIFIED = 0
@@ -96,10 +137,13 @@ public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
   case recordRefund  // DELIVERY_KIND_RECORD_REFUND = 3
   /// EntitlementService.ReleaseServiceInstance for a refunded CUSTOMER order.
   case releaseInstance  // DELIVERY_KIND_RELEASE_INSTANCE = 4
+  /// EntitlementService.ReleaseInstanceSlot for a cancelled order whose payment had reserved
+  /// an instance slot but never committed.
+  case releaseSlot  // DELIVERY_KIND_RELEASE_SLOT = 5
   /// A value this schema does not know, kept as it was sent.
   case unrecognized(Int32)
 
-  public static let allCases: [Self] = [.unspecified, .createInstance, .recordSale, .recordRefund, .releaseInstance]
+  public static let allCases: [Self] = [.unspecified, .createInstance, .recordSale, .recordRefund, .releaseInstance, .releaseSlot]
 
   public init() { self.init(rawValue: 0) }
 
@@ -110,6 +154,7 @@ public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
     case 2: self = .recordSale
     case 3: self = .recordRefund
     case 4: self = .releaseInstance
+    case 5: self = .releaseSlot
     default: self = .unrecognized(rawValue)
     }
   }
@@ -121,6 +166,7 @@ public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
     case .recordSale: 2
     case .recordRefund: 3
     case .releaseInstance: 4
+    case .releaseSlot: 5
     case .unrecognized(let value): value
     }
   }
@@ -276,10 +322,13 @@ public struct Nest_Order_V1_DeliverySummary: NestMessage {
   public var pending: UInt32 = 0
   /// Rows acknowledged.
   public var delivered: UInt32 = 0
-  /// The most recent failure of a pending row; empty when none has failed.
+  /// The most recent failure of a pending row; empty when none has failed. It names internal
+  /// addresses and causes: operators and services only.
   public var lastError: String = ""
   /// The earliest next attempt of a pending row; 0 when nothing is pending.
   public var nextAttemptAtUnixMs: Int64 = 0
+  /// The short status every party may read.
+  public var state: Nest_Order_V1_DeliveryState = .init(rawValue: 0)
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -289,6 +338,7 @@ public struct Nest_Order_V1_DeliverySummary: NestMessage {
     self.delivered = r.scalar(1)
     self.lastError = r.string(2)
     self.nextAttemptAtUnixMs = r.scalar(3)
+    self.state = r.scalar(4)
     self.unknownFields = r.unknownFields
   }
 
@@ -297,7 +347,17 @@ public struct Nest_Order_V1_DeliverySummary: NestMessage {
     w.setScalar(1, self.delivered)
     try w.setString(2, self.lastError)
     w.setScalar(3, self.nextAttemptAtUnixMs)
+    w.setScalar(4, self.state)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    // last_error: read by operator, service
+    if ![4, 5].contains(role) {
+      copy.lastError = ""
+    }
+    return copy
   }
 }
 
@@ -329,10 +389,12 @@ public struct Nest_Order_V1_Order: NestMessage {
   /// The scenario the order was sold under (of B, or of A for a direct sale).
   public var scenario: Nest_Common_V1_ScenarioResolution? = nil
   /// Set for orders of a derived service B and for LINKED orders; unset for direct sales.
+  /// The distributor's cost: never disclosed to a customer.
   public var wholesale: Nest_Order_V1_WholesaleSnapshot? = nil
   /// LINKED: the customer order it was placed for; empty for a CUSTOMER order.
   public var parentOrderID: String = ""
-  /// CUSTOMER in scenario 3, once paid: the LINKED orders placed for it (one today).
+  /// CUSTOMER in scenario 3, once paid: the LINKED orders placed for it (one today). The
+  /// wholesale side of the sale: never disclosed to a customer.
   public var linkedOrderIds: [String] = []
   /// The service instance created for the order; empty until FULFILLED, and always empty for
   /// a LINKED order (the customer's instance belongs to the parent).
@@ -424,6 +486,20 @@ public struct Nest_Order_V1_Order: NestMessage {
     w.setScalar(27, self.cancelledAtUnixMs)
     w.setScalar(28, self.refundedAtUnixMs)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    // wholesale: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.wholesale = nil
+    }
+    // linked_order_ids: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.linkedOrderIds = []
+    }
+    copy.delivery = copy.delivery?.redacted(forRole: role)
+    return copy
   }
 }
 
@@ -574,6 +650,12 @@ public struct Nest_Order_V1_CreateOrderResponse: NestMessage {
     try w.setMessage(0, self.order)
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    return copy
+  }
 }
 
 public struct Nest_Order_V1_PayOrderRequest: NestMessage {
@@ -631,6 +713,17 @@ public struct Nest_Order_V1_PayOrderResponse: NestMessage {
     try w.setRepeatedMessage(1, self.linkedOrders)
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    // linked_orders: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.linkedOrders = []
+    }
+    copy.linkedOrders = copy.linkedOrders.map { $0.redacted(forRole: role) }
+    return copy
+  }
 }
 
 public struct Nest_Order_V1_CancelOrderRequest: NestMessage {
@@ -677,6 +770,12 @@ public struct Nest_Order_V1_CancelOrderResponse: NestMessage {
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setMessage(0, self.order)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    return copy
   }
 }
 
@@ -731,6 +830,17 @@ public struct Nest_Order_V1_RefundOrderResponse: NestMessage {
     try w.setRepeatedMessage(1, self.linkedOrders)
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    // linked_orders: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.linkedOrders = []
+    }
+    copy.linkedOrders = copy.linkedOrders.map { $0.redacted(forRole: role) }
+    return copy
+  }
 }
 
 public struct Nest_Order_V1_GetOrderRequest: NestMessage {
@@ -775,6 +885,17 @@ public struct Nest_Order_V1_GetOrderResponse: NestMessage {
     try w.setMessage(0, self.order)
     try w.setRepeatedMessage(1, self.linkedOrders)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    // linked_orders: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.linkedOrders = []
+    }
+    copy.linkedOrders = copy.linkedOrders.map { $0.redacted(forRole: role) }
+    return copy
   }
 }
 
@@ -850,6 +971,12 @@ public struct Nest_Order_V1_ListOrdersResponse: NestMessage {
     try w.setRepeatedMessage(0, self.orders)
     try w.setMessage(1, self.page)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.orders = copy.orders.map { $0.redacted(forRole: role) }
+    return copy
   }
 }
 

@@ -131,6 +131,32 @@ public enum Nest_Settlement_V1_SettlementService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "GetStatement" metadata.
+    public enum GetStatement: Sendable {
+      /// Request type for "GetStatement".
+      public typealias Input = Nest_Settlement_V1_GetStatementRequest
+      /// Response type for "GetStatement".
+      public typealias Output = Nest_Settlement_V1_GetStatementResponse
+      /// Descriptor for "GetStatement".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.settlement.v1.SettlementService"),
+        method: "GetStatement",
+        type: .unary
+      )
+    }
+    /// Namespace for "ListStatements" metadata.
+    public enum ListStatements: Sendable {
+      /// Request type for "ListStatements".
+      public typealias Input = Nest_Settlement_V1_ListStatementsRequest
+      /// Response type for "ListStatements".
+      public typealias Output = Nest_Settlement_V1_ListStatementsResponse
+      /// Descriptor for "ListStatements".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.settlement.v1.SettlementService"),
+        method: "ListStatements",
+        type: .unary
+      )
+    }
     /// Namespace for "Reconcile" metadata.
     public enum Reconcile: Sendable {
       /// Request type for "Reconcile".
@@ -155,6 +181,8 @@ public enum Nest_Settlement_V1_SettlementService: Sendable {
       IssueStatement.descriptor,
       ConfirmStatementSettled.descriptor,
       DisputeStatement.descriptor,
+      GetStatement.descriptor,
+      ListStatements.descriptor,
       Reconcile.descriptor
     ]
   }
@@ -190,8 +218,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
     /// > calls, one for the customer order and one for its LINKED order.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-    /// > the same snapshot returns the first transaction and obligation.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+    /// > and obligation.
     /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
     /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
     /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -218,8 +247,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
     /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
     /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-    /// > first reversals.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the first reversals.
     /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
     /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
     /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -245,9 +274,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
     /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
     /// > result; the call fails only as a whole for the errors below.
-    /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-    /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-    /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+    /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+    /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+    /// > same results again).
     /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
     /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -269,8 +298,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An account's balance per currency.
-    /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-    /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
     /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
     /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -293,7 +322,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Transactions with a posting on an account, with their postings, paged.
-    /// > Who: the account's owner, operator. Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
     /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
     ///
@@ -314,7 +344,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Offline obligations and their state.
-    /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+    /// > Who: isv or distributor as a party to the obligation; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
     /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
     /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -337,7 +368,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
     /// > into an ISSUED statement; they become STATEMENTED.
-    /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
     /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -361,7 +393,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
     /// > statement's obligations become SETTLED.
-    /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+    /// > Who: isv as the statement's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
     /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
     /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -384,7 +417,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-    /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+    /// > Who: distributor as the statement's distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
     /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -402,17 +436,64 @@ extension Nest_Settlement_V1_SettlementService {
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_DisputeStatementResponse>
 
+    /// Handle the "GetStatement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A statement with its obligations: its status, totals and settlement reference.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+    /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+    /// > distributor or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Settlement_V1_GetStatementRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Settlement_V1_GetStatementResponse` messages.
+    func getStatement(
+      request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_GetStatementRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_GetStatementResponse>
+
+    /// Handle the "ListStatements" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Statements visible to the caller, newest first.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+    /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+    /// > non-operator), UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Settlement_V1_ListStatementsRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Settlement_V1_ListStatementsResponse` messages.
+    func listStatements(
+      request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_ListStatementsRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_ListStatementsResponse>
+
     /// Handle the "Reconcile" method.
     ///
     /// > Source IDL Documentation:
     /// >
     /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-    /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+    /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
     /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-    /// > Who: operator. Idempotent (read-only).
-    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-    /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-    /// > not operator).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+    /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not operator).
     ///
     /// - Parameters:
     ///   - request: A streaming request of `Nest_Settlement_V1_ReconcileRequest` messages.
@@ -443,8 +524,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
     /// > calls, one for the customer order and one for its LINKED order.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-    /// > the same snapshot returns the first transaction and obligation.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+    /// > and obligation.
     /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
     /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
     /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -471,8 +553,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
     /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
     /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-    /// > first reversals.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the first reversals.
     /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
     /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
     /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -498,9 +580,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
     /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
     /// > result; the call fails only as a whole for the errors below.
-    /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-    /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-    /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+    /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+    /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+    /// > same results again).
     /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
     /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -522,8 +604,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An account's balance per currency.
-    /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-    /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
     /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
     /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -546,7 +628,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Transactions with a posting on an account, with their postings, paged.
-    /// > Who: the account's owner, operator. Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
     /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
     ///
@@ -567,7 +650,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Offline obligations and their state.
-    /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+    /// > Who: isv or distributor as a party to the obligation; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
     /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
     /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -590,7 +674,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
     /// > into an ISSUED statement; they become STATEMENTED.
-    /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
     /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -614,7 +699,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
     /// > statement's obligations become SETTLED.
-    /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+    /// > Who: isv as the statement's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
     /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
     /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -637,7 +723,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-    /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+    /// > Who: distributor as the statement's distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
     /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -655,17 +742,64 @@ extension Nest_Settlement_V1_SettlementService {
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_DisputeStatementResponse>
 
+    /// Handle the "GetStatement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A statement with its obligations: its status, totals and settlement reference.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+    /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+    /// > distributor or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_GetStatementRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Settlement_V1_GetStatementResponse` message.
+    func getStatement(
+      request: GRPCCore.ServerRequest<Nest_Settlement_V1_GetStatementRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_GetStatementResponse>
+
+    /// Handle the "ListStatements" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Statements visible to the caller, newest first.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+    /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+    /// > non-operator), UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_ListStatementsRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Settlement_V1_ListStatementsResponse` message.
+    func listStatements(
+      request: GRPCCore.ServerRequest<Nest_Settlement_V1_ListStatementsRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_ListStatementsResponse>
+
     /// Handle the "Reconcile" method.
     ///
     /// > Source IDL Documentation:
     /// >
     /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-    /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+    /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
     /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-    /// > Who: operator. Idempotent (read-only).
-    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-    /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-    /// > not operator).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+    /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not operator).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Settlement_V1_ReconcileRequest` message.
@@ -694,8 +828,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
     /// > calls, one for the customer order and one for its LINKED order.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-    /// > the same snapshot returns the first transaction and obligation.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+    /// > and obligation.
     /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
     /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
     /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -722,8 +857,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
     /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
     /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-    /// > first reversals.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the first reversals.
     /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
     /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
     /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -749,9 +884,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
     /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
     /// > result; the call fails only as a whole for the errors below.
-    /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-    /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-    /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+    /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+    /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+    /// > same results again).
     /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
     /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -773,8 +908,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An account's balance per currency.
-    /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-    /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
     /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
     /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -797,7 +932,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Transactions with a posting on an account, with their postings, paged.
-    /// > Who: the account's owner, operator. Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
     /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
     ///
@@ -818,7 +954,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Offline obligations and their state.
-    /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+    /// > Who: isv or distributor as a party to the obligation; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
     /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
     /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -841,7 +978,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
     /// > into an ISSUED statement; they become STATEMENTED.
-    /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
     /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -865,7 +1003,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
     /// > statement's obligations become SETTLED.
-    /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+    /// > Who: isv as the statement's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
     /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
     /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -888,7 +1027,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-    /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+    /// > Who: distributor as the statement's distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
     /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -906,17 +1046,64 @@ extension Nest_Settlement_V1_SettlementService {
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Settlement_V1_DisputeStatementResponse
 
+    /// Handle the "GetStatement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A statement with its obligations: its status, totals and settlement reference.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+    /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+    /// > distributor or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Settlement_V1_GetStatementRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Settlement_V1_GetStatementResponse` to respond with.
+    func getStatement(
+      request: Nest_Settlement_V1_GetStatementRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Settlement_V1_GetStatementResponse
+
+    /// Handle the "ListStatements" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Statements visible to the caller, newest first.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+    /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+    /// > non-operator), UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Settlement_V1_ListStatementsRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Settlement_V1_ListStatementsResponse` to respond with.
+    func listStatements(
+      request: Nest_Settlement_V1_ListStatementsRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Settlement_V1_ListStatementsResponse
+
     /// Handle the "Reconcile" method.
     ///
     /// > Source IDL Documentation:
     /// >
     /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-    /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+    /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
     /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-    /// > Who: operator. Idempotent (read-only).
-    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-    /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-    /// > not operator).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+    /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not operator).
     ///
     /// - Parameters:
     ///   - request: A `Nest_Settlement_V1_ReconcileRequest` message.
@@ -1036,6 +1223,28 @@ extension Nest_Settlement_V1_SettlementService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Settlement_V1_SettlementService.Method.GetStatement.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_GetStatementRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_GetStatementResponse>(),
+      handler: { request, context in
+        try await self.getStatement(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Settlement_V1_SettlementService.Method.ListStatements.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_ListStatementsRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_ListStatementsResponse>(),
+      handler: { request, context in
+        try await self.listStatements(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Settlement_V1_SettlementService.Method.Reconcile.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_ReconcileRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_ReconcileResponse>(),
@@ -1145,6 +1354,28 @@ extension Nest_Settlement_V1_SettlementService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_DisputeStatementResponse> {
     let response = try await self.disputeStatement(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func getStatement(
+    request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_GetStatementRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_GetStatementResponse> {
+    let response = try await self.getStatement(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func listStatements(
+    request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_ListStatementsRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_ListStatementsResponse> {
+    let response = try await self.listStatements(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -1283,6 +1514,32 @@ extension Nest_Settlement_V1_SettlementService.SimpleServiceProtocol {
     )
   }
 
+  public func getStatement(
+    request: GRPCCore.ServerRequest<Nest_Settlement_V1_GetStatementRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_GetStatementResponse> {
+    return GRPCCore.ServerResponse<Nest_Settlement_V1_GetStatementResponse>(
+      message: try await self.getStatement(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func listStatements(
+    request: GRPCCore.ServerRequest<Nest_Settlement_V1_ListStatementsRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_ListStatementsResponse> {
+    return GRPCCore.ServerResponse<Nest_Settlement_V1_ListStatementsResponse>(
+      message: try await self.listStatements(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
   public func reconcile(
     request: GRPCCore.ServerRequest<Nest_Settlement_V1_ReconcileRequest>,
     context: GRPCCore.ServerContext
@@ -1314,8 +1571,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
     /// > calls, one for the customer order and one for its LINKED order.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-    /// > the same snapshot returns the first transaction and obligation.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+    /// > and obligation.
     /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
     /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
     /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -1347,8 +1605,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
     /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
     /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-    /// > first reversals.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the first reversals.
     /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
     /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
     /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -1379,9 +1637,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
     /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
     /// > result; the call fails only as a whole for the errors below.
-    /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-    /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-    /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+    /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+    /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+    /// > same results again).
     /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
     /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -1408,8 +1666,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An account's balance per currency.
-    /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-    /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
     /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
     /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -1437,7 +1695,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Transactions with a posting on an account, with their postings, paged.
-    /// > Who: the account's owner, operator. Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
     /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
     ///
@@ -1463,7 +1722,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Offline obligations and their state.
-    /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+    /// > Who: isv or distributor as a party to the obligation; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
     /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
     /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -1491,7 +1751,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
     /// > into an ISSUED statement; they become STATEMENTED.
-    /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
     /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1520,7 +1781,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
     /// > statement's obligations become SETTLED.
-    /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+    /// > Who: isv as the statement's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
     /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
     /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -1548,7 +1810,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-    /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+    /// > Who: distributor as the statement's distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
     /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1571,17 +1834,74 @@ extension Nest_Settlement_V1_SettlementService {
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_DisputeStatementResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
+    /// Call the "GetStatement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A statement with its obligations: its status, totals and settlement reference.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+    /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+    /// > distributor or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_GetStatementRequest` message.
+    ///   - serializer: A serializer for `Nest_Settlement_V1_GetStatementRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Settlement_V1_GetStatementResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func getStatement<Result>(
+      request: GRPCCore.ClientRequest<Nest_Settlement_V1_GetStatementRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Settlement_V1_GetStatementRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_GetStatementResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_GetStatementResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "ListStatements" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Statements visible to the caller, newest first.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+    /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+    /// > non-operator), UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_ListStatementsRequest` message.
+    ///   - serializer: A serializer for `Nest_Settlement_V1_ListStatementsRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Settlement_V1_ListStatementsResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func listStatements<Result>(
+      request: GRPCCore.ClientRequest<Nest_Settlement_V1_ListStatementsRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Settlement_V1_ListStatementsRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_ListStatementsResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_ListStatementsResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
     /// Call the "Reconcile" method.
     ///
     /// > Source IDL Documentation:
     /// >
     /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-    /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+    /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
     /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-    /// > Who: operator. Idempotent (read-only).
-    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-    /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-    /// > not operator).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+    /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not operator).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Settlement_V1_ReconcileRequest` message.
@@ -1625,8 +1945,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
     /// > calls, one for the customer order and one for its LINKED order.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-    /// > the same snapshot returns the first transaction and obligation.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+    /// > and obligation.
     /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
     /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
     /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -1669,8 +1990,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
     /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
     /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-    /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-    /// > first reversals.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on order_id: a repeat returns the first reversals.
     /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
     /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
     /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -1712,9 +2033,9 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
     /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
     /// > result; the call fails only as a whole for the errors below.
-    /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-    /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-    /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+    /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+    /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+    /// > same results again).
     /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
     /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
     /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -1752,8 +2073,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > An account's balance per currency.
-    /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-    /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
     /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
     /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -1792,7 +2113,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Transactions with a posting on an account, with their postings, paged.
-    /// > Who: the account's owner, operator. Idempotent (read-only).
+    /// > Who: isv, distributor or customer as the account's owner; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
     /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
     ///
@@ -1829,7 +2151,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > Offline obligations and their state.
-    /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+    /// > Who: isv or distributor as a party to the obligation; operator.
+    /// > Idempotent (read-only).
     /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
     /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
     /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -1868,7 +2191,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
     /// > into an ISSUED statement; they become STATEMENTED.
-    /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
     /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1908,7 +2232,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// >
     /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
     /// > statement's obligations become SETTLED.
-    /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+    /// > Who: isv as the statement's ISV.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
     /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
     /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -1947,7 +2272,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Source IDL Documentation:
     /// >
     /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-    /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+    /// > Who: distributor as the statement's distributor.
+    /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
     /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -1981,17 +2307,96 @@ extension Nest_Settlement_V1_SettlementService {
       )
     }
 
+    /// Call the "GetStatement" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A statement with its obligations: its status, totals and settlement reference.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+    /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+    /// > distributor or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_GetStatementRequest` message.
+    ///   - serializer: A serializer for `Nest_Settlement_V1_GetStatementRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Settlement_V1_GetStatementResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getStatement<Result>(
+      request: GRPCCore.ClientRequest<Nest_Settlement_V1_GetStatementRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Settlement_V1_GetStatementRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_GetStatementResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_GetStatementResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Settlement_V1_SettlementService.Method.GetStatement.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "ListStatements" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Statements visible to the caller, newest first.
+    /// > Who: isv or distributor as a party to the statement; operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+    /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+    /// > non-operator), UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_ListStatementsRequest` message.
+    ///   - serializer: A serializer for `Nest_Settlement_V1_ListStatementsRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Settlement_V1_ListStatementsResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listStatements<Result>(
+      request: GRPCCore.ClientRequest<Nest_Settlement_V1_ListStatementsRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Settlement_V1_ListStatementsRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_ListStatementsResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_ListStatementsResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Settlement_V1_SettlementService.Method.ListStatements.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
     /// Call the "Reconcile" method.
     ///
     /// > Source IDL Documentation:
     /// >
     /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-    /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+    /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
     /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-    /// > Who: operator. Idempotent (read-only).
-    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-    /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-    /// > not operator).
+    /// > Who: operator.
+    /// > Idempotent (read-only).
+    /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+    /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not operator).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Settlement_V1_ReconcileRequest` message.
@@ -2034,8 +2439,9 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
   /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
   /// > calls, one for the customer order and one for its LINKED order.
-  /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-  /// > the same snapshot returns the first transaction and obligation.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+  /// > and obligation.
   /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
   /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
   /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -2073,8 +2479,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
   /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
   /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-  /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-  /// > first reversals.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: a repeat returns the first reversals.
   /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
   /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
   /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -2111,9 +2517,9 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
   /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
   /// > result; the call fails only as a whole for the errors below.
-  /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-  /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-  /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+  /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+  /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+  /// > same results again).
   /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
   /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
   /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -2146,8 +2552,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > An account's balance per currency.
-  /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-  /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+  /// > Who: isv, distributor or customer as the account's owner; operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
   /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
   /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -2181,7 +2587,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Transactions with a posting on an account, with their postings, paged.
-  /// > Who: the account's owner, operator. Idempotent (read-only).
+  /// > Who: isv, distributor or customer as the account's owner; operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
   /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
   ///
@@ -2213,7 +2620,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Offline obligations and their state.
-  /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+  /// > Who: isv or distributor as a party to the obligation; operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
   /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
   /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -2247,7 +2655,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// >
   /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
   /// > into an ISSUED statement; they become STATEMENTED.
-  /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+  /// > Who: isv or distributor as a party to the statement; operator.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
   /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -2282,7 +2691,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// >
   /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
   /// > statement's obligations become SETTLED.
-  /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+  /// > Who: isv as the statement's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
   /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
   /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -2316,7 +2726,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-  /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+  /// > Who: distributor as the statement's distributor.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
   /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -2345,17 +2756,86 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
     )
   }
 
+  /// Call the "GetStatement" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > A statement with its obligations: its status, totals and settlement reference.
+  /// > Who: isv or distributor as a party to the statement; operator.
+  /// > Idempotent (read-only).
+  /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+  /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+  /// > distributor or operator).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Settlement_V1_GetStatementRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func getStatement<Result>(
+    request: GRPCCore.ClientRequest<Nest_Settlement_V1_GetStatementRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_GetStatementResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.getStatement(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_GetStatementRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_GetStatementResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ListStatements" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Statements visible to the caller, newest first.
+  /// > Who: isv or distributor as a party to the statement; operator.
+  /// > Idempotent (read-only).
+  /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+  /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+  /// > non-operator), UNAUTHENTICATED.
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Settlement_V1_ListStatementsRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func listStatements<Result>(
+    request: GRPCCore.ClientRequest<Nest_Settlement_V1_ListStatementsRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_ListStatementsResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.listStatements(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_ListStatementsRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_ListStatementsResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
   /// Call the "Reconcile" method.
   ///
   /// > Source IDL Documentation:
   /// >
   /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-  /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+  /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
   /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-  /// > Who: operator. Idempotent (read-only).
-  /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-  /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-  /// > not operator).
+  /// > Who: operator.
+  /// > Idempotent (read-only).
+  /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+  /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+  /// > (role not operator).
   ///
   /// - Parameters:
   ///   - request: A request containing a single `Nest_Settlement_V1_ReconcileRequest` message.
@@ -2392,8 +2872,9 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
   /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
   /// > calls, one for the customer order and one for its LINKED order.
-  /// > Who: service (marketplace-order's outbox). Idempotent on order_id: the same order with
-  /// > the same snapshot returns the first transaction and obligation.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
+  /// > and obligation.
   /// > Errors: INVALID_ARGUMENT (order_id empty, kind UNSPECIFIED, parent_order_id set or not
   /// > as kind requires, buyer or seller missing, amount missing or negative, bad currency,
   /// > commission_bps > 10000, scenario UNSPECIFIED, wholesale_amount missing for scenario 1,
@@ -2435,8 +2916,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Records a refund: in one ledger transaction per SALE, negates every posting of the
   /// > order's SALE and of its LINKED orders' SALEs; cancels the order's OPEN obligation, or,
   /// > when already statemented, marks it OFFSET and adds an OPEN credit obligation.
-  /// > Who: service (marketplace-order's outbox). Idempotent on order_id: a repeat returns the
-  /// > first reversals.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on order_id: a repeat returns the first reversals.
   /// > Errors: INVALID_ARGUMENT (order_id empty), FAILED_PRECONDITION (no SALE recorded yet for
   /// > the order or one of linked_order_ids: the outbox retries later; an order id that is
   /// > itself a LINKED order), ALREADY_EXISTS (order already refunded with different
@@ -2477,9 +2958,9 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Records a batch of usage records, each charged in its own USAGE transaction to the fee
   /// > payer of the instance's scenario (fee payer -cost, cloud +cost). Each record gets its own
   /// > result; the call fails only as a whole for the errors below.
-  /// > Who: service; resource owner (isv, distributor or customer: records for instances it
-  /// > does not own resources of come back UNKNOWN_INSTANCE). Idempotent on record_id per
-  /// > record (DUPLICATE), and on client_token for the whole batch (the same results again).
+  /// > Who: isv, distributor or customer as the instance's resource owner; service (metering).
+  /// > Idempotent on record_id per record (DUPLICATE), and on client_token for the whole batch (the
+  /// > same results again).
   /// > Errors: INVALID_ARGUMENT (no records, more than 1000), ALREADY_EXISTS (client_token
   /// > reused with a different request), UNAVAILABLE (entitlement unreachable to resolve an
   /// > instance; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED (role operator).
@@ -2516,8 +2997,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > An account's balance per currency.
-  /// > Who: the account's owner (customer, distributor, isv for their own account), operator
-  /// > (any account, including PLATFORM and CLOUD). Idempotent (read-only).
+  /// > Who: isv, distributor or customer as the account's owner; operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (kind UNSPECIFIED, account_id empty for a party kind or set for
   /// > PLATFORM / CLOUD, operator without an account), PERMISSION_DENIED (someone else's
   /// > account, PLATFORM or CLOUD for a non-operator, role service), UNAUTHENTICATED. An account
@@ -2555,7 +3036,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Transactions with a posting on an account, with their postings, paged.
-  /// > Who: the account's owner, operator. Idempotent (read-only).
+  /// > Who: isv, distributor or customer as the account's owner; operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (as GetBalance; page_size > 500, bad page_token, created range
   /// > reversed), PERMISSION_DENIED (as GetBalance), UNAUTHENTICATED.
   ///
@@ -2591,7 +3073,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Offline obligations and their state.
-  /// > Who: the ISV or distributor party to them, operator. Idempotent (read-only).
+  /// > Who: isv or distributor as a party to the obligation; operator.
+  /// > Idempotent (read-only).
   /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, accrued range reversed),
   /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
   /// > non-operator; role customer or service), UNAUTHENTICATED.
@@ -2629,7 +3112,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// >
   /// > Gathers the OPEN obligations of (ISV, distributor) accrued in [period_start, period_end)
   /// > into an ISSUED statement; they become STATEMENTED.
-  /// > Who: isv or distributor (party to the pair), operator. Idempotent on client_token.
+  /// > Who: isv or distributor as a party to the statement; operator.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (isv_id or distributor_id missing, period_end <= period_start
   /// > or in the future), FAILED_PRECONDITION (no OPEN obligation in the period),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -2668,7 +3152,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// >
   /// > ISSUED or DISPUTED -> SETTLED: the ISV received the money outside the platform; the
   /// > statement's obligations become SETTLED.
-  /// > Who: the statement's ISV (the payee). Idempotent on client_token.
+  /// > Who: isv as the statement's ISV.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (statement_id or external_reference empty, reference too long),
   /// > NOT_FOUND (no such statement, or not the caller's), FAILED_PRECONDITION (statement
   /// > already SETTLED), ALREADY_EXISTS (client_token reused with a different request),
@@ -2706,7 +3191,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > ISSUED -> DISPUTED with a reason; the obligations stay STATEMENTED.
-  /// > Who: the statement's distributor (the payer). Idempotent on client_token.
+  /// > Who: distributor as the statement's distributor.
+  /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (statement_id or reason empty, reason too long), NOT_FOUND (no
   /// > such statement, or not the caller's), FAILED_PRECONDITION (statement not ISSUED),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
@@ -2739,17 +3225,94 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
     )
   }
 
+  /// Call the "GetStatement" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > A statement with its obligations: its status, totals and settlement reference.
+  /// > Who: isv or distributor as a party to the statement; operator.
+  /// > Idempotent (read-only).
+  /// > Errors: INVALID_ARGUMENT (empty statement_id), NOT_FOUND (no such statement, or the
+  /// > caller is not party to it), UNAUTHENTICATED, PERMISSION_DENIED (role not isv,
+  /// > distributor or operator).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func getStatement<Result>(
+    _ message: Nest_Settlement_V1_GetStatementRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_GetStatementResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Settlement_V1_GetStatementRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.getStatement(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ListStatements" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Statements visible to the caller, newest first.
+  /// > Who: isv or distributor as a party to the statement; operator.
+  /// > Idempotent (read-only).
+  /// > Errors: INVALID_ARGUMENT (page_size > 500, bad page_token, issued range reversed),
+  /// > PERMISSION_DENIED (an isv_id or distributor_id filter naming another account, for a
+  /// > non-operator), UNAUTHENTICATED.
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func listStatements<Result>(
+    _ message: Nest_Settlement_V1_ListStatementsRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_ListStatementsResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Settlement_V1_ListStatementsRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.listStatements(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
   /// Call the "Reconcile" method.
   ///
   /// > Source IDL Documentation:
   /// >
   /// > Proves the ledger balances per currency and every SALE has its postings, reversal and
-  /// > obligation; with check_orders, that every paid order has exactly one SALE (two in
+  /// > obligation; unless skip_peer_checks, that every paid order has exactly one SALE (two in
   /// > scenario 3) and one instance. Lists every discrepancy found; ok when there is none.
-  /// > Who: operator. Idempotent (read-only).
-  /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (check_orders and
-  /// > marketplace-order or entitlement unreachable), UNAUTHENTICATED, PERMISSION_DENIED (role
-  /// > not operator).
+  /// > Who: operator.
+  /// > Idempotent (read-only).
+  /// > Errors: INVALID_ARGUMENT (as_of in the future), UNAVAILABLE (marketplace-order or
+  /// > entitlement unreachable, without skip_peer_checks), UNAUTHENTICATED, PERMISSION_DENIED
+  /// > (role not operator).
   ///
   /// - Parameters:
   ///   - message: request message to send.

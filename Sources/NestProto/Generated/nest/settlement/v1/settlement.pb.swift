@@ -1227,17 +1227,126 @@ public struct Nest_Settlement_V1_DisputeStatementResponse: NestMessage {
   }
 }
 
+public struct Nest_Settlement_V1_GetStatementRequest: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.GetStatementRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var statementID: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.statementID = r.string(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.statementID)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Settlement_V1_GetStatementResponse: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.GetStatementResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var statement: Nest_Settlement_V1_Statement? = nil
+  /// Its obligations (and credits), in the order they were gathered.
+  public var obligations: [Nest_Settlement_V1_OfflineObligation] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.statement = r.message(0)
+    self.obligations = r.repeatedMessage(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.statement)
+    try w.setRepeatedMessage(1, self.obligations)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Settlement_V1_ListStatementsRequest: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.ListStatementsRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// Filters; empty = any. An ISV or a distributor sees only statements it is party to.
+  public var isvID: String = ""
+  public var distributorID: String = ""
+  /// Empty = any status.
+  public var statuses: [Nest_Settlement_V1_StatementStatus] = []
+  /// Issued in [issued_after, issued_before); 0 = open end.
+  public var issuedAfterUnixMs: Int64 = 0
+  public var issuedBeforeUnixMs: Int64 = 0
+  public var page: Nest_Common_V1_PageRequest? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.isvID = r.string(0)
+    self.distributorID = r.string(1)
+    self.statuses = r.repeatedScalar(2)
+    self.issuedAfterUnixMs = r.scalar(3)
+    self.issuedBeforeUnixMs = r.scalar(4)
+    self.page = r.message(5)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.isvID)
+    try w.setString(1, self.distributorID)
+    w.setRepeatedScalar(2, self.statuses)
+    w.setScalar(3, self.issuedAfterUnixMs)
+    w.setScalar(4, self.issuedBeforeUnixMs)
+    try w.setMessage(5, self.page)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Settlement_V1_ListStatementsResponse: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.ListStatementsResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// Newest first.
+  public var statements: [Nest_Settlement_V1_Statement] = []
+  public var page: Nest_Common_V1_PageResponse? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.statements = r.repeatedMessage(0)
+    self.page = r.message(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setRepeatedMessage(0, self.statements)
+    try w.setMessage(1, self.page)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
 public struct Nest_Settlement_V1_ReconcileRequest: NestMessage {
   public static let protoMessageName = "nest.settlement.v1.ReconcileRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  /// Also check orders and instances: page through marketplace-order's paid orders and
-  /// entitlement's instances (as role service). false = the ledger alone, no other service
-  /// is called.
+  /// Kept for old clients and ignored: orders and instances are checked unless
+  /// skip_peer_checks is set.
   public var checkOrders: Bool = false
   /// Consider only what was recorded before this time; 0 = now. An order paid after it is
   /// not expected to have its sale yet.
   public var asOfUnixMs: Int64 = 0
+  /// The ledger alone: do not page through marketplace-order's paid orders and
+  /// entitlement's instances (as role service). The response says so (orders_checked 0,
+  /// peers_checked false).
+  public var skipPeerChecks: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -1245,12 +1354,14 @@ public struct Nest_Settlement_V1_ReconcileRequest: NestMessage {
   public init(_protobufC r: NestCMessageReader) {
     self.checkOrders = r.scalar(0)
     self.asOfUnixMs = r.scalar(1)
+    self.skipPeerChecks = r.scalar(2)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     w.setScalar(0, self.checkOrders)
     w.setScalar(1, self.asOfUnixMs)
+    w.setScalar(2, self.skipPeerChecks)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -1338,10 +1449,13 @@ public struct Nest_Settlement_V1_ReconcileResponse: NestMessage {
   public var refundCount: UInt64 = 0
   public var usageCount: UInt64 = 0
   public var obligationCount: UInt64 = 0
-  /// Orders checked against the ledger; 0 unless check_orders.
+  /// Paid orders checked against the ledger and entitlement's instances; 0 with
+  /// skip_peer_checks.
   public var ordersChecked: UInt64 = 0
   public var discrepancies: [Nest_Settlement_V1_Discrepancy] = []
   public var checkedAtUnixMs: Int64 = 0
+  /// Whether orders and instances were checked (false only with skip_peer_checks).
+  public var peersChecked: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -1358,6 +1472,7 @@ public struct Nest_Settlement_V1_ReconcileResponse: NestMessage {
     self.ordersChecked = r.scalar(8)
     self.discrepancies = r.repeatedMessage(9)
     self.checkedAtUnixMs = r.scalar(10)
+    self.peersChecked = r.scalar(11)
     self.unknownFields = r.unknownFields
   }
 
@@ -1373,6 +1488,7 @@ public struct Nest_Settlement_V1_ReconcileResponse: NestMessage {
     w.setScalar(8, self.ordersChecked)
     try w.setRepeatedMessage(9, self.discrepancies)
     w.setScalar(10, self.checkedAtUnixMs)
+    w.setScalar(11, self.peersChecked)
     w.setUnknownFields(self.unknownFields)
   }
 }

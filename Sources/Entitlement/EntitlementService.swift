@@ -1,0 +1,53 @@
+// The entitlement service: distribution authorizations, service instances and their slots,
+// licenses, resource-permission requests. Statuses that time changes (an authorization or
+// instance past its end, a permission request past its window) are computed when read.
+import GRDB
+import GRPCCore
+public import NestDomain
+public import NestProto
+public import NestServiceKit
+
+public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleServiceProtocol {
+  typealias Authorization = Nest_Entitlement_V1_DistributionAuthorization
+  typealias Instance = Nest_Entitlement_V1_ServiceInstance
+
+  let store: EntitlementStore
+  let catalog: any CatalogFacts
+  let versions: VersionCache
+  let signer: LicenseSigner
+  let deployments: DeploymentDriver?
+  let logonURLBase: String
+  let clock: NestClock
+
+  /// - `deployments`: woken after an instance is created (nil: deployment is driven elsewhere).
+  /// - `logonURLBase`: fully managed instances get `<base>/<instance id>`.
+  public init(
+    store: EntitlementStore, catalog: any CatalogFacts, signer: LicenseSigner, deployments: DeploymentDriver?,
+    logonURLBase: String = EntitlementService.defaultLogonURLBase, clock: NestClock = .system
+  ) {
+    self.store = store
+    self.catalog = catalog
+    self.versions = VersionCache(catalog: catalog)
+    self.signer = signer
+    self.deployments = deployments
+    self.logonURLBase = logonURLBase
+    self.clock = clock
+  }
+
+  public static let defaultLogonURLBase = "https://console.nest.local/instances"
+
+  /// Entitlement as `NestService` runs it: its peer is the catalog; a deployment driver runs
+  /// beside the server. Setting: `--logon-url-base` / `NEST_LOGON_URL_BASE`.
+  public static let definition = ServiceDefinition(
+    name: .entitlement, peers: [.catalog], migrations: EntitlementStore.migrations
+  ) { environment in
+    let store = EntitlementStore(database: environment.database)
+    let deployments = DeploymentDriver(store: store, logger: environment.logger, clock: environment.clock)
+    let service = EntitlementService(
+      store: store, catalog: CatalogClientFacts(client: try environment.peers.catalog()), signer: try store.signer(),
+      deployments: deployments,
+      logonURLBase: try await environment.configuration.settings.string("logon.url.base") ?? Self.defaultLogonURLBase,
+      clock: environment.clock)
+    return ServiceParts(rpcServices: [service], background: [deployments])
+  }
+}

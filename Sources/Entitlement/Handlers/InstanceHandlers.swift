@@ -1,0 +1,229 @@
+// Service instances: created for a paid order (idempotent on the order, using the order's
+// instance slot), read by their parties, renewed by the platform, suspended, resumed and
+// released by their resource owner; the slots of an authorization's max_instances.
+import GRDB
+public import GRPCCore
+import NestAuth
+import NestDomain
+public import NestProto
+import NestServiceKit
+
+extension EntitlementService {
+  public func createServiceInstance(
+    request: Nest_Entitlement_V1_CreateServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_CreateServiceInstanceResponse {
+    let access = try Access.forCall()
+    let now = self.clock.nowUnixMs()
+    try InstanceRules.checkCreate(request)
+    let (expiresAt, period) = try InstanceRules.expiry(of: request, nowUnixMs: now)
+    if let existing = try await self.store.database.read({ try Self.existingInstance(for: request, in: $0) }) {
+      return .with { $0.instance = InstanceRules.present(existing, now: now) }
+    }
+    let version = try await self.versions.version(of: request.serviceID, id: request.versionID)
+    let parameters = try InstanceRules.parameters(named: request.parameterSetName, in: version)
+    let response: Nest_Entitlement_V1_CreateServiceInstanceResponse = try await self.store.database.write { db in
+      try ClientTokens.once(
+        db, caller: access.caller.subject, method: "CreateServiceInstance", token: request.clientToken,
+        request: request, nowUnixMs: now
+      ) {
+        if let existing = try Self.existingInstance(for: request, in: db) { return .with { $0.instance = existing } }
+        if !request.authorizationID.isEmpty, try EntitlementStore.authorization(request.authorizationID, in: db) == nil
+        {
+          throw DomainError.notFound("authorization", request.authorizationID, field: "authorization_id")
+        }
+        var instance = InstanceRules.newInstance(
+          request, id: Identifiers.new("inst"), version: version, parameters: parameters, expiresAt: expiresAt,
+          period: period, actor: access.caller.subject, now: now)
+        switch instance.accessMode {
+        case .logonURL:
+          instance.access = .logonURL("\(self.logonURLBase)/\(instance.id)")
+        default:
+          instance.access = .license(
+            try Licenses.issue(for: instance, id: Identifiers.new("lic"), signer: self.signer, now: now))
+        }
+        try EntitlementStore.insert(instance, request: request, in: db)
+        // The order's hold on a place under the authorization is now this instance's place.
+        if let slot = try EntitlementStore.slot(orderID: request.orderID, in: db) {
+          try EntitlementStore.save(SlotRules.use(slot), in: db)
+        }
+        return .with { $0.instance = instance }
+      }
+    }
+    self.deployments?.signal()
+    return response
+  }
+
+  /// The instance already made for this order: the same request gets it back, a different
+  /// one is ALREADY_EXISTS.
+  static func existingInstance(for request: Nest_Entitlement_V1_CreateServiceInstanceRequest, in db: Database) throws
+    -> Instance?
+  {
+    guard let (instance, original) = try EntitlementStore.instance(orderID: request.orderID, in: db) else {
+      return nil
+    }
+    try InstanceRules.checkRedelivery(request, original: original, instanceID: instance.id)
+    return instance
+  }
+
+  public func getServiceInstance(
+    request: Nest_Entitlement_V1_GetServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_GetServiceInstanceResponse {
+    let access = try Access.forCall()
+    let now = self.clock.nowUnixMs()
+    return try await self.store.database.read { db in
+      let instance: Instance
+      switch request.key {
+      case .instanceID(let id)?:
+        try DomainError.requireNonEmpty(("instance_id", id))
+        instance = try access.authorize(
+          try EntitlementStore.instance(id, in: db), notFound: .notFound("instance", id, field: "instance_id"))
+      case .orderID(let id)?:
+        try DomainError.requireNonEmpty(("order_id", id))
+        instance = try access.authorize(
+          try EntitlementStore.instance(orderID: id, in: db)?.instance,
+          notFound: .notFound("instance for order", id, field: "order_id"))
+      case nil:
+        throw DomainError.invalid("key", "set instance_id or order_id")
+      }
+      return .with { $0.instance = InstanceRules.present(instance, now: now) }
+    }
+  }
+
+  public func listServiceInstances(
+    request: Nest_Entitlement_V1_ListServiceInstancesRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_ListServiceInstancesResponse {
+    let access = try Access.forCall()
+    let page = try PageQuery(request.page)
+    var filter = request
+    EntitlementPolicy.scope(&filter, for: access.caller)
+    let now = self.clock.nowUnixMs()
+    let query = filter
+    let result = try await self.store.database.read {
+      try EntitlementStore.instances(query, page: page, nowUnixMs: now, in: $0)
+    }
+    return .with {
+      $0.instances = result.items.map { InstanceRules.present($0, now: now) }
+      $0.page = .with { $0.nextPageToken = result.nextPageToken }
+    }
+  }
+
+  /// A lifecycle change, once per client token, by whoever the method's declaration admits.
+  private func operate<Request: NestMessage>(
+    _ id: String, method: String, token: String, request: Request,
+    _ change: @escaping @Sendable (inout Instance, Principal, Int64) throws -> Void
+  ) async throws -> Instance {
+    let access = try Access.forCall()
+    try DomainError.requireNonEmpty(("instance_id", id))
+    let now = self.clock.nowUnixMs()
+    let response: Nest_Entitlement_V1_GetServiceInstanceResponse = try await self.store.database.write { db in
+      var instance = InstanceRules.present(
+        try access.authorize(
+          try EntitlementStore.instance(id, in: db), notFound: .notFound("instance", id, field: "instance_id")),
+        now: now)
+      return try ClientTokens.once(
+        db, caller: access.caller.subject, method: method, token: token, request: request, nowUnixMs: now
+      ) {
+        try change(&instance, access.caller, now)
+        try EntitlementStore.update(instance, in: db)
+        return .with { $0.instance = instance }
+      }
+    }
+    return response.instance ?? .init()
+  }
+
+  public func renewServiceInstance(
+    request: Nest_Entitlement_V1_RenewServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_RenewServiceInstanceResponse {
+    let signer = self.signer
+    let instance = try await self.operate(
+      request.instanceID, method: "RenewServiceInstance", token: request.clientToken, request: request
+    ) { instance, caller, now in
+      let status = try InstanceRules.transition(from: instance.status, .renew)
+      instance.expiresAtUnixMs = try InstanceRules.renewedExpiry(instance, request.renewal, nowUnixMs: now)
+      if case .license(let license)? = instance.access {
+        instance.access = .license(try Licenses.issue(for: instance, id: license.licenseID, signer: signer, now: now))
+      }
+      InstanceRules.record(&instance, status, actor: caller.subject, reason: "renewed", now: now)
+    }
+    return .with { $0.instance = instance }
+  }
+
+  public func suspendServiceInstance(
+    request: Nest_Entitlement_V1_SuspendServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_SuspendServiceInstanceResponse {
+    let instance = try await self.operate(
+      request.instanceID, method: "SuspendServiceInstance", token: request.clientToken, request: request
+    ) { instance, caller, now in
+      try InstanceRules.step(&instance, .suspend, actor: caller.subject, reason: request.reason, now: now)
+    }
+    return .with { $0.instance = instance }
+  }
+
+  public func resumeServiceInstance(
+    request: Nest_Entitlement_V1_ResumeServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_ResumeServiceInstanceResponse {
+    let instance = try await self.operate(
+      request.instanceID, method: "ResumeServiceInstance", token: request.clientToken, request: request
+    ) { instance, caller, now in
+      try InstanceRules.step(&instance, .resume, actor: caller.subject, reason: request.reason, now: now)
+    }
+    return .with { $0.instance = instance }
+  }
+
+  public func releaseServiceInstance(
+    request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_ReleaseServiceInstanceResponse {
+    let instance = try await self.operate(
+      request.instanceID, method: "ReleaseServiceInstance", token: request.clientToken, request: request
+    ) { instance, caller, now in
+      try InstanceRules.step(&instance, .release, actor: caller.subject, reason: request.reason, now: now)
+    }
+    return .with { $0.instance = instance }
+  }
+
+  // MARK: Slots
+
+  public func reserveInstanceSlot(
+    request: Nest_Entitlement_V1_ReserveInstanceSlotRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_ReserveInstanceSlotResponse {
+    try DomainError.requireNonEmpty(("order_id", request.orderID), ("authorization_id", request.authorizationID))
+    guard request.holdMs >= 0 else { throw DomainError.invalid("hold_ms", "must not be negative") }
+    let now = self.clock.nowUnixMs()
+    return try await self.store.database.write { db in
+      guard let authorization = try EntitlementStore.authorization(request.authorizationID, in: db) else {
+        throw DomainError.notFound("authorization", request.authorizationID, field: "authorization_id")
+      }
+      let existing = try EntitlementStore.slot(orderID: request.orderID, in: db)
+      if let existing, existing.authorizationID != authorization.id {
+        throw DomainError(
+          .alreadyExists, "order \(request.orderID) holds a slot of another authorization",
+          violations: [.init(field: "authorization_id", description: "differs from the order's slot")])
+      }
+      let others = try EntitlementStore.slotsInUse(
+        authorizationID: authorization.id, except: request.orderID, now: now, in: db)
+      let slot = try SlotRules.reserve(
+        orderID: request.orderID, authorization: authorization, existing: existing, othersInUse: others,
+        holdMs: request.holdMs, now: now)
+      try EntitlementStore.save(slot, in: db)
+      return .with {
+        $0.slot = slot
+        $0.slotsInUse = others + 1
+        $0.maxInstances = authorization.terms?.maxInstances ?? 0
+      }
+    }
+  }
+
+  public func releaseInstanceSlot(
+    request: Nest_Entitlement_V1_ReleaseInstanceSlotRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_ReleaseInstanceSlotResponse {
+    try DomainError.requireNonEmpty(("order_id", request.orderID))
+    return try await self.store.database.write { db in
+      guard let slot = try EntitlementStore.slot(orderID: request.orderID, in: db) else { return .init() }
+      // A used slot is its instance's: releasing the instance frees it.
+      guard slot.status == .held else { return .with { $0.slot = slot } }
+      let released = SlotRules.release(slot)
+      try EntitlementStore.save(released, in: db)
+      return .with { $0.slot = released }
+    }
+  }
+}

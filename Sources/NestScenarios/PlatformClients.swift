@@ -1,0 +1,130 @@
+// One way to call the platform as any party, whatever runs it: the services in-process
+// (NestTestKit), as local processes or remote (nestctl): a client per service, shared, whose
+// calls carry the token of the caller the surrounding `as` scope names.
+public import GRPCCore
+import NIOConcurrencyHelpers
+public import NestProto
+public import NestServiceKit
+
+/// Calls the platform's services as a given party.
+public protocol PlatformClients: Sendable {
+  /// A bearer token for `role` and `subject`.
+  func token(_ role: Nest_Common_V1_Role, _ subject: String) async throws -> String
+  /// Runs `body` with a client of `service` whose calls carry `token`.
+  func withClient<Result: Sendable>(
+    _ service: NestServiceName, token: String, _ body: (any ServiceClients) async throws -> Result
+  ) async throws -> Result
+}
+
+/// The generated clients of one connection: use the one of the service it reaches.
+public protocol ServiceClients: Sendable {
+  var catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol { get }
+  var entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol { get }
+  var orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol { get }
+  var settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol { get }
+  var health: any Nest_Health_V1_Health.ClientProtocol { get }
+}
+
+extension PlatformClients {
+  public func catalog<Result: Sendable>(
+    as role: Nest_Common_V1_Role, _ subject: String,
+    _ body: (any Nest_Catalog_V1_CatalogService.ClientProtocol) async throws -> Result
+  ) async throws -> Result {
+    try await self.withClient(.catalog, token: try await self.token(role, subject)) { try await body($0.catalog) }
+  }
+
+  public func entitlement<Result: Sendable>(
+    as role: Nest_Common_V1_Role, _ subject: String,
+    _ body: (any Nest_Entitlement_V1_EntitlementService.ClientProtocol) async throws -> Result
+  ) async throws -> Result {
+    try await self.withClient(.entitlement, token: try await self.token(role, subject)) {
+      try await body($0.entitlement)
+    }
+  }
+
+  public func orders<Result: Sendable>(
+    as role: Nest_Common_V1_Role, _ subject: String,
+    _ body: (any Nest_Order_V1_MarketplaceOrderService.ClientProtocol) async throws -> Result
+  ) async throws -> Result {
+    try await self.withClient(.order, token: try await self.token(role, subject)) { try await body($0.orders) }
+  }
+
+  public func settlement<Result: Sendable>(
+    as role: Nest_Common_V1_Role, _ subject: String,
+    _ body: (any Nest_Settlement_V1_SettlementService.ClientProtocol) async throws -> Result
+  ) async throws -> Result {
+    try await self.withClient(.settlement, token: try await self.token(role, subject)) {
+      try await body($0.settlement)
+    }
+  }
+}
+
+/// A GRPCClient's generated clients, all on its one connection.
+public struct GeneratedClients<Transport: ClientTransport>: ServiceClients {
+  public let catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol
+  public let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
+  public let orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
+  public let settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
+  public let health: any Nest_Health_V1_Health.ClientProtocol
+
+  public init(_ client: GRPCClient<Transport>) {
+    self.catalog = Nest_Catalog_V1_CatalogService.Client(wrapping: client)
+    self.entitlement = Nest_Entitlement_V1_EntitlementService.Client(wrapping: client)
+    self.orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client)
+    self.settlement = Nest_Settlement_V1_SettlementService.Client(wrapping: client)
+    self.health = Nest_Health_V1_Health.Client(wrapping: client)
+  }
+}
+
+/// Shared clients, one per service, kept connected until `close()`; each call carries the
+/// token of the `withClient` scope it is made in.
+public final class SharedConnections: Sendable {
+  @TaskLocal static var token: String?
+
+  private let clients = NIOLockedValueBox<[NestServiceName: any ServiceClients]>([:])
+  private let runs = NIOLockedValueBox<[Task<Void, Never>]>([])
+  private let stops = NIOLockedValueBox<[@Sendable () -> Void]>([])
+
+  public init() {}
+
+  /// Connects `service` through `transport` (its connections run until `close()`).
+  public func add<Transport: ClientTransport>(_ service: NestServiceName, transport: Transport) {
+    let client = GRPCClient(transport: transport, interceptors: [ScopedTokenInterceptor()])
+    self.clients.withLockedValue { $0[service] = GeneratedClients(client) }
+    let run = Task {
+      do { try await client.runConnections() } catch {}  // ended by close(); errors surface on calls
+    }
+    self.runs.withLockedValue { $0.append(run) }
+    self.stops.withLockedValue { $0.append { client.beginGracefulShutdown() } }
+  }
+
+  public func withClient<Result: Sendable>(
+    _ service: NestServiceName, token: String, _ body: (any ServiceClients) async throws -> Result
+  ) async throws -> Result {
+    guard let clients = self.clients.withLockedValue({ $0[service] }) else {
+      throw RPCError(code: .unavailable, message: "not connected to \(service.identity)")
+    }
+    return try await Self.$token.withValue(token) { try await body(clients) }
+  }
+
+  /// Shuts every connection down and waits for them.
+  public func close() async {
+    for stop in self.stops.withLockedValue({ $0 }) { stop() }
+    for run in self.runs.withLockedValue({ $0 }) { await run.value }
+  }
+}
+
+/// Sends the token of the enclosing `SharedConnections.withClient`.
+struct ScopedTokenInterceptor: ClientInterceptor {
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingClientRequest<Input>,
+    context: ClientContext,
+    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+  ) async throws -> StreamingClientResponse<Output> {
+    var request = request
+    if let token = SharedConnections.token {
+      request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
+    }
+    return try await next(request, context)
+  }
+}

@@ -1,0 +1,86 @@
+// The status history of an aggregate (an order, an instance, an obligation...) in its own
+// append-only table: one row per status entered, in order. Rows are never changed or
+// removed (triggers refuse it), so the history is what happened, not what was last saved.
+import Foundation
+public import GRDB
+public import NestProto
+
+public struct HistoryTable: Sendable {
+  /// e.g. "instance_history".
+  public let name: String
+
+  public init(_ name: String) {
+    self.name = name
+  }
+
+  /// Creates the table and its triggers (in a migration).
+  public func create(in db: Database) throws {
+    try db.create(table: self.name) { t in
+      t.column("subject_id", .text).notNull()
+      t.column("seq", .integer).notNull().check { $0 >= 0 }
+      t.column("status", .text).notNull()
+      t.column("actor", .text).notNull()
+      t.column("reason", .text).notNull()
+      t.column("changed_at_unix_ms", .integer).notNull()
+      t.primaryKey(["subject_id", "seq"])
+    }
+    for operation in ["UPDATE", "DELETE"] {
+      try db.execute(
+        sql: """
+          CREATE TRIGGER \(self.name)_no_\(operation.lowercased()) BEFORE \(operation) ON \(self.name)
+          BEGIN SELECT RAISE(ABORT, 'history is append-only'); END
+          """)
+    }
+  }
+
+  /// Stores the entries of `history` past those already stored for `id`.
+  public func append(_ history: [Nest_Common_V1_StatusChange], for id: String, in db: Database) throws {
+    let stored = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?", arguments: [id]) ?? 0
+    for (seq, entry) in history.enumerated().dropFirst(stored) {
+      try db.execute(
+        sql: """
+          INSERT INTO \(self.name) (subject_id, seq, status, actor, reason, changed_at_unix_ms)
+          VALUES (?, ?, ?, ?, ?, ?)
+          """,
+        arguments: [id, seq, entry.status, entry.actorID, entry.reason, entry.changedAtUnixMs])
+    }
+  }
+
+  /// The history of each of `ids`, oldest first.
+  public func entries(for ids: [String], in db: Database) throws -> [String: [Nest_Common_V1_StatusChange]] {
+    guard !ids.isEmpty else { return [:] }
+    var result: [String: [Nest_Common_V1_StatusChange]] = [:]
+    // SQLite's bound-parameter limit is far above a page (500), but chunk anyway.
+    for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+      let rows = try Row.fetchAll(
+        db,
+        sql: """
+          SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
+          WHERE subject_id IN (\(chunk.map { _ in "?" }.joined(separator: ", "))) ORDER BY subject_id, seq
+          """,
+        arguments: StatementArguments(chunk))
+      for row in rows {
+        result[row["subject_id"], default: []].append(
+          .with {
+            $0.status = row["status"]
+            $0.actorID = row["actor"]
+            $0.reason = row["reason"]
+            $0.changedAtUnixMs = row["changed_at_unix_ms"]
+          })
+      }
+    }
+    return result
+  }
+}
+
+/// The part of a message no column holds (document-shaped fields nobody queries: a license,
+/// parameters, labels), stored as its encoding; columns are filled back in on reading.
+public enum Document {
+  public static func encode<M: NestMessage>(_ message: M) throws -> Data {
+    Data(try message.serializedBytes())
+  }
+
+  public static func decode<M: NestMessage>(_ data: Data, as type: M.Type = M.self) throws -> M {
+    try M(serializedBytes: data)
+  }
+}

@@ -1,0 +1,263 @@
+// The platform's service executables as local processes: what `nestctl up`, NestTestKit's
+// live mode and nest-bench run. Each service gets its own database and log under one data
+// directory, the shared secret from a file there, every setting as an explicit flag (so that
+// the caller's NEST_* environment cannot contradict what was chosen), and a port: either a
+// fixed one, or a loopback socket bound and listening before the process starts and handed
+// to it (`--listen-fd`), so that every peer's address is known first and no other process can
+// take the port in between.
+import Foundation
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+public final class LocalPlatform: Sendable {
+  public enum Ports: Sendable {
+    /// `base`, `base + 1`, ... in NestServiceName order.
+    case fixed(base: Int)
+    /// Free loopback ports, bound by this process and inherited by the services.
+    case inherited
+  }
+
+  public struct Options: Sendable {
+    /// Where the executables are.
+    public var executables: URL
+    /// Databases, logs and the secret.
+    public var dataDirectory: URL
+    public var host: String
+    public var ports: Ports
+    public var logLevel: String
+    /// More flags per service, e.g. ["--commission-bps", "300"] for .order.
+    public var extraArguments: [NestServiceName: [String]]
+
+    public init(
+      executables: URL, dataDirectory: URL, host: String = "127.0.0.1", ports: Ports = .inherited,
+      logLevel: String = "warning", extraArguments: [NestServiceName: [String]] = [:]
+    ) {
+      self.executables = executables
+      self.dataDirectory = dataDirectory
+      self.host = host
+      self.ports = ports
+      self.logLevel = logLevel
+      self.extraArguments = extraArguments
+    }
+  }
+
+  public let options: Options
+  /// Where each service listens.
+  public let addresses: [NestServiceName: ServiceAddress]
+  private let processes = NIOLockedValueBox<[NestServiceName: pid_t]>([:])
+  /// With `.inherited`: the sockets bound in `init`, handed over at each service's first start.
+  private let sockets = NIOLockedValueBox<[NestServiceName: ListeningSocket]>([:])
+
+  /// The folder this executable is in: where `swift build` puts all the products.
+  public static var productsDirectory: URL {
+    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+  }
+
+  public init(_ options: Options) throws {
+    self.options = options
+    var addresses: [NestServiceName: ServiceAddress] = [:]
+    var sockets: [NestServiceName: ListeningSocket] = [:]
+    for (index, service) in NestServiceName.allCases.enumerated() {
+      switch options.ports {
+      case .fixed(let base): addresses[service] = ServiceAddress(host: options.host, port: base + index)
+      case .inherited:
+        let socket = try ListeningSocket(host: options.host, port: 0)
+        addresses[service] = ServiceAddress(host: options.host, port: socket.port)
+        sockets[service] = socket
+      }
+    }
+    self.addresses = addresses
+    self.sockets.withLockedValue { $0 = sockets }
+    try FileManager.default.createDirectory(at: options.dataDirectory, withIntermediateDirectories: true)
+  }
+
+  public var secretFile: URL { self.options.dataDirectory.appendingPathComponent("secret") }
+
+  /// The secret of the data directory, made on first use (32 random bytes, hex, mode 0600).
+  public func secret() throws -> String {
+    if FileManager.default.fileExists(atPath: self.secretFile.path) {
+      return try String(contentsOf: self.secretFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    var generator = SystemRandomNumberGenerator()
+    let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    _ = FileManager.default.createFile(
+      atPath: self.secretFile.path, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
+    return secret
+  }
+
+  public func database(_ service: NestServiceName) -> URL {
+    self.options.dataDirectory.appendingPathComponent("\(service.rawValue).sqlite")
+  }
+
+  public func log(_ service: NestServiceName) -> URL {
+    self.options.dataDirectory.appendingPathComponent("\(service.rawValue).log")
+  }
+
+  public func pid(_ service: NestServiceName) -> pid_t? { self.processes.withLockedValue { $0[service] } }
+
+  /// Starts every service and waits until each answers Health/Check.
+  public func start() async throws {
+    for service in NestServiceName.allCases { try self.launch(service) }
+    for service in NestServiceName.allCases { try await self.waitUntilServing(service) }
+  }
+
+  /// Starts one service (again: its database is kept) and waits until it serves.
+  public func start(_ service: NestServiceName) async throws {
+    try self.launch(service)
+    try await self.waitUntilServing(service)
+  }
+
+  private func waitUntilServing(_ service: NestServiceName) async throws {
+    guard await Readiness.waitUntilServing(self.addresses[service]!) else {
+      let tail = (try? String(contentsOf: self.log(service), encoding: .utf8))?.split(separator: "\n").suffix(5)
+      throw ConfigurationError(
+        "\(service.executable) did not answer Health/Check at \(self.addresses[service]!): "
+          + (tail?.joined(separator: " | ") ?? "no log"))
+    }
+  }
+
+  private func launch(_ service: NestServiceName) throws {
+    let executable = self.options.executables.appendingPathComponent(service.executable)
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+      throw ConfigurationError("\(executable.path) is missing: build the package first (swift build)")
+    }
+    _ = try self.secret()
+    let address = self.addresses[service]!
+    var arguments = [
+      "--host", address.host, "--port", "\(address.port)", "--database", self.database(service).path,
+      "--auth-secret-file", self.secretFile.path, "--log-level", self.options.logLevel,
+    ]
+    for peer in NestServiceName.allCases {
+      arguments += ["--\(peer.rawValue)-address", "\(self.addresses[peer]!)"]
+    }
+    var socket: ListeningSocket? = nil
+    if case .inherited = self.options.ports {
+      // A restart binds the service's port again: it was the service's until it stopped.
+      socket =
+        try self.sockets.withLockedValue { $0.removeValue(forKey: service) }
+        ?? ListeningSocket(host: address.host, port: address.port)
+      arguments += ["--listen-fd", "\(ListeningSocket.inheritedDescriptor)"]
+    }
+    defer { socket?.close() }  // the child has its own copy
+    arguments += self.options.extraArguments[service] ?? []
+    let pid = try Spawn.run(
+      executable.path, arguments: arguments, environment: Self.environment(), socket: socket?.descriptor,
+      log: self.log(service).path)
+    self.processes.withLockedValue { $0[service] = pid }
+  }
+
+  /// The caller's environment without NEST_* variables: every setting is a flag.
+  static func environment() -> [String: String] {
+    ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("NEST_") }
+  }
+
+  /// Stops one service: SIGTERM (it drains and exits; SIGKILL after `grace`), or SIGKILL at once.
+  public func stop(_ service: NestServiceName, kill: Bool = false, grace: Duration = .seconds(15)) {
+    guard let pid = self.processes.withLockedValue({ $0.removeValue(forKey: service) }) else { return }
+    Spawn.stop(pid, kill: kill, grace: grace)
+  }
+
+  /// Stops every service.
+  public func stop() {
+    let pids = self.processes.withLockedValue { processes in
+      defer { processes = [:] }
+      return processes
+    }
+    for pid in pids.values { Glibc.kill(pid, SIGTERM) }
+    for pid in pids.values { Spawn.stop(pid, kill: false, grace: .seconds(15)) }
+  }
+
+  /// The first service whose process has exited, and its status.
+  public func exited() -> (NestServiceName, Int32)? {
+    for (service, pid) in self.processes.withLockedValue({ $0 }) {
+      if let status = Spawn.exitStatus(pid) {
+        _ = self.processes.withLockedValue { $0.removeValue(forKey: service) }
+        return (service, status)
+      }
+    }
+    return nil
+  }
+}
+
+/// A TCP socket bound and listening, to be inherited by a service process.
+public struct ListeningSocket: Sendable {
+  /// The descriptor a service finds its socket at.
+  public static let inheritedDescriptor: CInt = 3
+
+  public let descriptor: CInt
+  public let port: Int
+
+  public init(host: String, port: Int) throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw ConfigurationError("socket: \(String(cString: strerror(errno)))") }
+    var one: CInt = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr(host)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0, listen(fd, 256) == 0 else {
+      let reason = String(cString: strerror(errno))
+      Glibc.close(fd)
+      throw ConfigurationError("cannot listen on \(host):\(port): \(reason)")
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    self.descriptor = fd
+    self.port = Int(UInt16(bigEndian: address.sin_port))
+  }
+
+  public func close() { Glibc.close(self.descriptor) }
+}
+
+/// posix_spawn, for what Foundation's Process cannot do: hand a socket to the child at a
+/// known descriptor.
+enum Spawn {
+  static func run(
+    _ path: String, arguments: [String], environment: [String: String], socket: CInt?, log: String
+  ) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    if let socket { posix_spawn_file_actions_adddup2(&actions, socket, ListeningSocket.inheritedDescriptor) }
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+      for pointer in argv { free(pointer) }
+      for pointer in envp { free(pointer) }
+    }
+    var pid: pid_t = 0
+    let result = posix_spawn(&pid, path, &actions, nil, argv, envp)
+    guard result == 0 else { throw ConfigurationError("cannot start \(path): \(String(cString: strerror(result)))") }
+    return pid
+  }
+
+  /// The exit status if `pid` has exited (reaping it), nil while it runs.
+  static func exitStatus(_ pid: pid_t) -> Int32? {
+    var status: Int32 = 0
+    guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+  }
+
+  static func stop(_ pid: pid_t, kill: Bool, grace: Duration) {
+    Glibc.kill(pid, kill ? SIGKILL : SIGTERM)
+    let deadline = ContinuousClock.now + grace
+    while ContinuousClock.now < deadline {
+      if exitStatus(pid) != nil { return }
+      usleep(10_000)
+    }
+    Glibc.kill(pid, SIGKILL)
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+  }
+}

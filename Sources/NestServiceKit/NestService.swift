@@ -1,0 +1,286 @@
+// One way to run a service: a `Service` (ServiceLifecycle) built from a ServiceDefinition,
+// that opens and migrates the database, connects the peers, builds the RPC services and
+// background work, and runs peer clients, background work and server in one ServiceGroup:
+// started in that order, stopped in reverse (the server drains its calls first). How it
+// listens and how it reaches its peers are parts (`ServiceListener`, `PeerConnector`): TCP
+// for the executables, in-process for tests. The executables, NestTestKit, nestctl and
+// nest-bench all run services through it.
+import Foundation
+public import GRPCCore
+import GRPCInProcessTransport
+public import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NestAuth
+public import NestDomain
+import NestProto
+public import NestTransport
+public import ServiceLifecycle
+import UnixSignals
+
+/// Where a service accepts calls.
+public protocol ServiceListener: Sendable {
+  /// The long-running part that serves `services` through `interceptors` until graceful
+  /// shutdown.
+  func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
+    -> any Service
+}
+
+/// How a service reaches a peer.
+public protocol PeerConnector: Sendable {
+  /// Adds a client of `peer` to `peers` and returns the part that runs its connections.
+  func connect(
+    to peer: NestServiceName, caller: NestServiceName, interceptors: [any ClientInterceptor],
+    serviceConfig: ServiceConfig, into peers: inout PeerClients
+  ) -> any Service
+}
+
+public struct NestService: Service {
+  public let definition: ServiceDefinition
+  public let configuration: ServiceConfiguration
+  let listener: any ServiceListener
+  let connector: any PeerConnector
+  let logger: Logger
+  let clock: NestClock
+  let shutdown: ShutdownHandle?
+
+  public init(
+    _ definition: ServiceDefinition, configuration: ServiceConfiguration, listener: any ServiceListener,
+    peers: any PeerConnector, logger: Logger, clock: NestClock = .system, shutdown: ShutdownHandle? = nil
+  ) {
+    self.definition = definition
+    self.configuration = configuration
+    self.listener = listener
+    self.connector = peers
+    self.logger = logger
+    self.clock = clock
+    self.shutdown = shutdown
+  }
+
+  public func run() async throws {
+    let definition = self.definition
+    let database = try ServiceDatabase.open(path: self.configuration.databasePath, migrations: definition.migrations)
+    let tokens = try await NestTokens(secret: self.configuration.authSecret)
+    let serviceTokens = ServiceTokens(tokens: tokens, subject: definition.name.identity)
+    var peers = PeerClients()
+    let clients = definition.peers.map { peer in
+      self.connector.connect(
+        to: peer, caller: definition.name, interceptors: [ServiceTokenClientInterceptor(tokens: serviceTokens)],
+        serviceConfig: PeerCallPolicy.serviceConfig(timeout: self.configuration.peerTimeout), into: &peers)
+    }
+    let parts = try await definition.build(
+      ServiceEnvironment(
+        configuration: self.configuration, database: database, peers: peers, logger: self.logger, clock: self.clock))
+    let server = self.listener.server(
+      services: parts.rpcServices + [HealthService(services: [definition.name.rpcServiceName])],
+      interceptors: [
+        CallObserverServerInterceptor(logger: self.logger), ErrorMappingInterceptor(logger: self.logger),
+        AccessInterceptor(tokens: tokens),
+      ], logger: self.logger)
+    let group = ServiceGroup(
+      configuration: .init(
+        services: (clients + parts.background + [server]).map { .init(service: $0) }, logger: self.logger))
+    self.shutdown?.attach(group)
+    try await group.run()
+  }
+
+  /// Runs `definition` as its executable does: listening on the configured address (or the
+  /// inherited socket), reaching its peers over TCP, until SIGTERM or SIGINT.
+  public static func runExecutable(_ definition: ServiceDefinition, configuration: ServiceConfiguration) async throws {
+    let logger = configuration.logger(definition.name.executable)
+    let service = NestService(
+      definition, configuration: configuration,
+      listener: TCPListener(
+        .init(
+          host: configuration.host, port: configuration.port, peerName: "\(definition.name.executable)/0.1.0",
+          maxConnections: configuration.maxConnections, listeningSocket: configuration.listeningSocket),
+        announce: true),
+      peers: TCPPeerConnector(addresses: configuration.peers), logger: logger)
+    try await ServiceGroup(
+      configuration: .init(
+        services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    ).run()
+  }
+}
+
+extension ServiceConfiguration {
+  /// A logger for the service at the configured level.
+  public func logger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = Logger.Level(rawValue: self.logLevel) ?? .info
+    return logger
+  }
+}
+
+// MARK: TCP (wire protocol v1)
+
+/// Serves on a NestServerTransport; with `announce`, prints `listening on HOST:PORT` once
+/// bound (what process supervisors and tests wait for).
+public struct TCPListener: ServiceListener {
+  let configuration: NestServerTransport.Configuration
+  let announce: Bool
+
+  public init(_ configuration: NestServerTransport.Configuration, announce: Bool = false) {
+    self.configuration = configuration
+    self.announce = announce
+  }
+
+  public func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
+    -> any Service
+  {
+    let transport = NestServerTransport(self.configuration, logger: logger)
+    let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
+    return ServerRunner(server: server) {
+      guard self.announce else { return }
+      let address = try await transport.listeningAddress()
+      print("listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+      fflush(nil)
+    }
+  }
+}
+
+/// Reaches each peer over wire protocol v1 at its configured address.
+public struct TCPPeerConnector: PeerConnector {
+  let addresses: [NestServiceName: ServiceAddress]
+
+  public init(addresses: [NestServiceName: ServiceAddress]) {
+    self.addresses = addresses
+  }
+
+  public func connect(
+    to peer: NestServiceName, caller: NestServiceName, interceptors: [any ClientInterceptor],
+    serviceConfig: ServiceConfig, into peers: inout PeerClients
+  ) -> any Service {
+    let address = self.addresses[peer] ?? ServiceAddress(host: "127.0.0.1", port: peer.defaultPort)
+    let client = GRPCClient(
+      transport: NestClientTransport(
+        .init(
+          host: address.host, port: address.port, peerName: "\(caller.executable)/0.1.0",
+          serviceConfig: serviceConfig)), interceptors: interceptors)
+    peers.add(peer, client)
+    return ClientRunner(client: client)
+  }
+}
+
+// MARK: In-process (GRPCInProcessTransport)
+
+/// Serves each in-process connection made with `connect()`: no port, no socket.
+public final class InProcessListener: ServiceListener, Sendable {
+  private let pending: AsyncStream<InProcessTransport.Server>
+  private let continuation: AsyncStream<InProcessTransport.Server>.Continuation
+
+  public init() {
+    (self.pending, self.continuation) = AsyncStream.makeStream()
+  }
+
+  /// A client transport connected to this service; its calls wait until the service runs.
+  public func connect(serviceConfig: ServiceConfig = ServiceConfig()) -> InProcessTransport.Client {
+    let pair = InProcessTransport(serviceConfig: serviceConfig)
+    self.continuation.yield(pair.server)
+    return pair.client
+  }
+
+  public func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
+    -> any Service
+  {
+    InProcessServers(pending: self.pending, continuation: self.continuation, services: services, interceptors: interceptors)
+  }
+}
+
+private struct InProcessServers: Service {
+  let pending: AsyncStream<InProcessTransport.Server>
+  let continuation: AsyncStream<InProcessTransport.Server>.Continuation
+  let services: [any RegistrableRPCService]
+  let interceptors: [any ServerInterceptor]
+
+  func run() async {
+    let servers = NIOLockedValueBox<[GRPCServer<InProcessTransport.Server>]>([])
+    await withGracefulShutdownHandler {
+      await withDiscardingTaskGroup { group in
+        for await transport in self.pending {
+          let server = GRPCServer(transport: transport, services: self.services, interceptors: self.interceptors)
+          servers.withLockedValue { $0.append(server) }
+          group.addTask { try? await server.serve() }
+        }
+      }
+    } onGracefulShutdown: {
+      self.continuation.finish()
+      for server in servers.withLockedValue({ $0 }) { server.beginGracefulShutdown() }
+    }
+  }
+}
+
+/// Reaches each peer through its in-process listener.
+public struct InProcessPeerConnector: PeerConnector {
+  let listeners: [NestServiceName: InProcessListener]
+
+  public init(listeners: [NestServiceName: InProcessListener]) {
+    self.listeners = listeners
+  }
+
+  public func connect(
+    to peer: NestServiceName, caller: NestServiceName, interceptors: [any ClientInterceptor],
+    serviceConfig: ServiceConfig, into peers: inout PeerClients
+  ) -> any Service {
+    let client = GRPCClient(
+      transport: self.listeners[peer]!.connect(serviceConfig: serviceConfig), interceptors: interceptors)
+    peers.add(peer, client)
+    return ClientRunner(client: client)
+  }
+}
+
+// MARK: Running servers and clients as services
+
+/// A GRPCServer until graceful shutdown, and `started` once it serves.
+struct ServerRunner<Transport: ServerTransport>: Service {
+  let server: GRPCServer<Transport>
+  let started: @Sendable () async throws -> Void
+
+  func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await withThrowingTaskGroup { group in
+        group.addTask { try await self.server.serve() }
+        try await self.started()
+        try await group.waitForAll()
+      }
+    } onGracefulShutdown: {
+      self.server.beginGracefulShutdown()
+    }
+  }
+}
+
+/// A GRPCClient's connections until graceful shutdown.
+public struct ClientRunner<Transport: ClientTransport>: Service {
+  let client: GRPCClient<Transport>
+
+  public init(client: GRPCClient<Transport>) {
+    self.client = client
+  }
+
+  public func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await self.client.runConnections()
+    } onGracefulShutdown: {
+      self.client.beginGracefulShutdown()
+    }
+  }
+}
+
+/// Stops a running service gracefully from the same process, as SIGTERM would.
+public final class ShutdownHandle: Sendable {
+  private let group = NIOLockedValueBox<ServiceGroup?>(nil)
+  private let requested = NIOLockedValueBox(false)
+
+  public init() {}
+
+  func attach(_ group: ServiceGroup) {
+    self.group.withLockedValue { $0 = group }
+    if self.requested.withLockedValue({ $0 }) { Task { await group.triggerGracefulShutdown() } }
+  }
+
+  /// Begins the graceful shutdown (at once, or as soon as the service has started).
+  public func shutdown() async {
+    self.requested.withLockedValue { $0 = true }
+    if let group = self.group.withLockedValue({ $0 }) { await group.triggerGracefulShutdown() }
+  }
+}

@@ -382,7 +382,7 @@ let package = Package(
     .testTarget(
       name: "NestServiceKitTests",
       dependencies: [
-        "NestServiceKit", "NestProto", "NestProtoTesting",
+        "NestServiceKit", "NestProto", "NestProtoTesting", "NestDomain",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -392,6 +392,7 @@ let package = Package(
     .testTarget(
       name: "CatalogTests",
       dependencies: [
+        "NestDomain",
         "Catalog", "NestTestKit", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "GRDB", package: "GRDB.swift"),
@@ -402,6 +403,7 @@ let package = Package(
     .testTarget(
       name: "EntitlementTests",
       dependencies: [
+        "NestDomain",
         "Entitlement", "NestTestKit", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         "NestProtoTesting",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -413,7 +415,8 @@ let package = Package(
     .testTarget(
       name: "SettlementTests",
       dependencies: [
-        "Settlement", "NestTestKit", "NestProto", "NestServiceKit", "NestAuth", "NestTransport",
+        "Settlement", "NestTestKit", "NestProto", "NestServiceKit", "NestAuth", "NestTransport", "NestDomain",
+        .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
       ],
       swiftSettings: defaultSwiftSettings
@@ -421,23 +424,31 @@ let package = Package(
     .testTarget(
       name: "MarketplaceOrderTests",
       dependencies: [
+        "NestDomain",
         "MarketplaceOrder", "NestProto", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
     .testTarget(
-      name: "NestTestKitTests",
+      // The platform in-process through NestTestKit: who may call and read what (every RPC
+      // as every party, every response field by field), the instance limit, the defects
+      // the access rules closed, SQL metacharacters.
+      name: "PlatformTests",
       dependencies: [
-        "NestTestKit", "NestProto", "NestProtoTesting", "NestTransport",
+        "NestDomain", "NestTestKit", "NestProto", "NestProtoTesting", "NestTransport", "NestServiceKit",
+        "NestProtoCompiler", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
-    // The service executables as real processes (they must be built first: `swift build`).
+    // The service executables (and nestctl) as real processes: scenarios, faults, chaos,
+    // hostile input, the command line, the deployment files. They must be built first
+    // (`swift build`); scripts/test runs this target after the others.
     .testTarget(
-      name: "ServiceProcessTests",
+      name: "IntegrationTests",
       dependencies: [
+        "NestDomain",
         "NestTransport", "NestAuth", "NestProto", "NestProtoTesting", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

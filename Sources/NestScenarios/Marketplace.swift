@@ -21,6 +21,13 @@ public struct ScenarioKind: Hashable, Sendable, CustomStringConvertible {
   public static let direct = ScenarioKind(name: "direct sale", a: .fullyManaged, aListed: true, b: nil)
   public static let all = [scenario1, scenario2, scenario3, scenario4, direct]
 
+  public init(name: String, a: Nest_Common_V1_ServiceType, aListed: Bool, b: Nest_Common_V1_ServiceType?) {
+    self.name = name
+    self.a = a
+    self.aListed = aListed
+    self.b = b
+  }
+
   public var description: String { self.name }
   /// Scenario 3 settles the wholesale side online through a linked order.
   public var online: Bool { self.b != nil && self.aListed && self.a == .fullyManaged }

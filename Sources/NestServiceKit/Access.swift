@@ -137,7 +137,7 @@ public struct AccessInterceptor: ServerInterceptor {
   }
 
   /// The declaration's roles, and for role service its services.
-  static func check(_ caller: Principal, against declaration: MethodAccess) throws {
+  public static func check(_ caller: Principal, against declaration: MethodAccess) throws {
     guard declaration.roles.contains(caller.role) else {
       let allowed = declaration.roles.compactMap(\.claim).joined(separator: ", ")
       throw RPCError(

@@ -154,10 +154,12 @@ public final class LocalPlatform: Sendable {
     ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("NEST_") }
   }
 
-  /// Stops one service: SIGTERM (it drains and exits; SIGKILL after `grace`), or SIGKILL at once.
-  public func stop(_ service: NestServiceName, kill: Bool = false, grace: Duration = .seconds(15)) {
-    guard let pid = self.processes.withLockedValue({ $0.removeValue(forKey: service) }) else { return }
-    Spawn.stop(pid, kill: kill, grace: grace)
+  /// Stops one service: SIGTERM (it drains and exits; SIGKILL after `grace`), or SIGKILL at
+  /// once. Its exit status (128 + the signal when a signal ended it); nil if it was not running.
+  @discardableResult
+  public func stop(_ service: NestServiceName, kill: Bool = false, grace: Duration = .seconds(15)) -> Int32? {
+    guard let pid = self.processes.withLockedValue({ $0.removeValue(forKey: service) }) else { return nil }
+    return Spawn.stop(pid, kill: kill, grace: grace)
   }
 
   /// Stops every service.
@@ -167,7 +169,7 @@ public final class LocalPlatform: Sendable {
       return processes
     }
     for pid in pids.values { Glibc.kill(pid, SIGTERM) }
-    for pid in pids.values { Spawn.stop(pid, kill: false, grace: .seconds(15)) }
+    for pid in pids.values { _ = Spawn.stop(pid, kill: false, grace: .seconds(15)) }
   }
 
   /// The first service whose process has exited, and its status.
@@ -249,15 +251,17 @@ enum Spawn {
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
   }
 
-  static func stop(_ pid: pid_t, kill: Bool, grace: Duration) {
+  /// Signals `pid` and reaps it: its exit status.
+  static func stop(_ pid: pid_t, kill: Bool, grace: Duration) -> Int32 {
     Glibc.kill(pid, kill ? SIGKILL : SIGTERM)
     let deadline = ContinuousClock.now + grace
     while ContinuousClock.now < deadline {
-      if exitStatus(pid) != nil { return }
+      if let status = exitStatus(pid) { return status }
       usleep(10_000)
     }
     Glibc.kill(pid, SIGKILL)
     var status: Int32 = 0
     waitpid(pid, &status, 0)
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
   }
 }

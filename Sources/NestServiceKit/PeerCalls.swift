@@ -1,6 +1,8 @@
 // Calls between services, set in one place: every peer call has the same timeout and, for
 // UNAVAILABLE (the peer is not reachable, or said GOAWAY before processing the call), the
-// same short retry policy, which GRPCCore applies. Every receiving RPC is idempotent (on a
+// same short retry policy, which GRPCCore applies: one more attempt shortly after, enough for
+// a connection replaced under a call; longer outages are the callers' to wait out (the
+// outbox retries with its own backoff; a customer's call fails UNAVAILABLE, safe to retry). Every receiving RPC is idempotent (on a
 // client token, an order id or a record id), so a retried call never does anything twice.
 // Each call carries a token of the calling service's own identity, short-lived and signed
 // again before it expires.
@@ -17,7 +19,7 @@ public enum PeerCallPolicy {
         names: [MethodConfig.Name(service: "")], timeout: timeout,
         executionPolicy: .retry(
           RetryPolicy(
-            maxAttempts: 3, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(500), backoffMultiplier: 2,
+            maxAttempts: 2, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200), backoffMultiplier: 2,
             retryableStatusCodes: [.unavailable])))
     ])
   }

@@ -116,6 +116,8 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     ServiceConfiguration(
       port: 0, databasePath: self.directory.appendingPathComponent("\(service.rawValue).sqlite").path, peers: [:],
       authSecret: self.secret, logLevel: "\(self.logLevel)",
+      // A stopped service's calls wait for this: short, so that tests of outages are quick.
+      peerTimeout: .seconds(2),
       settings: SettingsReader(flags: ["commission.bps": "\(self.commissionBps)"], environment: [:]))
   }
 

@@ -15,7 +15,7 @@ struct DemoCommand: AsyncParsableCommand {
     commandName: "demo", abstract: "Walk all four scenarios and a direct sale; check the money.")
 
   @Flag(help: "Start the platform (as `nestctl up`) for the demo and stop it afterwards.") var spawn = false
-  @Option(help: "With --spawn: the first of four consecutive ports.") var basePort: Int = 7101
+  @Option(help: "With --spawn: the first of four consecutive ports; 0 for any free ones.") var basePort: Int = 7101
   @OptionGroup var connection: ConnectionOptions
 
   func run() async throws {

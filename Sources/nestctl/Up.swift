@@ -9,11 +9,13 @@ import UnixSignals
 
 extension LocalPlatform {
   /// The platform as `nestctl up` and `nestctl demo --spawn` run it.
+  /// `basePort` 0: free ports, bound before the services start and handed to them.
   static func local(dataDir: String, host: String, basePort: Int) throws -> LocalPlatform {
     try LocalPlatform(
       .init(
         executables: LocalPlatform.productsDirectory,
-        dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL, host: host, ports: .fixed(base: basePort)))
+        dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL, host: host,
+        ports: basePort == 0 ? .inherited : .fixed(base: basePort)))
   }
 
   var table: String {
@@ -31,7 +33,7 @@ struct UpCommand: AsyncParsableCommand {
     discussion: "Data survives a restart: run `nestctl up` again with the same --data-dir.")
 
   @Option(help: "Where each service keeps its database, and the shared secret.") var dataDir: String = ".nest"
-  @Option(help: "The first of four consecutive ports (catalog, entitlement, order, settlement).")
+  @Option(help: "The first of four consecutive ports (catalog, entitlement, order, settlement); 0 for any free ones.")
   var basePort: Int = 7101
   @Option(help: "The address to listen on.") var host: String = "127.0.0.1"
 

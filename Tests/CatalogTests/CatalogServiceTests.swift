@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import NIOConcurrencyHelpers
 import NestAuth
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTestKit
@@ -59,37 +60,39 @@ struct CatalogServiceTests {
 
   init() throws {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID()).sqlite").path
-    self.catalog = CatalogService(store: try CatalogStore(path: path), distribution: self.distribution)
+    self.catalog = CatalogService(
+      store: CatalogStore(database: try ServiceDatabase.open(path: path, migrations: CatalogStore.migrations)),
+      distribution: self.distribution)
   }
 
   /// An ISV's base service, published and listed, as FULLY_MANAGED unless told otherwise.
   func publishedBase(type: Nest_Common_V1_ServiceType = .fullyManaged, listed: Bool = true) async throws
     -> Nest_Catalog_V1_Service
   {
-    try await acting(.isv, "isv-1") {
-      let created = try await self.catalog.createService(
+    try await run {
+      let created = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(
         request: .with {
           $0.name = "Analytics"
           $0.type = type
           $0.deploymentPackage = package
-        }, context: handlerContext)
-      _ = try await self.catalog.publishService(
+        }, context: $0) }
+      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.PublishService.descriptor, as: .isv, "isv-1") { try await self.catalog.publishService(
         request: .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: handlerContext)
-      _ = try await self.catalog.enableDistribution(
-        request: .with { $0.serviceID = created.service!.id }, context: handlerContext)
+        }, context: $0) }
+      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.EnableDistribution.descriptor, as: .isv, "isv-1") { try await self.catalog.enableDistribution(
+        request: .with { $0.serviceID = created.service!.id }, context: $0) }
       if listed {
-        _ = try await self.catalog.listOnMarketplace(
+        _ = try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .isv, "isv-1") { try await self.catalog.listOnMarketplace(
           request: .with {
             $0.serviceID = created.service!.id
             $0.plans = [plan(2_000)]
-          }, context: handlerContext)
+          }, context: $0) }
       }
-      return try await self.catalog.getService(
-        request: .with { $0.serviceID = created.service!.id }, context: handlerContext
-      )
+      return try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .isv, "isv-1") { try await self.catalog.getService(
+        request: .with { $0.serviceID = created.service!.id }, context: $0
+      ) }
       .service!
     }
   }
@@ -103,30 +106,30 @@ struct CatalogServiceTests {
     // Without an authorization: refused.
     #expect(
       await code {
-        _ = try await acting(.distributor, "dist-1") {
-          try await self.catalog.createDerivedService(
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
             request: .with {
               $0.baseServiceID = a.id
               $0.name = "Analytics Plus"
               $0.type = .fullyManaged
-            }, context: handlerContext)
+            }, context: $0) }
         }
       } == .failedPrecondition)
     self.distribution.grant(base: a.id, distributor: "dist-1", wholesale: 1_000)
     // A PRIVATE B on a FULLY_MANAGED A: refused.
     #expect(
       await code {
-        _ = try await acting(.distributor, "dist-1") {
-          try await self.catalog.createDerivedService(
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
             request: .with {
               $0.baseServiceID = a.id
               $0.name = "Analytics Private"
               $0.type = .private
-            }, context: handlerContext)
+            }, context: $0) }
         }
       } == .failedPrecondition)
-    let b = try await acting(.distributor, "dist-1") {
-      let created = try await self.catalog.createDerivedService(
+    let b = try await run {
+      let created = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
         request: .with {
           $0.baseServiceID = a.id
           $0.name = "Analytics Plus"
@@ -136,12 +139,12 @@ struct CatalogServiceTests {
               $0.name = "ha"; $0.parameters = ["replicas": "3"]
             }
           ]
-        }, context: handlerContext)
-      _ = try await self.catalog.publishService(
+        }, context: $0) }
+      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.PublishService.descriptor, as: .distributor, "dist-1") { try await self.catalog.publishService(
         request: .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: handlerContext)
+        }, context: $0) }
       return created.service!
     }
     #expect(b.baseServiceID == a.id)
@@ -149,24 +152,24 @@ struct CatalogServiceTests {
     // Below wholesale: refused; at it: listed.
     #expect(
       await code {
-        _ = try await acting(.distributor, "dist-1") {
-          try await self.catalog.listOnMarketplace(
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .distributor, "dist-1") { try await self.catalog.listOnMarketplace(
             request: .with {
               $0.serviceID = b.id; $0.plans = [plan(999)]
-            }, context: handlerContext)
+            }, context: $0) }
         }
       } == .failedPrecondition)
-    let product = try await acting(.distributor, "dist-1") {
-      try await self.catalog.listOnMarketplace(
+    let product = try await run {
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .distributor, "dist-1") { try await self.catalog.listOnMarketplace(
         request: .with {
           $0.serviceID = b.id; $0.plans = [plan(1_000)]
-        }, context: handlerContext
-      )
+        }, context: $0
+      ) }
       .product!
     }
     #expect(product.status == .listed)
-    let resolution = try await acting(.customer, "cust-1") {
-      try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.id }, context: handlerContext)
+    let resolution = try await run {
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ResolveScenario.descriptor, as: .customer, "cust-1") { try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.id }, context: $0) }
         .resolution!
     }
     #expect(resolution.scenario == .scenario3)
@@ -185,16 +188,16 @@ struct CatalogServiceTests {
       (unlisted, Nest_Common_V1_ServiceType.fullyManaged, Nest_Common_V1_Scenario.scenario4),
       (privateA, .private, .scenario1), (privateA, .fullyManaged, .scenario2),
     ] {
-      let scenario = try await acting(.distributor, "dist-1") {
-        let b = try await self.catalog.createDerivedService(
+      let scenario = try await run {
+        let b = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
           request: .with {
             $0.baseServiceID = base.id
             $0.name = "B of \(base.id)"
             $0.type = type
-          }, context: handlerContext)
-        return try await self.catalog.resolveScenario(
-          request: .with { $0.serviceID = b.service!.id }, context: handlerContext
-        )
+          }, context: $0) }
+        return try await calling(Nest_Catalog_V1_CatalogService.Method.ResolveScenario.descriptor, as: .distributor, "dist-1") { try await self.catalog.resolveScenario(
+          request: .with { $0.serviceID = b.service!.id }, context: $0
+        ) }
         .resolution!.scenario
       }
       #expect(scenario == expected)
@@ -205,49 +208,49 @@ struct CatalogServiceTests {
   func access() async throws {
     #expect(
       await code {
-        _ = try await acting(.customer, "cust-1") {
-          try await self.catalog.createService(
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .customer, "cust-1") { try await self.catalog.createService(
             request: .with {
               $0.name = "x"; $0.type = .private; $0.deploymentPackage = package
-            }, context: handlerContext)
+            }, context: $0) }
         }
       } == .permissionDenied)
-    let draft = try await acting(.isv, "isv-1") {
-      try await self.catalog.createService(
+    let draft = try await run {
+      try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(
         request: .with {
           $0.name = "Draft"; $0.type = .private; $0.deploymentPackage = package
-        }, context: handlerContext
-      ).service!
+        }, context: $0
+      ) }.service!
     }
     #expect(
       await code {
-        _ = try await acting(.customer, "cust-1") {
-          try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: handlerContext)
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .customer, "cust-1") { try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: $0) }
         }
       } == .notFound)
     #expect(
       await code {
-        _ = try await acting(.isv, "isv-2") {
-          try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: handlerContext)
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .isv, "isv-2") { try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: $0) }
         }
       } == .notFound)
     let online = try await self.publishedBase()
     #expect(
       await code {
-        _ = try await acting(.isv, "isv-2") {
-          try await self.catalog.takeServiceOffline(
-            request: .with { $0.serviceID = online.id }, context: handlerContext)
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.TakeServiceOffline.descriptor, as: .isv, "isv-2") { try await self.catalog.takeServiceOffline(
+            request: .with { $0.serviceID = online.id }, context: $0) }
         }
       } == .permissionDenied)
     #expect(
       await code {
-        _ = try await acting(.distributor, "dist-1") {
-          try await self.catalog.enableDistribution(
-            request: .with { $0.serviceID = online.id }, context: handlerContext)
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.EnableDistribution.descriptor, as: .distributor, "dist-1") { try await self.catalog.enableDistribution(
+            request: .with { $0.serviceID = online.id }, context: $0) }
         }
       } == .permissionDenied)
-    let listed = try await acting(.customer, "cust-1") {
-      try await self.catalog.listServices(request: .init(), context: handlerContext).services.map(\.id)
+    let listed = try await run {
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ListServices.descriptor, as: .customer, "cust-1") { try await self.catalog.listServices(request: .init(), context: $0) }.services.map(\.id)
     }
     #expect(listed.contains(online.id))
     #expect(!listed.contains(draft.id))
@@ -261,10 +264,10 @@ struct CatalogServiceTests {
       $0.type = .private
       $0.deploymentPackage = package
     }
-    let (first, second) = try await acting(.isv, "isv-1") {
+    let (first, second) = try await run {
       (
-        try await self.catalog.createService(request: request, context: handlerContext),
-        try await self.catalog.createService(request: request, context: handlerContext)
+        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(request: request, context: $0) },
+        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(request: request, context: $0) }
       )
     }
     #expect(first == second)
@@ -272,12 +275,12 @@ struct CatalogServiceTests {
     different.name = "Twice"
     #expect(
       await code {
-        _ = try await acting(.isv, "isv-1") {
-          try await self.catalog.createService(request: different, context: handlerContext)
+        _ = try await run {
+          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(request: different, context: $0) }
         }
       } == .alreadyExists)
-    let mine = try await acting(.isv, "isv-1") {
-      try await self.catalog.listServices(request: .with { $0.ownerID = "isv-1" }, context: handlerContext).services
+    let mine = try await run {
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ListServices.descriptor, as: .isv, "isv-1") { try await self.catalog.listServices(request: .with { $0.ownerID = "isv-1" }, context: $0) }.services
     }
     #expect(mine.filter { $0.name == "Once" }.count == 1)
     #expect(mine.filter { $0.name == "Twice" }.isEmpty)
@@ -286,14 +289,14 @@ struct CatalogServiceTests {
   @Test("bad requests are INVALID_ARGUMENT naming every bad field")
   func validation() async throws {
     do {
-      _ = try await acting(.isv, "isv-1") {
-        try await self.catalog.createService(
+      _ = try await run {
+        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(
           request: .with {
             $0.name = " "
             $0.type = .unspecified
             $0.deploymentPackage = .with { $0.checksumSha256 = "XYZ" }
             $0.parameterSets = [.with { $0.name = "a" }, .with { $0.name = "a" }]
-          }, context: handlerContext)
+          }, context: $0) }
       }
       Issue.record("accepted")
     } catch let error as DomainError {
@@ -306,3 +309,6 @@ struct CatalogServiceTests {
     }
   }
 }
+
+/// Runs `body`: the calls in it say each who makes them.
+func run<Result>(_ body: () async throws -> Result) async throws -> Result { try await body() }

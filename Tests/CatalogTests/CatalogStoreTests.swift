@@ -5,11 +5,12 @@ import GRPCCore
 import NestProto
 import NestServiceKit
 import NestTransport
+import NestDomain
 import Testing
 
 private func store() throws -> (CatalogStore, String) {
   let path = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID()).sqlite").path
-  return (try CatalogStore(path: path), path)
+  return (CatalogStore(database: try ServiceDatabase.open(path: path, migrations: CatalogStore.migrations)), path)
 }
 
 private func service(

@@ -1,5 +1,6 @@
 import Catalog
 import GRPCCore
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport

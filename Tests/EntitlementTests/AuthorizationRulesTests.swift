@@ -1,5 +1,6 @@
 import Entitlement
 import GRPCCore
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport
@@ -29,7 +30,7 @@ struct AuthorizationRulesTests {
           #expect(allowed[key] == next, "\(key) gave \(next)")
         } catch {
           #expect(allowed[key] == nil, "\(key) was refused: \(error)")
-          let expectedCode: RPCError.Code = key == "pending/apply" ? .alreadyExists : .failedPrecondition
+          let expectedCode: DomainError.Code = key == "pending/apply" ? .alreadyExists : .failedPrecondition
           #expect(error.code == expectedCode, "\(key)")
         }
         checked += 1
@@ -128,7 +129,7 @@ struct LicenseTests {
 
   @Test("a signed license verifies offline with only the published key, until it expires")
   func valid() throws {
-    let signer = LicenseSigner.generate(keyID: "k1")
+    let signer = try LicenseSigner.generate(keyID: "k1")
     let license = try signer.sign(self.payload)
     let published = signer.publicKey
     #expect(published.algorithm == "Ed25519")
@@ -140,7 +141,7 @@ struct LicenseTests {
 
   @Test("a tampered payload, a forged signature or another key is BAD_SIGNATURE")
   func tampered() throws {
-    let signer = LicenseSigner.generate(keyID: "k1")
+    let signer = try LicenseSigner.generate(keyID: "k1")
     let license = try signer.sign(self.payload)
     var morePayload = license
     var richer = self.payload
@@ -150,7 +151,7 @@ struct LicenseTests {
     var forged = license
     forged.signature[0] ^= 0xff
     #expect(LicenseVerifier.check(forged, with: signer.publicKey, nowUnixMs: 0).0 == .badSignature)
-    let other = LicenseSigner.generate(keyID: "k1")
+    let other = try LicenseSigner.generate(keyID: "k1")
     #expect(LicenseVerifier.check(license, with: other.publicKey, nowUnixMs: 0).0 == .badSignature)
     // A signer restored from its raw key signs what the first one verifies.
     let restored = try LicenseSigner(rawPrivateKey: signer.rawPrivateKey, keyID: "k1")

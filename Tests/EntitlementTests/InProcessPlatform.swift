@@ -1,71 +1,15 @@
-// Catalog and entitlement handlers wired to each other in one process, each calling the
-// other as role `service`, each over its own temporary database: for tests that need both
-// services' rules but not their processes.
-import Catalog
-import Entitlement
+// Building blocks for entitlement's tests over the platform in-process (NestTestKit): the
+// catalog entries an ISV and a distributor publish, and what marketplace-order asks for a
+// paid order, each call made as its party through the real interceptors.
 import Foundation
 import GRPCCore
-import Logging
-import NIOConcurrencyHelpers
-import NestAuth
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTestKit
 import Testing
 
-final class InProcessPlatform: Sendable {
-  let catalog: CatalogService
-  let entitlement: EntitlementService
-  let deployments: DeploymentDriver
-  let directory: URL
-
-  /// Entitlement's CheckDistribution as the catalog's peer.
-  struct EntitlementPeer: DistributionChecking {
-    let entitlement: NIOLockedValueBox<EntitlementService?>
-    func activeAuthorization(baseServiceID: String, distributorID: String) async throws
-      -> Nest_Entitlement_V1_DistributionAuthorization
-    {
-      let service = self.entitlement.withLockedValue { $0! }
-      return try await acting(.service, "catalog") {
-        try await service.checkDistribution(
-          request: .with {
-            $0.baseServiceID = baseServiceID
-            $0.distributorID = distributorID
-          }, context: handlerContext
-        ).authorization!
-      }
-    }
-  }
-
-  /// The catalog's GetService as entitlement's peer.
-  struct CatalogPeer: CatalogFacts {
-    let catalog: CatalogService
-    func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse {
-      try await acting(.service, "entitlement") {
-        try await self.catalog.getService(request: .with { $0.serviceID = id }, context: handlerContext)
-      }
-    }
-  }
-
-  init() throws {
-    self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("platform-\(UUID())")
-    try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
-    let late = NIOLockedValueBox<EntitlementService?>(nil)
-    self.catalog = CatalogService(
-      store: try CatalogStore(path: self.directory.appendingPathComponent("catalog.sqlite").path),
-      distribution: EntitlementPeer(entitlement: late))
-    let store = try EntitlementStore(path: self.directory.appendingPathComponent("entitlement.sqlite").path)
-    self.deployments = DeploymentDriver(store: store, logger: Logger(label: "test"))
-    self.entitlement = EntitlementService(
-      store: store, catalog: CatalogPeer(catalog: self.catalog), signer: try store.signer(),
-      deployments: self.deployments)
-    late.withLockedValue { $0 = self.entitlement }
-  }
-
-  deinit { try? FileManager.default.removeItem(at: self.directory) }
-
-  // MARK: Building blocks
-
+extension NestTestPlatform {
   static let package = Nest_Catalog_V1_DeploymentPackage.with {
     $0.artifactRef = "oci://registry.example/isv/app:1.0"
     $0.checksumSha256 = String(repeating: "ab", count: 32)
@@ -75,56 +19,45 @@ final class InProcessPlatform: Sendable {
     .with {
       $0.planID = "monthly"
       $0.billingPeriod = .month
-      $0.unitPrice = .with {
-        $0.currency = "USD"
-        $0.amountMinor = amount
-      }
+      $0.unitPrice = MoneyMath.money("USD", amount)
     }
   }
 
   static func terms(wholesale: Int64) -> Nest_Entitlement_V1_DistributionTerms {
-    .with {
-      $0.wholesalePrice = .with {
-        $0.currency = "USD"
-        $0.amountMinor = wholesale
-      }
-    }
+    .with { $0.wholesalePrice = MoneyMath.money("USD", wholesale) }
   }
 
   /// An ISV's base service: published, open for distribution, listed unless told otherwise.
   func publishedBase(isv: String, type: Nest_Common_V1_ServiceType, listed: Bool = true) async throws
     -> Nest_Catalog_V1_Service
   {
-    try await acting(.isv, isv) {
-      let created = try await self.catalog.createService(
-        request: .with {
+    try await self.catalog(as: .isv, isv) { catalog in
+      let created = try await catalog.createService(
+        .with {
           $0.name = "Base"
           $0.type = type
           $0.deploymentPackage = Self.package
           $0.parameterSets = [
             .with {
-              $0.name = "small"; $0.parameters = ["cpu": "2"]
+              $0.name = "small"
+              $0.parameters = ["cpu": "2"]
             }
           ]
-        }, context: handlerContext)
-      _ = try await self.catalog.publishService(
-        request: .with {
+        })
+      _ = try await catalog.publishService(
+        .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: handlerContext)
-      _ = try await self.catalog.enableDistribution(
-        request: .with { $0.serviceID = created.service!.id }, context: handlerContext)
+        })
+      _ = try await catalog.enableDistribution(.with { $0.serviceID = created.service!.id })
       if listed {
-        _ = try await self.catalog.listOnMarketplace(
-          request: .with {
+        _ = try await catalog.listOnMarketplace(
+          .with {
             $0.serviceID = created.service!.id
             $0.plans = [Self.plan(3_000)]
-          }, context: handlerContext)
+          })
       }
-      return try await self.catalog.getService(
-        request: .with { $0.serviceID = created.service!.id }, context: handlerContext
-      )
-      .service!
+      return try await catalog.getService(.with { $0.serviceID = created.service!.id }).service!
     }
   }
 
@@ -132,32 +65,30 @@ final class InProcessPlatform: Sendable {
   func publishedDerived(distributor: String, base: String, type: Nest_Common_V1_ServiceType, price: Int64) async throws
     -> Nest_Catalog_V1_Service
   {
-    try await acting(.distributor, distributor) {
-      let created = try await self.catalog.createDerivedService(
-        request: .with {
+    try await self.catalog(as: .distributor, distributor) { catalog in
+      let created = try await catalog.createDerivedService(
+        .with {
           $0.baseServiceID = base
           $0.name = "Derived"
           $0.type = type
           $0.parameterSets = [
             .with {
-              $0.name = "standard"; $0.parameters = ["tier": "gold"]
+              $0.name = "standard"
+              $0.parameters = ["tier": "gold"]
             }
           ]
-        }, context: handlerContext)
-      _ = try await self.catalog.publishService(
-        request: .with {
+        })
+      _ = try await catalog.publishService(
+        .with {
           $0.serviceID = created.service!.id
           $0.versionID = created.version!.id
-        }, context: handlerContext)
-      _ = try await self.catalog.listOnMarketplace(
-        request: .with {
+        })
+      _ = try await catalog.listOnMarketplace(
+        .with {
           $0.serviceID = created.service!.id
           $0.plans = [Self.plan(price)]
-        }, context: handlerContext)
-      return try await self.catalog.getService(
-        request: .with { $0.serviceID = created.service!.id }, context: handlerContext
-      )
-      .service!
+        })
+      return try await catalog.getService(.with { $0.serviceID = created.service!.id }).service!
     }
   }
 
@@ -165,9 +96,8 @@ final class InProcessPlatform: Sendable {
   func instanceRequest(order: String, service: String, customer: String, parameterSet: String) async throws
     -> Nest_Entitlement_V1_CreateServiceInstanceRequest
   {
-    let resolution = try await acting(.service, "order") {
-      try await self.catalog.resolveScenario(request: .with { $0.serviceID = service }, context: handlerContext)
-        .resolution!
+    let resolution = try await self.catalog(as: .service, "marketplace-order") {
+      try await $0.resolveScenario(.with { $0.serviceID = service }).resolution!
     }
     return .with {
       $0.orderID = order
@@ -184,11 +114,26 @@ final class InProcessPlatform: Sendable {
     }
   }
 
+  /// CreateServiceInstance as marketplace-order calls it.
   func createInstance(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) async throws
     -> Nest_Entitlement_V1_ServiceInstance
   {
-    try await acting(.service, "order") {
-      try await self.entitlement.createServiceInstance(request: request, context: handlerContext).instance!
+    try await self.entitlement(as: .service, "marketplace-order") {
+      try await $0.createServiceInstance(request).instance!
+    }
+  }
+
+  /// The instance once the deployment driver has moved it past DEPLOYING.
+  func deployedInstance(_ id: String) async throws -> Nest_Entitlement_V1_ServiceInstance {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while true {
+      let instance = try await self.entitlement(as: .operator, "op") {
+        try await $0.getServiceInstance(.with { $0.key = .instanceID(id) }).instance!
+      }
+      if instance.status != .created && instance.status != .deploying || ContinuousClock.now > deadline {
+        return instance
+      }
+      try await Task.sleep(for: .milliseconds(10))
     }
   }
 }

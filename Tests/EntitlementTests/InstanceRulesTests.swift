@@ -1,8 +1,10 @@
 import Entitlement
 import GRPCCore
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport
+import NestAuth
 import Testing
 
 typealias DeploymentStatus = Nest_Entitlement_V1_DeploymentStatus
@@ -97,8 +99,8 @@ struct InstanceRulesTests {
     #expect(InstanceRules.effectiveStatus(.deployed, expiresAtUnixMs: 0, nowUnixMs: .max) == .deployed)
   }
 
-  @Test("who sees and who operates an instance")
-  func parties() {
+  @Test("who sees and who operates an instance: its parties see it, its resource owner operates it, the platform both")
+  func parties() throws {
     let instance = Nest_Entitlement_V1_ServiceInstance.with {
       $0.customerID = "c"
       $0.distributorID = "d"
@@ -114,8 +116,13 @@ struct InstanceRulesTests {
       (.operator, "o", true, true), (.service, "s", true, true),
     ]
     for (role, subject, sees, operates) in roles {
-      #expect(InstanceRules.isParty(instance, role: role, subject: subject) == sees, "\(role) \(subject)")
-      #expect(InstanceRules.mayOperate(instance, role: role, subject: subject) == operates, "\(role) \(subject)")
+      let caller = Principal(subject: subject, role: role)
+      func allowed(_ relation: Relation) -> Bool {
+        let access = Access(caller: caller, declaration: .with { $0.relation = relation })
+        return (try? access.authorize(instance, notFound: .notFound("instance", "i", field: "instance_id"))) != nil
+      }
+      #expect(allowed(.party) == sees, "\(role) \(subject)")
+      #expect(allowed(.resourceOwner) == operates, "\(role) \(subject)")
     }
   }
 

@@ -1,5 +1,6 @@
 import GRPCCore
 import MarketplaceOrder
+import NestDomain
 import NestProto
 import NestServiceKit
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GRPCCore
+import NestDomain
 import NestProto
 import NestServiceKit
 import Testing
@@ -95,7 +96,7 @@ struct ClientTokenTests {
           return Nest_Common_V1_Party()
         }
       }
-    } throws: { ($0 as? RPCError)?.code == .alreadyExists }
+    } throws: { ($0 as? DomainError)?.code == .alreadyExists }
   }
 
   @Test("tokens are per caller and per method; an empty token never deduplicates")

@@ -1,8 +1,6 @@
 // The money rules of DESIGN section 5, each against an independent computation.
-import GRPCCore
+import NestDomain
 import NestProto
-import NestServiceKit
-import NestTransport
 import Settlement
 import Testing
 

@@ -173,9 +173,20 @@ public final class NestClientTransport: ClientTransport, Sendable {
     _ closure: (RPCStream<Inbound, Outbound>, ClientContext) async throws -> T
   ) async throws -> T {
     try await self.waitUntilStarted()
-    let connection = try await self.connection()
+    let connection: ClientConnection
+    let callID: UInt64
+    do {
+      connection = try await self.connection(waitForReady: options.waitForReady ?? false)
+      callID = try await connection.open()
+    } catch let error as RPCError {
+      // No connection: the call is answered at once with the status, as a stream that was
+      // rejected, so that GRPCCore's executors (retries included) see an ordinary failed RPC.
+      return try await closure(
+        Self.rejected(descriptor, error),
+        ClientContext(
+          descriptor: descriptor, remotePeer: "\(self.configuration.host):\(self.configuration.port)", localPeer: ""))
+    }
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
-    let callID = try await connection.open()
     let writer = RequestWriter(
       callID: callID, path: descriptor.wirePath, connection: connection, continuation: continuation)
     let stream = RPCStream(
@@ -191,8 +202,20 @@ public final class NestClientTransport: ClientTransport, Sendable {
     }
   }
 
-  /// The open connection, or a new one.
-  private func connection() async throws -> ClientConnection {
+  /// A stream whose only response part is `error`'s status, and whose requests go nowhere.
+  private static func rejected(_ descriptor: MethodDescriptor, _ error: RPCError) -> RPCStream<Inbound, Outbound> {
+    let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
+    continuation.yield(.status(Status(code: Status.Code(error.code), message: error.message), error.metadata))
+    continuation.finish()
+    return RPCStream(
+      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
+      outbound: RPCWriter.Closable(wrapping: DiscardingWriter()))
+  }
+
+  /// A usable connection: the open one, the one being dialed, or a new dial. While the last
+  /// dial's backoff runs, a call fails at once with UNAVAILABLE (as gRPC's fail-fast calls do
+  /// while a channel is in transient failure) unless it asked to wait for ready.
+  private func connection(waitForReady: Bool) async throws -> ClientConnection {
     enum Next {
       case use(ClientConnection)
       case wait(EventLoopFuture<ClientConnection>)
@@ -204,6 +227,13 @@ public final class NestClientTransport: ClientTransport, Sendable {
       }
       if let connection = state.connection, connection.isUsable { return .use(connection) }
       if let dialing = state.dialing { return .wait(dialing) }
+      if !waitForReady && state.failures > 0 && ContinuousClock.now < state.notBefore {
+        throw RPCError(
+          code: .unavailable,
+          message:
+            "cannot connect to \(self.configuration.host):\(self.configuration.port); next attempt in \(state.notBefore - ContinuousClock.now)"
+        )
+      }
       let promise = self.group.next().makePromise(of: ClientConnection.self)
       state.dialing = promise.futureResult
       return .dial(promise, after: state.notBefore)
@@ -253,6 +283,15 @@ public final class NestClientTransport: ClientTransport, Sendable {
       throw RPCError(code: .unavailable, message: "\(error)")
     }
   }
+}
+
+/// The request side of a call that was never sent.
+struct DiscardingWriter: ClosableRPCWriterProtocol {
+  typealias Element = RPCRequestPart<[UInt8]>
+  func write(_ element: Element) async throws {}
+  func write(contentsOf elements: some Sequence<Element>) async throws {}
+  func finish() async {}
+  func finish(throwing error: any Error) async {}
 }
 
 /// Buffers a call's request parts and sends them as one REQUEST when the request ends.

@@ -49,7 +49,7 @@ func failingDeliveries(
     return rows.count >= count
       && rows.filter { $0.kind == kind }.allSatisfy { $0.attempts > 0 && $0.lastErrorCode != 0 }
   }
-  #expect(seen, "\(rows.count) pending rows, \(rows.filter { $0.attempts == 0 }.count) not yet tried")
+  #expect(seen, "\(rows.count) pending rows, \(rows.filter { $0.attempts == 0 }.count) not yet tried: \(rows.map { "\($0.kind) \($0.attempts) \($0.lastErrorCode) \($0.lastError)" })")
   return rows
 }
 
@@ -83,7 +83,7 @@ struct FaultTests {
 
     try await cluster.start("settlement")
     for id in ids {
-      let order = try await settled(cluster, id, as: .customer, setup.customer)
+      let order = try await settled(cluster, id, as: .operator, "op")
       #expect(order.status == .fulfilled)
       #expect(try await saleCount(cluster, order: id) == 1)
       #expect(try await saleCount(cluster, order: order.linkedOrderIds.first ?? "") == 1)

@@ -100,8 +100,8 @@ struct CatalogEntitlementProcessTests {
     #expect(product.status == .listed)
 
     // What marketplace-order will do for a paid order: resolve, then ask for the instance.
-    let platform = entitlement(cluster, as: .service, "order")
-    let resolution = try await catalog(cluster, as: .service, "order") {
+    let platform = entitlement(cluster, as: .service, "marketplace-order")
+    let resolution = try await catalog(cluster, as: .service, "marketplace-order") {
       try await $0.resolveScenario(.with { $0.serviceID = b.id }).resolution!
     }
     #expect(resolution.scenario == .scenario3)
@@ -156,7 +156,7 @@ struct CatalogEntitlementProcessTests {
         })
     }
     let checkPermission = {
-      try await platform {
+      try await entitlement(cluster, as: .operator, "op") {
         try await $0.checkResourcePermission(
           .with {
             $0.instanceID = instance.id

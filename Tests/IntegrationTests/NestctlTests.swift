@@ -17,11 +17,12 @@ struct NestctlTests {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-demo-\(UUID())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
-    // Four consecutive ports for --base-port, handed out here so that no other test gets them.
-    let ports = try (0..<4).map { _ in try Readiness.freeLoopbackPort() }
-    try #require(ports == Array(ports[0]..<ports[0] + 4))
-    let base = ports[0]
-    let result = try nestctl(["demo", "--spawn", "--base-port", "\(base)", "--data-dir", directory.path])
+    // Free ports, bound by nestctl before the services start (so no other test can take them).
+    let result = try nestctl(
+      ["demo", "--spawn", "--base-port", "0", "--data-dir", directory.path],
+      // The caller's environment does not reach the services nestctl starts: a secret here
+      // that differs from the data directory's changes nothing.
+      environment: ["NEST_AUTH_SECRET": String(repeating: "x", count: 40), "NEST_COMMISSION_BPS": "not-a-number"])
     #expect(result.status == 0, "\(result.stdoutText)\n\(result.stderr)")
     for heading in ["== scenario 1", "== scenario 2", "== scenario 3", "== scenario 4", "== direct sale"] {
       #expect(result.stdoutText.contains(heading))
@@ -102,14 +103,13 @@ struct NestctlTests {
   func up() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-up-\(UUID())")
     defer { try? FileManager.default.removeItem(at: directory) }
-    let ports = try (0..<4).map { _ in try Readiness.freeLoopbackPort() }
-    try #require(ports == Array(ports[0]..<ports[0] + 4))
-    let arguments = ["up", "--data-dir", directory.path, "--base-port", "\(ports[0])"]
-    let environment = [
-      "NEST_CATALOG_ADDRESS": "127.0.0.1:\(ports[0])", "NEST_PROTO_PATH": Repository.path("proto").path,
-    ]
+    let arguments = ["up", "--data-dir", directory.path, "--base-port", "0"]
     var platform = try ChildProcess("nestctl", arguments: arguments)
+    // The table names each service's address: free ports nestctl bound for them.
+    let catalogLine = try #require(await platform.line(startingWith: "catalog-service"), "\(platform.lines)")
     #expect(await platform.line(startingWith: "settlement-service") != nil, "\(platform.lines)")
+    let catalogAddress = String(catalogLine.split(separator: " ", omittingEmptySubsequences: true)[1])
+    let environment = ["NEST_CATALOG_ADDRESS": catalogAddress, "NEST_PROTO_PATH": Repository.path("proto").path]
     for name in ["catalog", "entitlement", "order", "settlement"] {
       #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("\(name).sqlite").path))
     }
@@ -129,7 +129,9 @@ struct NestctlTests {
     #expect(platform.lines.last == "stopped")
 
     platform = try ChildProcess("nestctl", arguments: arguments)
+    let again = try #require(await platform.line(startingWith: "catalog-service"), "\(platform.lines)")
     #expect(await platform.line(startingWith: "settlement-service") != nil)
+    withToken["NEST_CATALOG_ADDRESS"] = String(again.split(separator: " ", omittingEmptySubsequences: true)[1])
     let listed = try nestctl(["catalog", "list-services", "--json"], environment: withToken)
     #expect(listed.stdoutText.contains("\"Kept\""), "\(listed.stdoutText) \(listed.stderr)")
     #expect(platform.stop() == 0)

@@ -213,8 +213,9 @@ func settled(_ cluster: ServiceCluster, _ id: String, as role: Nest_Common_V1_Ro
     return (order.status == .fulfilled || order.status == .refunded) && order.delivery?.pending == 0
   }
   #expect(done, "order \(id) is \(order.status) with \(order.delivery?.pending ?? 0) deliveries pending")
-  // A linked order's sale is its own delivery: wait for it too.
-  for linked in order.linkedOrderIds {
+  // A linked order's sale is its own delivery: wait for it too (an operator sees the links).
+  let links = try await orders(cluster, as: .operator, "op") { try await $0.getOrder(.with { $0.orderID = id }).order! }
+  for linked in links.linkedOrderIds {
     let sold = try await eventually(timeout: .seconds(60)) {
       try await orders(cluster, as: .operator, "op") { try await $0.getOrder(.with { $0.orderID = linked }).order! }
         .delivery?.pending == 0
@@ -293,7 +294,12 @@ struct PlatformScenarioTests {
       #expect(instance.id == order.instanceID, "\(setup.name)")
       #expect(instance.resourceOwner == setup.resourceOwner, "\(setup.name)")
       #expect(instance.feePayer == setup.resourceOwner, "\(setup.name)")
-      #expect(instance.authorizationID == authorization, "\(setup.name)")
+      // The authorization a sale was made under is the wholesale side: not the customer's.
+      #expect(instance.authorizationID == "", "\(setup.name)")
+      let operatorView = try await entitlement(cluster, as: .operator, "op") {
+        try await $0.getServiceInstance(.with { $0.key = .orderID(order.id) }).instance!
+      }
+      #expect(operatorView.authorizationID == authorization, "\(setup.name)")
       #expect(instance.parameters["size"] == "s", "\(setup.name)")
       let privateService = (setup.bType ?? setup.aType) == .private
       switch instance.access {

@@ -233,28 +233,28 @@ struct SQLMetacharacterTests {
           $0.reason = "deny \(evil)"
         }
       ).request!
-      for (method, call) in [
-        ("SuspendServiceInstance", 0), ("ResumeServiceInstance", 1), ("RenewServiceInstance", 2),
-      ] {
-        switch call {
-        case 0:
-          _ = try await entitlement.suspendServiceInstance(
-            .with {
-              $0.clientToken = token(method); $0.instanceID = instance.id; $0.reason = "s \(evil)"
-            })
-        case 1:
-          _ = try await entitlement.resumeServiceInstance(
-            .with {
-              $0.clientToken = token(method); $0.instanceID = instance.id; $0.reason = "r \(evil)"
-            })
-        default:
-          _ = try await entitlement.renewServiceInstance(
-            .with {
-              $0.clientToken = token(method); $0.instanceID = instance.id; $0.renewal = .periods(1)
-            })
-        }
-      }
+      _ = try await entitlement.suspendServiceInstance(
+        .with {
+          $0.clientToken = token("SuspendServiceInstance")
+          $0.instanceID = instance.id
+          $0.reason = "s \(evil)"
+        })
+      _ = try await entitlement.resumeServiceInstance(
+        .with {
+          $0.clientToken = token("ResumeServiceInstance")
+          $0.instanceID = instance.id
+          $0.reason = "r \(evil)"
+        })
       return decided
+    }
+    // Renewal is marketplace-order's (a paid renewal order).
+    _ = try await platform.entitlement(as: .service, "marketplace-order") {
+      try await $0.renewServiceInstance(
+        .with {
+          $0.clientToken = token("RenewServiceInstance")
+          $0.instanceID = instance.id
+          $0.renewal = .periods(1)
+        })
     }
     #expect(decided.decisionReason == "deny \(evil)")
     let listed = try await platform.entitlement(as: .customer, customer) {

@@ -38,7 +38,7 @@ typedef enum _Nest__Common__V1__ServiceType {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__COMMON__V1__SERVICE_TYPE)
 } Nest__Common__V1__ServiceType;
 /*
- * DESIGN section 1: decided by (type of A, A listed on the marketplace, type of B).
+ * docs/design.md §1: decided by (type of A, A listed on the marketplace, type of B).
  */
 typedef enum _Nest__Common__V1__Scenario {
   NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED = 0,
@@ -97,7 +97,7 @@ typedef enum _Nest__Common__V1__AccessMode {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__COMMON__V1__ACCESS_MODE)
 } Nest__Common__V1__AccessMode;
 /*
- * DESIGN section 4: the `role` claim of a token.
+ * docs/design.md §4: the `role` claim of a token.
  */
 typedef enum _Nest__Common__V1__Role {
   NEST__COMMON__V1__ROLE__ROLE_UNSPECIFIED = 0,

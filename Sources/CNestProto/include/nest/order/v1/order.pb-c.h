@@ -389,7 +389,7 @@ struct  Nest__Order__V1__Delivery
   Nest__Order__V1__DeliveryTarget target;
   Nest__Order__V1__DeliveryStatus status;
   /*
-   * The idempotency key sent with every attempt (the order id, see DESIGN section 6).
+   * The idempotency key sent with every attempt (the order id, see docs/design.md §6).
    */
   char *idempotency_key;
   /*

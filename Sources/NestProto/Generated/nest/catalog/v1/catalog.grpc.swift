@@ -561,7 +561,7 @@ extension Nest_Catalog_V1_CatalogService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+    /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
@@ -914,7 +914,7 @@ extension Nest_Catalog_V1_CatalogService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+    /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
@@ -1265,7 +1265,7 @@ extension Nest_Catalog_V1_CatalogService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+    /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
@@ -2190,7 +2190,7 @@ extension Nest_Catalog_V1_CatalogService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+    /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
@@ -2764,7 +2764,7 @@ extension Nest_Catalog_V1_CatalogService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+    /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
     /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
     /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
     /// > EntitlementService.CheckDistribution) nor whether the service is listed.
@@ -3272,7 +3272,7 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   ///
   /// > Source IDL Documentation:
   /// >
-  /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+  /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
   /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
   /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
   /// > EntitlementService.CheckDistribution) nor whether the service is listed.
@@ -3826,7 +3826,7 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   ///
   /// > Source IDL Documentation:
   /// >
-  /// > What selling this service means (DESIGN section 1): for B, scenario 1-4 from (type of
+  /// > What selling this service means (docs/design.md §1): for B, scenario 1-4 from (type of
   /// > A, A listed, type of B); for a base service A, SCENARIO_DIRECT. Answers from the
   /// > catalog's current state; callers snapshot it. Does not check the authorization (that is
   /// > EntitlementService.CheckDistribution) nor whether the service is listed.

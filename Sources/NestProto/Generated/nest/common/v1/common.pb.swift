@@ -36,7 +36,7 @@ public enum Nest_Common_V1_ServiceType: NestEnum, CaseIterable {
   }
 }
 
-/// DESIGN section 1: decided by (type of A, A listed on the marketplace, type of B).
+/// docs/design.md §1: decided by (type of A, A listed on the marketplace, type of B).
 public enum Nest_Common_V1_Scenario: NestEnum, CaseIterable {
   case unspecified  // SCENARIO_UNSPECIFIED = 0
   /// A PRIVATE, B PRIVATE: the customer owns and pays the resources; offline settlement.
@@ -149,7 +149,7 @@ public enum Nest_Common_V1_AccessMode: NestEnum, CaseIterable {
   }
 }
 
-/// DESIGN section 4: the `role` claim of a token.
+/// docs/design.md §4: the `role` claim of a token.
 public enum Nest_Common_V1_Role: NestEnum, CaseIterable {
   case unspecified  // ROLE_UNSPECIFIED = 0
   case isv  // ROLE_ISV = 1

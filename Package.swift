@@ -122,7 +122,7 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
-    // Identity (DESIGN section 4): HS256 bearer tokens checked by a server interceptor, the
+    // Identity (docs/design.md §4): HS256 bearer tokens checked by a server interceptor, the
     // caller's principal for handlers, and a client interceptor that sends a token.
     .target(
       name: "NestAuth",
@@ -383,6 +383,8 @@ let package = Package(
       name: "NestServiceKitTests",
       dependencies: [
         "NestServiceKit", "NestProto", "NestProtoTesting", "NestDomain",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -415,6 +417,7 @@ let package = Package(
     .testTarget(
       name: "SettlementTests",
       dependencies: [
+        "NestProtoTesting",
         "Settlement", "NestTestKit", "NestProto", "NestServiceKit", "NestAuth", "NestTransport", "NestDomain",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -439,6 +442,7 @@ let package = Package(
         "NestDomain", "NestTestKit", "NestProto", "NestProtoTesting", "NestTransport", "NestServiceKit",
         "NestProtoCompiler", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -448,7 +452,7 @@ let package = Package(
     .testTarget(
       name: "IntegrationTests",
       dependencies: [
-        "NestDomain",
+        "NestDomain", "NestTestKit", "NestScenarios",
         "NestTransport", "NestAuth", "NestProto", "NestProtoTesting", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,6 +1,6 @@
-// HS256 tokens with the claims of DESIGN section 4: sub, role, exp, iss = "nest".
+// HS256 tokens with the claims of docs/design.md §4: sub, role, exp, iss = "nest".
 import Foundation
-public import JWTKit
+import JWTKit
 public import NestProto
 
 struct NestClaims: JWTPayload {

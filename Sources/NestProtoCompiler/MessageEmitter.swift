@@ -146,7 +146,8 @@ struct MessageEmitter {
         out += "\(indent)  if ![\(access.readers.map(String.init).joined(separator: ", "))].contains(role) {\n"
         if let oneof = field.oneofIndex {
           let oneofProperty = "copy." + SwiftNaming.escaped(SwiftNaming.lowerCamel(message.oneofs[oneof]))
-          out += "\(indent)    if case .\(SwiftNaming.escaped(SwiftNaming.lowerCamel(field.name)))? = \(oneofProperty) { \(oneofProperty) = nil }\n"
+          out +=
+            "\(indent)    if case .\(SwiftNaming.escaped(SwiftNaming.lowerCamel(field.name)))? = \(oneofProperty) { \(oneofProperty) = nil }\n"
         } else {
           out += "\(indent)    \(property) = \(self.defaultValue(field))\n"
         }
@@ -164,7 +165,8 @@ struct MessageEmitter {
       if let oneof = field.oneofIndex {
         let oneofProperty = "copy." + SwiftNaming.escaped(SwiftNaming.lowerCamel(message.oneofs[oneof]))
         let arm = SwiftNaming.escaped(SwiftNaming.lowerCamel(field.name))
-        out += "\(indent)  if case .\(arm)(let value)? = \(oneofProperty) { \(oneofProperty) = .\(arm)(value.redacted(forRole: role)) }\n"
+        out +=
+          "\(indent)  if case .\(arm)(let value)? = \(oneofProperty) { \(oneofProperty) = .\(arm)(value.redacted(forRole: role)) }\n"
       } else if field.label == .repeated {
         out += "\(indent)  \(property) = \(property).map { $0.redacted(forRole: role) }\n"
       } else {

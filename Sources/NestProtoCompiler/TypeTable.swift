@@ -88,9 +88,9 @@ struct TypeTable {
 
   /// The Swift case of an enum's value `number`, e.g. `.customer` for Role 3.
   func enumCase(_ enumFullName: String, _ number: Int32) -> String {
-    guard let enumeration = self.enums[enumFullName], let value = enumeration.values.first(where: { $0.number == number })
+    guard let enumeration = self.enums[enumFullName],
+      let value = enumeration.values.first(where: { $0.number == number })
     else { return "init(rawValue: \(number))" }
     return SwiftNaming.escaped(SwiftNaming.enumCase(value.name, enumName: enumeration.name))
   }
 }
-

@@ -207,7 +207,8 @@ public struct Marketplace: Sendable {
       return ScenarioSetup(kind: kind, parties: parties, a: a, authorization: nil, b: nil, productID: a.productID)
     }
     let authorization = try await self.authorize(parties.distributor, on: a, maxInstances: maxInstances)
-    let b = try await self.publish(.distributor, parties.distributor, type: bType, base: a.id, price: self.prices.bPrice)
+    let b = try await self.publish(
+      .distributor, parties.distributor, type: bType, base: a.id, price: self.prices.bPrice)
     return ScenarioSetup(
       kind: kind, parties: parties, a: a, authorization: authorization, b: b, productID: b.productID)
   }

@@ -1,4 +1,4 @@
-// Client tokens (DESIGN section 6): every mutating RPC runs at most once per
+// Client tokens (docs/design.md §6): every mutating RPC runs at most once per
 // (caller, method, token). A retry with the same request gets the first response back,
 // from the same transaction that did the work; the same token with a different request is
 // ALREADY_EXISTS. An empty token opts out.

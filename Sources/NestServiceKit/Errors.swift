@@ -50,6 +50,17 @@ public enum StorageFailure {
     default: (.internalError, "internal error (storage)")
     }
   }
+
+  /// SQLite's name of a primary result code, as operators search logs for it.
+  public static func name(_ code: ResultCode) -> String {
+    let names: [Int32: String] = [
+      1: "SQLITE_ERROR", 2: "SQLITE_INTERNAL", 3: "SQLITE_PERM", 4: "SQLITE_ABORT", 5: "SQLITE_BUSY",
+      6: "SQLITE_LOCKED", 7: "SQLITE_NOMEM", 8: "SQLITE_READONLY", 9: "SQLITE_INTERRUPT", 10: "SQLITE_IOERR",
+      11: "SQLITE_CORRUPT", 13: "SQLITE_FULL", 14: "SQLITE_CANTOPEN", 19: "SQLITE_CONSTRAINT", 22: "SQLITE_NOLFS",
+      26: "SQLITE_NOTADB",
+    ]
+    return names[code.primaryResultCode.rawValue] ?? "SQLITE_\(code.primaryResultCode.rawValue)"
+  }
 }
 
 /// Turns every error a handler throws into the status a caller should see, logging what the
@@ -74,22 +85,31 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
   }
 
   public func map(_ error: any Error, method: String) -> RPCError {
+    let (status, cause) = RPCError.status(of: error)
+    if let cause {
+      self.logger.error("call failed", metadata: ["method": "\(method)", "cause": "\(cause)"])
+    }
+    return status
+  }
+}
+
+extension RPCError {
+  /// Any error as the status a caller gets, and the cause to log when the caller is not
+  /// told it: an RPC's own status, a rule's DomainError, a storage failure (by what retrying
+  /// can do), cancellation; anything else INTERNAL.
+  public static func status(of error: any Error) -> (status: RPCError, cause: String?) {
     switch error {
-    case let error as RPCError: return error
-    case let error as any RPCErrorConvertible: return RPCError(error)
-    case is CancellationError: return RPCError(code: .cancelled, message: "the call was cancelled")
+    case let error as RPCError: return (error, nil)
+    case let error as any RPCErrorConvertible: return (RPCError(error), nil)
+    case is CancellationError: return (RPCError(code: .cancelled, message: "the call was cancelled"), nil)
     case let error as DatabaseError:
       let (code, reason) = StorageFailure.status(of: error)
-      self.logger.error(
-        "storage failure",
-        metadata: [
-          "method": "\(method)", "sqlite": "\(error.extendedResultCode)", "error": "\(error.message ?? "")",
-          "sql": "\(error.sql ?? "")",
-        ])
-      return RPCError(code: code, message: reason)
+      return (
+        RPCError(code: code, message: reason),
+        "storage: \(StorageFailure.name(error.resultCode)) (\(error.extendedResultCode.rawValue)): \(error.message ?? "") (\(error.sql ?? "no statement"))"
+      )
     default:
-      self.logger.error("handler failed", metadata: ["method": "\(method)", "error": "\(error)"])
-      return RPCError(code: .internalError, message: "internal error")
+      return (RPCError(code: .internalError, message: "internal error"), "\(error)")
     }
   }
 }

@@ -35,7 +35,8 @@ public struct HistoryTable: Sendable {
 
   /// Stores the entries of `history` past those already stored for `id`.
   public func append(_ history: [Nest_Common_V1_StatusChange], for id: String, in db: Database) throws {
-    let stored = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?", arguments: [id]) ?? 0
+    let stored =
+      try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?", arguments: [id]) ?? 0
     for (seq, entry) in history.enumerated().dropFirst(stored) {
       try db.execute(
         sql: """

@@ -183,7 +183,8 @@ public final class InProcessListener: ServiceListener, Sendable {
   public func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
     -> any Service
   {
-    InProcessServers(pending: self.pending, continuation: self.continuation, services: services, interceptors: interceptors)
+    InProcessServers(
+      pending: self.pending, continuation: self.continuation, services: services, interceptors: interceptors)
   }
 }
 

@@ -227,7 +227,8 @@ public struct ServiceConfiguration: Sendable {
   ) async throws(ConfigurationError) -> ServiceConfiguration {
     let settings = SettingsReader(flags: flags, environment: environment)
     let port = try await settings.int("port", default: service.defaultPort, in: 0...65535)
-    let socket = try await settings.string("listen.fd") == nil
+    let socket =
+      try await settings.string("listen.fd") == nil
       ? nil : CInt(try await settings.int("listen.fd", default: 0, in: 3...65535))
     guard let database = try await settings.string("database") else {
       throw ConfigurationError("no database: pass --database PATH or set NEST_DATABASE")
@@ -239,10 +240,11 @@ public struct ServiceConfiguration: Sendable {
     }
     let secret: String
     if let file = try await settings.string("auth.secret.file") {
-      guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+      do {
+        secret = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+      } catch {
         throw ConfigurationError("\(SettingsReader.names("auth.secret.file")): cannot read \(file)")
       }
-      secret = contents.trimmingCharacters(in: .whitespacesAndNewlines)
     } else if let value = try await settings.string("auth.secret") {
       secret = value
     } else {

@@ -21,7 +21,11 @@ public struct Wakeups: Sendable {
     await cancelWhenGracefulShutdown {
       await withTaskGroup(of: Void.self) { group in
         group.addTask {
-          while (try? await Task.sleep(for: interval)) != nil { continuation.yield() }
+          // Until the task is cancelled (sleep throws then).
+          while true {
+            do { try await Task.sleep(for: interval) } catch { return }
+            continuation.yield()
+          }
         }
         group.addTask {
           for await _ in stream {

@@ -69,12 +69,15 @@ public final class NestTestPlatform: PlatformClients, Sendable {
 
   /// Starts `services` (all of them by default) and returns once each answers Health/Check.
   /// Calls to a service not started fail UNAVAILABLE (as processes) or wait (in-process).
+  /// - `prepare`: runs on the (empty) data directory before any service starts: to put a
+  ///   service's database there (`<service>.sqlite`), say.
   public static func start(
     _ mode: Mode = .inProcess, services: [NestServiceName] = NestServiceName.allCases, commissionBps: UInt32 = 500,
-    logLevel: Logger.Level = .error
+    logLevel: Logger.Level = .error, prepare: (URL) throws -> Void = { _ in }
   ) async throws -> NestTestPlatform {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nest-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    try prepare(directory)
     switch mode {
     case .inProcess:
       let platform = try await NestTestPlatform(
@@ -135,6 +138,8 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   private func waitUntilServing(_ service: NestServiceName) async throws {
     var options = CallOptions.defaults
     options.timeout = .seconds(30)
+    // The connection may be backing off from the service's last life: wait for it to redial.
+    options.waitForReady = true
     let status = try await self.connections.withClient(service, token: "") {
       try await $0.health.check(.init(), options: options).status
     }
@@ -155,13 +160,15 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     _ = await task.result
   }
 
-  /// Starts one service again (as processes; its database is kept). In-process, the other
+  /// Starts one service again (as processes; its database is kept) and returns once this
+  /// platform's own connection to it answers. In-process, the other
   /// services' connections to it ended with it: restart a service in the processes mode.
   public func start(_ service: NestServiceName) async throws {
     guard let processes = self.processes else {
       throw RPCError(code: .failedPrecondition, message: "restarting one service needs the .processes mode")
     }
     try await processes.start(service)
+    try await self.waitUntilServing(service)
   }
 
   /// Stops every service and removes the databases.

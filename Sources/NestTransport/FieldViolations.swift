@@ -1,8 +1,8 @@
-// Field-level errors (DESIGN section 3: Status.violations) through GRPCCore, whose RPCError
+// Field-level errors (docs/design.md §3: Status.violations) through GRPCCore, whose RPCError
 // has no place for them: they ride in the error's metadata under one binary key, and the
 // transport moves them into the wire Status's `violations` (and back on the client).
 public import GRPCCore
-public import NestProto
+import NestProto
 
 /// Which field of a request was refused, and why.
 public struct FieldViolation: Hashable, Sendable, CustomStringConvertible {

@@ -24,7 +24,8 @@ public struct SettlementService: Nest_Settlement_V1_SettlementService.SimpleServ
   ) { environment in
     let service = SettlementService(
       store: SettlementStore(database: environment.database),
-      peers: RPCSettlementPeers(entitlement: try environment.peers.entitlement(), orders: try environment.peers.orders()),
+      peers: RPCSettlementPeers(
+        entitlement: try environment.peers.entitlement(), orders: try environment.peers.orders()),
       clock: environment.clock)
     return ServiceParts(rpcServices: [service])
   }

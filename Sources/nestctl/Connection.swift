@@ -88,7 +88,8 @@ struct ConnectionOptions: ParsableArguments {
     for service in NestServiceName.allCases {
       let address = try self.address(service)
       connections.add(
-        service, transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nestctl/0.1.0")))
+        service,
+        transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nestctl/0.1.0")))
     }
     return RemotePlatform(connections: connections, tokens: try await NestTokens(secret: secret ?? self.secret()))
   }

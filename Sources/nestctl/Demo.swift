@@ -41,7 +41,9 @@ struct DemoCommand: AsyncParsableCommand {
     }
     defer { spawned?.stop() }
     let remote = try await connection.platform(secret: secret)
-    let demo = Demo(marketplace: Marketplace(remote, operatorID: "demo-operator"), run: String(UUID().uuidString.prefix(6)).lowercased())
+    let demo = Demo(
+      marketplace: Marketplace(remote, operatorID: "demo-operator"),
+      run: String(UUID().uuidString.prefix(6)).lowercased())
     var failures = 0
     do {
       try await reportingErrors {
@@ -102,7 +104,8 @@ struct Demo {
     case .logonURL(let url)?: print("  instance \(instance.id): \(statusName(instance.status)), logon URL \(url)")
     case .license(let license)?:
       print(
-        "  instance \(instance.id): \(statusName(instance.status)), license \(license.licenseID) (\(license.algorithm))")
+        "  instance \(instance.id): \(statusName(instance.status)), license \(license.licenseID) (\(license.algorithm))"
+      )
     case nil: print("  instance \(instance.id): no access")
     }
     print("  resources owned and paid by \(instance.resourceOwner?.accountID ?? "")")

@@ -70,29 +70,40 @@ struct CatalogServiceTests {
     -> Nest_Catalog_V1_Service
   {
     try await run {
-      let created = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(
-        request: .with {
-          $0.name = "Analytics"
-          $0.type = type
-          $0.deploymentPackage = package
-        }, context: $0) }
-      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.PublishService.descriptor, as: .isv, "isv-1") { try await self.catalog.publishService(
-        request: .with {
-          $0.serviceID = created.service!.id
-          $0.versionID = created.version!.id
-        }, context: $0) }
-      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.EnableDistribution.descriptor, as: .isv, "isv-1") { try await self.catalog.enableDistribution(
-        request: .with { $0.serviceID = created.service!.id }, context: $0) }
-      if listed {
-        _ = try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .isv, "isv-1") { try await self.catalog.listOnMarketplace(
+      let created = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1")
+      {
+        try await self.catalog.createService(
+          request: .with {
+            $0.name = "Analytics"
+            $0.type = type
+            $0.deploymentPackage = package
+          }, context: $0)
+      }
+      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.PublishService.descriptor, as: .isv, "isv-1") {
+        try await self.catalog.publishService(
           request: .with {
             $0.serviceID = created.service!.id
-            $0.plans = [plan(2_000)]
-          }, context: $0) }
+            $0.versionID = created.version!.id
+          }, context: $0)
       }
-      return try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .isv, "isv-1") { try await self.catalog.getService(
-        request: .with { $0.serviceID = created.service!.id }, context: $0
-      ) }
+      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.EnableDistribution.descriptor, as: .isv, "isv-1") {
+        try await self.catalog.enableDistribution(
+          request: .with { $0.serviceID = created.service!.id }, context: $0)
+      }
+      if listed {
+        _ = try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .isv, "isv-1") {
+          try await self.catalog.listOnMarketplace(
+            request: .with {
+              $0.serviceID = created.service!.id
+              $0.plans = [plan(2_000)]
+            }, context: $0)
+        }
+      }
+      return try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .isv, "isv-1") {
+        try await self.catalog.getService(
+          request: .with { $0.serviceID = created.service!.id }, context: $0
+        )
+      }
       .service!
     }
   }
@@ -107,12 +118,16 @@ struct CatalogServiceTests {
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
-            request: .with {
-              $0.baseServiceID = a.id
-              $0.name = "Analytics Plus"
-              $0.type = .fullyManaged
-            }, context: $0) }
+          try await calling(
+            Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1"
+          ) {
+            try await self.catalog.createDerivedService(
+              request: .with {
+                $0.baseServiceID = a.id
+                $0.name = "Analytics Plus"
+                $0.type = .fullyManaged
+              }, context: $0)
+          }
         }
       } == .failedPrecondition)
     self.distribution.grant(base: a.id, distributor: "dist-1", wholesale: 1_000)
@@ -120,31 +135,42 @@ struct CatalogServiceTests {
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
-            request: .with {
-              $0.baseServiceID = a.id
-              $0.name = "Analytics Private"
-              $0.type = .private
-            }, context: $0) }
+          try await calling(
+            Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1"
+          ) {
+            try await self.catalog.createDerivedService(
+              request: .with {
+                $0.baseServiceID = a.id
+                $0.name = "Analytics Private"
+                $0.type = .private
+              }, context: $0)
+          }
         }
       } == .failedPrecondition)
     let b = try await run {
-      let created = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
-        request: .with {
-          $0.baseServiceID = a.id
-          $0.name = "Analytics Plus"
-          $0.type = .fullyManaged
-          $0.parameterSets = [
-            .with {
-              $0.name = "ha"; $0.parameters = ["replicas": "3"]
-            }
-          ]
-        }, context: $0) }
-      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.PublishService.descriptor, as: .distributor, "dist-1") { try await self.catalog.publishService(
-        request: .with {
-          $0.serviceID = created.service!.id
-          $0.versionID = created.version!.id
-        }, context: $0) }
+      let created = try await calling(
+        Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1"
+      ) {
+        try await self.catalog.createDerivedService(
+          request: .with {
+            $0.baseServiceID = a.id
+            $0.name = "Analytics Plus"
+            $0.type = .fullyManaged
+            $0.parameterSets = [
+              .with {
+                $0.name = "ha"; $0.parameters = ["replicas": "3"]
+              }
+            ]
+          }, context: $0)
+      }
+      _ = try await calling(Nest_Catalog_V1_CatalogService.Method.PublishService.descriptor, as: .distributor, "dist-1")
+      {
+        try await self.catalog.publishService(
+          request: .with {
+            $0.serviceID = created.service!.id
+            $0.versionID = created.version!.id
+          }, context: $0)
+      }
       return created.service!
     }
     #expect(b.baseServiceID == a.id)
@@ -153,24 +179,33 @@ struct CatalogServiceTests {
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .distributor, "dist-1") { try await self.catalog.listOnMarketplace(
-            request: .with {
-              $0.serviceID = b.id; $0.plans = [plan(999)]
-            }, context: $0) }
+          try await calling(
+            Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .distributor, "dist-1"
+          ) {
+            try await self.catalog.listOnMarketplace(
+              request: .with {
+                $0.serviceID = b.id; $0.plans = [plan(999)]
+              }, context: $0)
+          }
         }
       } == .failedPrecondition)
     let product = try await run {
-      try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .distributor, "dist-1") { try await self.catalog.listOnMarketplace(
-        request: .with {
-          $0.serviceID = b.id; $0.plans = [plan(1_000)]
-        }, context: $0
-      ) }
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ListOnMarketplace.descriptor, as: .distributor, "dist-1")
+      {
+        try await self.catalog.listOnMarketplace(
+          request: .with {
+            $0.serviceID = b.id; $0.plans = [plan(1_000)]
+          }, context: $0
+        )
+      }
       .product!
     }
     #expect(product.status == .listed)
     let resolution = try await run {
-      try await calling(Nest_Catalog_V1_CatalogService.Method.ResolveScenario.descriptor, as: .customer, "cust-1") { try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.id }, context: $0) }
-        .resolution!
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ResolveScenario.descriptor, as: .customer, "cust-1") {
+        try await self.catalog.resolveScenario(request: .with { $0.serviceID = b.id }, context: $0)
+      }
+      .resolution!
     }
     #expect(resolution.scenario == .scenario3)
     #expect(resolution.isvID == "isv-1")
@@ -189,15 +224,23 @@ struct CatalogServiceTests {
       (privateA, .private, .scenario1), (privateA, .fullyManaged, .scenario2),
     ] {
       let scenario = try await run {
-        let b = try await calling(Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1") { try await self.catalog.createDerivedService(
-          request: .with {
-            $0.baseServiceID = base.id
-            $0.name = "B of \(base.id)"
-            $0.type = type
-          }, context: $0) }
-        return try await calling(Nest_Catalog_V1_CatalogService.Method.ResolveScenario.descriptor, as: .distributor, "dist-1") { try await self.catalog.resolveScenario(
-          request: .with { $0.serviceID = b.service!.id }, context: $0
-        ) }
+        let b = try await calling(
+          Nest_Catalog_V1_CatalogService.Method.CreateDerivedService.descriptor, as: .distributor, "dist-1"
+        ) {
+          try await self.catalog.createDerivedService(
+            request: .with {
+              $0.baseServiceID = base.id
+              $0.name = "B of \(base.id)"
+              $0.type = type
+            }, context: $0)
+        }
+        return try await calling(
+          Nest_Catalog_V1_CatalogService.Method.ResolveScenario.descriptor, as: .distributor, "dist-1"
+        ) {
+          try await self.catalog.resolveScenario(
+            request: .with { $0.serviceID = b.service!.id }, context: $0
+          )
+        }
         .resolution!.scenario
       }
       #expect(scenario == expected)
@@ -209,48 +252,64 @@ struct CatalogServiceTests {
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .customer, "cust-1") { try await self.catalog.createService(
-            request: .with {
-              $0.name = "x"; $0.type = .private; $0.deploymentPackage = package
-            }, context: $0) }
+          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .customer, "cust-1") {
+            try await self.catalog.createService(
+              request: .with {
+                $0.name = "x"; $0.type = .private; $0.deploymentPackage = package
+              }, context: $0)
+          }
         }
       } == .permissionDenied)
     let draft = try await run {
-      try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(
-        request: .with {
-          $0.name = "Draft"; $0.type = .private; $0.deploymentPackage = package
-        }, context: $0
-      ) }.service!
+      try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") {
+        try await self.catalog.createService(
+          request: .with {
+            $0.name = "Draft"; $0.type = .private; $0.deploymentPackage = package
+          }, context: $0
+        )
+      }.service!
     }
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .customer, "cust-1") { try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: $0) }
+          try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .customer, "cust-1") {
+            try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: $0)
+          }
         }
       } == .notFound)
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .isv, "isv-2") { try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: $0) }
+          try await calling(Nest_Catalog_V1_CatalogService.Method.GetService.descriptor, as: .isv, "isv-2") {
+            try await self.catalog.getService(request: .with { $0.serviceID = draft.id }, context: $0)
+          }
         }
       } == .notFound)
     let online = try await self.publishedBase()
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.TakeServiceOffline.descriptor, as: .isv, "isv-2") { try await self.catalog.takeServiceOffline(
-            request: .with { $0.serviceID = online.id }, context: $0) }
+          try await calling(Nest_Catalog_V1_CatalogService.Method.TakeServiceOffline.descriptor, as: .isv, "isv-2") {
+            try await self.catalog.takeServiceOffline(
+              request: .with { $0.serviceID = online.id }, context: $0)
+          }
         }
       } == .permissionDenied)
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.EnableDistribution.descriptor, as: .distributor, "dist-1") { try await self.catalog.enableDistribution(
-            request: .with { $0.serviceID = online.id }, context: $0) }
+          try await calling(
+            Nest_Catalog_V1_CatalogService.Method.EnableDistribution.descriptor, as: .distributor, "dist-1"
+          ) {
+            try await self.catalog.enableDistribution(
+              request: .with { $0.serviceID = online.id }, context: $0)
+          }
         }
       } == .permissionDenied)
     let listed = try await run {
-      try await calling(Nest_Catalog_V1_CatalogService.Method.ListServices.descriptor, as: .customer, "cust-1") { try await self.catalog.listServices(request: .init(), context: $0) }.services.map(\.id)
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ListServices.descriptor, as: .customer, "cust-1") {
+        try await self.catalog.listServices(request: .init(), context: $0)
+      }.services.map(\.id)
     }
     #expect(listed.contains(online.id))
     #expect(!listed.contains(draft.id))
@@ -266,8 +325,12 @@ struct CatalogServiceTests {
     }
     let (first, second) = try await run {
       (
-        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(request: request, context: $0) },
-        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(request: request, context: $0) }
+        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") {
+          try await self.catalog.createService(request: request, context: $0)
+        },
+        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") {
+          try await self.catalog.createService(request: request, context: $0)
+        }
       )
     }
     #expect(first == second)
@@ -276,11 +339,15 @@ struct CatalogServiceTests {
     #expect(
       await code {
         _ = try await run {
-          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(request: different, context: $0) }
+          try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") {
+            try await self.catalog.createService(request: different, context: $0)
+          }
         }
       } == .alreadyExists)
     let mine = try await run {
-      try await calling(Nest_Catalog_V1_CatalogService.Method.ListServices.descriptor, as: .isv, "isv-1") { try await self.catalog.listServices(request: .with { $0.ownerID = "isv-1" }, context: $0) }.services
+      try await calling(Nest_Catalog_V1_CatalogService.Method.ListServices.descriptor, as: .isv, "isv-1") {
+        try await self.catalog.listServices(request: .with { $0.ownerID = "isv-1" }, context: $0)
+      }.services
     }
     #expect(mine.filter { $0.name == "Once" }.count == 1)
     #expect(mine.filter { $0.name == "Twice" }.isEmpty)
@@ -290,13 +357,15 @@ struct CatalogServiceTests {
   func validation() async throws {
     do {
       _ = try await run {
-        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") { try await self.catalog.createService(
-          request: .with {
-            $0.name = " "
-            $0.type = .unspecified
-            $0.deploymentPackage = .with { $0.checksumSha256 = "XYZ" }
-            $0.parameterSets = [.with { $0.name = "a" }, .with { $0.name = "a" }]
-          }, context: $0) }
+        try await calling(Nest_Catalog_V1_CatalogService.Method.CreateService.descriptor, as: .isv, "isv-1") {
+          try await self.catalog.createService(
+            request: .with {
+              $0.name = " "
+              $0.type = .unspecified
+              $0.deploymentPackage = .with { $0.checksumSha256 = "XYZ" }
+              $0.parameterSets = [.with { $0.name = "a" }, .with { $0.name = "a" }]
+            }, context: $0)
+        }
       }
       Issue.record("accepted")
     } catch let error as DomainError {

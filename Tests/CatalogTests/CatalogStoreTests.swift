@@ -2,10 +2,10 @@ import Catalog
 import Foundation
 import GRDB
 import GRPCCore
+import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport
-import NestDomain
 import Testing
 
 private func store() throws -> (CatalogStore, String) {

@@ -24,7 +24,7 @@ struct Expected: Sendable, CustomTestStringConvertible {
   var testDescription: String { "A \(aType)\(aListed ? " listed" : ""), B \(bType)" }
 }
 
-/// DESIGN section 1's table, row by row, for every combination of the three inputs.
+/// docs/design.md §1's table, row by row, for every combination of the three inputs.
 let table: [Expected] = [
   Expected(
     aType: .private, aListed: false, bType: .private, scenario: .scenario1, owner: .customer, access: .resources,
@@ -52,7 +52,7 @@ let table: [Expected] = [
 
 @Suite("Scenario resolution")
 struct ScenarioRulesTests {
-  @Test("every (A type, A listed, B type) resolves as DESIGN's table says", arguments: table)
+  @Test("every (A type, A listed, B type) resolves as the design's table (docs/design.md §1) says", arguments: table)
   func derived(_ row: Expected) throws {
     let a = facts("svc-a", row.aType, owner: "isv-1", listed: row.aListed)
     let b = facts("svc-b", row.bType, owner: "dist-1")

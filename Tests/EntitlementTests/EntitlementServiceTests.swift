@@ -29,10 +29,12 @@ struct EntitlementServiceTests {
     try await self.withPlatform { platform in
       let a = try await platform.publishedBase(isv: "isv-1", type: .private, listed: false)
       let applied = try await platform.entitlement(as: .distributor, "dist-1") { client in
-        try await client.applyForDistribution(.with {
+        try await client.applyForDistribution(
+          .with {
             $0.baseServiceID = a.id
             $0.message = "we resell in APAC"
-          }).authorization!
+          }
+        ).authorization!
       }
       #expect(applied.status == .pending)
       #expect(applied.isvID == "isv-1")
@@ -42,10 +44,12 @@ struct EntitlementServiceTests {
       }
       #expect(early == .failedPrecondition)
       let approved = try await platform.entitlement(as: .isv, "isv-1") { client in
-        try await client.approveDistribution(.with {
+        try await client.approveDistribution(
+          .with {
             $0.authorizationID = applied.id
             $0.terms = NestTestPlatform.terms(wholesale: 1_000)
-          }).authorization!
+          }
+        ).authorization!
       }
       #expect(approved.status == .active)
       #expect(approved.history.map(\.status) == ["PENDING", "ACTIVE"])
@@ -83,25 +87,28 @@ struct EntitlementServiceTests {
       _ = try await platform.deployedInstance(instance.id)
       let deployed = try await platform.entitlement(as: .customer, "cust-1") { client in
         try await client.getServiceInstance(.with { $0.key = .orderID("order-1") })
-        .instance!
+          .instance!
       }
       #expect(deployed.status == .deployed)
       #expect(deployed.history.map(\.status) == ["CREATED", "DEPLOYING", "DEPLOYED"])
 
       // The customer asks the distributor (the resource owner) for an operation.
       let asked = try await platform.entitlement(as: .customer, "cust-1") { client in
-        try await client.requestResourcePermission(.with {
+        try await client.requestResourcePermission(
+          .with {
             $0.instanceID = instance.id
             $0.operation = "ecs:RebootInstance"
             $0.reason = "hung after the upgrade"
             $0.requestedDurationSeconds = 3_600
-          }).request!
+          }
+        ).request!
       }
       #expect(asked.status == .pending)
       #expect(asked.owner?.accountID == "dist-1")
       let check = {
         try await platform.entitlement(as: .operator, "op") { client in
-          try await client.checkResourcePermission(.with {
+          try await client.checkResourcePermission(
+            .with {
               $0.instanceID = instance.id
               $0.requesterID = "cust-1"
               $0.operation = "ecs:RebootInstance"
@@ -110,11 +117,13 @@ struct EntitlementServiceTests {
       }
       #expect(try await check().allowed == false)
       let decided = try await platform.entitlement(as: .distributor, "dist-1") { client in
-        try await client.decidePermissionRequest(.with {
+        try await client.decidePermissionRequest(
+          .with {
             $0.requestID = asked.id
             $0.decision = .approve
             $0.grantedDurationSeconds = 600
-          }).request!
+          }
+        ).request!
       }
       #expect(decided.status == .approved)
       let granted = try await check()
@@ -124,14 +133,16 @@ struct EntitlementServiceTests {
 
       // Revoked: CheckDistribution refuses; the instance keeps running.
       _ = try await platform.entitlement(as: .isv, "isv-1") { client in
-        try await client.revokeDistribution(.with {
+        try await client.revokeDistribution(
+          .with {
             $0.authorizationID = applied.id
             $0.reason = "contract ended"
           })
       }
       let refused = await code {
         _ = try await platform.entitlement(as: .service, "catalog") { client in
-          try await client.checkDistribution(.with {
+          try await client.checkDistribution(
+            .with {
               $0.baseServiceID = a.id
               $0.distributorID = "dist-1"
             })
@@ -176,7 +187,8 @@ struct EntitlementServiceTests {
       #expect(valid.valid)
       #expect(valid.expiresAtUnixMs == instance.expiresAtUnixMs)
       // Offline, with only the published key.
-      let (offline, payload) = LicenseVerifier.check(signed, with: valid.signingKey!, nowUnixMs: NestClock.system.nowUnixMs())
+      let (offline, payload) = LicenseVerifier.check(
+        signed, with: valid.signingKey!, nowUnixMs: NestClock.system.nowUnixMs())
       #expect(offline == .valid)
       #expect(payload?.instanceID == instance.id)
       var tampered = signed
@@ -186,9 +198,11 @@ struct EntitlementServiceTests {
 
       // The customer owns the resources, so it may suspend, resume, renew and release.
       let suspended = try await platform.entitlement(as: .customer, "cust-1") { client in
-        try await client.suspendServiceInstance(.with {
+        try await client.suspendServiceInstance(
+          .with {
             $0.instanceID = instance.id; $0.reason = "holiday"
-          }).instance!
+          }
+        ).instance!
       }
       #expect(suspended.status == .suspended)
       #expect(try await check(.licenseID(license.licenseID)).status == .suspended)
@@ -207,10 +221,12 @@ struct EntitlementServiceTests {
       }
       #expect(unpaid == .permissionDenied)
       let renewed = try await platform.entitlement(as: .service, "marketplace-order") { client in
-        try await client.renewServiceInstance(.with {
+        try await client.renewServiceInstance(
+          .with {
             $0.instanceID = instance.id
             $0.renewal = .periods(1)
-          }).instance!
+          }
+        ).instance!
       }
       #expect(renewed.expiresAtUnixMs == instance.expiresAtUnixMs + 30 * 86_400_000)
       guard case .license(let reissued)? = renewed.access else { return }
@@ -219,7 +235,8 @@ struct EntitlementServiceTests {
       // The old copy is judged by the current license.
       #expect(try await check(.signedLicense(signed)).expiresAtUnixMs == renewed.expiresAtUnixMs)
       _ = try await platform.entitlement(as: .service, "marketplace-order") { client in
-        try await client.releaseServiceInstance(.with {
+        try await client.releaseServiceInstance(
+          .with {
             $0.instanceID = instance.id; $0.reason = "refund"
           })
       }
@@ -233,11 +250,13 @@ struct EntitlementServiceTests {
       let a = try await platform.publishedBase(isv: "isv-1", type: .fullyManaged)
       func apply(_ message: String) async throws -> Nest_Entitlement_V1_DistributionAuthorization {
         try await platform.entitlement(as: .distributor, "dist-1") { client in
-          try await client.applyForDistribution(.with {
+          try await client.applyForDistribution(
+            .with {
               $0.clientToken = "apply-1"
               $0.baseServiceID = a.id
               $0.message = message
-            }).authorization!
+            }
+          ).authorization!
         }
       }
       let first = try await apply("hello")
@@ -271,7 +290,8 @@ struct EntitlementServiceTests {
       }
       let terms = await violations {
         _ = try await platform.entitlement(as: .isv, "isv-1") { client in
-          try await client.grantDistribution(.with {
+          try await client.grantDistribution(
+            .with {
               $0.baseServiceID = a.id
               $0.distributorID = "dist-1"
               $0.terms = .with {

@@ -1,10 +1,10 @@
 import Entitlement
 import GRPCCore
+import NestAuth
 import NestDomain
 import NestProto
 import NestServiceKit
 import NestTransport
-import NestAuth
 import Testing
 
 typealias DeploymentStatus = Nest_Entitlement_V1_DeploymentStatus

@@ -1,4 +1,4 @@
-// Nothing is lost when a service is down (DESIGN section 6): orders paid while settlement or
+// Nothing is lost when a service is down (docs/design.md §6): orders paid while settlement or
 // entitlement is stopped stay visible in the outbox, and once the service is back each order
 // is FULFILLED and settled exactly once.
 import Foundation
@@ -49,7 +49,10 @@ func failingDeliveries(
     return rows.count >= count
       && rows.filter { $0.kind == kind }.allSatisfy { $0.attempts > 0 && $0.lastErrorCode != 0 }
   }
-  #expect(seen, "\(rows.count) pending rows, \(rows.filter { $0.attempts == 0 }.count) not yet tried: \(rows.map { "\($0.kind) \($0.attempts) \($0.lastErrorCode) \($0.lastError)" })")
+  #expect(
+    seen,
+    "\(rows.count) pending rows, \(rows.filter { $0.attempts == 0 }.count) not yet tried: \(rows.map { "\($0.kind) \($0.attempts) \($0.lastErrorCode) \($0.lastError)" })"
+  )
   return rows
 }
 

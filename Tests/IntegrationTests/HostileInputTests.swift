@@ -1,4 +1,4 @@
-// Hostile input at every service port (DESIGN section 3's rules, issue 8): oversized and
+// Hostile input at every service port (docs/design.md §3's rules, issue 8): oversized and
 // garbage frames, half frames held open, a flood of connections past the limit, 10,000
 // calls at once, oversized payloads, invalid UTF-8, forged, expired and wrong-role tokens,
 // other parties' ids. Each gets its documented status; every service stays up with bounded

@@ -10,7 +10,7 @@ import NestProtoTesting
 import NestTransport
 import Testing
 
-/// The test's own arithmetic of DESIGN section 5.
+/// The test's own arithmetic of docs/design.md §5.
 enum Expected {
   static let bps: Int64 = 500
   static func commission(_ amount: Int64) -> Int64 { amount * bps / 10_000 }
@@ -39,7 +39,7 @@ struct Setup: Sendable {
   var wholesaleAmount: Int64 { self.wholesale * Int64(self.quantity) * Int64(self.periods) }
   var offline: Bool { [.scenario1, .scenario2, .scenario4].contains(self.scenario) }
 
-  /// Who owns (and pays for) the resources, DESIGN section 1's table.
+  /// Who owns (and pays for) the resources, docs/design.md §1's table.
   var resourceOwner: Nest_Common_V1_Party {
     switch self.scenario {
     case .scenario1:

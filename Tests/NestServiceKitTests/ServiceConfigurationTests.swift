@@ -8,7 +8,8 @@ import Testing
 private func load(
   _ arguments: [String], _ environment: [String: String], service: NestServiceName = .catalog
 ) async throws -> ServiceConfiguration {
-  try await ServiceConfiguration.load(service, flags: try ServiceOptions.parse(arguments).flags, environment: environment)
+  try await ServiceConfiguration.load(
+    service, flags: try ServiceOptions.parse(arguments).flags, environment: environment)
 }
 
 private let secret = ["NEST_AUTH_SECRET": String(repeating: "s", count: 40)]
@@ -48,7 +49,8 @@ struct ServiceConfigurationTests {
   @Test("a service's own settings read the same way: commission.bps is --commission-bps, then NEST_COMMISSION_BPS")
   func ownSettings() async throws {
     let configuration = try await ServiceConfiguration.load(
-      .order, flags: ["database": "d", "commission.bps": "300"], environment: secret.merging(["NEST_COMMISSION_BPS": "700"]) { $1 })
+      .order, flags: ["database": "d", "commission.bps": "300"],
+      environment: secret.merging(["NEST_COMMISSION_BPS": "700"]) { $1 })
     #expect(try await configuration.settings.int("commission.bps", default: 500, in: 0...10_000) == 300)
     let fromEnvironment = try await ServiceConfiguration.load(
       .order, flags: ["database": "d"], environment: secret.merging(["NEST_COMMISSION_BPS": "700"]) { $1 })
@@ -77,9 +79,17 @@ struct ServiceConfigurationTests {
     arguments: [
       (["--port", "http"], [:], "--port / NEST_PORT: \"http\" is not a whole number"),
       ([], ["NEST_PORT": "70000"], "--port / NEST_PORT: 70000 is out of range (0 to 65535)"),
-      (["--catalog-address", "catalog"], [:], "--catalog-address / NEST_CATALOG_ADDRESS: \"catalog\" is not host:port"),
-      ([], ["NEST_SETTLEMENT_ADDRESS": "s:0"], "--settlement-address / NEST_SETTLEMENT_ADDRESS: \"s:0\" is not host:port"),
-      (["--log-level", "loud"], [:], "--log-level / NEST_LOG_LEVEL: \"loud\" is not one of trace, debug, info, notice, warning, error, critical"),
+      (
+        ["--catalog-address", "catalog"], [:], "--catalog-address / NEST_CATALOG_ADDRESS: \"catalog\" is not host:port"
+      ),
+      (
+        [], ["NEST_SETTLEMENT_ADDRESS": "s:0"],
+        "--settlement-address / NEST_SETTLEMENT_ADDRESS: \"s:0\" is not host:port"
+      ),
+      (
+        ["--log-level", "loud"], [:],
+        "--log-level / NEST_LOG_LEVEL: \"loud\" is not one of trace, debug, info, notice, warning, error, critical"
+      ),
       ([], ["NEST_MAX_CONNECTIONS": "0"], "--max-connections / NEST_MAX_CONNECTIONS: 0 is out of range (1 to 1000000)"),
       (["--peer-timeout-ms", "soon"], [:], "--peer-timeout-ms / NEST_PEER_TIMEOUT_MS: \"soon\" is not a whole number"),
       (["--listen-fd", "1"], [:], "--listen-fd / NEST_LISTEN_FD: 1 is out of range (3 to 65535)"),
@@ -94,7 +104,8 @@ struct ServiceConfigurationTests {
   func badCommission() async throws {
     let configuration = try await ServiceConfiguration.load(
       .order, flags: ["database": "d"], environment: secret.merging(["NEST_COMMISSION_BPS": "lots"]) { $1 })
-    await #expect(throws: ConfigurationError("--commission-bps / NEST_COMMISSION_BPS: \"lots\" is not a whole number")) {
+    await #expect(throws: ConfigurationError("--commission-bps / NEST_COMMISSION_BPS: \"lots\" is not a whole number"))
+    {
       _ = try await configuration.settings.int("commission.bps", default: 500, in: 0...10_000)
     }
   }

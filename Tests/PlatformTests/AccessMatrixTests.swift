@@ -273,7 +273,9 @@ let rpcCases: [RPCCase] = [
         $0.reason = "asked"
       })
   },
-  RPCCase(Orders.GetOrder.descriptor, .order) { f, c in _ = try await c.orders.getOrder(.with { $0.orderID = f.order.id }) },
+  RPCCase(Orders.GetOrder.descriptor, .order) { f, c in
+    _ = try await c.orders.getOrder(.with { $0.orderID = f.order.id })
+  },
   RPCCase(Orders.ListOrders.descriptor, .none) { _, c in _ = try await c.orders.listOrders(.init()) },
   RPCCase(Orders.ListDeliveries.descriptor, .none) { _, c in _ = try await c.orders.listDeliveries(.init()) },
 

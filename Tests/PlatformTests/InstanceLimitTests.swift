@@ -47,7 +47,11 @@ struct InstanceLimitTests {
     #expect(refused.allSatisfy { $0.1 == .failedPrecondition }, "\(refused)")
     // The paid ones are fulfilled; nothing more.
     let orders = try await platform.orders(as: .operator, "op") {
-      try await $0.listOrders(.with { $0.kind = .customer; $0.page = .with { $0.pageSize = 500 } }).orders
+      try await $0.listOrders(
+        .with {
+          $0.kind = .customer; $0.page = .with { $0.pageSize = 500 }
+        }
+      ).orders
     }
     for order in orders where order.status != .created {
       _ = try await marketplace.waitForOrder(order.id)

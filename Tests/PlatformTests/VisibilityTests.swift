@@ -31,8 +31,10 @@ struct Schema: Sendable {
     let protos = try FileManager.default.subpathsOfDirectory(atPath: Repository.path("proto").path)
       .filter { $0.hasSuffix(".proto") }.sorted()
     let result = try run(
-      ["protoc", "-I", Repository.path("proto").path, "-I", "/usr/include", "--include_imports",
-       "--descriptor_set_out=\(output.path)"] + protos)
+      [
+        "protoc", "-I", Repository.path("proto").path, "-I", "/usr/include", "--include_imports",
+        "--descriptor_set_out=\(output.path)",
+      ] + protos)
     guard result.status == 0 else { throw RPCError(code: .internalError, message: result.stderr) }
     var messages: [String: ProtoMessage] = [:]
     for file in try decodeFileDescriptorSet(Array(Data(contentsOf: output))) {
@@ -136,10 +138,14 @@ struct VisibilityTests {
         "nest.order.v1.Order.wholesale at linked_orders.wholesale",
         "nest.order.v1.Order.wholesale at order.wholesale",
       ])
-    #expect(try Schema.contract.unreadable(try response.serializedBytes(), as: "nest.order.v1.GetOrderResponse", role: .operator).isEmpty)
+    #expect(
+      try Schema.contract.unreadable(
+        try response.serializedBytes(), as: "nest.order.v1.GetOrderResponse", role: .operator
+      ).isEmpty)
   }
 
-  @Test("every response of a full run, to every party, carries only what that party may read", arguments: ScenarioKind.all)
+  @Test(
+    "every response of a full run, to every party, carries only what that party may read", arguments: ScenarioKind.all)
   func walk(_ kind: ScenarioKind) async throws {
     let platform = try await NestTestPlatform.start()
     let marketplace = platform.marketplace
@@ -172,7 +178,8 @@ struct VisibilityTests {
     // A second order, refunded by its seller.
     let second = try await marketplace.buy(parties.customer, product: setup.productID)
     _ = try await marketplace.waitForOrder(second.id)
-    let seller: (Nest_Common_V1_Role, String) = kind.b == nil ? (.isv, parties.isv) : (.distributor, parties.distributor)
+    let seller: (Nest_Common_V1_Role, String) =
+      kind.b == nil ? (.isv, parties.isv) : (.distributor, parties.distributor)
     let refunded = try await platform.orders(as: seller.0, seller.1) {
       try await $0.refundOrder(
         .with {
@@ -194,7 +201,9 @@ struct VisibilityTests {
     ]
     for (role, subject) in readers {
       // Each read the party may make; one it may not make answers with an error, not a response.
-      func read<M: NestMessage>(_ service: NestServiceName, _ method: String, _ body: (any ServiceClients) async throws -> M) async {
+      func read<M: NestMessage>(
+        _ service: NestServiceName, _ method: String, _ body: (any ServiceClients) async throws -> M
+      ) async {
         do {
           let response = try await platform.withClient(service, token: try await platform.token(role, subject)) {
             try await body($0)
@@ -245,7 +254,9 @@ struct VisibilityTests {
       await read(.settlement, "ListObligations") { try await $0.settlement.listObligations(.init()) }
       await read(.settlement, "ListStatements") { try await $0.settlement.listStatements(.init()) }
       if !statement.isEmpty {
-        await read(.settlement, "GetStatement") { try await $0.settlement.getStatement(.with { $0.statementID = statement }) }
+        await read(.settlement, "GetStatement") {
+          try await $0.settlement.getStatement(.with { $0.statementID = statement })
+        }
       }
       await read(.settlement, "Reconcile") { try await $0.settlement.reconcile(.init()) }
     }

@@ -90,23 +90,23 @@ struct LedgerPropertyTests {
           let id = "order-\(step)"
           _ = try await calling(Method.RecordSale.descriptor, as: .service, "marketplace-order") { context in
             try await service.recordSale(
-            request: .with {
-              $0.orderID = id
-              $0.kind = .customerOrder
-              $0.buyer = .with {
-                $0.role = .customer; $0.accountID = "c1"
-              }
-              $0.seller = seller
-              $0.amount = MoneyMath.money(currency, amount)
-              $0.commissionBps = bps
-              $0.scenario = .with {
-                $0.scenario = scenario
-                $0.isvID = "i1"
-                $0.distributorID = "d1"
-              }
-              if LedgerRules.owesOffline(scenario) { $0.wholesaleAmount = MoneyMath.money(currency, amount / 2) }
-              $0.paidAtUnixMs = 1
-            }, context: context)
+              request: .with {
+                $0.orderID = id
+                $0.kind = .customerOrder
+                $0.buyer = .with {
+                  $0.role = .customer; $0.accountID = "c1"
+                }
+                $0.seller = seller
+                $0.amount = MoneyMath.money(currency, amount)
+                $0.commissionBps = bps
+                $0.scenario = .with {
+                  $0.scenario = scenario
+                  $0.isvID = "i1"
+                  $0.distributorID = "d1"
+                }
+                if LedgerRules.owesOffline(scenario) { $0.wholesaleAmount = MoneyMath.money(currency, amount / 2) }
+                $0.paidAtUnixMs = 1
+              }, context: context)
           }
           let commission = amount * Int64(bps) / 10_000  // fits: amount < 1e6
           let sellerKind: Nest_Settlement_V1_AccountKind = scenario == .direct ? .isv : .distributor
@@ -132,18 +132,18 @@ struct LedgerPropertyTests {
           let recordID = "usage-\(random.next() % 40)"  // repeats are DUPLICATE, charged once
           let result = try await calling(Method.RecordUsage.descriptor, as: .service, "metering") { context in
             try await service.recordUsage(
-            request: .with {
-              $0.records = [
-                .with {
-                  $0.recordID = recordID
-                  $0.instanceID = "inst-\(instance)"
-                  $0.meteredItem = "cpu"
-                  $0.cost = MoneyMath.money(currency, cost)
-                  $0.recordedAtUnixMs = 1
-                }
-              ]
-            }, context: context
-          ).results[0]
+              request: .with {
+                $0.records = [
+                  .with {
+                    $0.recordID = recordID
+                    $0.instanceID = "inst-\(instance)"
+                    $0.meteredItem = "cpu"
+                    $0.cost = MoneyMath.money(currency, cost)
+                    $0.recordedAtUnixMs = 1
+                  }
+                ]
+              }, context: context
+            ).results[0]
           }
           if result.result == .accepted {
             let payer = payers[instance]

@@ -1,4 +1,4 @@
-// The money rules of DESIGN section 5, each against an independent computation.
+// The money rules of docs/design.md §5, each against an independent computation.
 import NestDomain
 import NestProto
 import Settlement

@@ -86,7 +86,9 @@ extension CatalogService {
         notFound: .notFound("base service", request.baseServiceID, field: "base_service_id"))
       try ScenarioRules.checkBase(base)
       let versionID = request.baseVersionID.isEmpty ? base.defaultVersionID : request.baseVersionID
-      return (base, try ScenarioRules.publishedVersion(try CatalogStore.version(versionID, in: db), of: base, id: versionID))
+      return (
+        base, try ScenarioRules.publishedVersion(try CatalogStore.version(versionID, in: db), of: base, id: versionID)
+      )
     }
     try ScenarioRules.checkDerivedType(base: base.type, derived: request.type)
     // Entitlement says whether this distributor may build on A at all.
@@ -184,8 +186,8 @@ extension CatalogService {
   public func takeServiceOffline(request: Nest_Catalog_V1_TakeServiceOfflineRequest, context: ServerContext)
     async throws -> Nest_Catalog_V1_TakeServiceOfflineResponse
   {
-    try await self.updateService(request.serviceID, method: "TakeServiceOffline", token: request.clientToken, request)
-    { service in
+    try await self.updateService(request.serviceID, method: "TakeServiceOffline", token: request.clientToken, request) {
+      service in
       service.status = try ServiceLifecycleRules.takeOffline(from: service.status)
     } response: { service in
       .with { $0.service = service }
@@ -195,8 +197,8 @@ extension CatalogService {
   public func enableDistribution(request: Nest_Catalog_V1_EnableDistributionRequest, context: ServerContext)
     async throws -> Nest_Catalog_V1_EnableDistributionResponse
   {
-    try await self.updateService(request.serviceID, method: "EnableDistribution", token: request.clientToken, request)
-    { service in
+    try await self.updateService(request.serviceID, method: "EnableDistribution", token: request.clientToken, request) {
+      service in
       try ServiceLifecycleRules.setDistributable(&service, true)
     } response: { service in
       .with { $0.service = service }

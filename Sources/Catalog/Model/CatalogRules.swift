@@ -44,7 +44,7 @@ public enum ServiceLifecycleRules {
 
 public enum PlanRules {
   /// Checks a product's plans; with `wholesale` (a derived service's authorization terms),
-  /// every plan must be in its currency and at least its price (DESIGN section 5).
+  /// every plan must be in its currency and at least its price (docs/design.md §5).
   public static func check(_ plans: [Nest_Catalog_V1_Plan], wholesale: Nest_Common_V1_Money?) throws(DomainError) {
     var violations: [DomainError.Violation] = []
     if plans.isEmpty { violations.append(.init(field: "plans", description: "at least one plan is required")) }

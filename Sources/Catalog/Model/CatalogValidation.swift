@@ -1,8 +1,8 @@
 // Field-level checks of catalog requests: every problem found at once, each with its
 // field path, as INVALID_ARGUMENT. Pure.
 import Foundation
-public import NestProto
 public import NestDomain
+public import NestProto
 
 public enum CatalogValidation {
   static func name(_ value: String, field: String, into violations: inout [DomainError.Violation]) {
@@ -47,7 +47,9 @@ public enum CatalogValidation {
     }
   }
 
-  static func additions(_ additions: [Nest_Catalog_V1_DeploymentAddition], into violations: inout [DomainError.Violation]) {
+  static func additions(
+    _ additions: [Nest_Catalog_V1_DeploymentAddition], into violations: inout [DomainError.Violation]
+  ) {
     for (index, addition) in additions.enumerated() {
       if addition.name.isEmpty {
         violations.append(.init(field: "deployment_additions[\(index)].name", description: "must not be empty"))

@@ -1,4 +1,4 @@
-// DESIGN section 1: what a service's distribution scenario is, from the type of A, whether
+// docs/design.md §1: what a service's distribution scenario is, from the type of A, whether
 // A is listed on the marketplace, and the type of B. Pure: no storage, no RPC.
 public import NestDomain
 public import NestProto

@@ -3,8 +3,8 @@
 // records DEPLOYED or DEPLOY_FAILED. Work left by a restart is picked up again.
 import GRDB
 import Logging
-public import NestProto
 import NestDomain
+public import NestProto
 import NestServiceKit
 public import ServiceLifecycle
 
@@ -64,6 +64,8 @@ public final class DeploymentDriver: Service, Sendable {
       }
       try await self.advance(outcomes)
       if pending.count == 100 { self.signal() }  // a full batch: there may be more
+    } catch is CancellationError {
+      // Shutting down: the round resumes at the next start.
     } catch {
       self.logger.error("deployment round failed", metadata: ["error": "\(error)"])
     }

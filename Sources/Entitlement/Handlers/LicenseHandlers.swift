@@ -19,7 +19,8 @@ extension EntitlementService {
       licenseID = id
     case .signedLicense(let signed)?:
       guard signed.keyID == key.keyID else {
-        return Licenses.verdict(.badSignature, "the license is signed with an unknown key \(signed.keyID)", license: nil)
+        return Licenses.verdict(
+          .badSignature, "the license is signed with an unknown key \(signed.keyID)", license: nil)
       }
       let (status, payload) = LicenseVerifier.check(signed, with: key, nowUnixMs: now)
       guard status != .badSignature, let payload else {
@@ -30,7 +31,8 @@ extension EntitlementService {
       throw DomainError.invalid("license", "set license_id or signed_license")
     }
     let found = try await self.store.database.read { try EntitlementStore.instance(licenseID: licenseID, in: $0) }
-    guard let instance = found.map({ InstanceRules.present($0, now: now) }), case .license(let license)? = instance.access
+    guard let instance = found.map({ InstanceRules.present($0, now: now) }),
+      case .license(let license)? = instance.access
     else {
       return Licenses.verdict(.unknownLicense, "no license \(licenseID) was issued", license: nil)
     }

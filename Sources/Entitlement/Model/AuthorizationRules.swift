@@ -1,4 +1,4 @@
-// The life of a distribution authorization (DESIGN section 8): applied for by a
+// The life of a distribution authorization (docs/design.md §8): applied for by a
 // distributor or granted by the ISV, approved or rejected, revoked, expired. Pure.
 public import NestDomain
 public import NestProto
@@ -91,7 +91,7 @@ public enum AuthorizationRules {
 }
 
 /// Who owns an instance's resources, who pays for them and what the customer gets: the
-/// scenario's answer with the buyer filled in (DESIGN section 1).
+/// scenario's answer with the buyer filled in (docs/design.md §1).
 public struct InstanceOwnership: Hashable, Sendable {
   public var resourceOwner: Nest_Common_V1_Party
   public var feePayer: Nest_Common_V1_Party
@@ -167,4 +167,3 @@ public enum SlotRules {
     return released
   }
 }
-

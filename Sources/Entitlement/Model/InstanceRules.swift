@@ -1,4 +1,4 @@
-// The life of a service instance (DESIGN section 8): deployment CREATED -> DEPLOYING ->
+// The life of a service instance (docs/design.md §8): deployment CREATED -> DEPLOYING ->
 // DEPLOYED (or DEPLOY_FAILED), then SUSPENDED / EXPIRED / RELEASED; how long it runs; who may
 // operate it. Pure.
 public import NestDomain

@@ -277,7 +277,8 @@ public struct EntitlementStore: Sendable {
     try Self.authorizations(
       AuthorizationRow.fetchAll(
         db,
-        sql: "SELECT * FROM authorizations WHERE base_service_id = ? AND distributor_id = ? ORDER BY rowid DESC LIMIT 1",
+        sql:
+          "SELECT * FROM authorizations WHERE base_service_id = ? AND distributor_id = ? ORDER BY rowid DESC LIMIT 1",
         arguments: [baseServiceID, distributorID]), in: db
     ).first
   }

@@ -51,6 +51,8 @@ public final class Dispatcher: Service, Sendable {
         due = try await self.store.database.read {
           try OrderStore.dueDeliveries(nowUnixMs: self.clock.nowUnixMs(), limit: 256, in: $0)
         }
+      } catch is CancellationError {
+        return
       } catch {
         self.logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
         return
@@ -111,10 +113,14 @@ public final class Dispatcher: Service, Sendable {
         throw DomainError(.failedPrecondition, "unknown delivery kind \(delivery.kind)")
       }
     } catch {
-      let status = RPCError(describing: error)
+      let (status, cause) = RPCError.status(of: error)
       outcome.failure = (Int32(status.code.rawValue), "\(status.code): \(status.message)")
-      self.logger.debug(
-        "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(error)"])
+      if let cause {
+        self.logger.error("delivery failed here", metadata: ["delivery": "\(delivery.id)", "cause": "\(cause)"])
+      } else {
+        self.logger.debug(
+          "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(error)"])
+      }
     }
     return outcome
   }
@@ -136,6 +142,8 @@ public final class Dispatcher: Service, Sendable {
           }
         }
       }
+    } catch is CancellationError {
+      // Shutting down: unrecorded attempts are made again at the next start (idempotent).
     } catch {
       self.logger.error("cannot record delivery outcomes", metadata: ["error": "\(error)"])
     }
@@ -148,22 +156,13 @@ public final class Dispatcher: Service, Sendable {
     order.instanceID = instanceID
     if OrderRules.allows(order.status, .fulfil) {
       try OrderRules.apply(.fulfil, to: &order, actor: "marketplace-order", reason: "instance \(instanceID)", now: now)
-      for var link in try OrderStore.orders(ids: order.linkedOrderIds, in: db) where OrderRules.allows(link.status, .fulfil) {
-        try OrderRules.apply(.fulfil, to: &link, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
+      for var link in try OrderStore.orders(ids: order.linkedOrderIds, in: db)
+      where OrderRules.allows(link.status, .fulfil) {
+        try OrderRules.apply(
+          .fulfil, to: &link, actor: "marketplace-order", reason: "parent \(orderID) fulfilled", now: now)
         try OrderStore.save(link, in: db)
       }
     }
     try OrderStore.save(order, in: db)
-  }
-}
-
-extension RPCError {
-  /// Any error as the status it would reach a caller with: an RPC's own, a rule's, or UNKNOWN.
-  init(describing error: any Error) {
-    switch error {
-    case let error as RPCError: self = error
-    case let error as any RPCErrorConvertible: self = RPCError(error)
-    default: self = RPCError(code: .unknown, message: "\(error)")
-    }
   }
 }

@@ -24,7 +24,8 @@ extension OrderService {
   /// The order for this call, as its declaration's relation allows; a LINKED order follows
   /// its parent and is not acted on by itself.
   static func customerOrder(_ id: String, _ access: Access, in db: Database) throws -> Order {
-    let order = try access.authorize(try OrderStore.order(id, in: db), notFound: .notFound("order", id, field: "order_id"))
+    let order = try access.authorize(
+      try OrderStore.order(id, in: db), notFound: .notFound("order", id, field: "order_id"))
     guard order.kind == .customer else {
       throw DomainError(
         .failedPrecondition, "order \(id) is a linked order; it follows its parent \(order.parentOrderID)")
@@ -202,7 +203,8 @@ extension OrderService {
         var linked: [Order] = []
         for var link in try OrderStore.orders(ids: order.linkedOrderIds, in: db) {
           link.reason = request.reason
-          OrderRules.record(&link, .refunded, actor: access.caller.subject, reason: "parent \(order.id) refunded", now: now)
+          OrderRules.record(
+            &link, .refunded, actor: access.caller.subject, reason: "parent \(order.id) refunded", now: now)
           try OrderStore.save(link, in: db)
           linked.append(link)
         }

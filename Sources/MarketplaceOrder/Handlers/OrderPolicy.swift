@@ -19,7 +19,9 @@ enum OrderPolicy {
     guard !customerNamesOther, named.isEmpty || named.contains(caller.subject) else {
       throw DomainError(
         .permissionDenied, "orders of another account",
-        violations: [.init(field: filter.buyerID.isEmpty ? "seller_id" : "buyer_id", description: "names another account")])
+        violations: [
+          .init(field: filter.buyerID.isEmpty ? "seller_id" : "buyer_id", description: "names another account")
+        ])
     }
     return (caller.role, caller.subject)
   }

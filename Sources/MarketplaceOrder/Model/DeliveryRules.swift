@@ -67,7 +67,8 @@ public enum DeliveryRules {
       row.lastErrorCode = failure.code
       row.lastError = failure.message
       let wait = OrderRules.backoff(afterAttempts: row.attempts, initial: initialBackoff, cap: maximumBackoff)
-      row.nextAttemptAtUnixMs = now + wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+      row.nextAttemptAtUnixMs =
+        now + wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
     } else {
       row.status = .delivered
       row.deliveredAtUnixMs = now

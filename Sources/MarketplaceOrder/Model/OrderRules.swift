@@ -1,4 +1,4 @@
-// The rules of an order (DESIGN sections 1, 5 and 8): its life cycle, its price, who it is
+// The rules of an order (docs/design.md §1, §5, §8): its life cycle, its price, who it is
 // sold by, the scenario-3 linked order, and how long a failed delivery waits. Pure.
 public import NestDomain
 public import NestProto
@@ -112,7 +112,8 @@ public enum OrderRules {
       throw DomainError(.failedPrecondition, "the distributor's authorization has no terms")
     }
     if terms.maxInstances > 0 && check.instanceCount >= terms.maxInstances {
-      throw DomainError(.failedPrecondition, "the authorization's maximum of \(terms.maxInstances) instances is reached")
+      throw DomainError(
+        .failedPrecondition, "the authorization's maximum of \(terms.maxInstances) instances is reached")
     }
     let amount = try price(unitPrice: unit, period: period, quantity: quantity, periods: periods, commissionBps: 0)
     return .with {

@@ -74,7 +74,8 @@ extension SettlementService {
           }
           if index == 0 && sale.request.kind == .linkedOrder {
             throw DomainError(
-              .failedPrecondition, "order \(orderID) is a linked order: refund its parent \(sale.request.parentOrderID)")
+              .failedPrecondition, "order \(orderID) is a linked order: refund its parent \(sale.request.parentOrderID)"
+            )
           }
           let reversal = LedgerRules.reversalTransaction(
             of: original, orderID: orderID, id: Identifiers.new("txn"), now: now)

@@ -42,7 +42,9 @@ enum SettlementPolicy {
     guard own.isEmpty || own == caller.subject else {
       throw DomainError(
         .permissionDenied, "obligations and statements of another account",
-        violations: [.init(field: caller.role == .isv ? "isv_id" : "distributor_id", description: "names another account")])
+        violations: [
+          .init(field: caller.role == .isv ? "isv_id" : "distributor_id", description: "names another account")
+        ])
     }
     return caller.subject
   }

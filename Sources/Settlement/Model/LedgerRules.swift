@@ -1,4 +1,4 @@
-// The ledger rules of DESIGN section 5: what a sale, a refund and a usage record post, who
+// The ledger rules of docs/design.md §5: what a sale, a refund and a usage record post, who
 // owes whom offline, and the checks that prove the ledger whole. Pure.
 public import NestDomain
 public import NestProto
@@ -57,7 +57,8 @@ public enum LedgerRules {
     guard let buyer = request.buyer, let seller = request.seller, let amount = request.amount else {
       throw .invalid("amount", "a sale needs buyer, seller and amount")
     }
-    let postings = sale(buyer: try account(buyer), seller: try account(seller), amount: amount, bps: request.commissionBps)
+    let postings = sale(
+      buyer: try account(buyer), seller: try account(seller), amount: amount, bps: request.commissionBps)
     return .with {
       $0.id = id
       $0.kind = .sale

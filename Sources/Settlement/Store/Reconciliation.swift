@@ -61,7 +61,9 @@ enum Reconciliation {
       let currency: String = row["currency"]
       let net: Int64 = row["net"]
       response.discrepancies.append(
-        discrepancy(.unbalancedTransaction, transaction: row["transaction_id"], currency: currency, "\(currency): postings sum to \(net)"))
+        discrepancy(
+          .unbalancedTransaction, transaction: row["transaction_id"], currency: currency,
+          "\(currency): postings sum to \(net)"))
     }
     // Every sale's postings, against what its snapshot implies.
     for row in try Row.fetchAll(
@@ -107,7 +109,8 @@ enum Reconciliation {
       let recorded: Int = row["recorded"]
       if owes && recorded == 0 {
         response.discrepancies.append(
-          discrepancy(.missingObligation, order: row["order_id"], transaction: row["transaction_id"], "no offline obligation"))
+          discrepancy(
+            .missingObligation, order: row["order_id"], transaction: row["transaction_id"], "no offline obligation"))
       } else if !owes && recorded > 0 {
         response.discrepancies.append(
           discrepancy(.missingObligation, order: row["order_id"], "an obligation for a sale that owes none offline"))
@@ -121,7 +124,8 @@ enum Reconciliation {
         WHERE t.kind = 2 AND t.created_at_unix_ms <= ? AND r.transaction_id IS NULL
         """, arguments: [asOf])
     {
-      response.discrepancies.append(discrepancy(.missingReversal, transaction: id, "a REFUND that reverses no known SALE"))
+      response.discrepancies.append(
+        discrepancy(.missingReversal, transaction: id, "a REFUND that reverses no known SALE"))
     }
     let counts = try Row.fetchOne(
       db,
@@ -188,7 +192,8 @@ enum Reconciliation {
         }
         if order.status == .refunded && !sale.reversed {
           found.append(
-            discrepancy(.missingReversal, order: order.id, transaction: sale.transactions[0], "refunded but not reversed"))
+            discrepancy(
+              .missingReversal, order: order.id, transaction: sale.transactions[0], "refunded but not reversed"))
         }
       } else {
         found.append(discrepancy(.missingSale, order: order.id, "a paid order with no SALE"))

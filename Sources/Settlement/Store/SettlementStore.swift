@@ -339,7 +339,8 @@ public struct SettlementStore: Sendable {
         ORDER BY t.rowid DESC LIMIT ?
         """, arguments: arguments)
     let pageIDs: [String] = ids.prefix(page.size).map { $0["id"] }
-    let items = pageIDs.isEmpty
+    let items =
+      pageIDs.isEmpty
       ? []
       : try Self.transactions(
         where: "t.id IN (\(pageIDs.map { _ in "?" }.joined(separator: ", ")))", StatementArguments(pageIDs),
@@ -403,7 +404,8 @@ public struct SettlementStore: Sendable {
     -> (request: Nest_Settlement_V1_RecordRefundRequest, response: Nest_Settlement_V1_RecordRefundResponse)?
   {
     guard
-      let row = try Row.fetchOne(db, sql: "SELECT request, response FROM refunds WHERE order_id = ?", arguments: [orderID])
+      let row = try Row.fetchOne(
+        db, sql: "SELECT request, response FROM refunds WHERE order_id = ?", arguments: [orderID])
     else { return nil }
     return (try Document.decode(row["request"] as Data), try Document.decode(row["response"] as Data))
   }
@@ -570,7 +572,8 @@ public struct SettlementStore: Sendable {
           WHERE statement_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
           """, arguments: StatementArguments(ids))
       {
-        members[row["statement_id"], default: []].append((row["id"], MoneyMath.money(row["currency"], row["amount_minor"])))
+        members[row["statement_id"], default: []].append(
+          (row["id"], MoneyMath.money(row["currency"], row["amount_minor"])))
       }
     }
     return rows.map { row in

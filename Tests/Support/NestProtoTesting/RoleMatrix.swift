@@ -2,7 +2,7 @@
 // strangers of each role, the platform) and what counts as allowed. "Allowed" means the
 // call got past authorization: it succeeded or failed for a business reason (a
 // FAILED_PRECONDITION, say), never PERMISSION_DENIED, NOT_FOUND or UNAUTHENTICATED; refused
-// means PERMISSION_DENIED or NOT_FOUND (DESIGN section 4).
+// means PERMISSION_DENIED or NOT_FOUND (docs/design.md §4).
 public import GRPCCore
 public import NestProto
 
@@ -28,7 +28,7 @@ public enum Who: String, CaseIterable, Sendable {
   }
 
   /// What is wrong with `code` (nil: the call succeeded) for a caller who should, or should
-  /// not, be allowed; nil when it is as DESIGN says.
+  /// not, be allowed; nil when it is as the declarations say.
   public static func problem(allowed: Bool, code: RPCError.Code?) -> String? {
     let refusal: Set<RPCError.Code> = [.permissionDenied, .notFound]
     if allowed {

@@ -19,7 +19,6 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
-    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
     // Encode and decode of a realistic order: the Swift types against raw protobuf-c.
@@ -48,14 +47,14 @@ let package = Package(
     .executableTarget(
       name: "nest-bench",
       dependencies: [
-        .product(name: "NestServices", package: root),
+        .product(name: "NestTestKit", package: root),
+        .product(name: "NestScenarios", package: root),
         .product(name: "NestServiceKit", package: root),
         .product(name: "NestTransport", package: root),
         .product(name: "NestAuth", package: root),
         .product(name: "NestProto", package: root),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
-        .product(name: "Logging", package: "swift-log"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ],
       swiftSettings: [.swiftLanguageMode(.v6)]

@@ -231,15 +231,29 @@ public struct Marketplace: Sendable {
           }
         ).order ?? .init()
       guard pay else { return created }
-      return try await orders.payOrder(
-        .with {
-          $0.orderID = created.id
-          $0.paymentReference = "payment-\(created.id)"
-          $0.expectedAmount = created.price?.amount ?? .init()
-          $0.clientToken = clientToken.isEmpty ? "" : "pay-\(clientToken)"
-        }
-      ).order ?? .init()
+      return try await self.pay(created, clientToken: clientToken, through: orders)
     }
+  }
+
+  /// The customer pays `order` the amount it was created at.
+  public func pay(_ order: Nest_Order_V1_Order, clientToken: String = "") async throws -> Nest_Order_V1_Order {
+    try await self.platform.orders(as: .customer, order.buyer?.accountID ?? "") {
+      try await self.pay(order, clientToken: clientToken, through: $0)
+    }
+  }
+
+  private func pay(
+    _ order: Nest_Order_V1_Order, clientToken: String,
+    through orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
+  ) async throws -> Nest_Order_V1_Order {
+    try await orders.payOrder(
+      .with {
+        $0.orderID = order.id
+        $0.paymentReference = "payment-\(order.id)"
+        $0.expectedAmount = order.price?.amount ?? .init()
+        $0.clientToken = clientToken.isEmpty ? "" : "pay-\(clientToken)"
+      }
+    ).order ?? .init()
   }
 
   /// The order as an operator sees it once `done` holds for it (FULFILLED and every row

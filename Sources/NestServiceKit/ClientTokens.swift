@@ -31,7 +31,8 @@ public enum ClientTokens {
     guard !token.isEmpty else { return try operation() }
     let requestBytes = try request.serializedBytes()
     if let row = try Row.fetchOne(
-      db, sql: "SELECT request, response FROM client_tokens WHERE caller = ? AND method = ? AND token = ?",
+      db.cachedStatement(
+        sql: "SELECT request, response FROM client_tokens WHERE caller = ? AND method = ? AND token = ?"),
       arguments: [caller, method, token])
     {
       let stored = Array(row["request"] as Data)
@@ -44,14 +45,14 @@ public enum ClientTokens {
       return try Response(serializedBytes: response)
     }
     let response = try operation()
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO client_tokens (caller, method, token, request, response, created_at_unix_ms)
         VALUES (?, ?, ?, ?, ?, ?)
-        """,
-      arguments: [
-        caller, method, token, Data(requestBytes), Data(try response.serializedBytes()), nowUnixMs,
-      ])
+        """
+    ).execute(arguments: [
+      caller, method, token, Data(requestBytes), Data(try response.serializedBytes()), nowUnixMs,
+    ])
     return response
   }
 }

@@ -36,14 +36,15 @@ public struct HistoryTable: Sendable {
   /// Stores the entries of `history` past those already stored for `id`.
   public func append(_ history: [Nest_Common_V1_StatusChange], for id: String, in db: Database) throws {
     let stored =
-      try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?", arguments: [id]) ?? 0
+      try Int.fetchOne(
+        db.cachedStatement(sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?"), arguments: [id]) ?? 0
     for (seq, entry) in history.enumerated().dropFirst(stored) {
-      try db.execute(
+      try db.cachedStatement(
         sql: """
           INSERT INTO \(self.name) (subject_id, seq, status, actor, reason, changed_at_unix_ms)
           VALUES (?, ?, ?, ?, ?, ?)
-          """,
-        arguments: [id, seq, entry.status, entry.actorID, entry.reason, entry.changedAtUnixMs])
+          """
+      ).execute(arguments: [id, seq, entry.status, entry.actorID, entry.reason, entry.changedAtUnixMs])
     }
   }
 
@@ -54,11 +55,11 @@ public struct HistoryTable: Sendable {
     // SQLite's bound-parameter limit is far above a page (500), but chunk anyway.
     for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
       let rows = try Row.fetchAll(
-        db,
-        sql: """
-          SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
-          WHERE subject_id IN (\(chunk.map { _ in "?" }.joined(separator: ", "))) ORDER BY subject_id, seq
-          """,
+        db.cachedStatement(
+          sql: """
+            SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
+            WHERE subject_id IN (\(chunk.map { _ in "?" }.joined(separator: ", "))) ORDER BY subject_id, seq
+            """),
         arguments: StatementArguments(chunk))
       for row in rows {
         result[row["subject_id"], default: []].append(

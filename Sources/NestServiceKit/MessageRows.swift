@@ -9,14 +9,14 @@ public enum MessageRows {
   public static func one<M: NestMessage>(
     _ db: Database, sql: String, arguments: StatementArguments = [], as type: M.Type = M.self
   ) throws -> M? {
-    try Data.fetchOne(db, sql: sql, arguments: arguments).map { try M(serializedBytes: $0) }
+    try Data.fetchOne(db.cachedStatement(sql: sql), arguments: arguments).map { try M(serializedBytes: $0) }
   }
 
   /// Every message `sql` selects in its `body` column.
   public static func all<M: NestMessage>(
     _ db: Database, sql: String, arguments: StatementArguments = [], as type: M.Type = M.self
   ) throws -> [M] {
-    try Data.fetchAll(db, sql: sql, arguments: arguments).map { try M(serializedBytes: $0) }
+    try Data.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { try M(serializedBytes: $0) }
   }
 
   /// One page of `table`'s rows matching `filter`, newest first or oldest first, and the
@@ -33,12 +33,77 @@ public enum MessageRows {
     let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
     arguments += [page.size + 1]
     let rows = try Row.fetchAll(
-      db,
-      sql: "SELECT rowid, body FROM \(table) \(whereClause) ORDER BY rowid \(newestFirst ? "DESC" : "ASC") LIMIT ?",
+      db.cachedStatement(
+        sql: "SELECT rowid, body FROM \(table) \(whereClause) ORDER BY rowid \(newestFirst ? "DESC" : "ASC") LIMIT ?"),
       arguments: arguments)
     let items = try rows.prefix(page.size).map { try M(serializedBytes: $0["body"] as Data) }
     let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["rowid"]) : ""
     return (items, next)
+  }
+}
+
+extension FetchableRecord where Self: TableRecord {
+  /// The records whose `column` is `value`, through a statement compiled once per connection
+  /// and reused (GRDB's `fetchAll(db, keys:)` and `filter(...)` compile theirs on every call,
+  /// which costs more than the read on a hot path).
+  public static func fetchAll(
+    _ db: Database, where column: String, is value: some DatabaseValueConvertible
+  ) throws -> [Self] {
+    try Self.fetchAll(
+      db.cachedStatement(sql: "SELECT * FROM \(Self.databaseTableName) WHERE \(column) = ?"), arguments: [value])
+  }
+
+  /// The first record whose `column` is `value` (see `fetchAll(_:where:is:)`).
+  public static func fetchOne(
+    _ db: Database, where column: String, is value: some DatabaseValueConvertible
+  ) throws -> Self? {
+    try Self.fetchOne(
+      db.cachedStatement(sql: "SELECT * FROM \(Self.databaseTableName) WHERE \(column) = ? LIMIT 1"),
+      arguments: [value])
+  }
+}
+
+/// A record's columns in one list: their names and how each is read from the record. The
+/// record's GRDB encoding and its upsert both come from it, without Codable (whose keyed
+/// containers cost more than the write itself on a hot path).
+public struct ColumnLayout<Record>: Sendable {
+  public typealias Read = @Sendable (Record) -> (any DatabaseValueConvertible)?
+  public let names: [String]
+  let reads: [Read]
+  /// `INSERT ... ON CONFLICT (key) DO UPDATE SET` every other column.
+  let upsertSQL: String
+
+  public init(table: String, key: [String], _ columns: KeyValuePairs<String, Read>) {
+    self.names = columns.map(\.key)
+    self.reads = columns.map(\.value)
+    let updates = self.names.filter { !key.contains($0) }.map { "\($0) = excluded.\($0)" }
+    self.upsertSQL = """
+      INSERT INTO \(table) (\(self.names.joined(separator: ", ")))
+      VALUES (\(self.names.map { _ in "?" }.joined(separator: ", ")))
+      ON CONFLICT (\(key.joined(separator: ", "))) DO UPDATE SET \(updates.joined(separator: ", "))
+      """
+  }
+
+  func arguments(_ record: Record) -> StatementArguments {
+    StatementArguments(self.reads.map { $0(record) })
+  }
+}
+
+/// A record stored column by column, as its `ColumnLayout` says.
+public protocol ColumnRecord: FetchableRecord, PersistableRecord {
+  static var columns: ColumnLayout<Self> { get }
+}
+
+extension ColumnRecord {
+  public func encode(to container: inout PersistenceContainer) {
+    for (name, read) in zip(Self.columns.names, Self.columns.reads) { container[name] = read(self) }
+  }
+
+  /// Inserts the record, or when its key is taken overwrites every other column: one
+  /// statement compiled once per connection (GRDB's `save` encodes the record three times
+  /// and tries an UPDATE before each INSERT).
+  public func upsert(_ db: Database) throws {
+    try db.cachedStatement(sql: Self.columns.upsertSQL).execute(arguments: Self.columns.arguments(self))
   }
 }
 
@@ -58,11 +123,11 @@ public struct RecordPage<Record: FetchableRecord & TableRecord> {
     let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
     arguments += [page.size + 1]
     let rows = try Row.fetchAll(
-      db,
-      sql: """
-        SELECT rowid AS page_rowid, * FROM \(Record.databaseTableName) \(whereClause)
-        ORDER BY rowid \(newestFirst ? "DESC" : "ASC") LIMIT ?
-        """,
+      db.cachedStatement(
+        sql: """
+          SELECT rowid AS page_rowid, * FROM \(Record.databaseTableName) \(whereClause)
+          ORDER BY rowid \(newestFirst ? "DESC" : "ASC") LIMIT ?
+          """),
       arguments: arguments)
     let records = try rows.prefix(page.size).map { try Record(row: $0) }
     let next = rows.count > page.size ? PageQuery.token(after: rows[page.size - 1]["page_rowid"]) : ""

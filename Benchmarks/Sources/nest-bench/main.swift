@@ -1,24 +1,22 @@
-// nest-bench orders: the four services as separate processes (this binary re-executed as
-// `nest-bench serve <service>`, running the same server code as the service executables),
-// many customers buying a scenario-3 service concurrently, and in the same run the limits
-// it is compared with: SQLite's durable commit rate on the same disk and the single-call RPC
-// rate of one service.
+// nest-bench orders: the four services as separate processes, started as the executables
+// are (NestTestKit's processes mode over LocalPlatform; this binary stands in for the four
+// executables and runs each service's definition through NestService, as they do), many
+// customers buying a scenario-3 service concurrently (NestScenarios' set-up and purchase),
+// and in the same run the limits it is compared with: SQLite's durable commit rate on the
+// same disk and the single-call RPC rate of one service.
 //
 //   swift build -c release --package-path Benchmarks --product nest-bench
 //   Benchmarks/.build/release/nest-bench orders --orders 2000 --customers 16
-import Catalog
-import Entitlement
 import Foundation
 import GRDB
 import GRPCCore
 import Histogram
-import Logging
-import MarketplaceOrder
 import NestAuth
 import NestProto
+import NestScenarios
 import NestServiceKit
+import NestTestKit
 import NestTransport
-import Settlement
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 
@@ -29,26 +27,17 @@ func option(_ name: String, _ fallback: Int) -> Int {
 
 func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-// MARK: serve: one service in this process
+// MARK: As a service executable: LocalPlatform runs this binary as `<service>-service`
 
-if arguments.first == "serve" {
-  let service = NestServiceName(rawValue: arguments[1])!
-  let environment = ProcessInfo.processInfo.environment
-  var peers: [NestServiceName: ServiceAddress] = [:]
-  for peer in NestServiceName.allCases {
-    peers[peer] = try ServiceAddress(parsing: environment["NEST_\(peer.rawValue.uppercased())_ADDRESS"]!)
+let invokedAs = URL(fileURLWithPath: CommandLine.arguments[0]).lastPathComponent
+if let service = NestServiceName.allCases.first(where: { $0.executable == invokedAs }) {
+  // The flags LocalPlatform passes (`--commission-bps 500` is the setting commission.bps).
+  var flags: [String: String] = [:]
+  for index in stride(from: 0, to: arguments.count - 1, by: 2) where arguments[index].hasPrefix("--") {
+    flags[arguments[index].dropFirst(2).replacingOccurrences(of: "-", with: ".")] = arguments[index + 1]
   }
-  let configuration = ServiceConfiguration(
-    host: "127.0.0.1", port: peers[service]!.port, databasePath: environment["NEST_DATABASE"]!, peers: peers,
-    authSecret: environment["NEST_AUTH_SECRET"]!, logLevel: "error")
-  var logger = Logger(label: "bench.\(service.rawValue)")
-  logger.logLevel = .error
-  switch service {
-  case .catalog: try await CatalogServer.run(configuration: configuration, logger: logger)
-  case .entitlement: try await EntitlementServer.run(configuration: configuration, logger: logger)
-  case .order: try await OrderServer.run(configuration: configuration, logger: logger)
-  case .settlement: try await SettlementServer.run(configuration: configuration, logger: logger)
-  }
+  let configuration = try await ServiceConfiguration.load(service, flags: flags, environment: [:])
+  try await NestService.runExecutable(NestTestPlatform.definitions[service]!, configuration: configuration)
   exit(0)
 }
 
@@ -59,19 +48,25 @@ guard arguments.first == "orders" else {
 
 let orderCount = option("orders", 2000)
 let customers = option("customers", 16)
-let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nest-bench-\(UUID().uuidString)")
-try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-defer { try? FileManager.default.removeItem(at: directory) }
-let secret = "bench-secret-\(UUID().uuidString)"
-var addresses: [NestServiceName: ServiceAddress] = [:]
+
+// The four "executables": links to this binary, named as LocalPlatform looks for them.
+let executables = FileManager.default.temporaryDirectory.appendingPathComponent("nest-bench-bin-\(UUID().uuidString)")
+try FileManager.default.createDirectory(at: executables, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(at: executables) }
+let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
 for service in NestServiceName.allCases {
-  addresses[service] = ServiceAddress(host: "127.0.0.1", port: try Readiness.freeLoopbackPort())
+  try FileManager.default.createSymbolicLink(
+    at: executables.appendingPathComponent(service.executable), withDestinationURL: binary)
 }
 
 // MARK: The limits, measured first on the same disk
 
+extension Duration {
+  var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
+}
+
 /// Durable single-row commits per second: WAL, synchronous=FULL, one transaction each.
-func commitRate(_ count: Int) throws -> Double {
+func commitRate(_ count: Int, in directory: URL) throws -> Double {
   let pool = try ServiceDatabase.open(path: directory.appendingPathComponent("commits.sqlite").path) { migrator in
     migrator.registerMigration("t") { try $0.create(table: "t") { $0.column("v", .blob) } }
   }
@@ -82,32 +77,6 @@ func commitRate(_ count: Int) throws -> Double {
     }
   }
   return Double(count) / (ContinuousClock.now - start).seconds
-}
-
-extension Duration {
-  var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
-}
-
-// MARK: The four processes
-
-let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-var processes: [NestServiceName: Process] = [:]
-for service in NestServiceName.allCases {
-  let process = Process()
-  process.executableURL = executable
-  process.arguments = ["serve", service.rawValue]
-  var environment = ProcessInfo.processInfo.environment
-  environment["NEST_AUTH_SECRET"] = secret
-  environment["NEST_DATABASE"] = directory.appendingPathComponent("\(service.rawValue).sqlite").path
-  for (peer, address) in addresses { environment["NEST_\(peer.rawValue.uppercased())_ADDRESS"] = "\(address)" }
-  process.environment = environment
-  process.standardOutput = FileHandle.nullDevice
-  try process.run()
-  processes[service] = process
-}
-defer { for process in processes.values { process.terminate(); process.waitUntilExit() } }
-for service in NestServiceName.allCases {
-  guard await Readiness.waitUntilServing(addresses[service]!) else { fatalError("\(service) did not start") }
 }
 
 /// user+system CPU seconds and peak/current RSS of a process.
@@ -123,120 +92,67 @@ func usage(_ pid: Int32) -> (cpu: Double, rssMiB: Double, peakMiB: Double) {
   return (ticks / Double(sysconf(Int32(_SC_CLK_TCK))), kib("VmRSS:") / 1024, kib("VmHWM:") / 1024)
 }
 
-let tokens = try await NestTokens(secret: secret)
+// MARK: The four processes and a scenario-3 product
 
-func client<R: Sendable>(
-  _ service: NestServiceName, _ role: Nest_Common_V1_Role, _ subject: String,
-  _ body: (GRPCClient<NestClientTransport>) async throws -> R
-) async throws -> R {
-  let token = try await tokens.sign(subject: subject, role: role)
-  return try await withGRPCClient(
-    transport: NestClientTransport(.init(host: "127.0.0.1", port: addresses[service]!.port, peerName: "nest-bench")),
-    interceptors: [BearerTokenClientInterceptor(token: token)]
-  ) { try await body($0) }
-}
+let platform = try await NestTestPlatform.start(.processes(executables: executables))
+let local = platform.processes!
+let pids = Dictionary(uniqueKeysWithValues: NestServiceName.allCases.map { ($0, local.pid($0)!) })
+let setup = try await platform.marketplace.setUp(
+  .scenario3, parties: ScenarioParties(isv: "isv-bench", distributor: "dist-bench", customer: "c"))
 
-func usd(_ amount: Int64) -> Nest_Common_V1_Money {
-  .with {
-    $0.currency = "USD"; $0.amountMinor = amount
+/// The platform as one customer sees it: a connection of its own to marketplace-order.
+struct CustomerPlatform: PlatformClients {
+  let connections = SharedConnections()
+  let tokens: NestTokens
+
+  init(order: ServiceAddress, tokens: NestTokens) {
+    self.tokens = tokens
+    self.connections.add(
+      .order, transport: NestClientTransport(.init(host: order.host, port: order.port, peerName: "nest-bench")))
+  }
+
+  func token(_ role: Nest_Common_V1_Role, _ subject: String) async throws -> String {
+    try await self.tokens.sign(subject: subject, role: role)
+  }
+
+  func withClient<Result: Sendable>(
+    _ service: NestServiceName, token: String, _ body: (any ServiceClients) async throws -> Result
+  ) async throws -> Result {
+    try await self.connections.withClient(service, token: token, body)
   }
 }
-
-// A scenario-3 setup: A listed, B on it.
-let product = try await client(.catalog, .isv, "isv-bench") { raw in
-  let catalog = Nest_Catalog_V1_CatalogService.Client(wrapping: raw)
-  let a = try await catalog.createService(
-    .with {
-      $0.name = "A"
-      $0.type = .fullyManaged
-      $0.deploymentPackage = .with {
-        $0.artifactRef = "oci://bench/a:1"; $0.checksumSha256 = String(repeating: "ab", count: 32)
-      }
-    })
-  _ = try await catalog.publishService(
-    .with {
-      $0.serviceID = a.service!.id; $0.versionID = a.version!.id
-    })
-  _ = try await catalog.enableDistribution(.with { $0.serviceID = a.service!.id })
-  _ = try await catalog.listOnMarketplace(
-    .with {
-      $0.serviceID = a.service!.id
-      $0.plans = [
-        .with {
-          $0.planID = "monthly"; $0.billingPeriod = .month; $0.unitPrice = usd(3_000)
-        }
-      ]
-    })
-  return a.service!.id
-}
-_ = try await client(.entitlement, .isv, "isv-bench") {
-  try await Nest_Entitlement_V1_EntitlementService.Client(wrapping: $0).grantDistribution(
-    .with {
-      $0.baseServiceID = product
-      $0.distributorID = "dist-bench"
-      $0.terms = .with { $0.wholesalePrice = usd(1_000) }
-    })
-}
-let bProduct = try await client(.catalog, .distributor, "dist-bench") { raw in
-  let catalog = Nest_Catalog_V1_CatalogService.Client(wrapping: raw)
-  let b = try await catalog.createDerivedService(
-    .with {
-      $0.baseServiceID = product; $0.name = "B"; $0.type = .fullyManaged
-    })
-  _ = try await catalog.publishService(
-    .with {
-      $0.serviceID = b.service!.id; $0.versionID = b.version!.id
-    })
-  return try await catalog.listOnMarketplace(
-    .with {
-      $0.serviceID = b.service!.id
-      $0.plans = [
-        .with {
-          $0.planID = "monthly"; $0.billingPeriod = .month; $0.unitPrice = usd(2_000)
-        }
-      ]
-    }
-  ).product!.id
-}
+let tokens = try await NestTokens(secret: try local.secret())
 
 // MARK: Single-call RPC rate: GetProduct on catalog, one call at a time, one connection
 
 let callCount = option("calls", 3000)
-let rpcRate = try await client(.catalog, .customer, "c-rate") { raw in
-  let catalog = Nest_Catalog_V1_CatalogService.Client(wrapping: raw)
-  _ = try await catalog.getProduct(.with { $0.key = .productID(bProduct) })
+let rpcRate = try await platform.catalog(as: .customer, "c-rate") { catalog in
+  _ = try await catalog.getProduct(.with { $0.key = .productID(setup.productID) })
   let start = ContinuousClock.now
-  for _ in 0..<callCount { _ = try await catalog.getProduct(.with { $0.key = .productID(bProduct) }) }
+  for _ in 0..<callCount { _ = try await catalog.getProduct(.with { $0.key = .productID(setup.productID) }) }
   return Double(callCount) / (ContinuousClock.now - start).seconds
 }
-let commits = try commitRate(option("commits", 2000))
+let commits = try commitRate(option("commits", 2000), in: platform.directory)
 
 // MARK: The load
 
-let before = Dictionary(uniqueKeysWithValues: processes.map { ($0.key, usage($0.value.processIdentifier)) })
+let before = pids.mapValues(usage)
 let loadStart = ContinuousClock.now
 let paidAt: [(String, Int64)] = try await withThrowingTaskGroup(of: [(String, Int64)].self) { group in
   for customer in 0..<customers {
     group.addTask {
-      try await client(.order, .customer, "cust-\(customer)") { raw in
-        let orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: raw)
-        var paid: [(String, Int64)] = []
-        for index in stride(from: customer, to: orderCount, by: customers) {
-          let order = try await orders.createOrder(
-            .with {
-              $0.productID = bProduct; $0.planID = "monthly"; $0.quantity = 1; $0.periods = 1;
-              $0.clientToken = "c\(index)"
-            }
-          ).order!
-          let sent = now()
-          _ = try await orders.payOrder(
-            .with {
-              $0.orderID = order.id; $0.paymentReference = "p\(index)"; $0.clientToken = "p\(index)"
-            })
-          paid.append((order.id, sent))
-        }
-        return paid
+      let own = CustomerPlatform(order: local.addresses[.order]!, tokens: tokens)
+      let marketplace = Marketplace(own)
+      var paid: [(String, Int64)] = []
+      for index in stride(from: customer, to: orderCount, by: customers) {
+        let order = try await marketplace.buy(
+          "cust-\(customer)", product: setup.productID, pay: false, clientToken: "\(index)")
+        let sent = now()
+        _ = try await marketplace.pay(order, clientToken: "\(index)")
+        paid.append((order.id, sent))
       }
+      await own.connections.close()
+      return paid
     }
   }
   var all: [(String, Int64)] = []
@@ -247,8 +163,7 @@ let paidSeconds = (ContinuousClock.now - loadStart).seconds
 
 // Settled: every delivery of every order acknowledged. Read once, when nothing is pending.
 var delivered: [String: Int64] = [:]
-try await client(.order, .operator, "op-bench") { raw in
-  let orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: raw)
+try await platform.orders(as: .operator, "op-bench") { orders in
   while try await !orders.listDeliveries(.with { $0.page = .with { $0.pageSize = 1 } }).deliveries.isEmpty {
     try await Task.sleep(for: .milliseconds(20))
   }
@@ -281,19 +196,20 @@ try await client(.order, .operator, "op-bench") { raw in
   }
 }
 let settledSeconds = (ContinuousClock.now - loadStart).seconds
-let after = Dictionary(uniqueKeysWithValues: processes.map { ($0.key, usage($0.value.processIdentifier)) })
+let after = pids.mapValues(usage)
+await platform.stop()
 
 var histogram = Histogram<UInt64>(highestTrackableValue: 600_000, numberOfSignificantValueDigits: .three)
 for (order, sent) in paidAt { histogram.record(UInt64(max(0, (delivered[order] ?? sent) - sent))) }
 
 // Per order, by construction (see docs/benchmarks.md): RPCs between services and commits.
 // RPCs: the customer's 2; CreateOrder asks 4 (GetProduct, GetService, ResolveScenario,
-// CheckDistribution); PayOrder 2 (CheckDistribution, A's GetProduct); the deliveries 3
-// (CreateServiceInstance, RecordSale twice) and entitlement's GetService for the instance.
-let rpcsPerOrder = 2 + 4 + 2 + 4
+// CheckDistribution); PayOrder 2 (ReserveInstanceSlot, A's GetProduct); the deliveries 3
+// (CreateServiceInstance, RecordSale twice).
+let rpcsPerOrder = 2 + 4 + 2 + 3
 // Commits: order 2 (create, pay) and its acknowledgements, one per dispatcher round;
-// entitlement 1 (the instance) and its deployment, two per batch; settlement 2 (the two
-// sales). Before rounds and batches: 5 + 3 + 2 = 10.
+// entitlement 1 (the slot) and the instance with its deployment, batched; settlement 2 (the
+// two sales).
 let commitsPerOrder = 5
 
 print("nest-bench orders: \(orderCount) scenario-3 orders, \(customers) concurrent customers")

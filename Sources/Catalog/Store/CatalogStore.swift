@@ -47,18 +47,18 @@ public struct CatalogStore: Sendable {
   // MARK: Services
 
   public static func save(_ service: Nest_Catalog_V1_Service, in db: Database) throws {
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO services (id, owner_id, type, status, distributable, listed, base_service_id, body)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(id) DO UPDATE SET owner_id = excluded.owner_id, type = excluded.type,
           status = excluded.status, distributable = excluded.distributable, listed = excluded.listed,
           base_service_id = excluded.base_service_id, body = excluded.body
-        """,
-      arguments: [
-        service.id, service.ownerID, service.type.rawValue, service.status.rawValue, service.distributable,
-        service.listedOnMarketplace, service.baseServiceID, Data(try service.serializedBytes()),
-      ])
+        """
+    ).execute(arguments: [
+      service.id, service.ownerID, service.type.rawValue, service.status.rawValue, service.distributable,
+      service.listedOnMarketplace, service.baseServiceID, Data(try service.serializedBytes()),
+    ])
   }
 
   public static func service(_ id: String, in db: Database) throws -> Nest_Catalog_V1_Service? {
@@ -91,14 +91,14 @@ public struct CatalogStore: Sendable {
   // MARK: Versions
 
   public static func save(_ version: Nest_Catalog_V1_ServiceVersion, in db: Database) throws {
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO versions (id, service_id, number, status, body) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
-        """,
-      arguments: [
-        version.id, version.serviceID, version.number, version.status.rawValue, Data(try version.serializedBytes()),
-      ])
+        """
+    ).execute(arguments: [
+      version.id, version.serviceID, version.number, version.status.rawValue, Data(try version.serializedBytes()),
+    ])
   }
 
   public static func version(_ id: String, in db: Database) throws -> Nest_Catalog_V1_ServiceVersion? {
@@ -113,22 +113,23 @@ public struct CatalogStore: Sendable {
   public static func nextVersionNumber(ofService serviceID: String, in db: Database) throws -> Int32 {
     Int32(
       try Int.fetchOne(
-        db, sql: "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE service_id = ?", arguments: [serviceID]) ?? 1)
+        db.cachedStatement(sql: "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE service_id = ?"),
+        arguments: [serviceID]) ?? 1)
   }
 
   // MARK: Products
 
   public static func save(_ product: Nest_Catalog_V1_Product, in db: Database) throws {
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO products (id, service_id, owner_id, status, service_type, base_service_id, body)
         VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(id) DO UPDATE SET status = excluded.status, body = excluded.body
-        """,
-      arguments: [
-        product.id, product.serviceID, product.ownerID, product.status.rawValue, product.serviceType.rawValue,
-        product.baseServiceID, Data(try product.serializedBytes()),
-      ])
+        """
+    ).execute(arguments: [
+      product.id, product.serviceID, product.ownerID, product.status.rawValue, product.serviceType.rawValue,
+      product.baseServiceID, Data(try product.serializedBytes()),
+    ])
   }
 
   public static func product(_ id: String, in db: Database) throws -> Nest_Catalog_V1_Product? {

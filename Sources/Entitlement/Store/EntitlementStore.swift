@@ -67,18 +67,21 @@ public struct EntitlementStore: Sendable {
     // Columns for every field, histories apart, instance slots: rows of release 0.1 are read
     // from their messages and written again.
     migrator.registerMigration("entitlement-2-columns") { db in
-      let authorizations = try Row.fetchAll(db, sql: "SELECT body FROM authorizations ORDER BY rowid").map {
-        try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_DistributionAuthorization.self)
-      }
-      let instances = try Row.fetchAll(db, sql: "SELECT body, request FROM instances ORDER BY rowid").map {
-        (
-          try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_ServiceInstance.self),
-          try Document.decode($0["request"] as Data, as: Nest_Entitlement_V1_CreateServiceInstanceRequest.self)
-        )
-      }
-      let requests = try Row.fetchAll(db, sql: "SELECT body FROM permission_requests ORDER BY rowid").map {
-        try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_PermissionRequest.self)
-      }
+      let authorizations = try Row.fetchAll(db.cachedStatement(sql: "SELECT body FROM authorizations ORDER BY rowid"))
+        .map {
+          try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_DistributionAuthorization.self)
+        }
+      let instances = try Row.fetchAll(db.cachedStatement(sql: "SELECT body, request FROM instances ORDER BY rowid"))
+        .map {
+          (
+            try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_ServiceInstance.self),
+            try Document.decode($0["request"] as Data, as: Nest_Entitlement_V1_CreateServiceInstanceRequest.self)
+          )
+        }
+      let requests = try Row.fetchAll(db.cachedStatement(sql: "SELECT body FROM permission_requests ORDER BY rowid"))
+        .map {
+          try Document.decode($0["body"] as Data, as: Nest_Entitlement_V1_PermissionRequest.self)
+        }
       try db.drop(table: "permission_requests")
       try db.drop(table: "instances")
       try db.drop(table: "authorizations")
@@ -171,23 +174,60 @@ public struct EntitlementStore: Sendable {
   /// The license signer: the key made on first start, kept in the database.
   public func signer() throws -> LicenseSigner {
     try self.database.write { db in
-      if let row = try Row.fetchOne(db, sql: "SELECT key_id, private_key FROM signing_keys ORDER BY rowid LIMIT 1") {
+      if let row = try Row.fetchOne(
+        db.cachedStatement(sql: "SELECT key_id, private_key FROM signing_keys ORDER BY rowid LIMIT 1"))
+      {
         return try LicenseSigner(rawPrivateKey: Array(row["private_key"] as Data), keyID: row["key_id"])
       }
       let signer = try LicenseSigner.generate(keyID: Identifiers.new("key"))
-      try db.execute(
-        sql: "INSERT INTO signing_keys (key_id, private_key, created_at_unix_ms) VALUES (?, ?, ?)",
-        arguments: [signer.keyID, Data(signer.rawPrivateKey), NestClock.system.nowUnixMs()])
+      try db.cachedStatement(sql: "INSERT INTO signing_keys (key_id, private_key, created_at_unix_ms) VALUES (?, ?, ?)")
+        .execute(arguments: [signer.keyID, Data(signer.rawPrivateKey), NestClock.system.nowUnixMs()])
       return signer
     }
   }
 
   // MARK: Authorizations
 
-  struct AuthorizationRow: Codable, FetchableRecord, PersistableRecord {
+  struct AuthorizationRow: ColumnRecord {
     static let databaseTableName = "authorizations"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.baseServiceId = try row.decode(forColumn: "base_service_id")
+      self.isvId = try row.decode(forColumn: "isv_id")
+      self.distributorId = try row.decode(forColumn: "distributor_id")
+      self.status = try row.decode(forColumn: "status")
+      self.hasTerms = try row.decode(forColumn: "has_terms")
+      self.wholesaleCurrency = try row.decode(forColumn: "wholesale_currency")
+      self.wholesaleAmountMinor = try row.decode(forColumn: "wholesale_amount_minor")
+      self.validUntilUnixMs = try row.decode(forColumn: "valid_until_unix_ms")
+      self.maxInstances = try row.decode(forColumn: "max_instances")
+      self.applicationMessage = try row.decode(forColumn: "application_message")
+      self.statusReason = try row.decode(forColumn: "status_reason")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+      self.updatedAtUnixMs = try row.decode(forColumn: "updated_at_unix_ms")
+      self.document = try row.decode(forColumn: "document")
+    }
+
+    static let columns = ColumnLayout<AuthorizationRow>(
+      table: "authorizations", key: ["id"],
+      [
+        "id": { $0.id },
+        "base_service_id": { $0.baseServiceId },
+        "isv_id": { $0.isvId },
+        "distributor_id": { $0.distributorId },
+        "status": { $0.status },
+        "has_terms": { $0.hasTerms },
+        "wholesale_currency": { $0.wholesaleCurrency },
+        "wholesale_amount_minor": { $0.wholesaleAmountMinor },
+        "valid_until_unix_ms": { $0.validUntilUnixMs },
+        "max_instances": { $0.maxInstances },
+        "application_message": { $0.applicationMessage },
+        "status_reason": { $0.statusReason },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+        "updated_at_unix_ms": { $0.updatedAtUnixMs },
+        "document": { $0.document },
+      ])
 
     var id: String
     var baseServiceId: String
@@ -253,7 +293,7 @@ public struct EntitlementStore: Sendable {
   }
 
   public static func save(_ authorization: Nest_Entitlement_V1_DistributionAuthorization, in db: Database) throws {
-    try AuthorizationRow(authorization).save(db)
+    try AuthorizationRow(authorization).upsert(db)
     try Self.authorizationHistory.append(authorization.history, for: authorization.id, in: db)
   }
 
@@ -267,7 +307,7 @@ public struct EntitlementStore: Sendable {
   public static func authorization(_ id: String, in db: Database) throws
     -> Nest_Entitlement_V1_DistributionAuthorization?
   {
-    try Self.authorizations(AuthorizationRow.fetchAll(db, keys: [id]), in: db).first
+    try Self.authorizations(AuthorizationRow.fetchAll(db, where: "id", is: id), in: db).first
   }
 
   /// The newest authorization for (A, distributor): the one that decides what may happen next.
@@ -276,9 +316,9 @@ public struct EntitlementStore: Sendable {
   {
     try Self.authorizations(
       AuthorizationRow.fetchAll(
-        db,
-        sql:
-          "SELECT * FROM authorizations WHERE base_service_id = ? AND distributor_id = ? ORDER BY rowid DESC LIMIT 1",
+        db.cachedStatement(
+          sql:
+            "SELECT * FROM authorizations WHERE base_service_id = ? AND distributor_id = ? ORDER BY rowid DESC LIMIT 1"),
         arguments: [baseServiceID, distributorID]), in: db
     ).first
   }
@@ -318,10 +358,68 @@ public struct EntitlementStore: Sendable {
 
   // MARK: Instances
 
-  struct InstanceRow: Codable, FetchableRecord, PersistableRecord {
+  struct InstanceRow: ColumnRecord {
     static let databaseTableName = "instances"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.orderId = try row.decode(forColumn: "order_id")
+      self.request = try row.decode(forColumn: "request")
+      self.serviceId = try row.decode(forColumn: "service_id")
+      self.versionId = try row.decode(forColumn: "version_id")
+      self.baseServiceId = try row.decode(forColumn: "base_service_id")
+      self.customerId = try row.decode(forColumn: "customer_id")
+      self.distributorId = try row.decode(forColumn: "distributor_id")
+      self.isvId = try row.decode(forColumn: "isv_id")
+      self.authorizationId = try row.decode(forColumn: "authorization_id")
+      self.scenario = try row.decode(forColumn: "scenario")
+      self.resourceOwnerRole = try row.decode(forColumn: "resource_owner_role")
+      self.resourceOwnerId = try row.decode(forColumn: "resource_owner_id")
+      self.feePayerRole = try row.decode(forColumn: "fee_payer_role")
+      self.feePayerId = try row.decode(forColumn: "fee_payer_id")
+      self.accessMode = try row.decode(forColumn: "access_mode")
+      self.status = try row.decode(forColumn: "status")
+      self.logonUrl = try row.decode(forColumn: "logon_url")
+      self.licenseId = try row.decode(forColumn: "license_id")
+      self.parameterSetName = try row.decode(forColumn: "parameter_set_name")
+      self.quantity = try row.decode(forColumn: "quantity")
+      self.billingPeriod = try row.decode(forColumn: "billing_period")
+      self.expiresAtUnixMs = try row.decode(forColumn: "expires_at_unix_ms")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+      self.updatedAtUnixMs = try row.decode(forColumn: "updated_at_unix_ms")
+      self.document = try row.decode(forColumn: "document")
+    }
+
+    static let columns = ColumnLayout<InstanceRow>(
+      table: "instances", key: ["id"],
+      [
+        "id": { $0.id },
+        "order_id": { $0.orderId },
+        "request": { $0.request },
+        "service_id": { $0.serviceId },
+        "version_id": { $0.versionId },
+        "base_service_id": { $0.baseServiceId },
+        "customer_id": { $0.customerId },
+        "distributor_id": { $0.distributorId },
+        "isv_id": { $0.isvId },
+        "authorization_id": { $0.authorizationId },
+        "scenario": { $0.scenario },
+        "resource_owner_role": { $0.resourceOwnerRole },
+        "resource_owner_id": { $0.resourceOwnerId },
+        "fee_payer_role": { $0.feePayerRole },
+        "fee_payer_id": { $0.feePayerId },
+        "access_mode": { $0.accessMode },
+        "status": { $0.status },
+        "logon_url": { $0.logonUrl },
+        "license_id": { $0.licenseId },
+        "parameter_set_name": { $0.parameterSetName },
+        "quantity": { $0.quantity },
+        "billing_period": { $0.billingPeriod },
+        "expires_at_unix_ms": { $0.expiresAtUnixMs },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+        "updated_at_unix_ms": { $0.updatedAtUnixMs },
+        "document": { $0.document },
+      ])
 
     var id: String
     var orderId: String
@@ -432,32 +530,32 @@ public struct EntitlementStore: Sendable {
   }
 
   public static func update(_ instance: Nest_Entitlement_V1_ServiceInstance, in db: Database) throws {
-    guard let stored = try InstanceRow.fetchOne(db, key: instance.id) else { return }
+    guard let stored = try InstanceRow.fetchOne(db, where: "id", is: instance.id) else { return }
     try InstanceRow(instance, request: stored.request).update(db)
     try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
   }
 
   public static func instance(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_ServiceInstance? {
-    try Self.instances(InstanceRow.fetchAll(db, keys: [id]), in: db).first
+    try Self.instances(InstanceRow.fetchAll(db, where: "id", is: id), in: db).first
   }
 
   /// The instance made for an order, and the request it was made from.
   public static func instance(orderID: String, in db: Database) throws
     -> (instance: Nest_Entitlement_V1_ServiceInstance, request: Nest_Entitlement_V1_CreateServiceInstanceRequest)?
   {
-    guard let row = try InstanceRow.filter(Column("order_id") == orderID).fetchOne(db) else { return nil }
+    guard let row = try InstanceRow.fetchOne(db, where: "order_id", is: orderID) else { return nil }
     return (try Self.instances([row], in: db)[0], try Document.decode(row.request))
   }
 
   public static func instance(licenseID: String, in db: Database) throws -> Nest_Entitlement_V1_ServiceInstance? {
-    try Self.instances(InstanceRow.filter(Column("license_id") == licenseID).fetchAll(db), in: db).first
+    try Self.instances(InstanceRow.fetchAll(db, where: "license_id", is: licenseID), in: db).first
   }
 
   /// Instances whose deployment has not finished: CREATED, or DEPLOYING when a restart cut it short.
   public static func undeployedInstances(in db: Database) throws -> [Nest_Entitlement_V1_ServiceInstance] {
     try Self.instances(
       InstanceRow.fetchAll(
-        db, sql: "SELECT * FROM instances WHERE status IN (?, ?) ORDER BY rowid LIMIT 100",
+        db.cachedStatement(sql: "SELECT * FROM instances WHERE status IN (?, ?) ORDER BY rowid LIMIT 100"),
         arguments: [
           Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
           Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
@@ -484,10 +582,26 @@ public struct EntitlementStore: Sendable {
 
   // MARK: Instance slots
 
-  struct SlotRow: Codable, FetchableRecord, PersistableRecord {
+  struct SlotRow: ColumnRecord {
     static let databaseTableName = "instance_slots"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.orderId = try row.decode(forColumn: "order_id")
+      self.authorizationId = try row.decode(forColumn: "authorization_id")
+      self.status = try row.decode(forColumn: "status")
+      self.expiresAtUnixMs = try row.decode(forColumn: "expires_at_unix_ms")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+    }
+
+    static let columns = ColumnLayout<SlotRow>(
+      table: "instance_slots", key: ["order_id"],
+      [
+        "order_id": { $0.orderId },
+        "authorization_id": { $0.authorizationId },
+        "status": { $0.status },
+        "expires_at_unix_ms": { $0.expiresAtUnixMs },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+      ])
 
     var orderId: String
     var authorizationId: String
@@ -515,11 +629,11 @@ public struct EntitlementStore: Sendable {
   }
 
   public static func slot(orderID: String, in db: Database) throws -> Nest_Entitlement_V1_InstanceSlot? {
-    try SlotRow.fetchOne(db, key: orderID)?.message
+    try SlotRow.fetchOne(db, where: "order_id", is: orderID)?.message
   }
 
   public static func save(_ slot: Nest_Entitlement_V1_InstanceSlot, in db: Database) throws {
-    try SlotRow(slot).save(db)
+    try SlotRow(slot).upsert(db)
   }
 
   /// The authorization's places taken, but for `orderID`'s: its instances that are not
@@ -529,12 +643,12 @@ public struct EntitlementStore: Sendable {
   {
     Int32(
       try Int.fetchOne(
-        db,
-        sql: """
-          SELECT (SELECT COUNT(*) FROM instances WHERE authorization_id = ?1 AND status != ?2 AND order_id != ?3)
-            + (SELECT COUNT(*) FROM instance_slots s WHERE s.authorization_id = ?1 AND s.status = ?4
-                 AND s.expires_at_unix_ms > ?5 AND s.order_id != ?3)
-          """,
+        db.cachedStatement(
+          sql: """
+            SELECT (SELECT COUNT(*) FROM instances WHERE authorization_id = ?1 AND status != ?2 AND order_id != ?3)
+              + (SELECT COUNT(*) FROM instance_slots s WHERE s.authorization_id = ?1 AND s.status = ?4
+                   AND s.expires_at_unix_ms > ?5 AND s.order_id != ?3)
+            """),
         arguments: [
           authorizationID, Nest_Entitlement_V1_DeploymentStatus.released.rawValue, orderID,
           Nest_Entitlement_V1_InstanceSlotStatus.held.rawValue, now,
@@ -545,16 +659,54 @@ public struct EntitlementStore: Sendable {
   public static func liveInstanceCount(authorizationID: String, in db: Database) throws -> Int32 {
     Int32(
       try Int.fetchOne(
-        db, sql: "SELECT COUNT(*) FROM instances WHERE authorization_id = ? AND status != ?",
+        db.cachedStatement(sql: "SELECT COUNT(*) FROM instances WHERE authorization_id = ? AND status != ?"),
         arguments: [authorizationID, Nest_Entitlement_V1_DeploymentStatus.released.rawValue]) ?? 0)
   }
 
   // MARK: Permission requests
 
-  struct PermissionRequestRow: Codable, FetchableRecord, PersistableRecord {
+  struct PermissionRequestRow: ColumnRecord {
     static let databaseTableName = "permission_requests"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.instanceId = try row.decode(forColumn: "instance_id")
+      self.requesterId = try row.decode(forColumn: "requester_id")
+      self.ownerRole = try row.decode(forColumn: "owner_role")
+      self.ownerId = try row.decode(forColumn: "owner_id")
+      self.operation = try row.decode(forColumn: "operation")
+      self.reason = try row.decode(forColumn: "reason")
+      self.requestedDurationSeconds = try row.decode(forColumn: "requested_duration_seconds")
+      self.status = try row.decode(forColumn: "status")
+      self.decisionReason = try row.decode(forColumn: "decision_reason")
+      self.decidedBy = try row.decode(forColumn: "decided_by")
+      self.grantedDurationSeconds = try row.decode(forColumn: "granted_duration_seconds")
+      self.grantExpiresAtUnixMs = try row.decode(forColumn: "grant_expires_at_unix_ms")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+      self.decidedAtUnixMs = try row.decode(forColumn: "decided_at_unix_ms")
+      self.updatedAtUnixMs = try row.decode(forColumn: "updated_at_unix_ms")
+    }
+
+    static let columns = ColumnLayout<PermissionRequestRow>(
+      table: "permission_requests", key: ["id"],
+      [
+        "id": { $0.id },
+        "instance_id": { $0.instanceId },
+        "requester_id": { $0.requesterId },
+        "owner_role": { $0.ownerRole },
+        "owner_id": { $0.ownerId },
+        "operation": { $0.operation },
+        "reason": { $0.reason },
+        "requested_duration_seconds": { $0.requestedDurationSeconds },
+        "status": { $0.status },
+        "decision_reason": { $0.decisionReason },
+        "decided_by": { $0.decidedBy },
+        "granted_duration_seconds": { $0.grantedDurationSeconds },
+        "grant_expires_at_unix_ms": { $0.grantExpiresAtUnixMs },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+        "decided_at_unix_ms": { $0.decidedAtUnixMs },
+        "updated_at_unix_ms": { $0.updatedAtUnixMs },
+      ])
 
     var id: String
     var instanceId: String
@@ -617,11 +769,11 @@ public struct EntitlementStore: Sendable {
   }
 
   public static func save(_ request: Nest_Entitlement_V1_PermissionRequest, in db: Database) throws {
-    try PermissionRequestRow(request).save(db)
+    try PermissionRequestRow(request).upsert(db)
   }
 
   public static func permissionRequest(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_PermissionRequest? {
-    try PermissionRequestRow.fetchOne(db, key: id)?.message
+    try PermissionRequestRow.fetchOne(db, where: "id", is: id)?.message
   }
 
   /// The APPROVED, unexpired grant for the operation lasting longest, if any.
@@ -629,12 +781,12 @@ public struct EntitlementStore: Sendable {
     instanceID: String, requesterID: String, operation: String, nowUnixMs: Int64, in db: Database
   ) throws -> Nest_Entitlement_V1_PermissionRequest? {
     try PermissionRequestRow.fetchOne(
-      db,
-      sql: """
-        SELECT * FROM permission_requests
-        WHERE instance_id = ? AND requester_id = ? AND operation = ? AND status = ? AND grant_expires_at_unix_ms > ?
-        ORDER BY grant_expires_at_unix_ms DESC LIMIT 1
-        """,
+      db.cachedStatement(
+        sql: """
+          SELECT * FROM permission_requests
+          WHERE instance_id = ? AND requester_id = ? AND operation = ? AND status = ? AND grant_expires_at_unix_ms > ?
+          ORDER BY grant_expires_at_unix_ms DESC LIMIT 1
+          """),
       arguments: [
         instanceID, requesterID, operation, Nest_Entitlement_V1_PermissionRequestStatus.approved.rawValue, nowUnixMs,
       ])?.message

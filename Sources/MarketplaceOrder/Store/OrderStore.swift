@@ -47,10 +47,10 @@ public struct OrderStore: Sendable {
     // Columns for every field; histories apart. Rows of release 0.1 are read from their
     // messages and written again, in their order.
     migrator.registerMigration("order-2-columns") { db in
-      let orders = try Data.fetchAll(db, sql: "SELECT body FROM orders ORDER BY rowid").map {
+      let orders = try Data.fetchAll(db.cachedStatement(sql: "SELECT body FROM orders ORDER BY rowid")).map {
         try Document.decode($0, as: Order.self)
       }
-      let deliveries = try Data.fetchAll(db, sql: "SELECT body FROM deliveries ORDER BY rowid").map {
+      let deliveries = try Data.fetchAll(db.cachedStatement(sql: "SELECT body FROM deliveries ORDER BY rowid")).map {
         try Document.decode($0, as: Delivery.self)
       }
       try db.drop(table: "deliveries")
@@ -131,10 +131,98 @@ public struct OrderStore: Sendable {
 
   // MARK: Orders
 
-  struct OrderRow: Codable, FetchableRecord, PersistableRecord {
+  struct OrderRow: ColumnRecord {
     static let databaseTableName = "orders"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.kind = try row.decode(forColumn: "kind")
+      self.buyerRole = try row.decode(forColumn: "buyer_role")
+      self.buyerId = try row.decode(forColumn: "buyer_id")
+      self.sellerRole = try row.decode(forColumn: "seller_role")
+      self.sellerId = try row.decode(forColumn: "seller_id")
+      self.productId = try row.decode(forColumn: "product_id")
+      self.planId = try row.decode(forColumn: "plan_id")
+      self.serviceId = try row.decode(forColumn: "service_id")
+      self.serviceVersionId = try row.decode(forColumn: "service_version_id")
+      self.quantity = try row.decode(forColumn: "quantity")
+      self.periods = try row.decode(forColumn: "periods")
+      self.parameterSetName = try row.decode(forColumn: "parameter_set_name")
+      self.status = try row.decode(forColumn: "status")
+      self.currency = try row.decode(forColumn: "currency")
+      self.unitPriceMinor = try row.decode(forColumn: "unit_price_minor")
+      self.billingPeriod = try row.decode(forColumn: "billing_period")
+      self.amountMinor = try row.decode(forColumn: "amount_minor")
+      self.commissionBps = try row.decode(forColumn: "commission_bps")
+      self.commissionMinor = try row.decode(forColumn: "commission_minor")
+      self.sellerNetMinor = try row.decode(forColumn: "seller_net_minor")
+      self.scenario = try row.decode(forColumn: "scenario")
+      self.isvId = try row.decode(forColumn: "isv_id")
+      self.distributorId = try row.decode(forColumn: "distributor_id")
+      self.hasWholesale = try row.decode(forColumn: "has_wholesale")
+      self.authorizationId = try row.decode(forColumn: "authorization_id")
+      self.wholesaleCurrency = try row.decode(forColumn: "wholesale_currency")
+      self.wholesaleUnitMinor = try row.decode(forColumn: "wholesale_unit_minor")
+      self.wholesaleAmountMinor = try row.decode(forColumn: "wholesale_amount_minor")
+      self.termsValidUntilUnixMs = try row.decode(forColumn: "terms_valid_until_unix_ms")
+      self.parentOrderId = try row.decode(forColumn: "parent_order_id")
+      self.instanceId = try row.decode(forColumn: "instance_id")
+      self.paymentReference = try row.decode(forColumn: "payment_reference")
+      self.reason = try row.decode(forColumn: "reason")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+      self.updatedAtUnixMs = try row.decode(forColumn: "updated_at_unix_ms")
+      self.paidAtUnixMs = try row.decode(forColumn: "paid_at_unix_ms")
+      self.fulfilledAtUnixMs = try row.decode(forColumn: "fulfilled_at_unix_ms")
+      self.cancelledAtUnixMs = try row.decode(forColumn: "cancelled_at_unix_ms")
+      self.refundedAtUnixMs = try row.decode(forColumn: "refunded_at_unix_ms")
+      self.document = try row.decode(forColumn: "document")
+    }
+
+    static let columns = ColumnLayout<OrderRow>(
+      table: "orders", key: ["id"],
+      [
+        "id": { $0.id },
+        "kind": { $0.kind },
+        "buyer_role": { $0.buyerRole },
+        "buyer_id": { $0.buyerId },
+        "seller_role": { $0.sellerRole },
+        "seller_id": { $0.sellerId },
+        "product_id": { $0.productId },
+        "plan_id": { $0.planId },
+        "service_id": { $0.serviceId },
+        "service_version_id": { $0.serviceVersionId },
+        "quantity": { $0.quantity },
+        "periods": { $0.periods },
+        "parameter_set_name": { $0.parameterSetName },
+        "status": { $0.status },
+        "currency": { $0.currency },
+        "unit_price_minor": { $0.unitPriceMinor },
+        "billing_period": { $0.billingPeriod },
+        "amount_minor": { $0.amountMinor },
+        "commission_bps": { $0.commissionBps },
+        "commission_minor": { $0.commissionMinor },
+        "seller_net_minor": { $0.sellerNetMinor },
+        "scenario": { $0.scenario },
+        "isv_id": { $0.isvId },
+        "distributor_id": { $0.distributorId },
+        "has_wholesale": { $0.hasWholesale },
+        "authorization_id": { $0.authorizationId },
+        "wholesale_currency": { $0.wholesaleCurrency },
+        "wholesale_unit_minor": { $0.wholesaleUnitMinor },
+        "wholesale_amount_minor": { $0.wholesaleAmountMinor },
+        "terms_valid_until_unix_ms": { $0.termsValidUntilUnixMs },
+        "parent_order_id": { $0.parentOrderId },
+        "instance_id": { $0.instanceId },
+        "payment_reference": { $0.paymentReference },
+        "reason": { $0.reason },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+        "updated_at_unix_ms": { $0.updatedAtUnixMs },
+        "paid_at_unix_ms": { $0.paidAtUnixMs },
+        "fulfilled_at_unix_ms": { $0.fulfilledAtUnixMs },
+        "cancelled_at_unix_ms": { $0.cancelledAtUnixMs },
+        "refunded_at_unix_ms": { $0.refundedAtUnixMs },
+        "document": { $0.document },
+      ])
 
     var id: String
     var kind: Int32
@@ -282,7 +370,7 @@ public struct OrderStore: Sendable {
   /// Inserts or updates the order; its new history entries are appended. Linked order ids
   /// are not stored: they are the orders whose parent it is.
   public static func save(_ order: Order, in db: Database) throws {
-    try OrderRow(order).save(db)
+    try OrderRow(order).upsert(db)
     try Self.history.append(order.history, for: order.id, in: db)
   }
 
@@ -292,11 +380,11 @@ public struct OrderStore: Sendable {
     var children: [String: [String]] = [:]
     if !ids.isEmpty {
       for row in try Row.fetchAll(
-        db,
-        sql: """
-          SELECT id, parent_order_id FROM orders
-          WHERE parent_order_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
-          """, arguments: StatementArguments(ids))
+        db.cachedStatement(
+          sql: """
+            SELECT id, parent_order_id FROM orders
+            WHERE parent_order_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
+            """), arguments: StatementArguments(ids))
       {
         children[row["parent_order_id"], default: []].append(row["id"])
       }
@@ -305,7 +393,7 @@ public struct OrderStore: Sendable {
   }
 
   public static func order(_ id: String, in db: Database) throws -> Order? {
-    try Self.orders(OrderRow.fetchAll(db, keys: [id]), in: db).first
+    try Self.orders(OrderRow.fetchAll(db, where: "id", is: id), in: db).first
   }
 
   public static func orders(ids: [String], in db: Database) throws -> [Order] {
@@ -341,10 +429,46 @@ public struct OrderStore: Sendable {
 
   // MARK: The outbox
 
-  struct DeliveryRow: Codable, FetchableRecord, PersistableRecord {
+  struct DeliveryRow: ColumnRecord {
     static let databaseTableName = "deliveries"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.orderId = try row.decode(forColumn: "order_id")
+      self.kind = try row.decode(forColumn: "kind")
+      self.target = try row.decode(forColumn: "target")
+      self.status = try row.decode(forColumn: "status")
+      self.idempotencyKey = try row.decode(forColumn: "idempotency_key")
+      self.attempts = try row.decode(forColumn: "attempts")
+      self.lastErrorCode = try row.decode(forColumn: "last_error_code")
+      self.lastError = try row.decode(forColumn: "last_error")
+      self.nextAttemptAtUnixMs = try row.decode(forColumn: "next_attempt_at_unix_ms")
+      self.lastAttemptAtUnixMs = try row.decode(forColumn: "last_attempt_at_unix_ms")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+      self.deliveredAtUnixMs = try row.decode(forColumn: "delivered_at_unix_ms")
+      self.acknowledgedInstanceId = try row.decode(forColumn: "acknowledged_instance_id")
+      self.acknowledgedTransactionId = try row.decode(forColumn: "acknowledged_transaction_id")
+    }
+
+    static let columns = ColumnLayout<DeliveryRow>(
+      table: "deliveries", key: ["id"],
+      [
+        "id": { $0.id },
+        "order_id": { $0.orderId },
+        "kind": { $0.kind },
+        "target": { $0.target },
+        "status": { $0.status },
+        "idempotency_key": { $0.idempotencyKey },
+        "attempts": { $0.attempts },
+        "last_error_code": { $0.lastErrorCode },
+        "last_error": { $0.lastError },
+        "next_attempt_at_unix_ms": { $0.nextAttemptAtUnixMs },
+        "last_attempt_at_unix_ms": { $0.lastAttemptAtUnixMs },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+        "delivered_at_unix_ms": { $0.deliveredAtUnixMs },
+        "acknowledged_instance_id": { $0.acknowledgedInstanceId },
+        "acknowledged_transaction_id": { $0.acknowledgedTransactionId },
+      ])
 
     var id: String
     var orderId: String
@@ -405,23 +529,23 @@ public struct OrderStore: Sendable {
   }
 
   public static func save(_ delivery: Delivery, in db: Database) throws {
-    try DeliveryRow(delivery).save(db)
+    try DeliveryRow(delivery).upsert(db)
   }
 
   public static func delivery(_ id: String, in db: Database) throws -> Delivery? {
-    try DeliveryRow.fetchOne(db, key: id)?.message
+    try DeliveryRow.fetchOne(db, where: "id", is: id)?.message
   }
 
   /// The deliveries that may be attempted now: per order, the oldest pending one, if due.
   public static func dueDeliveries(nowUnixMs: Int64, limit: Int, in db: Database) throws -> [Delivery] {
     try DeliveryRow.fetchAll(
-      db,
-      sql: """
-        SELECT d.* FROM deliveries d
-        WHERE d.status = ? AND d.next_attempt_at_unix_ms <= ?
-          AND d.rowid = (SELECT MIN(rowid) FROM deliveries WHERE order_id = d.order_id AND status = ?)
-        ORDER BY d.next_attempt_at_unix_ms LIMIT ?
-        """,
+      db.cachedStatement(
+        sql: """
+          SELECT d.* FROM deliveries d
+          WHERE d.status = ? AND d.next_attempt_at_unix_ms <= ?
+            AND d.rowid = (SELECT MIN(rowid) FROM deliveries WHERE order_id = d.order_id AND status = ?)
+          ORDER BY d.next_attempt_at_unix_ms LIMIT ?
+          """),
       arguments: [
         Nest_Order_V1_DeliveryStatus.pending.rawValue, nowUnixMs, Nest_Order_V1_DeliveryStatus.pending.rawValue, limit,
       ]
@@ -433,9 +557,10 @@ public struct OrderStore: Sendable {
     guard !orderIDs.isEmpty else { return [:] }
     var result: [String: [Delivery]] = [:]
     for row in try DeliveryRow.fetchAll(
-      db,
-      sql:
-        "SELECT * FROM deliveries WHERE order_id IN (\(orderIDs.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid",
+      db.cachedStatement(
+        sql:
+          "SELECT * FROM deliveries WHERE order_id IN (\(orderIDs.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid"
+      ),
       arguments: StatementArguments(orderIDs))
     {
       result[row.orderId, default: []].append(row.message)
@@ -467,7 +592,8 @@ public struct OrderStore: Sendable {
   /// Rows not yet delivered, and the oldest one's creation time (0 when none).
   public static func pendingDeliveries(in db: Database) throws -> (count: Int, oldestCreatedAtUnixMs: Int64) {
     let row = try Row.fetchOne(
-      db, sql: "SELECT COUNT(*) AS n, COALESCE(MIN(created_at_unix_ms), 0) AS oldest FROM deliveries WHERE status = ?",
+      db.cachedStatement(
+        sql: "SELECT COUNT(*) AS n, COALESCE(MIN(created_at_unix_ms), 0) AS oldest FROM deliveries WHERE status = ?"),
       arguments: [Nest_Order_V1_DeliveryStatus.pending.rawValue])
     return (row?["n"] ?? 0, row?["oldest"] ?? 0)
   }

@@ -27,14 +27,14 @@ enum Reconciliation {
   static func ledger(asOf: Int64, in db: Database) throws -> Nest_Settlement_V1_ReconcileResponse {
     var response = Nest_Settlement_V1_ReconcileResponse()
     response.sums = try Row.fetchAll(
-      db,
-      sql: """
-        SELECT p.currency,
-          SUM(CASE WHEN p.amount_minor < 0 THEN p.amount_minor ELSE 0 END) AS debits,
-          SUM(CASE WHEN p.amount_minor > 0 THEN p.amount_minor ELSE 0 END) AS credits
-        FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id
-        WHERE t.created_at_unix_ms <= ? GROUP BY p.currency ORDER BY p.currency
-        """, arguments: [asOf]
+      db.cachedStatement(
+        sql: """
+          SELECT p.currency,
+            SUM(CASE WHEN p.amount_minor < 0 THEN p.amount_minor ELSE 0 END) AS debits,
+            SUM(CASE WHEN p.amount_minor > 0 THEN p.amount_minor ELSE 0 END) AS credits
+          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id
+          WHERE t.created_at_unix_ms <= ? GROUP BY p.currency ORDER BY p.currency
+          """), arguments: [asOf]
     ).map { row in
       let currency: String = row["currency"]
       let debits: Int64 = row["debits"]
@@ -51,12 +51,12 @@ enum Reconciliation {
         discrepancy(.unbalancedLedger, currency: net.currency, "\(net.currency): postings sum to \(net.amountMinor)"))
     }
     for row in try Row.fetchAll(
-      db,
-      sql: """
-        SELECT p.transaction_id, p.currency, SUM(p.amount_minor) AS net
-        FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id WHERE t.created_at_unix_ms <= ?
-        GROUP BY p.transaction_id, p.currency HAVING SUM(p.amount_minor) != 0
-        """, arguments: [asOf])
+      db.cachedStatement(
+        sql: """
+          SELECT p.transaction_id, p.currency, SUM(p.amount_minor) AS net
+          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id WHERE t.created_at_unix_ms <= ?
+          GROUP BY p.transaction_id, p.currency HAVING SUM(p.amount_minor) != 0
+          """), arguments: [asOf])
     {
       let currency: String = row["currency"]
       let net: Int64 = row["net"]
@@ -67,27 +67,27 @@ enum Reconciliation {
     }
     // Every sale's postings, against what its snapshot implies.
     for row in try Row.fetchAll(
-      db,
-      sql: """
-        WITH recorded AS (
-          SELECT s.* FROM sales s JOIN ledger_transactions t ON t.id = s.transaction_id WHERE t.created_at_unix_ms <= ?1),
-        commission AS (
-          SELECT order_id, (amount_minor / 10000) * commission_bps + (amount_minor % 10000) * commission_bps / 10000 AS c
-          FROM recorded),
-        expected AS (
-          SELECT r.order_id, r.transaction_id, r.currency, 0 AS seq, r.buyer_kind AS kind, r.buyer_id AS account,
-            -r.amount_minor AS amount FROM recorded r
-          UNION ALL SELECT r.order_id, r.transaction_id, r.currency, 1, 4, '', c.c
-            FROM recorded r JOIN commission c USING (order_id)
-          UNION ALL SELECT r.order_id, r.transaction_id, r.currency, 2, r.seller_kind, r.seller_id, r.amount_minor - c.c
-            FROM recorded r JOIN commission c USING (order_id))
-        SELECT DISTINCT e.order_id, e.transaction_id, r.amount_minor, r.commission_bps
-        FROM expected e JOIN recorded r USING (order_id)
-        LEFT JOIN ledger_postings p ON p.transaction_id = e.transaction_id AND p.seq = e.seq
-        WHERE p.transaction_id IS NULL OR p.account_kind != e.kind OR p.account_id != e.account
-          OR p.amount_minor != e.amount OR p.currency != e.currency
-          OR (SELECT COUNT(*) FROM ledger_postings WHERE transaction_id = e.transaction_id) != 3
-        """, arguments: [asOf])
+      db.cachedStatement(
+        sql: """
+          WITH recorded AS (
+            SELECT s.* FROM sales s JOIN ledger_transactions t ON t.id = s.transaction_id WHERE t.created_at_unix_ms <= ?1),
+          commission AS (
+            SELECT order_id, (amount_minor / 10000) * commission_bps + (amount_minor % 10000) * commission_bps / 10000 AS c
+            FROM recorded),
+          expected AS (
+            SELECT r.order_id, r.transaction_id, r.currency, 0 AS seq, r.buyer_kind AS kind, r.buyer_id AS account,
+              -r.amount_minor AS amount FROM recorded r
+            UNION ALL SELECT r.order_id, r.transaction_id, r.currency, 1, 4, '', c.c
+              FROM recorded r JOIN commission c USING (order_id)
+            UNION ALL SELECT r.order_id, r.transaction_id, r.currency, 2, r.seller_kind, r.seller_id, r.amount_minor - c.c
+              FROM recorded r JOIN commission c USING (order_id))
+          SELECT DISTINCT e.order_id, e.transaction_id, r.amount_minor, r.commission_bps
+          FROM expected e JOIN recorded r USING (order_id)
+          LEFT JOIN ledger_postings p ON p.transaction_id = e.transaction_id AND p.seq = e.seq
+          WHERE p.transaction_id IS NULL OR p.account_kind != e.kind OR p.account_id != e.account
+            OR p.amount_minor != e.amount OR p.currency != e.currency
+            OR (SELECT COUNT(*) FROM ledger_postings WHERE transaction_id = e.transaction_id) != 3
+          """), arguments: [asOf])
     {
       let amount: Int64 = row["amount_minor"]
       let bps: Int64 = row["commission_bps"]
@@ -98,12 +98,12 @@ enum Reconciliation {
     }
     // Customer sales of scenarios 1, 2 and 4 owe an obligation; no other sale does.
     for row in try Row.fetchAll(
-      db,
-      sql: """
-        SELECT s.order_id, s.transaction_id, s.kind = 1 AND s.scenario IN (1, 2, 4) AS owes,
-          (SELECT COUNT(*) FROM obligations o WHERE o.order_id = s.order_id) AS recorded
-        FROM sales s JOIN ledger_transactions t ON t.id = s.transaction_id WHERE t.created_at_unix_ms <= ?
-        """, arguments: [asOf])
+      db.cachedStatement(
+        sql: """
+          SELECT s.order_id, s.transaction_id, s.kind = 1 AND s.scenario IN (1, 2, 4) AS owes,
+            (SELECT COUNT(*) FROM obligations o WHERE o.order_id = s.order_id) AS recorded
+          FROM sales s JOIN ledger_transactions t ON t.id = s.transaction_id WHERE t.created_at_unix_ms <= ?
+          """), arguments: [asOf])
     {
       let owes: Bool = row["owes"]
       let recorded: Int = row["recorded"]
@@ -118,25 +118,25 @@ enum Reconciliation {
     }
     // A REFUND reverses a SALE; a sale's refund transaction is its reversal.
     for id in try String.fetchAll(
-      db,
-      sql: """
-        SELECT t.id FROM ledger_transactions t LEFT JOIN ledger_reversals r ON r.transaction_id = t.id
-        WHERE t.kind = 2 AND t.created_at_unix_ms <= ? AND r.transaction_id IS NULL
-        """, arguments: [asOf])
+      db.cachedStatement(
+        sql: """
+          SELECT t.id FROM ledger_transactions t LEFT JOIN ledger_reversals r ON r.transaction_id = t.id
+          WHERE t.kind = 2 AND t.created_at_unix_ms <= ? AND r.transaction_id IS NULL
+          """), arguments: [asOf])
     {
       response.discrepancies.append(
         discrepancy(.missingReversal, transaction: id, "a REFUND that reverses no known SALE"))
     }
     let counts = try Row.fetchOne(
-      db,
-      sql: """
-        SELECT COUNT(*) AS transactions,
-          COALESCE(SUM(kind = 1), 0) AS sales, COALESCE(SUM(kind = 2), 0) AS refunds, COALESCE(SUM(kind = 3), 0) AS usage,
-          (SELECT COUNT(*) FROM ledger_postings p JOIN ledger_transactions t2 ON t2.id = p.transaction_id
-             WHERE t2.created_at_unix_ms <= ?1) AS postings,
-          (SELECT COUNT(*) FROM obligations) AS obligations
-        FROM ledger_transactions WHERE created_at_unix_ms <= ?1
-        """, arguments: [asOf])
+      db.cachedStatement(
+        sql: """
+          SELECT COUNT(*) AS transactions,
+            COALESCE(SUM(kind = 1), 0) AS sales, COALESCE(SUM(kind = 2), 0) AS refunds, COALESCE(SUM(kind = 3), 0) AS usage,
+            (SELECT COUNT(*) FROM ledger_postings p JOIN ledger_transactions t2 ON t2.id = p.transaction_id
+               WHERE t2.created_at_unix_ms <= ?1) AS postings,
+            (SELECT COUNT(*) FROM obligations) AS obligations
+          FROM ledger_transactions WHERE created_at_unix_ms <= ?1
+          """), arguments: [asOf])
     response.transactionCount = counts?["transactions"] ?? 0
     response.postingCount = counts?["postings"] ?? 0
     response.saleCount = counts?["sales"] ?? 0
@@ -157,12 +157,12 @@ enum Reconciliation {
   static func sales(asOf: Int64, in db: Database) throws -> [String: SaleFacts] {
     var facts: [String: SaleFacts] = [:]
     for row in try Row.fetchAll(
-      db,
-      sql: """
-        SELECT t.order_id, t.id, -(SELECT amount_minor FROM ledger_postings WHERE transaction_id = t.id AND seq = 0) AS charged,
-          EXISTS (SELECT 1 FROM ledger_reversals WHERE reversed_transaction_id = t.id) AS reversed
-        FROM ledger_transactions t WHERE t.kind = 1 AND t.created_at_unix_ms <= ? ORDER BY t.rowid
-        """, arguments: [asOf])
+      db.cachedStatement(
+        sql: """
+          SELECT t.order_id, t.id, -(SELECT amount_minor FROM ledger_postings WHERE transaction_id = t.id AND seq = 0) AS charged,
+            EXISTS (SELECT 1 FROM ledger_reversals WHERE reversed_transaction_id = t.id) AS reversed
+          FROM ledger_transactions t WHERE t.kind = 1 AND t.created_at_unix_ms <= ? ORDER BY t.rowid
+          """), arguments: [asOf])
     {
       let order: String = row["order_id"]
       var entry = facts[order] ?? SaleFacts(transactions: [], charged: row["charged"], reversed: row["reversed"])

@@ -75,33 +75,36 @@ public struct SettlementStore: Sendable {
     // The ledger in columns held by SQLite, everything else in columns: the rows of release
     // 0.1 are read from their messages and posted again, in their order.
     migrator.registerMigration("settlement-2-ledger") { db in
-      let transactions = try Data.fetchAll(db, sql: "SELECT body FROM transactions ORDER BY rowid").map {
+      let transactions = try Data.fetchAll(db.cachedStatement(sql: "SELECT body FROM transactions ORDER BY rowid")).map
+      {
         try Document.decode($0, as: Transaction.self)
       }
-      let sales = try Row.fetchAll(db, sql: "SELECT request, response FROM sales ORDER BY rowid").map {
+      let sales = try Row.fetchAll(db.cachedStatement(sql: "SELECT request, response FROM sales ORDER BY rowid")).map {
         (
           try Document.decode($0["request"] as Data, as: Nest_Settlement_V1_RecordSaleRequest.self),
           try Document.decode($0["response"] as Data, as: Nest_Settlement_V1_RecordSaleResponse.self)
         )
       }
-      let refunds = try Row.fetchAll(db, sql: "SELECT request, response FROM refunds ORDER BY rowid").map {
-        (
-          try Document.decode($0["request"] as Data, as: Nest_Settlement_V1_RecordRefundRequest.self),
-          try Document.decode($0["response"] as Data, as: Nest_Settlement_V1_RecordRefundResponse.self)
-        )
-      }
-      let obligations = try Data.fetchAll(db, sql: "SELECT body FROM obligations ORDER BY rowid").map {
+      let refunds = try Row.fetchAll(db.cachedStatement(sql: "SELECT request, response FROM refunds ORDER BY rowid"))
+        .map {
+          (
+            try Document.decode($0["request"] as Data, as: Nest_Settlement_V1_RecordRefundRequest.self),
+            try Document.decode($0["response"] as Data, as: Nest_Settlement_V1_RecordRefundResponse.self)
+          )
+        }
+      let obligations = try Data.fetchAll(db.cachedStatement(sql: "SELECT body FROM obligations ORDER BY rowid")).map {
         try Document.decode($0, as: Obligation.self)
       }
-      let statements = try Data.fetchAll(db, sql: "SELECT body FROM statements ORDER BY rowid").map {
+      let statements = try Data.fetchAll(db.cachedStatement(sql: "SELECT body FROM statements ORDER BY rowid")).map {
         try Document.decode($0, as: Statement.self)
       }
-      let usage = try Row.fetchAll(db, sql: "SELECT record, result FROM usage_records ORDER BY rowid").map {
-        (
-          try Document.decode($0["record"] as Data, as: Nest_Settlement_V1_UsageRecord.self),
-          try Document.decode($0["result"] as Data, as: Nest_Settlement_V1_UsageResult.self)
-        )
-      }
+      let usage = try Row.fetchAll(db.cachedStatement(sql: "SELECT record, result FROM usage_records ORDER BY rowid"))
+        .map {
+          (
+            try Document.decode($0["record"] as Data, as: Nest_Settlement_V1_UsageRecord.self),
+            try Document.decode($0["result"] as Data, as: Nest_Settlement_V1_UsageResult.self)
+          )
+        }
       for table in ["usage_records", "statements", "obligations", "refunds", "sales", "postings", "transactions"] {
         try db.drop(table: table)
       }
@@ -226,15 +229,15 @@ public struct SettlementStore: Sendable {
   /// Posts a transaction: its postings, then its header (which the balance trigger checks).
   public static func insert(_ transaction: Transaction, in db: Database) throws {
     for (seq, posting) in transaction.postings.enumerated() {
-      try db.execute(
+      try db.cachedStatement(
         sql: """
           INSERT INTO ledger_postings (transaction_id, seq, account_kind, account_id, currency, amount_minor, memo)
           VALUES (?, ?, ?, ?, ?, ?, ?)
-          """,
-        arguments: [
-          transaction.id, seq, posting.account?.kind.rawValue ?? 0, posting.account?.accountID ?? "",
-          posting.amount?.currency ?? "", posting.amount?.amountMinor ?? 0, posting.memo,
-        ])
+          """
+      ).execute(arguments: [
+        transaction.id, seq, posting.account?.kind.rawValue ?? 0, posting.account?.accountID ?? "",
+        posting.amount?.currency ?? "", posting.amount?.amountMinor ?? 0, posting.memo,
+      ])
     }
     var orderID: String? = nil
     var usageRecordID: String? = nil
@@ -243,22 +246,21 @@ public struct SettlementStore: Sendable {
     case .usageRecordID(let id)?: usageRecordID = id
     case nil: break
     }
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO ledger_transactions (id, kind, order_id, usage_record_id, instance_id, created_at_unix_ms)
         VALUES (?, ?, ?, ?, ?, ?)
-        """,
-      arguments: [
-        transaction.id, transaction.kind.rawValue, orderID, usageRecordID, transaction.instanceID,
-        transaction.createdAtUnixMs,
-      ])
+        """
+    ).execute(arguments: [
+      transaction.id, transaction.kind.rawValue, orderID, usageRecordID, transaction.instanceID,
+      transaction.createdAtUnixMs,
+    ])
   }
 
   /// Links a REFUND to the SALE it reverses (the mirror trigger checks the postings).
   public static func insertReversal(_ transactionID: String, reverses reversedID: String, in db: Database) throws {
-    try db.execute(
-      sql: "INSERT INTO ledger_reversals (transaction_id, reversed_transaction_id) VALUES (?, ?)",
-      arguments: [transactionID, reversedID])
+    try db.cachedStatement(sql: "INSERT INTO ledger_reversals (transaction_id, reversed_transaction_id) VALUES (?, ?)")
+      .execute(arguments: [transactionID, reversedID])
   }
 
   /// Transactions selected by `whereClause` (over table alias `t`), with their postings and
@@ -267,24 +269,24 @@ public struct SettlementStore: Sendable {
     where whereClause: String, _ arguments: StatementArguments, order: String = "t.rowid", in db: Database
   ) throws -> [Transaction] {
     let headers = try Row.fetchAll(
-      db,
-      sql: """
-        SELECT t.id, t.kind, t.order_id, t.usage_record_id, t.instance_id, t.created_at_unix_ms,
-          COALESCE(r.reversed_transaction_id, '') AS reverses, COALESCE(b.transaction_id, '') AS reversed_by
-        FROM ledger_transactions t
-        LEFT JOIN ledger_reversals r ON r.transaction_id = t.id
-        LEFT JOIN ledger_reversals b ON b.reversed_transaction_id = t.id
-        WHERE \(whereClause) ORDER BY \(order)
-        """, arguments: arguments)
+      db.cachedStatement(
+        sql: """
+          SELECT t.id, t.kind, t.order_id, t.usage_record_id, t.instance_id, t.created_at_unix_ms,
+            COALESCE(r.reversed_transaction_id, '') AS reverses, COALESCE(b.transaction_id, '') AS reversed_by
+          FROM ledger_transactions t
+          LEFT JOIN ledger_reversals r ON r.transaction_id = t.id
+          LEFT JOIN ledger_reversals b ON b.reversed_transaction_id = t.id
+          WHERE \(whereClause) ORDER BY \(order)
+          """), arguments: arguments)
     guard !headers.isEmpty else { return [] }
     let ids: [String] = headers.map { $0["id"] }
     var postings: [String: [Posting]] = [:]
     for row in try Row.fetchAll(
-      db,
-      sql: """
-        SELECT transaction_id, account_kind, account_id, currency, amount_minor, memo FROM ledger_postings
-        WHERE transaction_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY transaction_id, seq
-        """, arguments: StatementArguments(ids))
+      db.cachedStatement(
+        sql: """
+          SELECT transaction_id, account_kind, account_id, currency, amount_minor, memo FROM ledger_postings
+          WHERE transaction_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY transaction_id, seq
+          """), arguments: StatementArguments(ids))
     {
       postings[row["transaction_id"], default: []].append(
         .with {
@@ -332,12 +334,12 @@ public struct SettlementStore: Sendable {
     var arguments = rows.arguments
     arguments += [page.size + 1]
     let ids = try Row.fetchAll(
-      db,
-      sql: """
-        SELECT t.rowid AS page_rowid, t.id FROM ledger_transactions t
-        \(rows.conditions.isEmpty ? "" : "WHERE " + rows.conditions.joined(separator: " AND "))
-        ORDER BY t.rowid DESC LIMIT ?
-        """, arguments: arguments)
+      db.cachedStatement(
+        sql: """
+          SELECT t.rowid AS page_rowid, t.id FROM ledger_transactions t
+          \(rows.conditions.isEmpty ? "" : "WHERE " + rows.conditions.joined(separator: " AND "))
+          ORDER BY t.rowid DESC LIMIT ?
+          """), arguments: arguments)
     let pageIDs: [String] = ids.prefix(page.size).map { $0["id"] }
     let items =
       pageIDs.isEmpty
@@ -354,12 +356,12 @@ public struct SettlementStore: Sendable {
     -> (amounts: [Nest_Common_V1_Money], asOf: Int64)
   {
     let rows = try Row.fetchAll(
-      db,
-      sql: """
-        SELECT p.currency, SUM(p.amount_minor) AS total, MAX(t.created_at_unix_ms) AS newest
-        FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id
-        WHERE p.account_kind = ? AND p.account_id = ? GROUP BY p.currency ORDER BY p.currency
-        """,
+      db.cachedStatement(
+        sql: """
+          SELECT p.currency, SUM(p.amount_minor) AS total, MAX(t.created_at_unix_ms) AS newest
+          FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id
+          WHERE p.account_kind = ? AND p.account_id = ? GROUP BY p.currency ORDER BY p.currency
+          """),
       arguments: [account.kind.rawValue, account.accountID])
     return (rows.map { MoneyMath.money($0["currency"], $0["total"]) }, rows.map { $0["newest"] as Int64 }.max() ?? 0)
   }
@@ -372,7 +374,8 @@ public struct SettlementStore: Sendable {
   {
     guard
       let row = try Row.fetchOne(
-        db, sql: "SELECT request, transaction_id, obligation_id FROM sales WHERE order_id = ?", arguments: [orderID])
+        db.cachedStatement(sql: "SELECT request, transaction_id, obligation_id FROM sales WHERE order_id = ?"),
+        arguments: [orderID])
     else { return nil }
     return (try Document.decode(row["request"] as Data), row["transaction_id"], row["obligation_id"])
   }
@@ -384,20 +387,20 @@ public struct SettlementStore: Sendable {
     let buyer = try LedgerRules.account(request.buyer ?? .init())
     let seller = try LedgerRules.account(request.seller ?? .init())
     let scenario = request.scenario ?? .init()
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO sales (order_id, kind, parent_order_id, buyer_kind, buyer_id, seller_kind, seller_id, currency,
           amount_minor, commission_bps, scenario, isv_id, distributor_id, wholesale_currency, wholesale_amount_minor,
           authorization_id, paid_at_unix_ms, transaction_id, obligation_id, recorded_at_unix_ms, request)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-      arguments: [
-        request.orderID, request.kind.rawValue, request.parentOrderID, buyer.kind.rawValue, buyer.accountID,
-        seller.kind.rawValue, seller.accountID, request.amount?.currency ?? "", request.amount?.amountMinor ?? 0,
-        request.commissionBps, scenario.scenario.rawValue, scenario.isvID, scenario.distributorID,
-        request.wholesaleAmount?.currency, request.wholesaleAmount?.amountMinor, request.authorizationID,
-        request.paidAtUnixMs, transactionID, obligationID, recordedAt, try Document.encode(request),
-      ])
+        """
+    ).execute(arguments: [
+      request.orderID, request.kind.rawValue, request.parentOrderID, buyer.kind.rawValue, buyer.accountID,
+      seller.kind.rawValue, seller.accountID, request.amount?.currency ?? "", request.amount?.amountMinor ?? 0,
+      request.commissionBps, scenario.scenario.rawValue, scenario.isvID, scenario.distributorID,
+      request.wholesaleAmount?.currency, request.wholesaleAmount?.amountMinor, request.authorizationID,
+      request.paidAtUnixMs, transactionID, obligationID, recordedAt, try Document.encode(request),
+    ])
   }
 
   public static func refund(orderID: String, in db: Database) throws
@@ -405,7 +408,7 @@ public struct SettlementStore: Sendable {
   {
     guard
       let row = try Row.fetchOne(
-        db, sql: "SELECT request, response FROM refunds WHERE order_id = ?", arguments: [orderID])
+        db.cachedStatement(sql: "SELECT request, response FROM refunds WHERE order_id = ?"), arguments: [orderID])
     else { return nil }
     return (try Document.decode(row["request"] as Data), try Document.decode(row["response"] as Data))
   }
@@ -414,17 +417,48 @@ public struct SettlementStore: Sendable {
     _ request: Nest_Settlement_V1_RecordRefundRequest, response: Nest_Settlement_V1_RecordRefundResponse,
     in db: Database
   ) throws {
-    try db.execute(
-      sql: "INSERT INTO refunds (order_id, request, response) VALUES (?, ?, ?)",
+    try db.cachedStatement(sql: "INSERT INTO refunds (order_id, request, response) VALUES (?, ?, ?)").execute(
       arguments: [request.orderID, try Document.encode(request), try Document.encode(response)])
   }
 
   // MARK: Obligations and statements
 
-  struct ObligationRow: Codable, FetchableRecord, PersistableRecord {
+  struct ObligationRow: ColumnRecord {
     static let databaseTableName = "obligations"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.orderId = try row.decode(forColumn: "order_id")
+      self.isvId = try row.decode(forColumn: "isv_id")
+      self.distributorId = try row.decode(forColumn: "distributor_id")
+      self.currency = try row.decode(forColumn: "currency")
+      self.amountMinor = try row.decode(forColumn: "amount_minor")
+      self.status = try row.decode(forColumn: "status")
+      self.statementId = try row.decode(forColumn: "statement_id")
+      self.offsetsObligationId = try row.decode(forColumn: "offsets_obligation_id")
+      self.authorizationId = try row.decode(forColumn: "authorization_id")
+      self.accruedAtUnixMs = try row.decode(forColumn: "accrued_at_unix_ms")
+      self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
+      self.updatedAtUnixMs = try row.decode(forColumn: "updated_at_unix_ms")
+    }
+
+    static let columns = ColumnLayout<ObligationRow>(
+      table: "obligations", key: ["id"],
+      [
+        "id": { $0.id },
+        "order_id": { $0.orderId },
+        "isv_id": { $0.isvId },
+        "distributor_id": { $0.distributorId },
+        "currency": { $0.currency },
+        "amount_minor": { $0.amountMinor },
+        "status": { $0.status },
+        "statement_id": { $0.statementId },
+        "offsets_obligation_id": { $0.offsetsObligationId },
+        "authorization_id": { $0.authorizationId },
+        "accrued_at_unix_ms": { $0.accruedAtUnixMs },
+        "created_at_unix_ms": { $0.createdAtUnixMs },
+        "updated_at_unix_ms": { $0.updatedAtUnixMs },
+      ])
 
     var id: String
     var orderId: String
@@ -481,12 +515,12 @@ public struct SettlementStore: Sendable {
   }
 
   public static func save(_ obligation: Obligation, in db: Database) throws {
-    try ObligationRow(obligation).save(db)
+    try ObligationRow(obligation).upsert(db)
     try Self.obligationHistory.append(obligation.history, for: obligation.id, in: db)
   }
 
   public static func obligation(_ id: String, in db: Database) throws -> Obligation? {
-    try Self.obligations(ObligationRow.fetchAll(db, keys: [id]), in: db).first
+    try Self.obligations(ObligationRow.fetchAll(db, where: "id", is: id), in: db).first
   }
 
   /// The OPEN obligations of a pair accrued in [start, end).
@@ -495,18 +529,19 @@ public struct SettlementStore: Sendable {
   {
     try Self.obligations(
       ObligationRow.fetchAll(
-        db,
-        sql: """
-          SELECT * FROM obligations WHERE isv_id = ? AND distributor_id = ? AND status = ?
-            AND accrued_at_unix_ms >= ? AND accrued_at_unix_ms < ? ORDER BY rowid
-          """,
+        db.cachedStatement(
+          sql: """
+            SELECT * FROM obligations WHERE isv_id = ? AND distributor_id = ? AND status = ?
+              AND accrued_at_unix_ms >= ? AND accrued_at_unix_ms < ? ORDER BY rowid
+            """),
         arguments: [isvID, distributorID, Nest_Settlement_V1_ObligationStatus.open.rawValue, start, end]), in: db)
   }
 
   public static func obligations(statementID: String, in db: Database) throws -> [Obligation] {
     try Self.obligations(
       ObligationRow.fetchAll(
-        db, sql: "SELECT * FROM obligations WHERE statement_id = ? ORDER BY rowid", arguments: [statementID]), in: db)
+        db.cachedStatement(sql: "SELECT * FROM obligations WHERE statement_id = ? ORDER BY rowid"),
+        arguments: [statementID]), in: db)
   }
 
   public static func obligations(
@@ -524,10 +559,40 @@ public struct SettlementStore: Sendable {
     return (try Self.obligations(page.rows, in: db), page.nextPageToken)
   }
 
-  struct StatementRow: Codable, FetchableRecord, PersistableRecord {
+  struct StatementRow: ColumnRecord {
     static let databaseTableName = "statements"
-    static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+
+    init(row: Row) throws {
+      self.id = try row.decode(forColumn: "id")
+      self.isvId = try row.decode(forColumn: "isv_id")
+      self.distributorId = try row.decode(forColumn: "distributor_id")
+      self.periodStartUnixMs = try row.decode(forColumn: "period_start_unix_ms")
+      self.periodEndUnixMs = try row.decode(forColumn: "period_end_unix_ms")
+      self.status = try row.decode(forColumn: "status")
+      self.externalReference = try row.decode(forColumn: "external_reference")
+      self.disputeReason = try row.decode(forColumn: "dispute_reason")
+      self.issuedBy = try row.decode(forColumn: "issued_by")
+      self.issuedAtUnixMs = try row.decode(forColumn: "issued_at_unix_ms")
+      self.settledAtUnixMs = try row.decode(forColumn: "settled_at_unix_ms")
+      self.disputedAtUnixMs = try row.decode(forColumn: "disputed_at_unix_ms")
+    }
+
+    static let columns = ColumnLayout<StatementRow>(
+      table: "statements", key: ["id"],
+      [
+        "id": { $0.id },
+        "isv_id": { $0.isvId },
+        "distributor_id": { $0.distributorId },
+        "period_start_unix_ms": { $0.periodStartUnixMs },
+        "period_end_unix_ms": { $0.periodEndUnixMs },
+        "status": { $0.status },
+        "external_reference": { $0.externalReference },
+        "dispute_reason": { $0.disputeReason },
+        "issued_by": { $0.issuedBy },
+        "issued_at_unix_ms": { $0.issuedAtUnixMs },
+        "settled_at_unix_ms": { $0.settledAtUnixMs },
+        "disputed_at_unix_ms": { $0.disputedAtUnixMs },
+      ])
 
     var id: String
     var isvId: String
@@ -566,11 +631,11 @@ public struct SettlementStore: Sendable {
     var members: [String: [(String, Nest_Common_V1_Money)]] = [:]
     if !ids.isEmpty {
       for row in try Row.fetchAll(
-        db,
-        sql: """
-          SELECT statement_id, id, currency, amount_minor FROM obligations
-          WHERE statement_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
-          """, arguments: StatementArguments(ids))
+        db.cachedStatement(
+          sql: """
+            SELECT statement_id, id, currency, amount_minor FROM obligations
+            WHERE statement_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
+            """), arguments: StatementArguments(ids))
       {
         members[row["statement_id"], default: []].append(
           (row["id"], MoneyMath.money(row["currency"], row["amount_minor"])))
@@ -598,12 +663,12 @@ public struct SettlementStore: Sendable {
   }
 
   public static func save(_ statement: Statement, in db: Database) throws {
-    try StatementRow(statement).save(db)
+    try StatementRow(statement).upsert(db)
     try Self.statementHistory.append(statement.history, for: statement.id, in: db)
   }
 
   public static func statement(_ id: String, in db: Database) throws -> Statement? {
-    try Self.statements(StatementRow.fetchAll(db, keys: [id]), in: db).first
+    try Self.statements(StatementRow.fetchAll(db, where: "id", is: id), in: db).first
   }
 
   public static func statements(
@@ -624,7 +689,9 @@ public struct SettlementStore: Sendable {
   public static func usage(recordID: String, in db: Database) throws
     -> (record: Nest_Settlement_V1_UsageRecord, result: Nest_Settlement_V1_UsageResult)?
   {
-    guard let row = try Row.fetchOne(db, sql: "SELECT * FROM usage_records WHERE record_id = ?", arguments: [recordID])
+    guard
+      let row = try Row.fetchOne(
+        db.cachedStatement(sql: "SELECT * FROM usage_records WHERE record_id = ?"), arguments: [recordID])
     else { return nil }
     var record = try Document.decode(row["document"] as Data, as: Nest_Settlement_V1_UsageRecord.self)
     record.recordID = row["record_id"]
@@ -653,17 +720,17 @@ public struct SettlementStore: Sendable {
     var rest = Nest_Settlement_V1_UsageRecord()
     rest.attributes = record.attributes
     rest.unknownFields = record.unknownFields
-    try db.execute(
+    try db.cachedStatement(
       sql: """
         INSERT INTO usage_records (record_id, instance_id, metered_item, quantity, unit, currency, cost_minor,
           recorded_at_unix_ms, transaction_id, fee_payer_role, fee_payer_id, scenario, document)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """,
-      arguments: [
-        record.recordID, record.instanceID, record.meteredItem, record.quantity, record.unit,
-        record.cost?.currency ?? "", record.cost?.amountMinor ?? 0, record.recordedAtUnixMs, result.transactionID,
-        result.feePayer?.role.rawValue ?? 0, result.feePayer?.accountID ?? "", result.scenario.rawValue,
-        try Document.encode(rest),
-      ])
+        """
+    ).execute(arguments: [
+      record.recordID, record.instanceID, record.meteredItem, record.quantity, record.unit,
+      record.cost?.currency ?? "", record.cost?.amountMinor ?? 0, record.recordedAtUnixMs, result.transactionID,
+      result.feePayer?.role.rawValue ?? 0, result.feePayer?.accountID ?? "", result.scenario.rawValue,
+      try Document.encode(rest),
+    ])
   }
 }

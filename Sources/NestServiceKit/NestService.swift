@@ -201,6 +201,8 @@ private struct InProcessServers: Service {
         for await transport in self.pending {
           let server = GRPCServer(transport: transport, services: self.services, interceptors: self.interceptors)
           servers.withLockedValue { $0.append(server) }
+          // One in-process connection's server: however it ends, only that connection ends
+          // (the client sees it closed); the others and the service go on.
           group.addTask { try? await server.serve() }
         }
       }

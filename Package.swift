@@ -29,7 +29,7 @@ let package = Package(
     .executable(name: "nestctl", targets: ["nestctl"]),
     .library(name: "NestTestKit", targets: ["NestTestKit"]),
     .library(name: "NestScenarios", targets: ["NestScenarios"]),
-    // The four services as libraries, to embed or to run as <Name>Server.run.
+    // The four services as libraries: each a ServiceDefinition that NestService runs.
     .library(name: "NestServices", targets: ["Catalog", "Entitlement", "MarketplaceOrder", "Settlement"]),
   ],
   dependencies: [

@@ -268,7 +268,7 @@ let package = Package(
     .target(
       name: "NestScenarios",
       dependencies: [
-        "NestProto", "NestServiceKit", "NestDomain",
+        "NestProto", "NestServiceKit", "NestDomain", "NestAuth",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ],

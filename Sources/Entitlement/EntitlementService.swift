@@ -3,6 +3,7 @@
 // instance past its end, a permission request past its window) are computed when read.
 import GRDB
 import GRPCCore
+import NestAuth
 public import NestDomain
 public import NestProto
 public import NestServiceKit
@@ -35,6 +36,24 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   }
 
   public static let defaultLogonURLBase = "https://console.nest.local/instances"
+
+  /// A list RPC: the filter narrowed to what the caller may see, one page read, each item
+  /// presented as of now.
+  func page<Filter: Sendable, Item: Sendable>(
+    _ request: Filter, _ page: Nest_Common_V1_PageRequest?,
+    scope: (inout Filter, Principal) -> Void,
+    fetch: @escaping @Sendable (Filter, PageQuery, Int64, Database) throws -> (items: [Item], nextPageToken: String),
+    present: (Item, Int64) -> Item
+  ) async throws -> (items: [Item], page: Nest_Common_V1_PageResponse) {
+    let access = try Access.forCall()
+    let query = try PageQuery(page)
+    var filter = request
+    scope(&filter, access.caller)
+    let now = self.clock.nowUnixMs()
+    let scoped = filter
+    let result = try await self.store.database.read { try fetch(scoped, query, now, $0) }
+    return (result.items.map { present($0, now) }, .with { $0.nextPageToken = result.nextPageToken })
+  }
 
   /// Entitlement as `NestService` runs it: its peer is the catalog; a deployment driver runs
   /// beside the server. Setting: `--logon-url-base` / `NEST_LOGON_URL_BASE`.

@@ -40,12 +40,18 @@ public struct AuthServerInterceptor: ServerInterceptor {
   }
 }
 
-/// Sends `authorization: Bearer <token>` with every call.
+/// Sends `authorization: Bearer <token>` with every call: a fixed token, or whichever token
+/// `source` gives at the call (a service's renewed token, the caller of the current scope).
 public struct BearerTokenClientInterceptor: ClientInterceptor {
-  private let token: String
+  private let source: @Sendable () async throws -> String?
 
   public init(token: String) {
-    self.token = token
+    self.source = { token }
+  }
+
+  /// `source` is asked at each call; nil sends no token.
+  public init(_ source: @escaping @Sendable () async throws -> String?) {
+    self.source = source
   }
 
   public func intercept<Input: Sendable, Output: Sendable>(
@@ -53,8 +59,9 @@ public struct BearerTokenClientInterceptor: ClientInterceptor {
     context: ClientContext,
     next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
   ) async throws -> StreamingClientResponse<Output> {
+    guard let token = try await self.source() else { return try await next(request, context) }
     var request = request
-    request.metadata.replaceOrAddString("Bearer \(self.token)", forKey: "authorization")
+    request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
     return try await next(request, context)
   }
 }

@@ -3,6 +3,7 @@
 // calls carry the token of the caller the surrounding `as` scope names.
 public import GRPCCore
 import NIOConcurrencyHelpers
+import NestAuth
 public import NestProto
 public import NestServiceKit
 
@@ -89,7 +90,7 @@ public final class SharedConnections: Sendable {
 
   /// Connects `service` through `transport` (its connections run until `close()`).
   public func add<Transport: ClientTransport>(_ service: NestServiceName, transport: Transport) {
-    let client = GRPCClient(transport: transport, interceptors: [ScopedTokenInterceptor()])
+    let client = GRPCClient(transport: transport, interceptors: [BearerTokenClientInterceptor { Self.token }])
     self.clients.withLockedValue { $0[service] = GeneratedClients(client) }
     let run = Task {
       do { try await client.runConnections() } catch {}  // ended by close(); errors surface on calls
@@ -111,20 +112,5 @@ public final class SharedConnections: Sendable {
   public func close() async {
     for stop in self.stops.withLockedValue({ $0 }) { stop() }
     for run in self.runs.withLockedValue({ $0 }) { await run.value }
-  }
-}
-
-/// Sends the token of the enclosing `SharedConnections.withClient`.
-struct ScopedTokenInterceptor: ClientInterceptor {
-  func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingClientRequest<Input>,
-    context: ClientContext,
-    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
-  ) async throws -> StreamingClientResponse<Output> {
-    var request = request
-    if let token = SharedConnections.token {
-      request.metadata.replaceOrAddString("Bearer \(token)", forKey: "authorization")
-    }
-    return try await next(request, context)
   }
 }

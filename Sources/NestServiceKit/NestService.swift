@@ -65,7 +65,8 @@ public struct NestService: Service {
     var peers = PeerClients()
     let clients = definition.peers.map { peer in
       self.connector.connect(
-        to: peer, caller: definition.name, interceptors: [ServiceTokenClientInterceptor(tokens: serviceTokens)],
+        to: peer, caller: definition.name,
+        interceptors: [BearerTokenClientInterceptor { try await serviceTokens.token() }],
         serviceConfig: PeerCallPolicy.serviceConfig(timeout: self.configuration.peerTimeout), into: &peers)
     }
     let parts = try await definition.build(

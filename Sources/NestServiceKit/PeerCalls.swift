@@ -53,22 +53,3 @@ public final class ServiceTokens: Sendable {
     return token
   }
 }
-
-/// Sends the service's current token with every call.
-public struct ServiceTokenClientInterceptor: ClientInterceptor {
-  private let tokens: ServiceTokens
-
-  public init(tokens: ServiceTokens) {
-    self.tokens = tokens
-  }
-
-  public func intercept<Input: Sendable, Output: Sendable>(
-    request: StreamingClientRequest<Input>,
-    context: ClientContext,
-    next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
-  ) async throws -> StreamingClientResponse<Output> {
-    var request = request
-    request.metadata.replaceOrAddString("Bearer \(try await self.tokens.token())", forKey: "authorization")
-    return try await next(request, context)
-  }
-}

@@ -178,18 +178,12 @@ extension EntitlementService {
   public func listDistributionAuthorizations(
     request: Nest_Entitlement_V1_ListDistributionAuthorizationsRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_ListDistributionAuthorizationsResponse {
-    let access = try Access.forCall()
-    let page = try PageQuery(request.page)
-    var filter = request
-    EntitlementPolicy.scope(&filter, for: access.caller)
-    let now = self.clock.nowUnixMs()
-    let query = filter
-    let result = try await self.store.database.read {
-      try EntitlementStore.authorizations(query, page: page, nowUnixMs: now, in: $0)
-    }
+    let result = try await self.page(
+      request, request.page, scope: EntitlementPolicy.scope, fetch: EntitlementStore.authorizations,
+      present: AuthorizationRules.present)
     return .with {
-      $0.authorizations = result.items.map { AuthorizationRules.present($0, now: now) }
-      $0.page = .with { $0.nextPageToken = result.nextPageToken }
+      $0.authorizations = result.items
+      $0.page = result.page
     }
   }
 

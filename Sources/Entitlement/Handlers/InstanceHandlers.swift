@@ -92,18 +92,12 @@ extension EntitlementService {
   public func listServiceInstances(
     request: Nest_Entitlement_V1_ListServiceInstancesRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_ListServiceInstancesResponse {
-    let access = try Access.forCall()
-    let page = try PageQuery(request.page)
-    var filter = request
-    EntitlementPolicy.scope(&filter, for: access.caller)
-    let now = self.clock.nowUnixMs()
-    let query = filter
-    let result = try await self.store.database.read {
-      try EntitlementStore.instances(query, page: page, nowUnixMs: now, in: $0)
-    }
+    let result = try await self.page(
+      request, request.page, scope: EntitlementPolicy.scope, fetch: EntitlementStore.instances,
+      present: InstanceRules.present)
     return .with {
-      $0.instances = result.items.map { InstanceRules.present($0, now: now) }
-      $0.page = .with { $0.nextPageToken = result.nextPageToken }
+      $0.instances = result.items
+      $0.page = result.page
     }
   }
 

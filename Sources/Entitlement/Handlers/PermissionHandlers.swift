@@ -56,18 +56,12 @@ extension EntitlementService {
   public func listPermissionRequests(
     request: Nest_Entitlement_V1_ListPermissionRequestsRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_ListPermissionRequestsResponse {
-    let access = try Access.forCall()
-    let page = try PageQuery(request.page)
-    var filter = request
-    EntitlementPolicy.scope(&filter, for: access.caller)
-    let now = self.clock.nowUnixMs()
-    let query = filter
-    let result = try await self.store.database.read {
-      try EntitlementStore.permissionRequests(query, page: page, nowUnixMs: now, in: $0)
-    }
+    let result = try await self.page(
+      request, request.page, scope: EntitlementPolicy.scope, fetch: EntitlementStore.permissionRequests,
+      present: PermissionRules.present)
     return .with {
-      $0.requests = result.items.map { PermissionRules.present($0, now: now) }
-      $0.page = .with { $0.nextPageToken = result.nextPageToken }
+      $0.requests = result.items
+      $0.page = result.page
     }
   }
 

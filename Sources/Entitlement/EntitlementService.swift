@@ -37,6 +37,16 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
 
   public static let defaultLogonURLBase = "https://console.nest.local/instances"
 
+  /// The term driver's timing from the settings `renewal.lead.ms`, `expiry.grace.ms` and
+  /// `term.interval.ms`.
+  public static func timing(_ settings: SettingsReader) async throws(ConfigurationError) -> TermDriver.Timing {
+    let day = 24 * 3600 * 1000
+    return TermDriver.Timing(
+      lead: Int64(try await settings.int("renewal.lead.ms", default: 3 * day, in: 0...(366 * day))),
+      grace: Int64(try await settings.int("expiry.grace.ms", default: 7 * day, in: 0...(366 * day))),
+      interval: .milliseconds(try await settings.int("term.interval.ms", default: 60_000, in: 10...86_400_000)))
+  }
+
   /// A list RPC: the filter narrowed to what the caller may see, one page read, each item
   /// presented as of now.
   func page<Filter: Sendable, Item: Sendable>(
@@ -55,18 +65,24 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     return (result.items.map { present($0, now) }, .with { $0.nextPageToken = result.nextPageToken })
   }
 
-  /// Entitlement as `NestService` runs it: its peer is the catalog; a deployment driver runs
-  /// beside the server. Setting: `--logon-url-base` / `NEST_LOGON_URL_BASE`.
+  /// Entitlement as `NestService` runs it: its peers are the catalog and marketplace-order
+  /// (auto-renew); the deployment and term drivers run beside the server. Settings:
+  /// `--logon-url-base`, `--renewal-lead-ms` (default 3 days), `--expiry-grace-ms` (7 days),
+  /// `--term-interval-ms` (how often terms are looked at, 60 s).
   public static let definition = ServiceDefinition(
-    name: .entitlement, peers: [.catalog], migrations: EntitlementStore.migrations
+    name: .entitlement, peers: [.catalog, .order], migrations: EntitlementStore.migrations
   ) { environment in
     let store = EntitlementStore(database: environment.database)
     let deployments = DeploymentDriver(store: store, logger: environment.logger, clock: environment.clock)
+    let timing = try await Self.timing(environment.configuration.settings)
+    let terms = TermDriver(
+      store: store, placer: RPCRenewalPlacer(orders: try environment.peers.orders()), timing: timing,
+      logger: environment.logger, clock: environment.clock)
     let service = EntitlementService(
       store: store, catalog: CatalogClientFacts(client: try environment.peers.catalog()), signer: try store.signer(),
       deployments: deployments,
       logonURLBase: try await environment.configuration.settings.string("logon.url.base") ?? Self.defaultLogonURLBase,
       clock: environment.clock)
-    return ServiceParts(rpcServices: [service], background: [deployments])
+    return ServiceParts(rpcServices: [service], background: [deployments, terms])
   }
 }

@@ -14,6 +14,22 @@ public struct NestClock: Sendable {
 
   /// The system's wall clock.
   public static let system = NestClock { Int64(Date().timeIntervalSince1970 * 1000) }
+
+  /// For tests of time (terms, renewals, expiry) without sleeping: the time in Unix ms read
+  /// from `path` at every call. The test replaces the file whole (write, then rename), so a
+  /// reader never sees half of it.
+  public static func file(_ path: String) -> NestClock {
+    NestClock {
+      for _ in 0..<100 {
+        if let text = try? String(contentsOfFile: path, encoding: .utf8),
+          let now = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+          return now
+        }
+      }
+      preconditionFailure("the test clock file \(path) holds no time in Unix ms")
+    }
+  }
 }
 
 public enum Identifiers {

@@ -26,6 +26,18 @@ public enum MoneyMath {
     }
   }
 
+  /// The part of a per-period difference `delta` (>= 0) owed for what is left of a term:
+  /// `floor(delta * remaining / term)`, with `remaining` clamped to 0...term. Exact for any
+  /// int64 values (the product is taken in 128 bits), so never more than `delta`. A term of 0
+  /// owes nothing.
+  public static func prorate(_ delta: Int64, remaining: Int64, term: Int64) -> Int64 {
+    precondition(delta >= 0)
+    guard term > 0 else { return 0 }
+    let part = min(max(remaining, 0), term)
+    let product = delta.multipliedFullWidth(by: part)
+    return term.dividingFullWidth(product).quotient
+  }
+
   /// Sums per currency, sorted by currency code.
   public static func totals(_ amounts: [Nest_Common_V1_Money]) -> [Nest_Common_V1_Money] {
     var sums: [String: Int64] = [:]
@@ -77,5 +89,22 @@ public enum MoneyFormat {
       digits.insert(".", at: digits.index(digits.endIndex, offsetBy: -exponent))
     }
     return "\(negative ? "-" : "")\(digits) \(currency)"
+  }
+}
+
+extension Nest_Entitlement_V1_DistributionTerms {
+  /// What the distributor owes per unit for one `period` of a sale: that period's own
+  /// wholesale price, else `wholesale_price`.
+  public func wholesaleUnitPrice(for period: Nest_Common_V1_BillingPeriod) -> Nest_Common_V1_Money? {
+    self.wholesalePrices.first { $0.billingPeriod == period }?.price ?? self.wholesalePrice
+  }
+}
+
+extension Nest_Order_V1_Order {
+  /// Whether paying the order records a sale in settlement: not for a free trial, nor for a
+  /// change that costs nothing (a downgrade). What marketplace-order queues and what
+  /// Reconcile expects both follow it.
+  public var recordsSale: Bool {
+    !(self.trial || (self.kind == .change && (self.price?.amount?.amountMinor ?? 0) == 0))
   }
 }

@@ -96,7 +96,7 @@ public struct NestService: Service {
           host: configuration.host, port: configuration.port, peerName: "\(definition.name.executable)/0.1.0",
           maxConnections: configuration.maxConnections, listeningSocket: configuration.listeningSocket),
         announce: true),
-      peers: TCPPeerConnector(addresses: configuration.peers), logger: logger)
+      peers: TCPPeerConnector(addresses: configuration.peers), logger: logger, clock: configuration.clock)
     try await ServiceGroup(
       configuration: .init(
         services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

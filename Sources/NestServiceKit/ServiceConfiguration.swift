@@ -7,6 +7,7 @@ import Configuration
 import Foundation
 import GRPCCore
 import NestProto
+public import NestDomain
 
 /// `host:port` of a service.
 public struct ServiceAddress: Hashable, Sendable, CustomStringConvertible {
@@ -168,6 +169,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var maxConnections: String?
   @Option(help: "Timeout of a call to another service, in milliseconds (NEST_PEER_TIMEOUT_MS; default 10000).")
   public var peerTimeoutMs: String?
+  @Option(
+    help: "For tests only: the service's clock reads the time (Unix ms) from this file (NEST_TEST_CLOCK_FILE).")
+  public var testClockFile: String?
 
   public init() {}
 
@@ -179,6 +183,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("order.address", self.orderAddress), ("settlement.address", self.settlementAddress),
       ("auth.secret.file", self.authSecretFile), ("log.level", self.logLevel),
       ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
+      ("test.clock.file", self.testClockFile),
     ]
     return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
   }
@@ -200,6 +205,8 @@ public struct ServiceConfiguration: Sendable {
   public var peerTimeout: Duration
   /// The rest of the settings, for what a service reads of its own (`commission.bps`).
   public var settings: SettingsReader
+  /// The time: the system's, or for tests a file's (`--test-clock-file`).
+  public var clock: NestClock
 
   public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -207,7 +214,7 @@ public struct ServiceConfiguration: Sendable {
     host: String = "127.0.0.1", port: Int, listeningSocket: CInt? = nil, databasePath: String,
     peers: [NestServiceName: ServiceAddress], authSecret: String, logLevel: String = "info",
     maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
-    settings: SettingsReader = SettingsReader(flags: [:], environment: [:])
+    settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system
   ) {
     self.host = host
     self.port = port
@@ -219,6 +226,7 @@ public struct ServiceConfiguration: Sendable {
     self.maxConnections = maxConnections
     self.peerTimeout = peerTimeout
     self.settings = settings
+    self.clock = clock
   }
 
   /// Reads every setting of `service` from `flags` (by key) and `environment`.
@@ -256,7 +264,7 @@ public struct ServiceConfiguration: Sendable {
       logLevel: try await settings.choice("log.level", default: "info", among: Self.logLevels),
       maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
       peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
-      settings: settings)
+      settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system)
   }
 
   /// From an executable's parsed flags and the process's environment; a problem is a usage

@@ -24,3 +24,13 @@ public enum ServiceDatabase {
     return pool
   }
 }
+
+extension Database {
+  /// `ALTER TABLE table ADD COLUMN column definition`, unless the column exists: for a
+  /// migration that adds columns which the current `createTables` of a later migration may
+  /// already have made.
+  public func addColumnIfMissing(_ table: String, _ column: String, _ definition: String) throws {
+    guard try !self.columns(in: table).contains(where: { $0.name == column }) else { return }
+    try self.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(definition)")
+  }
+}

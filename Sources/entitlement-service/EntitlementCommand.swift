@@ -16,9 +16,28 @@ struct EntitlementCommand: AsyncParsableCommand {
   @Option(help: "Fully managed instances get <base>/<instance id> as logon URL (NEST_LOGON_URL_BASE).")
   var logonUrlBase: String?
 
+  @Option(help: "How long before a term ends auto-renew places the renewal, in ms (NEST_RENEWAL_LEAD_MS; default 3 days).")
+  var renewalLeadMs: String?
+
+  @Option(help: "How long after a term ends an instance not renewed is released, in ms (NEST_EXPIRY_GRACE_MS; default 7 days).")
+  var expiryGraceMs: String?
+
+  @Option(help: "How often terms are looked at, in ms (NEST_TERM_INTERVAL_MS; default 60000).")
+  var termIntervalMs: String?
+
   func run() async throws {
+    let flags = [
+      "logon.url.base": self.logonUrlBase, "renewal.lead.ms": self.renewalLeadMs,
+      "expiry.grace.ms": self.expiryGraceMs, "term.interval.ms": self.termIntervalMs,
+    ].compactMapValues { $0 }
     let configuration = try await ServiceConfiguration.fromCommandLine(
-      .entitlement, options: self.options, extraFlags: self.logonUrlBase.map { ["logon.url.base": $0] } ?? [:])
+      .entitlement, options: self.options, extraFlags: flags)
+    // A bad timing is a start-up error, before anything listens.
+    do {
+      _ = try await EntitlementService.timing(configuration.settings)
+    } catch {
+      throw ValidationError(error.description)
+    }
     try await NestService.runExecutable(EntitlementService.definition, configuration: configuration)
   }
 }

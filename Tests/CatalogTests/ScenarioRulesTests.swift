@@ -117,31 +117,75 @@ struct CatalogRulesTests {
     try ServiceLifecycleRules.checkEditable(.draft)
   }
 
-  func plan(_ id: String, _ currency: String, _ amount: Int64) -> Nest_Catalog_V1_Plan {
+  func plan(
+    _ id: String, _ currency: String, _ amount: Int64, _ period: Nest_Common_V1_BillingPeriod = .month,
+    trialDays: UInt32 = 0
+  ) -> Nest_Catalog_V1_Plan {
     .with {
       $0.planID = id
-      $0.billingPeriod = .month
+      $0.billingPeriod = period
       $0.unitPrice = .with {
         $0.currency = currency
         $0.amountMinor = amount
       }
+      $0.trialDays = trialDays
     }
   }
 
-  @Test("plans at or above the wholesale price pass; below it, or in another currency, FAILED_PRECONDITION")
+  /// Wholesale 1000 USD per unit, 10000 for a YEAR.
+  let terms = Nest_Entitlement_V1_DistributionTerms.with {
+    $0.wholesalePrice = MoneyMath.money("USD", 1_000)
+    $0.wholesalePrices = [
+      .with {
+        $0.billingPeriod = .year
+        $0.price = MoneyMath.money("USD", 10_000)
+      }
+    ]
+  }
+
+  @Test("plans at or above the wholesale price of their period pass; below it, or in another currency, FAILED_PRECONDITION")
   func wholesale() throws {
-    let wholesale = Nest_Common_V1_Money.with {
-      $0.currency = "USD"
-      $0.amountMinor = 1_000
-    }
-    try PlanRules.check([plan("m", "USD", 1_000), plan("y", "USD", 12_000)], wholesale: wholesale)
+    try PlanRules.check(
+      [plan("m", "USD", 1_000), plan("y", "USD", 10_000, .year), plan("once", "USD", 1_000, .oneTime)], terms: terms)
     do {
-      try PlanRules.check([plan("m", "USD", 999), plan("e", "EUR", 5_000)], wholesale: wholesale)
+      try PlanRules.check(
+        [plan("m", "USD", 999), plan("e", "EUR", 5_000), plan("y", "USD", 9_999, .year)], terms: terms)
       Issue.record("a plan below wholesale was accepted")
     } catch {
       #expect(error.code == .failedPrecondition)
-      #expect(error.violations.map(\.field) == ["plans[0].unit_price.amount_minor", "plans[1].unit_price.currency"])
+      #expect(
+        error.violations.map(\.field) == [
+          "plans[0].unit_price.amount_minor", "plans[1].unit_price.currency", "plans[2].unit_price.amount_minor",
+        ])
     }
+    // A YEAR plan no longer owes twelve MONTH prices: 10000 a year passes where 12 x 1000 would not.
+    var deprecatedBelow = plan("old", "USD", 1, .month)
+    deprecatedBelow.deprecated = true
+    try PlanRules.check([plan("y", "USD", 10_000, .year), deprecatedBelow], terms: terms)
+  }
+
+  @Test("a trial is 1 to 30 days, and not on a ONE_TIME plan")
+  func trialDays() throws {
+    try PlanRules.check([plan("m", "USD", 1, trialDays: 30)], terms: nil)
+    do {
+      try PlanRules.check([plan("m", "USD", 1, trialDays: 31), plan("o", "USD", 1, .oneTime, trialDays: 7)], terms: nil)
+      Issue.record("bad trials were accepted")
+    } catch {
+      #expect(error.code == .invalidArgument)
+      #expect(error.violations.map(\.field) == ["plans[0].trial_days", "plans[1].trial_days"])
+    }
+  }
+
+  @Test("a plan left out of a later listing stays, deprecated; listing it again revives it")
+  func merge() {
+    let first = [plan("basic", "USD", 100), plan("pro", "USD", 300)]
+    let second = PlanRules.merge(listed: [plan("pro", "USD", 350)], previous: first)
+    #expect(second.map(\.planID) == ["pro", "basic"])
+    #expect(second.map(\.deprecated) == [false, true])
+    #expect(second[0].unitPrice?.amountMinor == 350)
+    let third = PlanRules.merge(listed: [plan("basic", "USD", 120)], previous: second)
+    #expect(third.map(\.planID) == ["basic", "pro"])
+    #expect(third.map(\.deprecated) == [false, true])
   }
 
   @Test("malformed plans are INVALID_ARGUMENT, naming each field")
@@ -149,7 +193,7 @@ struct CatalogRulesTests {
     var noPeriod = plan("p", "USD", 1)
     noPeriod.billingPeriod = .unspecified
     do {
-      try PlanRules.check([plan("", "usd", -1), plan("a", "USD", 5), plan("a", "USD", 5), noPeriod], wholesale: nil)
+      try PlanRules.check([plan("", "usd", -1), plan("a", "USD", 5), plan("a", "USD", 5), noPeriod], terms: nil)
       Issue.record("malformed plans were accepted")
     } catch {
       #expect(error.code == .invalidArgument)
@@ -159,7 +203,7 @@ struct CatalogRulesTests {
           "plans[2].plan_id", "plans[3].billing_period",
         ])
     }
-    #expect(throws: DomainError.self) { try PlanRules.check([], wholesale: nil) }
+    #expect(throws: DomainError.self) { try PlanRules.check([], terms: nil) }
   }
 
   @Test("a domain error reaches GRPCCore as an RPCError with its violations")

@@ -16,7 +16,7 @@ struct InstanceRulesTests {
     "created/startDeploying": .deploying, "deploying/finishDeploying": .deployed,
     "deploying/failDeploying": .deployFailed, "deployed/suspend": .suspended, "suspended/resume": .deployed,
     "deployed/renew": .deployed, "expired/renew": .deployed, "suspended/renew": .suspended,
-    "created/renew": .created, "deploying/renew": .deploying, "deployed/expire": .expired,
+    "created/renew": .created, "deploying/renew": .deploying, "deployed/expire": .expired, "suspended/expire": .expired,
     "created/release": .released, "deploying/release": .released, "deployed/release": .released,
     "deployFailed/release": .released, "suspended/release": .released, "expired/release": .released,
     "released/release": .released,

@@ -62,7 +62,10 @@ struct OrderRulesTests {
         $0.baseServiceID = "A"
         $0.baseVersionID = "A1"
       }
-      $0.wholesale = .with { $0.wholesaleUnitPrice = MoneyMath.money("USD", 1_234) }
+      $0.wholesale = .with {
+        $0.wholesaleUnitPrice = MoneyMath.money("USD", 1_234)
+        $0.wholesaleAmount = MoneyMath.money("USD", 1_234 * 3 * 2)
+      }
     }
     let link = try OrderRules.linkedOrder(for: parent, id: "o2", baseProductID: "pA", now: 9)
     #expect(link.kind == .linked)

@@ -196,6 +196,24 @@ let rpcCases: [RPCCase] = [
         $0.renewal = .periods(1)
       })
   },
+  RPCCase(Entitlement.ChangeServiceInstance.descriptor, .none) { f, c in
+    _ = try await c.entitlement.changeServiceInstance(
+      .with {
+        $0.instanceID = f.instance.id
+        $0.orderID = "order-elsewhere"
+        $0.plan = .with { $0.planID = "monthly" }
+        $0.quantity = 2
+        $0.immediate = true
+        $0.expectedPlanID = "another"
+      })
+  },
+  RPCCase(Entitlement.SetAutoRenew.descriptor, .instance) { f, c in
+    _ = try await c.entitlement.setAutoRenew(
+      .with {
+        $0.instanceID = f.instance.id
+        $0.autoRenew = true
+      })
+  },
   RPCCase(Entitlement.SuspendServiceInstance.descriptor, .instance) { f, c in
     _ = try await c.entitlement.suspendServiceInstance(.with { $0.instanceID = f.instance.id })
   },
@@ -277,6 +295,23 @@ let rpcCases: [RPCCase] = [
     _ = try await c.orders.getOrder(.with { $0.orderID = f.order.id })
   },
   RPCCase(Orders.ListOrders.descriptor, .none) { _, c in _ = try await c.orders.listOrders(.init()) },
+  RPCCase(Orders.CreateRenewalOrder.descriptor, .instance) { f, c in
+    _ = try await c.orders.createRenewalOrder(.with { $0.instanceID = f.instance.id })
+  },
+  RPCCase(Orders.CreateChangeOrder.descriptor, .instance) { f, c in
+    _ = try await c.orders.createChangeOrder(
+      .with {
+        $0.instanceID = f.instance.id
+        $0.quantity = 2
+      })
+  },
+  RPCCase(Orders.PlaceRenewal.descriptor, .none) { f, c in
+    _ = try await c.orders.placeRenewal(
+      .with {
+        $0.instanceID = f.instance.id
+        $0.termEndsAtUnixMs = 1
+      })
+  },
   RPCCase(Orders.ListDeliveries.descriptor, .none) { _, c in _ = try await c.orders.listDeliveries(.init()) },
 
   // MARK: SettlementService

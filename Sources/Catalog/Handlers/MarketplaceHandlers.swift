@@ -18,13 +18,13 @@ extension CatalogService {
         .failedPrecondition, "only an ONLINE service can be listed; \(current.id) is \(statusName(current.status))")
     }
     // A derived service's plans may not undercut the wholesale price it pays the ISV.
-    var wholesale: Nest_Common_V1_Money? = nil
+    var terms: Nest_Entitlement_V1_DistributionTerms? = nil
     if !current.baseServiceID.isEmpty {
       let authorization = try await self.distribution.activeAuthorization(
         baseServiceID: current.baseServiceID, distributorID: access.caller.subject)
-      wholesale = authorization.terms?.wholesalePrice
+      terms = authorization.terms ?? .init()
     }
-    try PlanRules.check(request.plans, wholesale: wholesale)
+    try PlanRules.check(request.plans, terms: terms)
     let now = self.clock.nowUnixMs()
     return try await self.store.database.write { db in
       var service = try Self.authorized(request.serviceID, access, in: db)
@@ -41,7 +41,7 @@ extension CatalogService {
             $0.createdAtUnixMs = now
           }
         product.status = .listed
-        product.plans = request.plans
+        product.plans = PlanRules.merge(listed: request.plans, previous: product.plans)
         product.name = service.name
         product.serviceType = service.type
         product.baseServiceID = service.baseServiceID

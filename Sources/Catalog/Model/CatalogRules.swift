@@ -43,9 +43,12 @@ public enum ServiceLifecycleRules {
 }
 
 public enum PlanRules {
-  /// Checks a product's plans; with `wholesale` (a derived service's authorization terms),
-  /// every plan must be in its currency and at least its price (docs/design.md §5).
-  public static func check(_ plans: [Nest_Catalog_V1_Plan], wholesale: Nest_Common_V1_Money?) throws(DomainError) {
+  /// Checks a product's plans; with `terms` (a derived service's authorization terms), every
+  /// plan must be in the wholesale currency and at least the wholesale price of its billing
+  /// period (docs/design.md §5).
+  public static func check(_ plans: [Nest_Catalog_V1_Plan], terms: Nest_Entitlement_V1_DistributionTerms?)
+    throws(DomainError)
+  {
     var violations: [DomainError.Violation] = []
     if plans.isEmpty { violations.append(.init(field: "plans", description: "at least one plan is required")) }
     var seen: Set<String> = []
@@ -62,12 +65,19 @@ public enum PlanRules {
         violations.append(.init(field: "\(field).billing_period", description: "must be MONTH, YEAR or ONE_TIME"))
       }
       violations += MoneyRules.violations(plan.unitPrice, field: "\(field).unit_price")
+      if plan.trialDays > 30 {
+        violations.append(.init(field: "\(field).trial_days", description: "must be 0 (no trial) to 30"))
+      } else if plan.trialDays > 0 && plan.billingPeriod == .oneTime {
+        violations.append(.init(field: "\(field).trial_days", description: "a ONE_TIME plan has no trial"))
+      }
     }
     guard violations.isEmpty else { throw .invalid(violations) }
-    guard let wholesale else { return }
+    guard let terms else { return }
     var belowWholesale: [DomainError.Violation] = []
-    for (index, plan) in plans.enumerated() {
-      let price = plan.unitPrice!
+    for (index, plan) in plans.enumerated() where !plan.deprecated {
+      guard let price = plan.unitPrice, let wholesale = terms.wholesaleUnitPrice(for: plan.billingPeriod) else {
+        continue
+      }
       if price.currency != wholesale.currency {
         belowWholesale.append(
           .init(
@@ -77,7 +87,9 @@ public enum PlanRules {
         belowWholesale.append(
           .init(
             field: "plans[\(index)].unit_price.amount_minor",
-            description: "\(price.amountMinor) is below the wholesale price \(wholesale.amountMinor)"))
+            description:
+              "\(price.amountMinor) is below the \(statusName(plan.billingPeriod)) wholesale price \(wholesale.amountMinor)"
+          ))
       }
     }
     guard belowWholesale.isEmpty else {
@@ -85,5 +97,17 @@ public enum PlanRules {
         .failedPrecondition, "a plan is priced below, or in another currency than, the wholesale price",
         violations: belowWholesale)
     }
+  }
+
+  /// A listing's plans: those listed, in their order, then every plan of the previous
+  /// listing left out, deprecated (plans are never removed, so that instances renew).
+  public static func merge(listed: [Nest_Catalog_V1_Plan], previous: [Nest_Catalog_V1_Plan]) -> [Nest_Catalog_V1_Plan] {
+    let ids = Set(listed.map(\.planID))
+    return listed
+      + previous.filter { !ids.contains($0.planID) }.map {
+        var plan = $0
+        plan.deprecated = true
+        return plan
+      }
   }
 }

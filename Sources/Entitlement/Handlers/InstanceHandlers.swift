@@ -15,10 +15,10 @@ extension EntitlementService {
     let access = try Access.forCall()
     let now = self.clock.nowUnixMs()
     try InstanceRules.checkCreate(request)
-    let (expiresAt, period) = try InstanceRules.expiry(of: request, nowUnixMs: now)
     if let existing = try await self.store.database.read({ try Self.existingInstance(for: request, in: $0) }) {
       return .with { $0.instance = InstanceRules.present(existing, now: now) }
     }
+    let (expiresAt, period) = try InstanceRules.expiry(of: request, nowUnixMs: now)
     let version = try await self.versions.version(of: request.serviceID, id: request.versionID)
     let parameters = try InstanceRules.parameters(named: request.parameterSetName, in: version)
     let response: Nest_Entitlement_V1_CreateServiceInstanceResponse = try await self.store.database.write { db in
@@ -132,12 +132,65 @@ extension EntitlementService {
     let instance = try await self.operate(
       request.instanceID, method: "RenewServiceInstance", token: request.clientToken, request: request
     ) { instance, caller, now in
+      // Each renewal order extends the term once, however often it is delivered.
+      if !request.orderID.isEmpty, SubscriptionRules.applied(request.orderID, to: instance.subscription) { return }
+      guard request.quantity >= 0 else { throw DomainError.invalid("quantity", "must not be negative") }
       let status = try InstanceRules.transition(from: instance.status, .renew)
+      let termStart = max(instance.expiresAtUnixMs, now)
       instance.expiresAtUnixMs = try InstanceRules.renewedExpiry(instance, request.renewal, nowUnixMs: now)
+      if var subscription = instance.subscription {
+        instance.quantity = try SubscriptionRules.renew(
+          &subscription, orderID: request.orderID, plan: request.plan, quantity: request.quantity,
+          currentQuantity: instance.quantity, termStart: termStart)
+        instance.subscription = subscription
+      }
       if case .license(let license)? = instance.access {
         instance.access = .license(try Licenses.issue(for: instance, id: license.licenseID, signer: signer, now: now))
       }
-      InstanceRules.record(&instance, status, actor: caller.subject, reason: "renewed", now: now)
+      let reason = request.orderID.isEmpty ? "renewed" : "renewed by order \(request.orderID)"
+      InstanceRules.record(&instance, status, actor: caller.subject, reason: reason, now: now)
+    }
+    return .with { $0.instance = instance }
+  }
+
+  public func changeServiceInstance(
+    request: Nest_Entitlement_V1_ChangeServiceInstanceRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_ChangeServiceInstanceResponse {
+    try SubscriptionRules.checkChange(request)
+    let signer = self.signer
+    let instance = try await self.operate(
+      request.instanceID, method: "ChangeServiceInstance", token: request.clientToken, request: request
+    ) { instance, caller, now in
+      if SubscriptionRules.applied(request.orderID, to: instance.subscription) { return }
+      let changed = try SubscriptionRules.change(instance, request, now: now)
+      instance.subscription = changed.subscription
+      instance.updatedAtUnixMs = now
+      if let quantity = changed.quantity {
+        instance.quantity = quantity
+        if case .license(let license)? = instance.access {
+          instance.access = .license(
+            try Licenses.issue(for: instance, id: license.licenseID, signer: signer, now: now))
+        }
+      }
+    }
+    return .with { $0.instance = instance }
+  }
+
+  public func setAutoRenew(
+    request: Nest_Entitlement_V1_SetAutoRenewRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_SetAutoRenewResponse {
+    let instance = try await self.operate(
+      request.instanceID, method: "SetAutoRenew", token: request.clientToken, request: request
+    ) { instance, caller, now in
+      guard var subscription = instance.subscription, subscription.plan != nil else {
+        throw DomainError(.failedPrecondition, "instance \(instance.id) was not sold on a plan: there is nothing to renew")
+      }
+      guard instance.status != .released, subscription.status != .ended else {
+        throw DomainError(.failedPrecondition, "instance \(instance.id) is released")
+      }
+      subscription.autoRenew = request.autoRenew
+      instance.subscription = subscription
+      instance.updatedAtUnixMs = now
     }
     return .with { $0.instance = instance }
   }

@@ -86,6 +86,22 @@ public enum AuthorizationRules {
     if terms.maxInstances < 0 {
       violations.append(.init(field: "terms.max_instances", description: "must not be negative (0: no limit)"))
     }
+    var periods: Set<Nest_Common_V1_BillingPeriod> = []
+    for (index, entry) in terms.wholesalePrices.enumerated() {
+      let field = "terms.wholesale_prices[\(index)]"
+      switch entry.billingPeriod {
+      case .month, .year, .oneTime:
+        if !periods.insert(entry.billingPeriod).inserted {
+          violations.append(.init(field: "\(field).billing_period", description: "appears twice"))
+        }
+      default:
+        violations.append(.init(field: "\(field).billing_period", description: "must be MONTH, YEAR or ONE_TIME"))
+      }
+      violations += MoneyRules.violations(entry.price, field: "\(field).price")
+      if let price = entry.price, let base = terms.wholesalePrice, price.currency != base.currency {
+        violations.append(.init(field: "\(field).price.currency", description: "must be wholesale_price's currency"))
+      }
+    }
     guard violations.isEmpty else { throw .invalid(violations) }
   }
 }

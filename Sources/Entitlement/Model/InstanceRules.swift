@@ -24,7 +24,7 @@ public enum InstanceRules {
     case (.resume, .suspended): return .deployed
     case (.renew, .deployed), (.renew, .expired): return .deployed
     case (.renew, .suspended), (.renew, .created), (.renew, .deploying): return status
-    case (.expire, .deployed): return .expired
+    case (.expire, .deployed), (.expire, .suspended): return .expired
     case (.release, _) where status != .unspecified: return .released
     default:
       throw DomainError(.failedPrecondition, "cannot \(action.rawValue) an instance that is \(status)")
@@ -76,10 +76,11 @@ public enum InstanceRules {
       }
       return (nowUnixMs + (try duration(of: term.billingPeriod, periods: term.periods)), term.billingPeriod)
     case .expiresAtUnixMs(let expiry)?:
-      guard expiry == 0 || expiry > nowUnixMs else {
+      // A trial's end is fixed by its order: delivered late, the trial has simply ended.
+      guard expiry == 0 || expiry > nowUnixMs || (request.trial && expiry > 0) else {
         throw .invalid([.init(field: "expires_at_unix_ms", description: "must be in the future, or 0 for no end")])
       }
-      return (expiry, expiry == 0 ? .oneTime : .unspecified)
+      return (expiry, expiry == 0 ? .oneTime : request.plan?.billingPeriod ?? .unspecified)
     case nil:
       throw .invalid([.init(field: "expiry", description: "set term or expires_at_unix_ms")])
     }
@@ -133,6 +134,11 @@ public enum InstanceRules {
     else { return instance }
     var expired = instance
     record(&expired, .expired, actor: "entitlement", reason: "term ended", now: instance.expiresAtUnixMs)
+    if var subscription = expired.subscription, SubscriptionRules.allows(subscription.status, .expire) {
+      subscription.status = .expired
+      subscription.statusReason = "term ended"
+      expired.subscription = subscription
+    }
     return expired
   }
 
@@ -211,6 +217,10 @@ public enum InstanceRules {
       $0.billingPeriod = period
       $0.expiresAtUnixMs = expiresAt
       $0.createdAtUnixMs = now
+      if let plan = request.plan {
+        $0.subscription = SubscriptionRules.new(
+          plan: plan, trial: request.trial, autoRenew: request.autoRenew, orderID: request.orderID, now: now)
+      }
     }
     record(&instance, .created, actor: actor, reason: "order \(request.orderID)", now: now)
     return instance

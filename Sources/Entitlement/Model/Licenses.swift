@@ -73,6 +73,7 @@ public enum Licenses {
       $0.quantity = instance.quantity
       $0.issuedAtUnixMs = now
       $0.expiresAtUnixMs = instance.expiresAtUnixMs
+      $0.trial = instance.subscription?.trial ?? false
     }
     let signed = try signer.sign(payload)
     return .with {
@@ -86,6 +87,7 @@ public enum Licenses {
       $0.signature = signed.signature
       $0.keyID = signed.keyID
       $0.algorithm = LicenseSigner.algorithm
+      $0.trial = payload.trial
     }
   }
 

@@ -90,6 +90,18 @@ public struct EntitlementStore: Sendable {
       for (instance, request) in instances { try Self.insert(instance, request: request, in: db) }
       for request in requests { try Self.save(request, in: db) }
     }
+    // Subscriptions: the business status and auto-renew of instances as columns (the
+    // background finds what is due by them); the rest of the subscription in the document.
+    migrator.registerMigration("entitlement-3-subscriptions") { db in
+      try Self.addSubscriptionColumns(db)
+    }
+  }
+
+  /// The columns of entitlement-3 (createTables makes them for a new database).
+  static func addSubscriptionColumns(_ db: Database) throws {
+    try db.addColumnIfMissing("instances", "subscription_status", "INTEGER NOT NULL DEFAULT 0 CHECK (subscription_status >= 0)")
+    try db.addColumnIfMissing("instances", "auto_renew", "BOOLEAN NOT NULL DEFAULT 0")
+    try db.execute(sql: "CREATE INDEX IF NOT EXISTS instances_term ON instances(expires_at_unix_ms) WHERE expires_at_unix_ms > 0")
   }
 
   static func createTables(_ db: Database) throws {
@@ -142,6 +154,7 @@ public struct EntitlementStore: Sendable {
       t.column("document", .blob).notNull()
     }
     try Self.instanceHistory.create(in: db)
+    try Self.addSubscriptionColumns(db)
     try db.create(table: "permission_requests") { t in
       t.column("id", .text).primaryKey()
       t.column("instance_id", .text).notNull().indexed().references("instances")
@@ -250,6 +263,8 @@ public struct EntitlementStore: Sendable {
       (rest.id, rest.baseServiceID, rest.isvID, rest.distributorID) = ("", "", "", "")
       (rest.status, rest.terms, rest.applicationMessage, rest.statusReason) = (.unspecified, nil, "", "")
       (rest.history, rest.createdAtUnixMs, rest.updatedAtUnixMs) = ([], 0, 0)
+      // The per-period wholesale prices (nobody queries them) stay in the document.
+      if let prices = a.terms?.wholesalePrices, !prices.isEmpty { rest.terms = .with { $0.wholesalePrices = prices } }
       self.id = a.id
       self.baseServiceId = a.baseServiceID
       self.isvId = a.isvID
@@ -269,6 +284,7 @@ public struct EntitlementStore: Sendable {
 
     func message(history: [Nest_Common_V1_StatusChange]) throws -> Nest_Entitlement_V1_DistributionAuthorization {
       var a = try Document.decode(self.document, as: Nest_Entitlement_V1_DistributionAuthorization.self)
+      let prices = a.terms?.wholesalePrices ?? []
       a.id = self.id
       a.baseServiceID = self.baseServiceId
       a.isvID = self.isvId
@@ -281,6 +297,7 @@ public struct EntitlementStore: Sendable {
           }
           $0.validUntilUnixMs = self.validUntilUnixMs
           $0.maxInstances = self.maxInstances
+          $0.wholesalePrices = prices
         }
       }
       a.applicationMessage = self.applicationMessage
@@ -387,6 +404,8 @@ public struct EntitlementStore: Sendable {
       self.expiresAtUnixMs = try row.decode(forColumn: "expires_at_unix_ms")
       self.createdAtUnixMs = try row.decode(forColumn: "created_at_unix_ms")
       self.updatedAtUnixMs = try row.decode(forColumn: "updated_at_unix_ms")
+      self.subscriptionStatus = try row.decode(forColumn: "subscription_status")
+      self.autoRenew = try row.decode(forColumn: "auto_renew")
       self.document = try row.decode(forColumn: "document")
     }
 
@@ -418,6 +437,8 @@ public struct EntitlementStore: Sendable {
         "expires_at_unix_ms": { $0.expiresAtUnixMs },
         "created_at_unix_ms": { $0.createdAtUnixMs },
         "updated_at_unix_ms": { $0.updatedAtUnixMs },
+        "subscription_status": { $0.subscriptionStatus },
+        "auto_renew": { $0.autoRenew },
         "document": { $0.document },
       ])
 
@@ -446,11 +467,14 @@ public struct EntitlementStore: Sendable {
     var expiresAtUnixMs: Int64
     var createdAtUnixMs: Int64
     var updatedAtUnixMs: Int64
+    var subscriptionStatus: Int32
+    var autoRenew: Bool
     /// The license (if any) and the parameters.
     var document: Data
 
     init(_ i: Nest_Entitlement_V1_ServiceInstance, request: Data) throws {
       var rest = Nest_Entitlement_V1_ServiceInstance()
+      if let subscription = i.subscription { rest.subscription = subscription }
       if case .license(let license)? = i.access { rest.access = .license(license) }
       rest.parameters = i.parameters
       rest.unknownFields = i.unknownFields
@@ -479,6 +503,8 @@ public struct EntitlementStore: Sendable {
       self.expiresAtUnixMs = i.expiresAtUnixMs
       self.createdAtUnixMs = i.createdAtUnixMs
       self.updatedAtUnixMs = i.updatedAtUnixMs
+      self.subscriptionStatus = i.subscription?.status.rawValue ?? 0
+      self.autoRenew = i.subscription?.autoRenew ?? false
       self.document = try Document.encode(rest)
     }
 
@@ -559,6 +585,28 @@ public struct EntitlementStore: Sendable {
         arguments: [
           Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
           Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
+        ]), in: db)
+  }
+
+  /// Instances whose term ends by `horizon` (auto-renewals to place, expiries) or ended
+  /// `grace` before now (releases), oldest end first: what the term driver looks at.
+  public static func instancesWithTermEndingBy(_ horizon: Int64, releasingBy release: Int64, limit: Int, in db: Database)
+    throws -> [Nest_Entitlement_V1_ServiceInstance]
+  {
+    try Self.instances(
+      InstanceRow.fetchAll(
+        db.cachedStatement(
+          sql: """
+            SELECT * FROM instances WHERE expires_at_unix_ms > 0 AND (
+              (status IN (?, ?, ?, ?) AND expires_at_unix_ms <= ?) OR (status = ? AND expires_at_unix_ms <= ?))
+            ORDER BY expires_at_unix_ms LIMIT ?
+            """),
+        arguments: [
+          Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.deployed.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.suspended.rawValue, horizon,
+          Nest_Entitlement_V1_DeploymentStatus.expired.rawValue, release, limit,
         ]), in: db)
   }
 

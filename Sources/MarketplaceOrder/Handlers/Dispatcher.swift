@@ -99,6 +99,14 @@ public final class Dispatcher: Service, Sendable {
         let instance = try await self.peers.createInstance(DeliveryRules.instanceRequest(for: order, key: key))
         outcome.acknowledgement = .instanceID(instance.id)
         outcome.instanceID = instance.id
+      case .renewInstance:
+        let instance = try await self.peers.renewInstance(DeliveryRules.renewRequest(for: order, key: key))
+        outcome.acknowledgement = .instanceID(instance.id)
+        outcome.instanceID = instance.id
+      case .changeInstance:
+        let instance = try await self.peers.changeInstance(DeliveryRules.changeRequest(for: order, key: key))
+        outcome.acknowledgement = .instanceID(instance.id)
+        outcome.instanceID = instance.id
       case .recordSale:
         let sale = try await self.peers.recordSale(DeliveryRules.saleRequest(for: order, key: key))
         outcome.acknowledgement = .transactionID(sale.transaction?.id ?? "")

@@ -26,7 +26,7 @@ extension OrderService {
   static func customerOrder(_ id: String, _ access: Access, in db: Database) throws -> Order {
     let order = try access.authorize(
       try OrderStore.order(id, in: db), notFound: .notFound("order", id, field: "order_id"))
-    guard order.kind == .customer else {
+    guard order.kind != .linked else {
       throw DomainError(
         .failedPrecondition, "order \(id) is a linked order; it follows its parent \(order.parentOrderID)")
     }
@@ -47,6 +47,17 @@ extension OrderService {
     guard let plan = product.plans.first(where: { $0.planID == request.planID }), let unitPrice = plan.unitPrice else {
       throw DomainError.notFound("plan", request.planID, field: "plan_id")
     }
+    guard !plan.deprecated else {
+      throw DomainError(.failedPrecondition, "plan \(plan.planID) is deprecated: no new sales")
+    }
+    if request.trial {
+      try SubscriptionOrders.checkTrial(request, plan: plan)
+      if try await self.store.database.read({
+        try OrderStore.hadTrial(buyerID: access.caller.subject, productID: product.id, in: $0)
+      }) {
+        throw DomainError(.failedPrecondition, "the customer already had a trial of product \(product.id)")
+      }
+    }
     let service = try await self.peers.service(product.serviceID)
     guard let facts = service.service, facts.status == .online else {
       throw DomainError(.failedPrecondition, "service \(product.serviceID) is not ONLINE")
@@ -65,18 +76,32 @@ extension OrderService {
       wholesale = try OrderRules.wholesale(
         check, period: plan.billingPeriod, quantity: request.quantity, periods: request.periods)
     }
-    let price = try OrderRules.price(
+    var price = try OrderRules.price(
       unitPrice: unitPrice, period: plan.billingPeriod, quantity: request.quantity, periods: request.periods,
       commissionBps: self.commissionBps)
+    if request.trial {
+      price = OrderRules.split(0, unitPrice: unitPrice, period: plan.billingPeriod, commissionBps: self.commissionBps)
+      if var free = wholesale {
+        free.wholesaleAmount = MoneyMath.money(free.wholesaleUnitPrice?.currency ?? "", 0)
+        wholesale = free
+      }
+    }
+    let orderID = Identifiers.new("ord")
+    // A trial is paid when created: its place under the authorization is held first, as
+    // PayOrder holds it.
+    if request.trial, resolution.scenario != .direct {
+      _ = try await self.peers.reserveSlot(orderID: orderID, authorizationID: wholesale?.authorizationID ?? "")
+    }
     let now = self.clock.nowUnixMs()
     let snapshot = wholesale
-    return try await self.store.database.write { db in
+    let finalPrice = price
+    let response: Nest_Order_V1_CreateOrderResponse = try await self.store.database.write { db in
       try ClientTokens.once(
         db, caller: access.caller.subject, method: "CreateOrder", token: request.clientToken, request: request,
         nowUnixMs: now
       ) {
         var order = Order.with {
-          $0.id = Identifiers.new("ord")
+          $0.id = orderID
           $0.kind = .customer
           $0.buyer = .with {
             $0.role = .customer
@@ -90,17 +115,49 @@ extension OrderService {
           $0.quantity = request.quantity
           $0.periods = request.periods
           $0.parameterSetName = request.parameterSetName
-          $0.price = price
+          $0.price = finalPrice
           $0.scenario = resolution
           $0.wholesale = snapshot
           $0.labels = request.labels
           $0.createdAtUnixMs = now
+          $0.trial = request.trial
+          $0.trialDays = request.trial ? plan.trialDays : 0
+          $0.autoRenew = request.autoRenew
         }
         OrderRules.record(&order, .created, actor: access.caller.subject, now: now)
-        try OrderStore.save(order, in: db)
+        if order.trial {
+          try OrderStore.requireNoTrial(buyerID: access.caller.subject, productID: product.id, in: db)
+          order.paymentReference = "trial"
+          _ = try Self.commitPayment(&order, actor: access.caller.subject, baseProductID: "", now: now, in: db)
+        } else {
+          try OrderStore.save(order, in: db)
+        }
         return .with { $0.order = order }
       }
     }
+    if request.trial { self.dispatcher?.signal() }
+    return response
+  }
+
+  /// Pays `order` (CREATED) in the caller's transaction: PAID, in scenario 3 its linked order
+  /// for A (when there is a wholesale amount to place), and the outbox rows; returns the
+  /// linked orders.
+  static func commitPayment(
+    _ order: inout Order, actor: String, baseProductID: String, now: Int64, in db: Database
+  ) throws -> [Order] {
+    try OrderRules.apply(.pay, to: &order, actor: actor, now: now)
+    var linked: [Order] = []
+    if order.scenario?.scenario == .scenario3, (order.wholesale?.wholesaleAmount?.amountMinor ?? 0) > 0 {
+      linked.append(
+        try OrderRules.linkedOrder(for: order, id: Identifiers.new("ord"), baseProductID: baseProductID, now: now))
+      order.linkedOrderIds = linked.map(\.id)
+    }
+    try OrderStore.save(order, in: db)
+    for link in linked { try OrderStore.save(link, in: db) }
+    for row in DeliveryRules.paid(order, linked: linked, newID: { Identifiers.new("dlv") }, now: now) {
+      try OrderStore.save(row, in: db)
+    }
+    return linked
   }
 
   public func payOrder(request: Nest_Order_V1_PayOrderRequest, context: ServerContext) async throws
@@ -115,11 +172,21 @@ extension OrderService {
     // skips both.
     var baseProductID = ""
     if current.status == .created, let resolution = current.scenario, resolution.scenario != .direct {
-      _ = try await self.peers.reserveSlot(
-        orderID: current.id, authorizationID: current.wholesale?.authorizationID ?? "")
+      if current.kind == .customer {
+        _ = try await self.peers.reserveSlot(
+          orderID: current.id, authorizationID: current.wholesale?.authorizationID ?? "")
+      } else {
+        // A renewal or change keeps its instance's place; the authorization must still be
+        // ACTIVE (entitlement answers FAILED_PRECONDITION otherwise).
+        _ = try await self.peers.checkDistribution(
+          baseServiceID: resolution.baseServiceID, distributorID: resolution.distributorID)
+      }
       if resolution.scenario == .scenario3 {
         baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
       }
+    }
+    if current.status == .created, current.kind == .change {
+      try SubscriptionOrders.checkStillPriced(current, instance: try await self.peers.instance(current.instanceID))
     }
     let now = self.clock.nowUnixMs()
     let productID = baseProductID
@@ -131,18 +198,8 @@ extension OrderService {
       ) {
         try OrderRules.checkExpectedAmount(request.expectedAmount, of: order)
         order.paymentReference = request.paymentReference
-        try OrderRules.apply(.pay, to: &order, actor: access.caller.subject, now: now)
-        var linked: [Order] = []
-        if order.scenario?.scenario == .scenario3 {
-          linked.append(
-            try OrderRules.linkedOrder(for: order, id: Identifiers.new("ord"), baseProductID: productID, now: now))
-          order.linkedOrderIds = linked.map(\.id)
-        }
-        try OrderStore.save(order, in: db)
-        for link in linked { try OrderStore.save(link, in: db) }
-        for row in DeliveryRules.paid(order, linked: linked, newID: { Identifiers.new("dlv") }, now: now) {
-          try OrderStore.save(row, in: db)
-        }
+        let linked = try Self.commitPayment(
+          &order, actor: access.caller.subject, baseProductID: productID, now: now, in: db)
         return .with {
           $0.order = order
           $0.linkedOrders = linked

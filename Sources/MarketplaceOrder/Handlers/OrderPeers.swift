@@ -17,6 +17,11 @@ public protocol OrderPeers: Sendable {
   func createInstance(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) async throws
     -> Nest_Entitlement_V1_ServiceInstance
   func releaseInstance(_ request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest) async throws
+  func instance(_ id: String) async throws -> Nest_Entitlement_V1_ServiceInstance
+  func renewInstance(_ request: Nest_Entitlement_V1_RenewServiceInstanceRequest) async throws
+    -> Nest_Entitlement_V1_ServiceInstance
+  func changeInstance(_ request: Nest_Entitlement_V1_ChangeServiceInstanceRequest) async throws
+    -> Nest_Entitlement_V1_ServiceInstance
   func recordSale(_ request: Nest_Settlement_V1_RecordSaleRequest) async throws -> Nest_Settlement_V1_RecordSaleResponse
   func recordRefund(_ request: Nest_Settlement_V1_RecordRefundRequest) async throws
     -> Nest_Settlement_V1_RecordRefundResponse
@@ -86,6 +91,22 @@ public struct RPCOrderPeers: OrderPeers {
 
   public func releaseInstance(_ request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest) async throws {
     _ = try await self.entitlement.releaseServiceInstance(request)
+  }
+
+  public func instance(_ id: String) async throws -> Nest_Entitlement_V1_ServiceInstance {
+    try await self.entitlement.getServiceInstance(.with { $0.key = .instanceID(id) }).instance ?? .init()
+  }
+
+  public func renewInstance(_ request: Nest_Entitlement_V1_RenewServiceInstanceRequest) async throws
+    -> Nest_Entitlement_V1_ServiceInstance
+  {
+    try await self.entitlement.renewServiceInstance(request).instance ?? .init()
+  }
+
+  public func changeInstance(_ request: Nest_Entitlement_V1_ChangeServiceInstanceRequest) async throws
+    -> Nest_Entitlement_V1_ServiceInstance
+  {
+    try await self.entitlement.changeServiceInstance(request).instance ?? .init()
   }
 
   public func recordSale(_ request: Nest_Settlement_V1_RecordSaleRequest) async throws

@@ -9,7 +9,7 @@ public enum DeliveryRules {
   /// The service a row of `kind` is delivered to.
   public static func target(of kind: Nest_Order_V1_DeliveryKind) -> Nest_Order_V1_DeliveryTarget {
     switch kind {
-    case .createInstance, .releaseInstance, .releaseSlot: .entitlement
+    case .createInstance, .releaseInstance, .releaseSlot, .renewInstance, .changeInstance: .entitlement
     default: .settlement
     }
   }
@@ -30,21 +30,33 @@ public enum DeliveryRules {
     }
   }
 
-  /// The rows a payment queues: the instance and the sale of the order, the sale of each
+  /// The rows a payment queues: what the order does to its instance (create, renew or
+  /// change it), the sale of the order (none for a trial or a free change), the sale of each
   /// linked order.
   public static func paid(_ order: Order, linked: [Order], newID: () -> String, now: Int64) -> [Delivery] {
-    [
-      row(.createInstance, for: order.id, key: order.id, id: newID(), now: now),
-      row(.recordSale, for: order.id, key: order.id, id: newID(), now: now),
-    ] + linked.map { row(.recordSale, for: $0.id, key: $0.id, id: newID(), now: now) }
+    let instanceKind: Nest_Order_V1_DeliveryKind =
+      switch order.kind {
+      case .renewal: .renewInstance
+      case .change: .changeInstance
+      default: .createInstance
+      }
+    var rows = [row(instanceKind, for: order.id, key: order.id, id: newID(), now: now)]
+    if OrderRules.recordsSale(order) { rows.append(row(.recordSale, for: order.id, key: order.id, id: newID(), now: now)) }
+    return rows + linked.map { row(.recordSale, for: $0.id, key: $0.id, id: newID(), now: now) }
   }
 
-  /// The rows a refund queues: the reversal, then the instance's release.
+  /// The rows a refund queues: the reversal of its sales (when it had one), then for an
+  /// order that created an instance, its release. A renewal's or change's refund gives the
+  /// money back and leaves the instance's term as it is.
   public static func refunded(_ order: Order, newID: () -> String, now: Int64) -> [Delivery] {
-    [
-      row(.recordRefund, for: order.id, key: "refund:\(order.id)", id: newID(), now: now),
-      row(.releaseInstance, for: order.id, key: "release:\(order.id)", id: newID(), now: now),
-    ]
+    var rows: [Delivery] = []
+    if OrderRules.recordsSale(order) {
+      rows.append(row(.recordRefund, for: order.id, key: "refund:\(order.id)", id: newID(), now: now))
+    }
+    if order.kind == .customer {
+      rows.append(row(.releaseInstance, for: order.id, key: "release:\(order.id)", id: newID(), now: now))
+    }
+    return rows
   }
 
   /// The row a cancellation queues for a sale under an authorization: letting go of an
@@ -113,6 +125,39 @@ public enum DeliveryRules {
         })
       $0.parameterSetName = order.parameterSetName
       $0.resolution = order.scenario
+      if !order.planID.isEmpty { $0.plan = SubscriptionOrders.instancePlan(of: order) }
+      $0.trial = order.trial
+      $0.autoRenew = order.autoRenew
+      // A trial runs for its days from payment, then renews by the plan's periods.
+      if order.trial { $0.expiry = .expiresAtUnixMs(SubscriptionOrders.trialEnd(order)) }
+    }
+  }
+
+  /// RenewServiceInstance for a paid renewal order: its periods on its plan.
+  public static func renewRequest(for order: Order, key: String) -> Nest_Entitlement_V1_RenewServiceInstanceRequest {
+    .with {
+      $0.clientToken = key
+      $0.instanceID = order.instanceID
+      $0.orderID = order.id
+      $0.renewal = .periods(Int32(clamping: order.periods))
+      $0.plan = SubscriptionOrders.instancePlan(of: order)
+      $0.quantity = Int32(clamping: order.quantity)
+    }
+  }
+
+  /// ChangeServiceInstance for a paid change order, with what it was priced against.
+  public static func changeRequest(for order: Order, key: String) -> Nest_Entitlement_V1_ChangeServiceInstanceRequest {
+    let change = order.change ?? .init()
+    return .with {
+      $0.clientToken = key
+      $0.instanceID = order.instanceID
+      $0.orderID = order.id
+      $0.plan = SubscriptionOrders.instancePlan(of: order)
+      $0.quantity = Int32(clamping: order.quantity)
+      $0.immediate = change.immediate
+      $0.expectedPlanID = change.fromPlanID
+      $0.expectedQuantity = Int32(clamping: change.fromQuantity)
+      $0.expectedExpiresAtUnixMs = change.termEndsAtUnixMs
     }
   }
 
@@ -129,7 +174,7 @@ public enum DeliveryRules {
       $0.amount = order.price?.amount
       $0.commissionBps = order.price?.commissionBps ?? 0
       $0.scenario = order.scenario
-      if order.kind == .customer, OrderRules.owesOffline(order.scenario?.scenario ?? .unspecified) {
+      if order.kind != .linked, OrderRules.owesOffline(order.scenario?.scenario ?? .unspecified) {
         $0.wholesaleAmount = order.wholesale?.wholesaleAmount
       }
       $0.authorizationID = order.wholesale?.authorizationID ?? ""

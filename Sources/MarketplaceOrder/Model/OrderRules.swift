@@ -89,6 +89,13 @@ public enum OrderRules {
     else {
       throw .invalid([.init(field: "quantity", description: "unit price x quantity x periods overflows")])
     }
+    return split(amount, unitPrice: unitPrice, period: period, commissionBps: commissionBps)
+  }
+
+  /// A price of `amount` (>= 0) and its split: commission floored, the rest the seller's.
+  public static func split(
+    _ amount: Int64, unitPrice: Nest_Common_V1_Money, period: Nest_Common_V1_BillingPeriod, commissionBps: UInt32
+  ) -> Nest_Order_V1_PriceSnapshot {
     let commission = MoneyMath.commission(amount, bps: commissionBps)
     return .with {
       $0.unitPrice = unitPrice
@@ -100,18 +107,22 @@ public enum OrderRules {
     }
   }
 
+  /// Whether paying the order records a sale (see `Order.recordsSale`).
+  public static func recordsSale(_ order: Order) -> Bool { order.recordsSale }
+
   /// The wholesale terms a sale of B is made under, from entitlement's answer to
   /// CheckDistribution: refused when the authorization's places are all taken (the
   /// reservation at payment is what enforces it; this tells the customer early).
   public static func wholesale(
     _ check: Nest_Entitlement_V1_CheckDistributionResponse, period: Nest_Common_V1_BillingPeriod, quantity: UInt32,
-    periods: UInt32
+    periods: UInt32, newInstance: Bool = true
   ) throws(DomainError) -> Nest_Order_V1_WholesaleSnapshot {
-    guard let authorization = check.authorization, let terms = authorization.terms, let unit = terms.wholesalePrice
+    guard let authorization = check.authorization, let terms = authorization.terms,
+      let unit = terms.wholesaleUnitPrice(for: period)
     else {
       throw DomainError(.failedPrecondition, "the distributor's authorization has no terms")
     }
-    if terms.maxInstances > 0 && check.instanceCount >= terms.maxInstances {
+    if newInstance && terms.maxInstances > 0 && check.instanceCount >= terms.maxInstances {
       throw DomainError(
         .failedPrecondition, "the authorization's maximum of \(terms.maxInstances) instances is reached")
     }
@@ -151,13 +162,16 @@ public enum OrderRules {
   public static func linkedOrder(
     for parent: Order, id: String, baseProductID: String, now: Int64
   ) throws(DomainError) -> Order {
-    guard let resolution = parent.scenario, let wholesale = parent.wholesale, let unit = wholesale.wholesaleUnitPrice
+    guard let resolution = parent.scenario, let wholesale = parent.wholesale, let unit = wholesale.wholesaleUnitPrice,
+      let amount = wholesale.wholesaleAmount
     else {
       throw DomainError(.failedPrecondition, "order \(parent.id) has no wholesale terms to place a linked order with")
     }
-    let price = try Self.price(
-      unitPrice: unit, period: parent.price?.billingPeriod ?? .month, quantity: parent.quantity,
-      periods: parent.periods, commissionBps: parent.price?.commissionBps ?? 0)
+    // The wholesale side of the parent's sale: unit x quantity x periods, or for a CHANGE
+    // the prorated difference.
+    let price = split(
+      amount.amountMinor, unitPrice: unit, period: parent.price?.billingPeriod ?? .month,
+      commissionBps: parent.price?.commissionBps ?? 0)
     return .with {
       $0.id = id
       $0.kind = .linked

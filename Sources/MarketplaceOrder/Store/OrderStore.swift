@@ -59,6 +59,28 @@ public struct OrderStore: Sendable {
       for order in orders { try Self.save(order, in: db) }
       for delivery in deliveries { try Self.save(delivery, in: db) }
     }
+    // Subscriptions: trials, auto-renew, renewal and change orders (their change snapshot is
+    // in the document). At most one trial per customer and product, and one open RENEWAL or
+    // CHANGE per instance, held by the database.
+    migrator.registerMigration("order-3-subscriptions") { db in
+      try Self.addSubscriptionColumns(db)
+    }
+  }
+
+  /// The columns and indexes of order-3 (createTables makes them for a new database).
+  static func addSubscriptionColumns(_ db: Database) throws {
+    try db.addColumnIfMissing("orders", "trial", "BOOLEAN NOT NULL DEFAULT 0")
+    try db.addColumnIfMissing("orders", "trial_days", "INTEGER NOT NULL DEFAULT 0 CHECK (trial_days BETWEEN 0 AND 30)")
+    try db.addColumnIfMissing("orders", "auto_renew", "BOOLEAN NOT NULL DEFAULT 0")
+    try db.addColumnIfMissing(
+      "orders", "wholesale_previous_unit_minor", "INTEGER NOT NULL DEFAULT 0 CHECK (wholesale_previous_unit_minor >= 0)")
+    try db.execute(
+      sql: """
+        CREATE UNIQUE INDEX IF NOT EXISTS orders_one_trial ON orders(buyer_id, product_id) WHERE trial = 1;
+        CREATE UNIQUE INDEX IF NOT EXISTS orders_one_open_per_instance ON orders(instance_id)
+          WHERE kind IN (3, 4) AND status IN (1, 2);
+        CREATE INDEX IF NOT EXISTS orders_instance ON orders(instance_id);
+        """)
   }
 
   static func createTables(_ db: Database) throws {
@@ -109,6 +131,7 @@ public struct OrderStore: Sendable {
       t.check(sql: "commission_minor + seller_net_minor = amount_minor")
     }
     try Self.history.create(in: db)
+    try Self.addSubscriptionColumns(db)
     try db.create(table: "deliveries") { t in
       t.column("id", .text).primaryKey()
       t.column("order_id", .text).notNull().indexed().references("orders")
@@ -175,6 +198,10 @@ public struct OrderStore: Sendable {
       self.fulfilledAtUnixMs = try row.decode(forColumn: "fulfilled_at_unix_ms")
       self.cancelledAtUnixMs = try row.decode(forColumn: "cancelled_at_unix_ms")
       self.refundedAtUnixMs = try row.decode(forColumn: "refunded_at_unix_ms")
+      self.trial = try row.decode(forColumn: "trial")
+      self.trialDays = try row.decode(forColumn: "trial_days")
+      self.autoRenew = try row.decode(forColumn: "auto_renew")
+      self.wholesalePreviousUnitMinor = try row.decode(forColumn: "wholesale_previous_unit_minor")
       self.document = try row.decode(forColumn: "document")
     }
 
@@ -221,6 +248,10 @@ public struct OrderStore: Sendable {
         "fulfilled_at_unix_ms": { $0.fulfilledAtUnixMs },
         "cancelled_at_unix_ms": { $0.cancelledAtUnixMs },
         "refunded_at_unix_ms": { $0.refundedAtUnixMs },
+        "trial": { $0.trial },
+        "trial_days": { $0.trialDays },
+        "auto_renew": { $0.autoRenew },
+        "wholesale_previous_unit_minor": { $0.wholesalePreviousUnitMinor },
         "document": { $0.document },
       ])
 
@@ -264,12 +295,17 @@ public struct OrderStore: Sendable {
     var fulfilledAtUnixMs: Int64
     var cancelledAtUnixMs: Int64
     var refundedAtUnixMs: Int64
+    var trial: Bool
+    var trialDays: UInt32
+    var autoRenew: Bool
+    var wholesalePreviousUnitMinor: Int64
     var document: Data
 
     init(_ o: Order) throws {
       var rest = Order()
       rest.scenario = o.scenario
       rest.labels = o.labels
+      if let change = o.change { rest.change = change }
       rest.unknownFields = o.unknownFields
       let price = o.price ?? .init()
       self.id = o.id
@@ -312,6 +348,10 @@ public struct OrderStore: Sendable {
       self.fulfilledAtUnixMs = o.fulfilledAtUnixMs
       self.cancelledAtUnixMs = o.cancelledAtUnixMs
       self.refundedAtUnixMs = o.refundedAtUnixMs
+      self.trial = o.trial
+      self.trialDays = o.trialDays
+      self.autoRenew = o.autoRenew
+      self.wholesalePreviousUnitMinor = o.wholesale?.previousWholesaleUnitPrice?.amountMinor ?? 0
       self.document = try Document.encode(rest)
     }
 
@@ -349,6 +389,9 @@ public struct OrderStore: Sendable {
           $0.wholesaleUnitPrice = MoneyMath.money(self.wholesaleCurrency, self.wholesaleUnitMinor)
           $0.wholesaleAmount = MoneyMath.money(self.wholesaleCurrency, self.wholesaleAmountMinor)
           $0.termsValidUntilUnixMs = self.termsValidUntilUnixMs
+          if self.kind == Nest_Order_V1_OrderKind.change.rawValue {
+            $0.previousWholesaleUnitPrice = MoneyMath.money(self.wholesaleCurrency, self.wholesalePreviousUnitMinor)
+          }
         }
       }
       o.parentOrderID = self.parentOrderId
@@ -363,6 +406,9 @@ public struct OrderStore: Sendable {
       o.fulfilledAtUnixMs = self.fulfilledAtUnixMs
       o.cancelledAtUnixMs = self.cancelledAtUnixMs
       o.refundedAtUnixMs = self.refundedAtUnixMs
+      o.trial = self.trial
+      o.trialDays = self.trialDays
+      o.autoRenew = self.autoRenew
       return o
     }
   }
@@ -390,6 +436,34 @@ public struct OrderStore: Sendable {
       }
     }
     return try rows.map { try $0.message(history: histories[$0.id] ?? [], linkedOrderIDs: children[$0.id] ?? []) }
+  }
+
+  /// Whether the customer had a trial of the product.
+  public static func hadTrial(buyerID: String, productID: String, in db: Database) throws -> Bool {
+    try Bool.fetchOne(
+      db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM orders WHERE trial = 1 AND buyer_id = ? AND product_id = ?)"),
+      arguments: [buyerID, productID]) ?? false
+  }
+
+  /// FAILED_PRECONDITION when the customer had a trial of the product (the unique index
+  /// holds it under races; this says it plainly).
+  public static func requireNoTrial(buyerID: String, productID: String, in db: Database) throws {
+    if try Self.hadTrial(buyerID: buyerID, productID: productID, in: db) {
+      throw DomainError(.failedPrecondition, "the customer already had a trial of product \(productID)")
+    }
+  }
+
+  /// FAILED_PRECONDITION when a RENEWAL or CHANGE of the instance is open (CREATED, or PAID
+  /// and not yet applied): one at a time, so that nothing counts a term twice.
+  public static func requireNoOpenSubscriptionOrder(instanceID: String, in db: Database) throws {
+    if let open = try String.fetchOne(
+      db.cachedStatement(
+        sql: "SELECT id FROM orders WHERE instance_id = ? AND kind IN (3, 4) AND status IN (1, 2) LIMIT 1"),
+      arguments: [instanceID])
+    {
+      throw DomainError(
+        .failedPrecondition, "order \(open) for instance \(instanceID) is still open: pay or cancel it first")
+    }
   }
 
   public static func order(_ id: String, in db: Database) throws -> Order? {

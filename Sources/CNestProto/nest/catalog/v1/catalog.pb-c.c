@@ -2193,7 +2193,7 @@ const ProtobufCMessageDescriptor nest__catalog__v1__service_version__descriptor 
   (ProtobufCMessageInit) nest__catalog__v1__service_version__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__catalog__v1__plan__field_descriptors[4] =
+static const ProtobufCFieldDescriptor nest__catalog__v1__plan__field_descriptors[6] =
 {
   {
     "plan_id",
@@ -2243,17 +2243,43 @@ static const ProtobufCFieldDescriptor nest__catalog__v1__plan__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "deprecated",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__Plan, deprecated),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trial_days",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__Plan, trial_days),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__catalog__v1__plan__field_indices_by_name[] = {
   2,   /* field[2] = billing_period */
+  4,   /* field[4] = deprecated */
   1,   /* field[1] = name */
   0,   /* field[0] = plan_id */
+  5,   /* field[5] = trial_days */
   3,   /* field[3] = unit_price */
 };
 static const ProtobufCIntRange nest__catalog__v1__plan__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor nest__catalog__v1__plan__descriptor =
 {
@@ -2263,7 +2289,7 @@ const ProtobufCMessageDescriptor nest__catalog__v1__plan__descriptor =
   "Nest__Catalog__V1__Plan",
   "nest.catalog.v1",
   sizeof(Nest__Catalog__V1__Plan),
-  4,
+  6,
   nest__catalog__v1__plan__field_descriptors,
   nest__catalog__v1__plan__field_indices_by_name,
   1,  nest__catalog__v1__plan__number_ranges,

@@ -52,6 +52,51 @@ void   nest__common__v1__money__free_unpacked
   assert(message->base.descriptor == &nest__common__v1__money__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__common__v1__period_price__init
+                     (Nest__Common__V1__PeriodPrice         *message)
+{
+  static const Nest__Common__V1__PeriodPrice init_value = NEST__COMMON__V1__PERIOD_PRICE__INIT;
+  *message = init_value;
+}
+size_t nest__common__v1__period_price__get_packed_size
+                     (const Nest__Common__V1__PeriodPrice *message)
+{
+  assert(message->base.descriptor == &nest__common__v1__period_price__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__common__v1__period_price__pack
+                     (const Nest__Common__V1__PeriodPrice *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__common__v1__period_price__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__common__v1__period_price__pack_to_buffer
+                     (const Nest__Common__V1__PeriodPrice *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__common__v1__period_price__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Common__V1__PeriodPrice *
+       nest__common__v1__period_price__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Common__V1__PeriodPrice *)
+     protobuf_c_message_unpack (&nest__common__v1__period_price__descriptor,
+                                allocator, len, data);
+}
+void   nest__common__v1__period_price__free_unpacked
+                     (Nest__Common__V1__PeriodPrice *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__common__v1__period_price__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__common__v1__page_request__init
                      (Nest__Common__V1__PageRequest         *message)
 {
@@ -326,6 +371,57 @@ const ProtobufCMessageDescriptor nest__common__v1__money__descriptor =
   nest__common__v1__money__field_indices_by_name,
   1,  nest__common__v1__money__number_ranges,
   (ProtobufCMessageInit) nest__common__v1__money__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__common__v1__period_price__field_descriptors[2] =
+{
+  {
+    "billing_period",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Common__V1__PeriodPrice, billing_period),
+    &nest__common__v1__billing_period__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "price",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Common__V1__PeriodPrice, price),
+    &nest__common__v1__money__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__common__v1__period_price__field_indices_by_name[] = {
+  0,   /* field[0] = billing_period */
+  1,   /* field[1] = price */
+};
+static const ProtobufCIntRange nest__common__v1__period_price__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__common__v1__period_price__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.common.v1.PeriodPrice",
+  "PeriodPrice",
+  "Nest__Common__V1__PeriodPrice",
+  "nest.common.v1",
+  sizeof(Nest__Common__V1__PeriodPrice),
+  2,
+  nest__common__v1__period_price__field_descriptors,
+  nest__common__v1__period_price__field_indices_by_name,
+  1,  nest__common__v1__period_price__number_ranges,
+  (ProtobufCMessageInit) nest__common__v1__period_price__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor nest__common__v1__page_request__field_descriptors[2] =

@@ -283,6 +283,141 @@ void   nest__entitlement__v1__service_instance__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__service_instance__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__entitlement__v1__instance_plan__init
+                     (Nest__Entitlement__V1__InstancePlan         *message)
+{
+  static const Nest__Entitlement__V1__InstancePlan init_value = NEST__ENTITLEMENT__V1__INSTANCE_PLAN__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__instance_plan__get_packed_size
+                     (const Nest__Entitlement__V1__InstancePlan *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_plan__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__instance_plan__pack
+                     (const Nest__Entitlement__V1__InstancePlan *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_plan__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__instance_plan__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstancePlan *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_plan__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__InstancePlan *
+       nest__entitlement__v1__instance_plan__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__InstancePlan *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__instance_plan__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__instance_plan__free_unpacked
+                     (Nest__Entitlement__V1__InstancePlan *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_plan__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__pending_change__init
+                     (Nest__Entitlement__V1__PendingChange         *message)
+{
+  static const Nest__Entitlement__V1__PendingChange init_value = NEST__ENTITLEMENT__V1__PENDING_CHANGE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__pending_change__get_packed_size
+                     (const Nest__Entitlement__V1__PendingChange *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__pending_change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__pending_change__pack
+                     (const Nest__Entitlement__V1__PendingChange *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__pending_change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__pending_change__pack_to_buffer
+                     (const Nest__Entitlement__V1__PendingChange *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__pending_change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__PendingChange *
+       nest__entitlement__v1__pending_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__PendingChange *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__pending_change__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__pending_change__free_unpacked
+                     (Nest__Entitlement__V1__PendingChange *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__pending_change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__subscription__init
+                     (Nest__Entitlement__V1__Subscription         *message)
+{
+  static const Nest__Entitlement__V1__Subscription init_value = NEST__ENTITLEMENT__V1__SUBSCRIPTION__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__subscription__get_packed_size
+                     (const Nest__Entitlement__V1__Subscription *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__subscription__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__subscription__pack
+                     (const Nest__Entitlement__V1__Subscription *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__subscription__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__subscription__pack_to_buffer
+                     (const Nest__Entitlement__V1__Subscription *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__subscription__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__Subscription *
+       nest__entitlement__v1__subscription__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__Subscription *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__subscription__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__subscription__free_unpacked
+                     (Nest__Entitlement__V1__Subscription *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__subscription__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__entitlement__v1__instance_term__init
                      (Nest__Entitlement__V1__InstanceTerm         *message)
 {
@@ -1498,6 +1633,186 @@ void   nest__entitlement__v1__renew_service_instance_response__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__renew_service_instance_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__entitlement__v1__change_service_instance_request__init
+                     (Nest__Entitlement__V1__ChangeServiceInstanceRequest         *message)
+{
+  static const Nest__Entitlement__V1__ChangeServiceInstanceRequest init_value = NEST__ENTITLEMENT__V1__CHANGE_SERVICE_INSTANCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__change_service_instance_request__get_packed_size
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__change_service_instance_request__pack
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__change_service_instance_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__ChangeServiceInstanceRequest *
+       nest__entitlement__v1__change_service_instance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__ChangeServiceInstanceRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__change_service_instance_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__change_service_instance_request__free_unpacked
+                     (Nest__Entitlement__V1__ChangeServiceInstanceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__change_service_instance_response__init
+                     (Nest__Entitlement__V1__ChangeServiceInstanceResponse         *message)
+{
+  static const Nest__Entitlement__V1__ChangeServiceInstanceResponse init_value = NEST__ENTITLEMENT__V1__CHANGE_SERVICE_INSTANCE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__change_service_instance_response__get_packed_size
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__change_service_instance_response__pack
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__change_service_instance_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__ChangeServiceInstanceResponse *
+       nest__entitlement__v1__change_service_instance_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__ChangeServiceInstanceResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__change_service_instance_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__change_service_instance_response__free_unpacked
+                     (Nest__Entitlement__V1__ChangeServiceInstanceResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__change_service_instance_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__set_auto_renew_request__init
+                     (Nest__Entitlement__V1__SetAutoRenewRequest         *message)
+{
+  static const Nest__Entitlement__V1__SetAutoRenewRequest init_value = NEST__ENTITLEMENT__V1__SET_AUTO_RENEW_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__set_auto_renew_request__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoRenewRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__set_auto_renew_request__pack
+                     (const Nest__Entitlement__V1__SetAutoRenewRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__set_auto_renew_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoRenewRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__SetAutoRenewRequest *
+       nest__entitlement__v1__set_auto_renew_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__SetAutoRenewRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__set_auto_renew_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__set_auto_renew_request__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoRenewRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__set_auto_renew_response__init
+                     (Nest__Entitlement__V1__SetAutoRenewResponse         *message)
+{
+  static const Nest__Entitlement__V1__SetAutoRenewResponse init_value = NEST__ENTITLEMENT__V1__SET_AUTO_RENEW_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__set_auto_renew_response__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoRenewResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__set_auto_renew_response__pack
+                     (const Nest__Entitlement__V1__SetAutoRenewResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__set_auto_renew_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoRenewResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__SetAutoRenewResponse *
+       nest__entitlement__v1__set_auto_renew_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__SetAutoRenewResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__set_auto_renew_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__set_auto_renew_response__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoRenewResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__entitlement__v1__suspend_service_instance_request__init
                      (Nest__Entitlement__V1__SuspendServiceInstanceRequest         *message)
 {
@@ -2443,7 +2758,7 @@ void   nest__entitlement__v1__release_instance_slot_response__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__release_instance_slot_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor nest__entitlement__v1__distribution_terms__field_descriptors[3] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__distribution_terms__field_descriptors[4] =
 {
   {
     "wholesale_price",
@@ -2481,16 +2796,29 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__distribution_terms_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "wholesale_prices",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__DistributionTerms, n_wholesale_prices),
+    offsetof(Nest__Entitlement__V1__DistributionTerms, wholesale_prices),
+    &nest__common__v1__period_price__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__distribution_terms__field_indices_by_name[] = {
   2,   /* field[2] = max_instances */
   1,   /* field[1] = valid_until_unix_ms */
   0,   /* field[0] = wholesale_price */
+  3,   /* field[3] = wholesale_prices */
 };
 static const ProtobufCIntRange nest__entitlement__v1__distribution_terms__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__distribution_terms__descriptor =
 {
@@ -2500,7 +2828,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__distribution_terms__desc
   "Nest__Entitlement__V1__DistributionTerms",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__DistributionTerms),
-  3,
+  4,
   nest__entitlement__v1__distribution_terms__field_descriptors,
   nest__entitlement__v1__distribution_terms__field_indices_by_name,
   1,  nest__entitlement__v1__distribution_terms__number_ranges,
@@ -2675,7 +3003,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__distribution_authorizati
   (ProtobufCMessageInit) nest__entitlement__v1__distribution_authorization__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__license_payload__field_descriptors[8] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__license_payload__field_descriptors[9] =
 {
   {
     "license_id",
@@ -2773,6 +3101,18 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__license_payload__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "trial",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__LicensePayload, trial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__license_payload__field_indices_by_name[] = {
   4,   /* field[4] = base_service_id */
@@ -2783,11 +3123,12 @@ static const unsigned nest__entitlement__v1__license_payload__field_indices_by_n
   0,   /* field[0] = license_id */
   5,   /* field[5] = quantity */
   3,   /* field[3] = service_id */
+  8,   /* field[8] = trial */
 };
 static const ProtobufCIntRange nest__entitlement__v1__license_payload__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__license_payload__descriptor =
 {
@@ -2797,14 +3138,14 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__license_payload__descrip
   "Nest__Entitlement__V1__LicensePayload",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__LicensePayload),
-  8,
+  9,
   nest__entitlement__v1__license_payload__field_descriptors,
   nest__entitlement__v1__license_payload__field_indices_by_name,
   1,  nest__entitlement__v1__license_payload__number_ranges,
   (ProtobufCMessageInit) nest__entitlement__v1__license_payload__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__license__field_descriptors[10] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__license__field_descriptors[11] =
 {
   {
     "license_id",
@@ -2926,6 +3267,18 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__license__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "trial",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__License, trial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__license__field_indices_by_name[] = {
   9,   /* field[9] = algorithm */
@@ -2938,11 +3291,12 @@ static const unsigned nest__entitlement__v1__license__field_indices_by_name[] = 
   6,   /* field[6] = payload */
   3,   /* field[3] = service_id */
   7,   /* field[7] = signature */
+  10,   /* field[10] = trial */
 };
 static const ProtobufCIntRange nest__entitlement__v1__license__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__license__descriptor =
 {
@@ -2952,7 +3306,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__license__descriptor =
   "Nest__Entitlement__V1__License",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__License),
-  10,
+  11,
   nest__entitlement__v1__license__field_descriptors,
   nest__entitlement__v1__license__field_indices_by_name,
   1,  nest__entitlement__v1__license__number_ranges,
@@ -3074,7 +3428,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__parame
   (ProtobufCMessageInit) nest__entitlement__v1__service_instance__parameters_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__field_descriptors[24] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__field_descriptors[25] =
 {
   {
     "id",
@@ -3364,6 +3718,18 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "subscription",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance, subscription),
+    &nest__entitlement__v1__subscription__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__service_instance__field_indices_by_name[] = {
   12,   /* field[12] = access_mode */
@@ -3388,13 +3754,14 @@ static const unsigned nest__entitlement__v1__service_instance__field_indices_by_
   9,   /* field[9] = scenario */
   2,   /* field[2] = service_id */
   13,   /* field[13] = status */
+  24,   /* field[24] = subscription */
   23,   /* field[23] = updated_at_unix_ms */
   3,   /* field[3] = version_id */
 };
 static const ProtobufCIntRange nest__entitlement__v1__service_instance__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 24 }
+  { 0, 25 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descriptor =
 {
@@ -3404,11 +3771,294 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descri
   "Nest__Entitlement__V1__ServiceInstance",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__ServiceInstance),
-  24,
+  25,
   nest__entitlement__v1__service_instance__field_descriptors,
   nest__entitlement__v1__service_instance__field_indices_by_name,
   1,  nest__entitlement__v1__service_instance__number_ranges,
   (ProtobufCMessageInit) nest__entitlement__v1__service_instance__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_plan__field_descriptors[5] =
+{
+  {
+    "product_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstancePlan, product_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstancePlan, plan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "billing_period",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstancePlan, billing_period),
+    &nest__common__v1__billing_period__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unit_price",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstancePlan, unit_price),
+    &nest__common__v1__money__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wholesale_unit_price",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstancePlan, wholesale_unit_price),
+    &nest__common__v1__money__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__instance_plan__field_indices_by_name[] = {
+  2,   /* field[2] = billing_period */
+  1,   /* field[1] = plan_id */
+  0,   /* field[0] = product_id */
+  3,   /* field[3] = unit_price */
+  4,   /* field[4] = wholesale_unit_price */
+};
+static const ProtobufCIntRange nest__entitlement__v1__instance_plan__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__instance_plan__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.InstancePlan",
+  "InstancePlan",
+  "Nest__Entitlement__V1__InstancePlan",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__InstancePlan),
+  5,
+  nest__entitlement__v1__instance_plan__field_descriptors,
+  nest__entitlement__v1__instance_plan__field_indices_by_name,
+  1,  nest__entitlement__v1__instance_plan__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__instance_plan__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__pending_change__field_descriptors[3] =
+{
+  {
+    "plan",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__PendingChange, plan),
+    &nest__entitlement__v1__instance_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantity",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__PendingChange, quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__PendingChange, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__pending_change__field_indices_by_name[] = {
+  2,   /* field[2] = order_id */
+  0,   /* field[0] = plan */
+  1,   /* field[1] = quantity */
+};
+static const ProtobufCIntRange nest__entitlement__v1__pending_change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__pending_change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.PendingChange",
+  "PendingChange",
+  "Nest__Entitlement__V1__PendingChange",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__PendingChange),
+  3,
+  nest__entitlement__v1__pending_change__field_descriptors,
+  nest__entitlement__v1__pending_change__field_indices_by_name,
+  1,  nest__entitlement__v1__pending_change__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__pending_change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__subscription__field_descriptors[8] =
+{
+  {
+    "plan",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, plan),
+    &nest__entitlement__v1__instance_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, status),
+    &nest__entitlement__v1__subscription_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, status_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_renew",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, auto_renew),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "term_started_at_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, term_started_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trial",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, trial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pending_change",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__Subscription, pending_change),
+    &nest__entitlement__v1__pending_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_ids",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Nest__Entitlement__V1__Subscription, n_order_ids),
+    offsetof(Nest__Entitlement__V1__Subscription, order_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__subscription__field_indices_by_name[] = {
+  3,   /* field[3] = auto_renew */
+  7,   /* field[7] = order_ids */
+  6,   /* field[6] = pending_change */
+  0,   /* field[0] = plan */
+  1,   /* field[1] = status */
+  2,   /* field[2] = status_reason */
+  4,   /* field[4] = term_started_at_unix_ms */
+  5,   /* field[5] = trial */
+};
+static const ProtobufCIntRange nest__entitlement__v1__subscription__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__subscription__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.Subscription",
+  "Subscription",
+  "Nest__Entitlement__V1__Subscription",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__Subscription),
+  8,
+  nest__entitlement__v1__subscription__field_descriptors,
+  nest__entitlement__v1__subscription__field_indices_by_name,
+  1,  nest__entitlement__v1__subscription__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__subscription__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_term__field_descriptors[2] =
@@ -4588,7 +5238,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__check_distribution_respo
   (ProtobufCMessageInit) nest__entitlement__v1__check_distribution_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__create_service_instance_request__field_descriptors[11] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__create_service_instance_request__field_descriptors[14] =
 {
   {
     "client_token",
@@ -4722,24 +5372,63 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__create_service_inst
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "plan",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__CreateServiceInstanceRequest, plan),
+    &nest__entitlement__v1__instance_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trial",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__CreateServiceInstanceRequest, trial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_renew",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__CreateServiceInstanceRequest, auto_renew),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__create_service_instance_request__field_indices_by_name[] = {
   5,   /* field[5] = authorization_id */
+  13,   /* field[13] = auto_renew */
   0,   /* field[0] = client_token */
   4,   /* field[4] = customer_id */
   8,   /* field[8] = expires_at_unix_ms */
   1,   /* field[1] = order_id */
   9,   /* field[9] = parameter_set_name */
+  11,   /* field[11] = plan */
   6,   /* field[6] = quantity */
   10,   /* field[10] = resolution */
   2,   /* field[2] = service_id */
   7,   /* field[7] = term */
+  12,   /* field[12] = trial */
   3,   /* field[3] = version_id */
 };
 static const ProtobufCIntRange nest__entitlement__v1__create_service_instance_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instance_request__descriptor =
 {
@@ -4749,7 +5438,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instance_
   "Nest__Entitlement__V1__CreateServiceInstanceRequest",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__CreateServiceInstanceRequest),
-  11,
+  14,
   nest__entitlement__v1__create_service_instance_request__field_descriptors,
   nest__entitlement__v1__create_service_instance_request__field_indices_by_name,
   1,  nest__entitlement__v1__create_service_instance_request__number_ranges,
@@ -5050,7 +5739,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__list_service_instances_r
   (ProtobufCMessageInit) nest__entitlement__v1__list_service_instances_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__renew_service_instance_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__renew_service_instance_request__field_descriptors[7] =
 {
   {
     "client_token",
@@ -5100,17 +5789,56 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__renew_service_insta
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "order_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RenewServiceInstanceRequest, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RenewServiceInstanceRequest, plan),
+    &nest__entitlement__v1__instance_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantity",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RenewServiceInstanceRequest, quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__renew_service_instance_request__field_indices_by_name[] = {
   0,   /* field[0] = client_token */
   1,   /* field[1] = instance_id */
   3,   /* field[3] = new_expires_at_unix_ms */
+  4,   /* field[4] = order_id */
   2,   /* field[2] = periods */
+  5,   /* field[5] = plan */
+  6,   /* field[6] = quantity */
 };
 static const ProtobufCIntRange nest__entitlement__v1__renew_service_instance_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__renew_service_instance_request__descriptor =
 {
@@ -5120,7 +5848,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__renew_service_instance_r
   "Nest__Entitlement__V1__RenewServiceInstanceRequest",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__RenewServiceInstanceRequest),
-  4,
+  7,
   nest__entitlement__v1__renew_service_instance_request__field_descriptors,
   nest__entitlement__v1__renew_service_instance_request__field_indices_by_name,
   1,  nest__entitlement__v1__renew_service_instance_request__number_ranges,
@@ -5163,6 +5891,288 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__renew_service_instance_r
   nest__entitlement__v1__renew_service_instance_response__field_indices_by_name,
   1,  nest__entitlement__v1__renew_service_instance_response__number_ranges,
   (ProtobufCMessageInit) nest__entitlement__v1__renew_service_instance_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__change_service_instance_request__field_descriptors[9] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "order_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, plan),
+    &nest__entitlement__v1__instance_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantity",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "immediate",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, immediate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expected_plan_id",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, expected_plan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expected_quantity",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, expected_quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expected_expires_at_unix_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceRequest, expected_expires_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__change_service_instance_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  8,   /* field[8] = expected_expires_at_unix_ms */
+  6,   /* field[6] = expected_plan_id */
+  7,   /* field[7] = expected_quantity */
+  5,   /* field[5] = immediate */
+  1,   /* field[1] = instance_id */
+  2,   /* field[2] = order_id */
+  3,   /* field[3] = plan */
+  4,   /* field[4] = quantity */
+};
+static const ProtobufCIntRange nest__entitlement__v1__change_service_instance_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__change_service_instance_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ChangeServiceInstanceRequest",
+  "ChangeServiceInstanceRequest",
+  "Nest__Entitlement__V1__ChangeServiceInstanceRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ChangeServiceInstanceRequest),
+  9,
+  nest__entitlement__v1__change_service_instance_request__field_descriptors,
+  nest__entitlement__v1__change_service_instance_request__field_indices_by_name,
+  1,  nest__entitlement__v1__change_service_instance_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__change_service_instance_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__change_service_instance_response__field_descriptors[1] =
+{
+  {
+    "instance",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ChangeServiceInstanceResponse, instance),
+    &nest__entitlement__v1__service_instance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__change_service_instance_response__field_indices_by_name[] = {
+  0,   /* field[0] = instance */
+};
+static const ProtobufCIntRange nest__entitlement__v1__change_service_instance_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__change_service_instance_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ChangeServiceInstanceResponse",
+  "ChangeServiceInstanceResponse",
+  "Nest__Entitlement__V1__ChangeServiceInstanceResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ChangeServiceInstanceResponse),
+  1,
+  nest__entitlement__v1__change_service_instance_response__field_descriptors,
+  nest__entitlement__v1__change_service_instance_response__field_indices_by_name,
+  1,  nest__entitlement__v1__change_service_instance_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__change_service_instance_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__set_auto_renew_request__field_descriptors[3] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoRenewRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoRenewRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_renew",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoRenewRequest, auto_renew),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__set_auto_renew_request__field_indices_by_name[] = {
+  2,   /* field[2] = auto_renew */
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instance_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__set_auto_renew_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.SetAutoRenewRequest",
+  "SetAutoRenewRequest",
+  "Nest__Entitlement__V1__SetAutoRenewRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__SetAutoRenewRequest),
+  3,
+  nest__entitlement__v1__set_auto_renew_request__field_descriptors,
+  nest__entitlement__v1__set_auto_renew_request__field_indices_by_name,
+  1,  nest__entitlement__v1__set_auto_renew_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__set_auto_renew_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__set_auto_renew_response__field_descriptors[1] =
+{
+  {
+    "instance",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoRenewResponse, instance),
+    &nest__entitlement__v1__service_instance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__set_auto_renew_response__field_indices_by_name[] = {
+  0,   /* field[0] = instance */
+};
+static const ProtobufCIntRange nest__entitlement__v1__set_auto_renew_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.SetAutoRenewResponse",
+  "SetAutoRenewResponse",
+  "Nest__Entitlement__V1__SetAutoRenewResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__SetAutoRenewResponse),
+  1,
+  nest__entitlement__v1__set_auto_renew_response__field_descriptors,
+  nest__entitlement__v1__set_auto_renew_response__field_indices_by_name,
+  1,  nest__entitlement__v1__set_auto_renew_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__set_auto_renew_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor nest__entitlement__v1__suspend_service_instance_request__field_descriptors[3] =
@@ -6520,6 +7530,44 @@ const ProtobufCEnumDescriptor nest__entitlement__v1__deployment_status__descript
   nest__entitlement__v1__deployment_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
+static const ProtobufCEnumValue nest__entitlement__v1__subscription_status__enum_values_by_number[7] =
+{
+  { "SUBSCRIPTION_STATUS_UNSPECIFIED", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_UNSPECIFIED", 0 },
+  { "SUBSCRIPTION_STATUS_ACTIVE", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_ACTIVE", 1 },
+  { "SUBSCRIPTION_STATUS_TRIAL", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_TRIAL", 2 },
+  { "SUBSCRIPTION_STATUS_RENEWING", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_RENEWING", 3 },
+  { "SUBSCRIPTION_STATUS_RENEW_FAILED", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_RENEW_FAILED", 4 },
+  { "SUBSCRIPTION_STATUS_EXPIRED", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_EXPIRED", 5 },
+  { "SUBSCRIPTION_STATUS_ENDED", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_ENDED", 6 },
+};
+static const ProtobufCIntRange nest__entitlement__v1__subscription_status__value_ranges[] = {
+{0, 0},{0, 7}
+};
+static const ProtobufCEnumValueIndex nest__entitlement__v1__subscription_status__enum_values_by_name[7] =
+{
+  { "SUBSCRIPTION_STATUS_ACTIVE", 1 },
+  { "SUBSCRIPTION_STATUS_ENDED", 6 },
+  { "SUBSCRIPTION_STATUS_EXPIRED", 5 },
+  { "SUBSCRIPTION_STATUS_RENEWING", 3 },
+  { "SUBSCRIPTION_STATUS_RENEW_FAILED", 4 },
+  { "SUBSCRIPTION_STATUS_TRIAL", 2 },
+  { "SUBSCRIPTION_STATUS_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor nest__entitlement__v1__subscription_status__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.SubscriptionStatus",
+  "SubscriptionStatus",
+  "Nest__Entitlement__V1__SubscriptionStatus",
+  "nest.entitlement.v1",
+  7,
+  nest__entitlement__v1__subscription_status__enum_values_by_number,
+  7,
+  nest__entitlement__v1__subscription_status__enum_values_by_name,
+  1,
+  nest__entitlement__v1__subscription_status__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
 static const ProtobufCEnumValue nest__entitlement__v1__license_status__enum_values_by_number[7] =
 {
   { "LICENSE_STATUS_UNSPECIFIED", "NEST__ENTITLEMENT__V1__LICENSE_STATUS__LICENSE_STATUS_UNSPECIFIED", 0 },
@@ -6654,7 +7702,7 @@ const ProtobufCEnumDescriptor nest__entitlement__v1__instance_slot_status__descr
   nest__entitlement__v1__instance_slot_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[22] =
+static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[24] =
 {
   { "ApplyForDistribution", &nest__entitlement__v1__apply_for_distribution_request__descriptor, &nest__entitlement__v1__apply_for_distribution_response__descriptor },
   { "ApproveDistribution", &nest__entitlement__v1__approve_distribution_request__descriptor, &nest__entitlement__v1__approve_distribution_response__descriptor },
@@ -6668,6 +7716,8 @@ static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_servic
   { "GetServiceInstance", &nest__entitlement__v1__get_service_instance_request__descriptor, &nest__entitlement__v1__get_service_instance_response__descriptor },
   { "ListServiceInstances", &nest__entitlement__v1__list_service_instances_request__descriptor, &nest__entitlement__v1__list_service_instances_response__descriptor },
   { "RenewServiceInstance", &nest__entitlement__v1__renew_service_instance_request__descriptor, &nest__entitlement__v1__renew_service_instance_response__descriptor },
+  { "ChangeServiceInstance", &nest__entitlement__v1__change_service_instance_request__descriptor, &nest__entitlement__v1__change_service_instance_response__descriptor },
+  { "SetAutoRenew", &nest__entitlement__v1__set_auto_renew_request__descriptor, &nest__entitlement__v1__set_auto_renew_response__descriptor },
   { "SuspendServiceInstance", &nest__entitlement__v1__suspend_service_instance_request__descriptor, &nest__entitlement__v1__suspend_service_instance_response__descriptor },
   { "ResumeServiceInstance", &nest__entitlement__v1__resume_service_instance_request__descriptor, &nest__entitlement__v1__resume_service_instance_response__descriptor },
   { "ReleaseServiceInstance", &nest__entitlement__v1__release_service_instance_request__descriptor, &nest__entitlement__v1__release_service_instance_response__descriptor },
@@ -6682,26 +7732,28 @@ static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_servic
 const unsigned nest__entitlement__v1__entitlement_service__method_indices_by_name[] = {
   0,        /* ApplyForDistribution */
   1,        /* ApproveDistribution */
+  12,        /* ChangeServiceInstance */
   7,        /* CheckDistribution */
-  15,        /* CheckLicense */
-  19,        /* CheckResourcePermission */
+  17,        /* CheckLicense */
+  21,        /* CheckResourcePermission */
   8,        /* CreateServiceInstance */
-  17,        /* DecidePermissionRequest */
+  19,        /* DecidePermissionRequest */
   5,        /* GetDistributionAuthorization */
   9,        /* GetServiceInstance */
   3,        /* GrantDistribution */
   6,        /* ListDistributionAuthorizations */
-  18,        /* ListPermissionRequests */
+  20,        /* ListPermissionRequests */
   10,        /* ListServiceInstances */
   2,        /* RejectDistribution */
-  21,        /* ReleaseInstanceSlot */
-  14,        /* ReleaseServiceInstance */
+  23,        /* ReleaseInstanceSlot */
+  16,        /* ReleaseServiceInstance */
   11,        /* RenewServiceInstance */
-  16,        /* RequestResourcePermission */
-  20,        /* ReserveInstanceSlot */
-  13,        /* ResumeServiceInstance */
+  18,        /* RequestResourcePermission */
+  22,        /* ReserveInstanceSlot */
+  15,        /* ResumeServiceInstance */
   4,        /* RevokeDistribution */
-  12         /* SuspendServiceInstance */
+  13,        /* SetAutoRenew */
+  14         /* SuspendServiceInstance */
 };
 const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__descriptor =
 {
@@ -6710,7 +7762,7 @@ const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__des
   "EntitlementService",
   "Nest__Entitlement__V1__EntitlementService",
   "nest.entitlement.v1",
-  22,
+  24,
   nest__entitlement__v1__entitlement_service__method_descriptors,
   nest__entitlement__v1__entitlement_service__method_indices_by_name
 };
@@ -6810,13 +7862,29 @@ void nest__entitlement__v1__entitlement_service__renew_service_instance(Protobuf
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
   service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__entitlement__v1__entitlement_service__change_service_instance(ProtobufCService *service,
+                                                                         const Nest__Entitlement__V1__ChangeServiceInstanceRequest *input,
+                                                                         Nest__Entitlement__V1__ChangeServiceInstanceResponse_Closure closure,
+                                                                         void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__entitlement__v1__entitlement_service__set_auto_renew(ProtobufCService *service,
+                                                                const Nest__Entitlement__V1__SetAutoRenewRequest *input,
+                                                                Nest__Entitlement__V1__SetAutoRenewResponse_Closure closure,
+                                                                void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__entitlement__v1__entitlement_service__suspend_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
                                                                           Nest__Entitlement__V1__SuspendServiceInstanceResponse_Closure closure,
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__resume_service_instance(ProtobufCService *service,
                                                                          const Nest__Entitlement__V1__ResumeServiceInstanceRequest *input,
@@ -6824,7 +7892,7 @@ void nest__entitlement__v1__entitlement_service__resume_service_instance(Protobu
                                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__release_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__ReleaseServiceInstanceRequest *input,
@@ -6832,7 +7900,7 @@ void nest__entitlement__v1__entitlement_service__release_service_instance(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__check_license(ProtobufCService *service,
                                                                const Nest__Entitlement__V1__CheckLicenseRequest *input,
@@ -6840,7 +7908,7 @@ void nest__entitlement__v1__entitlement_service__check_license(ProtobufCService 
                                                                void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__request_resource_permission(ProtobufCService *service,
                                                                              const Nest__Entitlement__V1__RequestResourcePermissionRequest *input,
@@ -6848,7 +7916,7 @@ void nest__entitlement__v1__entitlement_service__request_resource_permission(Pro
                                                                              void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__decide_permission_request(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__DecidePermissionRequestRequest *input,
@@ -6856,7 +7924,7 @@ void nest__entitlement__v1__entitlement_service__decide_permission_request(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__list_permission_requests(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__ListPermissionRequestsRequest *input,
@@ -6864,7 +7932,7 @@ void nest__entitlement__v1__entitlement_service__list_permission_requests(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__check_resource_permission(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__CheckResourcePermissionRequest *input,
@@ -6872,7 +7940,7 @@ void nest__entitlement__v1__entitlement_service__check_resource_permission(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufCService *service,
                                                                        const Nest__Entitlement__V1__ReserveInstanceSlotRequest *input,
@@ -6880,7 +7948,7 @@ void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufC
                                                                        void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufCService *service,
                                                                        const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *input,
@@ -6888,7 +7956,7 @@ void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufC
                                                                        void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__EntitlementService_Service *service,
                                                        Nest__Entitlement__V1__EntitlementService_ServiceDestroy destroy)

@@ -97,6 +97,51 @@ void   nest__order__v1__wholesale_snapshot__free_unpacked
   assert(message->base.descriptor == &nest__order__v1__wholesale_snapshot__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__order__v1__plan_change__init
+                     (Nest__Order__V1__PlanChange         *message)
+{
+  static const Nest__Order__V1__PlanChange init_value = NEST__ORDER__V1__PLAN_CHANGE__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__plan_change__get_packed_size
+                     (const Nest__Order__V1__PlanChange *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__plan_change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__plan_change__pack
+                     (const Nest__Order__V1__PlanChange *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__plan_change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__plan_change__pack_to_buffer
+                     (const Nest__Order__V1__PlanChange *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__plan_change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__PlanChange *
+       nest__order__v1__plan_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__PlanChange *)
+     protobuf_c_message_unpack (&nest__order__v1__plan_change__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__plan_change__free_unpacked
+                     (Nest__Order__V1__PlanChange *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__plan_change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__order__v1__delivery_summary__init
                      (Nest__Order__V1__DeliverySummary         *message)
 {
@@ -287,6 +332,276 @@ void   nest__order__v1__create_order_request__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &nest__order__v1__create_order_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__order__v1__create_renewal_order_request__init
+                     (Nest__Order__V1__CreateRenewalOrderRequest         *message)
+{
+  static const Nest__Order__V1__CreateRenewalOrderRequest init_value = NEST__ORDER__V1__CREATE_RENEWAL_ORDER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__create_renewal_order_request__get_packed_size
+                     (const Nest__Order__V1__CreateRenewalOrderRequest *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__create_renewal_order_request__pack
+                     (const Nest__Order__V1__CreateRenewalOrderRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__create_renewal_order_request__pack_to_buffer
+                     (const Nest__Order__V1__CreateRenewalOrderRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__CreateRenewalOrderRequest *
+       nest__order__v1__create_renewal_order_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__CreateRenewalOrderRequest *)
+     protobuf_c_message_unpack (&nest__order__v1__create_renewal_order_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__create_renewal_order_request__free_unpacked
+                     (Nest__Order__V1__CreateRenewalOrderRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__order__v1__create_renewal_order_response__init
+                     (Nest__Order__V1__CreateRenewalOrderResponse         *message)
+{
+  static const Nest__Order__V1__CreateRenewalOrderResponse init_value = NEST__ORDER__V1__CREATE_RENEWAL_ORDER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__create_renewal_order_response__get_packed_size
+                     (const Nest__Order__V1__CreateRenewalOrderResponse *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__create_renewal_order_response__pack
+                     (const Nest__Order__V1__CreateRenewalOrderResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__create_renewal_order_response__pack_to_buffer
+                     (const Nest__Order__V1__CreateRenewalOrderResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__CreateRenewalOrderResponse *
+       nest__order__v1__create_renewal_order_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__CreateRenewalOrderResponse *)
+     protobuf_c_message_unpack (&nest__order__v1__create_renewal_order_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__create_renewal_order_response__free_unpacked
+                     (Nest__Order__V1__CreateRenewalOrderResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__create_renewal_order_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__order__v1__create_change_order_request__init
+                     (Nest__Order__V1__CreateChangeOrderRequest         *message)
+{
+  static const Nest__Order__V1__CreateChangeOrderRequest init_value = NEST__ORDER__V1__CREATE_CHANGE_ORDER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__create_change_order_request__get_packed_size
+                     (const Nest__Order__V1__CreateChangeOrderRequest *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__create_change_order_request__pack
+                     (const Nest__Order__V1__CreateChangeOrderRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__create_change_order_request__pack_to_buffer
+                     (const Nest__Order__V1__CreateChangeOrderRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__CreateChangeOrderRequest *
+       nest__order__v1__create_change_order_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__CreateChangeOrderRequest *)
+     protobuf_c_message_unpack (&nest__order__v1__create_change_order_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__create_change_order_request__free_unpacked
+                     (Nest__Order__V1__CreateChangeOrderRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__order__v1__create_change_order_response__init
+                     (Nest__Order__V1__CreateChangeOrderResponse         *message)
+{
+  static const Nest__Order__V1__CreateChangeOrderResponse init_value = NEST__ORDER__V1__CREATE_CHANGE_ORDER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__create_change_order_response__get_packed_size
+                     (const Nest__Order__V1__CreateChangeOrderResponse *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__create_change_order_response__pack
+                     (const Nest__Order__V1__CreateChangeOrderResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__create_change_order_response__pack_to_buffer
+                     (const Nest__Order__V1__CreateChangeOrderResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__CreateChangeOrderResponse *
+       nest__order__v1__create_change_order_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__CreateChangeOrderResponse *)
+     protobuf_c_message_unpack (&nest__order__v1__create_change_order_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__create_change_order_response__free_unpacked
+                     (Nest__Order__V1__CreateChangeOrderResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__create_change_order_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__order__v1__place_renewal_request__init
+                     (Nest__Order__V1__PlaceRenewalRequest         *message)
+{
+  static const Nest__Order__V1__PlaceRenewalRequest init_value = NEST__ORDER__V1__PLACE_RENEWAL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__place_renewal_request__get_packed_size
+                     (const Nest__Order__V1__PlaceRenewalRequest *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__place_renewal_request__pack
+                     (const Nest__Order__V1__PlaceRenewalRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__place_renewal_request__pack_to_buffer
+                     (const Nest__Order__V1__PlaceRenewalRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__PlaceRenewalRequest *
+       nest__order__v1__place_renewal_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__PlaceRenewalRequest *)
+     protobuf_c_message_unpack (&nest__order__v1__place_renewal_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__place_renewal_request__free_unpacked
+                     (Nest__Order__V1__PlaceRenewalRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__order__v1__place_renewal_response__init
+                     (Nest__Order__V1__PlaceRenewalResponse         *message)
+{
+  static const Nest__Order__V1__PlaceRenewalResponse init_value = NEST__ORDER__V1__PLACE_RENEWAL_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__order__v1__place_renewal_response__get_packed_size
+                     (const Nest__Order__V1__PlaceRenewalResponse *message)
+{
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__order__v1__place_renewal_response__pack
+                     (const Nest__Order__V1__PlaceRenewalResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__order__v1__place_renewal_response__pack_to_buffer
+                     (const Nest__Order__V1__PlaceRenewalResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Order__V1__PlaceRenewalResponse *
+       nest__order__v1__place_renewal_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Order__V1__PlaceRenewalResponse *)
+     protobuf_c_message_unpack (&nest__order__v1__place_renewal_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__order__v1__place_renewal_response__free_unpacked
+                     (Nest__Order__V1__PlaceRenewalResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__order__v1__place_renewal_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   nest__order__v1__create_order_response__init
@@ -977,7 +1292,7 @@ const ProtobufCMessageDescriptor nest__order__v1__price_snapshot__descriptor =
   (ProtobufCMessageInit) nest__order__v1__price_snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__wholesale_snapshot__field_descriptors[4] =
+static const ProtobufCFieldDescriptor nest__order__v1__wholesale_snapshot__field_descriptors[5] =
 {
   {
     "authorization_id",
@@ -1027,9 +1342,22 @@ static const ProtobufCFieldDescriptor nest__order__v1__wholesale_snapshot__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "previous_wholesale_unit_price",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__WholesaleSnapshot, previous_wholesale_unit_price),
+    &nest__common__v1__money__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__wholesale_snapshot__field_indices_by_name[] = {
   0,   /* field[0] = authorization_id */
+  4,   /* field[4] = previous_wholesale_unit_price */
   3,   /* field[3] = terms_valid_until_unix_ms */
   2,   /* field[2] = wholesale_amount */
   1,   /* field[1] = wholesale_unit_price */
@@ -1037,7 +1365,7 @@ static const unsigned nest__order__v1__wholesale_snapshot__field_indices_by_name
 static const ProtobufCIntRange nest__order__v1__wholesale_snapshot__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor =
 {
@@ -1047,11 +1375,140 @@ const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor
   "Nest__Order__V1__WholesaleSnapshot",
   "nest.order.v1",
   sizeof(Nest__Order__V1__WholesaleSnapshot),
-  4,
+  5,
   nest__order__v1__wholesale_snapshot__field_descriptors,
   nest__order__v1__wholesale_snapshot__field_indices_by_name,
   1,  nest__order__v1__wholesale_snapshot__number_ranges,
   (ProtobufCMessageInit) nest__order__v1__wholesale_snapshot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__plan_change__field_descriptors[8] =
+{
+  {
+    "from_plan_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, from_plan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_quantity",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, from_quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_unit_price",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, from_unit_price),
+    &nest__common__v1__money__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_unit_price",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, to_unit_price),
+    &nest__common__v1__money__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "term_started_at_unix_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, term_started_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "term_ends_at_unix_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, term_ends_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "priced_at_unix_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, priced_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "immediate",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, immediate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__plan_change__field_indices_by_name[] = {
+  0,   /* field[0] = from_plan_id */
+  1,   /* field[1] = from_quantity */
+  2,   /* field[2] = from_unit_price */
+  7,   /* field[7] = immediate */
+  6,   /* field[6] = priced_at_unix_ms */
+  5,   /* field[5] = term_ends_at_unix_ms */
+  4,   /* field[4] = term_started_at_unix_ms */
+  3,   /* field[3] = to_unit_price */
+};
+static const ProtobufCIntRange nest__order__v1__plan_change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__plan_change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.PlanChange",
+  "PlanChange",
+  "Nest__Order__V1__PlanChange",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__PlanChange),
+  8,
+  nest__order__v1__plan_change__field_descriptors,
+  nest__order__v1__plan_change__field_indices_by_name,
+  1,  nest__order__v1__plan_change__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__plan_change__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor nest__order__v1__delivery_summary__field_descriptors[5] =
@@ -1195,7 +1652,7 @@ const ProtobufCMessageDescriptor nest__order__v1__order__labels_entry__descripto
   (ProtobufCMessageInit) nest__order__v1__order__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__order__field_descriptors[29] =
+static const ProtobufCFieldDescriptor nest__order__v1__order__field_descriptors[33] =
 {
   {
     "id",
@@ -1545,10 +2002,60 @@ static const ProtobufCFieldDescriptor nest__order__v1__order__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "trial",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__Order, trial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "change",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__Order, change),
+    &nest__order__v1__plan_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_renew",
+    32,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__Order, auto_renew),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trial_days",
+    33,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__Order, trial_days),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__order__field_indices_by_name[] = {
+  31,   /* field[31] = auto_renew */
   2,   /* field[2] = buyer */
   27,   /* field[27] = cancelled_at_unix_ms */
+  30,   /* field[30] = change */
   23,   /* field[23] = created_at_unix_ms */
   20,   /* field[20] = delivery */
   26,   /* field[26] = fulfilled_at_unix_ms */
@@ -1574,13 +2081,15 @@ static const unsigned nest__order__v1__order__field_indices_by_name[] = {
   6,   /* field[6] = service_id */
   7,   /* field[7] = service_version_id */
   11,   /* field[11] = status */
+  29,   /* field[29] = trial */
+  32,   /* field[32] = trial_days */
   24,   /* field[24] = updated_at_unix_ms */
   14,   /* field[14] = wholesale */
 };
 static const ProtobufCIntRange nest__order__v1__order__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 29 }
+  { 0, 33 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__order__descriptor =
 {
@@ -1590,7 +2099,7 @@ const ProtobufCMessageDescriptor nest__order__v1__order__descriptor =
   "Nest__Order__V1__Order",
   "nest.order.v1",
   sizeof(Nest__Order__V1__Order),
-  29,
+  33,
   nest__order__v1__order__field_descriptors,
   nest__order__v1__order__field_indices_by_name,
   1,  nest__order__v1__order__number_ranges,
@@ -1868,7 +2377,7 @@ const ProtobufCMessageDescriptor nest__order__v1__create_order_request__labels_e
   (ProtobufCMessageInit) nest__order__v1__create_order_request__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__create_order_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor nest__order__v1__create_order_request__field_descriptors[9] =
 {
   {
     "client_token",
@@ -1954,8 +2463,33 @@ static const ProtobufCFieldDescriptor nest__order__v1__create_order_request__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "trial",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateOrderRequest, trial),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_renew",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateOrderRequest, auto_renew),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__create_order_request__field_indices_by_name[] = {
+  8,   /* field[8] = auto_renew */
   0,   /* field[0] = client_token */
   6,   /* field[6] = labels */
   5,   /* field[5] = parameter_set_name */
@@ -1963,11 +2497,12 @@ static const unsigned nest__order__v1__create_order_request__field_indices_by_na
   2,   /* field[2] = plan_id */
   1,   /* field[1] = product_id */
   3,   /* field[3] = quantity */
+  7,   /* field[7] = trial */
 };
 static const ProtobufCIntRange nest__order__v1__create_order_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__create_order_request__descriptor =
 {
@@ -1977,11 +2512,343 @@ const ProtobufCMessageDescriptor nest__order__v1__create_order_request__descript
   "Nest__Order__V1__CreateOrderRequest",
   "nest.order.v1",
   sizeof(Nest__Order__V1__CreateOrderRequest),
-  7,
+  9,
   nest__order__v1__create_order_request__field_descriptors,
   nest__order__v1__create_order_request__field_indices_by_name,
   1,  nest__order__v1__create_order_request__number_ranges,
   (ProtobufCMessageInit) nest__order__v1__create_order_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__create_renewal_order_request__field_descriptors[3] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateRenewalOrderRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateRenewalOrderRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "periods",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateRenewalOrderRequest, periods),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__create_renewal_order_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instance_id */
+  2,   /* field[2] = periods */
+};
+static const ProtobufCIntRange nest__order__v1__create_renewal_order_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__create_renewal_order_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.CreateRenewalOrderRequest",
+  "CreateRenewalOrderRequest",
+  "Nest__Order__V1__CreateRenewalOrderRequest",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__CreateRenewalOrderRequest),
+  3,
+  nest__order__v1__create_renewal_order_request__field_descriptors,
+  nest__order__v1__create_renewal_order_request__field_indices_by_name,
+  1,  nest__order__v1__create_renewal_order_request__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__create_renewal_order_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__create_renewal_order_response__field_descriptors[1] =
+{
+  {
+    "order",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateRenewalOrderResponse, order),
+    &nest__order__v1__order__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__create_renewal_order_response__field_indices_by_name[] = {
+  0,   /* field[0] = order */
+};
+static const ProtobufCIntRange nest__order__v1__create_renewal_order_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__create_renewal_order_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.CreateRenewalOrderResponse",
+  "CreateRenewalOrderResponse",
+  "Nest__Order__V1__CreateRenewalOrderResponse",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__CreateRenewalOrderResponse),
+  1,
+  nest__order__v1__create_renewal_order_response__field_descriptors,
+  nest__order__v1__create_renewal_order_response__field_indices_by_name,
+  1,  nest__order__v1__create_renewal_order_response__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__create_renewal_order_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__create_change_order_request__field_descriptors[4] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateChangeOrderRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateChangeOrderRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateChangeOrderRequest, plan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quantity",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateChangeOrderRequest, quantity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__create_change_order_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instance_id */
+  2,   /* field[2] = plan_id */
+  3,   /* field[3] = quantity */
+};
+static const ProtobufCIntRange nest__order__v1__create_change_order_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__create_change_order_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.CreateChangeOrderRequest",
+  "CreateChangeOrderRequest",
+  "Nest__Order__V1__CreateChangeOrderRequest",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__CreateChangeOrderRequest),
+  4,
+  nest__order__v1__create_change_order_request__field_descriptors,
+  nest__order__v1__create_change_order_request__field_indices_by_name,
+  1,  nest__order__v1__create_change_order_request__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__create_change_order_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__create_change_order_response__field_descriptors[1] =
+{
+  {
+    "order",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__CreateChangeOrderResponse, order),
+    &nest__order__v1__order__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__create_change_order_response__field_indices_by_name[] = {
+  0,   /* field[0] = order */
+};
+static const ProtobufCIntRange nest__order__v1__create_change_order_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__create_change_order_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.CreateChangeOrderResponse",
+  "CreateChangeOrderResponse",
+  "Nest__Order__V1__CreateChangeOrderResponse",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__CreateChangeOrderResponse),
+  1,
+  nest__order__v1__create_change_order_response__field_descriptors,
+  nest__order__v1__create_change_order_response__field_indices_by_name,
+  1,  nest__order__v1__create_change_order_response__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__create_change_order_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__place_renewal_request__field_descriptors[3] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlaceRenewalRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlaceRenewalRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "term_ends_at_unix_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlaceRenewalRequest, term_ends_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__place_renewal_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instance_id */
+  2,   /* field[2] = term_ends_at_unix_ms */
+};
+static const ProtobufCIntRange nest__order__v1__place_renewal_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__place_renewal_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.PlaceRenewalRequest",
+  "PlaceRenewalRequest",
+  "Nest__Order__V1__PlaceRenewalRequest",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__PlaceRenewalRequest),
+  3,
+  nest__order__v1__place_renewal_request__field_descriptors,
+  nest__order__v1__place_renewal_request__field_indices_by_name,
+  1,  nest__order__v1__place_renewal_request__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__place_renewal_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__order__v1__place_renewal_response__field_descriptors[2] =
+{
+  {
+    "order",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlaceRenewalResponse, order),
+    &nest__order__v1__order__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "linked_orders",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Order__V1__PlaceRenewalResponse, n_linked_orders),
+    offsetof(Nest__Order__V1__PlaceRenewalResponse, linked_orders),
+    &nest__order__v1__order__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__order__v1__place_renewal_response__field_indices_by_name[] = {
+  1,   /* field[1] = linked_orders */
+  0,   /* field[0] = order */
+};
+static const ProtobufCIntRange nest__order__v1__place_renewal_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__order__v1__place_renewal_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.order.v1.PlaceRenewalResponse",
+  "PlaceRenewalResponse",
+  "Nest__Order__V1__PlaceRenewalResponse",
+  "nest.order.v1",
+  sizeof(Nest__Order__V1__PlaceRenewalResponse),
+  2,
+  nest__order__v1__place_renewal_response__field_descriptors,
+  nest__order__v1__place_renewal_response__field_indices_by_name,
+  1,  nest__order__v1__place_renewal_response__number_ranges,
+  (ProtobufCMessageInit) nest__order__v1__place_renewal_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor nest__order__v1__create_order_response__field_descriptors[1] =
@@ -2816,19 +3683,23 @@ const ProtobufCMessageDescriptor nest__order__v1__list_deliveries_response__desc
   (ProtobufCMessageInit) nest__order__v1__list_deliveries_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue nest__order__v1__order_kind__enum_values_by_number[3] =
+static const ProtobufCEnumValue nest__order__v1__order_kind__enum_values_by_number[5] =
 {
   { "ORDER_KIND_UNSPECIFIED", "NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_UNSPECIFIED", 0 },
   { "ORDER_KIND_CUSTOMER", "NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_CUSTOMER", 1 },
   { "ORDER_KIND_LINKED", "NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_LINKED", 2 },
+  { "ORDER_KIND_RENEWAL", "NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_RENEWAL", 3 },
+  { "ORDER_KIND_CHANGE", "NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_CHANGE", 4 },
 };
 static const ProtobufCIntRange nest__order__v1__order_kind__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex nest__order__v1__order_kind__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex nest__order__v1__order_kind__enum_values_by_name[5] =
 {
+  { "ORDER_KIND_CHANGE", 4 },
   { "ORDER_KIND_CUSTOMER", 1 },
   { "ORDER_KIND_LINKED", 2 },
+  { "ORDER_KIND_RENEWAL", 3 },
   { "ORDER_KIND_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor nest__order__v1__order_kind__descriptor =
@@ -2838,9 +3709,9 @@ const ProtobufCEnumDescriptor nest__order__v1__order_kind__descriptor =
   "OrderKind",
   "Nest__Order__V1__OrderKind",
   "nest.order.v1",
-  3,
+  5,
   nest__order__v1__order_kind__enum_values_by_number,
-  3,
+  5,
   nest__order__v1__order_kind__enum_values_by_name,
   1,
   nest__order__v1__order_kind__value_ranges,
@@ -2916,7 +3787,7 @@ const ProtobufCEnumDescriptor nest__order__v1__delivery_state__descriptor =
   nest__order__v1__delivery_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue nest__order__v1__delivery_kind__enum_values_by_number[6] =
+static const ProtobufCEnumValue nest__order__v1__delivery_kind__enum_values_by_number[8] =
 {
   { "DELIVERY_KIND_UNSPECIFIED", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_UNSPECIFIED", 0 },
   { "DELIVERY_KIND_CREATE_INSTANCE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_CREATE_INSTANCE", 1 },
@@ -2924,17 +3795,21 @@ static const ProtobufCEnumValue nest__order__v1__delivery_kind__enum_values_by_n
   { "DELIVERY_KIND_RECORD_REFUND", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RECORD_REFUND", 3 },
   { "DELIVERY_KIND_RELEASE_INSTANCE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RELEASE_INSTANCE", 4 },
   { "DELIVERY_KIND_RELEASE_SLOT", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RELEASE_SLOT", 5 },
+  { "DELIVERY_KIND_RENEW_INSTANCE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RENEW_INSTANCE", 6 },
+  { "DELIVERY_KIND_CHANGE_INSTANCE", "NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_CHANGE_INSTANCE", 7 },
 };
 static const ProtobufCIntRange nest__order__v1__delivery_kind__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 8}
 };
-static const ProtobufCEnumValueIndex nest__order__v1__delivery_kind__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex nest__order__v1__delivery_kind__enum_values_by_name[8] =
 {
+  { "DELIVERY_KIND_CHANGE_INSTANCE", 7 },
   { "DELIVERY_KIND_CREATE_INSTANCE", 1 },
   { "DELIVERY_KIND_RECORD_REFUND", 3 },
   { "DELIVERY_KIND_RECORD_SALE", 2 },
   { "DELIVERY_KIND_RELEASE_INSTANCE", 4 },
   { "DELIVERY_KIND_RELEASE_SLOT", 5 },
+  { "DELIVERY_KIND_RENEW_INSTANCE", 6 },
   { "DELIVERY_KIND_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor nest__order__v1__delivery_kind__descriptor =
@@ -2944,9 +3819,9 @@ const ProtobufCEnumDescriptor nest__order__v1__delivery_kind__descriptor =
   "DeliveryKind",
   "Nest__Order__V1__DeliveryKind",
   "nest.order.v1",
-  6,
+  8,
   nest__order__v1__delivery_kind__enum_values_by_number,
-  6,
+  8,
   nest__order__v1__delivery_kind__enum_values_by_name,
   1,
   nest__order__v1__delivery_kind__value_ranges,
@@ -3012,9 +3887,12 @@ const ProtobufCEnumDescriptor nest__order__v1__delivery_status__descriptor =
   nest__order__v1__delivery_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__order__v1__marketplace_order_service__method_descriptors[7] =
+static const ProtobufCMethodDescriptor nest__order__v1__marketplace_order_service__method_descriptors[10] =
 {
   { "CreateOrder", &nest__order__v1__create_order_request__descriptor, &nest__order__v1__create_order_response__descriptor },
+  { "CreateRenewalOrder", &nest__order__v1__create_renewal_order_request__descriptor, &nest__order__v1__create_renewal_order_response__descriptor },
+  { "CreateChangeOrder", &nest__order__v1__create_change_order_request__descriptor, &nest__order__v1__create_change_order_response__descriptor },
+  { "PlaceRenewal", &nest__order__v1__place_renewal_request__descriptor, &nest__order__v1__place_renewal_response__descriptor },
   { "PayOrder", &nest__order__v1__pay_order_request__descriptor, &nest__order__v1__pay_order_response__descriptor },
   { "CancelOrder", &nest__order__v1__cancel_order_request__descriptor, &nest__order__v1__cancel_order_response__descriptor },
   { "RefundOrder", &nest__order__v1__refund_order_request__descriptor, &nest__order__v1__refund_order_response__descriptor },
@@ -3023,13 +3901,16 @@ static const ProtobufCMethodDescriptor nest__order__v1__marketplace_order_servic
   { "ListDeliveries", &nest__order__v1__list_deliveries_request__descriptor, &nest__order__v1__list_deliveries_response__descriptor },
 };
 const unsigned nest__order__v1__marketplace_order_service__method_indices_by_name[] = {
-  2,        /* CancelOrder */
+  5,        /* CancelOrder */
+  2,        /* CreateChangeOrder */
   0,        /* CreateOrder */
-  4,        /* GetOrder */
-  6,        /* ListDeliveries */
-  5,        /* ListOrders */
-  1,        /* PayOrder */
-  3         /* RefundOrder */
+  1,        /* CreateRenewalOrder */
+  7,        /* GetOrder */
+  9,        /* ListDeliveries */
+  8,        /* ListOrders */
+  4,        /* PayOrder */
+  3,        /* PlaceRenewal */
+  6         /* RefundOrder */
 };
 const ProtobufCServiceDescriptor nest__order__v1__marketplace_order_service__descriptor =
 {
@@ -3038,7 +3919,7 @@ const ProtobufCServiceDescriptor nest__order__v1__marketplace_order_service__des
   "MarketplaceOrderService",
   "Nest__Order__V1__MarketplaceOrderService",
   "nest.order.v1",
-  7,
+  10,
   nest__order__v1__marketplace_order_service__method_descriptors,
   nest__order__v1__marketplace_order_service__method_indices_by_name
 };
@@ -3050,13 +3931,37 @@ void nest__order__v1__marketplace_order_service__create_order(ProtobufCService *
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__order__v1__marketplace_order_service__create_renewal_order(ProtobufCService *service,
+                                                                      const Nest__Order__V1__CreateRenewalOrderRequest *input,
+                                                                      Nest__Order__V1__CreateRenewalOrderResponse_Closure closure,
+                                                                      void *closure_data)
+{
+  assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__order__v1__marketplace_order_service__create_change_order(ProtobufCService *service,
+                                                                     const Nest__Order__V1__CreateChangeOrderRequest *input,
+                                                                     Nest__Order__V1__CreateChangeOrderResponse_Closure closure,
+                                                                     void *closure_data)
+{
+  assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__order__v1__marketplace_order_service__place_renewal(ProtobufCService *service,
+                                                               const Nest__Order__V1__PlaceRenewalRequest *input,
+                                                               Nest__Order__V1__PlaceRenewalResponse_Closure closure,
+                                                               void *closure_data)
+{
+  assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__order__v1__marketplace_order_service__pay_order(ProtobufCService *service,
                                                            const Nest__Order__V1__PayOrderRequest *input,
                                                            Nest__Order__V1__PayOrderResponse_Closure closure,
                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__order__v1__marketplace_order_service__cancel_order(ProtobufCService *service,
                                                               const Nest__Order__V1__CancelOrderRequest *input,
@@ -3064,7 +3969,7 @@ void nest__order__v1__marketplace_order_service__cancel_order(ProtobufCService *
                                                               void *closure_data)
 {
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__order__v1__marketplace_order_service__refund_order(ProtobufCService *service,
                                                               const Nest__Order__V1__RefundOrderRequest *input,
@@ -3072,7 +3977,7 @@ void nest__order__v1__marketplace_order_service__refund_order(ProtobufCService *
                                                               void *closure_data)
 {
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__order__v1__marketplace_order_service__get_order(ProtobufCService *service,
                                                            const Nest__Order__V1__GetOrderRequest *input,
@@ -3080,7 +3985,7 @@ void nest__order__v1__marketplace_order_service__get_order(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__order__v1__marketplace_order_service__list_orders(ProtobufCService *service,
                                                              const Nest__Order__V1__ListOrdersRequest *input,
@@ -3088,7 +3993,7 @@ void nest__order__v1__marketplace_order_service__list_orders(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__order__v1__marketplace_order_service__list_deliveries(ProtobufCService *service,
                                                                  const Nest__Order__V1__ListDeliveriesRequest *input,
@@ -3096,7 +4001,7 @@ void nest__order__v1__marketplace_order_service__list_deliveries(ProtobufCServic
                                                                  void *closure_data)
 {
   assert(service->descriptor == &nest__order__v1__marketplace_order_service__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__order__v1__marketplace_order_service__init (Nest__Order__V1__MarketplaceOrderService_Service *service,
                                                        Nest__Order__V1__MarketplaceOrderService_ServiceDestroy destroy)

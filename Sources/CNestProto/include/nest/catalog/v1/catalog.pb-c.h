@@ -278,13 +278,25 @@ struct  Nest__Catalog__V1__Plan
   Nest__Common__V1__BillingPeriod billing_period;
   /*
    * Price of one unit for one billing period (for ONE_TIME: of one unit). Must be >= 0.
-   * For B it must be at least the wholesale price of its authorization, in the same currency.
+   * For B it must be at least its authorization's wholesale price for the plan's billing
+   * period (DistributionTerms.wholesale_prices, else wholesale_price), in the same currency.
    */
   Nest__Common__V1__Money *unit_price;
+  /*
+   * No new sales of a deprecated plan; instances on it renew at its price. Plans are never
+   * removed: a plan left out of a later ListOnMarketplace stays on the product, deprecated,
+   * so that every instance sold on it can renew.
+   */
+  protobuf_c_boolean deprecated;
+  /*
+   * 0 = no trial. 1 to 30: a customer's first order of the product may be a free trial of
+   * this many days on this plan (CreateOrderRequest.trial). MONTH and YEAR plans only.
+   */
+  uint32_t trial_days;
 };
 #define NEST__CATALOG__V1__PLAN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__plan__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, NULL, 0, 0 }
 
 
 /*
@@ -655,7 +667,8 @@ struct  Nest__Catalog__V1__ListOnMarketplaceRequest
   char *service_id;
   /*
    * At least one; plan ids unique and non-empty; billing period set; unit price >= 0 with
-   * an ISO 4217 currency. Replaces the plans of a product listed before.
+   * an ISO 4217 currency; trial_days 0 to 30. Replaces the plans of a product listed before;
+   * a plan of it left out here stays, deprecated (see Plan.deprecated).
    */
   size_t n_plans;
   Nest__Catalog__V1__Plan **plans;

@@ -16,6 +16,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 
 typedef struct Nest__Common__V1__Money Nest__Common__V1__Money;
+typedef struct Nest__Common__V1__PeriodPrice Nest__Common__V1__PeriodPrice;
 typedef struct Nest__Common__V1__PageRequest Nest__Common__V1__PageRequest;
 typedef struct Nest__Common__V1__PageResponse Nest__Common__V1__PageResponse;
 typedef struct Nest__Common__V1__Party Nest__Common__V1__Party;
@@ -142,6 +143,20 @@ struct  Nest__Common__V1__Money
 #define NEST__COMMON__V1__MONEY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__common__v1__money__descriptor) \
     , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * A price for one billing period (per unit).
+ */
+struct  Nest__Common__V1__PeriodPrice
+{
+  ProtobufCMessage base;
+  Nest__Common__V1__BillingPeriod billing_period;
+  Nest__Common__V1__Money *price;
+};
+#define NEST__COMMON__V1__PERIOD_PRICE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__common__v1__period_price__descriptor) \
+    , NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, NULL }
 
 
 /*
@@ -285,6 +300,25 @@ Nest__Common__V1__Money *
 void   nest__common__v1__money__free_unpacked
                      (Nest__Common__V1__Money *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Common__V1__PeriodPrice methods */
+void   nest__common__v1__period_price__init
+                     (Nest__Common__V1__PeriodPrice         *message);
+size_t nest__common__v1__period_price__get_packed_size
+                     (const Nest__Common__V1__PeriodPrice   *message);
+size_t nest__common__v1__period_price__pack
+                     (const Nest__Common__V1__PeriodPrice   *message,
+                      uint8_t             *out);
+size_t nest__common__v1__period_price__pack_to_buffer
+                     (const Nest__Common__V1__PeriodPrice   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Common__V1__PeriodPrice *
+       nest__common__v1__period_price__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__common__v1__period_price__free_unpacked
+                     (Nest__Common__V1__PeriodPrice *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Common__V1__PageRequest methods */
 void   nest__common__v1__page_request__init
                      (Nest__Common__V1__PageRequest         *message);
@@ -385,6 +419,9 @@ void   nest__common__v1__status_change__free_unpacked
 typedef void (*Nest__Common__V1__Money_Closure)
                  (const Nest__Common__V1__Money *message,
                   void *closure_data);
+typedef void (*Nest__Common__V1__PeriodPrice_Closure)
+                 (const Nest__Common__V1__PeriodPrice *message,
+                  void *closure_data);
 typedef void (*Nest__Common__V1__PageRequest_Closure)
                  (const Nest__Common__V1__PageRequest *message,
                   void *closure_data);
@@ -413,6 +450,7 @@ extern const ProtobufCEnumDescriptor    nest__common__v1__access_mode__descripto
 extern const ProtobufCEnumDescriptor    nest__common__v1__role__descriptor;
 extern const ProtobufCEnumDescriptor    nest__common__v1__billing_period__descriptor;
 extern const ProtobufCMessageDescriptor nest__common__v1__money__descriptor;
+extern const ProtobufCMessageDescriptor nest__common__v1__period_price__descriptor;
 extern const ProtobufCMessageDescriptor nest__common__v1__page_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__common__v1__page_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__common__v1__party__descriptor;

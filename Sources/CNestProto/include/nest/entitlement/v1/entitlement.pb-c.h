@@ -24,6 +24,9 @@ typedef struct Nest__Entitlement__V1__License Nest__Entitlement__V1__License;
 typedef struct Nest__Entitlement__V1__LicenseSigningKey Nest__Entitlement__V1__LicenseSigningKey;
 typedef struct Nest__Entitlement__V1__ServiceInstance Nest__Entitlement__V1__ServiceInstance;
 typedef struct Nest__Entitlement__V1__ServiceInstance__ParametersEntry Nest__Entitlement__V1__ServiceInstance__ParametersEntry;
+typedef struct Nest__Entitlement__V1__InstancePlan Nest__Entitlement__V1__InstancePlan;
+typedef struct Nest__Entitlement__V1__PendingChange Nest__Entitlement__V1__PendingChange;
+typedef struct Nest__Entitlement__V1__Subscription Nest__Entitlement__V1__Subscription;
 typedef struct Nest__Entitlement__V1__InstanceTerm Nest__Entitlement__V1__InstanceTerm;
 typedef struct Nest__Entitlement__V1__SignedLicense Nest__Entitlement__V1__SignedLicense;
 typedef struct Nest__Entitlement__V1__PermissionRequest Nest__Entitlement__V1__PermissionRequest;
@@ -51,6 +54,10 @@ typedef struct Nest__Entitlement__V1__ListServiceInstancesRequest Nest__Entitlem
 typedef struct Nest__Entitlement__V1__ListServiceInstancesResponse Nest__Entitlement__V1__ListServiceInstancesResponse;
 typedef struct Nest__Entitlement__V1__RenewServiceInstanceRequest Nest__Entitlement__V1__RenewServiceInstanceRequest;
 typedef struct Nest__Entitlement__V1__RenewServiceInstanceResponse Nest__Entitlement__V1__RenewServiceInstanceResponse;
+typedef struct Nest__Entitlement__V1__ChangeServiceInstanceRequest Nest__Entitlement__V1__ChangeServiceInstanceRequest;
+typedef struct Nest__Entitlement__V1__ChangeServiceInstanceResponse Nest__Entitlement__V1__ChangeServiceInstanceResponse;
+typedef struct Nest__Entitlement__V1__SetAutoRenewRequest Nest__Entitlement__V1__SetAutoRenewRequest;
+typedef struct Nest__Entitlement__V1__SetAutoRenewResponse Nest__Entitlement__V1__SetAutoRenewResponse;
 typedef struct Nest__Entitlement__V1__SuspendServiceInstanceRequest Nest__Entitlement__V1__SuspendServiceInstanceRequest;
 typedef struct Nest__Entitlement__V1__SuspendServiceInstanceResponse Nest__Entitlement__V1__SuspendServiceInstanceResponse;
 typedef struct Nest__Entitlement__V1__ResumeServiceInstanceRequest Nest__Entitlement__V1__ResumeServiceInstanceRequest;
@@ -134,6 +141,38 @@ typedef enum _Nest__Entitlement__V1__DeploymentStatus {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS)
 } Nest__Entitlement__V1__DeploymentStatus;
 /*
+ * Where a subscription stands as a business relationship, apart from its deployment.
+ * TRIAL or ACTIVE -> RENEWING (auto-renew placed the renewal order) -> ACTIVE (renewed) or
+ * RENEW_FAILED (with the reason); any of them -> EXPIRED at the end of the term (the
+ * instance stops serving: deployment EXPIRED, license invalid); a renewal paid before the
+ * grace period ends makes it ACTIVE again; after the grace period -> ENDED (released).
+ */
+typedef enum _Nest__Entitlement__V1__SubscriptionStatus {
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_UNSPECIFIED = 0,
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_ACTIVE = 1,
+  /*
+   * A free trial: the term ends at the trial's end; auto-renew converts it into a paid term.
+   */
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_TRIAL = 2,
+  /*
+   * The platform placed and paid the renewal order; waiting for it to be applied.
+   */
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_RENEWING = 3,
+  /*
+   * Auto-renew could not place the renewal; status_reason says why. Retried until expiry.
+   */
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_RENEW_FAILED = 4,
+  /*
+   * Past the term: not serving; renewable until the grace period ends.
+   */
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_EXPIRED = 5,
+  /*
+   * Released: final.
+   */
+  NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_ENDED = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS)
+} Nest__Entitlement__V1__SubscriptionStatus;
+/*
  * Why CheckLicense found a license valid or not.
  */
 typedef enum _Nest__Entitlement__V1__LicenseStatus {
@@ -215,10 +254,17 @@ struct  Nest__Entitlement__V1__DistributionTerms
    * once (not RELEASED); 0 = no limit. Must be >= 0.
    */
   int32_t max_instances;
+  /*
+   * The wholesale price per unit of a billing period that has its own (a YEAR plan owes the
+   * YEAR price, not twelve MONTH prices); a period without an entry owes wholesale_price.
+   * Each period (MONTH, YEAR, ONE_TIME) at most once, in wholesale_price's currency.
+   */
+  size_t n_wholesale_prices;
+  Nest__Common__V1__PeriodPrice **wholesale_prices;
 };
 #define NEST__ENTITLEMENT__V1__DISTRIBUTION_TERMS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__distribution_terms__descriptor) \
-    , NULL, 0, 0 }
+    , NULL, 0, 0, 0,NULL }
 
 
 /*
@@ -294,10 +340,14 @@ struct  Nest__Entitlement__V1__LicensePayload
    * 0 = does not expire.
    */
   int64_t expires_at_unix_ms;
+  /*
+   * A free trial's license: it ends at expires_at unless the trial converts.
+   */
+  protobuf_c_boolean trial;
 };
 #define NEST__ENTITLEMENT__V1__LICENSE_PAYLOAD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__license_payload__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
@@ -332,10 +382,14 @@ struct  Nest__Entitlement__V1__License
    * The signature algorithm: "Ed25519".
    */
   char *algorithm;
+  /*
+   * A free trial's license (as in its payload).
+   */
+  protobuf_c_boolean trial;
 };
 #define NEST__ENTITLEMENT__V1__LICENSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__license__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, {0,NULL}, {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, {0,NULL}, {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -453,6 +507,11 @@ struct  Nest__Entitlement__V1__ServiceInstance
   Nest__Common__V1__StatusChange **history;
   int64_t created_at_unix_ms;
   int64_t updated_at_unix_ms;
+  /*
+   * The instance as a subscription (business status, plan, auto-renew), apart from its
+   * deployment status. Unset for an instance created without a plan (release 0.1).
+   */
+  Nest__Entitlement__V1__Subscription *subscription;
   Nest__Entitlement__V1__ServiceInstance__AccessCase access_case;
   union {
     char *logon_url;
@@ -461,7 +520,87 @@ struct  Nest__Entitlement__V1__ServiceInstance
 };
 #define NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__service_instance__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED, NULL, NULL, NEST__COMMON__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED, NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, 0, 0,NULL, 0, 0, NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED, NULL, NULL, NEST__COMMON__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED, NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, 0, 0,NULL, 0, 0, NULL, NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET, {0} }
+
+
+/*
+ * What a term of an instance is sold on: the product and plan, and its prices per unit per
+ * billing period when the term was paid.
+ */
+struct  Nest__Entitlement__V1__InstancePlan
+{
+  ProtobufCMessage base;
+  char *product_id;
+  char *plan_id;
+  Nest__Common__V1__BillingPeriod billing_period;
+  /*
+   * What the customer pays per unit per period.
+   */
+  Nest__Common__V1__Money *unit_price;
+  /*
+   * What the distributor owes the ISV per unit per period; unset for a direct sale. Never
+   * disclosed to a customer.
+   */
+  Nest__Common__V1__Money *wholesale_unit_price;
+};
+#define NEST__ENTITLEMENT__V1__INSTANCE_PLAN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__instance_plan__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, NULL, NULL }
+
+
+/*
+ * A plan or quantity change that takes effect at the next renewal (a downgrade).
+ */
+struct  Nest__Entitlement__V1__PendingChange
+{
+  ProtobufCMessage base;
+  Nest__Entitlement__V1__InstancePlan *plan;
+  int32_t quantity;
+  /*
+   * The CHANGE order that asked for it.
+   */
+  char *order_id;
+};
+#define NEST__ENTITLEMENT__V1__PENDING_CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__pending_change__descriptor) \
+    , NULL, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Entitlement__V1__Subscription
+{
+  ProtobufCMessage base;
+  /*
+   * The plan of the current term: what a renewal renews (after pending_change, if any).
+   */
+  Nest__Entitlement__V1__InstancePlan *plan;
+  Nest__Entitlement__V1__SubscriptionStatus status;
+  /*
+   * RENEW_FAILED: why; empty otherwise.
+   */
+  char *status_reason;
+  /*
+   * Whether the platform renews the instance itself before its term ends.
+   */
+  protobuf_c_boolean auto_renew;
+  /*
+   * When the current term began (it ends at ServiceInstance.expires_at_unix_ms): what
+   * proration counts from.
+   */
+  int64_t term_started_at_unix_ms;
+  /*
+   * The current term is a free trial.
+   */
+  protobuf_c_boolean trial;
+  Nest__Entitlement__V1__PendingChange *pending_change;
+  /*
+   * The orders applied to the instance (its order, renewals, changes), oldest first.
+   */
+  size_t n_order_ids;
+  char **order_ids;
+};
+#define NEST__ENTITLEMENT__V1__SUBSCRIPTION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__subscription__descriptor) \
+    , NULL, NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, 0,NULL }
 
 
 /*
@@ -844,6 +983,20 @@ struct  Nest__Entitlement__V1__CreateServiceInstanceRequest
    * payer and access mode. Required.
    */
   Nest__Common__V1__ScenarioResolution *resolution;
+  /*
+   * The plan and prices the instance is sold on; unset = an instance without a subscription
+   * (it cannot be renewed by an order or change plan). Its billing_period, when set, is the
+   * instance's (a trial's expiry is absolute but it renews by the plan's periods).
+   */
+  Nest__Entitlement__V1__InstancePlan *plan;
+  /*
+   * A free trial (expiry = the trial's end; the license says so).
+   */
+  protobuf_c_boolean trial;
+  /*
+   * Whether the platform renews it before its term ends.
+   */
+  protobuf_c_boolean auto_renew;
   Nest__Entitlement__V1__CreateServiceInstanceRequest__ExpiryCase expiry_case;
   union {
     Nest__Entitlement__V1__InstanceTerm *term;
@@ -855,7 +1008,7 @@ struct  Nest__Entitlement__V1__CreateServiceInstanceRequest
 };
 #define NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__create_service_instance_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, NULL, NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCE_REQUEST__EXPIRY__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, NULL, NULL, 0, 0, NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCE_REQUEST__EXPIRY__NOT_SET, {0} }
 
 
 struct  Nest__Entitlement__V1__CreateServiceInstanceResponse
@@ -952,6 +1105,20 @@ struct  Nest__Entitlement__V1__RenewServiceInstanceRequest
   ProtobufCMessage base;
   char *client_token;
   char *instance_id;
+  /*
+   * The paid RENEWAL order: applied once per order_id (a repeat returns the instance as it
+   * is). Empty = not an order's renewal.
+   */
+  char *order_id;
+  /*
+   * The plan and prices of the new term (a pending change applied, or the plan's price in
+   * force); unset = unchanged.
+   */
+  Nest__Entitlement__V1__InstancePlan *plan;
+  /*
+   * Units of the new term; 0 = unchanged.
+   */
+  int32_t quantity;
   Nest__Entitlement__V1__RenewServiceInstanceRequest__RenewalCase renewal_case;
   union {
     /*
@@ -967,7 +1134,7 @@ struct  Nest__Entitlement__V1__RenewServiceInstanceRequest
 };
 #define NEST__ENTITLEMENT__V1__RENEW_SERVICE_INSTANCE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__renew_service_instance_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__ENTITLEMENT__V1__RENEW_SERVICE_INSTANCE_REQUEST__RENEWAL__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, NEST__ENTITLEMENT__V1__RENEW_SERVICE_INSTANCE_REQUEST__RENEWAL__NOT_SET, {0} }
 
 
 struct  Nest__Entitlement__V1__RenewServiceInstanceResponse
@@ -981,6 +1148,70 @@ struct  Nest__Entitlement__V1__RenewServiceInstanceResponse
 };
 #define NEST__ENTITLEMENT__V1__RENEW_SERVICE_INSTANCE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__renew_service_instance_response__descriptor) \
+    , NULL }
+
+
+struct  Nest__Entitlement__V1__ChangeServiceInstanceRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  char *instance_id;
+  /*
+   * The paid CHANGE order: applied once per order_id.
+   */
+  char *order_id;
+  /*
+   * The new plan and prices, and units.
+   */
+  Nest__Entitlement__V1__InstancePlan *plan;
+  int32_t quantity;
+  /*
+   * true: from now (an upgrade, or any change during a trial); false: at the next renewal
+   * (a downgrade), kept as the subscription's pending_change.
+   */
+  protobuf_c_boolean immediate;
+  /*
+   * What the order was priced against: the change is refused (ABORTED) when the instance's
+   * plan, quantity or term end differ now (another change or a renewal came first).
+   */
+  char *expected_plan_id;
+  int32_t expected_quantity;
+  int64_t expected_expires_at_unix_ms;
+};
+#define NEST__ENTITLEMENT__V1__CHANGE_SERVICE_INSTANCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__change_service_instance_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Nest__Entitlement__V1__ChangeServiceInstanceResponse
+{
+  ProtobufCMessage base;
+  Nest__Entitlement__V1__ServiceInstance *instance;
+};
+#define NEST__ENTITLEMENT__V1__CHANGE_SERVICE_INSTANCE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__change_service_instance_response__descriptor) \
+    , NULL }
+
+
+struct  Nest__Entitlement__V1__SetAutoRenewRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  char *instance_id;
+  protobuf_c_boolean auto_renew;
+};
+#define NEST__ENTITLEMENT__V1__SET_AUTO_RENEW_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__set_auto_renew_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Nest__Entitlement__V1__SetAutoRenewResponse
+{
+  ProtobufCMessage base;
+  Nest__Entitlement__V1__ServiceInstance *instance;
+};
+#define NEST__ENTITLEMENT__V1__SET_AUTO_RENEW_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__set_auto_renew_response__descriptor) \
     , NULL }
 
 
@@ -1478,6 +1709,63 @@ Nest__Entitlement__V1__ServiceInstance *
                       const uint8_t       *data);
 void   nest__entitlement__v1__service_instance__free_unpacked
                      (Nest__Entitlement__V1__ServiceInstance *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__InstancePlan methods */
+void   nest__entitlement__v1__instance_plan__init
+                     (Nest__Entitlement__V1__InstancePlan         *message);
+size_t nest__entitlement__v1__instance_plan__get_packed_size
+                     (const Nest__Entitlement__V1__InstancePlan   *message);
+size_t nest__entitlement__v1__instance_plan__pack
+                     (const Nest__Entitlement__V1__InstancePlan   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__instance_plan__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstancePlan   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__InstancePlan *
+       nest__entitlement__v1__instance_plan__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__instance_plan__free_unpacked
+                     (Nest__Entitlement__V1__InstancePlan *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__PendingChange methods */
+void   nest__entitlement__v1__pending_change__init
+                     (Nest__Entitlement__V1__PendingChange         *message);
+size_t nest__entitlement__v1__pending_change__get_packed_size
+                     (const Nest__Entitlement__V1__PendingChange   *message);
+size_t nest__entitlement__v1__pending_change__pack
+                     (const Nest__Entitlement__V1__PendingChange   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__pending_change__pack_to_buffer
+                     (const Nest__Entitlement__V1__PendingChange   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__PendingChange *
+       nest__entitlement__v1__pending_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__pending_change__free_unpacked
+                     (Nest__Entitlement__V1__PendingChange *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__Subscription methods */
+void   nest__entitlement__v1__subscription__init
+                     (Nest__Entitlement__V1__Subscription         *message);
+size_t nest__entitlement__v1__subscription__get_packed_size
+                     (const Nest__Entitlement__V1__Subscription   *message);
+size_t nest__entitlement__v1__subscription__pack
+                     (const Nest__Entitlement__V1__Subscription   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__subscription__pack_to_buffer
+                     (const Nest__Entitlement__V1__Subscription   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__Subscription *
+       nest__entitlement__v1__subscription__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__subscription__free_unpacked
+                     (Nest__Entitlement__V1__Subscription *message,
                       ProtobufCAllocator *allocator);
 /* Nest__Entitlement__V1__InstanceTerm methods */
 void   nest__entitlement__v1__instance_term__init
@@ -1992,6 +2280,82 @@ Nest__Entitlement__V1__RenewServiceInstanceResponse *
 void   nest__entitlement__v1__renew_service_instance_response__free_unpacked
                      (Nest__Entitlement__V1__RenewServiceInstanceResponse *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__ChangeServiceInstanceRequest methods */
+void   nest__entitlement__v1__change_service_instance_request__init
+                     (Nest__Entitlement__V1__ChangeServiceInstanceRequest         *message);
+size_t nest__entitlement__v1__change_service_instance_request__get_packed_size
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceRequest   *message);
+size_t nest__entitlement__v1__change_service_instance_request__pack
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceRequest   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__change_service_instance_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__ChangeServiceInstanceRequest *
+       nest__entitlement__v1__change_service_instance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__change_service_instance_request__free_unpacked
+                     (Nest__Entitlement__V1__ChangeServiceInstanceRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__ChangeServiceInstanceResponse methods */
+void   nest__entitlement__v1__change_service_instance_response__init
+                     (Nest__Entitlement__V1__ChangeServiceInstanceResponse         *message);
+size_t nest__entitlement__v1__change_service_instance_response__get_packed_size
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceResponse   *message);
+size_t nest__entitlement__v1__change_service_instance_response__pack
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceResponse   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__change_service_instance_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__ChangeServiceInstanceResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__ChangeServiceInstanceResponse *
+       nest__entitlement__v1__change_service_instance_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__change_service_instance_response__free_unpacked
+                     (Nest__Entitlement__V1__ChangeServiceInstanceResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__SetAutoRenewRequest methods */
+void   nest__entitlement__v1__set_auto_renew_request__init
+                     (Nest__Entitlement__V1__SetAutoRenewRequest         *message);
+size_t nest__entitlement__v1__set_auto_renew_request__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoRenewRequest   *message);
+size_t nest__entitlement__v1__set_auto_renew_request__pack
+                     (const Nest__Entitlement__V1__SetAutoRenewRequest   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__set_auto_renew_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoRenewRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__SetAutoRenewRequest *
+       nest__entitlement__v1__set_auto_renew_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__set_auto_renew_request__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoRenewRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__SetAutoRenewResponse methods */
+void   nest__entitlement__v1__set_auto_renew_response__init
+                     (Nest__Entitlement__V1__SetAutoRenewResponse         *message);
+size_t nest__entitlement__v1__set_auto_renew_response__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoRenewResponse   *message);
+size_t nest__entitlement__v1__set_auto_renew_response__pack
+                     (const Nest__Entitlement__V1__SetAutoRenewResponse   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__set_auto_renew_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoRenewResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__SetAutoRenewResponse *
+       nest__entitlement__v1__set_auto_renew_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__set_auto_renew_response__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoRenewResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Entitlement__V1__SuspendServiceInstanceRequest methods */
 void   nest__entitlement__v1__suspend_service_instance_request__init
                      (Nest__Entitlement__V1__SuspendServiceInstanceRequest         *message);
@@ -2414,6 +2778,15 @@ typedef void (*Nest__Entitlement__V1__ServiceInstance__ParametersEntry_Closure)
 typedef void (*Nest__Entitlement__V1__ServiceInstance_Closure)
                  (const Nest__Entitlement__V1__ServiceInstance *message,
                   void *closure_data);
+typedef void (*Nest__Entitlement__V1__InstancePlan_Closure)
+                 (const Nest__Entitlement__V1__InstancePlan *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__PendingChange_Closure)
+                 (const Nest__Entitlement__V1__PendingChange *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__Subscription_Closure)
+                 (const Nest__Entitlement__V1__Subscription *message,
+                  void *closure_data);
 typedef void (*Nest__Entitlement__V1__InstanceTerm_Closure)
                  (const Nest__Entitlement__V1__InstanceTerm *message,
                   void *closure_data);
@@ -2494,6 +2867,18 @@ typedef void (*Nest__Entitlement__V1__RenewServiceInstanceRequest_Closure)
                   void *closure_data);
 typedef void (*Nest__Entitlement__V1__RenewServiceInstanceResponse_Closure)
                  (const Nest__Entitlement__V1__RenewServiceInstanceResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__ChangeServiceInstanceRequest_Closure)
+                 (const Nest__Entitlement__V1__ChangeServiceInstanceRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__ChangeServiceInstanceResponse_Closure)
+                 (const Nest__Entitlement__V1__ChangeServiceInstanceResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__SetAutoRenewRequest_Closure)
+                 (const Nest__Entitlement__V1__SetAutoRenewRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__SetAutoRenewResponse_Closure)
+                 (const Nest__Entitlement__V1__SetAutoRenewResponse *message,
                   void *closure_data);
 typedef void (*Nest__Entitlement__V1__SuspendServiceInstanceRequest_Closure)
                  (const Nest__Entitlement__V1__SuspendServiceInstanceRequest *message,
@@ -2613,6 +2998,14 @@ struct Nest__Entitlement__V1__EntitlementService_Service
                                  const Nest__Entitlement__V1__RenewServiceInstanceRequest *input,
                                  Nest__Entitlement__V1__RenewServiceInstanceResponse_Closure closure,
                                  void *closure_data);
+  void (*change_service_instance)(Nest__Entitlement__V1__EntitlementService_Service *service,
+                                  const Nest__Entitlement__V1__ChangeServiceInstanceRequest *input,
+                                  Nest__Entitlement__V1__ChangeServiceInstanceResponse_Closure closure,
+                                  void *closure_data);
+  void (*set_auto_renew)(Nest__Entitlement__V1__EntitlementService_Service *service,
+                         const Nest__Entitlement__V1__SetAutoRenewRequest *input,
+                         Nest__Entitlement__V1__SetAutoRenewResponse_Closure closure,
+                         void *closure_data);
   void (*suspend_service_instance)(Nest__Entitlement__V1__EntitlementService_Service *service,
                                    const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
                                    Nest__Entitlement__V1__SuspendServiceInstanceResponse_Closure closure,
@@ -2673,6 +3066,8 @@ void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__En
       function_prefix__ ## get_service_instance,\
       function_prefix__ ## list_service_instances,\
       function_prefix__ ## renew_service_instance,\
+      function_prefix__ ## change_service_instance,\
+      function_prefix__ ## set_auto_renew,\
       function_prefix__ ## suspend_service_instance,\
       function_prefix__ ## resume_service_instance,\
       function_prefix__ ## release_service_instance,\
@@ -2731,6 +3126,14 @@ void nest__entitlement__v1__entitlement_service__renew_service_instance(Protobuf
                                                                         const Nest__Entitlement__V1__RenewServiceInstanceRequest *input,
                                                                         Nest__Entitlement__V1__RenewServiceInstanceResponse_Closure closure,
                                                                         void *closure_data);
+void nest__entitlement__v1__entitlement_service__change_service_instance(ProtobufCService *service,
+                                                                         const Nest__Entitlement__V1__ChangeServiceInstanceRequest *input,
+                                                                         Nest__Entitlement__V1__ChangeServiceInstanceResponse_Closure closure,
+                                                                         void *closure_data);
+void nest__entitlement__v1__entitlement_service__set_auto_renew(ProtobufCService *service,
+                                                                const Nest__Entitlement__V1__SetAutoRenewRequest *input,
+                                                                Nest__Entitlement__V1__SetAutoRenewResponse_Closure closure,
+                                                                void *closure_data);
 void nest__entitlement__v1__entitlement_service__suspend_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
                                                                           Nest__Entitlement__V1__SuspendServiceInstanceResponse_Closure closure,
@@ -2776,6 +3179,7 @@ void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufC
 
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__distribution_authorization_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__deployment_status__descriptor;
+extern const ProtobufCEnumDescriptor    nest__entitlement__v1__subscription_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__license_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__permission_request_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__permission_decision__descriptor;
@@ -2787,6 +3191,9 @@ extern const ProtobufCMessageDescriptor nest__entitlement__v1__license__descript
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__license_signing_key__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__parameters_entry__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_plan__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__pending_change__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__subscription__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_term__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__signed_license__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__permission_request__descriptor;
@@ -2814,6 +3221,10 @@ extern const ProtobufCMessageDescriptor nest__entitlement__v1__list_service_inst
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__list_service_instances_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__renew_service_instance_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__renew_service_instance_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__change_service_instance_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__change_service_instance_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__suspend_service_instance_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__suspend_service_instance_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__resume_service_instance_request__descriptor;

@@ -19,12 +19,19 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Nest__Order__V1__PriceSnapshot Nest__Order__V1__PriceSnapshot;
 typedef struct Nest__Order__V1__WholesaleSnapshot Nest__Order__V1__WholesaleSnapshot;
+typedef struct Nest__Order__V1__PlanChange Nest__Order__V1__PlanChange;
 typedef struct Nest__Order__V1__DeliverySummary Nest__Order__V1__DeliverySummary;
 typedef struct Nest__Order__V1__Order Nest__Order__V1__Order;
 typedef struct Nest__Order__V1__Order__LabelsEntry Nest__Order__V1__Order__LabelsEntry;
 typedef struct Nest__Order__V1__Delivery Nest__Order__V1__Delivery;
 typedef struct Nest__Order__V1__CreateOrderRequest Nest__Order__V1__CreateOrderRequest;
 typedef struct Nest__Order__V1__CreateOrderRequest__LabelsEntry Nest__Order__V1__CreateOrderRequest__LabelsEntry;
+typedef struct Nest__Order__V1__CreateRenewalOrderRequest Nest__Order__V1__CreateRenewalOrderRequest;
+typedef struct Nest__Order__V1__CreateRenewalOrderResponse Nest__Order__V1__CreateRenewalOrderResponse;
+typedef struct Nest__Order__V1__CreateChangeOrderRequest Nest__Order__V1__CreateChangeOrderRequest;
+typedef struct Nest__Order__V1__CreateChangeOrderResponse Nest__Order__V1__CreateChangeOrderResponse;
+typedef struct Nest__Order__V1__PlaceRenewalRequest Nest__Order__V1__PlaceRenewalRequest;
+typedef struct Nest__Order__V1__PlaceRenewalResponse Nest__Order__V1__PlaceRenewalResponse;
 typedef struct Nest__Order__V1__CreateOrderResponse Nest__Order__V1__CreateOrderResponse;
 typedef struct Nest__Order__V1__PayOrderRequest Nest__Order__V1__PayOrderRequest;
 typedef struct Nest__Order__V1__PayOrderResponse Nest__Order__V1__PayOrderResponse;
@@ -55,7 +62,18 @@ typedef enum _Nest__Order__V1__OrderKind {
    * Placed by the platform when a scenario-3 customer order is paid: an order for A at the
    * authorization's wholesale price, with the distributor as buyer and the ISV as seller.
    */
-  NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_LINKED = 2
+  NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_LINKED = 2,
+  /*
+   * A customer's renewal of an instance (instance_id) on its plan at the price in force,
+   * by the customer or by auto-renew; paying it extends the term once.
+   */
+  NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_RENEWAL = 3,
+  /*
+   * A customer's plan or quantity change of an instance (instance_id): an upgrade costs the
+   * prorated difference for the rest of the term and applies at once; a downgrade costs
+   * nothing and applies at the next renewal (see `change`).
+   */
+  NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_CHANGE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ORDER__V1__ORDER_KIND)
 } Nest__Order__V1__OrderKind;
 /*
@@ -135,7 +153,15 @@ typedef enum _Nest__Order__V1__DeliveryKind {
    * EntitlementService.ReleaseInstanceSlot for a cancelled order whose payment had reserved
    * an instance slot but never committed.
    */
-  NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RELEASE_SLOT = 5
+  NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RELEASE_SLOT = 5,
+  /*
+   * EntitlementService.RenewServiceInstance for a paid RENEWAL order.
+   */
+  NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RENEW_INSTANCE = 6,
+  /*
+   * EntitlementService.ChangeServiceInstance for a paid CHANGE order.
+   */
+  NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_CHANGE_INSTANCE = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ORDER__V1__DELIVERY_KIND)
 } Nest__Order__V1__DeliveryKind;
 /*
@@ -218,10 +244,42 @@ struct  Nest__Order__V1__WholesaleSnapshot
    * The terms' valid-until at the time of sale; 0 = no expiry.
    */
   int64_t terms_valid_until_unix_ms;
+  /*
+   * CHANGE: the wholesale price per unit per period of the plan changed from (the amount is
+   * the prorated difference, as for the customer's price).
+   */
+  Nest__Common__V1__Money *previous_wholesale_unit_price;
 };
 #define NEST__ORDER__V1__WHOLESALE_SNAPSHOT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__wholesale_snapshot__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, NULL, 0 }
+    , (char *)protobuf_c_empty_string, NULL, NULL, 0, NULL }
+
+
+/*
+ * What a CHANGE order changes and how its price was prorated:
+ * amount = floor((to - from) * remaining_ms / term_ms) in minor units, where from and to are
+ * unit price x quantity per period, remaining_ms = term_ends - priced_at and term_ms =
+ * term_ends - term_started. An upgrade (to > from) is immediate; anything else costs nothing
+ * and applies at the next renewal. During a trial every change is immediate and free.
+ */
+struct  Nest__Order__V1__PlanChange
+{
+  ProtobufCMessage base;
+  char *from_plan_id;
+  uint32_t from_quantity;
+  /*
+   * Per unit per period.
+   */
+  Nest__Common__V1__Money *from_unit_price;
+  Nest__Common__V1__Money *to_unit_price;
+  int64_t term_started_at_unix_ms;
+  int64_t term_ends_at_unix_ms;
+  int64_t priced_at_unix_ms;
+  protobuf_c_boolean immediate;
+};
+#define NEST__ORDER__V1__PLAN_CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__plan_change__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0, 0 }
 
 
 /*
@@ -328,8 +386,9 @@ struct  Nest__Order__V1__Order
   size_t n_linked_order_ids;
   char **linked_order_ids;
   /*
-   * The service instance created for the order; empty until FULFILLED, and always empty for
-   * a LINKED order (the customer's instance belongs to the parent).
+   * CUSTOMER: the service instance created for the order; empty until FULFILLED. RENEWAL and
+   * CHANGE: the instance renewed or changed, from creation. Always empty for a LINKED order
+   * (the customer's instance belongs to the parent).
    */
   char *instance_id;
   /*
@@ -363,10 +422,26 @@ struct  Nest__Order__V1__Order
   int64_t fulfilled_at_unix_ms;
   int64_t cancelled_at_unix_ms;
   int64_t refunded_at_unix_ms;
+  /*
+   * A free trial (price 0, paid when created; one per customer and product).
+   */
+  protobuf_c_boolean trial;
+  /*
+   * CHANGE: what changes, and the proration.
+   */
+  Nest__Order__V1__PlanChange *change;
+  /*
+   * Turn auto-renew on for the instance it creates (CUSTOMER orders).
+   */
+  protobuf_c_boolean auto_renew;
+  /*
+   * A trial's length in days (the plan's trial_days when ordered); 0 otherwise.
+   */
+  uint32_t trial_days;
 };
 #define NEST__ORDER__V1__ORDER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__order__descriptor) \
-    , (char *)protobuf_c_empty_string, NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_UNSPECIFIED, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, NEST__ORDER__V1__ORDER_STATUS__ORDER_STATUS_UNSPECIFIED, NULL, NULL, NULL, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, NEST__ORDER__V1__ORDER_KIND__ORDER_KIND_UNSPECIFIED, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, NEST__ORDER__V1__ORDER_STATUS__ORDER_STATUS_UNSPECIFIED, NULL, NULL, NULL, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0 }
 
 
 typedef enum {
@@ -417,7 +492,7 @@ struct  Nest__Order__V1__Delivery
   Nest__Order__V1__Delivery__AcknowledgementCase acknowledgement_case;
   union {
     /*
-     * CREATE_INSTANCE: the instance created.
+     * CREATE_INSTANCE, RENEW_INSTANCE, CHANGE_INSTANCE: the instance.
      */
     char *instance_id;
     /*
@@ -466,10 +541,120 @@ struct  Nest__Order__V1__CreateOrderRequest
    */
   size_t n_labels;
   Nest__Order__V1__CreateOrderRequest__LabelsEntry **labels;
+  /*
+   * A free trial of the plan (Plan.trial_days > 0): price 0, periods 1, PAID at once; one
+   * per customer and product.
+   */
+  protobuf_c_boolean trial;
+  /*
+   * Turn auto-renew on for the instance (see EntitlementService.SetAutoRenew).
+   */
+  protobuf_c_boolean auto_renew;
 };
 #define NEST__ORDER__V1__CREATE_ORDER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__create_order_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+
+
+struct  Nest__Order__V1__CreateRenewalOrderRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  /*
+   * An instance of the caller, sold on a plan.
+   */
+  char *instance_id;
+  /*
+   * Billing periods to renew; 0 = 1.
+   */
+  uint32_t periods;
+};
+#define NEST__ORDER__V1__CREATE_RENEWAL_ORDER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__create_renewal_order_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Nest__Order__V1__CreateRenewalOrderResponse
+{
+  ProtobufCMessage base;
+  /*
+   * CREATED: pay it with PayOrder.
+   */
+  Nest__Order__V1__Order *order;
+};
+#define NEST__ORDER__V1__CREATE_RENEWAL_ORDER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__create_renewal_order_response__descriptor) \
+    , NULL }
+
+
+struct  Nest__Order__V1__CreateChangeOrderRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  /*
+   * An instance of the caller, sold on a plan.
+   */
+  char *instance_id;
+  /*
+   * A plan of the instance's product with the same billing period; empty = the current.
+   */
+  char *plan_id;
+  /*
+   * Units; 0 = the current quantity.
+   */
+  uint32_t quantity;
+};
+#define NEST__ORDER__V1__CREATE_CHANGE_ORDER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__create_change_order_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Nest__Order__V1__CreateChangeOrderResponse
+{
+  ProtobufCMessage base;
+  /*
+   * An upgrade: CREATED, priced with the proration (pay it with PayOrder). A downgrade or a
+   * change during a trial: PAID at once, price 0.
+   */
+  Nest__Order__V1__Order *order;
+};
+#define NEST__ORDER__V1__CREATE_CHANGE_ORDER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__create_change_order_response__descriptor) \
+    , NULL }
+
+
+struct  Nest__Order__V1__PlaceRenewalRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Sent by auto-renew: "auto-renew:<instance>:<term end>", so that one term is renewed once.
+   */
+  char *client_token;
+  char *instance_id;
+  /*
+   * The end of the term being renewed (ServiceInstance.expires_at_unix_ms when placed).
+   */
+  int64_t term_ends_at_unix_ms;
+};
+#define NEST__ORDER__V1__PLACE_RENEWAL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__place_renewal_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Nest__Order__V1__PlaceRenewalResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The RENEWAL order for one period, PAID by the platform (payment_reference
+   * "auto-renew:<instance>").
+   */
+  Nest__Order__V1__Order *order;
+  size_t n_linked_orders;
+  Nest__Order__V1__Order **linked_orders;
+};
+#define NEST__ORDER__V1__PLACE_RENEWAL_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__place_renewal_response__descriptor) \
+    , NULL, 0,NULL }
 
 
 struct  Nest__Order__V1__CreateOrderResponse
@@ -729,6 +914,25 @@ Nest__Order__V1__WholesaleSnapshot *
 void   nest__order__v1__wholesale_snapshot__free_unpacked
                      (Nest__Order__V1__WholesaleSnapshot *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Order__V1__PlanChange methods */
+void   nest__order__v1__plan_change__init
+                     (Nest__Order__V1__PlanChange         *message);
+size_t nest__order__v1__plan_change__get_packed_size
+                     (const Nest__Order__V1__PlanChange   *message);
+size_t nest__order__v1__plan_change__pack
+                     (const Nest__Order__V1__PlanChange   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__plan_change__pack_to_buffer
+                     (const Nest__Order__V1__PlanChange   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__PlanChange *
+       nest__order__v1__plan_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__plan_change__free_unpacked
+                     (Nest__Order__V1__PlanChange *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Order__V1__DeliverySummary methods */
 void   nest__order__v1__delivery_summary__init
                      (Nest__Order__V1__DeliverySummary         *message);
@@ -810,6 +1014,120 @@ Nest__Order__V1__CreateOrderRequest *
                       const uint8_t       *data);
 void   nest__order__v1__create_order_request__free_unpacked
                      (Nest__Order__V1__CreateOrderRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Order__V1__CreateRenewalOrderRequest methods */
+void   nest__order__v1__create_renewal_order_request__init
+                     (Nest__Order__V1__CreateRenewalOrderRequest         *message);
+size_t nest__order__v1__create_renewal_order_request__get_packed_size
+                     (const Nest__Order__V1__CreateRenewalOrderRequest   *message);
+size_t nest__order__v1__create_renewal_order_request__pack
+                     (const Nest__Order__V1__CreateRenewalOrderRequest   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__create_renewal_order_request__pack_to_buffer
+                     (const Nest__Order__V1__CreateRenewalOrderRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__CreateRenewalOrderRequest *
+       nest__order__v1__create_renewal_order_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__create_renewal_order_request__free_unpacked
+                     (Nest__Order__V1__CreateRenewalOrderRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Order__V1__CreateRenewalOrderResponse methods */
+void   nest__order__v1__create_renewal_order_response__init
+                     (Nest__Order__V1__CreateRenewalOrderResponse         *message);
+size_t nest__order__v1__create_renewal_order_response__get_packed_size
+                     (const Nest__Order__V1__CreateRenewalOrderResponse   *message);
+size_t nest__order__v1__create_renewal_order_response__pack
+                     (const Nest__Order__V1__CreateRenewalOrderResponse   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__create_renewal_order_response__pack_to_buffer
+                     (const Nest__Order__V1__CreateRenewalOrderResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__CreateRenewalOrderResponse *
+       nest__order__v1__create_renewal_order_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__create_renewal_order_response__free_unpacked
+                     (Nest__Order__V1__CreateRenewalOrderResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Order__V1__CreateChangeOrderRequest methods */
+void   nest__order__v1__create_change_order_request__init
+                     (Nest__Order__V1__CreateChangeOrderRequest         *message);
+size_t nest__order__v1__create_change_order_request__get_packed_size
+                     (const Nest__Order__V1__CreateChangeOrderRequest   *message);
+size_t nest__order__v1__create_change_order_request__pack
+                     (const Nest__Order__V1__CreateChangeOrderRequest   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__create_change_order_request__pack_to_buffer
+                     (const Nest__Order__V1__CreateChangeOrderRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__CreateChangeOrderRequest *
+       nest__order__v1__create_change_order_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__create_change_order_request__free_unpacked
+                     (Nest__Order__V1__CreateChangeOrderRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Order__V1__CreateChangeOrderResponse methods */
+void   nest__order__v1__create_change_order_response__init
+                     (Nest__Order__V1__CreateChangeOrderResponse         *message);
+size_t nest__order__v1__create_change_order_response__get_packed_size
+                     (const Nest__Order__V1__CreateChangeOrderResponse   *message);
+size_t nest__order__v1__create_change_order_response__pack
+                     (const Nest__Order__V1__CreateChangeOrderResponse   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__create_change_order_response__pack_to_buffer
+                     (const Nest__Order__V1__CreateChangeOrderResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__CreateChangeOrderResponse *
+       nest__order__v1__create_change_order_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__create_change_order_response__free_unpacked
+                     (Nest__Order__V1__CreateChangeOrderResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Order__V1__PlaceRenewalRequest methods */
+void   nest__order__v1__place_renewal_request__init
+                     (Nest__Order__V1__PlaceRenewalRequest         *message);
+size_t nest__order__v1__place_renewal_request__get_packed_size
+                     (const Nest__Order__V1__PlaceRenewalRequest   *message);
+size_t nest__order__v1__place_renewal_request__pack
+                     (const Nest__Order__V1__PlaceRenewalRequest   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__place_renewal_request__pack_to_buffer
+                     (const Nest__Order__V1__PlaceRenewalRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__PlaceRenewalRequest *
+       nest__order__v1__place_renewal_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__place_renewal_request__free_unpacked
+                     (Nest__Order__V1__PlaceRenewalRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Order__V1__PlaceRenewalResponse methods */
+void   nest__order__v1__place_renewal_response__init
+                     (Nest__Order__V1__PlaceRenewalResponse         *message);
+size_t nest__order__v1__place_renewal_response__get_packed_size
+                     (const Nest__Order__V1__PlaceRenewalResponse   *message);
+size_t nest__order__v1__place_renewal_response__pack
+                     (const Nest__Order__V1__PlaceRenewalResponse   *message,
+                      uint8_t             *out);
+size_t nest__order__v1__place_renewal_response__pack_to_buffer
+                     (const Nest__Order__V1__PlaceRenewalResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Order__V1__PlaceRenewalResponse *
+       nest__order__v1__place_renewal_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__order__v1__place_renewal_response__free_unpacked
+                     (Nest__Order__V1__PlaceRenewalResponse *message,
                       ProtobufCAllocator *allocator);
 /* Nest__Order__V1__CreateOrderResponse methods */
 void   nest__order__v1__create_order_response__init
@@ -1066,6 +1384,9 @@ typedef void (*Nest__Order__V1__PriceSnapshot_Closure)
 typedef void (*Nest__Order__V1__WholesaleSnapshot_Closure)
                  (const Nest__Order__V1__WholesaleSnapshot *message,
                   void *closure_data);
+typedef void (*Nest__Order__V1__PlanChange_Closure)
+                 (const Nest__Order__V1__PlanChange *message,
+                  void *closure_data);
 typedef void (*Nest__Order__V1__DeliverySummary_Closure)
                  (const Nest__Order__V1__DeliverySummary *message,
                   void *closure_data);
@@ -1083,6 +1404,24 @@ typedef void (*Nest__Order__V1__CreateOrderRequest__LabelsEntry_Closure)
                   void *closure_data);
 typedef void (*Nest__Order__V1__CreateOrderRequest_Closure)
                  (const Nest__Order__V1__CreateOrderRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Order__V1__CreateRenewalOrderRequest_Closure)
+                 (const Nest__Order__V1__CreateRenewalOrderRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Order__V1__CreateRenewalOrderResponse_Closure)
+                 (const Nest__Order__V1__CreateRenewalOrderResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Order__V1__CreateChangeOrderRequest_Closure)
+                 (const Nest__Order__V1__CreateChangeOrderRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Order__V1__CreateChangeOrderResponse_Closure)
+                 (const Nest__Order__V1__CreateChangeOrderResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Order__V1__PlaceRenewalRequest_Closure)
+                 (const Nest__Order__V1__PlaceRenewalRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Order__V1__PlaceRenewalResponse_Closure)
+                 (const Nest__Order__V1__PlaceRenewalResponse *message,
                   void *closure_data);
 typedef void (*Nest__Order__V1__CreateOrderResponse_Closure)
                  (const Nest__Order__V1__CreateOrderResponse *message,
@@ -1134,6 +1473,18 @@ struct Nest__Order__V1__MarketplaceOrderService_Service
                        const Nest__Order__V1__CreateOrderRequest *input,
                        Nest__Order__V1__CreateOrderResponse_Closure closure,
                        void *closure_data);
+  void (*create_renewal_order)(Nest__Order__V1__MarketplaceOrderService_Service *service,
+                               const Nest__Order__V1__CreateRenewalOrderRequest *input,
+                               Nest__Order__V1__CreateRenewalOrderResponse_Closure closure,
+                               void *closure_data);
+  void (*create_change_order)(Nest__Order__V1__MarketplaceOrderService_Service *service,
+                              const Nest__Order__V1__CreateChangeOrderRequest *input,
+                              Nest__Order__V1__CreateChangeOrderResponse_Closure closure,
+                              void *closure_data);
+  void (*place_renewal)(Nest__Order__V1__MarketplaceOrderService_Service *service,
+                        const Nest__Order__V1__PlaceRenewalRequest *input,
+                        Nest__Order__V1__PlaceRenewalResponse_Closure closure,
+                        void *closure_data);
   void (*pay_order)(Nest__Order__V1__MarketplaceOrderService_Service *service,
                     const Nest__Order__V1__PayOrderRequest *input,
                     Nest__Order__V1__PayOrderResponse_Closure closure,
@@ -1167,6 +1518,9 @@ void nest__order__v1__marketplace_order_service__init (Nest__Order__V1__Marketpl
 #define NEST__ORDER__V1__MARKETPLACE_ORDER_SERVICE__INIT(function_prefix__) \
     { NEST__ORDER__V1__MARKETPLACE_ORDER_SERVICE__BASE_INIT,\
       function_prefix__ ## create_order,\
+      function_prefix__ ## create_renewal_order,\
+      function_prefix__ ## create_change_order,\
+      function_prefix__ ## place_renewal,\
       function_prefix__ ## pay_order,\
       function_prefix__ ## cancel_order,\
       function_prefix__ ## refund_order,\
@@ -1177,6 +1531,18 @@ void nest__order__v1__marketplace_order_service__create_order(ProtobufCService *
                                                               const Nest__Order__V1__CreateOrderRequest *input,
                                                               Nest__Order__V1__CreateOrderResponse_Closure closure,
                                                               void *closure_data);
+void nest__order__v1__marketplace_order_service__create_renewal_order(ProtobufCService *service,
+                                                                      const Nest__Order__V1__CreateRenewalOrderRequest *input,
+                                                                      Nest__Order__V1__CreateRenewalOrderResponse_Closure closure,
+                                                                      void *closure_data);
+void nest__order__v1__marketplace_order_service__create_change_order(ProtobufCService *service,
+                                                                     const Nest__Order__V1__CreateChangeOrderRequest *input,
+                                                                     Nest__Order__V1__CreateChangeOrderResponse_Closure closure,
+                                                                     void *closure_data);
+void nest__order__v1__marketplace_order_service__place_renewal(ProtobufCService *service,
+                                                               const Nest__Order__V1__PlaceRenewalRequest *input,
+                                                               Nest__Order__V1__PlaceRenewalResponse_Closure closure,
+                                                               void *closure_data);
 void nest__order__v1__marketplace_order_service__pay_order(ProtobufCService *service,
                                                            const Nest__Order__V1__PayOrderRequest *input,
                                                            Nest__Order__V1__PayOrderResponse_Closure closure,
@@ -1212,12 +1578,19 @@ extern const ProtobufCEnumDescriptor    nest__order__v1__delivery_target__descri
 extern const ProtobufCEnumDescriptor    nest__order__v1__delivery_status__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__price_snapshot__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__plan_change__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__delivery_summary__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__order__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__order__labels_entry__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__delivery__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__create_order_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__create_order_request__labels_entry__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__create_renewal_order_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__create_renewal_order_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__create_change_order_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__create_change_order_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__place_renewal_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__order__v1__place_renewal_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__create_order_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__pay_order_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__order__v1__pay_order_response__descriptor;

@@ -466,15 +466,17 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-    /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-    /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-    /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+    /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+    /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+    /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+    /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
     /// > Who: isv or distributor as the service's owner.
     /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-    /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-    /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-    /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+    /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+    /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+    /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+    /// > period, or in another currency than it), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
     ///
@@ -819,15 +821,17 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-    /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-    /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-    /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+    /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+    /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+    /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+    /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
     /// > Who: isv or distributor as the service's owner.
     /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-    /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-    /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-    /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+    /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+    /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+    /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+    /// > period, or in another currency than it), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
     ///
@@ -1170,15 +1174,17 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-    /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-    /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-    /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+    /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+    /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+    /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+    /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
     /// > Who: isv or distributor as the service's owner.
     /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-    /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-    /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-    /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+    /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+    /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+    /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+    /// > period, or in another currency than it), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
     ///
@@ -2075,15 +2081,17 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-    /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-    /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-    /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+    /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+    /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+    /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+    /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
     /// > Who: isv or distributor as the service's owner.
     /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-    /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-    /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-    /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+    /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+    /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+    /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+    /// > period, or in another currency than it), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
     ///
@@ -2605,15 +2613,17 @@ extension Nest_Catalog_V1_CatalogService {
     /// > Source IDL Documentation:
     /// >
     /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-    /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-    /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-    /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+    /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+    /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+    /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+    /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
     /// > Who: isv or distributor as the service's owner.
     /// > Idempotent on client_token.
     /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-    /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-    /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-    /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+    /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+    /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+    /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+    /// > period, or in another currency than it), ALREADY_EXISTS
     /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
     /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
     ///
@@ -3133,15 +3143,17 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-  /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-  /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-  /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+  /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+  /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+  /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+  /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
   /// > Who: isv or distributor as the service's owner.
   /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-  /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-  /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-  /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+  /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+  /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+  /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+  /// > period, or in another currency than it), ALREADY_EXISTS
   /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
   /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
   ///
@@ -3671,15 +3683,17 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
   /// > Source IDL Documentation:
   /// >
   /// > Lists an ONLINE service on the marketplace: creates its product, or replaces the plans
-  /// > of its existing product and sets it LISTED (the product id stays). Orders snapshot the
-  /// > plan they were sold under, so replacing plans never changes a past order. For B, asks
-  /// > entitlement (CheckDistribution) for the wholesale price and rejects a plan below it.
+  /// > of its existing product and sets it LISTED (the product id stays); plans of the product
+  /// > left out stay, deprecated. Orders snapshot the plan they were sold under, so replacing
+  /// > plans never changes a past order. For B, asks entitlement (CheckDistribution) for the
+  /// > wholesale prices and rejects a plan below the wholesale price of its billing period.
   /// > Who: isv or distributor as the service's owner.
   /// > Idempotent on client_token.
   /// > Errors: INVALID_ARGUMENT (no plans, empty or duplicate plan_id, billing period
-  /// > UNSPECIFIED, negative unit price, bad currency), NOT_FOUND (unknown or not visible),
-  /// > FAILED_PRECONDITION (service not ONLINE; for B: no ACTIVE, unexpired authorization, a
-  /// > plan priced below the wholesale price, or in another currency than it), ALREADY_EXISTS
+  /// > UNSPECIFIED, negative unit price, bad currency, trial_days over 30 or on a ONE_TIME
+  /// > plan), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (service not ONLINE; for
+  /// > B: no ACTIVE, unexpired authorization, a plan priced below the wholesale price of its
+  /// > period, or in another currency than it), ALREADY_EXISTS
   /// > (client_token reused with a different request), UNAVAILABLE (entitlement unreachable),
   /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
   ///

@@ -324,8 +324,16 @@ public struct Nest_Catalog_V1_Plan: NestMessage {
   public var name: String = ""
   public var billingPeriod: Nest_Common_V1_BillingPeriod = .init(rawValue: 0)
   /// Price of one unit for one billing period (for ONE_TIME: of one unit). Must be >= 0.
-  /// For B it must be at least the wholesale price of its authorization, in the same currency.
+  /// For B it must be at least its authorization's wholesale price for the plan's billing
+  /// period (DistributionTerms.wholesale_prices, else wholesale_price), in the same currency.
   public var unitPrice: Nest_Common_V1_Money? = nil
+  /// No new sales of a deprecated plan; instances on it renew at its price. Plans are never
+  /// removed: a plan left out of a later ListOnMarketplace stays on the product, deprecated,
+  /// so that every instance sold on it can renew.
+  public var deprecated: Bool = false
+  /// 0 = no trial. 1 to 30: a customer's first order of the product may be a free trial of
+  /// this many days on this plan (CreateOrderRequest.trial). MONTH and YEAR plans only.
+  public var trialDays: UInt32 = 0
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -335,6 +343,8 @@ public struct Nest_Catalog_V1_Plan: NestMessage {
     self.name = r.string(1)
     self.billingPeriod = r.scalar(2)
     self.unitPrice = r.message(3)
+    self.deprecated = r.scalar(4)
+    self.trialDays = r.scalar(5)
     self.unknownFields = r.unknownFields
   }
 
@@ -343,6 +353,8 @@ public struct Nest_Catalog_V1_Plan: NestMessage {
     try w.setString(1, self.name)
     w.setScalar(2, self.billingPeriod)
     try w.setMessage(3, self.unitPrice)
+    w.setScalar(4, self.deprecated)
+    w.setScalar(5, self.trialDays)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -927,7 +939,8 @@ public struct Nest_Catalog_V1_ListOnMarketplaceRequest: NestMessage {
   public var clientToken: String = ""
   public var serviceID: String = ""
   /// At least one; plan ids unique and non-empty; billing period set; unit price >= 0 with
-  /// an ISO 4217 currency. Replaces the plans of a product listed before.
+  /// an ISO 4217 currency; trial_days 0 to 30. Replaces the plans of a product listed before;
+  /// a plan of it left out here stays, deprecated (see Plan.deprecated).
   public var plans: [Nest_Catalog_V1_Plan] = []
   public var unknownFields = NestUnknownFields()
 

@@ -250,6 +250,30 @@ public struct Nest_Common_V1_Money: NestMessage {
   }
 }
 
+/// A price for one billing period (per unit).
+public struct Nest_Common_V1_PeriodPrice: NestMessage {
+  public static let protoMessageName = "nest.common.v1.PeriodPrice"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var billingPeriod: Nest_Common_V1_BillingPeriod = .init(rawValue: 0)
+  public var price: Nest_Common_V1_Money? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.billingPeriod = r.scalar(0)
+    self.price = r.message(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    w.setScalar(0, self.billingPeriod)
+    try w.setMessage(1, self.price)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
 /// The page of a List call that the caller wants.
 public struct Nest_Common_V1_PageRequest: NestMessage {
   public static let protoMessageName = "nest.common.v1.PageRequest"

@@ -170,6 +170,32 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "ChangeServiceInstance" metadata.
+    public enum ChangeServiceInstance: Sendable {
+      /// Request type for "ChangeServiceInstance".
+      public typealias Input = Nest_Entitlement_V1_ChangeServiceInstanceRequest
+      /// Response type for "ChangeServiceInstance".
+      public typealias Output = Nest_Entitlement_V1_ChangeServiceInstanceResponse
+      /// Descriptor for "ChangeServiceInstance".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "ChangeServiceInstance",
+        type: .unary
+      )
+    }
+    /// Namespace for "SetAutoRenew" metadata.
+    public enum SetAutoRenew: Sendable {
+      /// Request type for "SetAutoRenew".
+      public typealias Input = Nest_Entitlement_V1_SetAutoRenewRequest
+      /// Response type for "SetAutoRenew".
+      public typealias Output = Nest_Entitlement_V1_SetAutoRenewResponse
+      /// Descriptor for "SetAutoRenew".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "SetAutoRenew",
+        type: .unary
+      )
+    }
     /// Namespace for "SuspendServiceInstance" metadata.
     public enum SuspendServiceInstance: Sendable {
       /// Request type for "SuspendServiceInstance".
@@ -314,6 +340,8 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
       GetServiceInstance.descriptor,
       ListServiceInstances.descriptor,
       RenewServiceInstance.descriptor,
+      ChangeServiceInstance.descriptor,
+      SetAutoRenew.descriptor,
       SuspendServiceInstance.descriptor,
       ResumeServiceInstance.descriptor,
       ReleaseServiceInstance.descriptor,
@@ -625,15 +653,16 @@ extension Nest_Entitlement_V1_EntitlementService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-    /// > instance's license is re-issued with the new expiry.
+    /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+    /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+    /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
     /// > Who: service (marketplace-order).
-    /// > Idempotent on client_token.
+    /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-    /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-    /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+    /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-    /// > PERMISSION_DENIED (a party that is not the resource owner).
+    /// > PERMISSION_DENIED (role is not service).
     ///
     /// - Parameters:
     ///   - request: A streaming request of `Nest_Entitlement_V1_RenewServiceInstanceRequest` messages.
@@ -646,6 +675,59 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_RenewServiceInstanceRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_RenewServiceInstanceResponse>
+
+    /// Handle the "ChangeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+    /// > pending change of the next renewal; a private instance's license is re-issued with the
+    /// > new quantity when immediate.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token, and on order_id: each change order applies once.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+    /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+    /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+    /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+    /// > service).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_ChangeServiceInstanceRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_ChangeServiceInstanceResponse` messages.
+    func changeServiceInstance(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>
+
+    /// Handle the "SetAutoRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+    /// > the renewal order a configured lead time before the term ends.
+    /// > Who: customer as the instance's customer; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+    /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+    /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role is not customer or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_SetAutoRenewRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_SetAutoRenewResponse` messages.
+    func setAutoRenew(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse>
 
     /// Handle the "SuspendServiceInstance" method.
     ///
@@ -1173,15 +1255,16 @@ extension Nest_Entitlement_V1_EntitlementService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-    /// > instance's license is re-issued with the new expiry.
+    /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+    /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+    /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
     /// > Who: service (marketplace-order).
-    /// > Idempotent on client_token.
+    /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-    /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-    /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+    /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-    /// > PERMISSION_DENIED (a party that is not the resource owner).
+    /// > PERMISSION_DENIED (role is not service).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Entitlement_V1_RenewServiceInstanceRequest` message.
@@ -1194,6 +1277,59 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: GRPCCore.ServerRequest<Nest_Entitlement_V1_RenewServiceInstanceRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_RenewServiceInstanceResponse>
+
+    /// Handle the "ChangeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+    /// > pending change of the next renewal; a private instance's license is re-issued with the
+    /// > new quantity when immediate.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token, and on order_id: each change order applies once.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+    /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+    /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+    /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+    /// > service).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ChangeServiceInstanceRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_ChangeServiceInstanceResponse` message.
+    func changeServiceInstance(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>
+
+    /// Handle the "SetAutoRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+    /// > the renewal order a configured lead time before the term ends.
+    /// > Who: customer as the instance's customer; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+    /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+    /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role is not customer or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoRenewRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_SetAutoRenewResponse` message.
+    func setAutoRenew(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse>
 
     /// Handle the "SuspendServiceInstance" method.
     ///
@@ -1719,15 +1855,16 @@ extension Nest_Entitlement_V1_EntitlementService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-    /// > instance's license is re-issued with the new expiry.
+    /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+    /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+    /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
     /// > Who: service (marketplace-order).
-    /// > Idempotent on client_token.
+    /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-    /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-    /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+    /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-    /// > PERMISSION_DENIED (a party that is not the resource owner).
+    /// > PERMISSION_DENIED (role is not service).
     ///
     /// - Parameters:
     ///   - request: A `Nest_Entitlement_V1_RenewServiceInstanceRequest` message.
@@ -1740,6 +1877,59 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: Nest_Entitlement_V1_RenewServiceInstanceRequest,
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Entitlement_V1_RenewServiceInstanceResponse
+
+    /// Handle the "ChangeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+    /// > pending change of the next renewal; a private instance's license is re-issued with the
+    /// > new quantity when immediate.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token, and on order_id: each change order applies once.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+    /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+    /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+    /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+    /// > service).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_ChangeServiceInstanceRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_ChangeServiceInstanceResponse` to respond with.
+    func changeServiceInstance(
+      request: Nest_Entitlement_V1_ChangeServiceInstanceRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_ChangeServiceInstanceResponse
+
+    /// Handle the "SetAutoRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+    /// > the renewal order a configured lead time before the term ends.
+    /// > Who: customer as the instance's customer; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+    /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+    /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role is not customer or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_SetAutoRenewRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_SetAutoRenewResponse` to respond with.
+    func setAutoRenew(
+      request: Nest_Entitlement_V1_SetAutoRenewRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_SetAutoRenewResponse
 
     /// Handle the "SuspendServiceInstance" method.
     ///
@@ -2122,6 +2312,28 @@ extension Nest_Entitlement_V1_EntitlementService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.ChangeServiceInstance.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_ChangeServiceInstanceRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_ChangeServiceInstanceResponse>(),
+      handler: { request, context in
+        try await self.changeServiceInstance(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.SetAutoRenew.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_SetAutoRenewRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_SetAutoRenewResponse>(),
+      handler: { request, context in
+        try await self.setAutoRenew(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Entitlement_V1_EntitlementService.Method.SuspendServiceInstance.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_SuspendServiceInstanceRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_SuspendServiceInstanceResponse>(),
@@ -2363,6 +2575,28 @@ extension Nest_Entitlement_V1_EntitlementService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_RenewServiceInstanceResponse> {
     let response = try await self.renewServiceInstance(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func changeServiceInstance(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse> {
+    let response = try await self.changeServiceInstance(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func setAutoRenew(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse> {
+    let response = try await self.setAutoRenew(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -2632,6 +2866,32 @@ extension Nest_Entitlement_V1_EntitlementService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_RenewServiceInstanceResponse> {
     return GRPCCore.ServerResponse<Nest_Entitlement_V1_RenewServiceInstanceResponse>(
       message: try await self.renewServiceInstance(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func changeServiceInstance(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>(
+      message: try await self.changeServiceInstance(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func setAutoRenew(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse>(
+      message: try await self.setAutoRenew(
         request: request.message,
         context: context
       ),
@@ -3109,15 +3369,16 @@ extension Nest_Entitlement_V1_EntitlementService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-    /// > instance's license is re-issued with the new expiry.
+    /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+    /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+    /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
     /// > Who: service (marketplace-order).
-    /// > Idempotent on client_token.
+    /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-    /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-    /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+    /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-    /// > PERMISSION_DENIED (a party that is not the resource owner).
+    /// > PERMISSION_DENIED (role is not service).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Entitlement_V1_RenewServiceInstanceRequest` message.
@@ -3134,6 +3395,69 @@ extension Nest_Entitlement_V1_EntitlementService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_RenewServiceInstanceResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_RenewServiceInstanceResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "ChangeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+    /// > pending change of the next renewal; a private instance's license is re-issued with the
+    /// > new quantity when immediate.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token, and on order_id: each change order applies once.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+    /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+    /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+    /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+    /// > service).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ChangeServiceInstanceRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_ChangeServiceInstanceRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_ChangeServiceInstanceResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func changeServiceInstance<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_ChangeServiceInstanceResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "SetAutoRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+    /// > the renewal order a configured lead time before the term ends.
+    /// > Who: customer as the instance's customer; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+    /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+    /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role is not customer or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoRenewRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_SetAutoRenewRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_SetAutoRenewResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func setAutoRenew<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_SetAutoRenewRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_SetAutoRenewResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoRenewResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
     /// Call the "SuspendServiceInstance" method.
@@ -3896,15 +4220,16 @@ extension Nest_Entitlement_V1_EntitlementService {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-    /// > instance's license is re-issued with the new expiry.
+    /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+    /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+    /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
     /// > Who: service (marketplace-order).
-    /// > Idempotent on client_token.
+    /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
     /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-    /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-    /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+    /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
     /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-    /// > PERMISSION_DENIED (a party that is not the resource owner).
+    /// > PERMISSION_DENIED (role is not service).
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Entitlement_V1_RenewServiceInstanceRequest` message.
@@ -3927,6 +4252,91 @@ extension Nest_Entitlement_V1_EntitlementService {
       try await self.client.unary(
         request: request,
         descriptor: Nest_Entitlement_V1_EntitlementService.Method.RenewServiceInstance.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "ChangeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+    /// > pending change of the next renewal; a private instance's license is re-issued with the
+    /// > new quantity when immediate.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent on client_token, and on order_id: each change order applies once.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+    /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+    /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+    /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+    /// > service).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_ChangeServiceInstanceRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_ChangeServiceInstanceRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_ChangeServiceInstanceResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeServiceInstance<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_ChangeServiceInstanceResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.ChangeServiceInstance.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "SetAutoRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+    /// > the renewal order a configured lead time before the term ends.
+    /// > Who: customer as the instance's customer; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+    /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+    /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role is not customer or operator).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoRenewRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_SetAutoRenewRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_SetAutoRenewResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setAutoRenew<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_SetAutoRenewRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_SetAutoRenewResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoRenewResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.SetAutoRenew.descriptor,
         serializer: serializer,
         deserializer: deserializer,
         options: options,
@@ -4737,15 +5147,16 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   ///
   /// > Source IDL Documentation:
   /// >
-  /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-  /// > instance's license is re-issued with the new expiry.
+  /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+  /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+  /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
   /// > Who: service (marketplace-order).
-  /// > Idempotent on client_token.
+  /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
   /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-  /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-  /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+  /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+  /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-  /// > PERMISSION_DENIED (a party that is not the resource owner).
+  /// > PERMISSION_DENIED (role is not service).
   ///
   /// - Parameters:
   ///   - request: A request containing a single `Nest_Entitlement_V1_RenewServiceInstanceRequest` message.
@@ -4765,6 +5176,81 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
       request: request,
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_RenewServiceInstanceRequest>(),
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_RenewServiceInstanceResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ChangeServiceInstance" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+  /// > pending change of the next renewal; a private instance's license is re-issued with the
+  /// > new quantity when immediate.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on client_token, and on order_id: each change order applies once.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+  /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+  /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+  /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+  /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+  /// > service).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_ChangeServiceInstanceRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func changeServiceInstance<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.changeServiceInstance(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_ChangeServiceInstanceRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_ChangeServiceInstanceResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "SetAutoRenew" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+  /// > the renewal order a configured lead time before the term ends.
+  /// > Who: customer as the instance's customer; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+  /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+  /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+  /// > (role is not customer or operator).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoRenewRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func setAutoRenew<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoRenewResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.setAutoRenew(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_SetAutoRenewRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_SetAutoRenewResponse>(),
       options: options,
       onResponse: handleResponse
     )
@@ -5566,15 +6052,16 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   ///
   /// > Source IDL Documentation:
   /// >
-  /// > Extends an instance's expiry; an EXPIRED instance becomes DEPLOYED again; a private
-  /// > instance's license is re-issued with the new expiry.
+  /// > Extends an instance's expiry for a paid RENEWAL order; an EXPIRED instance becomes
+  /// > DEPLOYED again; the subscription becomes ACTIVE on the renewed plan (a pending change
+  /// > applied) with a new term; a private instance's license is re-issued with the new expiry.
   /// > Who: service (marketplace-order).
-  /// > Idempotent on client_token.
+  /// > Idempotent on client_token, and on order_id: each renewal order extends the term once.
   /// > Errors: INVALID_ARGUMENT (empty id, neither renewal set, periods < 1, new expiry not
-  /// > after the current one and now), NOT_FOUND (unknown, or the caller is not a party),
-  /// > FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
+  /// > after the current one and now, quantity < 0), NOT_FOUND (unknown, or the caller is not a
+  /// > party), FAILED_PRECONDITION (RELEASED, DEPLOY_FAILED, or no expiry to extend),
   /// > ALREADY_EXISTS (client_token reused with a different request), UNAUTHENTICATED,
-  /// > PERMISSION_DENIED (a party that is not the resource owner).
+  /// > PERMISSION_DENIED (role is not service).
   ///
   /// - Parameters:
   ///   - message: request message to send.
@@ -5597,6 +6084,89 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
       metadata: metadata
     )
     return try await self.renewServiceInstance(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "ChangeServiceInstance" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Applies a paid CHANGE order: the new plan and quantity from now (immediate) or as the
+  /// > pending change of the next renewal; a private instance's license is re-issued with the
+  /// > new quantity when immediate.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent on client_token, and on order_id: each change order applies once.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id or order_id, plan missing, quantity < 1),
+  /// > NOT_FOUND (unknown instance), FAILED_PRECONDITION (RELEASED, EXPIRED, or no
+  /// > subscription), ABORTED (the instance's plan, quantity or term end differ from the
+  /// > expected ones: another change or a renewal came first), ALREADY_EXISTS (client_token
+  /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (role is not
+  /// > service).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func changeServiceInstance<Result>(
+    _ message: Nest_Entitlement_V1_ChangeServiceInstanceRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_ChangeServiceInstanceResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_ChangeServiceInstanceRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.changeServiceInstance(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "SetAutoRenew" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Turns auto-renew on or off: with it on, entitlement has marketplace-order place and pay
+  /// > the renewal order a configured lead time before the term ends.
+  /// > Who: customer as the instance's customer; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or not the caller's),
+  /// > FAILED_PRECONDITION (RELEASED, or no subscription to renew), ALREADY_EXISTS
+  /// > (client_token reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED
+  /// > (role is not customer or operator).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func setAutoRenew<Result>(
+    _ message: Nest_Entitlement_V1_SetAutoRenewRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoRenewResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoRenewRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.setAutoRenew(
       request: request,
       options: options,
       onResponse: handleResponse

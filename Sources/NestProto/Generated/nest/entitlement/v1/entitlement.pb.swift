@@ -101,6 +101,58 @@ public enum Nest_Entitlement_V1_DeploymentStatus: NestEnum, CaseIterable {
   }
 }
 
+/// Where a subscription stands as a business relationship, apart from its deployment.
+/// TRIAL or ACTIVE -> RENEWING (auto-renew placed the renewal order) -> ACTIVE (renewed) or
+/// RENEW_FAILED (with the reason); any of them -> EXPIRED at the end of the term (the
+/// instance stops serving: deployment EXPIRED, license invalid); a renewal paid before the
+/// grace period ends makes it ACTIVE again; after the grace period -> ENDED (released).
+public enum Nest_Entitlement_V1_SubscriptionStatus: NestEnum, CaseIterable {
+  case unspecified  // SUBSCRIPTION_STATUS_UNSPECIFIED = 0
+  case active  // SUBSCRIPTION_STATUS_ACTIVE = 1
+  /// A free trial: the term ends at the trial's end; auto-renew converts it into a paid term.
+  case trial  // SUBSCRIPTION_STATUS_TRIAL = 2
+  /// The platform placed and paid the renewal order; waiting for it to be applied.
+  case renewing  // SUBSCRIPTION_STATUS_RENEWING = 3
+  /// Auto-renew could not place the renewal; status_reason says why. Retried until expiry.
+  case renewFailed  // SUBSCRIPTION_STATUS_RENEW_FAILED = 4
+  /// Past the term: not serving; renewable until the grace period ends.
+  case expired  // SUBSCRIPTION_STATUS_EXPIRED = 5
+  /// Released: final.
+  case ended  // SUBSCRIPTION_STATUS_ENDED = 6
+  /// A value this schema does not know, kept as it was sent.
+  case unrecognized(Int32)
+
+  public static let allCases: [Self] = [.unspecified, .active, .trial, .renewing, .renewFailed, .expired, .ended]
+
+  public init() { self.init(rawValue: 0) }
+
+  public init(rawValue: Int32) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .active
+    case 2: self = .trial
+    case 3: self = .renewing
+    case 4: self = .renewFailed
+    case 5: self = .expired
+    case 6: self = .ended
+    default: self = .unrecognized(rawValue)
+    }
+  }
+
+  public var rawValue: Int32 {
+    switch self {
+    case .unspecified: 0
+    case .active: 1
+    case .trial: 2
+    case .renewing: 3
+    case .renewFailed: 4
+    case .expired: 5
+    case .ended: 6
+    case .unrecognized(let value): value
+    }
+  }
+}
+
 /// Why CheckLicense found a license valid or not.
 public enum Nest_Entitlement_V1_LicenseStatus: NestEnum, CaseIterable {
   case unspecified  // LICENSE_STATUS_UNSPECIFIED = 0
@@ -265,6 +317,10 @@ public struct Nest_Entitlement_V1_DistributionTerms: NestMessage {
   /// The most instances of services derived from A that may exist under the authorization at
   /// once (not RELEASED); 0 = no limit. Must be >= 0.
   public var maxInstances: Int32 = 0
+  /// The wholesale price per unit of a billing period that has its own (a YEAR plan owes the
+  /// YEAR price, not twelve MONTH prices); a period without an entry owes wholesale_price.
+  /// Each period (MONTH, YEAR, ONE_TIME) at most once, in wholesale_price's currency.
+  public var wholesalePrices: [Nest_Common_V1_PeriodPrice] = []
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -273,6 +329,7 @@ public struct Nest_Entitlement_V1_DistributionTerms: NestMessage {
     self.wholesalePrice = r.message(0)
     self.validUntilUnixMs = r.scalar(1)
     self.maxInstances = r.scalar(2)
+    self.wholesalePrices = r.repeatedMessage(3)
     self.unknownFields = r.unknownFields
   }
 
@@ -280,6 +337,7 @@ public struct Nest_Entitlement_V1_DistributionTerms: NestMessage {
     try w.setMessage(0, self.wholesalePrice)
     w.setScalar(1, self.validUntilUnixMs)
     w.setScalar(2, self.maxInstances)
+    try w.setRepeatedMessage(3, self.wholesalePrices)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -363,6 +421,8 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
   public var issuedAtUnixMs: Int64 = 0
   /// 0 = does not expire.
   public var expiresAtUnixMs: Int64 = 0
+  /// A free trial's license: it ends at expires_at unless the trial converts.
+  public var trial: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -376,6 +436,7 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
     self.quantity = r.scalar(5)
     self.issuedAtUnixMs = r.scalar(6)
     self.expiresAtUnixMs = r.scalar(7)
+    self.trial = r.scalar(8)
     self.unknownFields = r.unknownFields
   }
 
@@ -388,6 +449,7 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
     w.setScalar(5, self.quantity)
     w.setScalar(6, self.issuedAtUnixMs)
     w.setScalar(7, self.expiresAtUnixMs)
+    w.setScalar(8, self.trial)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -413,6 +475,8 @@ public struct Nest_Entitlement_V1_License: NestMessage {
   public var keyID: String = ""
   /// The signature algorithm: "Ed25519".
   public var algorithm: String = ""
+  /// A free trial's license (as in its payload).
+  public var trial: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -428,6 +492,7 @@ public struct Nest_Entitlement_V1_License: NestMessage {
     self.signature = r.bytes(7)
     self.keyID = r.string(8)
     self.algorithm = r.string(9)
+    self.trial = r.scalar(10)
     self.unknownFields = r.unknownFields
   }
 
@@ -442,6 +507,7 @@ public struct Nest_Entitlement_V1_License: NestMessage {
     w.setBytes(7, self.signature)
     try w.setString(8, self.keyID)
     try w.setString(9, self.algorithm)
+    w.setScalar(10, self.trial)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -519,6 +585,9 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
   public var history: [Nest_Common_V1_StatusChange] = []
   public var createdAtUnixMs: Int64 = 0
   public var updatedAtUnixMs: Int64 = 0
+  /// The instance as a subscription (business status, plan, auto-renew), apart from its
+  /// deployment status. Unset for an instance created without a plan (release 0.1).
+  public var subscription: Nest_Entitlement_V1_Subscription? = nil
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -556,6 +625,7 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     self.history = r.repeatedMessage(21)
     self.createdAtUnixMs = r.scalar(22)
     self.updatedAtUnixMs = r.scalar(23)
+    self.subscription = r.message(24)
     self.unknownFields = r.unknownFields
   }
 
@@ -582,6 +652,7 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     try w.setRepeatedMessage(21, self.history)
     w.setScalar(22, self.createdAtUnixMs)
     w.setScalar(23, self.updatedAtUnixMs)
+    try w.setMessage(24, self.subscription)
     switch self.access {
     case .logonURL(let value)?:
       try w.setString(14, value)
@@ -600,6 +671,142 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     if ![1, 2, 4, 5].contains(role) {
       copy.authorizationID = ""
     }
+    copy.subscription = copy.subscription?.redacted(forRole: role)
+    return copy
+  }
+}
+
+/// What a term of an instance is sold on: the product and plan, and its prices per unit per
+/// billing period when the term was paid.
+public struct Nest_Entitlement_V1_InstancePlan: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.InstancePlan"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var productID: String = ""
+  public var planID: String = ""
+  public var billingPeriod: Nest_Common_V1_BillingPeriod = .init(rawValue: 0)
+  /// What the customer pays per unit per period.
+  public var unitPrice: Nest_Common_V1_Money? = nil
+  /// What the distributor owes the ISV per unit per period; unset for a direct sale. Never
+  /// disclosed to a customer.
+  public var wholesaleUnitPrice: Nest_Common_V1_Money? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.productID = r.string(0)
+    self.planID = r.string(1)
+    self.billingPeriod = r.scalar(2)
+    self.unitPrice = r.message(3)
+    self.wholesaleUnitPrice = r.message(4)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.productID)
+    try w.setString(1, self.planID)
+    w.setScalar(2, self.billingPeriod)
+    try w.setMessage(3, self.unitPrice)
+    try w.setMessage(4, self.wholesaleUnitPrice)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    // wholesale_unit_price: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.wholesaleUnitPrice = nil
+    }
+    return copy
+  }
+}
+
+/// A plan or quantity change that takes effect at the next renewal (a downgrade).
+public struct Nest_Entitlement_V1_PendingChange: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.PendingChange"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var plan: Nest_Entitlement_V1_InstancePlan? = nil
+  public var quantity: Int32 = 0
+  /// The CHANGE order that asked for it.
+  public var orderID: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.plan = r.message(0)
+    self.quantity = r.scalar(1)
+    self.orderID = r.string(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.plan)
+    w.setScalar(1, self.quantity)
+    try w.setString(2, self.orderID)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.plan = copy.plan?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_Subscription: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.Subscription"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// The plan of the current term: what a renewal renews (after pending_change, if any).
+  public var plan: Nest_Entitlement_V1_InstancePlan? = nil
+  public var status: Nest_Entitlement_V1_SubscriptionStatus = .init(rawValue: 0)
+  /// RENEW_FAILED: why; empty otherwise.
+  public var statusReason: String = ""
+  /// Whether the platform renews the instance itself before its term ends.
+  public var autoRenew: Bool = false
+  /// When the current term began (it ends at ServiceInstance.expires_at_unix_ms): what
+  /// proration counts from.
+  public var termStartedAtUnixMs: Int64 = 0
+  /// The current term is a free trial.
+  public var trial: Bool = false
+  public var pendingChange: Nest_Entitlement_V1_PendingChange? = nil
+  /// The orders applied to the instance (its order, renewals, changes), oldest first.
+  public var orderIds: [String] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.plan = r.message(0)
+    self.status = r.scalar(1)
+    self.statusReason = r.string(2)
+    self.autoRenew = r.scalar(3)
+    self.termStartedAtUnixMs = r.scalar(4)
+    self.trial = r.scalar(5)
+    self.pendingChange = r.message(6)
+    self.orderIds = r.repeatedString(7)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.plan)
+    w.setScalar(1, self.status)
+    try w.setString(2, self.statusReason)
+    w.setScalar(3, self.autoRenew)
+    w.setScalar(4, self.termStartedAtUnixMs)
+    w.setScalar(5, self.trial)
+    try w.setMessage(6, self.pendingChange)
+    try w.setRepeatedString(7, self.orderIds)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.plan = copy.plan?.redacted(forRole: role)
+    copy.pendingChange = copy.pendingChange?.redacted(forRole: role)
     return copy
   }
 }
@@ -1152,6 +1359,14 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
   /// The order's snapshot of CatalogService.ResolveScenario; decides resource owner, fee
   /// payer and access mode. Required.
   public var resolution: Nest_Common_V1_ScenarioResolution? = nil
+  /// The plan and prices the instance is sold on; unset = an instance without a subscription
+  /// (it cannot be renewed by an order or change plan). Its billing_period, when set, is the
+  /// instance's (a trial's expiry is absolute but it renews by the plan's periods).
+  public var plan: Nest_Entitlement_V1_InstancePlan? = nil
+  /// A free trial (expiry = the trial's end; the license says so).
+  public var trial: Bool = false
+  /// Whether the platform renews it before its term ends.
+  public var autoRenew: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -1177,6 +1392,9 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
     self.quantity = r.scalar(6)
     self.parameterSetName = r.string(9)
     self.resolution = r.message(10)
+    self.plan = r.message(11)
+    self.trial = r.scalar(12)
+    self.autoRenew = r.scalar(13)
     self.unknownFields = r.unknownFields
   }
 
@@ -1190,6 +1408,9 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
     w.setScalar(6, self.quantity)
     try w.setString(9, self.parameterSetName)
     try w.setMessage(10, self.resolution)
+    try w.setMessage(11, self.plan)
+    w.setScalar(12, self.trial)
+    w.setScalar(13, self.autoRenew)
     switch self.expiry {
     case .term(let value)?:
       try w.setMessage(7, value)
@@ -1200,6 +1421,12 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceRequest: NestMessage {
     case nil: break
     }
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.plan = copy.plan?.redacted(forRole: role)
+    return copy
   }
 }
 
@@ -1371,6 +1598,14 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceRequest: NestMessage {
   public var clientToken: String = ""
   public var instanceID: String = ""
   public var renewal: OneOf_Renewal? = nil
+  /// The paid RENEWAL order: applied once per order_id (a repeat returns the instance as it
+  /// is). Empty = not an order's renewal.
+  public var orderID: String = ""
+  /// The plan and prices of the new term (a pending change applied, or the plan's price in
+  /// force); unset = unchanged.
+  public var plan: Nest_Entitlement_V1_InstancePlan? = nil
+  /// Units of the new term; 0 = unchanged.
+  public var quantity: Int32 = 0
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -1391,12 +1626,18 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceRequest: NestMessage {
     }
     self.clientToken = r.string(0)
     self.instanceID = r.string(1)
+    self.orderID = r.string(4)
+    self.plan = r.message(5)
+    self.quantity = r.scalar(6)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
     try w.setString(0, self.clientToken)
     try w.setString(1, self.instanceID)
+    try w.setString(4, self.orderID)
+    try w.setMessage(5, self.plan)
+    w.setScalar(6, self.quantity)
     switch self.renewal {
     case .periods(let value)?:
       w.setScalar(2, value)
@@ -1408,6 +1649,12 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceRequest: NestMessage {
     }
     w.setUnknownFields(self.unknownFields)
   }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.plan = copy.plan?.redacted(forRole: role)
+    return copy
+  }
 }
 
 public struct Nest_Entitlement_V1_RenewServiceInstanceResponse: NestMessage {
@@ -1416,6 +1663,140 @@ public struct Nest_Entitlement_V1_RenewServiceInstanceResponse: NestMessage {
 
   /// With the new expiry; an EXPIRED instance is DEPLOYED again; a license is re-issued with
   /// the same license_id and the new expiry.
+  public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.instance = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.instance)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_ChangeServiceInstanceRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.ChangeServiceInstanceRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  public var instanceID: String = ""
+  /// The paid CHANGE order: applied once per order_id.
+  public var orderID: String = ""
+  /// The new plan and prices, and units.
+  public var plan: Nest_Entitlement_V1_InstancePlan? = nil
+  public var quantity: Int32 = 0
+  /// true: from now (an upgrade, or any change during a trial); false: at the next renewal
+  /// (a downgrade), kept as the subscription's pending_change.
+  public var immediate: Bool = false
+  /// What the order was priced against: the change is refused (ABORTED) when the instance's
+  /// plan, quantity or term end differ now (another change or a renewal came first).
+  public var expectedPlanID: String = ""
+  public var expectedQuantity: Int32 = 0
+  public var expectedExpiresAtUnixMs: Int64 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.orderID = r.string(2)
+    self.plan = r.message(3)
+    self.quantity = r.scalar(4)
+    self.immediate = r.scalar(5)
+    self.expectedPlanID = r.string(6)
+    self.expectedQuantity = r.scalar(7)
+    self.expectedExpiresAtUnixMs = r.scalar(8)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.orderID)
+    try w.setMessage(3, self.plan)
+    w.setScalar(4, self.quantity)
+    w.setScalar(5, self.immediate)
+    try w.setString(6, self.expectedPlanID)
+    w.setScalar(7, self.expectedQuantity)
+    w.setScalar(8, self.expectedExpiresAtUnixMs)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.plan = copy.plan?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_ChangeServiceInstanceResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.ChangeServiceInstanceResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.instance = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.instance)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_SetAutoRenewRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.SetAutoRenewRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  public var instanceID: String = ""
+  public var autoRenew: Bool = false
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.autoRenew = r.scalar(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    w.setScalar(2, self.autoRenew)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_SetAutoRenewResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.SetAutoRenewResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
   public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
   public var unknownFields = NestUnknownFields()
 

@@ -27,6 +27,45 @@ public enum Nest_Order_V1_MarketplaceOrderService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "CreateRenewalOrder" metadata.
+    public enum CreateRenewalOrder: Sendable {
+      /// Request type for "CreateRenewalOrder".
+      public typealias Input = Nest_Order_V1_CreateRenewalOrderRequest
+      /// Response type for "CreateRenewalOrder".
+      public typealias Output = Nest_Order_V1_CreateRenewalOrderResponse
+      /// Descriptor for "CreateRenewalOrder".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.order.v1.MarketplaceOrderService"),
+        method: "CreateRenewalOrder",
+        type: .unary
+      )
+    }
+    /// Namespace for "CreateChangeOrder" metadata.
+    public enum CreateChangeOrder: Sendable {
+      /// Request type for "CreateChangeOrder".
+      public typealias Input = Nest_Order_V1_CreateChangeOrderRequest
+      /// Response type for "CreateChangeOrder".
+      public typealias Output = Nest_Order_V1_CreateChangeOrderResponse
+      /// Descriptor for "CreateChangeOrder".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.order.v1.MarketplaceOrderService"),
+        method: "CreateChangeOrder",
+        type: .unary
+      )
+    }
+    /// Namespace for "PlaceRenewal" metadata.
+    public enum PlaceRenewal: Sendable {
+      /// Request type for "PlaceRenewal".
+      public typealias Input = Nest_Order_V1_PlaceRenewalRequest
+      /// Response type for "PlaceRenewal".
+      public typealias Output = Nest_Order_V1_PlaceRenewalResponse
+      /// Descriptor for "PlaceRenewal".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.order.v1.MarketplaceOrderService"),
+        method: "PlaceRenewal",
+        type: .unary
+      )
+    }
     /// Namespace for "PayOrder" metadata.
     public enum PayOrder: Sendable {
       /// Request type for "PayOrder".
@@ -108,6 +147,9 @@ public enum Nest_Order_V1_MarketplaceOrderService: Sendable {
     /// Descriptors for all methods in the "nest.order.v1.MarketplaceOrderService" service.
     public static let descriptors: [GRPCCore.MethodDescriptor] = [
       CreateOrder.descriptor,
+      CreateRenewalOrder.descriptor,
+      CreateChangeOrder.descriptor,
+      PlaceRenewal.descriptor,
       PayOrder.descriptor,
       CancelOrder.descriptor,
       RefundOrder.descriptor,
@@ -168,6 +210,84 @@ extension Nest_Order_V1_MarketplaceOrderService {
       request: GRPCCore.StreamingServerRequest<Nest_Order_V1_CreateOrderRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_CreateOrderResponse>
+
+    /// Handle the "CreateRenewalOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+    /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+    /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+    /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+    /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Order_V1_CreateRenewalOrderRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Order_V1_CreateRenewalOrderResponse` messages.
+    func createRenewalOrder(
+      request: GRPCCore.StreamingServerRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_CreateRenewalOrderResponse>
+
+    /// Handle the "CreateChangeOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+    /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+    /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+    /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+    /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Order_V1_CreateChangeOrderRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Order_V1_CreateChangeOrderResponse` messages.
+    func createChangeOrder(
+      request: GRPCCore.StreamingServerRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_CreateChangeOrderResponse>
+
+    /// Handle the "PlaceRenewal" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+    /// > (its deliveries then renew the instance and record the sales).
+    /// > Who: service (entitlement).
+    /// > Idempotent on client_token (one order per instance and term end).
+    /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+    /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+    /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Order_V1_PlaceRenewalRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Order_V1_PlaceRenewalResponse` messages.
+    func placeRenewal(
+      request: GRPCCore.StreamingServerRequest<Nest_Order_V1_PlaceRenewalRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_PlaceRenewalResponse>
 
     /// Handle the "PayOrder" method.
     ///
@@ -354,6 +474,84 @@ extension Nest_Order_V1_MarketplaceOrderService {
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_CreateOrderResponse>
 
+    /// Handle the "CreateRenewalOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+    /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+    /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+    /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+    /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_CreateRenewalOrderRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Order_V1_CreateRenewalOrderResponse` message.
+    func createRenewalOrder(
+      request: GRPCCore.ServerRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_CreateRenewalOrderResponse>
+
+    /// Handle the "CreateChangeOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+    /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+    /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+    /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+    /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_CreateChangeOrderRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Order_V1_CreateChangeOrderResponse` message.
+    func createChangeOrder(
+      request: GRPCCore.ServerRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_CreateChangeOrderResponse>
+
+    /// Handle the "PlaceRenewal" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+    /// > (its deliveries then renew the instance and record the sales).
+    /// > Who: service (entitlement).
+    /// > Idempotent on client_token (one order per instance and term end).
+    /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+    /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+    /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_PlaceRenewalRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Order_V1_PlaceRenewalResponse` message.
+    func placeRenewal(
+      request: GRPCCore.ServerRequest<Nest_Order_V1_PlaceRenewalRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_PlaceRenewalResponse>
+
     /// Handle the "PayOrder" method.
     ///
     /// > Source IDL Documentation:
@@ -537,6 +735,84 @@ extension Nest_Order_V1_MarketplaceOrderService {
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Order_V1_CreateOrderResponse
 
+    /// Handle the "CreateRenewalOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+    /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+    /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+    /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+    /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Order_V1_CreateRenewalOrderRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Order_V1_CreateRenewalOrderResponse` to respond with.
+    func createRenewalOrder(
+      request: Nest_Order_V1_CreateRenewalOrderRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Order_V1_CreateRenewalOrderResponse
+
+    /// Handle the "CreateChangeOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+    /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+    /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+    /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+    /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Order_V1_CreateChangeOrderRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Order_V1_CreateChangeOrderResponse` to respond with.
+    func createChangeOrder(
+      request: Nest_Order_V1_CreateChangeOrderRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Order_V1_CreateChangeOrderResponse
+
+    /// Handle the "PlaceRenewal" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+    /// > (its deliveries then renew the instance and record the sales).
+    /// > Who: service (entitlement).
+    /// > Idempotent on client_token (one order per instance and term end).
+    /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+    /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+    /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Order_V1_PlaceRenewalRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Order_V1_PlaceRenewalResponse` to respond with.
+    func placeRenewal(
+      request: Nest_Order_V1_PlaceRenewalRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Order_V1_PlaceRenewalResponse
+
     /// Handle the "PayOrder" method.
     ///
     /// > Source IDL Documentation:
@@ -702,6 +978,39 @@ extension Nest_Order_V1_MarketplaceOrderService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Order_V1_MarketplaceOrderService.Method.CreateRenewalOrder.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_CreateRenewalOrderRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_CreateRenewalOrderResponse>(),
+      handler: { request, context in
+        try await self.createRenewalOrder(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Order_V1_MarketplaceOrderService.Method.CreateChangeOrder.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_CreateChangeOrderRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_CreateChangeOrderResponse>(),
+      handler: { request, context in
+        try await self.createChangeOrder(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Order_V1_MarketplaceOrderService.Method.PlaceRenewal.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_PlaceRenewalRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_PlaceRenewalResponse>(),
+      handler: { request, context in
+        try await self.placeRenewal(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Order_V1_MarketplaceOrderService.Method.PayOrder.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_PayOrderRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_PayOrderResponse>(),
@@ -784,6 +1093,39 @@ extension Nest_Order_V1_MarketplaceOrderService.ServiceProtocol {
     return GRPCCore.StreamingServerResponse(single: response)
   }
 
+  public func createRenewalOrder(
+    request: GRPCCore.StreamingServerRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_CreateRenewalOrderResponse> {
+    let response = try await self.createRenewalOrder(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func createChangeOrder(
+    request: GRPCCore.StreamingServerRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_CreateChangeOrderResponse> {
+    let response = try await self.createChangeOrder(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func placeRenewal(
+    request: GRPCCore.StreamingServerRequest<Nest_Order_V1_PlaceRenewalRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Order_V1_PlaceRenewalResponse> {
+    let response = try await self.placeRenewal(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
   public func payOrder(
     request: GRPCCore.StreamingServerRequest<Nest_Order_V1_PayOrderRequest>,
     context: GRPCCore.ServerContext
@@ -860,6 +1202,45 @@ extension Nest_Order_V1_MarketplaceOrderService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_CreateOrderResponse> {
     return GRPCCore.ServerResponse<Nest_Order_V1_CreateOrderResponse>(
       message: try await self.createOrder(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func createRenewalOrder(
+    request: GRPCCore.ServerRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_CreateRenewalOrderResponse> {
+    return GRPCCore.ServerResponse<Nest_Order_V1_CreateRenewalOrderResponse>(
+      message: try await self.createRenewalOrder(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func createChangeOrder(
+    request: GRPCCore.ServerRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_CreateChangeOrderResponse> {
+    return GRPCCore.ServerResponse<Nest_Order_V1_CreateChangeOrderResponse>(
+      message: try await self.createChangeOrder(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func placeRenewal(
+    request: GRPCCore.ServerRequest<Nest_Order_V1_PlaceRenewalRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Order_V1_PlaceRenewalResponse> {
+    return GRPCCore.ServerResponse<Nest_Order_V1_PlaceRenewalResponse>(
+      message: try await self.placeRenewal(
         request: request.message,
         context: context
       ),
@@ -987,6 +1368,99 @@ extension Nest_Order_V1_MarketplaceOrderService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_CreateOrderResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateOrderResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "CreateRenewalOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+    /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+    /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+    /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+    /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_CreateRenewalOrderRequest` message.
+    ///   - serializer: A serializer for `Nest_Order_V1_CreateRenewalOrderRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Order_V1_CreateRenewalOrderResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func createRenewalOrder<Result>(
+      request: GRPCCore.ClientRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Order_V1_CreateRenewalOrderRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_CreateRenewalOrderResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateRenewalOrderResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "CreateChangeOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+    /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+    /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+    /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+    /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_CreateChangeOrderRequest` message.
+    ///   - serializer: A serializer for `Nest_Order_V1_CreateChangeOrderRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Order_V1_CreateChangeOrderResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func createChangeOrder<Result>(
+      request: GRPCCore.ClientRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Order_V1_CreateChangeOrderRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_CreateChangeOrderResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateChangeOrderResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "PlaceRenewal" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+    /// > (its deliveries then renew the instance and record the sales).
+    /// > Who: service (entitlement).
+    /// > Idempotent on client_token (one order per instance and term end).
+    /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+    /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+    /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_PlaceRenewalRequest` message.
+    ///   - serializer: A serializer for `Nest_Order_V1_PlaceRenewalRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Order_V1_PlaceRenewalResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func placeRenewal<Result>(
+      request: GRPCCore.ClientRequest<Nest_Order_V1_PlaceRenewalRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Order_V1_PlaceRenewalRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_PlaceRenewalResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_PlaceRenewalResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
     /// Call the "PayOrder" method.
@@ -1221,6 +1695,132 @@ extension Nest_Order_V1_MarketplaceOrderService {
       try await self.client.unary(
         request: request,
         descriptor: Nest_Order_V1_MarketplaceOrderService.Method.CreateOrder.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "CreateRenewalOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+    /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+    /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+    /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+    /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_CreateRenewalOrderRequest` message.
+    ///   - serializer: A serializer for `Nest_Order_V1_CreateRenewalOrderRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Order_V1_CreateRenewalOrderResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createRenewalOrder<Result>(
+      request: GRPCCore.ClientRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Order_V1_CreateRenewalOrderRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_CreateRenewalOrderResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateRenewalOrderResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Order_V1_MarketplaceOrderService.Method.CreateRenewalOrder.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "CreateChangeOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+    /// > Who: customer as the instance's customer.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+    /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+    /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+    /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+    /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_CreateChangeOrderRequest` message.
+    ///   - serializer: A serializer for `Nest_Order_V1_CreateChangeOrderRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Order_V1_CreateChangeOrderResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createChangeOrder<Result>(
+      request: GRPCCore.ClientRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Order_V1_CreateChangeOrderRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_CreateChangeOrderResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateChangeOrderResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Order_V1_MarketplaceOrderService.Method.CreateChangeOrder.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "PlaceRenewal" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+    /// > (its deliveries then renew the instance and record the sales).
+    /// > Who: service (entitlement).
+    /// > Idempotent on client_token (one order per instance and term end).
+    /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+    /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+    /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Order_V1_PlaceRenewalRequest` message.
+    ///   - serializer: A serializer for `Nest_Order_V1_PlaceRenewalRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Order_V1_PlaceRenewalResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func placeRenewal<Result>(
+      request: GRPCCore.ClientRequest<Nest_Order_V1_PlaceRenewalRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Order_V1_PlaceRenewalRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Order_V1_PlaceRenewalResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_PlaceRenewalResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Order_V1_MarketplaceOrderService.Method.PlaceRenewal.descriptor,
         serializer: serializer,
         deserializer: deserializer,
         options: options,
@@ -1516,6 +2116,117 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
     )
   }
 
+  /// Call the "CreateRenewalOrder" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+  /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+  /// > Who: customer as the instance's customer.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+  /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+  /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+  /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+  /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Order_V1_CreateRenewalOrderRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func createRenewalOrder<Result>(
+    request: GRPCCore.ClientRequest<Nest_Order_V1_CreateRenewalOrderRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateRenewalOrderResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.createRenewalOrder(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_CreateRenewalOrderRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_CreateRenewalOrderResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "CreateChangeOrder" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+  /// > Who: customer as the instance's customer.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+  /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+  /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+  /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+  /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+  /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Order_V1_CreateChangeOrderRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func createChangeOrder<Result>(
+    request: GRPCCore.ClientRequest<Nest_Order_V1_CreateChangeOrderRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateChangeOrderResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.createChangeOrder(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_CreateChangeOrderRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_CreateChangeOrderResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "PlaceRenewal" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+  /// > (its deliveries then renew the instance and record the sales).
+  /// > Who: service (entitlement).
+  /// > Idempotent on client_token (one order per instance and term end).
+  /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+  /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+  /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Order_V1_PlaceRenewalRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func placeRenewal<Result>(
+    request: GRPCCore.ClientRequest<Nest_Order_V1_PlaceRenewalRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_PlaceRenewalResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.placeRenewal(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Order_V1_PlaceRenewalRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Order_V1_PlaceRenewalResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
   /// Call the "PayOrder" method.
   ///
   /// > Source IDL Documentation:
@@ -1771,6 +2482,129 @@ extension Nest_Order_V1_MarketplaceOrderService.ClientProtocol {
       metadata: metadata
     )
     return try await self.createOrder(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "CreateRenewalOrder" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > A RENEWAL order for one of the caller's instances: its plan (the pending change's, if
+  /// > any) at the product's price in force, its quantity, `periods` periods. Status CREATED.
+  /// > Who: customer as the instance's customer.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (instance_id empty, amount overflows), NOT_FOUND (instance
+  /// > unknown or not the caller's; its plan no longer on the product), FAILED_PRECONDITION
+  /// > (instance RELEASED or without a plan; product delisted; B's authorization revoked or
+  /// > expired; another RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token
+  /// > reused with a different request), UNAVAILABLE (a peer unreachable; safe to retry),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func createRenewalOrder<Result>(
+    _ message: Nest_Order_V1_CreateRenewalOrderRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateRenewalOrderResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Order_V1_CreateRenewalOrderRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.createRenewalOrder(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "CreateChangeOrder" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > A CHANGE order for one of the caller's instances (see PlanChange for the proration).
+  /// > Who: customer as the instance's customer.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (instance_id empty; plan of another billing period; nothing
+  /// > changes; amount overflows), NOT_FOUND (instance unknown or not the caller's, plan not on
+  /// > the product), FAILED_PRECONDITION (instance not running or past its term, without a
+  /// > plan; plan deprecated; product delisted; B's authorization revoked or expired; another
+  /// > RENEWAL or CHANGE of the instance open), ALREADY_EXISTS (client_token reused with a
+  /// > different request), UNAVAILABLE, UNAUTHENTICATED, PERMISSION_DENIED (role not customer).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func createChangeOrder<Result>(
+    _ message: Nest_Order_V1_CreateChangeOrderRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_CreateChangeOrderResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Order_V1_CreateChangeOrderRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.createChangeOrder(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "PlaceRenewal" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Auto-renew: a RENEWAL order for one period, created and paid by the platform in one go
+  /// > (its deliveries then renew the instance and record the sales).
+  /// > Who: service (entitlement).
+  /// > Idempotent on client_token (one order per instance and term end).
+  /// > Errors: INVALID_ARGUMENT (instance_id empty), NOT_FOUND (instance unknown, plan gone),
+  /// > FAILED_PRECONDITION (as CreateRenewalOrder, or the term end is not the instance's),
+  /// > ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE,
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (role not service).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func placeRenewal<Result>(
+    _ message: Nest_Order_V1_PlaceRenewalRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Order_V1_PlaceRenewalResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Order_V1_PlaceRenewalRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.placeRenewal(
       request: request,
       options: options,
       onResponse: handleResponse

@@ -12,10 +12,17 @@ public enum Nest_Order_V1_OrderKind: NestEnum, CaseIterable {
   /// Placed by the platform when a scenario-3 customer order is paid: an order for A at the
   /// authorization's wholesale price, with the distributor as buyer and the ISV as seller.
   case linked  // ORDER_KIND_LINKED = 2
+  /// A customer's renewal of an instance (instance_id) on its plan at the price in force,
+  /// by the customer or by auto-renew; paying it extends the term once.
+  case renewal  // ORDER_KIND_RENEWAL = 3
+  /// A customer's plan or quantity change of an instance (instance_id): an upgrade costs the
+  /// prorated difference for the rest of the term and applies at once; a downgrade costs
+  /// nothing and applies at the next renewal (see `change`).
+  case change  // ORDER_KIND_CHANGE = 4
   /// A value this schema does not know, kept as it was sent.
   case unrecognized(Int32)
 
-  public static let allCases: [Self] = [.unspecified, .customer, .linked]
+  public static let allCases: [Self] = [.unspecified, .customer, .linked, .renewal, .change]
 
   public init() { self.init(rawValue: 0) }
 
@@ -24,6 +31,8 @@ public enum Nest_Order_V1_OrderKind: NestEnum, CaseIterable {
     case 0: self = .unspecified
     case 1: self = .customer
     case 2: self = .linked
+    case 3: self = .renewal
+    case 4: self = .change
     default: self = .unrecognized(rawValue)
     }
   }
@@ -33,6 +42,8 @@ public enum Nest_Order_V1_OrderKind: NestEnum, CaseIterable {
     case .unspecified: 0
     case .customer: 1
     case .linked: 2
+    case .renewal: 3
+    case .change: 4
     case .unrecognized(let value): value
     }
   }
@@ -140,10 +151,14 @@ public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
   /// EntitlementService.ReleaseInstanceSlot for a cancelled order whose payment had reserved
   /// an instance slot but never committed.
   case releaseSlot  // DELIVERY_KIND_RELEASE_SLOT = 5
+  /// EntitlementService.RenewServiceInstance for a paid RENEWAL order.
+  case renewInstance  // DELIVERY_KIND_RENEW_INSTANCE = 6
+  /// EntitlementService.ChangeServiceInstance for a paid CHANGE order.
+  case changeInstance  // DELIVERY_KIND_CHANGE_INSTANCE = 7
   /// A value this schema does not know, kept as it was sent.
   case unrecognized(Int32)
 
-  public static let allCases: [Self] = [.unspecified, .createInstance, .recordSale, .recordRefund, .releaseInstance, .releaseSlot]
+  public static let allCases: [Self] = [.unspecified, .createInstance, .recordSale, .recordRefund, .releaseInstance, .releaseSlot, .renewInstance, .changeInstance]
 
   public init() { self.init(rawValue: 0) }
 
@@ -155,6 +170,8 @@ public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
     case 3: self = .recordRefund
     case 4: self = .releaseInstance
     case 5: self = .releaseSlot
+    case 6: self = .renewInstance
+    case 7: self = .changeInstance
     default: self = .unrecognized(rawValue)
     }
   }
@@ -167,6 +184,8 @@ public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
     case .recordRefund: 3
     case .releaseInstance: 4
     case .releaseSlot: 5
+    case .renewInstance: 6
+    case .changeInstance: 7
     case .unrecognized(let value): value
     }
   }
@@ -292,6 +311,9 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
   public var wholesaleAmount: Nest_Common_V1_Money? = nil
   /// The terms' valid-until at the time of sale; 0 = no expiry.
   public var termsValidUntilUnixMs: Int64 = 0
+  /// CHANGE: the wholesale price per unit per period of the plan changed from (the amount is
+  /// the prorated difference, as for the customer's price).
+  public var previousWholesaleUnitPrice: Nest_Common_V1_Money? = nil
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -301,6 +323,7 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
     self.wholesaleUnitPrice = r.message(1)
     self.wholesaleAmount = r.message(2)
     self.termsValidUntilUnixMs = r.scalar(3)
+    self.previousWholesaleUnitPrice = r.message(4)
     self.unknownFields = r.unknownFields
   }
 
@@ -309,6 +332,54 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
     try w.setMessage(1, self.wholesaleUnitPrice)
     try w.setMessage(2, self.wholesaleAmount)
     w.setScalar(3, self.termsValidUntilUnixMs)
+    try w.setMessage(4, self.previousWholesaleUnitPrice)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+/// What a CHANGE order changes and how its price was prorated:
+/// amount = floor((to - from) * remaining_ms / term_ms) in minor units, where from and to are
+/// unit price x quantity per period, remaining_ms = term_ends - priced_at and term_ms =
+/// term_ends - term_started. An upgrade (to > from) is immediate; anything else costs nothing
+/// and applies at the next renewal. During a trial every change is immediate and free.
+public struct Nest_Order_V1_PlanChange: NestMessage {
+  public static let protoMessageName = "nest.order.v1.PlanChange"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var fromPlanID: String = ""
+  public var fromQuantity: UInt32 = 0
+  /// Per unit per period.
+  public var fromUnitPrice: Nest_Common_V1_Money? = nil
+  public var toUnitPrice: Nest_Common_V1_Money? = nil
+  public var termStartedAtUnixMs: Int64 = 0
+  public var termEndsAtUnixMs: Int64 = 0
+  public var pricedAtUnixMs: Int64 = 0
+  public var immediate: Bool = false
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.fromPlanID = r.string(0)
+    self.fromQuantity = r.scalar(1)
+    self.fromUnitPrice = r.message(2)
+    self.toUnitPrice = r.message(3)
+    self.termStartedAtUnixMs = r.scalar(4)
+    self.termEndsAtUnixMs = r.scalar(5)
+    self.pricedAtUnixMs = r.scalar(6)
+    self.immediate = r.scalar(7)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.fromPlanID)
+    w.setScalar(1, self.fromQuantity)
+    try w.setMessage(2, self.fromUnitPrice)
+    try w.setMessage(3, self.toUnitPrice)
+    w.setScalar(4, self.termStartedAtUnixMs)
+    w.setScalar(5, self.termEndsAtUnixMs)
+    w.setScalar(6, self.pricedAtUnixMs)
+    w.setScalar(7, self.immediate)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -396,8 +467,9 @@ public struct Nest_Order_V1_Order: NestMessage {
   /// CUSTOMER in scenario 3, once paid: the LINKED orders placed for it (one today). The
   /// wholesale side of the sale: never disclosed to a customer.
   public var linkedOrderIds: [String] = []
-  /// The service instance created for the order; empty until FULFILLED, and always empty for
-  /// a LINKED order (the customer's instance belongs to the parent).
+  /// CUSTOMER: the service instance created for the order; empty until FULFILLED. RENEWAL and
+  /// CHANGE: the instance renewed or changed, from creation. Always empty for a LINKED order
+  /// (the customer's instance belongs to the parent).
   public var instanceID: String = ""
   /// Given by PayOrder; empty for a LINKED order, which is paid through the ledger (the
   /// distributor's account) when its parent is paid.
@@ -418,6 +490,14 @@ public struct Nest_Order_V1_Order: NestMessage {
   public var fulfilledAtUnixMs: Int64 = 0
   public var cancelledAtUnixMs: Int64 = 0
   public var refundedAtUnixMs: Int64 = 0
+  /// A free trial (price 0, paid when created; one per customer and product).
+  public var trial: Bool = false
+  /// CHANGE: what changes, and the proration.
+  public var change: Nest_Order_V1_PlanChange? = nil
+  /// Turn auto-renew on for the instance it creates (CUSTOMER orders).
+  public var autoRenew: Bool = false
+  /// A trial's length in days (the plan's trial_days when ordered); 0 otherwise.
+  public var trialDays: UInt32 = 0
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -452,6 +532,10 @@ public struct Nest_Order_V1_Order: NestMessage {
     self.fulfilledAtUnixMs = r.scalar(26)
     self.cancelledAtUnixMs = r.scalar(27)
     self.refundedAtUnixMs = r.scalar(28)
+    self.trial = r.scalar(29)
+    self.change = r.message(30)
+    self.autoRenew = r.scalar(31)
+    self.trialDays = r.scalar(32)
     self.unknownFields = r.unknownFields
   }
 
@@ -485,6 +569,10 @@ public struct Nest_Order_V1_Order: NestMessage {
     w.setScalar(26, self.fulfilledAtUnixMs)
     w.setScalar(27, self.cancelledAtUnixMs)
     w.setScalar(28, self.refundedAtUnixMs)
+    w.setScalar(29, self.trial)
+    try w.setMessage(30, self.change)
+    w.setScalar(31, self.autoRenew)
+    w.setScalar(32, self.trialDays)
     w.setUnknownFields(self.unknownFields)
   }
 
@@ -534,7 +622,7 @@ public struct Nest_Order_V1_Delivery: NestMessage {
   public init() {}
 
   public enum OneOf_Acknowledgement: Hashable, Sendable {
-    /// CREATE_INSTANCE: the instance created.
+    /// CREATE_INSTANCE, RENEW_INSTANCE, CHANGE_INSTANCE: the instance.
     case instanceID(String)
     /// RECORD_SALE / RECORD_REFUND: the ledger transaction recorded (the first one when a
     /// refund reversed several).
@@ -605,6 +693,11 @@ public struct Nest_Order_V1_CreateOrderRequest: NestMessage {
   public var parameterSetName: String = ""
   /// Copied to Order.labels; limits as there.
   public var labels: [String: String] = [:]
+  /// A free trial of the plan (Plan.trial_days > 0): price 0, periods 1, PAID at once; one
+  /// per customer and product.
+  public var trial: Bool = false
+  /// Turn auto-renew on for the instance (see EntitlementService.SetAutoRenew).
+  public var autoRenew: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -617,6 +710,8 @@ public struct Nest_Order_V1_CreateOrderRequest: NestMessage {
     self.periods = r.scalar(4)
     self.parameterSetName = r.string(5)
     self.labels = r.map(6) { e in (e.string(0) as String, e.string(1) as String) }
+    self.trial = r.scalar(7)
+    self.autoRenew = r.scalar(8)
     self.unknownFields = r.unknownFields
   }
 
@@ -628,7 +723,188 @@ public struct Nest_Order_V1_CreateOrderRequest: NestMessage {
     w.setScalar(4, self.periods)
     try w.setString(5, self.parameterSetName)
     try w.setMap(6, self.labels, by: (<)) { e, key, value throws(NestProtoError) in try e.setString(0, key); try e.setString(1, value) }
+    w.setScalar(7, self.trial)
+    w.setScalar(8, self.autoRenew)
     w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Order_V1_CreateRenewalOrderRequest: NestMessage {
+  public static let protoMessageName = "nest.order.v1.CreateRenewalOrderRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  /// An instance of the caller, sold on a plan.
+  public var instanceID: String = ""
+  /// Billing periods to renew; 0 = 1.
+  public var periods: UInt32 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.periods = r.scalar(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    w.setScalar(2, self.periods)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Order_V1_CreateRenewalOrderResponse: NestMessage {
+  public static let protoMessageName = "nest.order.v1.CreateRenewalOrderResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// CREATED: pay it with PayOrder.
+  public var order: Nest_Order_V1_Order? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.order = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.order)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Order_V1_CreateChangeOrderRequest: NestMessage {
+  public static let protoMessageName = "nest.order.v1.CreateChangeOrderRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  /// An instance of the caller, sold on a plan.
+  public var instanceID: String = ""
+  /// A plan of the instance's product with the same billing period; empty = the current.
+  public var planID: String = ""
+  /// Units; 0 = the current quantity.
+  public var quantity: UInt32 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.planID = r.string(2)
+    self.quantity = r.scalar(3)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.planID)
+    w.setScalar(3, self.quantity)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Order_V1_CreateChangeOrderResponse: NestMessage {
+  public static let protoMessageName = "nest.order.v1.CreateChangeOrderResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// An upgrade: CREATED, priced with the proration (pay it with PayOrder). A downgrade or a
+  /// change during a trial: PAID at once, price 0.
+  public var order: Nest_Order_V1_Order? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.order = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.order)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Order_V1_PlaceRenewalRequest: NestMessage {
+  public static let protoMessageName = "nest.order.v1.PlaceRenewalRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// Sent by auto-renew: "auto-renew:<instance>:<term end>", so that one term is renewed once.
+  public var clientToken: String = ""
+  public var instanceID: String = ""
+  /// The end of the term being renewed (ServiceInstance.expires_at_unix_ms when placed).
+  public var termEndsAtUnixMs: Int64 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.termEndsAtUnixMs = r.scalar(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    w.setScalar(2, self.termEndsAtUnixMs)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Order_V1_PlaceRenewalResponse: NestMessage {
+  public static let protoMessageName = "nest.order.v1.PlaceRenewalResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// The RENEWAL order for one period, PAID by the platform (payment_reference
+  /// "auto-renew:<instance>").
+  public var order: Nest_Order_V1_Order? = nil
+  public var linkedOrders: [Nest_Order_V1_Order] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.order = r.message(0)
+    self.linkedOrders = r.repeatedMessage(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.order)
+    try w.setRepeatedMessage(1, self.linkedOrders)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.order = copy.order?.redacted(forRole: role)
+    // linked_orders: read by isv, distributor, operator, service
+    if ![1, 2, 4, 5].contains(role) {
+      copy.linkedOrders = []
+    }
+    copy.linkedOrders = copy.linkedOrders.map { $0.redacted(forRole: role) }
+    return copy
   }
 }
 

@@ -42,8 +42,29 @@ public struct PriceList: Hashable, Sendable {
   public var bPrice: Int64 = 7_999
   public var wholesale: Int64 = 3_333
   public var commissionBps: Int64 = 500
+  /// The "pro" plan costs this many times "monthly" (same billing period).
+  public var proFactor: Int64 = 2
+  /// The trial "monthly" offers, in days.
+  public var trialDays: UInt32 = 14
 
   public init() {}
+
+  /// The plans a product is listed with at `price`: "monthly" (with a trial) and "pro".
+  public func plans(_ price: Int64) -> [Nest_Catalog_V1_Plan] {
+    [
+      .with {
+        $0.planID = "monthly"
+        $0.billingPeriod = .month
+        $0.unitPrice = self.money(price)
+        $0.trialDays = self.trialDays
+      },
+      .with {
+        $0.planID = "pro"
+        $0.billingPeriod = .month
+        $0.unitPrice = self.money(price * self.proFactor)
+      },
+    ]
+  }
 
   public func money(_ amount: Int64) -> Nest_Common_V1_Money { MoneyMath.money(self.currency, amount) }
 
@@ -159,13 +180,7 @@ public struct Marketplace: Sendable {
         _ = try await catalog.listOnMarketplace(
           .with {
             $0.serviceID = created.id
-            $0.plans = [
-              .with {
-                $0.planID = "monthly"
-                $0.billingPeriod = .month
-                $0.unitPrice = self.prices.money(price)
-              }
-            ]
+            $0.plans = self.prices.plans(price)
           })
       }
       return try await catalog.getService(.with { $0.serviceID = created.id }).service ?? .init()
@@ -215,23 +230,83 @@ public struct Marketplace: Sendable {
 
   /// A customer's order for the product, created and (unless `pay` is false) paid.
   public func buy(
-    _ customer: String, product: String, quantity: UInt32 = 1, periods: UInt32 = 1, pay: Bool = true,
-    clientToken: String = ""
+    _ customer: String, product: String, plan: String = "monthly", quantity: UInt32 = 1, periods: UInt32 = 1,
+    pay: Bool = true, trial: Bool = false, autoRenew: Bool = false, clientToken: String = ""
   ) async throws -> Nest_Order_V1_Order {
     try await self.platform.orders(as: .customer, customer) { orders in
       let created =
         try await orders.createOrder(
           .with {
             $0.productID = product
-            $0.planID = "monthly"
+            $0.planID = plan
             $0.quantity = quantity
             $0.periods = periods
             $0.parameterSetName = "standard"
+            $0.trial = trial
+            $0.autoRenew = autoRenew
             $0.clientToken = clientToken.isEmpty ? "" : "create-\(clientToken)"
           }
         ).order ?? .init()
-      guard pay else { return created }
+      guard pay, created.status == .created else { return created }
       return try await self.pay(created, clientToken: clientToken, through: orders)
+    }
+  }
+
+  /// The instance made for a customer order, as its customer sees it.
+  public func instance(of order: Nest_Order_V1_Order) async throws -> Nest_Entitlement_V1_ServiceInstance {
+    try await self.platform.entitlement(as: .customer, order.buyer?.accountID ?? "") {
+      try await $0.getServiceInstance(.with { $0.key = .orderID(order.id) }).instance ?? .init()
+    }
+  }
+
+  /// The instance as an operator sees it now.
+  public func instance(_ id: String) async throws -> Nest_Entitlement_V1_ServiceInstance {
+    try await self.platform.entitlement(as: .operator, self.operatorID) {
+      try await $0.getServiceInstance(.with { $0.key = .instanceID(id) }).instance ?? .init()
+    }
+  }
+
+  /// The customer renews the instance for `periods` periods: a RENEWAL order, paid.
+  public func renew(_ customer: String, instance: String, periods: UInt32 = 1) async throws -> Nest_Order_V1_Order {
+    let created = try await self.platform.orders(as: .customer, customer) {
+      try await $0.createRenewalOrder(
+        .with {
+          $0.instanceID = instance
+          $0.periods = periods
+        }
+      ).order ?? .init()
+    }
+    return try await self.pay(created)
+  }
+
+  /// The customer changes the instance's plan or quantity: a CHANGE order, paid when it
+  /// costs something (a downgrade is paid as it is made).
+  public func change(_ customer: String, instance: String, plan: String = "", quantity: UInt32 = 0) async throws
+    -> Nest_Order_V1_Order
+  {
+    let created = try await self.platform.orders(as: .customer, customer) {
+      try await $0.createChangeOrder(
+        .with {
+          $0.instanceID = instance
+          $0.planID = plan
+          $0.quantity = quantity
+        }
+      ).order ?? .init()
+    }
+    return created.status == .created ? try await self.pay(created) : created
+  }
+
+  /// The customer turns auto-renew on or off.
+  public func setAutoRenew(_ customer: String, instance: String, _ on: Bool) async throws
+    -> Nest_Entitlement_V1_ServiceInstance
+  {
+    try await self.platform.entitlement(as: .customer, customer) {
+      try await $0.setAutoRenew(
+        .with {
+          $0.instanceID = instance
+          $0.autoRenew = on
+        }
+      ).instance ?? .init()
     }
   }
 

@@ -6,8 +6,8 @@ public import ArgumentParser
 import Configuration
 import Foundation
 import GRPCCore
-import NestProto
 public import NestDomain
+import NestProto
 
 /// `host:port` of a service.
 public struct ServiceAddress: Hashable, Sendable, CustomStringConvertible {

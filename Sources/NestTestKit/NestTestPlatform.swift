@@ -18,6 +18,7 @@ public import Logging
 import MarketplaceOrder
 import NIOConcurrencyHelpers
 import NestAuth
+import NestDomain
 @_exported public import NestProto
 @_exported public import NestScenarios
 @_exported public import NestServiceKit
@@ -48,20 +49,23 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   private let connections = SharedConnections()
   private let listeners: [NestServiceName: InProcessListener]
   private let running = NIOLockedValueBox<[NestServiceName: (Task<Void, any Error>, ShutdownHandle)]>([:])
-  private let commissionBps: UInt32
+  private let settings: [NestServiceName: [String: String]]
   private let logLevel: Logger.Level
+  /// The time the services read, when the test controls it.
+  public let clock: TestClock?
 
   private init(
-    mode: Mode, secret: String, directory: URL, processes: LocalPlatform?, commissionBps: UInt32,
-    logLevel: Logger.Level
+    mode: Mode, secret: String, directory: URL, processes: LocalPlatform?,
+    settings: [NestServiceName: [String: String]], logLevel: Logger.Level, clock: TestClock?
   ) async throws {
     self.mode = mode
     self.secret = secret
     self.directory = directory
     self.processes = processes
     self.tokens = try await NestTokens(secret: secret)
-    self.commissionBps = commissionBps
+    self.settings = settings
     self.logLevel = logLevel
+    self.clock = clock
     var listeners: [NestServiceName: InProcessListener] = [:]
     for service in NestServiceName.allCases { listeners[service] = InProcessListener() }
     self.listeners = listeners
@@ -71,18 +75,28 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   /// Calls to a service not started fail UNAVAILABLE (as processes) or wait (in-process).
   /// - `prepare`: runs on the (empty) data directory before any service starts: to put a
   ///   service's database there (`<service>.sqlite`), say.
+  /// - `settings`: per service, settings by key (`"term.interval.ms": "50"` is
+  ///   `--term-interval-ms 50`).
+  /// - `clockStartingAt`: the services read their time from a `TestClock` (`clock`) that
+  ///   starts there and moves only when the test moves it.
   public static func start(
     _ mode: Mode = .inProcess, services: [NestServiceName] = NestServiceName.allCases, commissionBps: UInt32 = 500,
+    settings: [NestServiceName: [String: String]] = [:], clockStartingAt: Int64? = nil,
     logLevel: Logger.Level = .error, prepare: (URL) throws -> Void = { _ in }
   ) async throws -> NestTestPlatform {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nest-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     try prepare(directory)
+    var settings = settings
+    settings[.order, default: [:]]["commission.bps"] = "\(commissionBps)"
+    let clock = try clockStartingAt.map {
+      try TestClock(startingAt: $0, file: directory.appendingPathComponent("clock"))
+    }
     switch mode {
     case .inProcess:
       let platform = try await NestTestPlatform(
         mode: mode, secret: "nest-test-secret-\(UUID().uuidString)", directory: directory, processes: nil,
-        commissionBps: commissionBps, logLevel: logLevel)
+        settings: settings, logLevel: logLevel, clock: clock)
       for service in NestServiceName.allCases {
         platform.connections.add(service, transport: platform.listeners[service]!.connect())
       }
@@ -90,13 +104,20 @@ public final class NestTestPlatform: PlatformClients, Sendable {
       for service in services { try await platform.waitUntilServing(service) }
       return platform
     case .processes(let executables):
+      var arguments: [NestServiceName: [String]] = [:]
+      for service in NestServiceName.allCases {
+        arguments[service] =
+          (settings[service] ?? [:]).sorted { $0.key < $1.key }.flatMap {
+            ["--" + $0.key.replacingOccurrences(of: ".", with: "-"), $0.value]
+          } + (clock.map { ["--test-clock-file", $0.file.path] } ?? [])
+      }
       let local = try LocalPlatform(
         .init(
           executables: executables, dataDirectory: directory, ports: .inherited, logLevel: "\(logLevel)",
-          extraArguments: [.order: ["--commission-bps", "\(commissionBps)"]]))
+          extraArguments: arguments))
       let platform = try await NestTestPlatform(
-        mode: mode, secret: try local.secret(), directory: directory, processes: local, commissionBps: commissionBps,
-        logLevel: logLevel)
+        mode: mode, secret: try local.secret(), directory: directory, processes: local, settings: settings,
+        logLevel: logLevel, clock: clock)
       for service in NestServiceName.allCases {
         let address = local.addresses[service]!
         platform.connections.add(
@@ -121,7 +142,8 @@ public final class NestTestPlatform: PlatformClients, Sendable {
       authSecret: self.secret, logLevel: "\(self.logLevel)",
       // A stopped service's calls wait for this: short, so that tests of outages are quick.
       peerTimeout: .seconds(2),
-      settings: SettingsReader(flags: ["commission.bps": "\(self.commissionBps)"], environment: [:]))
+      settings: SettingsReader(flags: self.settings[service] ?? [:], environment: [:]),
+      clock: self.clock?.nestClock ?? .system)
   }
 
   private func launch(_ service: NestServiceName) throws {
@@ -130,7 +152,8 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     let shutdown = ShutdownHandle()
     let nest = NestService(
       Self.definitions[service]!, configuration: self.configuration(service), listener: self.listeners[service]!,
-      peers: InProcessPeerConnector(listeners: self.listeners), logger: logger, shutdown: shutdown)
+      peers: InProcessPeerConnector(listeners: self.listeners), logger: logger, clock: self.clock?.nestClock ?? .system,
+      shutdown: shutdown)
     let task = Task { try await nest.run() }
     self.running.withLockedValue { $0[service] = (task, shutdown) }
   }

@@ -16,10 +16,13 @@ struct EntitlementCommand: AsyncParsableCommand {
   @Option(help: "Fully managed instances get <base>/<instance id> as logon URL (NEST_LOGON_URL_BASE).")
   var logonUrlBase: String?
 
-  @Option(help: "How long before a term ends auto-renew places the renewal, in ms (NEST_RENEWAL_LEAD_MS; default 3 days).")
+  @Option(
+    help: "How long before a term ends auto-renew places the renewal, in ms (NEST_RENEWAL_LEAD_MS; default 3 days).")
   var renewalLeadMs: String?
 
-  @Option(help: "How long after a term ends an instance not renewed is released, in ms (NEST_EXPIRY_GRACE_MS; default 7 days).")
+  @Option(
+    help:
+      "How long after a term ends an instance not renewed is released, in ms (NEST_EXPIRY_GRACE_MS; default 7 days).")
   var expiryGraceMs: String?
 
   @Option(help: "How often terms are looked at, in ms (NEST_TERM_INTERVAL_MS; default 60000).")

@@ -143,7 +143,8 @@ struct CatalogRulesTests {
     ]
   }
 
-  @Test("plans at or above the wholesale price of their period pass; below it, or in another currency, FAILED_PRECONDITION")
+  @Test(
+    "plans at or above the wholesale price of their period pass; below it, or in another currency, FAILED_PRECONDITION")
   func wholesale() throws {
     try PlanRules.check(
       [plan("m", "USD", 1_000), plan("y", "USD", 10_000, .year), plan("once", "USD", 1_000, .oneTime)], terms: terms)
@@ -168,7 +169,8 @@ struct CatalogRulesTests {
   func trialDays() throws {
     try PlanRules.check([plan("m", "USD", 1, trialDays: 30)], terms: nil)
     do {
-      try PlanRules.check([plan("m", "USD", 1, trialDays: 31), plan("o", "USD", 1, .oneTime, trialDays: 7)], terms: nil)
+      try PlanRules.check(
+        [plan("m", "USD", 1, trialDays: 31), plan("o", "USD", 1, .oneTime, trialDays: 7)], terms: nil)
       Issue.record("bad trials were accepted")
     } catch {
       #expect(error.code == .invalidArgument)

@@ -5,6 +5,7 @@ import GRPCCore
 import NestAuth
 import NestProto
 import NestProtoTesting
+import NestScenarios
 import NestTransport
 import Testing
 

@@ -7,6 +7,7 @@ import GRPCCore
 import NIOConcurrencyHelpers
 import NestProto
 import NestProtoTesting
+import NestScenarios
 import NestServiceKit
 import NestTransport
 import Testing

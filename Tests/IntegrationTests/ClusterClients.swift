@@ -77,16 +77,6 @@ func status(_ body: () async throws -> Void) async -> RPCError.Code? {
   }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws -> Bool {
-  let deadline = ContinuousClock.now + timeout
-  while ContinuousClock.now < deadline {
-    if try await condition() { return true }
-    try await Task.sleep(for: .milliseconds(50))
-  }
-  return try await condition()
-}
-
 func usd(_ amount: Int64) -> Nest_Common_V1_Money {
   .with {
     $0.currency = "USD"

@@ -8,6 +8,7 @@ import GRPCCore
 import NestAuth
 import NestProto
 import NestProtoTesting
+import NestScenarios
 import NestServiceKit
 import NestTransport
 import Testing

@@ -7,6 +7,7 @@ import Foundation
 import GRPCCore
 import NestProto
 import NestProtoTesting
+import NestScenarios
 import NestTransport
 import Testing
 

@@ -196,7 +196,7 @@ struct SQLMetacharacterTests {
       return created
     }
     var fulfilled = Nest_Order_V1_Order()
-    let done = try await eventuallyTrue {
+    let done = try await eventually {
       fulfilled = try await platform.orders(as: .customer, customer) {
         try await $0.getOrder(.with { $0.orderID = order.id }).order!
       }
@@ -314,7 +314,7 @@ struct SQLMetacharacterTests {
           $0.reason = "refund \(evil)"
         })
     }
-    let refunded = try await eventuallyTrue {
+    let refunded = try await eventually {
       try await platform.orders(as: .customer, customer) {
         try await $0.getOrder(.with { $0.orderID = order.id }).order!
       }.delivery?.pending == 0
@@ -375,14 +375,4 @@ struct SQLMetacharacterTests {
     #expect(reconcile.ok, "\(reconcile.discrepancies)")
     await platform.stop()
   }
-}
-
-/// Polls `condition` until it holds, for up to 30 seconds.
-func eventuallyTrue(_ condition: () async throws -> Bool) async throws -> Bool {
-  let deadline = ContinuousClock.now + .seconds(30)
-  while ContinuousClock.now < deadline {
-    if try await condition() { return true }
-    try await Task.sleep(for: .milliseconds(50))
-  }
-  return try await condition()
 }

@@ -183,7 +183,8 @@ extension EntitlementService {
       request.instanceID, method: "SetAutoRenew", token: request.clientToken, request: request
     ) { instance, caller, now in
       guard var subscription = instance.subscription, subscription.plan != nil else {
-        throw DomainError(.failedPrecondition, "instance \(instance.id) was not sold on a plan: there is nothing to renew")
+        throw DomainError(
+          .failedPrecondition, "instance \(instance.id) was not sold on a plan: there is nothing to renew")
       }
       guard instance.status != .released, subscription.status != .ended else {
         throw DomainError(.failedPrecondition, "instance \(instance.id) is released")

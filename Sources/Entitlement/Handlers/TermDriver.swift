@@ -44,8 +44,9 @@ public final class TermDriver: Service, Sendable {
     /// How often the driver looks.
     public var interval: Duration
 
-    public init(lead: Int64 = 3 * 24 * 3600 * 1000, grace: Int64 = 7 * 24 * 3600 * 1000, interval: Duration = .seconds(60))
-    {
+    public init(
+      lead: Int64 = 3 * 24 * 3600 * 1000, grace: Int64 = 7 * 24 * 3600 * 1000, interval: Duration = .seconds(60)
+    ) {
       self.lead = lead
       self.grace = grace
       self.interval = interval

@@ -99,9 +99,11 @@ public struct EntitlementStore: Sendable {
 
   /// The columns of entitlement-3 (createTables makes them for a new database).
   static func addSubscriptionColumns(_ db: Database) throws {
-    try db.addColumnIfMissing("instances", "subscription_status", "INTEGER NOT NULL DEFAULT 0 CHECK (subscription_status >= 0)")
+    try db.addColumnIfMissing(
+      "instances", "subscription_status", "INTEGER NOT NULL DEFAULT 0 CHECK (subscription_status >= 0)")
     try db.addColumnIfMissing("instances", "auto_renew", "BOOLEAN NOT NULL DEFAULT 0")
-    try db.execute(sql: "CREATE INDEX IF NOT EXISTS instances_term ON instances(expires_at_unix_ms) WHERE expires_at_unix_ms > 0")
+    try db.execute(
+      sql: "CREATE INDEX IF NOT EXISTS instances_term ON instances(expires_at_unix_ms) WHERE expires_at_unix_ms > 0")
   }
 
   static func createTables(_ db: Database) throws {
@@ -590,7 +592,9 @@ public struct EntitlementStore: Sendable {
 
   /// Instances whose term ends by `horizon` (auto-renewals to place, expiries) or ended
   /// `grace` before now (releases), oldest end first: what the term driver looks at.
-  public static func instancesWithTermEndingBy(_ horizon: Int64, releasingBy release: Int64, limit: Int, in db: Database)
+  public static func instancesWithTermEndingBy(
+    _ horizon: Int64, releasingBy release: Int64, limit: Int, in db: Database
+  )
     throws -> [Nest_Entitlement_V1_ServiceInstance]
   {
     try Self.instances(

@@ -27,8 +27,10 @@ extension OrderService {
     let instance = try await Self.translatingNotFound("instance", id, field: "instance_id") {
       try await self.peers.instance(id)
     }
-    return try access.authorize(CustomerInstance(instance: instance), notFound: .notFound("instance", id, field: "instance_id"))
-      .instance
+    return try access.authorize(
+      CustomerInstance(instance: instance), notFound: .notFound("instance", id, field: "instance_id")
+    )
+    .instance
   }
 
   /// A RENEWAL order (CREATED) for `periods` periods of the instance's plan at the price in
@@ -127,7 +129,8 @@ extension OrderService {
     if resolution.scenario != .direct {
       let check = try await self.peers.checkDistribution(
         baseServiceID: resolution.baseServiceID, distributorID: resolution.distributorID)
-      terms = try OrderRules.wholesale(check, period: plan.billingPeriod, quantity: quantity, periods: 1, newInstance: false)
+      terms = try OrderRules.wholesale(
+        check, period: plan.billingPeriod, quantity: quantity, periods: 1, newInstance: false)
       wholesaleUnit = terms?.wholesaleUnitPrice
     }
     let priced = try SubscriptionOrders.change(

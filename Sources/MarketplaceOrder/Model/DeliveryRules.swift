@@ -41,7 +41,9 @@ public enum DeliveryRules {
       default: .createInstance
       }
     var rows = [row(instanceKind, for: order.id, key: order.id, id: newID(), now: now)]
-    if OrderRules.recordsSale(order) { rows.append(row(.recordSale, for: order.id, key: order.id, id: newID(), now: now)) }
+    if OrderRules.recordsSale(order) {
+      rows.append(row(.recordSale, for: order.id, key: order.id, id: newID(), now: now))
+    }
     return rows + linked.map { row(.recordSale, for: $0.id, key: $0.id, id: newID(), now: now) }
   }
 

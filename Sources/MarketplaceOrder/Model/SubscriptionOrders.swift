@@ -49,8 +49,9 @@ public enum SubscriptionOrders {
   /// The instance can change plan now: running on a plan, within its term.
   public static func checkChangeable(_ instance: Instance, now: Int64) throws(DomainError) {
     try checkRenewable(instance)
-    guard instance.status == .deployed || instance.status == .suspended || instance.status == .created
-      || instance.status == .deploying
+    guard
+      instance.status == .deployed || instance.status == .suspended || instance.status == .created
+        || instance.status == .deploying
     else {
       throw DomainError(.failedPrecondition, "instance \(instance.id) is \(statusName(instance.status))")
     }

@@ -73,7 +73,8 @@ public struct OrderStore: Sendable {
     try db.addColumnIfMissing("orders", "trial_days", "INTEGER NOT NULL DEFAULT 0 CHECK (trial_days BETWEEN 0 AND 30)")
     try db.addColumnIfMissing("orders", "auto_renew", "BOOLEAN NOT NULL DEFAULT 0")
     try db.addColumnIfMissing(
-      "orders", "wholesale_previous_unit_minor", "INTEGER NOT NULL DEFAULT 0 CHECK (wholesale_previous_unit_minor >= 0)")
+      "orders", "wholesale_previous_unit_minor", "INTEGER NOT NULL DEFAULT 0 CHECK (wholesale_previous_unit_minor >= 0)"
+    )
     try db.execute(
       sql: """
         CREATE UNIQUE INDEX IF NOT EXISTS orders_one_trial ON orders(buyer_id, product_id) WHERE trial = 1;
@@ -441,7 +442,8 @@ public struct OrderStore: Sendable {
   /// Whether the customer had a trial of the product.
   public static func hadTrial(buyerID: String, productID: String, in db: Database) throws -> Bool {
     try Bool.fetchOne(
-      db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM orders WHERE trial = 1 AND buyer_id = ? AND product_id = ?)"),
+      db.cachedStatement(
+        sql: "SELECT EXISTS (SELECT 1 FROM orders WHERE trial = 1 AND buyer_id = ? AND product_id = ?)"),
       arguments: [buyerID, productID]) ?? false
   }
 

@@ -258,8 +258,9 @@ struct  Nest__Order__V1__WholesaleSnapshot
 /*
  * What a CHANGE order changes and how its price was prorated:
  * amount = floor((to - from) * remaining_ms / term_ms) in minor units, where from and to are
- * unit price x quantity per period, remaining_ms = term_ends - priced_at and term_ms =
- * term_ends - term_started. An upgrade (to > from) is immediate; anything else costs nothing
+ * unit price x quantity per period, term_ms = term_ends - term_started and remaining_ms =
+ * term_ends - priced_at, at most term_ms (a term renewed ahead, which starts later, counts
+ * whole). An upgrade (to > from) is immediate; anything else costs nothing
  * and applies at the next renewal. During a trial every change is immediate and free.
  */
 struct  Nest__Order__V1__PlanChange

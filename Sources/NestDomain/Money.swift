@@ -26,16 +26,19 @@ public enum MoneyMath {
     }
   }
 
-  /// The part of a per-period difference `delta` (>= 0) owed for what is left of a term:
-  /// `floor(delta * remaining / term)`, with `remaining` clamped to 0...term. Exact for any
-  /// int64 values (the product is taken in 128 bits), so never more than `delta`. A term of 0
-  /// owes nothing.
-  public static func prorate(_ delta: Int64, remaining: Int64, term: Int64) -> Int64 {
+  /// What a per-period difference `delta` (>= 0) comes to over `remaining` ms (clamped at 0)
+  /// of periods `period` ms long: `floor(delta * remaining / period)`, exact for any int64
+  /// values (128-bit intermediates); nil when the result does not fit in int64. A period of
+  /// 0 comes to nothing.
+  public static func prorate(_ delta: Int64, remaining: Int64, period: Int64) -> Int64? {
     precondition(delta >= 0)
-    guard term > 0 else { return 0 }
-    let part = min(max(remaining, 0), term)
-    let product = delta.multipliedFullWidth(by: part)
-    return term.dividingFullWidth(product).quotient
+    guard period > 0 else { return 0 }
+    let left = max(remaining, 0)
+    let (wholePeriods, rest) = left.quotientAndRemainder(dividingBy: period)
+    let (whole, overflow) = delta.multipliedReportingOverflow(by: wholePeriods)
+    let part = period.dividingFullWidth(delta.multipliedFullWidth(by: rest)).quotient
+    let (total, overflow2) = whole.addingReportingOverflow(part)
+    return overflow || overflow2 ? nil : total
   }
 
   /// Sums per currency, sorted by currency code.
@@ -106,5 +109,18 @@ extension Nest_Order_V1_Order {
   /// Reconcile expects both follow it.
   public var recordsSale: Bool {
     !(self.trial || (self.kind == .change && (self.price?.amount?.amountMinor ?? 0) == 0))
+  }
+}
+
+/// How long billing periods are: a MONTH is 30 days and a YEAR 365 days; ONE_TIME has none.
+public enum BillingPeriods {
+  public static let dayMs: Int64 = 24 * 3600 * 1000
+
+  public static func milliseconds(_ period: Nest_Common_V1_BillingPeriod) -> Int64? {
+    switch period {
+    case .month: 30 * dayMs
+    case .year: 365 * dayMs
+    default: nil
+    }
   }
 }

@@ -19,6 +19,7 @@ struct Nestctl: AsyncParsableCommand {
       """,
     subcommands: [
       UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, HealthCommand.self,
+      InstancesCommand.self,
       GroupCommand<CatalogGroup>.self,
       GroupCommand<EntitlementGroup>.self, GroupCommand<OrderGroup>.self, GroupCommand<SettlementGroup>.self,
       CallCommand.self,

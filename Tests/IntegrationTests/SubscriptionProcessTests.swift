@@ -295,9 +295,20 @@ struct SubscriptionProcessTests {
     // A sale per customer order, renewal and change, and one per linked order of each.
     let changes = count / 2
     #expect(reconcile.saleCount == UInt64(2 * (2 * count + changes)))
+    let changeOrders = try await platform.orders(as: .operator, "op") {
+      try await $0.listOrders(.with { $0.kind = .change }).orders
+    }
+    #expect(changeOrders.count == changes)
     for index in 0..<count {
-      // The change, priced against a term renewed ahead, costs the whole difference.
-      let paid = 2 * prices.bPrice + (index % 2 == 0 ? prices.bPrice : 0)
+      // A change costs one more unit for every day left of the term (renewed ahead: more
+      // than one month), as of when it was priced.
+      let change = changeOrders.first { $0.buyer?.accountID == "cust-chaos-\(index)" }
+      if let snapshot = change?.change {
+        let expected = MoneyMath.prorate(
+          prices.bPrice, remaining: snapshot.termEndsAtUnixMs - snapshot.pricedAtUnixMs, period: 30 * day)
+        #expect(change?.price?.amount?.amountMinor == expected, "change of customer \(index)")
+      }
+      let paid = 2 * prices.bPrice + (change?.price?.amount?.amountMinor ?? 0)
       #expect(try await market.balance(.customer, "cust-chaos-\(index)") == -paid, "customer \(index)")
     }
     await platform.stop()

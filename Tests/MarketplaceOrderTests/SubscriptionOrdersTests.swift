@@ -62,13 +62,24 @@ struct SubscriptionOrdersTests {
     #expect(middle.change.fromPlanID == "monthly")
   }
 
-  @Test("MoneyMath.prorate is exact over the whole int64 range")
+  @Test("MoneyMath.prorate: exact over the whole int64 range, whole periods and a part, nil past int64")
   func extremes() {
-    #expect(MoneyMath.prorate(Int64.max, remaining: Int64.max - 1, term: Int64.max) == Int64.max - 1)
-    #expect(MoneyMath.prorate(Int64.max, remaining: 1, term: 3) == Int64.max / 3)
-    #expect(MoneyMath.prorate(7, remaining: -5, term: 10) == 0)
-    #expect(MoneyMath.prorate(7, remaining: 50, term: 10) == 7)
-    #expect(MoneyMath.prorate(7, remaining: 5, term: 0) == 0)
+    #expect(MoneyMath.prorate(Int64.max, remaining: Int64.max - 1, period: Int64.max) == Int64.max - 1)
+    #expect(MoneyMath.prorate(Int64.max, remaining: 1, period: 3) == Int64.max / 3)
+    #expect(MoneyMath.prorate(7, remaining: -5, period: 10) == 0)
+    #expect(MoneyMath.prorate(7, remaining: 25, period: 10) == 17)  // two periods and a half, floored
+    #expect(MoneyMath.prorate(7, remaining: 5, period: 0) == 0)
+    #expect(MoneyMath.prorate(Int64.max, remaining: 2, period: 1) == nil)
+  }
+
+  @Test("a term of several periods (bought or renewed ahead) prorates every period left")
+  func severalPeriods() throws {
+    var from = instance(unit: 1_000)
+    from.expiresAtUnixMs = 90 * Self.day
+    let change = try SubscriptionOrders.change(
+      from, to: plan("pro", 2_000), quantity: 1, wholesaleUnit: nil, commissionBps: 0, now: 15 * Self.day)
+    #expect(change.price.amount?.amountMinor == 2_500)  // 75 days left: two and a half months
+    #expect(change.change.periodMs == 30 * Self.day)
   }
 
   @Test("a price per period that overflows int64 is INVALID_ARGUMENT")

@@ -173,9 +173,9 @@ struct SubscriptionPropertyTests {
         let order = try await market.change(term.customer, instance: id, plan: plan, quantity: UInt32(quantity))
         _ = try await market.waitForOrder(order.id)
         if term.trial || to > from {
-          // A term renewed ahead (it starts in the future) counts whole, no more.
-          let length = term.end - term.termStart
-          let remaining = min(term.end - now, length)
+          // Every day left of the term, however many periods it holds.
+          let length = 30 * day
+          let remaining = term.end - now
           let delta = term.trial ? 0 : (to - from) * remaining / length
           let wholesaleDelta =
             term.trial || quantity <= term.quantity

@@ -125,33 +125,39 @@ public final class TermDriver: Service, Sendable {
         return true
       }
     case .placeRenewal:
-      let placed = try await self.change(instance.id) { instance, now in
-        guard
-          SubscriptionRules.due(instance, now: now, lead: self.timing.lead, grace: self.timing.grace) == .placeRenewal,
-          var subscription = instance.subscription
-        else { return false }
-        if subscription.status != .renewing {
-          try SubscriptionRules.apply(.renewalPlaced, to: &subscription)
-          instance.subscription = subscription
-          instance.updatedAtUnixMs = now
-        }
-        return true
-      }
-      guard placed else { return }
+      // RENEWING once the order is placed (not before: a failed attempt leaves the status
+      // as it was, or RENEW_FAILED with the latest reason); placing it again for the same
+      // term end is the same order.
+      let termEnd = instance.expiresAtUnixMs
       do {
-        try await self.placer.placeRenewal(instanceID: instance.id, termEndsAtUnixMs: instance.expiresAtUnixMs)
+        try await self.placer.placeRenewal(instanceID: instance.id, termEndsAtUnixMs: termEnd)
       } catch let error as RPCError where error.code == .unavailable || error.code == .deadlineExceeded {
-        // marketplace-order is away: RENEWING stays, and the next round asks again.
+        // marketplace-order is away: the next round asks again.
         self.logger.notice("auto-renew deferred", metadata: ["instance": "\(instance.id)", "error": "\(error)"])
+        return
       } catch let error as RPCError {
         let reason = error.message
         try await self.change(instance.id) { instance, now in
-          guard var subscription = instance.subscription, subscription.status == .renewing else { return false }
+          guard instance.expiresAtUnixMs == termEnd, var subscription = instance.subscription,
+            subscription.status != .renewFailed || subscription.statusReason != reason,
+            SubscriptionRules.allows(subscription.status, .renewalFailed)
+          else { return false }
           try SubscriptionRules.apply(.renewalFailed, to: &subscription, reason: reason)
           instance.subscription = subscription
           instance.updatedAtUnixMs = now
           return true
         }
+        return
+      }
+      try await self.change(instance.id) { instance, now in
+        // Not if the renewal was applied already (the term moved on).
+        guard instance.expiresAtUnixMs == termEnd, var subscription = instance.subscription,
+          subscription.status != .renewing, SubscriptionRules.allows(subscription.status, .renewalPlaced)
+        else { return false }
+        try SubscriptionRules.apply(.renewalPlaced, to: &subscription)
+        instance.subscription = subscription
+        instance.updatedAtUnixMs = now
+        return true
       }
     }
   }

@@ -49,11 +49,10 @@ public enum InstanceRules {
 
   /// The length of `periods` billing periods: a MONTH is 30 days and a YEAR 365 days.
   public static func duration(of period: Nest_Common_V1_BillingPeriod, periods: Int32) throws(DomainError) -> Int64 {
-    switch period {
-    case .month: return Int64(periods) * 30 * dayMs
-    case .year: return Int64(periods) * 365 * dayMs
-    default: throw .invalid([.init(field: "billing_period", description: "must be MONTH or YEAR to count periods")])
+    guard let length = BillingPeriods.milliseconds(period) else {
+      throw .invalid([.init(field: "billing_period", description: "must be MONTH or YEAR to count periods")])
     }
+    return Int64(periods) * length
   }
 
   /// The expiry of a new instance: from its term counted from `now`, or as given.

@@ -82,7 +82,9 @@ public enum SubscriptionOrders {
 
   /// A change: its snapshot, its price (the prorated difference of an upgrade; nothing
   /// otherwise) and, for B, its wholesale side prorated the same way.
-  /// `per period` = unit price x quantity; `delta = floor((to - from) * remaining / term)`.
+  /// `per period` = unit price x quantity; `delta = floor((to - from) * remaining / period)`
+  /// where `remaining` runs to the end of the term (several periods when bought or renewed
+  /// for several) and `period` is one billing period.
   public static func change(
     _ instance: Instance, to plan: Plan, quantity: UInt32, wholesaleUnit: Nest_Common_V1_Money?,
     commissionBps: UInt32, now: Int64
@@ -102,20 +104,28 @@ public enum SubscriptionOrders {
     else {
       throw .invalid("quantity", "unit price x quantity overflows")
     }
-    let term = instance.expiresAtUnixMs - subscription.termStartedAtUnixMs
+    guard let period = BillingPeriods.milliseconds(plan.billingPeriod) else {
+      throw DomainError(.failedPrecondition, "a ONE_TIME plan is not changed by proration")
+    }
     let remaining = instance.expiresAtUnixMs - now
     // During a trial nothing is paid yet: every change applies at once, free.
     let immediate = subscription.trial || to > from
-    let delta = subscription.trial || to <= from ? 0 : MoneyMath.prorate(to - from, remaining: remaining, term: term)
+    var delta: Int64 = 0
     var wholesaleDelta: Int64 = 0
-    if !subscription.trial, to > from, let wholesaleUnit, let previous = current.wholesaleUnitPrice {
-      guard let wholesaleFrom = perPeriod(previous.amountMinor, fromQuantity),
-        let wholesaleTo = perPeriod(wholesaleUnit.amountMinor, quantity)
-      else {
-        throw .invalid("quantity", "wholesale price x quantity overflows")
+    if !subscription.trial, to > from {
+      guard let prorated = MoneyMath.prorate(to - from, remaining: remaining, period: period) else {
+        throw .invalid("quantity", "the prorated difference overflows")
       }
-      if wholesaleTo > wholesaleFrom {
-        wholesaleDelta = MoneyMath.prorate(wholesaleTo - wholesaleFrom, remaining: remaining, term: term)
+      delta = prorated
+      if let wholesaleUnit, let previous = current.wholesaleUnitPrice {
+        guard let wholesaleFrom = perPeriod(previous.amountMinor, fromQuantity),
+          let wholesaleTo = perPeriod(wholesaleUnit.amountMinor, quantity),
+          let proratedWholesale = MoneyMath.prorate(
+            max(wholesaleTo - wholesaleFrom, 0), remaining: remaining, period: period)
+        else {
+          throw .invalid("quantity", "wholesale price x quantity overflows")
+        }
+        wholesaleDelta = proratedWholesale
       }
     }
     let change = Nest_Order_V1_PlanChange.with {
@@ -127,6 +137,7 @@ public enum SubscriptionOrders {
       $0.termEndsAtUnixMs = instance.expiresAtUnixMs
       $0.pricedAtUnixMs = now
       $0.immediate = immediate
+      $0.periodMs = period
     }
     let price = OrderRules.split(delta, unitPrice: toUnit, period: plan.billingPeriod, commissionBps: commissionBps)
     return (change, price, wholesaleDelta)

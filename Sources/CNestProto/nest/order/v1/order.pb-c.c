@@ -1382,7 +1382,7 @@ const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor
   (ProtobufCMessageInit) nest__order__v1__wholesale_snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__plan_change__field_descriptors[8] =
+static const ProtobufCFieldDescriptor nest__order__v1__plan_change__field_descriptors[9] =
 {
   {
     "from_plan_id",
@@ -1480,12 +1480,25 @@ static const ProtobufCFieldDescriptor nest__order__v1__plan_change__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "period_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__PlanChange, period_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__plan_change__field_indices_by_name[] = {
   0,   /* field[0] = from_plan_id */
   1,   /* field[1] = from_quantity */
   2,   /* field[2] = from_unit_price */
   7,   /* field[7] = immediate */
+  8,   /* field[8] = period_ms */
   6,   /* field[6] = priced_at_unix_ms */
   5,   /* field[5] = term_ends_at_unix_ms */
   4,   /* field[4] = term_started_at_unix_ms */
@@ -1494,7 +1507,7 @@ static const unsigned nest__order__v1__plan_change__field_indices_by_name[] = {
 static const ProtobufCIntRange nest__order__v1__plan_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__plan_change__descriptor =
 {
@@ -1504,7 +1517,7 @@ const ProtobufCMessageDescriptor nest__order__v1__plan_change__descriptor =
   "Nest__Order__V1__PlanChange",
   "nest.order.v1",
   sizeof(Nest__Order__V1__PlanChange),
-  8,
+  9,
   nest__order__v1__plan_change__field_descriptors,
   nest__order__v1__plan_change__field_indices_by_name,
   1,  nest__order__v1__plan_change__number_ranges,

@@ -257,11 +257,11 @@ struct  Nest__Order__V1__WholesaleSnapshot
 
 /*
  * What a CHANGE order changes and how its price was prorated:
- * amount = floor((to - from) * remaining_ms / term_ms) in minor units, where from and to are
- * unit price x quantity per period, term_ms = term_ends - term_started and remaining_ms =
- * term_ends - priced_at, at most term_ms (a term renewed ahead, which starts later, counts
- * whole). An upgrade (to > from) is immediate; anything else costs nothing
- * and applies at the next renewal. During a trial every change is immediate and free.
+ * amount = floor((to - from) * remaining_ms / period_ms) in minor units, where from and to are
+ * unit price x quantity per billing period, remaining_ms = term_ends - priced_at (the rest of
+ * the term, however many periods it holds) and period_ms is one billing period (MONTH 30
+ * days, YEAR 365 days). An upgrade (to > from) is immediate; anything else costs nothing and
+ * applies at the next renewal. During a trial every change is immediate and free.
  */
 struct  Nest__Order__V1__PlanChange
 {
@@ -277,10 +277,14 @@ struct  Nest__Order__V1__PlanChange
   int64_t term_ends_at_unix_ms;
   int64_t priced_at_unix_ms;
   protobuf_c_boolean immediate;
+  /*
+   * One billing period, in ms.
+   */
+  int64_t period_ms;
 };
 #define NEST__ORDER__V1__PLAN_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__plan_change__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, 0, 0, 0 }
 
 
 /*

@@ -338,11 +338,11 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
 }
 
 /// What a CHANGE order changes and how its price was prorated:
-/// amount = floor((to - from) * remaining_ms / term_ms) in minor units, where from and to are
-/// unit price x quantity per period, term_ms = term_ends - term_started and remaining_ms =
-/// term_ends - priced_at, at most term_ms (a term renewed ahead, which starts later, counts
-/// whole). An upgrade (to > from) is immediate; anything else costs nothing
-/// and applies at the next renewal. During a trial every change is immediate and free.
+/// amount = floor((to - from) * remaining_ms / period_ms) in minor units, where from and to are
+/// unit price x quantity per billing period, remaining_ms = term_ends - priced_at (the rest of
+/// the term, however many periods it holds) and period_ms is one billing period (MONTH 30
+/// days, YEAR 365 days). An upgrade (to > from) is immediate; anything else costs nothing and
+/// applies at the next renewal. During a trial every change is immediate and free.
 public struct Nest_Order_V1_PlanChange: NestMessage {
   public static let protoMessageName = "nest.order.v1.PlanChange"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
@@ -356,6 +356,8 @@ public struct Nest_Order_V1_PlanChange: NestMessage {
   public var termEndsAtUnixMs: Int64 = 0
   public var pricedAtUnixMs: Int64 = 0
   public var immediate: Bool = false
+  /// One billing period, in ms.
+  public var periodMs: Int64 = 0
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -369,6 +371,7 @@ public struct Nest_Order_V1_PlanChange: NestMessage {
     self.termEndsAtUnixMs = r.scalar(5)
     self.pricedAtUnixMs = r.scalar(6)
     self.immediate = r.scalar(7)
+    self.periodMs = r.scalar(8)
     self.unknownFields = r.unknownFields
   }
 
@@ -381,6 +384,7 @@ public struct Nest_Order_V1_PlanChange: NestMessage {
     w.setScalar(5, self.termEndsAtUnixMs)
     w.setScalar(6, self.pricedAtUnixMs)
     w.setScalar(7, self.immediate)
+    w.setScalar(8, self.periodMs)
     w.setUnknownFields(self.unknownFields)
   }
 }

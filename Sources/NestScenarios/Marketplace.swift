@@ -74,16 +74,28 @@ public struct PriceList: Hashable, Sendable {
     -> [(Nest_Settlement_V1_AccountKind, String, Int64)]
   {
     let amount = (kind.b == nil ? self.aPrice : self.bPrice) * quantity * periods
-    let commission = MoneyMath.commission(amount, bps: UInt32(self.commissionBps))
-    let wholesale = self.wholesale * quantity * periods
-    var expected: [(Nest_Settlement_V1_AccountKind, String, Int64)] = [(.customer, parties.customer, -amount)]
+    return self.balances(kind, parties: parties, sales: [(amount, self.wholesale * quantity * periods)])
+  }
+
+  /// Each party's balance after `sales` of `kind` (what the customer paid and the wholesale
+  /// side of it), before any usage, refund or statement. Each sale's commission is floored
+  /// on its own, as the platform takes it.
+  public func balances(
+    _ kind: ScenarioKind, parties: ScenarioParties, sales: [(amount: Int64, wholesale: Int64)]
+  ) -> [(Nest_Settlement_V1_AccountKind, String, Int64)] {
+    let bps = UInt32(self.commissionBps)
+    let paid = sales.reduce(0) { $0 + $1.amount }
+    let net = sales.reduce(0) { $0 + $1.amount - MoneyMath.commission($1.amount, bps: bps) }
+    var expected: [(Nest_Settlement_V1_AccountKind, String, Int64)] = [(.customer, parties.customer, -paid)]
     if kind.b == nil {
-      expected.append((.isv, parties.isv, amount - commission))
+      expected.append((.isv, parties.isv, net))
     } else if kind.online {
-      expected.append((.distributor, parties.distributor, amount - commission - wholesale))
-      expected.append((.isv, parties.isv, wholesale - MoneyMath.commission(wholesale, bps: UInt32(self.commissionBps))))
+      let wholesale = sales.reduce(0) { $0 + $1.wholesale }
+      let isvNet = sales.reduce(0) { $0 + $1.wholesale - MoneyMath.commission($1.wholesale, bps: bps) }
+      expected.append((.distributor, parties.distributor, net - wholesale))
+      expected.append((.isv, parties.isv, isvNet))
     } else {
-      expected.append((.distributor, parties.distributor, amount - commission))
+      expected.append((.distributor, parties.distributor, net))
       expected.append((.isv, parties.isv, 0))
     }
     return expected

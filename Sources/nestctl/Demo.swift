@@ -15,6 +15,11 @@ struct DemoCommand: AsyncParsableCommand {
     commandName: "demo", abstract: "Walk all four scenarios and a direct sale; check the money.")
 
   @Flag(help: "Start the platform (as `nestctl up`) for the demo and stop it afterwards.") var spawn = false
+  @Flag(
+    help:
+      "Instead: one scenario-3 subscription through a year, on a platform started for it with a simulated clock (implies --spawn)."
+  )
+  var year = false
   @Option(help: "With --spawn: the first of four consecutive ports; 0 for any free ones.") var basePort: Int = 7101
   @OptionGroup var connection: ConnectionOptions
 
@@ -22,8 +27,20 @@ struct DemoCommand: AsyncParsableCommand {
     var connection = self.connection
     var spawned: LocalPlatform? = nil
     var secret: String? = nil
-    if self.spawn {
-      let platform = try LocalPlatform.local(dataDir: connection.dataDir, host: "127.0.0.1", basePort: self.basePort)
+    var clock: TestClock? = nil
+    if self.spawn || self.year {
+      var arguments: [NestServiceName: [String]] = [:]
+      if self.year {
+        // The services read the time from a file the demo moves (as the tests do).
+        let file = URL(fileURLWithPath: connection.dataDir).standardizedFileURL.appendingPathComponent("clock")
+        try FileManager.default.createDirectory(
+          at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        clock = try TestClock(startingAt: YearDemo.start, file: file)
+        for service in NestServiceName.allCases { arguments[service] = ["--test-clock-file", file.path] }
+        arguments[.entitlement, default: []] += YearDemo.entitlementArguments
+      }
+      let platform = try LocalPlatform.local(
+        dataDir: connection.dataDir, host: "127.0.0.1", basePort: self.basePort, extraArguments: arguments)
       spawned = platform
       do {
         try await platform.start()
@@ -47,7 +64,11 @@ struct DemoCommand: AsyncParsableCommand {
     var failures = 0
     do {
       try await reportingErrors {
-        for kind in ScenarioKind.all { failures += try await demo.walk(kind) }
+        if let clock {
+          failures += try await YearDemo(marketplace: demo.marketplace, clock: clock, run: demo.run).walk()
+        } else {
+          for kind in ScenarioKind.all { failures += try await demo.walk(kind) }
+        }
         failures += try await demo.reconcile()
       }
     } catch {
@@ -111,9 +132,47 @@ struct Demo {
     print("  resources owned and paid by \(instance.resourceOwner?.accountID ?? "")")
 
     var failures = 0
-    for (kind, account, want) in self.prices.balances(
-      kind, parties: parties, quantity: Int64(Self.quantity), periods: Int64(Self.periods))
-    {
+    let unit = kind.b == nil ? self.prices.aPrice : self.prices.bPrice
+    let quantity = Int64(Self.quantity)
+    var sales = [
+      (amount: paid.price?.amount?.amountMinor ?? 0, wholesale: self.prices.wholesale * quantity * Int64(Self.periods))
+    ]
+
+    // A renewal: one more month on the plan at the price in force.
+    let renewal = try await self.marketplace.renew(parties.customer, instance: instance.id)
+    _ = try await self.marketplace.waitForOrder(renewal.id)
+    let renewed = try await self.marketplace.instance(instance.id)
+    let renewalAmount = renewal.price?.amount?.amountMinor ?? 0
+    failures += self.check(
+      "  renewal \(renewal.id): 1 month, \(self.money(renewalAmount)), term to \(date(renewed.expiresAtUnixMs))",
+      got: renewalAmount, want: unit * quantity)
+    sales.append((renewalAmount, self.prices.wholesale * quantity))
+
+    // An upgrade to "pro": the difference for every day left of the term.
+    let upgrade = try await self.marketplace.change(parties.customer, instance: instance.id, plan: "pro")
+    _ = try await self.marketplace.waitForOrder(upgrade.id)
+    let change = upgrade.change ?? .init()
+    let left = change.termEndsAtUnixMs - change.pricedAtUnixMs
+    let prorated =
+      MoneyMath.prorate(
+        unit * (self.prices.proFactor - 1) * quantity, remaining: left, period: change.periodMs) ?? -1
+    let upgradeAmount = upgrade.price?.amount?.amountMinor ?? 0
+    failures += self.check(
+      "  upgrade \(upgrade.id) to pro: \(self.money(upgradeAmount)) for the \(days(left)) left (one month is \(days(change.periodMs)))",
+      got: upgradeAmount, want: prorated)
+    sales.append((upgradeAmount, 0))  // the wholesale price is per unit and month, whatever the plan
+
+    // A trial by another customer: free, and the instance says so.
+    let trialCustomer = "trial-\(parties.customer)"
+    let trial = try await self.marketplace.buy(trialCustomer, product: setup.productID, trial: true)
+    _ = try await self.marketplace.waitForOrder(trial.id)
+    let trialInstance = try await self.marketplace.instance(of: trial)
+    let trialBalance = try await self.marketplace.balance(.customer, trialCustomer)
+    failures += self.check(
+      "  trial \(trial.id) for \(trialCustomer): \(statusName(trialInstance.subscription?.status ?? .unspecified)) until \(date(trialInstance.expiresAtUnixMs)), balance \(self.money(trialBalance))",
+      got: trialBalance, want: 0)
+
+    for (kind, account, want) in self.prices.balances(kind, parties: parties, sales: sales) {
       let got = try await self.marketplace.balance(kind, account)
       if got != want { failures += 1 }
       print(
@@ -121,7 +180,7 @@ struct Demo {
       )
     }
     if kind.offline {
-      let wholesale = self.prices.wholesale * Int64(Self.quantity) * Int64(Self.periods)
+      let wholesale = sales.reduce(0) { $0 + $1.wholesale }
       let statement = try await self.marketplace.settleOffline(
         isv: parties.isv, distributor: parties.distributor, reference: "bank-\(self.run)")
       let total = statement.totals.first?.amountMinor ?? 0
@@ -131,6 +190,12 @@ struct Demo {
       )
     }
     return failures
+  }
+
+  /// Prints `line` with "ok", or with what was expected; 1 when it disagrees.
+  func check(_ line: String, got: Int64, want: Int64) -> Int {
+    print("\(line)  \(got == want ? "ok" : "EXPECTED \(self.money(want))")")
+    return got == want ? 0 : 1
   }
 
   func reconcile() async throws -> Int {

@@ -10,12 +10,14 @@ import UnixSignals
 extension LocalPlatform {
   /// The platform as `nestctl up` and `nestctl demo --spawn` run it.
   /// `basePort` 0: free ports, bound before the services start and handed to them.
-  static func local(dataDir: String, host: String, basePort: Int) throws -> LocalPlatform {
+  static func local(
+    dataDir: String, host: String, basePort: Int, extraArguments: [NestServiceName: [String]] = [:]
+  ) throws -> LocalPlatform {
     try LocalPlatform(
       .init(
         executables: LocalPlatform.productsDirectory,
         dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL, host: host,
-        ports: basePort == 0 ? .inherited : .fixed(base: basePort)))
+        ports: basePort == 0 ? .inherited : .fixed(base: basePort), extraArguments: extraArguments))
   }
 
   var table: String {

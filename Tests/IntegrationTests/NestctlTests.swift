@@ -28,9 +28,29 @@ struct NestctlTests {
       #expect(result.stdoutText.contains(heading))
     }
     #expect(result.stdoutText.contains("linked order"))
+    for step in ["  renewal ord_", "  upgrade ord_", "  trial ord_"] {
+      #expect(result.stdoutText.components(separatedBy: step).count - 1 == 5, "\(step)")
+    }
     #expect(result.stdoutText.contains("== Reconcile: ok"))
     #expect(result.stdoutText.hasSuffix("all figures agree\n"))
     #expect(!result.stdoutText.contains("EXPECTED"))
+  }
+
+  @Test("demo: a renewal, a prorated upgrade and a trial in each scenario; --year: a subscription through a year")
+  func subscriptions() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-year-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let result = try nestctl(["demo", "--year", "--base-port", "0", "--data-dir", directory.path])
+    #expect(result.status == 0, "\(result.stdoutText)\n\(result.stderr)")
+    let out = result.stdoutText
+    #expect(out.components(separatedBy: ": auto-renewed").count - 1 == 10)
+    for step in ["upgrade to pro", "downgrade to monthly", "RENEW_FAILED", "EXPIRED, EXPIRED", "RELEASED, ENDED"] {
+      #expect(out.contains(step), "\(step)")
+    }
+    #expect(out.contains("checked against the price list (12 sales)"))
+    #expect(!out.contains("EXPECTED"))
+    #expect(out.hasSuffix("all figures agree\n"))
   }
 
   @Test("a table, JSON that parses, and errors with the status, the fields and exit codes 1 and 64")

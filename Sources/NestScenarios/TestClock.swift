@@ -1,4 +1,4 @@
-// A clock a test moves: the services of a NestTestPlatform read their time from it (in-process
+// A clock a test (or the demo) moves: the services of a NestTestPlatform read their time from it (in-process
 // directly, as processes through the file of `--test-clock-file`), so that a year of terms,
 // renewals and expiries takes as long as the work, never a sleep. Everything the services
 // time goes by it, the outbox's retry backoff included: a test that makes a delivery fail

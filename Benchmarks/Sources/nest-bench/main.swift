@@ -42,7 +42,7 @@ if let service = NestServiceName.allCases.first(where: { $0.executable == invoke
 }
 
 guard arguments.first == "orders" else {
-  print("usage: nest-bench orders [--orders N] [--customers N] [--commits N] [--calls N]")
+  print("usage: nest-bench orders [--orders N] [--customers N] [--commits N] [--calls N] [--renewals N]")
   exit(2)
 }
 
@@ -197,6 +197,54 @@ try await platform.orders(as: .operator, "op-bench") { orders in
 }
 let settledSeconds = (ContinuousClock.now - loadStart).seconds
 let after = pids.mapValues(usage)
+
+// MARK: Renewals in the mix (--renewals N): N of the instances renewed by their customers,
+// the same 16 at a time, after the orders; a renewal is an order too (and its linked order).
+
+let renewalCount = min(option("renewals", 0), orderCount)
+var renewalFigures: (paid: Double, settled: Double, cpu: [NestServiceName: Double])? = nil
+if renewalCount > 0 {
+  let instances = try await platform.entitlement(as: .operator, "op-bench") { entitlement in
+    try await Pages.all { token in
+      let page = try await entitlement.listServiceInstances(
+        .with {
+          $0.page = .with {
+            $0.pageSize = 500
+            $0.pageToken = token
+          }
+        })
+      return (page.instances, page.page?.nextPageToken ?? "")
+    }
+  }
+  let chosen = Array(instances.prefix(renewalCount))
+  let beforeRenewals = pids.mapValues(usage)
+  let renewalStart = ContinuousClock.now
+  try await withThrowingTaskGroup(of: Void.self) { group in
+    for customer in 0..<customers {
+      group.addTask {
+        let own = CustomerPlatform(order: local.addresses[.order]!, tokens: tokens)
+        let marketplace = Marketplace(own)
+        for index in stride(from: customer, to: chosen.count, by: customers) {
+          _ = try await marketplace.renew(chosen[index].customerID, instance: chosen[index].id)
+        }
+        await own.connections.close()
+      }
+    }
+    try await group.waitForAll()
+  }
+  let renewalPaid = (ContinuousClock.now - renewalStart).seconds
+  try await platform.orders(as: .operator, "op-bench") { orders in
+    while try await !orders.listDeliveries(.with { $0.page = .with { $0.pageSize = 1 } }).deliveries.isEmpty {
+      try await Task.sleep(for: .milliseconds(20))
+    }
+  }
+  let renewalSettled = (ContinuousClock.now - renewalStart).seconds
+  let afterRenewals = pids.mapValues(usage)
+  renewalFigures = (
+    Double(renewalCount) / renewalPaid, Double(renewalCount) / renewalSettled,
+    afterRenewals.mapValues(\.cpu).merging(beforeRenewals.mapValues(\.cpu)) { $0 - $1 }
+  )
+}
 await platform.stop()
 
 var histogram = Histogram<UInt64>(highestTrackableValue: 600_000, numberOfSignificantValueDigits: .three)
@@ -241,4 +289,16 @@ for service in NestServiceName.allCases {
       format: "    %-12@ %6.2f s (%5.2f ms)  %6.1f / %6.1f", service.rawValue as NSString, cpu,
       cpu * 1000 / Double(orderCount),
       after[service]!.rssMiB, after[service]!.peakMiB))
+}
+if let renewalFigures {
+  print("renewals in the mix: \(renewalCount) of the instances renewed, \(customers) concurrent customers")
+  print(String(format: "  paid renewals/s          %8.1f  (create + pay)", renewalFigures.paid))
+  print(String(format: "  settled renewals/s       %8.1f  (until every delivery acknowledged)", renewalFigures.settled))
+  for service in NestServiceName.allCases {
+    let cpu = renewalFigures.cpu[service] ?? 0
+    print(
+      String(
+        format: "    %-12@ %6.2f s (%5.2f ms per renewal)", service.rawValue as NSString, cpu,
+        cpu * 1000 / Double(renewalCount)))
+  }
 }

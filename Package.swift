@@ -36,6 +36,8 @@ let package = Package(
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
     // and the stubs; GRPCCodeGen: renders those stubs inside protoc-gen-nest-swift.
     .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    // Standard gRPC over HTTP/2 (plaintext or TLS) beside wire protocol v1.
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
     // Sockets and event loops under NestTransport.
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     // Per-call structured logs and metrics.
@@ -153,6 +155,7 @@ let package = Package(
         "NestProto", "NestTransport", "NestAuth", "NestDomain",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "Configuration", package: "swift-configuration"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "NIOCore", package: "swift-nio"),

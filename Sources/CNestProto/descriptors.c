@@ -2,6 +2,19 @@
 #include "CNestProto.h"
 
 static const ProtobufCMessageDescriptor *const descriptors[] = {
+  &grpc__health__v1__health_check_request__descriptor,
+  &grpc__health__v1__health_check_response__descriptor,
+  &grpc__health__v1__health_list_request__descriptor,
+  &grpc__health__v1__health_list_response__descriptor,
+  &grpc__health__v1__health_list_response__statuses_entry__descriptor,
+  &grpc__reflection__v1__server_reflection_request__descriptor,
+  &grpc__reflection__v1__extension_request__descriptor,
+  &grpc__reflection__v1__server_reflection_response__descriptor,
+  &grpc__reflection__v1__file_descriptor_response__descriptor,
+  &grpc__reflection__v1__extension_number_response__descriptor,
+  &grpc__reflection__v1__list_service_response__descriptor,
+  &grpc__reflection__v1__service_response__descriptor,
+  &grpc__reflection__v1__error_response__descriptor,
   &nest__access__v1__method_access__descriptor,
   &nest__access__v1__field_access__descriptor,
   &nest__catalog__v1__deployment_package__descriptor,

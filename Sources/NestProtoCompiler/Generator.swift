@@ -48,6 +48,16 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
   let targets = request.files.filter { request.filesToGenerate.contains($0.name) }
   var output: [GeneratedFile] = []
 
+  // SwiftPM names object files by a source's base name: files whose base names meet
+  // (nest/health/v1/health.proto and grpc/health/v1/health.proto) are named after their
+  // packages instead.
+  func stem(_ name: String) -> String {
+    let base = name.hasSuffix(".proto") ? String(name.dropLast(6)) : name
+    return String(base.split(separator: "/").last ?? Substring(base))
+  }
+  var stems: [String: Int] = [:]
+  for file in targets { stems[stem(file.name), default: 0] += 1 }
+
   for file in targets {
     for message in file.allMessages {
       for field in message.fields where field.isProto3Optional {
@@ -56,7 +66,11 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
         )
       }
     }
-    let base = file.name.hasSuffix(".proto") ? String(file.name.dropLast(6)) : file.name
+    var base = file.name.hasSuffix(".proto") ? String(file.name.dropLast(6)) : file.name
+    if stems[stem(file.name), default: 0] > 1 {
+      let directory = base.split(separator: "/").dropLast().joined(separator: "/")
+      base = (directory.isEmpty ? "" : directory + "/") + file.package + "." + stem(file.name)
+    }
     var content = header(source: file.name)
     content += "import \(options.cModule)\nimport NestProtoRuntime\n"
     for enumeration in file.enums { content += "\n" + emitter.render(enumeration, indent: "") }

@@ -53,7 +53,8 @@ extension NestEnum {
 /// Reads one unpacked protobuf-c message. For generated code.
 public struct NestCMessageReader {
   @usableFromInline let base: UnsafeMutableRawPointer
-  @usableFromInline let fields: UnsafePointer<ProtobufCFieldDescriptor>
+  /// Nil for a message without fields (protobuf-c gives it no table).
+  @usableFromInline let fields: UnsafePointer<ProtobufCFieldDescriptor>?
 
   @usableFromInline
   init(message: UnsafeMutablePointer<ProtobufCMessage>) {
@@ -62,10 +63,10 @@ public struct NestCMessageReader {
   }
 
   @inlinable func value(_ field: Int) -> UnsafeMutableRawPointer {
-    self.base + Int(self.fields[field].offset)
+    self.base + Int(self.fields.unsafelyUnwrapped[field].offset)
   }
   @inlinable func count(_ field: Int) -> Int {
-    self.base.loadUnaligned(fromByteOffset: Int(self.fields[field].quantifier_offset), as: Int.self)
+    self.base.loadUnaligned(fromByteOffset: Int(self.fields.unsafelyUnwrapped[field].quantifier_offset), as: Int.self)
   }
   @inlinable func array(_ field: Int) -> UnsafeMutableRawPointer? {
     self.value(field).load(as: UnsafeMutableRawPointer?.self)
@@ -138,7 +139,8 @@ public struct NestCMessageReader {
 
   /// The field number of the oneof member that is set (0: none), via any member's index.
   @inlinable public func oneofCase(_ field: Int) -> UInt32 {
-    self.base.loadUnaligned(fromByteOffset: Int(self.fields[field].quantifier_offset), as: UInt32.self)
+    self.base.loadUnaligned(
+      fromByteOffset: Int(self.fields.unsafelyUnwrapped[field].quantifier_offset), as: UInt32.self)
   }
 
   public var unknownFields: NestUnknownFields {
@@ -161,7 +163,8 @@ public struct NestCMessageReader {
 /// For generated code. Fields left alone keep protobuf-c's defaults.
 public struct NestCMessageWriter {
   @usableFromInline let base: UnsafeMutableRawPointer
-  @usableFromInline let fields: UnsafePointer<ProtobufCFieldDescriptor>
+  /// Nil for a message without fields (protobuf-c gives it no table).
+  @usableFromInline let fields: UnsafePointer<ProtobufCFieldDescriptor>?
   @usableFromInline let arena: Arena
 
   @usableFromInline
@@ -172,11 +175,11 @@ public struct NestCMessageWriter {
   }
 
   @inlinable func value(_ field: Int) -> UnsafeMutableRawPointer {
-    self.base + Int(self.fields[field].offset)
+    self.base + Int(self.fields.unsafelyUnwrapped[field].offset)
   }
   @inlinable func setArray(_ field: Int, count: Int, _ array: UnsafeMutableRawPointer) {
     self.base.storeBytes(
-      of: count, toByteOffset: Int(self.fields[field].quantifier_offset), as: Int.self)
+      of: count, toByteOffset: Int(self.fields.unsafelyUnwrapped[field].quantifier_offset), as: Int.self)
     self.value(field).storeBytes(of: array, as: UnsafeMutableRawPointer.self)
   }
 
@@ -257,7 +260,8 @@ public struct NestCMessageWriter {
   /// Marks the oneof member at `field` as the one that is set.
   @inlinable public func setOneofCase(_ field: Int) {
     self.base.storeBytes(
-      of: self.fields[field].id, toByteOffset: Int(self.fields[field].quantifier_offset),
+      of: self.fields.unsafelyUnwrapped[field].id,
+      toByteOffset: Int(self.fields.unsafelyUnwrapped[field].quantifier_offset),
       as: UInt32.self)
   }
 
@@ -288,7 +292,7 @@ public struct NestCMessageWriter {
     guard !values.isEmpty else { return }
     let stride = MemoryLayout<UnsafeRawPointer>.stride
     let array = self.arena.allocate(values.count * stride)!
-    let descriptor = self.fields[field].descriptor.assumingMemoryBound(
+    let descriptor = self.fields.unsafelyUnwrapped[field].descriptor.assumingMemoryBound(
       to: ProtobufCMessageDescriptor.self)
     var index = 0
     for value in values {
@@ -303,7 +307,7 @@ public struct NestCMessageWriter {
   @inlinable func newMessage<M: NestMessage>(_ field: Int, _ value: M) throws(NestProtoError)
     -> UnsafeMutablePointer<ProtobufCMessage>
   {
-    let descriptor = self.fields[field].descriptor.assumingMemoryBound(
+    let descriptor = self.fields.unsafelyUnwrapped[field].descriptor.assumingMemoryBound(
       to: ProtobufCMessageDescriptor.self)
     let message = self.arena.newMessage(descriptor)
     try value._write(to: NestCMessageWriter(message: message, arena: self.arena))
@@ -320,7 +324,7 @@ public struct NestCMessageWriter {
       utf8.contains(0) ? nil : self.arena.copy(UnsafeRawBufferPointer(utf8), terminate: true)
     }
     guard let chars else {
-      let name = String(cString: self.fields[field].name)
+      let name = String(cString: self.fields.unsafelyUnwrapped[field].name)
       throw NestProtoError(.invalidArgument, "\(name): strings cannot contain U+0000")
     }
     return chars

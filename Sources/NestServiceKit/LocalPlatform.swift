@@ -47,9 +47,11 @@ public final class LocalPlatform: Sendable {
   public let options: Options
   /// Where each service listens.
   public let addresses: [NestServiceName: ServiceAddress]
+  /// Where each service serves gRPC over HTTP/2 (`grpc://host:port`).
+  public let grpcAddresses: [NestServiceName: ServiceAddress]
   private let processes = NIOLockedValueBox<[NestServiceName: pid_t]>([:])
   /// With `.inherited`: the sockets bound in `init`, handed over at each service's first start.
-  private let sockets = NIOLockedValueBox<[NestServiceName: ListeningSocket]>([:])
+  private let sockets = NIOLockedValueBox<[NestServiceName: (tcp: ListeningSocket, grpc: ListeningSocket)]>([:])
 
   /// The folder this executable is in: where `swift build` puts all the products.
   public static var productsDirectory: URL {
@@ -59,17 +61,23 @@ public final class LocalPlatform: Sendable {
   public init(_ options: Options) throws {
     self.options = options
     var addresses: [NestServiceName: ServiceAddress] = [:]
-    var sockets: [NestServiceName: ListeningSocket] = [:]
+    var grpcAddresses: [NestServiceName: ServiceAddress] = [:]
+    var sockets: [NestServiceName: (tcp: ListeningSocket, grpc: ListeningSocket)] = [:]
     for (index, service) in NestServiceName.allCases.enumerated() {
       switch options.ports {
-      case .fixed(let base): addresses[service] = ServiceAddress(host: options.host, port: base + index)
+      case .fixed(let base):
+        addresses[service] = ServiceAddress(host: options.host, port: base + index)
+        grpcAddresses[service] = ServiceAddress(host: options.host, port: base + 100 + index, protocol: .grpc)
       case .inherited:
         let socket = try ListeningSocket(host: options.host, port: 0)
+        let grpc = try ListeningSocket(host: options.host, port: 0)
         addresses[service] = ServiceAddress(host: options.host, port: socket.port)
-        sockets[service] = socket
+        grpcAddresses[service] = ServiceAddress(host: options.host, port: grpc.port, protocol: .grpc)
+        sockets[service] = (socket, grpc)
       }
     }
     self.addresses = addresses
+    self.grpcAddresses = grpcAddresses
     self.sockets.withLockedValue { $0 = sockets }
     try FileManager.default.createDirectory(at: options.dataDirectory, withIntermediateDirectories: true)
   }
@@ -133,18 +141,28 @@ public final class LocalPlatform: Sendable {
     for peer in NestServiceName.allCases {
       arguments += ["--\(peer.rawValue)-address", "\(self.addresses[peer]!)"]
     }
-    var socket: ListeningSocket? = nil
+    let grpc = self.grpcAddresses[service]!
+    var sockets: [ListeningSocket] = []
     if case .inherited = self.options.ports {
-      // A restart binds the service's port again: it was the service's until it stopped.
-      socket =
+      // A restart binds the service's ports again: they were the service's until it stopped.
+      let pair: (tcp: ListeningSocket, grpc: ListeningSocket) =
         try self.sockets.withLockedValue { $0.removeValue(forKey: service) }
-        ?? ListeningSocket(host: address.host, port: address.port)
-      arguments += ["--listen-fd", "\(ListeningSocket.inheritedDescriptor)"]
+        ?? (
+          tcp: ListeningSocket(host: address.host, port: address.port),
+          grpc: ListeningSocket(host: grpc.host, port: grpc.port)
+        )
+      sockets = [pair.tcp, pair.grpc]
+      arguments += [
+        "--listen-fd", "\(ListeningSocket.inheritedDescriptor)", "--grpc-listen-fd",
+        "\(ListeningSocket.inheritedDescriptor + 1)",
+      ]
+    } else {
+      arguments += ["--grpc-port", "\(grpc.port)"]
     }
-    defer { socket?.close() }  // the child has its own copy
+    defer { for socket in sockets { socket.close() } }  // the child has its own copies
     arguments += self.options.extraArguments[service] ?? []
     let pid = try Spawn.run(
-      executable.path, arguments: arguments, environment: Self.environment(), socket: socket?.descriptor,
+      executable.path, arguments: arguments, environment: Self.environment(), sockets: sockets.map(\.descriptor),
       log: self.log(service).path)
     self.processes.withLockedValue { $0[service] = pid }
   }
@@ -224,14 +242,17 @@ public struct ListeningSocket: Sendable {
 /// known descriptor.
 enum Spawn {
   static func run(
-    _ path: String, arguments: [String], environment: [String: String], socket: CInt?, log: String
+    _ path: String, arguments: [String], environment: [String: String], sockets: [CInt], log: String
   ) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    if let socket { posix_spawn_file_actions_adddup2(&actions, socket, ListeningSocket.inheritedDescriptor) }
+    // The sockets become descriptors 3, 4, ... of the child.
+    for (index, socket) in sockets.enumerated() {
+      posix_spawn_file_actions_adddup2(&actions, socket, ListeningSocket.inheritedDescriptor + CInt(index))
+    }
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {

@@ -20,10 +20,16 @@ import UnixSignals
 
 /// Where a service accepts calls.
 public protocol ServiceListener: Sendable {
+  /// Whether its transport carries streaming calls (wire protocol v1 is unary).
+  var carriesStreams: Bool { get }
   /// The long-running part that serves `services` through `interceptors` until graceful
   /// shutdown.
   func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
     -> any Service
+}
+
+extension ServiceListener {
+  public var carriesStreams: Bool { false }
 }
 
 /// How a service reaches a peer.
@@ -32,25 +38,25 @@ public protocol PeerConnector: Sendable {
   func connect(
     to peer: NestServiceName, caller: NestServiceName, interceptors: [any ClientInterceptor],
     serviceConfig: ServiceConfig, into peers: inout PeerClients
-  ) -> any Service
+  ) throws -> any Service
 }
 
 public struct NestService: Service {
   public let definition: ServiceDefinition
   public let configuration: ServiceConfiguration
-  let listener: any ServiceListener
+  let listeners: [any ServiceListener]
   let connector: any PeerConnector
   let logger: Logger
   let clock: NestClock
   let shutdown: ShutdownHandle?
 
   public init(
-    _ definition: ServiceDefinition, configuration: ServiceConfiguration, listener: any ServiceListener,
+    _ definition: ServiceDefinition, configuration: ServiceConfiguration, listeners: [any ServiceListener],
     peers: any PeerConnector, logger: Logger, clock: NestClock = .system, shutdown: ShutdownHandle? = nil
   ) {
     self.definition = definition
     self.configuration = configuration
-    self.listener = listener
+    self.listeners = listeners
     self.connector = peers
     self.logger = logger
     self.clock = clock
@@ -63,8 +69,8 @@ public struct NestService: Service {
     let tokens = try await NestTokens(secret: self.configuration.authSecret)
     let serviceTokens = ServiceTokens(tokens: tokens, subject: definition.name.identity)
     var peers = PeerClients()
-    let clients = definition.peers.map { peer in
-      self.connector.connect(
+    let clients = try definition.peers.map { peer in
+      try self.connector.connect(
         to: peer, caller: definition.name,
         interceptors: [BearerTokenClientInterceptor { try await serviceTokens.token() }],
         serviceConfig: PeerCallPolicy.serviceConfig(timeout: self.configuration.peerTimeout), into: &peers)
@@ -72,15 +78,27 @@ public struct NestService: Service {
     let parts = try await definition.build(
       ServiceEnvironment(
         configuration: self.configuration, database: database, peers: peers, logger: self.logger, clock: self.clock))
-    let server = self.listener.server(
-      services: parts.rpcServices + [HealthService(services: [definition.name.rpcServiceName])],
-      interceptors: [
-        CallObserverServerInterceptor(logger: self.logger), ErrorMappingInterceptor(logger: self.logger),
-        AccessInterceptor(tokens: tokens),
-      ], logger: self.logger)
+    let served = [definition.name.rpcServiceName, "nest.health.v1.Health", "grpc.health.v1.Health"]
+    let state = ServingState(services: served)
+    let servers = self.listeners.map { listener in
+      listener.server(
+        services: parts.rpcServices + [
+          HealthService(services: [definition.name.rpcServiceName]),
+          StandardHealthService(state: state, streaming: listener.carriesStreams),
+          ReflectionService(
+            services: served + ["grpc.reflection.v1.ServerReflection"], streaming: listener.carriesStreams),
+        ],
+        interceptors: [
+          CallObserverServerInterceptor(logger: self.logger), ErrorMappingInterceptor(logger: self.logger),
+          AccessInterceptor(tokens: tokens),
+        ], logger: self.logger)
+    }
+    // Last, so that it hears of graceful shutdown first: health says NOT_SERVING before the
+    // servers start draining.
+    let drain = DrainOnShutdown(state: state)
     let group = ServiceGroup(
       configuration: .init(
-        services: (clients + parts.background + [server]).map { .init(service: $0) }, logger: self.logger))
+        services: (clients + parts.background + servers + [drain]).map { .init(service: $0) }, logger: self.logger))
     self.shutdown?.attach(group)
     try await group.run()
   }
@@ -89,13 +107,18 @@ public struct NestService: Service {
   /// inherited socket), reaching its peers over TCP, until SIGTERM or SIGINT.
   public static func runExecutable(_ definition: ServiceDefinition, configuration: ServiceConfiguration) async throws {
     let logger = configuration.logger(definition.name.executable)
-    let service = NestService(
-      definition, configuration: configuration,
-      listener: TCPListener(
+    var listeners: [any ServiceListener] = [
+      TCPListener(
         .init(
           host: configuration.host, port: configuration.port, peerName: "\(definition.name.executable)/0.1.0",
           maxConnections: configuration.maxConnections, listeningSocket: configuration.listeningSocket),
-        announce: true),
+        announce: true)
+    ]
+    if let grpc = configuration.grpc {
+      listeners.append(HTTP2Listener(grpc, tls: configuration.tls, announce: true))
+    }
+    let service = NestService(
+      definition, configuration: configuration, listeners: listeners,
       peers: TCPPeerConnector(addresses: configuration.peers), logger: logger, clock: configuration.clock)
     try await ServiceGroup(
       configuration: .init(
@@ -151,15 +174,12 @@ public struct TCPPeerConnector: PeerConnector {
   public func connect(
     to peer: NestServiceName, caller: NestServiceName, interceptors: [any ClientInterceptor],
     serviceConfig: ServiceConfig, into peers: inout PeerClients
-  ) -> any Service {
+  ) throws -> any Service {
     let address = self.addresses[peer] ?? ServiceAddress(host: "127.0.0.1", port: peer.defaultPort)
-    let client = GRPCClient(
-      transport: NestClientTransport(
-        .init(
-          host: address.host, port: address.port, peerName: "\(caller.executable)/0.1.0",
-          serviceConfig: serviceConfig)), interceptors: interceptors)
-    peers.add(peer, client)
-    return ClientRunner(client: client)
+    let (clients, runner) = try PeerTransport.client(
+      address, peerName: "\(caller.executable)/0.1.0", serviceConfig: serviceConfig, interceptors: interceptors)
+    peers.add(peer, clients)
+    return runner
   }
 }
 
@@ -173,6 +193,8 @@ public final class InProcessListener: ServiceListener, Sendable {
   public init() {
     (self.pending, self.continuation) = AsyncStream.makeStream()
   }
+
+  public var carriesStreams: Bool { true }
 
   /// A client transport connected to this service; its calls wait until the service runs.
   public func connect(serviceConfig: ServiceConfig = ServiceConfig()) -> InProcessTransport.Client {
@@ -225,7 +247,7 @@ public struct InProcessPeerConnector: PeerConnector {
   public func connect(
     to peer: NestServiceName, caller: NestServiceName, interceptors: [any ClientInterceptor],
     serviceConfig: ServiceConfig, into peers: inout PeerClients
-  ) -> any Service {
+  ) throws -> any Service {
     let client = GRPCClient(
       transport: self.listeners[peer]!.connect(serviceConfig: serviceConfig), interceptors: interceptors)
     peers.add(peer, client)
@@ -250,6 +272,17 @@ struct ServerRunner<Transport: ServerTransport>: Service {
     } onGracefulShutdown: {
       self.server.beginGracefulShutdown()
     }
+  }
+}
+
+/// Tells the health services the server is draining, at the start of graceful shutdown.
+struct DrainOnShutdown: Service {
+  let state: ServingState
+
+  func run() async throws {
+    // Returns when the service group shuts down gracefully (throws when it is cancelled).
+    try await gracefulShutdown()
+    self.state.drain()
   }
 }
 

@@ -9,26 +9,41 @@ import GRPCCore
 public import NestDomain
 import NestProto
 
-/// `host:port` of a service.
+/// `host:port` of a service, reached over wire protocol v1; `grpc://host:port` over gRPC
+/// (HTTP/2, plaintext).
 public struct ServiceAddress: Hashable, Sendable, CustomStringConvertible {
+  public enum WireProtocol: String, Hashable, Sendable {
+    case nest, grpc
+  }
+
   public var host: String
   public var port: Int
+  public var `protocol`: WireProtocol
 
-  public init(host: String, port: Int) {
+  public init(host: String, port: Int, protocol: WireProtocol = .nest) {
     self.host = host
     self.port = port
+    self.protocol = `protocol`
   }
 
   public init(parsing text: String) throws(ConfigurationError) {
-    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-      (1...65535).contains(port), colon != text.startIndex
-    else {
-      throw ConfigurationError("\"\(text)\" is not host:port")
+    var rest = Substring(text)
+    var wire = WireProtocol.nest
+    if rest.hasPrefix("grpc://") {
+      wire = .grpc
+      rest = rest.dropFirst(7)
+    } else if rest.hasPrefix("nest://") {
+      rest = rest.dropFirst(7)
     }
-    self.init(host: String(text[..<colon]), port: port)
+    guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+      (1...65535).contains(port), colon != rest.startIndex
+    else {
+      throw ConfigurationError("\"\(text)\" is not host:port (or grpc://host:port)")
+    }
+    self.init(host: String(rest[..<colon]), port: port, protocol: wire)
   }
 
-  public var description: String { "\(self.host):\(self.port)" }
+  public var description: String { (self.protocol == .grpc ? "grpc://" : "") + "\(self.host):\(self.port)" }
 }
 
 public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -172,6 +187,15 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   @Option(
     help: "For tests only: the service's clock reads the time (Unix ms) from this file (NEST_TEST_CLOCK_FILE).")
   public var testClockFile: String?
+  @Option(
+    help: "Port of the gRPC (HTTP/2) listener, 0 for any, off for none (NEST_GRPC_PORT; default: the port + 100).")
+  public var grpcPort: String?
+  @Option(help: "Serve gRPC on this inherited, already listening socket instead (NEST_GRPC_LISTEN_FD).")
+  public var grpcListenFd: String?
+  @Option(help: "PEM certificate chain: the gRPC port speaks TLS (NEST_TLS_CERT_FILE; with --tls-key-file).")
+  public var tlsCertFile: String?
+  @Option(help: "PEM private key of --tls-cert-file (NEST_TLS_KEY_FILE).")
+  public var tlsKeyFile: String?
 
   public init() {}
 
@@ -183,7 +207,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("order.address", self.orderAddress), ("settlement.address", self.settlementAddress),
       ("auth.secret.file", self.authSecretFile), ("log.level", self.logLevel),
       ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
-      ("test.clock.file", self.testClockFile),
+      ("test.clock.file", self.testClockFile), ("grpc.port", self.grpcPort), ("grpc.listen.fd", self.grpcListenFd),
+      ("tls.cert.file", self.tlsCertFile), ("tls.key.file", self.tlsKeyFile),
     ]
     return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
   }
@@ -207,6 +232,10 @@ public struct ServiceConfiguration: Sendable {
   public var settings: SettingsReader
   /// The time: the system's, or for tests a file's (`--test-clock-file`).
   public var clock: NestClock
+  /// The gRPC (HTTP/2) listener: nil serves none.
+  public var grpc: HTTP2Listener.Address?
+  /// PEM files for TLS on the gRPC port; nil is plaintext.
+  public var tls: HTTP2Listener.TLSFiles?
 
   public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -214,7 +243,8 @@ public struct ServiceConfiguration: Sendable {
     host: String = "127.0.0.1", port: Int, listeningSocket: CInt? = nil, databasePath: String,
     peers: [NestServiceName: ServiceAddress], authSecret: String, logLevel: String = "info",
     maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
-    settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system
+    settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system,
+    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil
   ) {
     self.host = host
     self.port = port
@@ -227,6 +257,8 @@ public struct ServiceConfiguration: Sendable {
     self.peerTimeout = peerTimeout
     self.settings = settings
     self.clock = clock
+    self.grpc = grpc
+    self.tls = tls
   }
 
   /// Reads every setting of `service` from `flags` (by key) and `environment`.
@@ -258,13 +290,35 @@ public struct ServiceConfiguration: Sendable {
     } else {
       throw ConfigurationError("no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file")
     }
+    let host = try await settings.string("host") ?? "127.0.0.1"
+    var grpc: HTTP2Listener.Address? = nil
+    if try await settings.string("grpc.listen.fd") != nil {
+      grpc = .socket(CInt(try await settings.int("grpc.listen.fd", default: 0, in: 3...65535)))
+    } else if try await settings.string("grpc.port") != "off" {
+      // By default the port + 100; any free port when the port itself is any (0) or inherited.
+      let fallback = port == 0 || socket != nil ? 0 : port + 100
+      grpc = .host(host, port: try await settings.int("grpc.port", default: fallback, in: 0...65535))
+    }
+    var tls: HTTP2Listener.TLSFiles? = nil
+    switch (try await settings.string("tls.cert.file"), try await settings.string("tls.key.file")) {
+    case (nil, nil): break
+    case (let chain?, let key?):
+      for (key, file) in [("tls.cert.file", chain), ("tls.key.file", key)]
+      where !FileManager.default.isReadableFile(atPath: file) {
+        throw ConfigurationError("\(SettingsReader.names(key)): cannot read \(file)")
+      }
+      tls = HTTP2Listener.TLSFiles(certificateChain: chain, privateKey: key)
+    default:
+      throw ConfigurationError("--tls-cert-file and --tls-key-file go together: give both or neither")
+    }
     return ServiceConfiguration(
-      host: try await settings.string("host") ?? "127.0.0.1", port: port, listeningSocket: socket,
+      host: host, port: port, listeningSocket: socket,
       databasePath: database, peers: peers, authSecret: secret,
       logLevel: try await settings.choice("log.level", default: "info", among: Self.logLevels),
       maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
       peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
-      settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system)
+      settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system,
+      grpc: grpc, tls: tls)
   }
 
   /// From an executable's parsed flags and the process's environment; a problem is a usage

@@ -82,6 +82,15 @@ public struct PeerClients: Sendable {
     }
   }
 
+  public mutating func add(_ peer: NestServiceName, _ clients: any ServiceClientSet) {
+    switch peer {
+    case .catalog: self.catalogClient = clients.catalog
+    case .entitlement: self.entitlementClient = clients.entitlement
+    case .order: self.ordersClient = clients.orders
+    case .settlement: self.settlementClient = clients.settlement
+    }
+  }
+
   private func require<Client>(_ client: Client?, _ peer: NestServiceName) throws -> Client {
     guard let client else {
       throw RPCError(code: .internalError, message: "\(peer.identity) is not a declared peer of this service")

@@ -151,7 +151,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     logger.logLevel = self.logLevel
     let shutdown = ShutdownHandle()
     let nest = NestService(
-      Self.definitions[service]!, configuration: self.configuration(service), listener: self.listeners[service]!,
+      Self.definitions[service]!, configuration: self.configuration(service), listeners: [self.listeners[service]!],
       peers: InProcessPeerConnector(listeners: self.listeners), logger: logger, clock: self.clock?.nestClock ?? .system,
       shutdown: shutdown)
     let task = Task { try await nest.run() }

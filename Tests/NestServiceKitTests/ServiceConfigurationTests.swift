@@ -80,11 +80,12 @@ struct ServiceConfigurationTests {
       (["--port", "http"], [:], "--port / NEST_PORT: \"http\" is not a whole number"),
       ([], ["NEST_PORT": "70000"], "--port / NEST_PORT: 70000 is out of range (0 to 65535)"),
       (
-        ["--catalog-address", "catalog"], [:], "--catalog-address / NEST_CATALOG_ADDRESS: \"catalog\" is not host:port"
+        ["--catalog-address", "catalog"], [:],
+        "--catalog-address / NEST_CATALOG_ADDRESS: \"catalog\" is not host:port (or grpc://host:port)"
       ),
       (
         [], ["NEST_SETTLEMENT_ADDRESS": "s:0"],
-        "--settlement-address / NEST_SETTLEMENT_ADDRESS: \"s:0\" is not host:port"
+        "--settlement-address / NEST_SETTLEMENT_ADDRESS: \"s:0\" is not host:port (or grpc://host:port)"
       ),
       (
         ["--log-level", "loud"], [:],

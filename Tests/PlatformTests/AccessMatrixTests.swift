@@ -418,9 +418,12 @@ struct AccessMatrixTests {
       Set(rpcCases.map(\.method.fullyQualifiedMethod)) == Set(everyMethod.map(\.fullyQualifiedMethod)),
       "every RPC has one case")
     #expect(rpcCases.count == Set(rpcCases.map(\.method.fullyQualifiedMethod)).count)
-    // Only health is open.
+    // Only health and reflection are open: the standard ones for standard tools.
     #expect(
-      NestAccessTable.methods.filter { $0.value.open }.keys.sorted() == ["nest.health.v1.Health/Check"])
+      NestAccessTable.methods.filter { $0.value.open }.keys.sorted() == [
+        "grpc.health.v1.Health/Check", "grpc.health.v1.Health/List", "grpc.health.v1.Health/Watch",
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "nest.health.v1.Health/Check",
+      ])
   }
 
   @Test("each caller is allowed exactly where the declaration and the fixture's parties say", arguments: rpcCases)

@@ -257,12 +257,29 @@ public struct NestCMessageWriter {
     }
   }
 
-  /// Marks the oneof member at `field` as the one that is set.
+  /// Marks the oneof member at `field` as the one that is set. protobuf-c packs a oneof
+  /// string whose pointer is the field's default, or bytes without data, as if unset: an
+  /// empty member gets storage of its own, so that a member set to "" is still sent.
   @inlinable public func setOneofCase(_ field: Int) {
-    self.base.storeBytes(
-      of: self.fields.unsafelyUnwrapped[field].id,
-      toByteOffset: Int(self.fields.unsafelyUnwrapped[field].quantifier_offset),
-      as: UInt32.self)
+    let descriptor = self.fields.unsafelyUnwrapped[field]
+    switch descriptor.type {
+    case PROTOBUF_C_TYPE_STRING:
+      let pointer = self.value(field).load(as: UnsafeRawPointer?.self)
+      if pointer == nil || pointer == UnsafeRawPointer(descriptor.default_value) {
+        let empty = self.arena.allocate(1)!
+        empty.storeBytes(of: 0, as: UInt8.self)
+        self.value(field).storeBytes(of: empty, as: UnsafeMutableRawPointer.self)
+      }
+    case PROTOBUF_C_TYPE_BYTES:
+      let data = self.value(field).load(fromByteOffset: MemoryLayout<Int>.stride, as: UnsafeRawPointer?.self)
+      if data == nil {
+        self.value(field).storeBytes(
+          of: self.arena.allocate(1)!, toByteOffset: MemoryLayout<Int>.stride, as: UnsafeMutableRawPointer.self)
+      }
+    default:
+      break
+    }
+    self.base.storeBytes(of: descriptor.id, toByteOffset: Int(descriptor.quantifier_offset), as: UInt32.self)
   }
 
   public func setUnknownFields(_ unknown: NestUnknownFields) {

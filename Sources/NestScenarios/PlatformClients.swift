@@ -18,13 +18,7 @@ public protocol PlatformClients: Sendable {
 }
 
 /// The generated clients of one connection: use the one of the service it reaches.
-public protocol ServiceClients: Sendable {
-  var catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol { get }
-  var entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol { get }
-  var orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol { get }
-  var settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol { get }
-  var health: any Nest_Health_V1_Health.ClientProtocol { get }
-}
+public typealias ServiceClients = ServiceClientSet
 
 extension PlatformClients {
   public func catalog<Result: Sendable>(
@@ -60,23 +54,6 @@ extension PlatformClients {
   }
 }
 
-/// A GRPCClient's generated clients, all on its one connection.
-public struct GeneratedClients<Transport: ClientTransport>: ServiceClients {
-  public let catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol
-  public let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
-  public let orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
-  public let settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
-  public let health: any Nest_Health_V1_Health.ClientProtocol
-
-  public init(_ client: GRPCClient<Transport>) {
-    self.catalog = Nest_Catalog_V1_CatalogService.Client(wrapping: client)
-    self.entitlement = Nest_Entitlement_V1_EntitlementService.Client(wrapping: client)
-    self.orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client)
-    self.settlement = Nest_Settlement_V1_SettlementService.Client(wrapping: client)
-    self.health = Nest_Health_V1_Health.Client(wrapping: client)
-  }
-}
-
 /// Shared clients, one per service, kept connected until `close()`; each call carries the
 /// token of the `withClient` scope it is made in.
 public final class SharedConnections: Sendable {
@@ -90,13 +67,26 @@ public final class SharedConnections: Sendable {
 
   /// Connects `service` through `transport` (its connections run until `close()`).
   public func add<Transport: ClientTransport>(_ service: NestServiceName, transport: Transport) {
-    let client = GRPCClient(transport: transport, interceptors: [BearerTokenClientInterceptor { Self.token }])
-    self.clients.withLockedValue { $0[service] = GeneratedClients(client) }
+    self.add(service, clients: TypedClients(GRPCClient(transport: transport, interceptors: [Self.interceptor])))
+  }
+
+  /// Connects `service` at `address` (wire protocol v1, or gRPC for `grpc://`).
+  public func add(_ service: NestServiceName, address: ServiceAddress, peerName: String) throws {
+    let (clients, _) = try PeerTransport.client(
+      address, peerName: peerName, serviceConfig: ServiceConfig(), interceptors: [Self.interceptor])
+    self.add(service, clients: clients)
+  }
+
+  /// Sends the token of the enclosing `withClient`.
+  static let interceptor = BearerTokenClientInterceptor { SharedConnections.token }
+
+  private func add(_ service: NestServiceName, clients: any ServiceClientSet) {
+    self.clients.withLockedValue { $0[service] = clients }
     let run = Task {
-      do { try await client.runConnections() } catch {}  // ended by close(); errors surface on calls
+      do { try await clients.runConnections() } catch {}  // ended by close(); errors surface on calls
     }
     self.runs.withLockedValue { $0.append(run) }
-    self.stops.withLockedValue { $0.append { client.beginGracefulShutdown() } }
+    self.stops.withLockedValue { $0.append { clients.beginGracefulShutdown() } }
   }
 
   public func withClient<Result: Sendable>(

@@ -103,17 +103,32 @@ public protocol ServiceClientSet: Sendable {
   var health: any Nest_Health_V1_Health.ClientProtocol { get }
   /// A unary call with bytes in and out (for clients that encode requests themselves).
   func unaryRaw(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions) async throws -> [UInt8]
+  /// Runs the client's connections until `beginGracefulShutdown()`.
+  func runConnections() async throws
+  func beginGracefulShutdown()
 }
 
-struct TypedClients<Transport: ClientTransport>: ServiceClientSet {
-  let client: GRPCClient<Transport>
-  let catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol
-  let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
-  let orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
-  let settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
-  let health: any Nest_Health_V1_Health.ClientProtocol
+extension ServiceClientSet {
+  /// Runs `body` with these clients connected, then shuts them down.
+  public func connected<Result: Sendable>(_ body: (any ServiceClientSet) async throws -> Result) async throws -> Result
+  {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await self.runConnections() }
+      defer { self.beginGracefulShutdown() }
+      return try await body(self)
+    }
+  }
+}
 
-  init(_ client: GRPCClient<Transport>) {
+public struct TypedClients<Transport: ClientTransport>: ServiceClientSet {
+  let client: GRPCClient<Transport>
+  public let catalog: any Nest_Catalog_V1_CatalogService.ClientProtocol
+  public let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
+  public let orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
+  public let settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
+  public let health: any Nest_Health_V1_Health.ClientProtocol
+
+  public init(_ client: GRPCClient<Transport>) {
     self.client = client
     self.catalog = Nest_Catalog_V1_CatalogService.Client(wrapping: client)
     self.entitlement = Nest_Entitlement_V1_EntitlementService.Client(wrapping: client)
@@ -122,9 +137,12 @@ struct TypedClients<Transport: ClientTransport>: ServiceClientSet {
     self.health = Nest_Health_V1_Health.Client(wrapping: client)
   }
 
-  func unaryRaw(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions) async throws -> [UInt8] {
+  public func unaryRaw(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions) async throws -> [UInt8] {
     try await self.client.unaryRaw(method, request, options: options)
   }
+
+  public func runConnections() async throws { try await self.client.runConnections() }
+  public func beginGracefulShutdown() { self.client.beginGracefulShutdown() }
 }
 
 /// Standard gRPC clients read field violations from `grpc-status-details-bin`: a
@@ -137,7 +155,10 @@ struct StatusDetailsInterceptor: ServerInterceptor {
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     do {
-      return try await next(request, context)
+      var response = try await next(request, context)
+      // A handler's error comes back as a refused response, an interceptor's as a throw.
+      if case .failure(let error) = response.accepted { response.accepted = .failure(Self.withDetails(error)) }
+      return response
     } catch let error as RPCError {
       throw Self.withDetails(error)
     }

@@ -30,10 +30,13 @@ public final class LocalPlatform: Sendable {
     public var logLevel: String
     /// More flags per service, e.g. ["--commission-bps", "300"] for .order.
     public var extraArguments: [NestServiceName: [String]]
+    /// How the services reach each other: wire protocol v1, or gRPC over HTTP/2.
+    public var peerProtocol: ServiceAddress.WireProtocol
 
     public init(
       executables: URL, dataDirectory: URL, host: String = "127.0.0.1", ports: Ports = .inherited,
-      logLevel: String = "warning", extraArguments: [NestServiceName: [String]] = [:]
+      logLevel: String = "warning", extraArguments: [NestServiceName: [String]] = [:],
+      peerProtocol: ServiceAddress.WireProtocol = .nest
     ) {
       self.executables = executables
       self.dataDirectory = dataDirectory
@@ -41,6 +44,7 @@ public final class LocalPlatform: Sendable {
       self.ports = ports
       self.logLevel = logLevel
       self.extraArguments = extraArguments
+      self.peerProtocol = peerProtocol
     }
   }
 
@@ -139,7 +143,8 @@ public final class LocalPlatform: Sendable {
       "--auth-secret-file", self.secretFile.path, "--log-level", self.options.logLevel,
     ]
     for peer in NestServiceName.allCases {
-      arguments += ["--\(peer.rawValue)-address", "\(self.addresses[peer]!)"]
+      let address = self.options.peerProtocol == .grpc ? self.grpcAddresses[peer]! : self.addresses[peer]!
+      arguments += ["--\(peer.rawValue)-address", "\(address)"]
     }
     let grpc = self.grpcAddresses[service]!
     var sockets: [ListeningSocket] = []

@@ -80,13 +80,14 @@ public struct NestService: Service {
         configuration: self.configuration, database: database, peers: peers, logger: self.logger, clock: self.clock))
     let served = [definition.name.rpcServiceName, "nest.health.v1.Health", "grpc.health.v1.Health"]
     let state = ServingState(services: served)
+    let reflected = served + ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
     let servers = self.listeners.map { listener in
-      listener.server(
+      let reflection = ReflectionService(services: reflected, streaming: listener.carriesStreams)
+      return listener.server(
         services: parts.rpcServices + [
           HealthService(services: [definition.name.rpcServiceName]),
           StandardHealthService(state: state, streaming: listener.carriesStreams),
-          ReflectionService(
-            services: served + ["grpc.reflection.v1.ServerReflection"], streaming: listener.carriesStreams),
+          reflection, ReflectionV1AlphaService(reflection),
         ],
         interceptors: [
           CallObserverServerInterceptor(logger: self.logger), ErrorMappingInterceptor(logger: self.logger),

@@ -168,6 +168,34 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServi
   }
 }
 
+/// grpc.reflection.v1alpha, the same protocol under its earlier name (grpcio-reflection's
+/// client asks for it): each request read as v1 and each answer written back as v1alpha
+/// (the messages are the same on the wire).
+public struct ReflectionV1AlphaService: Grpc_Reflection_V1alpha_ServerReflection.SimpleServiceProtocol {
+  let v1: ReflectionService
+
+  public init(_ v1: ReflectionService) {
+    self.v1 = v1
+  }
+
+  public func serverReflectionInfo(
+    request: RPCAsyncSequence<Grpc_Reflection_V1alpha_ServerReflectionRequest, any Error>,
+    response: RPCWriter<Grpc_Reflection_V1alpha_ServerReflectionResponse>, context: ServerContext
+  ) async throws {
+    guard self.v1.streaming else {
+      throw RPCError(
+        code: .unimplemented,
+        message: "server reflection streams: call it on the gRPC (HTTP/2) port; wire protocol v1 is unary")
+    }
+    for try await question in request {
+      let answer = self.v1.answer(
+        try Grpc_Reflection_V1_ServerReflectionRequest(serializedBytes: try question.serializedBytes()))
+      try await response.write(
+        try Grpc_Reflection_V1alpha_ServerReflectionResponse(serializedBytes: try answer.serializedBytes()))
+    }
+  }
+}
+
 /// The embedded descriptors: each file's FileDescriptorProto bytes, what it imports, and which
 /// file defines each symbol (packages, messages, enums, services, methods, extensions).
 struct DescriptorIndex: Sendable {

@@ -28,8 +28,9 @@ import Settlement
 public final class NestTestPlatform: PlatformClients, Sendable {
   public enum Mode: Sendable {
     case inProcess
-    /// The executables in `executables` (the build's products by default).
-    case processes(executables: URL = LocalPlatform.productsDirectory)
+    /// The executables in `executables` (the build's products by default), reaching each
+    /// other over `peers` (wire protocol v1, or gRPC over HTTP/2).
+    case processes(executables: URL = LocalPlatform.productsDirectory, peers: ServiceAddress.WireProtocol = .nest)
   }
 
   /// Every service's definition: what NestService runs.
@@ -103,7 +104,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
       for service in services { try platform.launch(service) }
       for service in services { try await platform.waitUntilServing(service) }
       return platform
-    case .processes(let executables):
+    case .processes(let executables, let peers):
       var arguments: [NestServiceName: [String]] = [:]
       for service in NestServiceName.allCases {
         arguments[service] =
@@ -114,7 +115,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
       let local = try LocalPlatform(
         .init(
           executables: executables, dataDirectory: directory, ports: .inherited, logLevel: "\(logLevel)",
-          extraArguments: arguments))
+          extraArguments: arguments, peerProtocol: peers))
       let platform = try await NestTestPlatform(
         mode: mode, secret: try local.secret(), directory: directory, processes: local, settings: settings,
         logLevel: logLevel, clock: clock)
@@ -134,6 +135,9 @@ public final class NestTestPlatform: PlatformClients, Sendable {
 
   /// As processes: where each service listens.
   public var addresses: [NestServiceName: ServiceAddress] { self.processes?.addresses ?? [:] }
+
+  /// As processes: where each service serves gRPC over HTTP/2.
+  public var grpcAddresses: [NestServiceName: ServiceAddress] { self.processes?.grpcAddresses ?? [:] }
 
   /// The configuration an in-process service runs with.
   func configuration(_ service: NestServiceName) -> ServiceConfiguration {

@@ -166,7 +166,7 @@ struct ServiceCall {
       : try protoc("encode", type: requestType.protoMessageName, input: Data(text.utf8), root: try protoRoot(protoPath))
     try await reportingErrors {
       let answer = try await connection.withClient(methods.service) {
-        try await $0.unaryRaw(descriptor, Array(bytes))
+        try await $0.unaryRaw(descriptor, Array(bytes), options: .defaults)
       }
       let response = try responseType.init(serializedBytes: answer)
       print(json ? Output.jsonText(response) : Output.human(response))

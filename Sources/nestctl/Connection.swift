@@ -64,16 +64,16 @@ struct ConnectionOptions: ParsableArguments {
   /// The token to call with: --token, NEST_TOKEN, or none.
   var bearer: String? { self.token ?? self.environment["NEST_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } }
 
-  /// Runs `body` with a client of `service`, calling with `token` (or the configured one).
+  /// Runs `body` with a client of `service` (over wire protocol v1, or gRPC for a
+  /// `grpc://` address), calling with `token` (or the configured one).
   func withClient<Result: Sendable>(
-    _ service: NestServiceName, token: String? = nil, _ body: (GRPCClient<NestClientTransport>) async throws -> Result
+    _ service: NestServiceName, token: String? = nil, _ body: (any ServiceClientSet) async throws -> Result
   ) async throws -> Result {
-    let address = try self.address(service)
     let bearer = token ?? self.bearer
-    return try await withGRPCClient(
-      transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nestctl/0.1.0")),
-      interceptors: bearer.map { [BearerTokenClientInterceptor(token: $0)] } ?? []
-    ) { try await body($0) }
+    let (clients, _) = try PeerTransport.client(
+      try self.address(service), peerName: "nestctl/0.1.0", serviceConfig: ServiceConfig(),
+      interceptors: bearer.map { [BearerTokenClientInterceptor(token: $0)] } ?? [])
+    return try await clients.connected(body)
   }
 
   /// A token for `role` and `subject` minted with the platform's secret.
@@ -86,10 +86,7 @@ struct ConnectionOptions: ParsableArguments {
   func platform(secret: String? = nil) async throws -> RemotePlatform {
     let connections = SharedConnections()
     for service in NestServiceName.allCases {
-      let address = try self.address(service)
-      connections.add(
-        service,
-        transport: NestClientTransport(.init(host: address.host, port: address.port, peerName: "nestctl/0.1.0")))
+      try connections.add(service, address: try self.address(service), peerName: "nestctl/0.1.0")
     }
     return RemotePlatform(connections: connections, tokens: try await NestTokens(secret: secret ?? self.secret()))
   }

@@ -25,7 +25,7 @@ struct InstancesCommand: AsyncParsableCommand {
     func run() async throws {
       try await reportingErrors {
         let order = try await self.connection.withClient(.order) { client in
-          let orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client)
+          let orders = client.orders
           let created =
             try await orders.createRenewalOrder(
               .with {
@@ -64,7 +64,7 @@ struct InstancesCommand: AsyncParsableCommand {
     func run() async throws {
       try await reportingErrors {
         let instance = try await self.connection.withClient(.entitlement) {
-          try await Nest_Entitlement_V1_EntitlementService.Client(wrapping: $0).setAutoRenew(
+          try await $0.entitlement.setAutoRenew(
             .with {
               $0.instanceID = self.instance
               $0.autoRenew = self.state == "on"
@@ -92,7 +92,7 @@ struct InstancesCommand: AsyncParsableCommand {
     func run() async throws {
       try await reportingErrors {
         let order = try await self.connection.withClient(.order) { client in
-          let orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client)
+          let orders = client.orders
           let created =
             try await orders.createChangeOrder(
               .with {

@@ -22,7 +22,7 @@ struct ReconcileCommand: AsyncParsableCommand {
     try await reportingErrors {
       let paid = try await self.connection.withClient(.order, token: token) { client in
         try await Pages.all { token in
-          let page = try await Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client).listOrders(
+          let page = try await client.orders.listOrders(
             .with {
               $0.statuses = [.paid, .fulfilled, .refunded]
               $0.page = .with {
@@ -34,7 +34,7 @@ struct ReconcileCommand: AsyncParsableCommand {
       }
       let pending = try await self.connection.withClient(.order, token: token) { client in
         try await Pages.all { token in
-          let page = try await Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client).listDeliveries(
+          let page = try await client.orders.listDeliveries(
             .with {
               $0.page = .with {
                 $0.pageSize = 500; $0.pageToken = token
@@ -45,7 +45,7 @@ struct ReconcileCommand: AsyncParsableCommand {
       }
       let instances = try await self.connection.withClient(.entitlement, token: token) { client in
         try await Pages.all { token in
-          let page = try await Nest_Entitlement_V1_EntitlementService.Client(wrapping: client).listServiceInstances(
+          let page = try await client.entitlement.listServiceInstances(
             .with {
               $0.page = .with {
                 $0.pageSize = 500; $0.pageToken = token
@@ -56,7 +56,7 @@ struct ReconcileCommand: AsyncParsableCommand {
       }
       let sales = try await self.connection.withClient(.settlement, token: token) { client in
         try await Pages.all { token in
-          let page = try await Nest_Settlement_V1_SettlementService.Client(wrapping: client).listTransactions(
+          let page = try await client.settlement.listTransactions(
             .with {
               $0.kind = .sale
               $0.page = .with {
@@ -67,7 +67,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         }
       }
       let ledger = try await self.connection.withClient(.settlement, token: token) {
-        try await Nest_Settlement_V1_SettlementService.Client(wrapping: $0).reconcile(.with { $0.checkOrders = true })
+        try await $0.settlement.reconcile(.with { $0.checkOrders = true })
       }
       var instancesByOrder: [String: Int] = [:]
       for instance in instances { instancesByOrder[instance.orderID, default: 0] += 1 }

@@ -115,3 +115,15 @@ struct CodecTests {
     #expect(try decoded.serializedBytes() == future)
   }
 }
+
+@Suite("Oneof presence")
+struct OneofPresenceTests {
+  @Test("a oneof member set to its default value is still set after a round trip")
+  func defaultOneofMember() throws {
+    let request = Grpc_Reflection_V1_ServerReflectionRequest.with { $0.messageRequest = .listServices("") }
+    let bytes = try request.serializedBytes()
+    #expect(bytes == [0x3A, 0x00])  // field 7, length 0
+    let decoded = try Grpc_Reflection_V1_ServerReflectionRequest(serializedBytes: bytes)
+    #expect(decoded.messageRequest == .listServices(""))
+  }
+}

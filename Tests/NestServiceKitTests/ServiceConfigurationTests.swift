@@ -94,6 +94,15 @@ struct ServiceConfigurationTests {
       ([], ["NEST_MAX_CONNECTIONS": "0"], "--max-connections / NEST_MAX_CONNECTIONS: 0 is out of range (1 to 1000000)"),
       (["--peer-timeout-ms", "soon"], [:], "--peer-timeout-ms / NEST_PEER_TIMEOUT_MS: \"soon\" is not a whole number"),
       (["--listen-fd", "1"], [:], "--listen-fd / NEST_LISTEN_FD: 1 is out of range (3 to 65535)"),
+      ([], ["NEST_GRPC_PORT": "grpc"], "--grpc-port / NEST_GRPC_PORT: \"grpc\" is not a whole number"),
+      (
+        ["--tls-cert-file", "/etc/hostname"], [:],
+        "--tls-cert-file and --tls-key-file go together: give both or neither"
+      ),
+      (
+        ["--tls-cert-file", "/nonexistent/cert.pem", "--tls-key-file", "/nonexistent/key.pem"], [:],
+        "--tls-cert-file / NEST_TLS_CERT_FILE: cannot read /nonexistent/cert.pem"
+      ),
     ] as [([String], [String: String], String)])
   func badValues(arguments: [String], environment: [String: String], message: String) async {
     await #expect(throws: ConfigurationError(message)) {

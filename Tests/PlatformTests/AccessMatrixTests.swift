@@ -422,7 +422,8 @@ struct AccessMatrixTests {
     #expect(
       NestAccessTable.methods.filter { $0.value.open }.keys.sorted() == [
         "grpc.health.v1.Health/Check", "grpc.health.v1.Health/List", "grpc.health.v1.Health/Watch",
-        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "nest.health.v1.Health/Check",
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "nest.health.v1.Health/Check",
       ])
   }
 

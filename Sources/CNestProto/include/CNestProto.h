@@ -3,6 +3,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "nest/access/v1/access.pb-c.h"
 #include "nest/catalog/v1/catalog.pb-c.h"
 #include "nest/common/v1/common.pb-c.h"

@@ -38,6 +38,8 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
     // Standard gRPC over HTTP/2 (plaintext or TLS) beside wire protocol v1.
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+    // Metrics in the Prometheus text format on each service's admin port.
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     // Sockets and event loops under NestTransport.
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     // Per-call structured logs and metrics.
@@ -156,6 +158,10 @@ let package = Package(
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Configuration", package: "swift-configuration"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -217,6 +223,7 @@ let package = Package(
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Metrics", package: "swift-metrics"),
       ],
       swiftSettings: defaultSwiftSettings
     ),

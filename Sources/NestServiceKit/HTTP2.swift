@@ -6,6 +6,8 @@ import Foundation
 public import GRPCCore
 import GRPCNIOTransportHTTP2
 public import Logging
+import Metrics
+import NIOCore
 import NestProto
 import NestTransport
 public import ServiceLifecycle
@@ -51,12 +53,22 @@ public struct HTTP2Listener: ServiceListener {
           certificateChain: [.file(path: $0.certificateChain, format: .pem)],
           privateKey: .file(path: $0.privateKey, format: .pem))
       } ?? .plaintext
+    // Open connections, as the wire protocol's listener counts its own.
+    var config = HTTP2ServerTransport.Posix.Config.defaults
+    config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+      let open = Meter(label: "nest_connections_open", dimensions: [("transport", "grpc")])
+      open.increment()
+      channel.closeFuture.whenComplete { _ in open.decrement() }
+      return channel.eventLoop.makeSucceededVoidFuture()
+    }
     let transport: HTTP2ServerTransport.Posix
     switch self.address {
     case .host(let host, let port):
-      transport = HTTP2ServerTransport.Posix(address: .ipv4(host: host, port: port), transportSecurity: security)
+      transport = HTTP2ServerTransport.Posix(
+        address: .ipv4(host: host, port: port), transportSecurity: security, config: config)
     case .socket(let descriptor):
-      transport = HTTP2ServerTransport.Posix(listeningSocketDescriptor: Int(descriptor), transportSecurity: security)
+      transport = HTTP2ServerTransport.Posix(
+        listeningSocketDescriptor: Int(descriptor), transportSecurity: security, config: config)
     }
     let server = GRPCServer(
       transport: transport, services: services, interceptors: [StatusDetailsInterceptor()] + interceptors)

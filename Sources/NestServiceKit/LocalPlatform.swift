@@ -5,6 +5,7 @@
 // fixed one, or a loopback socket bound and listening before the process starts and handed
 // to it (`--listen-fd`), so that every peer's address is known first and no other process can
 // take the port in between.
+import CNIOLinux
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -53,9 +54,11 @@ public final class LocalPlatform: Sendable {
   public let addresses: [NestServiceName: ServiceAddress]
   /// Where each service serves gRPC over HTTP/2 (`grpc://host:port`).
   public let grpcAddresses: [NestServiceName: ServiceAddress]
+  /// Where each service serves its admin port (/metrics, /healthz, /readyz).
+  public let adminAddresses: [NestServiceName: ServiceAddress]
   private let processes = NIOLockedValueBox<[NestServiceName: pid_t]>([:])
   /// With `.inherited`: the sockets bound in `init`, handed over at each service's first start.
-  private let sockets = NIOLockedValueBox<[NestServiceName: (tcp: ListeningSocket, grpc: ListeningSocket)]>([:])
+  private let sockets = NIOLockedValueBox<[NestServiceName: [ListeningSocket]]>([:])
 
   /// The folder this executable is in: where `swift build` puts all the products.
   public static var productsDirectory: URL {
@@ -66,22 +69,27 @@ public final class LocalPlatform: Sendable {
     self.options = options
     var addresses: [NestServiceName: ServiceAddress] = [:]
     var grpcAddresses: [NestServiceName: ServiceAddress] = [:]
-    var sockets: [NestServiceName: (tcp: ListeningSocket, grpc: ListeningSocket)] = [:]
+    var adminAddresses: [NestServiceName: ServiceAddress] = [:]
+    var sockets: [NestServiceName: [ListeningSocket]] = [:]
     for (index, service) in NestServiceName.allCases.enumerated() {
       switch options.ports {
       case .fixed(let base):
         addresses[service] = ServiceAddress(host: options.host, port: base + index)
         grpcAddresses[service] = ServiceAddress(host: options.host, port: base + 100 + index, protocol: .grpc)
+        adminAddresses[service] = ServiceAddress(host: options.host, port: base + 200 + index)
       case .inherited:
         let socket = try ListeningSocket(host: options.host, port: 0)
         let grpc = try ListeningSocket(host: options.host, port: 0)
+        let admin = try ListeningSocket(host: options.host, port: 0)
         addresses[service] = ServiceAddress(host: options.host, port: socket.port)
         grpcAddresses[service] = ServiceAddress(host: options.host, port: grpc.port, protocol: .grpc)
-        sockets[service] = (socket, grpc)
+        adminAddresses[service] = ServiceAddress(host: options.host, port: admin.port)
+        sockets[service] = [socket, grpc, admin]
       }
     }
     self.addresses = addresses
     self.grpcAddresses = grpcAddresses
+    self.adminAddresses = adminAddresses
     self.sockets.withLockedValue { $0 = sockets }
     try FileManager.default.createDirectory(at: options.dataDirectory, withIntermediateDirectories: true)
   }
@@ -147,22 +155,19 @@ public final class LocalPlatform: Sendable {
       arguments += ["--\(peer.rawValue)-address", "\(address)"]
     }
     let grpc = self.grpcAddresses[service]!
+    let admin = self.adminAddresses[service]!
     var sockets: [ListeningSocket] = []
     if case .inherited = self.options.ports {
       // A restart binds the service's ports again: they were the service's until it stopped.
-      let pair: (tcp: ListeningSocket, grpc: ListeningSocket) =
+      sockets =
         try self.sockets.withLockedValue { $0.removeValue(forKey: service) }
-        ?? (
-          tcp: ListeningSocket(host: address.host, port: address.port),
-          grpc: ListeningSocket(host: grpc.host, port: grpc.port)
-        )
-      sockets = [pair.tcp, pair.grpc]
+        ?? [address, grpc, admin].map { try ListeningSocket(host: $0.host, port: $0.port) }
+      let first = ListeningSocket.inheritedDescriptor
       arguments += [
-        "--listen-fd", "\(ListeningSocket.inheritedDescriptor)", "--grpc-listen-fd",
-        "\(ListeningSocket.inheritedDescriptor + 1)",
+        "--listen-fd", "\(first)", "--grpc-listen-fd", "\(first + 1)", "--admin-listen-fd", "\(first + 2)",
       ]
     } else {
-      arguments += ["--grpc-port", "\(grpc.port)"]
+      arguments += ["--grpc-port", "\(grpc.port)", "--admin-port", "\(admin.port)"]
     }
     defer { for socket in sockets { socket.close() } }  // the child has its own copies
     arguments += self.options.extraArguments[service] ?? []

@@ -9,12 +9,14 @@ import Foundation
 public import GRPCCore
 import GRPCInProcessTransport
 public import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NestAuth
 public import NestDomain
 import NestProto
 public import NestTransport
+public import Prometheus
 public import ServiceLifecycle
 import UnixSignals
 
@@ -49,11 +51,15 @@ public struct NestService: Service {
   let logger: Logger
   let clock: NestClock
   let shutdown: ShutdownHandle?
+  /// Where the metrics the admin port serves are kept; nil serves no admin port.
+  let metrics: PrometheusCollectorRegistry?
 
   public init(
     _ definition: ServiceDefinition, configuration: ServiceConfiguration, listeners: [any ServiceListener],
-    peers: any PeerConnector, logger: Logger, clock: NestClock = .system, shutdown: ShutdownHandle? = nil
+    peers: any PeerConnector, logger: Logger, clock: NestClock = .system, shutdown: ShutdownHandle? = nil,
+    metrics: PrometheusCollectorRegistry? = nil
   ) {
+    self.metrics = metrics
     self.definition = definition
     self.configuration = configuration
     self.listeners = listeners
@@ -97,9 +103,15 @@ public struct NestService: Service {
     // Last, so that it hears of graceful shutdown first: health says NOT_SERVING before the
     // servers start draining.
     let drain = DrainOnShutdown(state: state)
+    // The admin port answers /readyz 503 while the servers drain: it stops after them.
+    var admin: [any Service] = []
+    if let address = self.configuration.admin, let metrics = self.metrics {
+      admin.append(AdminServer(address, state: state, registry: metrics, announce: true))
+    }
     let group = ServiceGroup(
       configuration: .init(
-        services: (clients + parts.background + servers + [drain]).map { .init(service: $0) }, logger: self.logger))
+        services: (clients + parts.background + admin + servers + [drain]).map { .init(service: $0) },
+        logger: self.logger))
     self.shutdown?.attach(group)
     try await group.run()
   }
@@ -118,9 +130,13 @@ public struct NestService: Service {
     if let grpc = configuration.grpc {
       listeners.append(HTTP2Listener(grpc, tls: configuration.tls, announce: true))
     }
+    // Every metric the process records goes to the admin port's /metrics.
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
     let service = NestService(
       definition, configuration: configuration, listeners: listeners,
-      peers: TCPPeerConnector(addresses: configuration.peers), logger: logger, clock: configuration.clock)
+      peers: TCPPeerConnector(addresses: configuration.peers), logger: logger, clock: configuration.clock,
+      metrics: registry)
     try await ServiceGroup(
       configuration: .init(
         services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -196,6 +196,13 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var tlsCertFile: String?
   @Option(help: "PEM private key of --tls-cert-file (NEST_TLS_KEY_FILE).")
   public var tlsKeyFile: String?
+  @Option(
+    help:
+      "Port of the admin HTTP listener (/metrics, /healthz, /readyz), 0 for any, off for none (NEST_ADMIN_PORT; default: the port + 200)."
+  )
+  public var adminPort: String?
+  @Option(help: "Serve the admin port on this inherited, already listening socket instead (NEST_ADMIN_LISTEN_FD).")
+  public var adminListenFd: String?
 
   public init() {}
 
@@ -208,7 +215,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("auth.secret.file", self.authSecretFile), ("log.level", self.logLevel),
       ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
       ("test.clock.file", self.testClockFile), ("grpc.port", self.grpcPort), ("grpc.listen.fd", self.grpcListenFd),
-      ("tls.cert.file", self.tlsCertFile), ("tls.key.file", self.tlsKeyFile),
+      ("tls.cert.file", self.tlsCertFile), ("tls.key.file", self.tlsKeyFile), ("admin.port", self.adminPort),
+      ("admin.listen.fd", self.adminListenFd),
     ]
     return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
   }
@@ -236,6 +244,8 @@ public struct ServiceConfiguration: Sendable {
   public var grpc: HTTP2Listener.Address?
   /// PEM files for TLS on the gRPC port; nil is plaintext.
   public var tls: HTTP2Listener.TLSFiles?
+  /// The admin HTTP listener (metrics, health, readiness): nil serves none.
+  public var admin: AdminServer.Address?
 
   public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -244,7 +254,7 @@ public struct ServiceConfiguration: Sendable {
     peers: [NestServiceName: ServiceAddress], authSecret: String, logLevel: String = "info",
     maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
     settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system,
-    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil
+    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil, admin: AdminServer.Address? = nil
   ) {
     self.host = host
     self.port = port
@@ -259,6 +269,7 @@ public struct ServiceConfiguration: Sendable {
     self.clock = clock
     self.grpc = grpc
     self.tls = tls
+    self.admin = admin
   }
 
   /// Reads every setting of `service` from `flags` (by key) and `environment`.
@@ -299,6 +310,13 @@ public struct ServiceConfiguration: Sendable {
       let fallback = port == 0 || socket != nil ? 0 : port + 100
       grpc = .host(host, port: try await settings.int("grpc.port", default: fallback, in: 0...65535))
     }
+    var admin: AdminServer.Address? = nil
+    if try await settings.string("admin.listen.fd") != nil {
+      admin = .socket(CInt(try await settings.int("admin.listen.fd", default: 0, in: 3...65535)))
+    } else if try await settings.string("admin.port") != "off" {
+      let fallback = port == 0 || socket != nil ? 0 : port + 200
+      admin = .host(host, port: try await settings.int("admin.port", default: fallback, in: 0...65535))
+    }
     var tls: HTTP2Listener.TLSFiles? = nil
     switch (try await settings.string("tls.cert.file"), try await settings.string("tls.key.file")) {
     case (nil, nil): break
@@ -318,7 +336,7 @@ public struct ServiceConfiguration: Sendable {
       maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
       peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
       settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system,
-      grpc: grpc, tls: tls)
+      grpc: grpc, tls: tls, admin: admin)
   }
 
   /// From an executable's parsed flags and the process's environment; a problem is a usage

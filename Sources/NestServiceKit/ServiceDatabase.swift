@@ -2,6 +2,8 @@
 // (synchronous=FULL: money moves here), a busy timeout instead of immediate SQLITE_BUSY,
 // foreign keys on, and the service's versioned migrations plus the kit's own.
 public import GRDB
+import Metrics
+import NIOConcurrencyHelpers
 
 public enum ServiceDatabase {
   /// Opens (creating if needed) and migrates the database at `path`.
@@ -16,6 +18,8 @@ public enum ServiceDatabase {
     // any prepareDatabase hook. The pool keeps one writer connection, so this holds.
     try pool.writeWithoutTransaction { db in
       try db.execute(sql: "PRAGMA synchronous = FULL")
+      // Every commit of the writer, timed (nest_db_commit_duration on the admin port).
+      db.add(transactionObserver: CommitTimer(), extent: .databaseLifetime)
     }
     var migrator = DatabaseMigrator()
     ClientTokens.registerMigrations(&migrator)
@@ -32,5 +36,27 @@ extension Database {
   public func addColumnIfMissing(_ table: String, _ column: String, _ definition: String) throws {
     guard try !self.columns(in: table).contains(where: { $0.name == column }) else { return }
     try self.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(definition)")
+  }
+}
+
+/// Times each commit from its start to its end (the fsync of synchronous=FULL included).
+final class CommitTimer: TransactionObserver, Sendable {
+  private let started = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+  private let timer = Metrics.Timer(label: "nest_db_commit_duration")
+
+  func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { false }
+  func databaseDidChange(with event: DatabaseEvent) {}
+
+  func databaseWillCommit() throws {
+    self.started.withLockedValue { $0 = .now }
+  }
+
+  func databaseDidCommit(_ db: Database) {
+    guard let start = self.started.withLockedValue({ $0 }) else { return }
+    self.timer.record(duration: .now - start)
+  }
+
+  func databaseDidRollback(_ db: Database) {
+    self.started.withLockedValue { $0 = nil }
   }
 }

@@ -1,6 +1,7 @@
 // Per-call observability for any GRPCCore server: one structured log line per call
 // (method, status, duration, peer) and, per method and status code, a call counter and a
-// latency timer (swift-metrics: the application picks the backend).
+// latency timer, and the calls in flight per method (swift-metrics: the application picks the
+// backend; the executables serve Prometheus on their admin port).
 public import GRPCCore
 public import Logging
 import Metrics
@@ -19,6 +20,9 @@ public struct CallObserverServerInterceptor: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     let start = ContinuousClock.now
     let method = context.descriptor.fullyQualifiedMethod
+    let inFlight = Meter(label: "nest_rpc_in_flight", dimensions: [("method", method)])
+    inFlight.increment()
+    defer { inFlight.decrement() }
     let code: String
     let response: StreamingServerResponse<Output>
     do {

@@ -7,6 +7,7 @@ import Foundation
 import GRDB
 import GRPCCore
 public import Logging
+import Metrics
 import NestDomain
 import NestProto
 import NestServiceKit
@@ -57,7 +58,10 @@ public final class Dispatcher: Service, Sendable {
         self.logger.error("cannot read the outbox", metadata: ["error": "\(error)"])
         return
       }
-      guard !due.isEmpty else { return }
+      guard !due.isEmpty else {
+        await self.measureOutbox()
+        return
+      }
       // Attempts run concurrently; their outcomes are recorded together, in one commit.
       let outcomes = await withTaskGroup(of: Outcome.self) { group in
         var rows = due.makeIterator()
@@ -86,10 +90,37 @@ public final class Dispatcher: Service, Sendable {
     var failure: (code: Int32, message: String)?
   }
 
+  /// The outbox as operators watch it: rows pending and how long the oldest has waited.
+  func measureOutbox() async {
+    let now = self.clock.nowUnixMs()
+    let pending: Int
+    let oldest: Int64?
+    do {
+      (pending, oldest) = try await self.store.database.read { try OrderStore.pendingDeliveries(in: $0) }
+    } catch {
+      self.logger.debug("cannot measure the outbox", metadata: ["error": "\(error)"])
+      return
+    }
+    Gauge(label: "nest_outbox_pending").record(pending)
+    Gauge(label: "nest_outbox_oldest_age_seconds").record(oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
+  }
+
   /// One attempt at one row.
   func attempt(_ delivery: Delivery) async -> Outcome {
     var outcome = Outcome(delivery: delivery)
     let key = delivery.idempotencyKey
+    let dimensions = [("target", statusName(delivery.target)), ("kind", statusName(delivery.kind))]
+    Counter(label: "nest_outbox_delivery_attempts_total", dimensions: dimensions).increment()
+    defer {
+      if let failure = outcome.failure {
+        Counter(
+          label: "nest_outbox_delivery_failures_total",
+          dimensions: dimensions + [
+            ("code", Status.Code(rawValue: Int(failure.code)).map { "\($0)" } ?? "\(failure.code)")
+          ]
+        ).increment()
+      }
+    }
     do {
       guard let order = try await self.store.database.read({ try OrderStore.order(delivery.orderID, in: $0) }) else {
         throw DomainError(.failedPrecondition, "order \(delivery.orderID) is missing")

@@ -613,6 +613,15 @@ public struct OrderStore: Sendable {
   }
 
   /// The deliveries that may be attempted now: per order, the oldest pending one, if due.
+  /// How many rows are pending, and when the oldest of them was queued.
+  public static func pendingDeliveries(in db: Database) throws -> (count: Int, oldestCreatedAtUnixMs: Int64?) {
+    let row = try Row.fetchOne(
+      db.cachedStatement(
+        sql: "SELECT COUNT(*) AS n, MIN(created_at_unix_ms) AS oldest FROM deliveries WHERE status = ?"),
+      arguments: [Nest_Order_V1_DeliveryStatus.pending.rawValue])
+    return (row?["n"] ?? 0, row?["oldest"])
+  }
+
   public static func dueDeliveries(nowUnixMs: Int64, limit: Int, in db: Database) throws -> [Delivery] {
     try DeliveryRow.fetchAll(
       db.cachedStatement(

@@ -3,6 +3,7 @@
 // or when the peer breaks the protocol.
 import GRPCCore
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NestProto
@@ -71,7 +72,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   /// Set when the transport is at its connection limit: GOAWAY as soon as the channel is active.
   private var refused = false
 
+  /// Open connections of this listener (refused ones are not counted).
+  static let openConnections = Meter(label: "nest_connections_open", dimensions: [("transport", "nest")])
+
   func channelActive(context: ChannelHandlerContext) {
+    if !self.refused { Self.openConnections.increment() }
     if self.refused {
       self.helloTimer?.cancel()
       self.goAway(code: 8, message: "too many connections (limit \(self.configuration.maxConnections))")
@@ -80,6 +85,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   }
 
   func channelInactive(context: ChannelHandlerContext) {
+    if !self.refused { Self.openConnections.decrement() }
     self.phase = .closed
     self.helloTimer?.cancel()
     self.idleTimer?.cancel()

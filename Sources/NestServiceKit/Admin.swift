@@ -1,0 +1,96 @@
+// The admin port of a service: plain HTTP/1.1 for what operators' tools read. `/metrics`
+// (the Prometheus text format of every metric the service records through swift-metrics),
+// `/healthz` (the process answers) and `/readyz` (it serves: 503 once it starts draining).
+import Foundation
+import Logging
+public import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+public import ServiceLifecycle
+
+public struct AdminServer: Service {
+  public enum Address: Sendable {
+    case host(String, port: Int)
+    /// An inherited, already listening socket (`--admin-listen-fd`).
+    case socket(CInt)
+  }
+
+  let address: Address
+  let state: ServingState
+  let registry: PrometheusCollectorRegistry
+  let announce: Bool
+
+  public init(_ address: Address, state: ServingState, registry: PrometheusCollectorRegistry, announce: Bool) {
+    self.address = address
+    self.state = state
+    self.registry = registry
+    self.announce = announce
+  }
+
+  public func run() async throws {
+    let state = self.state
+    let registry = self.registry
+    let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .serverChannelOption(.backlog, value: 64)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { channel in
+        channel.pipeline.configureHTTPServerPipeline().flatMap {
+          channel.pipeline.addHandler(AdminHandler(state: state, registry: registry))
+        }
+      }
+    let channel: any Channel
+    switch self.address {
+    case .host(let host, let port): channel = try await bootstrap.bind(host: host, port: port).get()
+    case .socket(let descriptor): channel = try await bootstrap.withBoundSocket(descriptor).get()
+    }
+    if self.announce, let address = channel.localAddress {
+      print("admin listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+      fflush(nil)
+    }
+    // Until the service group stops: then the port closes.
+    try? await gracefulShutdown()
+    try await channel.close()
+  }
+}
+
+final class AdminHandler: ChannelInboundHandler, Sendable {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  let state: ServingState
+  let registry: PrometheusCollectorRegistry
+
+  init(state: ServingState, registry: PrometheusCollectorRegistry) {
+    self.state = state
+    self.registry = registry
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard case .head(let head) = self.unwrapInboundIn(data) else { return }
+    let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
+    switch (head.method, head.uri.split(separator: "?").first.map(String.init) ?? head.uri) {
+    case (.GET, "/metrics"):
+      (status, contentType, body) = (.ok, "text/plain; version=0.0.4", self.registry.emitToBuffer())
+    case (.GET, "/healthz"):
+      (status, contentType, body) = (.ok, "text/plain", Array("ok\n".utf8))
+    case (.GET, "/readyz"):
+      (status, contentType, body) =
+        self.state.isServing
+        ? (.ok, "text/plain", Array("ready\n".utf8)) : (.serviceUnavailable, "text/plain", Array("draining\n".utf8))
+    case (.GET, _):
+      (status, contentType, body) = (.notFound, "text/plain", Array("try /metrics, /healthz or /readyz\n".utf8))
+    default:
+      (status, contentType, body) = (.methodNotAllowed, "text/plain", Array("GET only\n".utf8))
+    }
+    var headers = HTTPHeaders()
+    headers.add(name: "content-type", value: contentType)
+    headers.add(name: "content-length", value: "\(body.count)")
+    headers.add(name: "connection", value: "close")
+    context.write(
+      self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+      promise: nil)
+    context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+    context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+  }
+}

@@ -350,10 +350,11 @@ public struct NestCMessageWriter {
   @inlinable static func storeBytes(
     _ value: [UInt8], at pointer: UnsafeMutableRawPointer, arena: Arena
   ) {
-    guard !value.isEmpty else { return }
-    let data = value.withUnsafeBytes { arena.copy($0, terminate: false) }
+    // Always written: an element of a repeated field sits in arena memory nobody cleared,
+    // so an empty one must say len 0 itself.
+    let data = value.isEmpty ? nil : value.withUnsafeBytes { arena.copy($0, terminate: false) }
     pointer.storeBytes(
-      of: ProtobufCBinaryData(len: value.count, data: data.assumingMemoryBound(to: UInt8.self)),
+      of: ProtobufCBinaryData(len: value.count, data: data?.assumingMemoryBound(to: UInt8.self)),
       as: ProtobufCBinaryData.self)
   }
 }

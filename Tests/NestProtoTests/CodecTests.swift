@@ -127,3 +127,24 @@ struct OneofPresenceTests {
     #expect(decoded.messageRequest == .listServices(""))
   }
 }
+
+@Suite("Repeated elements")
+struct RepeatedElementTests {
+  // Found by scripts/fuzz messages: an empty element of a repeated bytes field was packed
+  // with whatever length the encoding arena's memory held.
+  @Test("an empty element of a repeated bytes field round-trips as empty")
+  func emptyBytesElement() throws {
+    let bytes: [UInt8] = [0x0A, 0x00, 0x0A, 0x01, 0x41, 0x0A, 0x00]
+    let decoded = try Grpc_Reflection_V1_FileDescriptorResponse(serializedBytes: bytes)
+    #expect(decoded.fileDescriptorProto == [[], [0x41], []])
+    #expect(try decoded.serializedBytes() == bytes)
+  }
+
+  @Test("an empty element of a repeated string field round-trips as empty")
+  func emptyStringElement() throws {
+    let access = Nest_Access_V1_MethodAccess.with { $0.services = ["", "settlement", ""] }
+    let bytes = try access.serializedBytes()
+    #expect(bytes == [0x1A, 0x00, 0x1A, 0x0A] + Array("settlement".utf8) + [0x1A, 0x00])
+    #expect(try Nest_Access_V1_MethodAccess(serializedBytes: bytes) == access)
+  }
+}

@@ -40,6 +40,9 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
     // Metrics in the Prometheus text format on each service's admin port.
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    // Traces: W3C trace context across RPCs and the outbox, exported over OTLP when OTEL_* say so.
+    .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+    .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPGRPC"]),
     // Sockets and event loops under NestTransport.
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     // Per-call structured logs and metrics.
@@ -159,6 +162,8 @@ let package = Package(
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Tracing", package: "swift-distributed-tracing"),
+        .product(name: "OTel", package: "swift-otel"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Metrics", package: "swift-metrics"),
@@ -224,6 +229,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Tracing", package: "swift-distributed-tracing"),
       ],
       swiftSettings: defaultSwiftSettings
     ),
@@ -293,6 +299,7 @@ let package = Package(
         "Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "NestServiceKit", "NestTransport", "NestAuth",
         "NestProto", "NestScenarios",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "JWTKit", package: "jwt-kit"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ],
@@ -465,7 +472,9 @@ let package = Package(
         "NestDomain", "NestTestKit", "NestScenarios",
         "NestTransport", "NestAuth", "NestProto", "NestProtoTesting", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "JWTKit", package: "jwt-kit"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: defaultSwiftSettings
     ),

@@ -3,7 +3,7 @@
 // `/healthz` (the process answers) and `/readyz` (it serves: 503 once it starts draining).
 import Foundation
 import Logging
-public import NIOCore
+import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
@@ -91,6 +91,9 @@ final class AdminHandler: ChannelInboundHandler, Sendable {
       self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
       promise: nil)
     context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
-    context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+    // "connection: close": the channel closes once the response is written.
+    let closed = context.eventLoop.makePromise(of: Void.self)
+    context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: closed)
+    closed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
   }
 }

@@ -33,12 +33,20 @@ public final class LocalPlatform: Sendable {
     public var extraArguments: [NestServiceName: [String]]
     /// How the services reach each other: wire protocol v1, or gRPC over HTTP/2.
     public var peerProtocol: ServiceAddress.WireProtocol
+    /// Variables set for every service beside the caller's (OTEL_* to export traces).
+    public var environment: [String: String]
+    /// Services that trust an identity provider's tokens instead of the data directory's
+    /// secret: its JWKS, and the service's own key.
+    public var identityProviders: [NestServiceName: Identity.IdentityProvider]
 
     public init(
       executables: URL, dataDirectory: URL, host: String = "127.0.0.1", ports: Ports = .inherited,
       logLevel: String = "warning", extraArguments: [NestServiceName: [String]] = [:],
-      peerProtocol: ServiceAddress.WireProtocol = .nest
+      peerProtocol: ServiceAddress.WireProtocol = .nest, environment: [String: String] = [:],
+      identityProviders: [NestServiceName: Identity.IdentityProvider] = [:]
     ) {
+      self.environment = environment
+      self.identityProviders = identityProviders
       self.executables = executables
       self.dataDirectory = dataDirectory
       self.host = host
@@ -144,12 +152,20 @@ public final class LocalPlatform: Sendable {
     guard FileManager.default.isExecutableFile(atPath: executable.path) else {
       throw ConfigurationError("\(executable.path) is missing: build the package first (swift build)")
     }
-    _ = try self.secret()
     let address = self.addresses[service]!
     var arguments = [
       "--host", address.host, "--port", "\(address.port)", "--database", self.database(service).path,
-      "--auth-secret-file", self.secretFile.path, "--log-level", self.options.logLevel,
+      "--log-level", self.options.logLevel,
     ]
+    if let provider = self.options.identityProviders[service] {
+      arguments += [
+        "--auth-jwks-file", provider.jwksFile, "--auth-issuer", provider.issuer, "--auth-audience", provider.audience,
+        "--service-key-file", provider.serviceKeyFile, "--service-key-id", provider.serviceKeyID,
+      ]
+    } else {
+      _ = try self.secret()
+      arguments += ["--auth-secret-file", self.secretFile.path]
+    }
     for peer in NestServiceName.allCases {
       let address = self.options.peerProtocol == .grpc ? self.grpcAddresses[peer]! : self.addresses[peer]!
       arguments += ["--\(peer.rawValue)-address", "\(address)"]
@@ -172,7 +188,8 @@ public final class LocalPlatform: Sendable {
     defer { for socket in sockets { socket.close() } }  // the child has its own copies
     arguments += self.options.extraArguments[service] ?? []
     let pid = try Spawn.run(
-      executable.path, arguments: arguments, environment: Self.environment(), sockets: sockets.map(\.descriptor),
+      executable.path, arguments: arguments,
+      environment: Self.environment().merging(self.options.environment) { $1 }, sockets: sockets.map(\.descriptor),
       log: self.log(service).path)
     self.processes.withLockedValue { $0[service] = pid }
   }

@@ -18,6 +18,7 @@ import NestProto
 public import NestTransport
 public import Prometheus
 public import ServiceLifecycle
+import Tracing
 import UnixSignals
 
 /// Where a service accepts calls.
@@ -72,13 +73,13 @@ public struct NestService: Service {
   public func run() async throws {
     let definition = self.definition
     let database = try ServiceDatabase.open(path: self.configuration.databasePath, migrations: definition.migrations)
-    let tokens = try await NestTokens(secret: self.configuration.authSecret)
+    let tokens = try await self.configuration.identity.tokens(for: definition.name)
     let serviceTokens = ServiceTokens(tokens: tokens, subject: definition.name.identity)
     var peers = PeerClients()
     let clients = try definition.peers.map { peer in
       try self.connector.connect(
         to: peer, caller: definition.name,
-        interceptors: [BearerTokenClientInterceptor { try await serviceTokens.token() }],
+        interceptors: [TracingClientInterceptor(), BearerTokenClientInterceptor { try await serviceTokens.token() }],
         serviceConfig: PeerCallPolicy.serviceConfig(timeout: self.configuration.peerTimeout), into: &peers)
     }
     let parts = try await definition.build(
@@ -96,7 +97,8 @@ public struct NestService: Service {
           reflection, ReflectionV1AlphaService(reflection),
         ],
         interceptors: [
-          CallObserverServerInterceptor(logger: self.logger), ErrorMappingInterceptor(logger: self.logger),
+          TracingServerInterceptor(), CallObserverServerInterceptor(logger: self.logger),
+          ErrorMappingInterceptor(logger: self.logger),
           AccessInterceptor(tokens: tokens),
         ], logger: self.logger)
     }
@@ -119,6 +121,11 @@ public struct NestService: Service {
   /// Runs `definition` as its executable does: listening on the configured address (or the
   /// inherited socket), reaching its peers over TCP, until SIGTERM or SIGINT.
   public static func runExecutable(_ definition: ServiceDefinition, configuration: ServiceConfiguration) async throws {
+    // Spans go over OTLP when the OTEL_* variables say so; log lines carry their ids.
+    let environment = ProcessInfo.processInfo.environment
+    let tracing = try TraceExport.backend(serviceName: definition.name.executable, environment: environment)
+    if let tracing { InstrumentationSystem.bootstrap(tracing.tracer) }
+    configuration.logFormat.bootstrap(metadataProvider: tracing == nil ? nil : TraceExport.loggingMetadata)
     let logger = configuration.logger(definition.name.executable)
     var listeners: [any ServiceListener] = [
       TCPListener(
@@ -137,9 +144,11 @@ public struct NestService: Service {
       definition, configuration: configuration, listeners: listeners,
       peers: TCPPeerConnector(addresses: configuration.peers), logger: logger, clock: configuration.clock,
       metrics: registry)
+    // The exporter stops after the service, so that the last spans are sent.
+    let exporter = tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0.service)] } ?? []
     try await ServiceGroup(
       configuration: .init(
-        services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        services: exporter + [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     ).run()
   }
 }

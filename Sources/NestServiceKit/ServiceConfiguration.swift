@@ -6,6 +6,7 @@ public import ArgumentParser
 import Configuration
 import Foundation
 import GRPCCore
+public import NestAuth
 public import NestDomain
 import NestProto
 
@@ -178,8 +179,23 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var settlementAddress: String?
   @Option(help: "File holding the auth secret (NEST_AUTH_SECRET_FILE; or the secret in NEST_AUTH_SECRET).")
   public var authSecretFile: String?
+  @Option(
+    help:
+      "JWKS file of the identity provider: tokens are verified against its ES256/EdDSA keys, and no secret is held (NEST_AUTH_JWKS_FILE)."
+  )
+  public var authJwksFile: String?
+  @Option(help: "Issuer (iss) of the identity provider's tokens (NEST_AUTH_ISSUER; required with --auth-jwks-file).")
+  public var authIssuer: String?
+  @Option(help: "Audience (aud) the identity provider's tokens must name (NEST_AUTH_AUDIENCE; default nest).")
+  public var authAudience: String?
+  @Option(help: "PEM P-256 or Ed25519 private key this service signs its calls with (NEST_SERVICE_KEY_FILE).")
+  public var serviceKeyFile: String?
+  @Option(help: "Its key id in the JWKS, service:<identity>:<version> (NEST_SERVICE_KEY_ID).")
+  public var serviceKeyId: String?
   @Option(help: "trace, debug, info, notice, warning, error or critical (NEST_LOG_LEVEL; default info).")
   public var logLevel: String?
+  @Option(help: "text or json: how log lines are written to standard error (NEST_LOG_FORMAT; default text).")
+  public var logFormat: String?
   @Option(help: "Connections open at once; more are refused RESOURCE_EXHAUSTED (NEST_MAX_CONNECTIONS; default 1024).")
   public var maxConnections: String?
   @Option(help: "Timeout of a call to another service, in milliseconds (NEST_PEER_TIMEOUT_MS; default 10000).")
@@ -212,7 +228,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("host", self.host), ("port", self.port), ("listen.fd", self.listenFd), ("database", self.database),
       ("catalog.address", self.catalogAddress), ("entitlement.address", self.entitlementAddress),
       ("order.address", self.orderAddress), ("settlement.address", self.settlementAddress),
-      ("auth.secret.file", self.authSecretFile), ("log.level", self.logLevel),
+      ("auth.secret.file", self.authSecretFile), ("auth.jwks.file", self.authJwksFile),
+      ("auth.issuer", self.authIssuer), ("auth.audience", self.authAudience), ("service.key.file", self.serviceKeyFile),
+      ("service.key.id", self.serviceKeyId), ("log.level", self.logLevel), ("log.format", self.logFormat),
       ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
       ("test.clock.file", self.testClockFile), ("grpc.port", self.grpcPort), ("grpc.listen.fd", self.grpcListenFd),
       ("tls.cert.file", self.tlsCertFile), ("tls.key.file", self.tlsKeyFile), ("admin.port", self.adminPort),
@@ -230,8 +248,11 @@ public struct ServiceConfiguration: Sendable {
   public var listeningSocket: CInt?
   public var databasePath: String
   public var peers: [NestServiceName: ServiceAddress]
-  public var authSecret: String
+  /// Whose tokens it trusts, and how it signs its own.
+  public var identity: Identity
   public var logLevel: String
+  /// How the executable writes its log lines.
+  public var logFormat: LogFormat
   /// Connections the server keeps open at once.
   public var maxConnections: Int
   /// How long a call to another service may take.
@@ -251,7 +272,8 @@ public struct ServiceConfiguration: Sendable {
 
   public init(
     host: String = "127.0.0.1", port: Int, listeningSocket: CInt? = nil, databasePath: String,
-    peers: [NestServiceName: ServiceAddress], authSecret: String, logLevel: String = "info",
+    peers: [NestServiceName: ServiceAddress], identity: Identity, logLevel: String = "info",
+    logFormat: LogFormat = .text,
     maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
     settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system,
     grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil, admin: AdminServer.Address? = nil
@@ -261,8 +283,9 @@ public struct ServiceConfiguration: Sendable {
     self.listeningSocket = listeningSocket
     self.databasePath = databasePath
     self.peers = peers
-    self.authSecret = authSecret
+    self.identity = identity
     self.logLevel = logLevel
+    self.logFormat = logFormat
     self.maxConnections = maxConnections
     self.peerTimeout = peerTimeout
     self.settings = settings
@@ -289,18 +312,7 @@ public struct ServiceConfiguration: Sendable {
       peers[peer] = try await settings.address(
         "\(peer.rawValue).address", default: ServiceAddress(host: "127.0.0.1", port: peer.defaultPort))
     }
-    let secret: String
-    if let file = try await settings.string("auth.secret.file") {
-      do {
-        secret = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-      } catch {
-        throw ConfigurationError("\(SettingsReader.names("auth.secret.file")): cannot read \(file)")
-      }
-    } else if let value = try await settings.string("auth.secret") {
-      secret = value
-    } else {
-      throw ConfigurationError("no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file")
-    }
+    let identity = try await Identity.load(service, settings)
     let host = try await settings.string("host") ?? "127.0.0.1"
     var grpc: HTTP2Listener.Address? = nil
     if try await settings.string("grpc.listen.fd") != nil {
@@ -331,8 +343,10 @@ public struct ServiceConfiguration: Sendable {
     }
     return ServiceConfiguration(
       host: host, port: port, listeningSocket: socket,
-      databasePath: database, peers: peers, authSecret: secret,
+      databasePath: database, peers: peers, identity: identity,
       logLevel: try await settings.choice("log.level", default: "info", among: Self.logLevels),
+      logFormat: LogFormat(
+        rawValue: try await settings.choice("log.format", default: "text", among: LogFormat.allCases.map(\.rawValue)))!,
       maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
       peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
       settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system,
@@ -351,5 +365,94 @@ public struct ServiceConfiguration: Sendable {
     } catch {
       throw ValidationError(error.description)
     }
+  }
+}
+
+/// Whose tokens a service trusts, and what it signs its own calls with.
+public enum Identity: Sendable, Hashable {
+  /// One HS256 secret shared by the services and their callers: for local use and the demo.
+  case sharedSecret(String)
+  /// An identity provider's tokens, verified against its JWKS; the service signs its own
+  /// calls with its service key and holds no key that can sign any other token.
+  case identityProvider(IdentityProvider)
+
+  public struct IdentityProvider: Sendable, Hashable {
+    public var jwksFile: String
+    public var issuer: String
+    public var audience: String
+    public var serviceKeyFile: String
+    public var serviceKeyID: String
+
+    public init(jwksFile: String, issuer: String, audience: String, serviceKeyFile: String, serviceKeyID: String) {
+      self.jwksFile = jwksFile
+      self.issuer = issuer
+      self.audience = audience
+      self.serviceKeyFile = serviceKeyFile
+      self.serviceKeyID = serviceKeyID
+    }
+  }
+
+  /// The tokens of `service` under this identity: what it verifies and what it signs.
+  public func tokens(for service: NestServiceName) async throws -> NestTokens {
+    switch self {
+    case .sharedSecret(let secret):
+      return try await NestTokens(secret: secret)
+    case .identityProvider(let provider):
+      let pem: String
+      do {
+        pem = try String(contentsOfFile: provider.serviceKeyFile, encoding: .utf8)
+      } catch {
+        throw ConfigurationError("\(SettingsReader.names("service.key.file")): cannot read \(provider.serviceKeyFile)")
+      }
+      return NestTokens(
+        jwks: try await JWKSFile(path: provider.jwksFile), issuer: provider.issuer, audience: provider.audience,
+        serviceKey: try await ServiceSigningKey(pem: pem, keyID: provider.serviceKeyID))
+    }
+  }
+
+  static func load(_ service: NestServiceName, _ settings: SettingsReader) async throws(ConfigurationError) -> Identity
+  {
+    let secretFile = try await settings.string("auth.secret.file")
+    let secretValue = try await settings.string("auth.secret")
+    if let jwks = try await settings.string("auth.jwks.file") {
+      guard secretFile == nil && secretValue == nil else {
+        throw ConfigurationError(
+          "\(SettingsReader.names("auth.jwks.file")) and an auth secret exclude each other: a service that verifies the identity provider's tokens holds no secret that signs them"
+        )
+      }
+      guard FileManager.default.isReadableFile(atPath: jwks) else {
+        throw ConfigurationError("\(SettingsReader.names("auth.jwks.file")): cannot read \(jwks)")
+      }
+      guard let issuer = try await settings.string("auth.issuer"), !issuer.isEmpty else {
+        throw ConfigurationError("\(SettingsReader.names("auth.issuer")) is required with --auth-jwks-file")
+      }
+      guard let keyFile = try await settings.string("service.key.file"),
+        let keyID = try await settings.string("service.key.id")
+      else {
+        throw ConfigurationError(
+          "--service-key-file and --service-key-id are required with --auth-jwks-file: the service signs its calls to the others with its own key"
+        )
+      }
+      guard ServiceSigningKey.service(ofKeyID: keyID) == service.identity else {
+        throw ConfigurationError(
+          "\(SettingsReader.names("service.key.id")): \"\(keyID)\" is not a key id of \(service.identity) (service:\(service.identity):<version>)"
+        )
+      }
+      return .identityProvider(
+        IdentityProvider(
+          jwksFile: jwks, issuer: issuer, audience: try await settings.string("auth.audience") ?? "nest",
+          serviceKeyFile: keyFile, serviceKeyID: keyID))
+    }
+    if let file = secretFile {
+      do {
+        return .sharedSecret(
+          try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+      } catch {
+        throw ConfigurationError("\(SettingsReader.names("auth.secret.file")): cannot read \(file)")
+      }
+    }
+    if let value = secretValue { return .sharedSecret(value) }
+    throw ConfigurationError(
+      "no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file (or --auth-jwks-file for an identity provider)")
   }
 }

@@ -30,7 +30,12 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     case inProcess
     /// The executables in `executables` (the build's products by default), reaching each
     /// other over `peers` (wire protocol v1, or gRPC over HTTP/2).
-    case processes(executables: URL = LocalPlatform.productsDirectory, peers: ServiceAddress.WireProtocol = .nest)
+    /// `environment`: variables the services get beside the test's (OTEL_* for traces).
+    /// `identityProvider`: the services trust its tokens (and hold no secret); the
+    /// platform's tokens are signed by it.
+    case processes(
+      executables: URL = LocalPlatform.productsDirectory, peers: ServiceAddress.WireProtocol = .nest,
+      environment: [String: String] = [:], identityProvider: TestIdentityProvider? = nil)
   }
 
   /// Every service's definition: what NestService runs.
@@ -46,7 +51,8 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   public let directory: URL
   /// As processes: the platform's processes.
   public let processes: LocalPlatform?
-  private let tokens: NestTokens
+  /// Signs the tokens of `token(_:_:)`.
+  private let signer: @Sendable (String, Nest_Common_V1_Role) async throws -> String
   private let connections = SharedConnections()
   private let listeners: [NestServiceName: InProcessListener]
   private let running = NIOLockedValueBox<[NestServiceName: (Task<Void, any Error>, ShutdownHandle)]>([:])
@@ -57,13 +63,19 @@ public final class NestTestPlatform: PlatformClients, Sendable {
 
   private init(
     mode: Mode, secret: String, directory: URL, processes: LocalPlatform?,
-    settings: [NestServiceName: [String: String]], logLevel: Logger.Level, clock: TestClock?
+    settings: [NestServiceName: [String: String]], logLevel: Logger.Level, clock: TestClock?,
+    identityProvider: TestIdentityProvider? = nil
   ) async throws {
     self.mode = mode
     self.secret = secret
     self.directory = directory
     self.processes = processes
-    self.tokens = try await NestTokens(secret: secret)
+    if let identityProvider {
+      self.signer = { try await identityProvider.sign(subject: $0, role: $1) }
+    } else {
+      let tokens = try await NestTokens(secret: secret)
+      self.signer = { try await tokens.sign(subject: $0, role: $1) }
+    }
     self.settings = settings
     self.logLevel = logLevel
     self.clock = clock
@@ -104,7 +116,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
       for service in services { try platform.launch(service) }
       for service in services { try await platform.waitUntilServing(service) }
       return platform
-    case .processes(let executables, let peers):
+    case .processes(let executables, let peers, let environment, let identityProvider):
       var arguments: [NestServiceName: [String]] = [:]
       for service in NestServiceName.allCases {
         arguments[service] =
@@ -115,10 +127,13 @@ public final class NestTestPlatform: PlatformClients, Sendable {
       let local = try LocalPlatform(
         .init(
           executables: executables, dataDirectory: directory, ports: .inherited, logLevel: "\(logLevel)",
-          extraArguments: arguments, peerProtocol: peers))
+          extraArguments: arguments, peerProtocol: peers, environment: environment,
+          identityProviders: identityProvider.map { provider in
+            Dictionary(uniqueKeysWithValues: NestServiceName.allCases.map { ($0, provider.configuration(for: $0)) })
+          } ?? [:]))
       let platform = try await NestTestPlatform(
         mode: mode, secret: try local.secret(), directory: directory, processes: local, settings: settings,
-        logLevel: logLevel, clock: clock)
+        logLevel: logLevel, clock: clock, identityProvider: identityProvider)
       for service in NestServiceName.allCases {
         let address = local.addresses[service]!
         platform.connections.add(
@@ -143,7 +158,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   func configuration(_ service: NestServiceName) -> ServiceConfiguration {
     ServiceConfiguration(
       port: 0, databasePath: self.directory.appendingPathComponent("\(service.rawValue).sqlite").path, peers: [:],
-      authSecret: self.secret, logLevel: "\(self.logLevel)",
+      identity: .sharedSecret(self.secret), logLevel: "\(self.logLevel)",
       // A stopped service's calls wait for this: short, so that tests of outages are quick.
       peerTimeout: .seconds(2),
       settings: SettingsReader(flags: self.settings[service] ?? [:], environment: [:]),
@@ -209,9 +224,10 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     try? FileManager.default.removeItem(at: self.directory)
   }
 
-  /// A bearer token for `role` and `subject`, signed with the platform's secret.
+  /// A bearer token for `role` and `subject`, signed with the platform's secret (or by its
+  /// identity provider).
   public func token(_ role: Nest_Common_V1_Role, _ subject: String) async throws -> String {
-    try await self.tokens.sign(subject: subject, role: role)
+    try await self.signer(subject, role)
   }
 
   public func withClient<Result: Sendable>(

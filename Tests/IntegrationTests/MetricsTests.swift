@@ -68,8 +68,7 @@ struct MetricsTests {
     }
     let server = try #require(prometheus, "prometheus did not start")
     defer {
-      server.terminate()
-      server.waitUntilExit()
+      stop(server)
     }
 
     // The test's calls: ListProducts, which nothing else calls.
@@ -88,10 +87,15 @@ struct MetricsTests {
       return answer.body.contains("\"\(calls)\"]")
     }
     #expect(counted, "Prometheus answered \(seen)")
-    // Every service was scraped.
-    var components = URLComponents(string: api + "/api/v1/query")!
-    components.queryItems = [URLQueryItem(name: "query", value: "count(up == 1)")]
-    #expect(try await httpGet(components.url!.absoluteString).body.contains("\"4\"]"))
+    // Every service is scraped (each on its own first scrape, which may come after catalog's).
+    let scraped = try await eventually(timeout: .seconds(60)) {
+      var components = URLComponents(string: api + "/api/v1/query")!
+      components.queryItems = [URLQueryItem(name: "query", value: "count(up == 1)")]
+      let answer = try await httpGet(components.url!.absoluteString)
+      seen = answer.body
+      return answer.body.contains("\"4\"]")
+    }
+    #expect(scraped, "Prometheus answered \(seen)")
     await platform.stop()
   }
 }

@@ -63,8 +63,16 @@ struct ServiceConfigurationTests {
     try "  from-a-file-\(String(repeating: "x", count: 40))\n".write(to: file, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: file) }
     let fromFile = try await load(["--database", "d", "--auth-secret-file", file.path], secret)
-    #expect(fromFile.authSecret.hasPrefix("from-a-file-"))
-    await #expect(throws: ConfigurationError("no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file")) {
+    guard case .sharedSecret(let value) = fromFile.identity else {
+      Issue.record("not the shared secret: \(fromFile.identity)")
+      return
+    }
+    #expect(value.hasPrefix("from-a-file-"))
+    await #expect(
+      throws: ConfigurationError(
+        "no auth secret: set NEST_AUTH_SECRET or pass --auth-secret-file (or --auth-jwks-file for an identity provider)"
+      )
+    ) {
       _ = try await load(["--database", "d"], [:])
     }
     await #expect(

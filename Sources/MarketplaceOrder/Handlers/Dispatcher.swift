@@ -12,6 +12,7 @@ import NestDomain
 import NestProto
 import NestServiceKit
 public import ServiceLifecycle
+import Tracing
 
 public final class Dispatcher: Service, Sendable {
   let store: OrderStore
@@ -105,8 +106,22 @@ public final class Dispatcher: Service, Sendable {
     Gauge(label: "nest_outbox_oldest_age_seconds").record(oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
   }
 
-  /// One attempt at one row.
+  /// One attempt at one row, as a span of the trace of the call that queued it.
   func attempt(_ delivery: Delivery) async -> Outcome {
+    await withSpan(
+      "deliver \(statusName(delivery.kind))", context: TraceContext.continuing(delivery.traceParent), ofKind: .consumer
+    ) { span in
+      span.attributes["nest.delivery.id"] = delivery.id
+      span.attributes["nest.delivery.attempt"] = Int(delivery.attempts) + 1
+      span.attributes["nest.order.id"] = delivery.orderID
+      let outcome = await self.call(delivery)
+      if let failure = outcome.failure { span.setStatus(SpanStatus(code: .error, message: failure.message)) }
+      return outcome
+    }
+  }
+
+  /// One call to the row's target.
+  private func call(_ delivery: Delivery) async -> Outcome {
     var outcome = Outcome(delivery: delivery)
     let key = delivery.idempotencyKey
     let dimensions = [("target", statusName(delivery.target)), ("kind", statusName(delivery.kind))]

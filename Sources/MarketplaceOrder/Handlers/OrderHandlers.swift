@@ -93,6 +93,7 @@ extension OrderService {
       _ = try await self.peers.reserveSlot(orderID: orderID, authorizationID: wholesale?.authorizationID ?? "")
     }
     let now = self.clock.nowUnixMs()
+    let traceParent = TraceContext.currentTraceParent()
     let snapshot = wholesale
     let finalPrice = price
     let response: Nest_Order_V1_CreateOrderResponse = try await self.store.database.write { db in
@@ -128,7 +129,8 @@ extension OrderService {
         if order.trial {
           try OrderStore.requireNoTrial(buyerID: access.caller.subject, productID: product.id, in: db)
           order.paymentReference = "trial"
-          _ = try Self.commitPayment(&order, actor: access.caller.subject, baseProductID: "", now: now, in: db)
+          _ = try Self.commitPayment(
+            &order, actor: access.caller.subject, baseProductID: "", now: now, traceParent: traceParent, in: db)
         } else {
           try OrderStore.save(order, in: db)
         }
@@ -143,7 +145,7 @@ extension OrderService {
   /// for A (when there is a wholesale amount to place), and the outbox rows; returns the
   /// linked orders.
   static func commitPayment(
-    _ order: inout Order, actor: String, baseProductID: String, now: Int64, in db: Database
+    _ order: inout Order, actor: String, baseProductID: String, now: Int64, traceParent: String, in db: Database
   ) throws -> [Order] {
     try OrderRules.apply(.pay, to: &order, actor: actor, now: now)
     var linked: [Order] = []
@@ -154,9 +156,9 @@ extension OrderService {
     }
     try OrderStore.save(order, in: db)
     for link in linked { try OrderStore.save(link, in: db) }
-    for row in DeliveryRules.paid(order, linked: linked, newID: { Identifiers.new("dlv") }, now: now) {
-      try OrderStore.save(row, in: db)
-    }
+    try OrderStore.queue(
+      DeliveryRules.paid(order, linked: linked, newID: { Identifiers.new("dlv") }, now: now), traceParent: traceParent,
+      in: db)
     return linked
   }
 
@@ -189,6 +191,7 @@ extension OrderService {
       try SubscriptionOrders.checkStillPriced(current, instance: try await self.peers.instance(current.instanceID))
     }
     let now = self.clock.nowUnixMs()
+    let traceParent = TraceContext.currentTraceParent()
     let productID = baseProductID
     let response: Nest_Order_V1_PayOrderResponse = try await self.store.database.write { db in
       var order = try Self.customerOrder(request.orderID, access, in: db)
@@ -199,7 +202,7 @@ extension OrderService {
         try OrderRules.checkExpectedAmount(request.expectedAmount, of: order)
         order.paymentReference = request.paymentReference
         let linked = try Self.commitPayment(
-          &order, actor: access.caller.subject, baseProductID: productID, now: now, in: db)
+          &order, actor: access.caller.subject, baseProductID: productID, now: now, traceParent: traceParent, in: db)
         return .with {
           $0.order = order
           $0.linkedOrders = linked
@@ -222,6 +225,7 @@ extension OrderService {
     try DomainError.requireNonEmpty(("order_id", request.orderID))
     try DomainError.requireAtMost(1024, bytes: request.reason, field: "reason")
     let now = self.clock.nowUnixMs()
+    let traceParent = TraceContext.currentTraceParent()
     let response: Nest_Order_V1_CancelOrderResponse = try await self.store.database.write { db in
       var order = try Self.customerOrder(request.orderID, access, in: db)
       return try ClientTokens.once(
@@ -231,9 +235,8 @@ extension OrderService {
         order.reason = request.reason
         try OrderRules.apply(.cancel, to: &order, actor: access.caller.subject, reason: request.reason, now: now)
         try OrderStore.save(order, in: db)
-        for row in DeliveryRules.cancelled(order, newID: { Identifiers.new("dlv") }, now: now) {
-          try OrderStore.save(row, in: db)
-        }
+        try OrderStore.queue(
+          DeliveryRules.cancelled(order, newID: { Identifiers.new("dlv") }, now: now), traceParent: traceParent, in: db)
         return .with { $0.order = order }
       }
     }
@@ -248,6 +251,7 @@ extension OrderService {
     try DomainError.requireNonEmpty(("order_id", request.orderID), ("reason", request.reason))
     try DomainError.requireAtMost(1024, bytes: request.reason, field: "reason")
     let now = self.clock.nowUnixMs()
+    let traceParent = TraceContext.currentTraceParent()
     let response: Nest_Order_V1_RefundOrderResponse = try await self.store.database.write { db in
       var order = try Self.customerOrder(request.orderID, access, in: db)
       return try ClientTokens.once(
@@ -265,9 +269,8 @@ extension OrderService {
           try OrderStore.save(link, in: db)
           linked.append(link)
         }
-        for row in DeliveryRules.refunded(order, newID: { Identifiers.new("dlv") }, now: now) {
-          try OrderStore.save(row, in: db)
-        }
+        try OrderStore.queue(
+          DeliveryRules.refunded(order, newID: { Identifiers.new("dlv") }, now: now), traceParent: traceParent, in: db)
         return .with {
           $0.order = order
           $0.linkedOrders = linked

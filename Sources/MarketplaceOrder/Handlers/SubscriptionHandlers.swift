@@ -114,6 +114,7 @@ extension OrderService {
     let access = try Access.forCall()
     let instance = try await self.instance(request.instanceID, for: access)
     let now = self.clock.nowUnixMs()
+    let traceParent = TraceContext.currentTraceParent()
     try SubscriptionOrders.checkChangeable(instance, now: now)
     let current = instance.subscription?.plan ?? .init()
     let productID = current.productID
@@ -157,7 +158,8 @@ extension OrderService {
         if free {
           // Nothing to pay (a downgrade, or a change during a trial): paid as it is made.
           order.paymentReference = "no charge"
-          _ = try Self.commitPayment(&order, actor: access.caller.subject, baseProductID: "", now: now, in: db)
+          _ = try Self.commitPayment(
+            &order, actor: access.caller.subject, baseProductID: "", now: now, traceParent: traceParent, in: db)
         } else {
           try OrderStore.save(order, in: db)
         }
@@ -182,6 +184,7 @@ extension OrderService {
         violations: [.init(field: "term_ends_at_unix_ms", description: "is not the instance's term end")])
     }
     let now = self.clock.nowUnixMs()
+    let traceParent = TraceContext.currentTraceParent()
     let draft = try await self.renewalDraft(instance, periods: 1, now: now)
     var baseProductID = ""
     if let resolution = draft.scenario, resolution.scenario == .scenario3 {
@@ -197,7 +200,7 @@ extension OrderService {
         var order = draft
         order.paymentReference = SubscriptionOrders.autoRenewReference(instance.id)
         let linked = try Self.commitPayment(
-          &order, actor: access.caller.subject, baseProductID: productID, now: now, in: db)
+          &order, actor: access.caller.subject, baseProductID: productID, now: now, traceParent: traceParent, in: db)
         return .with {
           $0.order = order
           $0.linkedOrders = linked

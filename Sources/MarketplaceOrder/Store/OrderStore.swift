@@ -65,6 +65,15 @@ public struct OrderStore: Sendable {
     migrator.registerMigration("order-3-subscriptions") { db in
       try Self.addSubscriptionColumns(db)
     }
+    // Traces: each outbox row keeps the trace context of the call that queued it.
+    migrator.registerMigration("order-4-traces") { db in
+      try Self.addTraceColumns(db)
+    }
+  }
+
+  /// The column of order-4 (createTables makes it for a new database).
+  static func addTraceColumns(_ db: Database) throws {
+    try db.addColumnIfMissing("deliveries", "trace_parent", "TEXT NOT NULL DEFAULT ''")
   }
 
   /// The columns and indexes of order-3 (createTables makes them for a new database).
@@ -151,6 +160,7 @@ public struct OrderStore: Sendable {
       t.column("acknowledged_transaction_id", .text)
     }
     try db.create(index: "deliveries_due", on: "deliveries", columns: ["status", "next_attempt_at_unix_ms"])
+    try Self.addTraceColumns(db)
   }
 
   // MARK: Orders
@@ -524,6 +534,7 @@ public struct OrderStore: Sendable {
       self.deliveredAtUnixMs = try row.decode(forColumn: "delivered_at_unix_ms")
       self.acknowledgedInstanceId = try row.decode(forColumn: "acknowledged_instance_id")
       self.acknowledgedTransactionId = try row.decode(forColumn: "acknowledged_transaction_id")
+      self.traceParent = try row.decode(forColumn: "trace_parent")
     }
 
     static let columns = ColumnLayout<DeliveryRow>(
@@ -544,6 +555,7 @@ public struct OrderStore: Sendable {
         "delivered_at_unix_ms": { $0.deliveredAtUnixMs },
         "acknowledged_instance_id": { $0.acknowledgedInstanceId },
         "acknowledged_transaction_id": { $0.acknowledgedTransactionId },
+        "trace_parent": { $0.traceParent },
       ])
 
     var id: String
@@ -561,6 +573,7 @@ public struct OrderStore: Sendable {
     var deliveredAtUnixMs: Int64
     var acknowledgedInstanceId: String?
     var acknowledgedTransactionId: String?
+    var traceParent: String
 
     init(_ d: Delivery) {
       self.id = d.id
@@ -576,6 +589,7 @@ public struct OrderStore: Sendable {
       self.lastAttemptAtUnixMs = d.lastAttemptAtUnixMs
       self.createdAtUnixMs = d.createdAtUnixMs
       self.deliveredAtUnixMs = d.deliveredAtUnixMs
+      self.traceParent = d.traceParent
       switch d.acknowledgement {
       case .instanceID(let id)?: (self.acknowledgedInstanceId, self.acknowledgedTransactionId) = (id, nil)
       case .transactionID(let id)?: (self.acknowledgedInstanceId, self.acknowledgedTransactionId) = (nil, id)
@@ -598,6 +612,7 @@ public struct OrderStore: Sendable {
         $0.lastAttemptAtUnixMs = self.lastAttemptAtUnixMs
         $0.createdAtUnixMs = self.createdAtUnixMs
         $0.deliveredAtUnixMs = self.deliveredAtUnixMs
+        $0.traceParent = self.traceParent
         if let id = self.acknowledgedInstanceId { $0.acknowledgement = .instanceID(id) }
         if let id = self.acknowledgedTransactionId { $0.acknowledgement = .transactionID(id) }
       }
@@ -606,6 +621,14 @@ public struct OrderStore: Sendable {
 
   public static func save(_ delivery: Delivery, in db: Database) throws {
     try DeliveryRow(delivery).upsert(db)
+  }
+
+  /// Queues new rows, each continuing the trace `traceParent` (the queuing call's).
+  public static func queue(_ rows: [Delivery], traceParent: String, in db: Database) throws {
+    for var row in rows {
+      row.traceParent = traceParent
+      try Self.save(row, in: db)
+    }
   }
 
   public static func delivery(_ id: String, in db: Database) throws -> Delivery? {

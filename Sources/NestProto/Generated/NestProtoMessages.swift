@@ -289,6 +289,7 @@ public enum NestAccessTable {
     "nest.entitlement.v1.InstancePlan": [5: [.isv, .distributor, .`operator`, .service]],
     "nest.order.v1.DeliverySummary": [3: [.`operator`, .service]],
     "nest.order.v1.Order": [15: [.isv, .distributor, .`operator`, .service], 17: [.isv, .distributor, .`operator`, .service]],
+    "nest.order.v1.Delivery": [16: [.`operator`, .service]],
     "nest.order.v1.PlaceRenewalResponse": [2: [.isv, .distributor, .`operator`, .service]],
     "nest.order.v1.PayOrderResponse": [2: [.isv, .distributor, .`operator`, .service]],
     "nest.order.v1.RefundOrderResponse": [2: [.isv, .distributor, .`operator`, .service]],

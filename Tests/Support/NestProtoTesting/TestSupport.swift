@@ -80,6 +80,22 @@ public func run(
     stderr: String(decoding: errorBytes.value, as: UTF8.self))
 }
 
+/// Stops a child process: SIGTERM, then SIGKILL if it is still running after `grace`.
+/// Polls rather than `waitUntilExit()`, which can wait forever on a child that ignores
+/// SIGTERM (its disposition inherited from a parent that ignores it for its own handlers).
+public func stop(_ process: Process, grace: Duration = .seconds(5)) {
+  guard process.isRunning else { return }
+  process.terminate()
+  func exited(within limit: Duration) -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+    return !process.isRunning
+  }
+  if exited(within: grace) { return }
+  kill(process.processIdentifier, SIGKILL)
+  _ = exited(within: grace)
+}
+
 private final class LockedBox<Value>: @unchecked Sendable {
   private let lock = NSLock()
   private var stored: Value

@@ -2119,7 +2119,7 @@ const ProtobufCMessageDescriptor nest__order__v1__order__descriptor =
   (ProtobufCMessageInit) nest__order__v1__order__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__delivery__field_descriptors[15] =
+static const ProtobufCFieldDescriptor nest__order__v1__delivery__field_descriptors[16] =
 {
   {
     "id",
@@ -2301,6 +2301,18 @@ static const ProtobufCFieldDescriptor nest__order__v1__delivery__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "trace_parent",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__Delivery, trace_parent),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__delivery__field_indices_by_name[] = {
   6,   /* field[6] = attempts */
@@ -2317,12 +2329,13 @@ static const unsigned nest__order__v1__delivery__field_indices_by_name[] = {
   1,   /* field[1] = order_id */
   4,   /* field[4] = status */
   3,   /* field[3] = target */
+  15,   /* field[15] = trace_parent */
   14,   /* field[14] = transaction_id */
 };
 static const ProtobufCIntRange nest__order__v1__delivery__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__delivery__descriptor =
 {
@@ -2332,7 +2345,7 @@ const ProtobufCMessageDescriptor nest__order__v1__delivery__descriptor =
   "Nest__Order__V1__Delivery",
   "nest.order.v1",
   sizeof(Nest__Order__V1__Delivery),
-  15,
+  16,
   nest__order__v1__delivery__field_descriptors,
   nest__order__v1__delivery__field_indices_by_name,
   1,  nest__order__v1__delivery__number_ranges,

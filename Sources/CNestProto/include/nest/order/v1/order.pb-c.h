@@ -494,6 +494,11 @@ struct  Nest__Order__V1__Delivery
    * 0 while PENDING.
    */
   int64_t delivered_at_unix_ms;
+  /*
+   * The W3C traceparent of the call that queued the row: every attempt continues that
+   * trace. Empty when tracing was off.
+   */
+  char *trace_parent;
   Nest__Order__V1__Delivery__AcknowledgementCase acknowledgement_case;
   union {
     /*
@@ -509,7 +514,7 @@ struct  Nest__Order__V1__Delivery
 };
 #define NEST__ORDER__V1__DELIVERY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__delivery__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_UNSPECIFIED, NEST__ORDER__V1__DELIVERY_TARGET__DELIVERY_TARGET_UNSPECIFIED, NEST__ORDER__V1__DELIVERY_STATUS__DELIVERY_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, NEST__ORDER__V1__DELIVERY__ACKNOWLEDGEMENT__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_UNSPECIFIED, NEST__ORDER__V1__DELIVERY_TARGET__DELIVERY_TARGET_UNSPECIFIED, NEST__ORDER__V1__DELIVERY_STATUS__DELIVERY_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, NEST__ORDER__V1__DELIVERY__ACKNOWLEDGEMENT__NOT_SET, {0} }
 
 
 struct  Nest__Order__V1__CreateOrderRequest__LabelsEntry

@@ -622,6 +622,9 @@ public struct Nest_Order_V1_Delivery: NestMessage {
   /// 0 while PENDING.
   public var deliveredAtUnixMs: Int64 = 0
   public var acknowledgement: OneOf_Acknowledgement? = nil
+  /// The W3C traceparent of the call that queued the row: every attempt continues that
+  /// trace. Empty when tracing was off.
+  public var traceParent: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -653,6 +656,7 @@ public struct Nest_Order_V1_Delivery: NestMessage {
     self.lastAttemptAtUnixMs = r.scalar(10)
     self.createdAtUnixMs = r.scalar(11)
     self.deliveredAtUnixMs = r.scalar(12)
+    self.traceParent = r.string(15)
     self.unknownFields = r.unknownFields
   }
 
@@ -670,6 +674,7 @@ public struct Nest_Order_V1_Delivery: NestMessage {
     w.setScalar(10, self.lastAttemptAtUnixMs)
     w.setScalar(11, self.createdAtUnixMs)
     w.setScalar(12, self.deliveredAtUnixMs)
+    try w.setString(15, self.traceParent)
     switch self.acknowledgement {
     case .instanceID(let value)?:
       try w.setString(13, value)
@@ -680,6 +685,15 @@ public struct Nest_Order_V1_Delivery: NestMessage {
     case nil: break
     }
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    // trace_parent: read by operator, service
+    if ![4, 5].contains(role) {
+      copy.traceParent = ""
+    }
+    return copy
   }
 }
 
@@ -1320,5 +1334,11 @@ public struct Nest_Order_V1_ListDeliveriesResponse: NestMessage {
     try w.setRepeatedMessage(0, self.deliveries)
     try w.setMessage(1, self.page)
     w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.deliveries = copy.deliveries.map { $0.redacted(forRole: role) }
+    return copy
   }
 }

@@ -268,18 +268,33 @@ public struct ListeningSocket: Sendable {
 /// posix_spawn, for what Foundation's Process cannot do: hand a socket to the child at a
 /// known descriptor.
 enum Spawn {
+  /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module
+  /// does not export.
+  static let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt)? = {
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+    return unsafeBitCast(
+      symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
+  }()
+
   static func run(
     _ path: String, arguments: [String], environment: [String: String], sockets: [CInt], log: String
   ) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     // The sockets become descriptors 3, 4, ... of the child.
     for (index, socket) in sockets.enumerated() {
       posix_spawn_file_actions_adddup2(&actions, socket, ListeningSocket.inheritedDescriptor + CInt(index))
     }
+    // And nothing else: a descriptor this process has open (another child's pipe, say) held
+    // by the service would keep that pipe from ever reaching end of file.
+    guard let closeFrom = Self.closeFrom else {
+      throw ConfigurationError("this C library has no posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later)")
+    }
+    _ = closeFrom(&actions, ListeningSocket.inheritedDescriptor + CInt(sockets.count))
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {

@@ -55,9 +55,9 @@ public func run(
   process.arguments = arguments
   process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
   if let directory { process.currentDirectoryURL = directory }
-  let stdin = Pipe()
-  let stdout = Pipe()
-  let stderr = Pipe()
+  let stdin = Pipe.closedOnExec()
+  let stdout = Pipe.closedOnExec()
+  let stderr = Pipe.closedOnExec()
   process.standardInput = stdin
   process.standardOutput = stdout
   process.standardError = stderr
@@ -96,6 +96,20 @@ public func stop(_ process: Process, grace: Duration = .seconds(5)) {
   _ = exited(within: grace)
 }
 
+extension Pipe {
+  /// A pipe whose descriptors no child inherits but the one it is handed to (Process puts it
+  /// on the child's 0, 1 or 2, which clears the flag there). Without it, a child started at
+  /// the same moment by another test would hold this pipe's write end, and its reader would
+  /// never see end of file.
+  public static func closedOnExec() -> Pipe {
+    let pipe = Pipe()
+    for descriptor in [pipe.fileHandleForReading.fileDescriptor, pipe.fileHandleForWriting.fileDescriptor] {
+      _ = fcntl(descriptor, F_SETFD, fcntl(descriptor, F_GETFD) | FD_CLOEXEC)
+    }
+    return pipe
+  }
+}
+
 private final class LockedBox<Value>: @unchecked Sendable {
   private let lock = NSLock()
   private var stored: Value
@@ -119,7 +133,7 @@ public final class ChildProcess: @unchecked Sendable {
     process.executableURL = Repository.productsDirectory.appendingPathComponent(executable)
     process.arguments = arguments
     if let environment { process.environment = environment }
-    let output = Pipe()
+    let output = Pipe.closedOnExec()
     process.standardOutput = output
     self.process = process
     output.fileHandleForReading.readabilityHandler = { [weak self] handle in

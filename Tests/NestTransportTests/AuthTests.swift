@@ -148,3 +148,49 @@ struct InternalErrorTests {
     await server.stop()
   }
 }
+
+@Suite("Service keys")
+struct ServiceKeyTests {
+  @Test("keys made by openssl genpkey (Ed25519 and P-256, PKCS#8 PEM) sign service tokens the JWKS verifies")
+  func opensslKeys() async throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID())")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let commands = [
+      "ed25519": ["openssl", "genpkey", "-algorithm", "ed25519"],
+      "p256": ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    ]
+    var keys: [SigningKey] = []
+    for (name, command) in commands.sorted(by: { $0.key < $1.key }) {
+      let made = try run(command + ["-out", folder.appendingPathComponent(name).path])
+      #expect(made.status == 0, "\(made.stderr)")
+      let pem = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+      keys.append(try await SigningKey(pem: pem, keyID: "service:marketplace-order:\(name)"))
+    }
+    #expect(keys.map(\.algorithm) == ["EdDSA", "ES256"])
+    let jwks = folder.appendingPathComponent("jwks.json")
+    try JSONSerialization.data(withJSONObject: ["keys": keys.map(\.publicJWK)]).write(to: jwks)
+    for key in keys {
+      let pem = try String(
+        contentsOf: folder.appendingPathComponent(key.algorithm == "EdDSA" ? "ed25519" : "p256"), encoding: .utf8)
+      let tokens = NestTokens(
+        jwks: try await JWKSFile(path: jwks.path), issuer: "https://idp.test", audience: "nest",
+        serviceKey: try await ServiceSigningKey(pem: pem, keyID: key.keyID))
+      let token = try await tokens.sign(subject: "marketplace-order", role: .service)
+      #expect(try await tokens.verify(token) == Principal(subject: "marketplace-order", role: .service))
+      await #expect(throws: TokenError.self) { _ = try await tokens.sign(subject: "cust-1", role: .customer) }
+    }
+  }
+
+  @Test("a JWKS that carries private key material is refused at start")
+  func privateMaterial() async throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID()).json")
+    defer { try? FileManager.default.removeItem(at: file) }
+    try
+      #"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"idp-1","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}"#
+      .write(to: file, atomically: true, encoding: .utf8)
+    await #expect(
+      throws: TokenError("\(file.path): key idp-1 holds private key material; a JWKS publishes public keys only")
+    ) { _ = try await JWKSFile(path: file.path) }
+  }
+}

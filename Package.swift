@@ -312,6 +312,7 @@ let package = Package(
       dependencies: [
         "NestServiceKit", "NestTransport", "NestAuth", "NestProto", "NestScenarios", "NestDomain",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       ],

@@ -108,7 +108,28 @@ public struct NestService: Service {
     // The admin port answers /readyz 503 while the servers drain: it stops after them.
     var admin: [any Service] = []
     if let address = self.configuration.admin, let metrics = self.metrics {
-      admin.append(AdminServer(address, state: state, registry: metrics, announce: true))
+      let logger = self.logger
+      admin.append(
+        AdminServer(address, state: state, registry: metrics, announce: true) { authorization in
+          guard let header = authorization, header.hasPrefix("Bearer ") else {
+            return .unauthenticated("missing authorization: Bearer <operator token>")
+          }
+          let caller: Principal
+          do {
+            caller = try await tokens.verify(String(header.dropFirst("Bearer ".count)))
+          } catch {
+            return .unauthenticated("invalid token: \(error)")
+          }
+          guard caller.role == .operator else { return .permissionDenied("backups are the operator's to take") }
+          do {
+            let bytes = try ServiceDatabase.backupBytes(database)
+            logger.notice("backup taken", metadata: ["by": "\(caller.subject)", "bytes": "\(bytes.count)"])
+            return .database(bytes)
+          } catch {
+            logger.error("backup failed", metadata: ["error": "\(error)"])
+            return .failed("backup failed: \(error)")
+          }
+        })
     }
     let group = ServiceGroup(
       configuration: .init(

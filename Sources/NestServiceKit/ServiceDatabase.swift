@@ -1,6 +1,7 @@
 // A service's own SQLite database through GRDB: WAL (DatabasePool), every write durable
 // (synchronous=FULL: money moves here), a busy timeout instead of immediate SQLITE_BUSY,
 // foreign keys on, and the service's versioned migrations plus the kit's own.
+import Foundation
 public import GRDB
 import Metrics
 import NIOConcurrencyHelpers
@@ -26,6 +27,24 @@ public enum ServiceDatabase {
     migrations(&migrator)
     try migrator.migrate(pool)
     return pool
+  }
+}
+
+extension ServiceDatabase {
+  /// A consistent copy of `pool` while it keeps serving: SQLite's online backup API, in one
+  /// step from one read snapshot (WAL: writers go on meanwhile), into a file at `path`.
+  public static func backup(_ pool: DatabasePool, to path: String) throws {
+    let destination = try DatabaseQueue(path: path)
+    try pool.backup(to: destination)
+    try destination.close()
+  }
+
+  /// The copy's bytes (for the admin port's /backup).
+  public static func backupBytes(_ pool: DatabasePool) throws -> [UInt8] {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("nest-backup-\(UUID().uuidString).sqlite")
+    defer { try? FileManager.default.removeItem(at: path) }
+    try Self.backup(pool, to: path.path)
+    return Array(try Data(contentsOf: path))
   }
 }
 

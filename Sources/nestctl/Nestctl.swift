@@ -18,7 +18,8 @@ struct Nestctl: AsyncParsableCommand {
       field violation, and exit 1 (a refused call) or 64 (a bad argument).
       """,
     subcommands: [
-      UpCommand.self, DemoCommand.self, ReconcileCommand.self, TokenCommand.self, HealthCommand.self,
+      UpCommand.self, DemoCommand.self, ReconcileCommand.self, BackupCommand.self, RestoreCommand.self,
+      TokenCommand.self, HealthCommand.self,
       InstancesCommand.self,
       GroupCommand<CatalogGroup>.self,
       GroupCommand<EntitlementGroup>.self, GroupCommand<OrderGroup>.self, GroupCommand<SettlementGroup>.self,

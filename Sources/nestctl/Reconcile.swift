@@ -93,6 +93,21 @@ struct ReconcileCommand: AsyncParsableCommand {
       for discrepancy in ledger.discrepancies {
         problems.append("settlement: \(statusName(discrepancy.kind)) \(discrepancy.orderID) \(discrepancy.description)")
       }
+      // Sales of orders marketplace-order does not know: its database is older than
+      // settlement's, as after a restore from a backup taken before theirs.
+      let known = Set(paid.map(\.id))
+      let orphans = instances.filter { !$0.orderID.isEmpty && !known.contains($0.orderID) }.map(\.orderID)
+      if !orphans.isEmpty {
+        problems.append(
+          "marketplace-order is behind entitlement (restored from an older backup?): \(orphans.count) instance(s) of orders it does not know: \(orphans.prefix(5).joined(separator: ", "))\(orphans.count > 5 ? ", ..." : "")"
+        )
+      }
+      let unknown = ledger.discrepancies.filter { $0.kind == .unknownOrder }.map(\.orderID)
+      if !unknown.isEmpty {
+        problems.append(
+          "marketplace-order is behind settlement (restored from an older backup?): settlement holds the sales of \(unknown.count) order(s) it does not know: \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", ..." : "")"
+        )
+      }
       print(
         "\(paid.count) paid orders, \(instances.count) instances, \(sales.count) sale transactions, \(pending.count) deliveries pending"
       )

@@ -64,18 +64,8 @@ public struct TracingServerInterceptor: ServerInterceptor {
     InstrumentationSystem.instrument.extract(request.metadata, into: &parent, using: MetadataCarrier())
     let descriptor = context.descriptor
     return try await withSpan(descriptor.fullyQualifiedMethod, context: parent, ofKind: .server) { span in
-      span.attributes["rpc.system"] = "grpc"
-      span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
-      span.attributes["rpc.method"] = descriptor.method
       span.attributes["net.peer"] = context.remotePeer
-      do {
-        let response = try await next(request, context)
-        if case .failure(let error) = response.accepted { span.record(error) }
-        return response
-      } catch let error as RPCError {
-        span.record(error)
-        throw error
-      }
+      return try await span.call(descriptor) { try await next(request, context) }
     }
   }
 }
@@ -91,25 +81,33 @@ public struct TracingClientInterceptor: ClientInterceptor {
   ) async throws -> StreamingClientResponse<Output> {
     let descriptor = context.descriptor
     return try await withSpan(descriptor.fullyQualifiedMethod, ofKind: .client) { span in
-      span.attributes["rpc.system"] = "grpc"
-      span.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
-      span.attributes["rpc.method"] = descriptor.method
       var request = request
       InstrumentationSystem.instrument.inject(
         ServiceContext.current ?? .topLevel, into: &request.metadata, using: MetadataCarrier())
-      do {
-        let response = try await next(request, context)
-        if case .failure(let error) = response.accepted { span.record(error) }
-        return response
-      } catch let error as RPCError {
-        span.record(error)
-        throw error
-      }
+      return try await span.call(descriptor) { try await next(request, context) }
     }
   }
 }
 
 extension Span {
+  /// Runs the call `descriptor` names within this span: the rpc.* attributes, and an error
+  /// status for a call that fails, whether as a thrown error or a failed response.
+  fileprivate func call<Response>(
+    _ descriptor: MethodDescriptor, _ body: () async throws -> Response
+  ) async throws -> Response where Response: CallResponse {
+    self.attributes["rpc.system"] = "grpc"
+    self.attributes["rpc.service"] = descriptor.service.fullyQualifiedService
+    self.attributes["rpc.method"] = descriptor.method
+    do {
+      let response = try await body()
+      if let error = response.failure { self.record(error) }
+      return response
+    } catch let error as RPCError {
+      self.record(error)
+      throw error
+    }
+  }
+
   /// A call that ended in `error`: its status code as the span's attribute, and an error
   /// status.
   fileprivate func record(_ error: RPCError) {
@@ -151,4 +149,21 @@ public enum TraceExport {
 
   /// Log lines of a call carry its trace and span ids (when tracing is on).
   public static let loggingMetadata: Logger.MetadataProvider = OTel.makeLoggingMetadataProvider()
+}
+
+/// A server's or a client's streaming response: whether it failed.
+protocol CallResponse { var failure: RPCError? { get } }
+
+extension StreamingServerResponse: CallResponse {
+  var failure: RPCError? {
+    if case .failure(let error) = self.accepted { return error }
+    return nil
+  }
+}
+
+extension StreamingClientResponse: CallResponse {
+  var failure: RPCError? {
+    if case .failure(let error) = self.accepted { return error }
+    return nil
+  }
 }

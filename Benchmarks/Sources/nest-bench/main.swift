@@ -8,6 +8,7 @@
 //   swift build -c release --package-path Benchmarks --product nest-bench
 //   Benchmarks/.build/release/nest-bench orders --orders 2000 --customers 16
 import Foundation
+import FoundationNetworking
 import GRDB
 import GRPCCore
 import Histogram
@@ -41,8 +42,9 @@ if let service = NestServiceName.allCases.first(where: { $0.executable == invoke
   exit(0)
 }
 
-guard arguments.first == "orders" else {
+guard arguments.first == "orders" || arguments.first == "transports" else {
   print("usage: nest-bench orders [--orders N] [--customers N] [--commits N] [--calls N] [--renewals N]")
+  print("       nest-bench transports [--seconds N]")
   exit(2)
 }
 
@@ -57,6 +59,12 @@ let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
 for service in NestServiceName.allCases {
   try FileManager.default.createSymbolicLink(
     at: executables.appendingPathComponent(service.executable), withDestinationURL: binary)
+}
+
+if arguments.first == "transports" {
+  try await transportsBench(executables: executables, seconds: option("seconds", 3), concurrencies: [1, 16, 64])
+  try? FileManager.default.removeItem(at: executables)
+  exit(0)
 }
 
 // MARK: The limits, measured first on the same disk
@@ -97,6 +105,24 @@ func usage(_ pid: Int32) -> (cpu: Double, rssMiB: Double, peakMiB: Double) {
 let platform = try await NestTestPlatform.start(.processes(executables: executables))
 let local = platform.processes!
 let pids = Dictionary(uniqueKeysWithValues: NestServiceName.allCases.map { ($0, local.pid($0)!) })
+
+/// Each service's database commits so far, from its admin port's /metrics
+/// (nest_db_commit_duration_count).
+func commitCounts() async -> [NestServiceName: Double] {
+  var counts: [NestServiceName: Double] = [:]
+  for service in NestServiceName.allCases {
+    let admin = local.adminAddresses[service]!
+    guard let url = URL(string: "http://\(admin.host):\(admin.port)/metrics"),
+      let (data, _) = try? await URLSession.shared.data(from: url)
+    else { continue }
+    let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first {
+      $0.hasPrefix("nest_db_commit_duration_count")
+    }
+    counts[service] = line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+  }
+  return counts
+}
+
 let setup = try await platform.marketplace.setUp(
   .scenario3, parties: ScenarioParties(isv: "isv-bench", distributor: "dist-bench", customer: "c"))
 
@@ -137,6 +163,7 @@ let commits = try commitRate(option("commits", 2000), in: platform.directory)
 // MARK: The load
 
 let before = pids.mapValues(usage)
+let commitsBefore = await commitCounts()
 let loadStart = ContinuousClock.now
 let paidAt: [(String, Int64)] = try await withThrowingTaskGroup(of: [(String, Int64)].self) { group in
   for customer in 0..<customers {
@@ -197,6 +224,7 @@ try await platform.orders(as: .operator, "op-bench") { orders in
 }
 let settledSeconds = (ContinuousClock.now - loadStart).seconds
 let after = pids.mapValues(usage)
+let commitsAfter = await commitCounts()
 
 // MARK: Renewals in the mix (--renewals N): N of the instances renewed by their customers,
 // the same 16 at a time, after the orders; a renewal is an order too (and its linked order).
@@ -281,6 +309,14 @@ print(
   String(
     format: "  ratio: settled orders/s to RPC/s / %d RPCs per order: %.2f", rpcsPerOrder,
     (Double(orderCount) / settledSeconds) / (rpcRate / Double(rpcsPerOrder))))
+print("  per service: commits per order, commits/s during the load")
+for service in NestServiceName.allCases {
+  let commits = (commitsAfter[service] ?? 0) - (commitsBefore[service] ?? 0)
+  print(
+    String(
+      format: "    %-12@ %6.2f  %8.1f", service.rawValue as NSString, commits / Double(orderCount),
+      commits / settledSeconds))
+}
 print("  per service: CPU s (CPU ms per order), RSS MiB now / peak")
 for service in NestServiceName.allCases {
   let cpu = after[service]!.cpu - before[service]!.cpu

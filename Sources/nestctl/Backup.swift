@@ -28,6 +28,7 @@ struct BackupCommand: AsyncParsableCommand {
     abstract: "Copy every service's database while it serves, into a directory (<service>.sqlite, manifest.json).")
 
   @Option(help: "Directory to write the copies to (created; must not hold a backup already).") var to: String
+  @Option(help: "Only these services (catalog, entitlement, order, settlement; repeatable).") var service: [String] = []
   @Option(
     name: .customLong("admin-address"),
     help: "SERVICE=HOST:PORT of a service's admin port (repeatable; default: its address's host, port + 200).")
@@ -49,7 +50,8 @@ struct BackupCommand: AsyncParsableCommand {
     }
     var manifest: [String: Any] = ["started_unix_ms": Int64(Date().timeIntervalSince1970 * 1000)]
     var services: [[String: Any]] = []
-    for service in backupOrder {
+    let chosen = try Set(self.service.map(BackupFile.service(named:)))
+    for service in backupOrder where chosen.isEmpty || chosen.contains(service) {
       let address = admin[service]!
       var request = URLRequest(url: URL(string: "http://\(address.host):\(address.port)/backup")!)
       request.setValue("Bearer \(token)", forHTTPHeaderField: "authorization")
@@ -109,15 +111,15 @@ struct RestoreCommand: AsyncParsableCommand {
   @OptionGroup var connection: ConnectionOptions
 
   func run() async throws {
+    let source = URL(fileURLWithPath: self.from)
+    // By default every service the backup holds.
     let services =
       try self.service.isEmpty
-      ? NestServiceName.allCases
-      : self.service.map { name in
-        guard let service = NestServiceName.allCases.first(where: { $0.rawValue == name || $0.identity == name })
-        else { throw ValidationError("--service \(name): not catalog, entitlement, order or settlement") }
-        return service
+      ? NestServiceName.allCases.filter {
+        FileManager.default.fileExists(atPath: source.appendingPathComponent("\($0.rawValue).sqlite").path)
       }
-    let source = URL(fileURLWithPath: self.from)
+      : self.service.map(BackupFile.service(named:))
+    guard !services.isEmpty else { throw ValidationError("\(self.from) holds no backup") }
     // Where `nestctl up` keeps the databases: --data-dir.
     let target = URL(fileURLWithPath: self.connection.dataDir)
     try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
@@ -138,6 +140,13 @@ struct RestoreCommand: AsyncParsableCommand {
 }
 
 enum BackupFile {
+  static func service(named name: String) throws -> NestServiceName {
+    guard let service = NestServiceName.allCases.first(where: { $0.rawValue == name || $0.identity == name }) else {
+      throw ValidationError("--service \(name): not catalog, entitlement, order or settlement")
+    }
+    return service
+  }
+
   /// Opens a copy read-only: SQLite's integrity check must pass; its applied migrations.
   static func check(_ path: String) throws -> [String] {
     var configuration = Configuration()

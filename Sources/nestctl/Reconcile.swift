@@ -76,12 +76,16 @@ struct ReconcileCommand: AsyncParsableCommand {
         if case .orderID(let order)? = sale.source { salesByOrder[order, default: 0] += 1 }
       }
       let inFlight = Set(pending.map(\.orderID))
+      var withoutInstance: [String] = []
+      var withoutSale: [String] = []
       for order in paid where !inFlight.contains(order.id) {
         if order.kind == .customer && instancesByOrder[order.id] != 1 {
           problems.append("order \(order.id): \(instancesByOrder[order.id] ?? 0) instances, expected 1")
+          if instancesByOrder[order.id] == nil { withoutInstance.append(order.id) }
         }
         if salesByOrder[order.id] != 1 {
           problems.append("order \(order.id): \(salesByOrder[order.id] ?? 0) sale transactions, expected 1")
+          if salesByOrder[order.id] == nil { withoutSale.append(order.id) }
         }
       }
       let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -93,21 +97,23 @@ struct ReconcileCommand: AsyncParsableCommand {
       for discrepancy in ledger.discrepancies {
         problems.append("settlement: \(statusName(discrepancy.kind)) \(discrepancy.orderID) \(discrepancy.description)")
       }
-      // Sales of orders marketplace-order does not know: its database is older than
-      // settlement's, as after a restore from a backup taken before theirs.
+      // One service's database older than another's, as after restoring it from an older
+      // backup: what the newer one holds that the older one does not.
+      func behind(_ older: String, _ newer: String, _ what: String, _ orders: [String]) {
+        guard !orders.isEmpty else { return }
+        problems.append(
+          "\(older) is behind \(newer) (restored from an older backup?): \(orders.count) \(what): "
+            + orders.prefix(5).joined(separator: ", ") + (orders.count > 5 ? ", ..." : ""))
+      }
       let known = Set(paid.map(\.id))
-      let orphans = instances.filter { !$0.orderID.isEmpty && !known.contains($0.orderID) }.map(\.orderID)
-      if !orphans.isEmpty {
-        problems.append(
-          "marketplace-order is behind entitlement (restored from an older backup?): \(orphans.count) instance(s) of orders it does not know: \(orphans.prefix(5).joined(separator: ", "))\(orphans.count > 5 ? ", ..." : "")"
-        )
-      }
-      let unknown = ledger.discrepancies.filter { $0.kind == .unknownOrder }.map(\.orderID)
-      if !unknown.isEmpty {
-        problems.append(
-          "marketplace-order is behind settlement (restored from an older backup?): settlement holds the sales of \(unknown.count) order(s) it does not know: \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", ..." : "")"
-        )
-      }
+      behind(
+        "marketplace-order", "entitlement", "instance(s) of orders it does not know",
+        instances.filter { !$0.orderID.isEmpty && !known.contains($0.orderID) }.map(\.orderID))
+      behind(
+        "marketplace-order", "settlement", "sale(s) of orders it does not know",
+        ledger.discrepancies.filter { $0.kind == .unknownOrder }.map(\.orderID))
+      behind("entitlement", "marketplace-order", "delivered order(s) without their instance", withoutInstance)
+      behind("settlement", "marketplace-order", "delivered order(s) without their sale", withoutSale)
       print(
         "\(paid.count) paid orders, \(instances.count) instances, \(sales.count) sale transactions, \(pending.count) deliveries pending"
       )

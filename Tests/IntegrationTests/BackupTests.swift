@@ -42,16 +42,35 @@ struct BackupTests {
         try await group.waitForAll()
       }
     }
-    // A third of the orders paid, the rest still coming: back up now.
+    // A third of the orders paid, the rest still coming. With settlement stopped for a moment
+    // the sales wait in marketplace-order's outbox: back up the other three now, settlement
+    // once it is back (later, so it holds whatever the outbox delivers in between).
     #expect(try await eventually(timeout: .seconds(60)) { paid.withLockedValue { $0.count } >= 70 })
+    await platform.stop(.settlement)
+    #expect(
+      try await eventually(timeout: .seconds(30)) {
+        try await platform.orders(as: .operator, "ops") {
+          try await $0.listDeliveries(.with { $0.page = .with { $0.pageSize = 5 } }).deliveries.count >= 5
+        }
+      })
     let acknowledged = paid.withLockedValue { $0 }
-    var arguments = ["--to", backup.path, "--data-dir", platform.directory.path]
+    var arguments = ["--data-dir", platform.directory.path]
     for service in NestServiceName.allCases {
       arguments += ["--\(service.rawValue)-address", "\(local.addresses[service]!)"]
       arguments += ["--admin-address", "\(service.rawValue)=\(local.adminAddresses[service]!)"]
     }
-    let taken = try await Task.detached { try run([Self.nestctl, "backup"] + arguments) }.value
+    let three = ["--service", "order", "--service", "entitlement", "--service", "catalog"]
+    let taken = try await Task.detached {
+      try run([Self.nestctl, "backup", "--to", backup.appendingPathComponent("1").path] + three + arguments)
+    }.value
     #expect(taken.status == 0, "\(taken.stdoutText)\(taken.stderr)")
+    try await platform.start(.settlement)
+    let second = try await Task.detached {
+      try run(
+        [Self.nestctl, "backup", "--to", backup.appendingPathComponent("2").path, "--service", "settlement"] + arguments
+      )
+    }.value
+    #expect(second.status == 0, "\(second.stdoutText)\(second.stderr)")
     let duringBackup = paid.withLockedValue { $0.count } - acknowledged.count
     try await load.value
     #expect(paid.withLockedValue { $0.count } == customers * perCustomer)
@@ -64,14 +83,20 @@ struct BackupTests {
 
     // What the backup of marketplace-order held as not yet delivered.
     let pending = try run([
-      "sqlite3", backup.appendingPathComponent("order.sqlite").path, "SELECT COUNT(*) FROM deliveries WHERE status = 1",
+      "sqlite3", backup.appendingPathComponent("1/order.sqlite").path,
+      "SELECT COUNT(*) FROM deliveries WHERE status = 1",
     ])
     let pendingInBackup = Int(pending.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    #expect(pendingInBackup >= 5, "the backup of marketplace-order holds the sales settlement had not taken")
 
     // A fresh data directory holding the restored set, and the platform on it.
     let restored = try await NestTestPlatform.start(.processes()) { directory in
-      let put = try run([Self.nestctl, "restore", "--from", backup.path, "--data-dir", directory.path])
-      try #require(put.status == 0, "\(put.stdoutText)\(put.stderr)")
+      for part in ["1", "2"] {
+        let put = try run([
+          Self.nestctl, "restore", "--from", backup.appendingPathComponent(part).path, "--data-dir", directory.path,
+        ])
+        try #require(put.status == 0, "\(put.stdoutText)\(put.stderr)")
+      }
     }
     let settled = try await eventually(timeout: .seconds(60)) {
       try await restored.orders(as: .operator, "ops") {
@@ -139,5 +164,64 @@ struct BackupTests {
         + "\(sales.count) sales, \(unknown.count) sales of orders the restored marketplace-order does not know")
     print(report.stdoutText)
     await restored.stop()
+  }
+
+  @Test(
+    "one service restored from an older backup than its peers: nestctl reconcile says it is behind, and what differs")
+  func olderSettlement() async throws {
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("backup-\(UUID())")
+    let backup = work.appendingPathComponent("backup")
+    try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: work) }
+    let platform = try await NestTestPlatform.start(.processes())
+    let local = platform.processes!
+    let marketplace = platform.marketplace
+    let setup = try await marketplace.setUp(.scenario3, parties: ScenarioParties(.scenario3, run: "older"))
+    var connection = ["--data-dir", platform.directory.path]
+    for service in NestServiceName.allCases {
+      connection += ["--\(service.rawValue)-address", "\(local.addresses[service]!)"]
+    }
+    var admin: [String] = []
+    for service in NestServiceName.allCases {
+      admin += ["--admin-address", "\(service.rawValue)=\(local.adminAddresses[service]!)"]
+    }
+    let first = try await marketplace.buy(setup.parties.customer, product: setup.productID)
+    _ = try await marketplace.waitForOrder(first.id)
+    let taken = try await Task.detached { try run([Self.nestctl, "backup", "--to", backup.path] + connection + admin) }
+      .value
+    #expect(taken.status == 0, "\(taken.stdoutText)\(taken.stderr)")
+    // Sold after the backup: its sales are in settlement now, not in the backup.
+    let later = try await marketplace.buy(setup.parties.customer, product: setup.productID)
+    let laterDone = try await marketplace.waitForOrder(later.id)
+    try await eventually {
+      try await platform.orders(as: .operator, "ops") {
+        try await $0.listDeliveries(.with { $0.page = .with { $0.pageSize = 1 } }).deliveries.isEmpty
+      }
+    }.requireTrue("the later order's deliveries")
+    await platform.stop(.settlement)
+    let put = try await Task.detached {
+      try run([Self.nestctl, "restore", "--from", backup.path, "--service", "settlement"] + connection)
+    }.value
+    #expect(put.status == 0, "\(put.stdoutText)\(put.stderr)")
+    try await platform.start(.settlement)
+    let report = try await Task.detached { try run([Self.nestctl, "reconcile"] + connection) }.value
+    print(report.stdoutText)
+    #expect(report.status == 1)
+    let linked = try #require(laterDone.order?.linkedOrderIds.first)
+    #expect(
+      report.stdoutText.contains(
+        "settlement is behind marketplace-order (restored from an older backup?): 2 delivered order(s) without their sale"
+      ),
+      "\(report.stdoutText)")
+    #expect(report.stdoutText.contains(later.id) && report.stdoutText.contains(linked))
+    #expect(!report.stdoutText.contains(first.id))
+    await platform.stop()
+  }
+}
+
+extension Bool {
+  /// Throws (failing the test) unless true.
+  func requireTrue(_ what: String) throws {
+    try #require(self, "\(what) did not happen in time")
   }
 }

@@ -96,7 +96,17 @@ public func generate(_ request: PluginRequest) throws -> [GeneratedFile] {
   for message in messages { registry += "    \(types.swiftName(message.fullName)).self,\n" }
   registry += "  ]\n\n"
   registry += "  public static let byName: [String: any NestMessage.Type] = Dictionary(\n"
-  registry += "    uniqueKeysWithValues: all.map { ($0.protoMessageName, $0) })\n"
+  registry += "    uniqueKeysWithValues: all.map { ($0.protoMessageName, $0) })\n\n"
+  let streaming = targets.flatMap { file in
+    file.services.flatMap { service in
+      service.methods.filter { $0.clientStreaming || $0.serverStreaming }.map { "/\(service.fullName)/\($0.name)" }
+    }
+  }
+  registry += "  /// The streaming methods of this module's services, by wire path: wire protocol v1\n"
+  registry += "  /// carries their messages in MESSAGE frames.\n"
+  registry += "  public static let streamingMethods: Set<String> = [\n"
+  for path in streaming.sorted() { registry += "    \"\(path)\",\n" }
+  registry += "  ]\n"
   registry += "}\n\n"
   registry += "/// protoc-c's descriptors for this module's messages.\n"
   registry +=

@@ -42,8 +42,6 @@ public struct HTTP2Listener: ServiceListener {
     self.announce = announce
   }
 
-  public var carriesStreams: Bool { true }
-
   public func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
     -> any Service
   {

@@ -23,16 +23,10 @@ import UnixSignals
 
 /// Where a service accepts calls.
 public protocol ServiceListener: Sendable {
-  /// Whether its transport carries streaming calls (wire protocol v1 is unary).
-  var carriesStreams: Bool { get }
   /// The long-running part that serves `services` through `interceptors` until graceful
   /// shutdown.
   func server(services: [any RegistrableRPCService], interceptors: [any ServerInterceptor], logger: Logger)
     -> any Service
-}
-
-extension ServiceListener {
-  public var carriesStreams: Bool { false }
 }
 
 /// How a service reaches a peer.
@@ -89,11 +83,11 @@ public struct NestService: Service {
     let state = ServingState(services: served)
     let reflected = served + ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
     let servers = self.listeners.map { listener in
-      let reflection = ReflectionService(services: reflected, streaming: listener.carriesStreams)
+      let reflection = ReflectionService(services: reflected)
       return listener.server(
         services: parts.rpcServices + [
           HealthService(services: [definition.name.rpcServiceName]),
-          StandardHealthService(state: state, streaming: listener.carriesStreams),
+          StandardHealthService(state: state),
           reflection, ReflectionV1AlphaService(reflection),
         ],
         interceptors: [
@@ -240,8 +234,6 @@ public final class InProcessListener: ServiceListener, Sendable {
   public init() {
     (self.pending, self.continuation) = AsyncStream.makeStream()
   }
-
-  public var carriesStreams: Bool { true }
 
   /// A client transport connected to this service; its calls wait until the service runs.
   public func connect(serviceConfig: ServiceConfig = ServiceConfig()) -> InProcessTransport.Client {

@@ -1,8 +1,8 @@
 // The standard gRPC services every Nest service serves beside its own, so that standard tools
 // can ask it: grpc.health.v1.Health (Check, List, Watch; what Kubernetes' gRPC probes and
 // grpc_health_probe call) and grpc.reflection.v1 server reflection over the descriptors of
-// proto/ embedded in the build (what grpcurl and grpcio-reflection read). Wire protocol v1
-// carries unary calls only: on its port the streaming methods answer UNIMPLEMENTED.
+// proto/ embedded in the build (what grpcurl and grpcio-reflection read), on both ports
+// (wire protocol v1 carries their streams in MESSAGE frames).
 import Foundation
 public import GRPCCore
 import NIOConcurrencyHelpers
@@ -45,12 +45,9 @@ public final class ServingState: Sendable {
 /// grpc.health.v1.Health.
 public struct StandardHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
   let state: ServingState
-  /// Whether this listener carries streams (HTTP/2) or unary calls only (wire protocol v1).
-  let streaming: Bool
 
-  public init(state: ServingState, streaming: Bool) {
+  public init(state: ServingState) {
     self.state = state
-    self.streaming = streaming
   }
 
   func status(_ service: String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
@@ -82,10 +79,6 @@ public struct StandardHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol
     request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
     context: ServerContext
   ) async throws {
-    guard self.streaming else {
-      throw RPCError(
-        code: .unimplemented, message: "Watch streams: call it on the gRPC (HTTP/2) port; wire protocol v1 is unary")
-    }
     try await self.state.watching { changes in
       var last = self.status(request.service)
       try await response.write(.with { $0.status = last })
@@ -104,24 +97,17 @@ public struct StandardHealthService: Grpc_Health_V1_Health.SimpleServiceProtocol
 public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServiceProtocol {
   let index: DescriptorIndex
   let services: [String]
-  let streaming: Bool
 
   /// `services`: the fully qualified services served here (listed by `list_services`).
-  public init(services: [String], streaming: Bool) {
+  public init(services: [String]) {
     self.index = DescriptorIndex.shared
     self.services = services
-    self.streaming = streaming
   }
 
   public func serverReflectionInfo(
     request: RPCAsyncSequence<Grpc_Reflection_V1_ServerReflectionRequest, any Error>,
     response: RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>, context: ServerContext
   ) async throws {
-    guard self.streaming else {
-      throw RPCError(
-        code: .unimplemented,
-        message: "server reflection streams: call it on the gRPC (HTTP/2) port; wire protocol v1 is unary")
-    }
     for try await question in request { try await response.write(self.answer(question)) }
   }
 
@@ -182,11 +168,6 @@ public struct ReflectionV1AlphaService: Grpc_Reflection_V1alpha_ServerReflection
     request: RPCAsyncSequence<Grpc_Reflection_V1alpha_ServerReflectionRequest, any Error>,
     response: RPCWriter<Grpc_Reflection_V1alpha_ServerReflectionResponse>, context: ServerContext
   ) async throws {
-    guard self.v1.streaming else {
-      throw RPCError(
-        code: .unimplemented,
-        message: "server reflection streams: call it on the gRPC (HTTP/2) port; wire protocol v1 is unary")
-    }
     for try await question in request {
       let answer = self.v1.answer(
         try Grpc_Reflection_V1_ServerReflectionRequest(serializedBytes: try question.serializedBytes()))

@@ -205,6 +205,14 @@ public enum NestProtoMessages {
 
   public static let byName: [String: any NestMessage.Type] = Dictionary(
     uniqueKeysWithValues: all.map { ($0.protoMessageName, $0) })
+
+  /// The streaming methods of this module's services, by wire path: wire protocol v1
+  /// carries their messages in MESSAGE frames.
+  public static let streamingMethods: Set<String> = [
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+  ]
 }
 
 /// protoc-c's descriptors for this module's messages.

@@ -75,6 +75,12 @@ final class ClientConnection: Sendable {
     }
   }
 
+  /// A frame of a call already started (a streaming call's MESSAGE or HALF_CLOSE), in order
+  /// after its REQUEST.
+  func send(_ frame: Nest_Wire_V1_Frame) {
+    self.channel.eventLoop.execute { self.handler.value.send(frame) }
+  }
+
   func cancel(_ callID: UInt64) {
     self.channel.eventLoop.execute { self.handler.value.cancel(callID) }
   }
@@ -97,6 +103,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private let configuration: NestClientTransport.Configuration
   private let logger: Logger
   private var calls: [UInt64: Continuation] = [:]
+  /// Streaming calls, and those of them whose response has begun (initial metadata given).
+  private var streaming: Set<UInt64> = []
+  private var begun: Set<UInt64> = []
   private var context: ChannelHandlerContext?
   private var keepalive: RepeatedTask?
   /// Set after GOAWAY: calls at or below it still get their RESPONSE.
@@ -162,14 +171,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     let frame = Self.unwrapInboundIn(data)
     switch frame.kind {
     case .response:
+      let streaming = self.streaming.contains(frame.callID)
+      let begun = self.begun.contains(frame.callID)
       guard let continuation = self.removeCall(frame.callID) else { return }
       var trailers = Metadata(wire: frame.metadata)
       trailers.addViolations(frame.status?.violations ?? [])
       let status = (frame.status ?? .init()).grpcStatus
-      if status.code == .ok {
-        continuation.yield(.metadata([:]))
-        continuation.yield(.message(frame.payload))
-      }
+      if status.code == .ok && !begun { continuation.yield(.metadata([:])) }
+      if status.code == .ok && !streaming { continuation.yield(.message(frame.payload)) }
       continuation.yield(.status(status, trailers))
       continuation.finish()
       self.closeIfDrained()
@@ -195,7 +204,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       self.announcedLimit = limit
       self.connection?.gate.setLimit(limit)
       if let limit = frame.hello?.maxFrameBytes, limit > 0 { self.serverMaxFrameBytes = Int(limit) }
-    case .pong, .request, .cancel, .unspecified, .unrecognized:
+    case .message:
+      // A response message of a streaming call; of any other, ignored.
+      guard self.streaming.contains(frame.callID), let continuation = self.calls[frame.callID] else { return }
+      if self.begun.insert(frame.callID).inserted { continuation.yield(.metadata([:])) }
+      continuation.yield(.message(frame.payload))
+    case .pong, .request, .cancel, .halfClose, .unspecified, .unrecognized:
       break
     }
   }
@@ -224,6 +238,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       return false
     }
     self.calls[callID] = continuation
+    if frame.streaming { self.streaming.insert(callID) }
     return true
   }
 
@@ -284,6 +299,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   @discardableResult
   private func removeCall(_ callID: UInt64) -> Continuation? {
     guard let continuation = self.calls.removeValue(forKey: callID) else { return nil }
+    self.streaming.remove(callID)
+    self.begun.remove(callID)
     self.connection?.gate.release()
     return continuation
   }

@@ -28,6 +28,9 @@ public final class NestClientTransport: ClientTransport, Sendable {
     public var keepaliveInterval: TimeAmount?
     /// Timeouts and retry policies per method (GRPCCore applies them; CallOptions win).
     public var serviceConfig: ServiceConfig
+    /// The methods (wire paths) whose messages stream in MESSAGE frames; every other call
+    /// is one request and one response. By default the streaming methods of proto/.
+    public var streamingMethods: Set<String>
 
     public init(
       host: String = "127.0.0.1",
@@ -38,9 +41,11 @@ public final class NestClientTransport: ClientTransport, Sendable {
       initialBackoff: Duration = .milliseconds(50),
       maxBackoff: Duration = .seconds(5),
       keepaliveInterval: TimeAmount? = nil,
-      serviceConfig: ServiceConfig = ServiceConfig()
+      serviceConfig: ServiceConfig = ServiceConfig(),
+      streamingMethods: Set<String> = NestProtoMessages.streamingMethods
     ) {
       self.serviceConfig = serviceConfig
+      self.streamingMethods = streamingMethods
       self.host = host
       self.port = port
       self.peerName = peerName
@@ -187,11 +192,15 @@ public final class NestClientTransport: ClientTransport, Sendable {
           descriptor: descriptor, remotePeer: "\(self.configuration.host):\(self.configuration.port)", localPeer: ""))
     }
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
-    let writer = RequestWriter(
-      callID: callID, path: descriptor.wirePath, connection: connection, continuation: continuation)
-    let stream = RPCStream(
-      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
-      outbound: RPCWriter.Closable(wrapping: writer))
+    let path = descriptor.wirePath
+    let outbound =
+      self.configuration.streamingMethods.contains(path)
+      ? RPCWriter.Closable(
+        wrapping: StreamingRequestWriter(
+          callID: callID, path: path, connection: connection, continuation: continuation))
+      : RPCWriter.Closable(
+        wrapping: RequestWriter(callID: callID, path: path, connection: connection, continuation: continuation))
+    let stream = RPCStream(descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound), outbound: outbound)
     let context = ClientContext(
       descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
     return try await withTaskCancellationHandler {
@@ -343,5 +352,83 @@ struct RequestWriter: ClosableRPCWriterProtocol {
     // The request never went out: nothing to cancel on the server, but the caller waits.
     self.connection.gate.release()
     self.continuation.finish(throwing: error)
+  }
+}
+
+/// A streaming call's requests: REQUEST (flagged streaming) with the first message as soon
+/// as it is written, each further message as a MESSAGE frame, HALF_CLOSE at the end.
+struct StreamingRequestWriter: ClosableRPCWriterProtocol {
+  typealias Element = RPCRequestPart<[UInt8]>
+
+  let callID: UInt64
+  let path: String
+  let connection: ClientConnection
+  let continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+  private let state = NIOLockedValueBox<(metadata: Metadata, started: Bool)>(([:], false))
+
+  init(
+    callID: UInt64, path: String, connection: ClientConnection,
+    continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+  ) {
+    self.callID = callID
+    self.path = path
+    self.connection = connection
+    self.continuation = continuation
+  }
+
+  func write(_ element: Element) async throws {
+    switch element {
+    case .metadata(let metadata): self.state.withLockedValue { $0.metadata.add(contentsOf: metadata) }
+    case .message(let message): self.send(message)
+    }
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    for element in elements { try await self.write(element) }
+  }
+
+  /// The REQUEST with `first`, or a MESSAGE once the call has started.
+  private func send(_ payload: [UInt8]) {
+    let metadata: Metadata? = self.state.withLockedValue { state in
+      defer { state.started = true }
+      return state.started ? nil : state.metadata
+    }
+    guard let metadata else {
+      self.connection.send(
+        .with {
+          $0.callID = self.callID
+          $0.kind = .message
+          $0.payload = payload
+        })
+      return
+    }
+    self.connection.start(
+      .with {
+        $0.callID = self.callID
+        $0.kind = .request
+        $0.method = self.path
+        $0.timeoutMs = metadata.timeoutMilliseconds
+        $0.metadata = metadata.wireEntries
+        $0.payload = payload
+        $0.streaming = true
+      }, self.continuation)
+  }
+
+  func finish() async {
+    if !self.state.withLockedValue({ $0.started }) { self.send([]) }
+    self.connection.send(
+      .with {
+        $0.callID = self.callID
+        $0.kind = .halfClose
+      })
+  }
+
+  func finish(throwing error: any Error) async {
+    if self.state.withLockedValue({ $0.started }) {
+      self.connection.cancel(self.callID)
+    } else {
+      self.connection.gate.release()
+      self.continuation.finish(throwing: error)
+    }
   }
 }

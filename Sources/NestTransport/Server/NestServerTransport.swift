@@ -236,4 +236,9 @@ struct ConnectionRef: Sendable {
   func respond(_ callID: UInt64, _ frame: Nest_Wire_V1_Frame) {
     self.handler.eventLoop.execute { self.handler.value.respond(callID, frame) }
   }
+
+  /// A response message of a streaming call, sent at once.
+  func message(_ callID: UInt64, _ payload: [UInt8]) {
+    self.handler.eventLoop.execute { self.handler.value.message(callID, payload) }
+  }
 }

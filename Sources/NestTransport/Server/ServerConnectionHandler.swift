@@ -1,6 +1,6 @@
 // One server connection's protocol state, confined to its event loop: HELLO first, then
-// any number of calls at once up to the limit, CANCEL and PING, and GOAWAY when draining
-// or when the peer breaks the protocol.
+// any number of calls at once up to the limit (a streaming call's messages in MESSAGE
+// frames), CANCEL and PING, and GOAWAY when draining or when the peer breaks the protocol.
 import GRPCCore
 import Logging
 import Metrics
@@ -26,6 +26,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   private var logger: Logger
   private var phase = Phase.awaitingHello
   private var inFlight: [UInt64: CallControl] = [:]
+  /// Streaming calls whose requests are still open (until HALF_CLOSE).
+  private var requestStreams: [UInt64: AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation] = [:]
   private var highestCallID: UInt64 = 0
   private var context: ChannelHandlerContext?
   private var reference: ConnectionRef?
@@ -93,6 +95,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     // Nobody is left to answer: stop the handlers.
     for control in self.inFlight.values { control.cancel() }
     self.inFlight.removeAll()
+    for stream in self.requestStreams.values { stream.finish() }
+    self.requestStreams.removeAll()
     if let reference = self.reference { self.transport.unregister(reference) }
     context.fireChannelInactive()
   }
@@ -137,7 +141,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     case .cancel:
       // No RESPONSE is owed after CANCEL (rule 4).
       self.inFlight.removeValue(forKey: frame.callID)?.cancel()
+      self.requestStreams.removeValue(forKey: frame.callID)?.finish()
       self.closeIfDrained()
+    case .message:
+      // A request message of a streaming call; of any other call, ignored (rule 8).
+      self.requestStreams[frame.callID]?.yield(.message(frame.payload))
+    case .halfClose:
+      self.requestStreams.removeValue(forKey: frame.callID)?.finish()
     case .ping:
       let pong = Nest_Wire_V1_Frame.with {
         $0.kind = .pong
@@ -181,9 +191,15 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     self.inFlight[callID] = control
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCRequestPart<[UInt8]>.self)
     continuation.yield(.metadata(metadata))
-    continuation.yield(.message(frame.payload))
-    continuation.finish()
-    let writer = ResponseWriter(callID: callID, connection: self.reference!)
+    if frame.streaming {
+      // More request messages come in MESSAGE frames, until HALF_CLOSE.
+      if !frame.payload.isEmpty { continuation.yield(.message(frame.payload)) }
+      self.requestStreams[callID] = continuation
+    } else {
+      continuation.yield(.message(frame.payload))
+      continuation.finish()
+    }
+    let writer = ResponseWriter(callID: callID, connection: self.reference!, streaming: frame.streaming)
     self.transport.accept(
       IncomingCall(
         stream: RPCStream(
@@ -192,8 +208,20 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         control: control, remotePeer: self.remotePeer, localPeer: self.localPeer))
   }
 
+  /// From a streaming call's writer: one response message, sent at once.
+  func message(_ callID: UInt64, _ payload: [UInt8]) {
+    guard self.inFlight[callID] != nil else { return }  // cancelled or closed
+    self.send(
+      .with {
+        $0.callID = callID
+        $0.kind = .message
+        $0.payload = payload
+      })
+  }
+
   /// From a call's writer: its one RESPONSE.
   func respond(_ callID: UInt64, _ frame: Nest_Wire_V1_Frame) {
+    self.requestStreams.removeValue(forKey: callID)?.finish()
     guard self.inFlight.removeValue(forKey: callID) != nil else { return }  // cancelled or closed
     // The last call in flight goes out at once; with others still running, responses
     // finishing together share one flush.
@@ -284,23 +312,27 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 }
 
 /// Collects a call's response parts from GRPCCore and sends them as one RESPONSE frame
-/// when the status arrives.
+/// when the status arrives; a streaming call's messages go out as MESSAGE frames at once.
 struct ResponseWriter: ClosableRPCWriterProtocol {
   typealias Element = RPCResponsePart<[UInt8]>
 
   private let callID: UInt64
   private let connection: ConnectionRef
+  private let streaming: Bool
   private let parts = NIOLockedValueBox(ResponseParts())
 
-  init(callID: UInt64, connection: ConnectionRef) {
+  init(callID: UInt64, connection: ConnectionRef, streaming: Bool = false) {
     self.callID = callID
     self.connection = connection
+    self.streaming = streaming
   }
 
   func write(_ element: Element) async throws {
     switch element {
     case .metadata(let metadata):
       self.parts.withLockedValue { $0.initialMetadata.add(contentsOf: metadata) }
+    case .message(let message) where self.streaming:
+      self.connection.message(self.callID, message)
     case .message(let message):
       self.parts.withLockedValue { $0.payload = message }
     case .status(let status, let trailers):

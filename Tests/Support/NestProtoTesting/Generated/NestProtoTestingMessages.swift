@@ -20,6 +20,11 @@ public enum NestProtoTestingMessages {
 
   public static let byName: [String: any NestMessage.Type] = Dictionary(
     uniqueKeysWithValues: all.map { ($0.protoMessageName, $0) })
+
+  /// The streaming methods of this module's services, by wire path: wire protocol v1
+  /// carries their messages in MESSAGE frames.
+  public static let streamingMethods: Set<String> = [
+  ]
 }
 
 /// protoc-c's descriptors for this module's messages.

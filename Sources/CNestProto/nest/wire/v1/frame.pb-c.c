@@ -488,7 +488,7 @@ const ProtobufCMessageDescriptor nest__wire__v1__hello__descriptor =
   (ProtobufCMessageInit) nest__wire__v1__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__wire__v1__frame__field_descriptors[9] =
+static const ProtobufCFieldDescriptor nest__wire__v1__frame__field_descriptors[10] =
 {
   {
     "call_id",
@@ -598,6 +598,18 @@ static const ProtobufCFieldDescriptor nest__wire__v1__frame__field_descriptors[9
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "streaming",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Wire__V1__Frame, streaming),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__wire__v1__frame__field_indices_by_name[] = {
   0,   /* field[0] = call_id */
@@ -608,12 +620,13 @@ static const unsigned nest__wire__v1__frame__field_indices_by_name[] = {
   2,   /* field[2] = method */
   5,   /* field[5] = payload */
   6,   /* field[6] = status */
+  9,   /* field[9] = streaming */
   3,   /* field[3] = timeout_ms */
 };
 static const ProtobufCIntRange nest__wire__v1__frame__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor nest__wire__v1__frame__descriptor =
 {
@@ -623,14 +636,14 @@ const ProtobufCMessageDescriptor nest__wire__v1__frame__descriptor =
   "Nest__Wire__V1__Frame",
   "nest.wire.v1",
   sizeof(Nest__Wire__V1__Frame),
-  9,
+  10,
   nest__wire__v1__frame__field_descriptors,
   nest__wire__v1__frame__field_indices_by_name,
   1,  nest__wire__v1__frame__number_ranges,
   (ProtobufCMessageInit) nest__wire__v1__frame__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue nest__wire__v1__frame_kind__enum_values_by_number[8] =
+static const ProtobufCEnumValue nest__wire__v1__frame_kind__enum_values_by_number[10] =
 {
   { "FRAME_KIND_UNSPECIFIED", "NEST__WIRE__V1__FRAME_KIND__FRAME_KIND_UNSPECIFIED", 0 },
   { "HELLO", "NEST__WIRE__V1__FRAME_KIND__HELLO", 1 },
@@ -640,16 +653,20 @@ static const ProtobufCEnumValue nest__wire__v1__frame_kind__enum_values_by_numbe
   { "PING", "NEST__WIRE__V1__FRAME_KIND__PING", 5 },
   { "PONG", "NEST__WIRE__V1__FRAME_KIND__PONG", 6 },
   { "GOAWAY", "NEST__WIRE__V1__FRAME_KIND__GOAWAY", 7 },
+  { "MESSAGE", "NEST__WIRE__V1__FRAME_KIND__MESSAGE", 8 },
+  { "HALF_CLOSE", "NEST__WIRE__V1__FRAME_KIND__HALF_CLOSE", 9 },
 };
 static const ProtobufCIntRange nest__wire__v1__frame_kind__value_ranges[] = {
-{0, 0},{0, 8}
+{0, 0},{0, 10}
 };
-static const ProtobufCEnumValueIndex nest__wire__v1__frame_kind__enum_values_by_name[8] =
+static const ProtobufCEnumValueIndex nest__wire__v1__frame_kind__enum_values_by_name[10] =
 {
   { "CANCEL", 4 },
   { "FRAME_KIND_UNSPECIFIED", 0 },
   { "GOAWAY", 7 },
+  { "HALF_CLOSE", 9 },
   { "HELLO", 1 },
+  { "MESSAGE", 8 },
   { "PING", 5 },
   { "PONG", 6 },
   { "REQUEST", 2 },
@@ -662,9 +679,9 @@ const ProtobufCEnumDescriptor nest__wire__v1__frame_kind__descriptor =
   "FrameKind",
   "Nest__Wire__V1__FrameKind",
   "nest.wire.v1",
-  8,
+  10,
   nest__wire__v1__frame_kind__enum_values_by_number,
-  8,
+  10,
   nest__wire__v1__frame_kind__enum_values_by_name,
   1,
   nest__wire__v1__frame_kind__value_ranges,

@@ -35,7 +35,16 @@ typedef enum _Nest__Wire__V1__FrameKind {
   NEST__WIRE__V1__FRAME_KIND__CANCEL = 4,
   NEST__WIRE__V1__FRAME_KIND__PING = 5,
   NEST__WIRE__V1__FRAME_KIND__PONG = 6,
-  NEST__WIRE__V1__FRAME_KIND__GOAWAY = 7
+  NEST__WIRE__V1__FRAME_KIND__GOAWAY = 7,
+  /*
+   * A message of a streaming call: from the client, a request message after its REQUEST;
+   * from the server, a response message before its RESPONSE.
+   */
+  NEST__WIRE__V1__FRAME_KIND__MESSAGE = 8,
+  /*
+   * From the client: the streaming call's last request message has been sent.
+   */
+  NEST__WIRE__V1__FRAME_KIND__HALF_CLOSE = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__WIRE__V1__FRAME_KIND)
 } Nest__Wire__V1__FrameKind;
 
@@ -164,10 +173,17 @@ struct  Nest__Wire__V1__Frame
    * GOAWAY: the highest call id the sender still finishes.
    */
   uint64_t last_call_id;
+  /*
+   * REQUEST: the call streams (grpc.health.v1.Health/Watch, server reflection): its
+   * request messages follow in MESSAGE frames until HALF_CLOSE (the REQUEST's payload, if
+   * any, is the first), and its response messages come in MESSAGE frames before the
+   * RESPONSE, whose payload is then empty. Unset: one request message, one response message.
+   */
+  protobuf_c_boolean streaming;
 };
 #define NEST__WIRE__V1__FRAME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__wire__v1__frame__descriptor) \
-    , 0, NEST__WIRE__V1__FRAME_KIND__FRAME_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0,NULL, {0,NULL}, NULL, NULL, 0 }
+    , 0, NEST__WIRE__V1__FRAME_KIND__FRAME_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0,NULL, {0,NULL}, NULL, NULL, 0, 0 }
 
 
 /* Nest__Wire__V1__MetadataEntry methods */

@@ -14,10 +14,15 @@ public enum Nest_Wire_V1_FrameKind: NestEnum, CaseIterable {
   case ping  // PING = 5
   case pong  // PONG = 6
   case goaway  // GOAWAY = 7
+  /// A message of a streaming call: from the client, a request message after its REQUEST;
+  /// from the server, a response message before its RESPONSE.
+  case message  // MESSAGE = 8
+  /// From the client: the streaming call's last request message has been sent.
+  case halfClose  // HALF_CLOSE = 9
   /// A value this schema does not know, kept as it was sent.
   case unrecognized(Int32)
 
-  public static let allCases: [Self] = [.unspecified, .hello, .request, .response, .cancel, .ping, .pong, .goaway]
+  public static let allCases: [Self] = [.unspecified, .hello, .request, .response, .cancel, .ping, .pong, .goaway, .message, .halfClose]
 
   public init() { self.init(rawValue: 0) }
 
@@ -31,6 +36,8 @@ public enum Nest_Wire_V1_FrameKind: NestEnum, CaseIterable {
     case 5: self = .ping
     case 6: self = .pong
     case 7: self = .goaway
+    case 8: self = .message
+    case 9: self = .halfClose
     default: self = .unrecognized(rawValue)
     }
   }
@@ -45,6 +52,8 @@ public enum Nest_Wire_V1_FrameKind: NestEnum, CaseIterable {
     case .ping: 5
     case .pong: 6
     case .goaway: 7
+    case .message: 8
+    case .halfClose: 9
     case .unrecognized(let value): value
     }
   }
@@ -198,6 +207,11 @@ public struct Nest_Wire_V1_Frame: NestMessage {
   public var hello: Nest_Wire_V1_Hello? = nil
   /// GOAWAY: the highest call id the sender still finishes.
   public var lastCallID: UInt64 = 0
+  /// REQUEST: the call streams (grpc.health.v1.Health/Watch, server reflection): its
+  /// request messages follow in MESSAGE frames until HALF_CLOSE (the REQUEST's payload, if
+  /// any, is the first), and its response messages come in MESSAGE frames before the
+  /// RESPONSE, whose payload is then empty. Unset: one request message, one response message.
+  public var streaming: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -212,6 +226,7 @@ public struct Nest_Wire_V1_Frame: NestMessage {
     self.status = r.message(6)
     self.hello = r.message(7)
     self.lastCallID = r.scalar(8)
+    self.streaming = r.scalar(9)
     self.unknownFields = r.unknownFields
   }
 
@@ -225,6 +240,7 @@ public struct Nest_Wire_V1_Frame: NestMessage {
     try w.setMessage(6, self.status)
     try w.setMessage(7, self.hello)
     w.setScalar(8, self.lastCallID)
+    w.setScalar(9, self.streaming)
     w.setUnknownFields(self.unknownFields)
   }
 }

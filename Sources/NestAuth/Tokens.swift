@@ -38,6 +38,9 @@ public struct NestTokens: Sendable {
     case identityProvider(JWKSFile, issuer: String, audience: String, serviceKey: ServiceSigningKey?)
   }
   private let trust: Trust
+  /// Tokens already verified, until they expire: a caller sends the same token with every
+  /// call, and its signature need not be checked again.
+  private let verified = VerifiedTokens()
 
   /// `secret`: the shared HMAC secret (NEST_AUTH_SECRET), at least 32 bytes.
   public init(secret: String) async throws(TokenError) {
@@ -81,6 +84,19 @@ public struct NestTokens: Sendable {
 
   /// The principal a token proves, or why it proves nothing.
   public func verify(_ token: String) async throws(TokenError) -> Principal {
+    // Under an identity provider a changed JWKS (a key retired) forgets what was verified.
+    let generation: Int
+    switch self.trust {
+    case .sharedSecret: generation = 0
+    case .identityProvider(let jwks, _, _, _): generation = await jwks.generation()
+    }
+    if let principal = self.verified.principal(token, generation: generation) { return principal }
+    let (principal, expiry) = try await self.verifyAnew(token)
+    self.verified.remember(token, principal, until: expiry, generation: generation)
+    return principal
+  }
+
+  private func verifyAnew(_ token: String) async throws(TokenError) -> (Principal, Date) {
     let claims: NestClaims
     var serviceKeyOf: String? = nil
     do {
@@ -126,7 +142,42 @@ public struct NestTokens: Sendable {
         throw TokenError("a service token must be signed by the service's own key")
       }
     }
-    return Principal(subject: claims.sub.value, role: role)
+    return (Principal(subject: claims.sub.value, role: role), claims.exp.value)
+  }
+}
+
+/// Verified tokens and what they prove, until their expiry (at most `limit` of them: past
+/// it, the expired go, and if that is not enough, all).
+final class VerifiedTokens: Sendable {
+  private struct Entry {
+    var principal: Principal
+    var expiry: Date
+    var generation: Int
+  }
+  private let entries = Mutex<[String: Entry]>([:])
+  private let limit = 4096
+
+  func principal(_ token: String, generation: Int) -> Principal? {
+    let now = Date()
+    return self.entries.withLock { entries in
+      guard let entry = entries[token] else { return nil }
+      guard entry.expiry > now, entry.generation == generation else {
+        entries[token] = nil
+        return nil
+      }
+      return entry.principal
+    }
+  }
+
+  func remember(_ token: String, _ principal: Principal, until expiry: Date, generation: Int) {
+    let now = Date()
+    self.entries.withLock { entries in
+      if entries.count >= self.limit {
+        entries = entries.filter { $0.value.expiry > now && $0.value.generation == generation }
+        if entries.count >= self.limit { entries.removeAll() }
+      }
+      entries[token] = Entry(principal: principal, expiry: expiry, generation: generation)
+    }
   }
 }
 
@@ -159,6 +210,8 @@ public final class JWKSFile: Sendable {
     var keys: [String: Key] = [:]
     var modified: Date? = nil
     var checked: ContinuousClock.Instant? = nil
+    /// Counts the reads that changed the keys.
+    var generation = 0
   }
 
   public let path: String
@@ -187,6 +240,15 @@ public final class JWKSFile: Sendable {
     return known
   }
 
+  /// Which keys are in force: changes when a read of the file changed them (checked at most
+  /// once a second).
+  func generation() async -> Int {
+    let now = ContinuousClock.now
+    let due = self.state.withLock { state in state.checked.map { now - $0 >= .seconds(1) } ?? true }
+    if due { _ = try? await self.reload() }
+    return self.state.withLock { $0.generation }
+  }
+
   /// Reads the file again if its modification time moved; false when nothing changed.
   @discardableResult
   private func reload() async throws(TokenError) -> Bool {
@@ -204,6 +266,7 @@ public final class JWKSFile: Sendable {
     self.state.withLock { state in
       state.keys = keys
       state.modified = modified
+      state.generation += 1
     }
     return true
   }

@@ -23,10 +23,14 @@ public final class ServingState: Sendable {
 
   public var isServing: Bool { !self.draining.withLockedValue { $0 } }
 
-  /// The server starts draining: every watcher hears NOT_SERVING.
+  /// The server starts draining: every watcher hears NOT_SERVING, and then its stream ends
+  /// (draining is final), so that no Watch keeps the server from stopping.
   public func drain() {
     self.draining.withLockedValue { $0 = true }
-    for watcher in self.watchers.withLockedValue({ $0.values }) { watcher.yield() }
+    for watcher in self.watchers.withLockedValue({ $0.values }) {
+      watcher.yield()
+      watcher.finish()
+    }
   }
 
   /// A stream that yields whenever the state changes, until `body` returns.
@@ -34,6 +38,8 @@ public final class ServingState: Sendable {
     let id = UUID()
     let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     self.watchers.withLockedValue { $0[id] = continuation }
+    // Already draining: nothing will change any more.
+    if !self.isServing { continuation.finish() }
     defer {
       self.watchers.withLockedValue { $0[id] = nil }
       continuation.finish()

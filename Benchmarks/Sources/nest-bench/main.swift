@@ -43,7 +43,7 @@ if let service = NestServiceName.allCases.first(where: { $0.executable == invoke
 }
 
 guard arguments.first == "orders" || arguments.first == "transports" else {
-  print("usage: nest-bench orders [--orders N] [--customers N] [--commits N] [--calls N] [--renewals N]")
+  print("usage: nest-bench orders [--orders N] [--customers N] [--rate R] [--commits N] [--calls N] [--renewals N]")
   print("       nest-bench transports [--seconds N]")
   exit(2)
 }
@@ -165,7 +165,30 @@ let commits = try commitRate(option("commits", 2000), in: platform.directory)
 let before = pids.mapValues(usage)
 let commitsBefore = await commitCounts()
 let loadStart = ContinuousClock.now
+// --rate R: open loop. Order i starts at i / R seconds whatever became of the others (its own
+// task, on the connection of customer i mod N), so that a slow platform meets more load, not
+// less; otherwise closed loop: each customer pays its next order when its previous one is paid.
+let rate = option("rate", 0)
 let paidAt: [(String, Int64)] = try await withThrowingTaskGroup(of: [(String, Int64)].self) { group in
+  if rate > 0 {
+    let platforms = (0..<customers).map { _ in CustomerPlatform(order: local.addresses[.order]!, tokens: tokens) }
+    for index in 0..<orderCount {
+      try await Task.sleep(until: loadStart + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate)))
+      let customer = index % customers
+      group.addTask {
+        let marketplace = Marketplace(platforms[customer])
+        let order = try await marketplace.buy(
+          "cust-\(customer)", product: setup.productID, pay: false, clientToken: "\(index)")
+        let sent = now()
+        _ = try await marketplace.pay(order, clientToken: "\(index)")
+        return [(order.id, sent)]
+      }
+    }
+    var all: [(String, Int64)] = []
+    for try await paid in group { all += paid }
+    for platform in platforms { await platform.connections.close() }
+    return all
+  }
   for customer in 0..<customers {
     group.addTask {
       let own = CustomerPlatform(order: local.addresses[.order]!, tokens: tokens)
@@ -288,7 +311,9 @@ let rpcsPerOrder = 2 + 4 + 2 + 3
 // two sales).
 let commitsPerOrder = 5
 
-print("nest-bench orders: \(orderCount) scenario-3 orders, \(customers) concurrent customers")
+print(
+  "nest-bench orders: \(orderCount) scenario-3 orders, \(customers) concurrent customers"
+    + (rate > 0 ? ", open loop at \(rate) orders/s offered" : ""))
 print(
   String(
     format: "  paid orders/s            %8.1f  (create + pay, %.1f s)", Double(orderCount) / paidSeconds, paidSeconds))

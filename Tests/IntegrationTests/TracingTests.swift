@@ -72,9 +72,14 @@ struct TracingTests {
       pay = all.first { $0.name == "nest.order.v1.MarketplaceOrderService/PayOrder" && $0.kind == "SPAN_KIND_SERVER" }
       guard let pay else { return false }
       spans = all.filter { $0.trace_id == pay.trace_id }
+      // A span is exported when it ends: a delivery's own span and its client span end after
+      // the target's server span, so all of them are waited for.
       let served = spans.filter { $0.kind == "SPAN_KIND_SERVER" }.map(\.name)
+      let called = spans.filter { $0.kind == "SPAN_KIND_CLIENT" }.map(\.name)
       return served.contains("nest.entitlement.v1.EntitlementService/CreateServiceInstance")
         && served.filter { $0 == "nest.settlement.v1.SettlementService/RecordSale" }.count == 2
+        && called.filter { $0 == "nest.settlement.v1.SettlementService/RecordSale" }.count == 2
+        && spans.filter { $0.name.hasPrefix("deliver ") }.count == 3
     }
     let tree = Self.render(spans)
     #expect(complete, "the trace as received:\n\(tree)")

@@ -193,14 +193,12 @@ public final class NestClientTransport: ClientTransport, Sendable {
     }
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
     let path = descriptor.wirePath
-    let outbound =
-      self.configuration.streamingMethods.contains(path)
-      ? RPCWriter.Closable(
-        wrapping: StreamingRequestWriter(
-          callID: callID, path: path, connection: connection, continuation: continuation))
-      : RPCWriter.Closable(
-        wrapping: RequestWriter(callID: callID, path: path, connection: connection, continuation: continuation))
-    let stream = RPCStream(descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound), outbound: outbound)
+    let writer = RequestWriter(
+      callID: callID, path: path, streaming: self.configuration.streamingMethods.contains(path),
+      connection: connection, continuation: continuation)
+    let stream = RPCStream(
+      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
+      outbound: RPCWriter.Closable(wrapping: writer))
     let context = ClientContext(
       descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
     return try await withTaskCancellationHandler {
@@ -303,75 +301,27 @@ struct DiscardingWriter: ClosableRPCWriterProtocol {
   func finish(throwing error: any Error) async {}
 }
 
-/// Buffers a call's request parts and sends them as one REQUEST when the request ends.
+/// A call's request side. Unary: the parts are buffered and sent as one REQUEST when the
+/// request ends. Streaming: REQUEST (flagged streaming) with the first message as soon as it
+/// is written, each further message as a MESSAGE frame, HALF_CLOSE at the end.
 struct RequestWriter: ClosableRPCWriterProtocol {
   typealias Element = RPCRequestPart<[UInt8]>
 
   let callID: UInt64
   let path: String
+  let streaming: Bool
   let connection: ClientConnection
   /// Where the call's RESPONSE goes; registered together with the REQUEST.
   let continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
-  private let parts = NIOLockedValueBox<(metadata: Metadata, payload: [UInt8])>(([:], []))
+  private let state = NIOLockedValueBox<(metadata: Metadata, payload: [UInt8], started: Bool)>(([:], [], false))
 
   init(
-    callID: UInt64, path: String, connection: ClientConnection,
+    callID: UInt64, path: String, streaming: Bool, connection: ClientConnection,
     continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
   ) {
     self.callID = callID
     self.path = path
-    self.connection = connection
-    self.continuation = continuation
-  }
-
-  func write(_ element: Element) async throws {
-    switch element {
-    case .metadata(let metadata): self.parts.withLockedValue { $0.metadata.add(contentsOf: metadata) }
-    case .message(let message): self.parts.withLockedValue { $0.payload = message }
-    }
-  }
-
-  func write(contentsOf elements: some Sequence<Element>) async throws {
-    for element in elements { try await self.write(element) }
-  }
-
-  func finish() async {
-    let (metadata, payload) = self.parts.withLockedValue { ($0.metadata, $0.payload) }
-    self.connection.start(
-      .with {
-        $0.callID = self.callID
-        $0.kind = .request
-        $0.method = self.path
-        $0.timeoutMs = metadata.timeoutMilliseconds
-        $0.metadata = metadata.wireEntries
-        $0.payload = payload
-      }, self.continuation)
-  }
-
-  func finish(throwing error: any Error) async {
-    // The request never went out: nothing to cancel on the server, but the caller waits.
-    self.connection.gate.release()
-    self.continuation.finish(throwing: error)
-  }
-}
-
-/// A streaming call's requests: REQUEST (flagged streaming) with the first message as soon
-/// as it is written, each further message as a MESSAGE frame, HALF_CLOSE at the end.
-struct StreamingRequestWriter: ClosableRPCWriterProtocol {
-  typealias Element = RPCRequestPart<[UInt8]>
-
-  let callID: UInt64
-  let path: String
-  let connection: ClientConnection
-  let continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
-  private let state = NIOLockedValueBox<(metadata: Metadata, started: Bool)>(([:], false))
-
-  init(
-    callID: UInt64, path: String, connection: ClientConnection,
-    continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
-  ) {
-    self.callID = callID
-    self.path = path
+    self.streaming = streaming
     self.connection = connection
     self.continuation = continuation
   }
@@ -379,7 +329,8 @@ struct StreamingRequestWriter: ClosableRPCWriterProtocol {
   func write(_ element: Element) async throws {
     switch element {
     case .metadata(let metadata): self.state.withLockedValue { $0.metadata.add(contentsOf: metadata) }
-    case .message(let message): self.send(message)
+    case .message(let message) where self.streaming: self.send(message)
+    case .message(let message): self.state.withLockedValue { $0.payload = message }
     }
   }
 
@@ -387,7 +338,7 @@ struct StreamingRequestWriter: ClosableRPCWriterProtocol {
     for element in elements { try await self.write(element) }
   }
 
-  /// The REQUEST with `first`, or a MESSAGE once the call has started.
+  /// The REQUEST with `payload`, or, once a streaming call has started, a MESSAGE.
   private func send(_ payload: [UInt8]) {
     let metadata: Metadata? = self.state.withLockedValue { state in
       defer { state.started = true }
@@ -410,11 +361,12 @@ struct StreamingRequestWriter: ClosableRPCWriterProtocol {
         $0.timeoutMs = metadata.timeoutMilliseconds
         $0.metadata = metadata.wireEntries
         $0.payload = payload
-        $0.streaming = true
+        $0.streaming = self.streaming
       }, self.continuation)
   }
 
   func finish() async {
+    guard self.streaming else { return self.send(self.state.withLockedValue { $0.payload }) }
     if !self.state.withLockedValue({ $0.started }) { self.send([]) }
     self.connection.send(
       .with {
@@ -427,6 +379,7 @@ struct StreamingRequestWriter: ClosableRPCWriterProtocol {
     if self.state.withLockedValue({ $0.started }) {
       self.connection.cancel(self.callID)
     } else {
+      // The request never went out: nothing to cancel on the server, but the caller waits.
       self.connection.gate.release()
       self.continuation.finish(throwing: error)
     }

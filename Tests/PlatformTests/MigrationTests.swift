@@ -156,3 +156,45 @@ struct MigrationTests {
     await platform.stop()
   }
 }
+
+@Suite("Migration from the previous release's schema")
+struct PreviousSchemaMigrationTests {
+  /// marketplace-order's database as the release before traces left it (release 0.1's data
+  /// taken through the migrations up to order-3-subscriptions, without the trace column that
+  /// came after), opened by this
+  /// release: order-4-traces adds `deliveries.trace_parent` and every row reads back the same.
+  @Test("order-4-traces keeps every order and delivery as it was; old deliveries carry no trace")
+  func orderTraces() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("previous-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try ReleaseFixture.restore(into: directory)
+    let path = directory.appendingPathComponent("order.sqlite").path
+    let definition = try #require(NestTestPlatform.definitions[.order])
+    var previous = DatabaseMigrator()
+    definition.migrations(&previous)
+    let queue = try DatabaseQueue(path: path)
+    try previous.migrate(queue, upTo: "order-3-subscriptions")
+    // order-2 builds the tables of today's schema; the release before traces had no
+    // trace_parent column, so it goes, and the database is as that release left it.
+    try queue.write { try $0.execute(sql: "ALTER TABLE deliveries DROP COLUMN trace_parent") }
+    func rows(_ db: Database, _ table: String) throws -> [[String: String]] {
+      try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY rowid").map { row in
+        Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, "\(row[$0] as DatabaseValue)") })
+      }
+    }
+    let (orders, deliveries) = try queue.read { (try rows($0, "orders"), try rows($0, "deliveries")) }
+    #expect(try queue.read { try !$0.columns(in: "deliveries").contains { $0.name == "trace_parent" } })
+    try queue.close()
+    #expect(!orders.isEmpty && !deliveries.isEmpty)
+
+    let pool = try ServiceDatabase.open(path: path, migrations: definition.migrations)
+    try pool.read { db in
+      #expect(try rows(db, "orders") == orders)
+      let after = try rows(db, "deliveries")
+      #expect(after.map { $0.filter { $0.key != "trace_parent" } } == deliveries)
+      #expect(after.allSatisfy { $0["trace_parent"] == "\"\"" })
+    }
+    try pool.close()
+  }
+}

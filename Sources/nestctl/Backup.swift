@@ -84,12 +84,11 @@ struct BackupCommand: AsyncParsableCommand {
     }
     for pair in self.adminAddresses {
       let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-      guard parts.count == 2,
-        let service = NestServiceName.allCases.first(where: { $0.rawValue == parts[0] || $0.identity == parts[0] })
-      else {
+      guard parts.count == 2 else {
         throw ValidationError(
           "--admin-address \(pair): expected SERVICE=HOST:PORT (catalog, entitlement, order, settlement)")
       }
+      let service = try BackupFile.service(named: parts[0])
       do {
         addresses[service] = try ServiceAddress(parsing: parts[1])
       } catch {

@@ -107,10 +107,10 @@ struct ReconcileCommand: AsyncParsableCommand {
       }
       let known = Set(paid.map(\.id))
       behind(
-        "marketplace-order", "entitlement", "instance(s) of orders it does not know",
+        "marketplace-order", "entitlement", "instance(s) of orders it does not know as paid",
         instances.filter { !$0.orderID.isEmpty && !known.contains($0.orderID) }.map(\.orderID))
       behind(
-        "marketplace-order", "settlement", "sale(s) of orders it does not know",
+        "marketplace-order", "settlement", "sale(s) of orders it does not know as paid",
         ledger.discrepancies.filter { $0.kind == .unknownOrder }.map(\.orderID))
       behind("entitlement", "marketplace-order", "delivered order(s) without their instance", withoutInstance)
       behind("settlement", "marketplace-order", "delivered order(s) without their sale", withoutSale)

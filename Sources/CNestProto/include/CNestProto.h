@@ -8,6 +8,7 @@
 #include "nest/catalog/v1/catalog.pb-c.h"
 #include "nest/common/v1/common.pb-c.h"
 #include "nest/entitlement/v1/entitlement.pb-c.h"
+#include "nest/events/v1/events.pb-c.h"
 #include "nest/health/v1/health.pb-c.h"
 #include "nest/order/v1/order.pb-c.h"
 #include "nest/settlement/v1/settlement.pb-c.h"

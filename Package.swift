@@ -26,11 +26,12 @@ let package = Package(
     .executable(name: "entitlement-service", targets: ["entitlement-service"]),
     .executable(name: "settlement-service", targets: ["settlement-service"]),
     .executable(name: "marketplace-order-service", targets: ["marketplace-order-service"]),
+    .executable(name: "events-service", targets: ["events-service"]),
     .executable(name: "nestctl", targets: ["nestctl"]),
     .library(name: "NestTestKit", targets: ["NestTestKit"]),
     .library(name: "NestScenarios", targets: ["NestScenarios"]),
     // The four services as libraries: each a ServiceDefinition that NestService runs.
-    .library(name: "NestServices", targets: ["Catalog", "Entitlement", "MarketplaceOrder", "Settlement"]),
+    .library(name: "NestServices", targets: ["Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "Events"]),
   ],
   dependencies: [
     // GRPCCore: RPC semantics (deadlines, retries, interceptors, RPCError) for the services
@@ -60,6 +61,8 @@ let package = Package(
     .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
     // Every setting of every executable read one way: flags, then NEST_* variables.
     .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+    // Webhook deliveries and fulfilment calls: outgoing HTTP with timeouts and no redirects.
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
   ],
   targets: [
     // MARK: C: libprotobuf-c and the code protoc-c generates from proto/
@@ -266,6 +269,33 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // The events service: the feed of domain events, webhooks and their signed deliveries.
+    .target(
+      name: "Events",
+      dependencies: [
+        "NestProto", "NestServiceKit", "NestAuth", "NestDomain",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    .executableTarget(
+      name: "events-service",
+      dependencies: [
+        "Events", "NestServiceKit",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // Entitlement as its own executable: a thin main over the Entitlement library.
     .executableTarget(
       name: "entitlement-service",
@@ -296,8 +326,8 @@ let package = Package(
     .target(
       name: "NestTestKit",
       dependencies: [
-        "Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "NestServiceKit", "NestTransport", "NestAuth",
-        "NestProto", "NestScenarios",
+        "Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "Events", "NestServiceKit", "NestTransport",
+        "NestAuth", "NestProto", "NestScenarios",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "JWTKit", package: "jwt-kit"),
         .product(name: "Logging", package: "swift-log"),
@@ -310,7 +340,7 @@ let package = Package(
     .executableTarget(
       name: "nestctl",
       dependencies: [
-        "NestServiceKit", "NestTransport", "NestAuth", "NestProto", "NestScenarios", "NestDomain",
+        "NestServiceKit", "NestTransport", "NestAuth", "NestProto", "NestScenarios", "NestDomain", "Events",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -459,6 +489,17 @@ let package = Package(
       dependencies: [
         "NestDomain", "NestTestKit", "NestProto", "NestProtoTesting", "NestTransport", "NestServiceKit",
         "NestProtoCompiler", "NestAuth",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+    // The events service: the feed as each party reads it, webhooks, signatures, the
+    // address guard, proto3 JSON.
+    .testTarget(
+      name: "EventsTests",
+      dependencies: [
+        "Events", "NestDomain", "NestTestKit", "NestProto", "NestServiceKit", "NestTransport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
       ],

@@ -20,7 +20,7 @@ public struct CatalogService: Nest_Catalog_V1_CatalogService.SimpleServiceProtoc
 
   /// The catalog as `NestService` runs it.
   public static let definition = ServiceDefinition(
-    name: .catalog, peers: [.entitlement], migrations: CatalogStore.migrations
+    name: .catalog, peers: [.entitlement, .events], migrations: CatalogStore.migrations
   ) { environment in
     let service = CatalogService(
       store: CatalogStore(database: environment.database),

@@ -70,7 +70,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   /// `--logon-url-base`, `--renewal-lead-ms` (default 3 days), `--expiry-grace-ms` (7 days),
   /// `--term-interval-ms` (how often terms are looked at, 60 s).
   public static let definition = ServiceDefinition(
-    name: .entitlement, peers: [.catalog, .order], migrations: EntitlementStore.migrations
+    name: .entitlement, peers: [.catalog, .order, .events], migrations: EntitlementStore.migrations
   ) { environment in
     let store = EntitlementStore(database: environment.database)
     let deployments = DeploymentDriver(store: store, logger: environment.logger, clock: environment.clock)

@@ -28,7 +28,7 @@ public struct OrderService: Nest_Order_V1_MarketplaceOrderService.SimpleServiceP
   }
 
   public static let definition = ServiceDefinition(
-    name: .order, peers: [.catalog, .entitlement, .settlement], migrations: OrderStore.migrations
+    name: .order, peers: [.catalog, .entitlement, .settlement, .events], migrations: OrderStore.migrations
   ) { environment in
     let bps = try await environment.configuration.settings.int("commission.bps", default: 500, in: 0...10_000)
     let store = OrderStore(database: environment.database)

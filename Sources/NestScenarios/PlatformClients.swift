@@ -52,6 +52,13 @@ extension PlatformClients {
       try await body($0.settlement)
     }
   }
+
+  public func events<Result: Sendable>(
+    as role: Nest_Common_V1_Role, _ subject: String,
+    _ body: (any Nest_Events_V1_EventsService.ClientProtocol) async throws -> Result
+  ) async throws -> Result {
+    try await self.withClient(.events, token: try await self.token(role, subject)) { try await body($0.events) }
+  }
 }
 
 /// Shared clients, one per service, kept connected until `close()`; each call carries the

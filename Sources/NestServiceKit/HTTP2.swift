@@ -110,6 +110,7 @@ public protocol ServiceClientSet: Sendable {
   var entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol { get }
   var orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol { get }
   var settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol { get }
+  var events: any Nest_Events_V1_EventsService.ClientProtocol { get }
   var health: any Nest_Health_V1_Health.ClientProtocol { get }
   /// A unary call with bytes in and out (for clients that encode requests themselves).
   func unaryRaw(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions) async throws -> [UInt8]
@@ -136,6 +137,7 @@ public struct TypedClients<Transport: ClientTransport>: ServiceClientSet {
   public let entitlement: any Nest_Entitlement_V1_EntitlementService.ClientProtocol
   public let orders: any Nest_Order_V1_MarketplaceOrderService.ClientProtocol
   public let settlement: any Nest_Settlement_V1_SettlementService.ClientProtocol
+  public let events: any Nest_Events_V1_EventsService.ClientProtocol
   public let health: any Nest_Health_V1_Health.ClientProtocol
 
   public init(_ client: GRPCClient<Transport>) {
@@ -144,6 +146,7 @@ public struct TypedClients<Transport: ClientTransport>: ServiceClientSet {
     self.entitlement = Nest_Entitlement_V1_EntitlementService.Client(wrapping: client)
     self.orders = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client)
     self.settlement = Nest_Settlement_V1_SettlementService.Client(wrapping: client)
+    self.events = Nest_Events_V1_EventsService.Client(wrapping: client)
     self.health = Nest_Health_V1_Health.Client(wrapping: client)
   }
 

@@ -33,8 +33,11 @@ public struct HistoryTable: Sendable {
     }
   }
 
-  /// Stores the entries of `history` past those already stored for `id`.
-  public func append(_ history: [Nest_Common_V1_StatusChange], for id: String, in db: Database) throws {
+  /// Stores the entries of `history` past those already stored for `id`; returns them.
+  @discardableResult
+  public func append(_ history: [Nest_Common_V1_StatusChange], for id: String, in db: Database) throws
+    -> [Nest_Common_V1_StatusChange]
+  {
     let stored =
       try Int.fetchOne(
         db.cachedStatement(sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?"), arguments: [id]) ?? 0
@@ -46,6 +49,7 @@ public struct HistoryTable: Sendable {
           """
       ).execute(arguments: [id, seq, entry.status, entry.actorID, entry.reason, entry.changedAtUnixMs])
     }
+    return Array(history.dropFirst(stored))
   }
 
   /// The history of each of `ids`, oldest first.

@@ -186,7 +186,12 @@ public final class LocalPlatform: Sendable {
       arguments += ["--grpc-port", "\(grpc.port)", "--admin-port", "\(admin.port)"]
     }
     defer { for socket in sockets { socket.close() } }  // the child has its own copies
-    arguments += self.options.extraArguments[service] ?? []
+    let extra = self.options.extraArguments[service] ?? []
+    // A local platform's partners (a receiver in a terminal, a test's) are on this machine.
+    if service == .events && !extra.contains("--webhook-private-addresses") {
+      arguments += ["--webhook-private-addresses", "allow"]
+    }
+    arguments += extra
     let pid = try Spawn.run(
       executable.path, arguments: arguments,
       environment: Self.environment().merging(self.options.environment) { $1 }, sockets: sockets.map(\.descriptor),

@@ -79,6 +79,13 @@ public struct NestService: Service {
     let parts = try await definition.build(
       ServiceEnvironment(
         configuration: self.configuration, database: database, peers: peers, logger: self.logger, clock: self.clock))
+    var background = parts.background
+    if definition.peers.contains(.events) {
+      // What the service records as events, sent on to the events service.
+      background.append(
+        EventPublisher(
+          database: database, events: try peers.events(), source: definition.name.identity, logger: self.logger))
+    }
     let served = [definition.name.rpcServiceName, "nest.health.v1.Health", "grpc.health.v1.Health"]
     let state = ServingState(services: served)
     let reflected = served + ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
@@ -127,7 +134,7 @@ public struct NestService: Service {
     }
     let group = ServiceGroup(
       configuration: .init(
-        services: (clients + parts.background + admin + servers + [drain]).map { .init(service: $0) },
+        services: (clients + background + admin + servers + [drain]).map { .init(service: $0) },
         logger: self.logger))
     self.shutdown?.attach(group)
     try await group.run()
@@ -250,7 +257,11 @@ public final class InProcessListener: ServiceListener, Sendable {
   }
 }
 
-private struct InProcessServers: Service {
+/// Its description is what ServiceLifecycle names it by: short, rather than every RPC
+/// service and interceptor (the access table among them) reflected into text at each start.
+private struct InProcessServers: Service, CustomStringConvertible {
+  var description: String { "InProcessServers" }
+
   let pending: AsyncStream<InProcessTransport.Server>
   let continuation: AsyncStream<InProcessTransport.Server>.Continuation
   let services: [any RegistrableRPCService]

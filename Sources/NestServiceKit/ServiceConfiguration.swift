@@ -54,7 +54,7 @@ public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvert
 
 /// The platform's services, their executables and default ports.
 public enum NestServiceName: String, CaseIterable, Sendable, Codable {
-  case catalog, entitlement, order, settlement
+  case catalog, entitlement, order, settlement, events
 
   public var defaultPort: Int {
     switch self {
@@ -62,6 +62,7 @@ public enum NestServiceName: String, CaseIterable, Sendable, Codable {
     case .entitlement: 7102
     case .order: 7103
     case .settlement: 7104
+    case .events: 7105
     }
   }
 
@@ -78,6 +79,7 @@ public enum NestServiceName: String, CaseIterable, Sendable, Codable {
     case .entitlement: Nest_Entitlement_V1_EntitlementService.descriptor.fullyQualifiedService
     case .order: Nest_Order_V1_MarketplaceOrderService.descriptor.fullyQualifiedService
     case .settlement: Nest_Settlement_V1_SettlementService.descriptor.fullyQualifiedService
+    case .events: Nest_Events_V1_EventsService.descriptor.fullyQualifiedService
     }
   }
 }
@@ -177,6 +179,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var orderAddress: String?
   @Option(help: "host:port of settlement (NEST_SETTLEMENT_ADDRESS).")
   public var settlementAddress: String?
+  @Option(help: "host:port of events (NEST_EVENTS_ADDRESS).")
+  public var eventsAddress: String?
   @Option(help: "File holding the auth secret (NEST_AUTH_SECRET_FILE; or the secret in NEST_AUTH_SECRET).")
   public var authSecretFile: String?
   @Option(
@@ -228,6 +232,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("host", self.host), ("port", self.port), ("listen.fd", self.listenFd), ("database", self.database),
       ("catalog.address", self.catalogAddress), ("entitlement.address", self.entitlementAddress),
       ("order.address", self.orderAddress), ("settlement.address", self.settlementAddress),
+      ("events.address", self.eventsAddress),
       ("auth.secret.file", self.authSecretFile), ("auth.jwks.file", self.authJwksFile),
       ("auth.issuer", self.authIssuer), ("auth.audience", self.authAudience), ("service.key.file", self.serviceKeyFile),
       ("service.key.id", self.serviceKeyId), ("log.level", self.logLevel), ("log.format", self.logFormat),

@@ -25,6 +25,8 @@ public enum ServiceDatabase {
     var migrator = DatabaseMigrator()
     ClientTokens.registerMigrations(&migrator)
     migrations(&migrator)
+    // Last: a kit table added after services had migrations of their own.
+    EventLog.registerMigrations(&migrator)
     try migrator.migrate(pool)
     return pool
   }

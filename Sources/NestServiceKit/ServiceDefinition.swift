@@ -70,6 +70,7 @@ public struct PeerClients: Sendable {
   var entitlementClient: (any Nest_Entitlement_V1_EntitlementService.ClientProtocol)?
   var ordersClient: (any Nest_Order_V1_MarketplaceOrderService.ClientProtocol)?
   var settlementClient: (any Nest_Settlement_V1_SettlementService.ClientProtocol)?
+  var eventsClient: (any Nest_Events_V1_EventsService.ClientProtocol)?
 
   public init() {}
 
@@ -79,6 +80,7 @@ public struct PeerClients: Sendable {
     case .entitlement: self.entitlementClient = Nest_Entitlement_V1_EntitlementService.Client(wrapping: client)
     case .order: self.ordersClient = Nest_Order_V1_MarketplaceOrderService.Client(wrapping: client)
     case .settlement: self.settlementClient = Nest_Settlement_V1_SettlementService.Client(wrapping: client)
+    case .events: self.eventsClient = Nest_Events_V1_EventsService.Client(wrapping: client)
     }
   }
 
@@ -88,6 +90,7 @@ public struct PeerClients: Sendable {
     case .entitlement: self.entitlementClient = clients.entitlement
     case .order: self.ordersClient = clients.orders
     case .settlement: self.settlementClient = clients.settlement
+    case .events: self.eventsClient = clients.events
     }
   }
 
@@ -112,5 +115,9 @@ public struct PeerClients: Sendable {
 
   public func settlement() throws -> any Nest_Settlement_V1_SettlementService.ClientProtocol {
     try self.require(self.settlementClient, .settlement)
+  }
+
+  public func events() throws -> any Nest_Events_V1_EventsService.ClientProtocol {
+    try self.require(self.eventsClient, .events)
   }
 }

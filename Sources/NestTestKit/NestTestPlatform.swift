@@ -12,6 +12,7 @@
 //     await platform.stop()
 import Catalog
 import Entitlement
+import Events
 public import Foundation
 import GRPCCore
 public import Logging
@@ -41,7 +42,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   /// Every service's definition: what NestService runs.
   public static let definitions: [NestServiceName: ServiceDefinition] = [
     .catalog: CatalogService.definition, .entitlement: EntitlementService.definition,
-    .order: OrderService.definition, .settlement: SettlementService.definition,
+    .order: OrderService.definition, .settlement: SettlementService.definition, .events: EventsService.definition,
   ]
 
   public let mode: Mode
@@ -218,7 +219,10 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     if let processes = self.processes {
       processes.stop()
     } else {
-      for service in NestServiceName.allCases.reversed() { await self.stop(service) }
+      // The events service last: the others publish to it until they stop.
+      for service in NestServiceName.allCases.filter({ $0 != .events }).reversed() + [.events] {
+        await self.stop(service)
+      }
     }
     await self.connections.close()
     try? FileManager.default.removeItem(at: self.directory)

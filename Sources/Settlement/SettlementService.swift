@@ -20,7 +20,7 @@ public struct SettlementService: Nest_Settlement_V1_SettlementService.SimpleServ
   }
 
   public static let definition = ServiceDefinition(
-    name: .settlement, peers: [.entitlement, .order], migrations: SettlementStore.migrations
+    name: .settlement, peers: [.entitlement, .order, .events], migrations: SettlementStore.migrations
   ) { environment in
     let service = SettlementService(
       store: SettlementStore(database: environment.database),

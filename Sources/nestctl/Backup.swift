@@ -28,7 +28,8 @@ struct BackupCommand: AsyncParsableCommand {
     abstract: "Copy every service's database while it serves, into a directory (<service>.sqlite, manifest.json).")
 
   @Option(help: "Directory to write the copies to (created; must not hold a backup already).") var to: String
-  @Option(help: "Only these services (catalog, entitlement, order, settlement; repeatable).") var service: [String] = []
+  @Option(help: "Only these services (catalog, entitlement, order, settlement, events; repeatable).") var service:
+    [String] = []
   @Option(
     name: .customLong("admin-address"),
     help: "SERVICE=HOST:PORT of a service's admin port (repeatable; default: its address's host, port + 200).")
@@ -86,7 +87,7 @@ struct BackupCommand: AsyncParsableCommand {
       let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
       guard parts.count == 2 else {
         throw ValidationError(
-          "--admin-address \(pair): expected SERVICE=HOST:PORT (catalog, entitlement, order, settlement)")
+          "--admin-address \(pair): expected SERVICE=HOST:PORT (catalog, entitlement, order, settlement, events)")
       }
       let service = try BackupFile.service(named: parts[0])
       do {
@@ -106,7 +107,8 @@ struct RestoreCommand: AsyncParsableCommand {
       "Put backed-up databases in place of the services' (each service stopped), as <data-dir>/<service>.sqlite.")
 
   @Option(help: "A directory written by `nestctl backup`.") var from: String
-  @Option(help: "Only these services (catalog, entitlement, order, settlement; repeatable).") var service: [String] = []
+  @Option(help: "Only these services (catalog, entitlement, order, settlement, events; repeatable).") var service:
+    [String] = []
   @OptionGroup var connection: ConnectionOptions
 
   func run() async throws {

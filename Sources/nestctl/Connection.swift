@@ -21,6 +21,8 @@ struct ConnectionOptions: ParsableArguments {
   var orderAddress: String?
   @Option(help: "host:port of settlement (NEST_SETTLEMENT_ADDRESS; default 127.0.0.1:7104).")
   var settlementAddress: String?
+  @Option(help: "host:port of events (NEST_EVENTS_ADDRESS; default 127.0.0.1:7105).")
+  var eventsAddress: String?
   @Option(help: "Bearer token for the calls (NEST_TOKEN); see `nestctl token issue`.")
   var token: String?
   @Option(help: "File holding the platform's auth secret (NEST_AUTH_SECRET_FILE), to mint tokens.")
@@ -37,6 +39,7 @@ struct ConnectionOptions: ParsableArguments {
       case .entitlement: self.entitlementAddress
       case .order: self.orderAddress
       case .settlement: self.settlementAddress
+      case .events: self.eventsAddress
       }
     guard let text = flag ?? self.environment["NEST_\(service.rawValue.uppercased())_ADDRESS"], !text.isEmpty else {
       return ServiceAddress(host: "127.0.0.1", port: service.defaultPort)

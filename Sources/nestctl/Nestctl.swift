@@ -13,14 +13,14 @@ struct Nestctl: AsyncParsableCommand {
     commandName: "nestctl",
     abstract: "Run, call and check the Nest Distribution platform.",
     discussion: """
-      Addresses come from --<service>-address or NEST_<SERVICE>_ADDRESS (default 127.0.0.1:7101-7104),
+      Addresses come from --<service>-address or NEST_<SERVICE>_ADDRESS (default 127.0.0.1:7101-7105),
       the token from --token or NEST_TOKEN. Errors print the status code, the message and each
       field violation, and exit 1 (a refused call) or 64 (a bad argument).
       """,
     subcommands: [
       UpCommand.self, DemoCommand.self, ReconcileCommand.self, BackupCommand.self, RestoreCommand.self,
       TokenCommand.self, HealthCommand.self,
-      InstancesCommand.self,
+      InstancesCommand.self, EventsCommand.self, WebhooksCommand.self,
       GroupCommand<CatalogGroup>.self,
       GroupCommand<EntitlementGroup>.self, GroupCommand<OrderGroup>.self, GroupCommand<SettlementGroup>.self,
       CallCommand.self,

@@ -35,7 +35,8 @@ struct UpCommand: AsyncParsableCommand {
     discussion: "Data survives a restart: run `nestctl up` again with the same --data-dir.")
 
   @Option(help: "Where each service keeps its database, and the shared secret.") var dataDir: String = ".nest"
-  @Option(help: "The first of four consecutive ports (catalog, entitlement, order, settlement); 0 for any free ones.")
+  @Option(
+    help: "The first of five consecutive ports (catalog, entitlement, order, settlement, events); 0 for any free ones.")
   var basePort: Int = 7101
   @Option(help: "The address to listen on.") var host: String = "127.0.0.1"
 

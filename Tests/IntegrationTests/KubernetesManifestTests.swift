@@ -1,5 +1,5 @@
 // deploy/kubernetes as `kubectl kustomize` renders it, read by Tests/Python/check_manifests.py:
-// every document valid against the Kubernetes schemas (kubernetes-validate), the four
+// every document valid against the Kubernetes schemas (kubernetes-validate), the five
 // services one-replica StatefulSets with a volume for their database, gRPC probes on their
 // HTTP/2 port, scrape annotations, resources and a disruption budget, the backup CronJob
 // reaching every admin port, and no shared secret in production.

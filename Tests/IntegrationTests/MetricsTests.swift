@@ -93,7 +93,7 @@ struct MetricsTests {
       components.queryItems = [URLQueryItem(name: "query", value: "count(up == 1)")]
       let answer = try await httpGet(components.url!.absoluteString)
       seen = answer.body
-      return answer.body.contains("\"4\"]")
+      return answer.body.contains("\"\(NestServiceName.allCases.count)\"]")
     }
     #expect(scraped, "Prometheus answered \(seen)")
     await platform.stop()

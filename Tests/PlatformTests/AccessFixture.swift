@@ -41,7 +41,7 @@ enum FixtureResource: Sendable {
   /// The method names no resource of someone else's (creating one, or a list scoped to the
   /// caller).
   case none
-  case serviceA, serviceB, productB, authorization, instance, order, permissionRequest, statement
+  case serviceA, serviceB, productB, authorization, instance, order, permissionRequest, statement, webhook
   /// Party 1's customer account.
   case customerAccount
 
@@ -67,13 +67,15 @@ enum FixtureResource: Sendable {
     case (.statement, .distributor): return [.dist1]
     case (.statement, .party): return [.isv1, .dist1]
     case (.customerAccount, .owner): return [.cust1]
+    case (.webhook, .owner): return [.dist1]
     default: return []
     }
   }
 }
 
 /// The fixture: a scenario-2 sale (PRIVATE A listed by isv-1, FULLY_MANAGED B by dist-1),
-/// paid and fulfilled, a pending permission request, an ISSUED statement.
+/// paid and fulfilled, a pending permission request, an ISSUED statement, dist-1's webhook
+/// and an event of dist-1's feed.
 struct AccessFixture: Sendable {
   let platform: NestTestPlatform
   let a: Nest_Catalog_V1_Service
@@ -83,6 +85,8 @@ struct AccessFixture: Sendable {
   let instance: Nest_Entitlement_V1_ServiceInstance
   let permissionRequest: Nest_Entitlement_V1_PermissionRequest
   let statement: Nest_Settlement_V1_Statement
+  let webhook: Nest_Events_V1_Webhook
+  let event: Nest_Events_V1_Event
 
   static let kind = ScenarioKind(name: "scenario 2", a: .private, aListed: true, b: .fullyManaged)
 
@@ -114,9 +118,23 @@ struct AccessFixture: Sendable {
         }
       ).statement ?? .init()
     }
+    let webhook = try await Self.webhook(platform)
+    var event: Nest_Events_V1_Event? = nil
+    _ = try await eventually {
+      event = try await platform.events(as: .distributor, "dist-1") { try await $0.listEvents(.init()).events.first }
+      return event != nil
+    }
     return AccessFixture(
       platform: platform, a: setup.a, b: setup.b ?? .init(), authorization: setup.authorization ?? .init(),
-      order: order, instance: instance, permissionRequest: permissionRequest, statement: statement)
+      order: order, instance: instance, permissionRequest: permissionRequest, statement: statement, webhook: webhook,
+      event: event ?? .init())
+  }
+
+  /// A new webhook of dist-1's.
+  static func webhook(_ platform: NestTestPlatform) async throws -> Nest_Events_V1_Webhook {
+    try await platform.events(as: .distributor, "dist-1") {
+      try await $0.createWebhook(.with { $0.url = "https://partner.invalid/hook" }).webhook ?? .init()
+    }
   }
 
   /// Runs `body` with the clients of `service`, as `caller`.

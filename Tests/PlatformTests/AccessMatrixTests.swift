@@ -15,6 +15,7 @@ typealias Catalog = Nest_Catalog_V1_CatalogService.Method
 typealias Entitlement = Nest_Entitlement_V1_EntitlementService.Method
 typealias Orders = Nest_Order_V1_MarketplaceOrderService.Method
 typealias Settlement = Nest_Settlement_V1_SettlementService.Method
+typealias Events = Nest_Events_V1_EventsService.Method
 
 struct RPCCase: Sendable, CustomTestStringConvertible {
   var method: MethodDescriptor
@@ -36,6 +37,7 @@ struct RPCCase: Sendable, CustomTestStringConvertible {
     case NestServiceName.catalog.rpcServiceName: .catalog
     case NestServiceName.entitlement.rpcServiceName: .entitlement
     case NestServiceName.order.rpcServiceName: .order
+    case NestServiceName.events.rpcServiceName: .events
     default: .settlement
     }
   }
@@ -400,13 +402,43 @@ let rpcCases: [RPCCase] = [
   },
   RPCCase(Settlement.ListStatements.descriptor, .none) { _, c in _ = try await c.settlement.listStatements(.init()) },
   RPCCase(Settlement.Reconcile.descriptor, .none) { _, c in _ = try await c.settlement.reconcile(.init()) },
+  RPCCase(Events.PublishEvents.descriptor, .none) { _, c in _ = try await c.events.publishEvents(.init()) },
+  RPCCase(Events.ListEvents.descriptor, .none) { _, c in _ = try await c.events.listEvents(.init()) },
+  RPCCase(Events.CreateWebhook.descriptor, .none) { _, c in
+    _ = try await c.events.createWebhook(.with { $0.url = "https://partner.invalid/other" })
+  },
+  RPCCase(Events.ListWebhooks.descriptor, .none) { _, c in _ = try await c.events.listWebhooks(.init()) },
+  // Each caller tries a new webhook of dist-1's: an allowed deletion leaves the next caller one.
+  RPCCase(Events.DeleteWebhook.descriptor, .webhook) { f, c in
+    let webhook = try await AccessFixture.webhook(f.platform)
+    _ = try await c.events.deleteWebhook(.with { $0.webhookID = webhook.id })
+  },
+  RPCCase(Events.RotateWebhookSecret.descriptor, .webhook) { f, c in
+    _ = try await c.events.rotateWebhookSecret(.with { $0.webhookID = f.webhook.id })
+  },
+  RPCCase(Events.PauseWebhook.descriptor, .webhook) { f, c in
+    _ = try await c.events.pauseWebhook(.with { $0.webhookID = f.webhook.id })
+  },
+  RPCCase(Events.ResumeWebhook.descriptor, .webhook) { f, c in
+    _ = try await c.events.resumeWebhook(.with { $0.webhookID = f.webhook.id })
+  },
+  RPCCase(Events.RedeliverEvent.descriptor, .webhook) { f, c in
+    _ = try await c.events.redeliverEvent(
+      .with {
+        $0.webhookID = f.webhook.id
+        $0.eventID = f.event.id
+      })
+  },
+  RPCCase(Events.ListWebhookDeliveries.descriptor, .webhook) { f, c in
+    _ = try await c.events.listWebhookDeliveries(.with { $0.webhookID = f.webhook.id })
+  },
 ]
 
-/// Every RPC of the four services, from the generated stubs.
+/// Every RPC of the five services, from the generated stubs.
 let everyMethod: [MethodDescriptor] =
-  Catalog.descriptors + Entitlement.descriptors + Orders.descriptors + Settlement.descriptors
+  Catalog.descriptors + Entitlement.descriptors + Orders.descriptors + Settlement.descriptors + Events.descriptors
 
-@Suite("Access matrix", .timeLimit(.minutes(5)))
+@Suite("Access matrix", .serialized, .timeLimit(.minutes(5)))
 struct AccessMatrixTests {
   @Test("every RPC declares who may call it, and the matrix calls every RPC")
   func complete() {

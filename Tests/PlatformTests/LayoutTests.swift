@@ -20,7 +20,7 @@ struct LayoutTests {
   func pureRules() throws {
     let allowed: Set<String> = ["Foundation", "NestProto", "NestDomain", "Crypto"]
     var files = try self.sources("Sources/NestDomain")
-    for service in ["Catalog", "Entitlement", "MarketplaceOrder", "Settlement"] {
+    for service in ["Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "Events"] {
       files += try self.sources("Sources/\(service)/Model")
     }
     #expect(files.count >= 10)

@@ -1,7 +1,7 @@
 """Renders deploy/kubernetes's overlays with `kubectl kustomize` and checks what an operator relies on.
 
 Every document validates against the Kubernetes schemas (kubernetes-validate, strict); each
-of the four services is a one-replica StatefulSet with a volume for its database mounted where
+of the five services is a one-replica StatefulSet with a volume for its database mounted where
 NEST_DATABASE points, native gRPC probes on the port its Service names grpc, Prometheus scrape
 annotations on the admin port, requests and memory limits, and a PodDisruptionBudget; the
 backup CronJob reaches every admin port; production holds no shared secret.
@@ -20,6 +20,7 @@ SERVICES = {  # name: (executable, wire port)
     "entitlement": ("entitlement-service", 7102),
     "marketplace-order": ("marketplace-order-service", 7103),
     "settlement": ("settlement-service", 7104),
+    "events": ("events-service", 7105),
 }
 
 

@@ -46,7 +46,7 @@ def load_stubs(workdir):
         pathlib.Path(directory, "__init__.py").touch()
     sys.path.insert(0, str(workdir))
     modules = {}
-    for name in ["common", "catalog", "entitlement", "order", "settlement"]:
+    for name in ["common", "catalog", "entitlement", "order", "settlement", "events"]:
         modules[name] = importlib.import_module(f"nest.{name}.v1.{name}_pb2")
         if name != "common":
             modules[name + "_grpc"] = importlib.import_module(f"nest.{name}.v1.{name}_pb2_grpc")
@@ -69,7 +69,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tls-health", nargs=2, metavar=("ADDRESS", "ROOT_CERT"),
                         help="only check grpc.health.v1 over TLS at ADDRESS, trusting ROOT_CERT")
-    for service in ["catalog", "entitlement", "order", "settlement"]:
+    for service in ["catalog", "entitlement", "order", "settlement", "events"]:
         parser.add_argument(f"--{service}")
     args = parser.parse_args()
     if args.tls_health:
@@ -80,7 +80,8 @@ def main():
         print(f"over TLS: {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}", flush=True)
         sys.exit(0 if status == health_pb2.HealthCheckResponse.SERVING else 1)
     secret = os.environ["NEST_AUTH_SECRET"]
-    channels = {name: grpc.insecure_channel(getattr(args, name)) for name in ["catalog", "entitlement", "order", "settlement"]}
+    channels = {name: grpc.insecure_channel(getattr(args, name))
+                for name in ["catalog", "entitlement", "order", "settlement", "events"]}
     failures = []
 
     def check(label, ok, detail=""):
@@ -215,6 +216,21 @@ def main():
         check("the refund is delivered", got.status == order.ORDER_STATUS_REFUNDED, got.status)
         got_balances = {key: balance(*key) for key in expected}
         check("balances after the refund are back to zero", all(v == 0 for v in got_balances.values()), got_balances)
+
+        # The customer's event feed: its order paid and refunded, no wholesale, no linked order.
+        events_stub = pb["events_grpc"].EventsServiceStub(channels["events"])
+        feed = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            feed = list(events_stub.ListEvents(pb["events"].ListEventsRequest(),
+                                               metadata=auth("customer", cust), timeout=10).events)
+            if {"order.paid", "order.refunded"} <= {event.type for event in feed}:
+                break
+            time.sleep(0.2)
+        types = {event.type for event in feed}
+        check("the customer's feed has its order paid and refunded", {"order.paid", "order.refunded"} <= types, types)
+        check("the customer's feed shows no wholesale and no linked order",
+              all(not event.order.HasField("wholesale") and not event.order.linked_order_ids for event in feed))
 
     print("all checks hold" if not failures else f"{len(failures)} check(s) failed", flush=True)
     sys.exit(1 if failures else 0)

@@ -47,6 +47,8 @@ public struct CatalogStore: Sendable {
   // MARK: Services
 
   public static func save(_ service: Nest_Catalog_V1_Service, in db: Database) throws {
+    let before = try Self.service(service.id, in: db)
+    try EventLog.record(CatalogEvents.drafts(service, before: before), in: db)
     try db.cachedStatement(
       sql: """
         INSERT INTO services (id, owner_id, type, status, distributable, listed, base_service_id, body)

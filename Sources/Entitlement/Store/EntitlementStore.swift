@@ -313,7 +313,8 @@ public struct EntitlementStore: Sendable {
 
   public static func save(_ authorization: Nest_Entitlement_V1_DistributionAuthorization, in db: Database) throws {
     try AuthorizationRow(authorization).upsert(db)
-    try Self.authorizationHistory.append(authorization.history, for: authorization.id, in: db)
+    let entered = try Self.authorizationHistory.append(authorization.history, for: authorization.id, in: db)
+    try EventLog.record(EntitlementEvents.drafts(authorization, entered: entered), in: db)
   }
 
   static func authorizations(_ rows: [AuthorizationRow], in db: Database) throws
@@ -554,13 +555,18 @@ public struct EntitlementStore: Sendable {
     in db: Database
   ) throws {
     try InstanceRow(instance, request: Document.encode(request)).insert(db)
-    try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
+    let entered = try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
+    try EventLog.record(
+      EntitlementEvents.drafts(instance, before: nil, entered: entered, now: instance.updatedAtUnixMs), in: db)
   }
 
   public static func update(_ instance: Nest_Entitlement_V1_ServiceInstance, in db: Database) throws {
     guard let stored = try InstanceRow.fetchOne(db, where: "id", is: instance.id) else { return }
     try InstanceRow(instance, request: stored.request).update(db)
-    try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
+    let entered = try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
+    try EventLog.record(
+      EntitlementEvents.drafts(
+        instance, before: try stored.message(history: []), entered: entered, now: instance.updatedAtUnixMs), in: db)
   }
 
   public static func instance(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_ServiceInstance? {
@@ -821,7 +827,9 @@ public struct EntitlementStore: Sendable {
   }
 
   public static func save(_ request: Nest_Entitlement_V1_PermissionRequest, in db: Database) throws {
+    let before = try PermissionRequestRow.fetchOne(db, where: "id", is: request.id)?.message.status
     try PermissionRequestRow(request).upsert(db)
+    try EventLog.record(EntitlementEvents.drafts(request, before: before), in: db)
   }
 
   public static func permissionRequest(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_PermissionRequest? {

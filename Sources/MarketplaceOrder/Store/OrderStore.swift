@@ -428,7 +428,8 @@ public struct OrderStore: Sendable {
   /// are not stored: they are the orders whose parent it is.
   public static func save(_ order: Order, in db: Database) throws {
     try OrderRow(order).upsert(db)
-    try Self.history.append(order.history, for: order.id, in: db)
+    let entered = try Self.history.append(order.history, for: order.id, in: db)
+    try EventLog.record(OrderEvents.drafts(order, entered: entered), in: db)
   }
 
   static func orders(_ rows: [OrderRow], in db: Database) throws -> [Order] {

@@ -516,7 +516,8 @@ public struct SettlementStore: Sendable {
 
   public static func save(_ obligation: Obligation, in db: Database) throws {
     try ObligationRow(obligation).upsert(db)
-    try Self.obligationHistory.append(obligation.history, for: obligation.id, in: db)
+    let entered = try Self.obligationHistory.append(obligation.history, for: obligation.id, in: db)
+    try EventLog.record(SettlementEvents.drafts(obligation, entered: entered), in: db)
   }
 
   public static func obligation(_ id: String, in db: Database) throws -> Obligation? {
@@ -664,7 +665,8 @@ public struct SettlementStore: Sendable {
 
   public static func save(_ statement: Statement, in db: Database) throws {
     try StatementRow(statement).upsert(db)
-    try Self.statementHistory.append(statement.history, for: statement.id, in: db)
+    let entered = try Self.statementHistory.append(statement.history, for: statement.id, in: db)
+    try EventLog.record(SettlementEvents.drafts(statement, entered: entered), in: db)
   }
 
   public static func statement(_ id: String, in db: Database) throws -> Statement? {

@@ -1,0 +1,102 @@
+// What partners are told of entitlement's resources: an authorization applied for, approved,
+// rejected, granted, revoked or expired (to its ISV and distributor); an instance deployed,
+// failed, suspended, resumed, expired, released, renewed, changed or failing to renew (to its
+// customer, distributor and ISV); a permission request made or decided (to the requester and
+// the owner). Pure.
+public import NestDomain
+public import NestProto
+
+public enum EntitlementEvents {
+  public static func drafts(
+    _ authorization: Nest_Entitlement_V1_DistributionAuthorization, entered: [Nest_Common_V1_StatusChange]
+  ) -> [EventDraft] {
+    // ACTIVE from PENDING is an approval; ACTIVE as the first status, a grant.
+    let firstEntry = authorization.history.count == entered.count
+    return EventDraft.entered(
+      entered, subject: "authorization/\(authorization.id)",
+      parties: Nest_Common_V1_Party.of(.isv, authorization.isvID)
+        + Nest_Common_V1_Party.of(.distributor, authorization.distributorID),
+      payload: .authorization(authorization)
+    ) { status in
+      switch status {
+      case "PENDING": "authorization.applied"
+      case "ACTIVE":
+        firstEntry && entered.first?.status == "ACTIVE" ? "authorization.granted" : "authorization.approved"
+      case "REJECTED": "authorization.rejected"
+      case "REVOKED": "authorization.revoked"
+      case "EXPIRED": "authorization.expired"
+      default: nil
+      }
+    }
+  }
+
+  static func parties(_ instance: Nest_Entitlement_V1_ServiceInstance) -> [Nest_Common_V1_Party] {
+    Nest_Common_V1_Party.of(.customer, instance.customerID)
+      + Nest_Common_V1_Party.of(.distributor, instance.distributorID)
+      + Nest_Common_V1_Party.of(.isv, instance.isvID)
+  }
+
+  /// The events of an instance saved as `instance`, `before` the change (nil when it is new):
+  /// the statuses it entered, a longer term (renewed), another plan or quantity (changed),
+  /// a renewal that failed.
+  public static func drafts(
+    _ instance: Nest_Entitlement_V1_ServiceInstance, before: Nest_Entitlement_V1_ServiceInstance?,
+    entered: [Nest_Common_V1_StatusChange], now: Int64
+  ) -> [EventDraft] {
+    let subject = "instance/\(instance.id)"
+    let parties = Self.parties(instance)
+    var previous = before?.status
+    var drafts: [EventDraft] = []
+    for entry in entered {
+      let type: String? =
+        switch entry.status {
+        case "DEPLOYED": previous == .suspended ? "instance.resumed" : "instance.deployed"
+        case "DEPLOY_FAILED": "instance.deploy_failed"
+        case "SUSPENDED": "instance.suspended"
+        case "EXPIRED": "instance.expired"
+        case "RELEASED": "instance.released"
+        default: nil
+        }
+      if let type {
+        drafts.append(
+          EventDraft(type, subject: subject, parties: parties, payload: .instance(instance), at: entry.changedAtUnixMs))
+      }
+      previous = Nest_Entitlement_V1_DeploymentStatus.allCases.first { statusName($0) == entry.status } ?? previous
+    }
+    guard let before else { return drafts }
+    func draft(_ type: String) -> EventDraft {
+      EventDraft(type, subject: subject, parties: parties, payload: .instance(instance), at: now)
+    }
+    if instance.expiresAtUnixMs > before.expiresAtUnixMs && before.expiresAtUnixMs != 0 {
+      drafts.append(draft("instance.renewed"))
+    }
+    if instance.subscription?.plan?.planID != before.subscription?.plan?.planID || instance.quantity != before.quantity
+    {
+      drafts.append(draft("instance.changed"))
+    }
+    if instance.subscription?.status == .renewFailed && before.subscription?.status != .renewFailed {
+      drafts.append(draft("instance.renew_failed"))
+    }
+    return drafts
+  }
+
+  public static func drafts(
+    _ request: Nest_Entitlement_V1_PermissionRequest, before: Nest_Entitlement_V1_PermissionRequestStatus?
+  ) -> [EventDraft] {
+    guard before != request.status else { return [] }
+    let type: String? =
+      switch request.status {
+      case .pending: "permission_request.requested"
+      case .approved, .denied: "permission_request.decided"
+      default: nil
+      }
+    return type.map {
+      [
+        EventDraft(
+          $0, subject: "permission_request/\(request.id)",
+          parties: Nest_Common_V1_Party.of(.customer, request.requesterID) + [request.owner].compactMap { $0 },
+          payload: .permissionRequest(request), at: request.updatedAtUnixMs)
+      ]
+    } ?? []
+  }
+}

@@ -1,0 +1,266 @@
+// Pushes the feed to the webhooks: each due delivery POSTed (AsyncHTTPClient) as the event's
+// proto3 JSON, as the webhook's owner may read it, signed as Standard Webhooks says; at least
+// once, in order per subject (a webhook's next event of a subject waits for the one before),
+// retried with capped exponential backoff until a 2xx answer, and a webhook that fails for
+// the whole retry window disabled (its owner gets a "webhook.disabled" event). Attempts run
+// concurrently, each bounded by the timeout; a slow receiver holds only its own slots.
+import AsyncHTTPClient
+import Foundation
+import GRDB
+public import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+public import NestDomain
+import NestProto
+import NestServiceKit
+public import ServiceLifecycle
+
+public final class WebhookDispatcher: Service, Sendable {
+  public struct Policy: Sendable {
+    /// Of one attempt, from connecting to the end of the answer.
+    public var timeout: Duration
+    public var initialBackoff: Duration
+    public var maximumBackoff: Duration
+    /// How long a webhook may fail before it is disabled.
+    public var retryWindow: Duration
+    /// How long events are kept in the feed.
+    public var retention: Duration
+
+    public init(
+      timeout: Duration, initialBackoff: Duration, maximumBackoff: Duration, retryWindow: Duration,
+      retention: Duration
+    ) {
+      self.timeout = timeout
+      self.initialBackoff = initialBackoff
+      self.maximumBackoff = maximumBackoff
+      self.retryWindow = retryWindow
+      self.retention = retention
+    }
+  }
+
+  let store: EventsStore
+  let logger: Logger
+  let clock: NestClock
+  let addressGuard: AddressGuard
+  let policy: Policy
+  /// Attempts at once, and at once per webhook.
+  let concurrency = 32
+  let perWebhook = 4
+  private let http: HTTPClient
+  private let wakeups = Wakeups()
+  private let inFlight = NIOLockedValueBox<[String: String]>([:])  // delivery id -> webhook id
+  private let lastSweep = NIOLockedValueBox<Int64>(0)
+
+  public init(store: EventsStore, logger: Logger, clock: NestClock, addressGuard: AddressGuard, policy: Policy) {
+    self.store = store
+    self.logger = logger
+    self.clock = clock
+    self.addressGuard = addressGuard
+    self.policy = policy
+    // Redirects are not followed: a receiver answers for itself, and a redirect could point
+    // anywhere (a private address).
+    // A connection that cannot be made fails the attempt at once: the dispatcher retries
+    // with its own backoff, rather than the client's pool retrying until the deadline.
+    var configuration = HTTPClient.Configuration(
+      redirectConfiguration: .disallow,
+      timeout: .init(
+        connect: .milliseconds(policy.timeout.milliseconds), read: .milliseconds(policy.timeout.milliseconds)))
+    configuration.connectionPool.retryConnectionEstablishment = false
+    self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+  }
+
+  /// New deliveries were queued: look now.
+  public func signal() { self.wakeups.signal() }
+
+  public func run() async throws {
+    let (due, continuation) = AsyncStream<EventsStore.DueDelivery>.makeStream()
+    // Graceful shutdown cancels the attempts in flight too: they are not recorded, and are
+    // made again at the next start (a receiver recognizes a repeat by webhook-id).
+    await cancelWhenGracefulShutdown {
+      await withDiscardingTaskGroup { group in
+        group.addTask {
+          await self.wakeups.run(every: .milliseconds(250)) { await self.findDue(continuation) }
+          continuation.finish()
+        }
+        for await delivery in due {
+          group.addTask {
+            await self.attempt(delivery)
+            _ = self.inFlight.withLockedValue { $0.removeValue(forKey: delivery.delivery.id) }
+            self.wakeups.signal()
+          }
+        }
+      }
+    }
+    try? await self.http.shutdown()
+  }
+
+  /// Hands the deliveries due now to `continuation`, within the concurrency limits.
+  func findDue(_ continuation: AsyncStream<EventsStore.DueDelivery>.Continuation) async {
+    let now = self.clock.nowUnixMs()
+    await self.sweep(now: now)
+    let flying = self.inFlight.withLockedValue { $0 }
+    let room = self.concurrency - flying.count
+    guard room > 0 else { return }
+    let found: [EventsStore.DueDelivery]
+    do {
+      found = try await self.store.database.read {
+        try EventsStore.due(now: now, limit: room, excluding: Set(flying.keys), in: $0)
+      }
+    } catch {
+      self.logger.error("cannot read the deliveries due", metadata: ["error": "\(error)"])
+      return
+    }
+    var perWebhook: [String: Int] = [:]
+    for webhook in flying.values { perWebhook[webhook, default: 0] += 1 }
+    for delivery in found {
+      let webhook = delivery.webhook.webhook.id
+      guard perWebhook[webhook, default: 0] < self.perWebhook else { continue }
+      perWebhook[webhook, default: 0] += 1
+      self.inFlight.withLockedValue { $0[delivery.delivery.id] = webhook }
+      continuation.yield(delivery)
+    }
+  }
+
+  /// Once a minute: the pending-delivery gauges, and events past the retention forgotten.
+  func sweep(now: Int64) async {
+    guard
+      self.lastSweep.withLockedValue({ last in
+        defer { if now - last >= 60_000 { last = now } }
+        return now - last >= 60_000
+      })
+    else { return }
+    do {
+      let (pending, oldest) = try await self.store.database.read { try EventsStore.pendingDeliveries(in: $0) }
+      Gauge(label: "nest_webhook_deliveries_pending").record(pending)
+      Gauge(label: "nest_webhook_oldest_pending_age_seconds").record(
+        oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
+      let forgotten = try await self.store.database.write {
+        try EventsStore.forget(receivedBefore: now - self.policy.retention.milliseconds, in: $0)
+      }
+      if forgotten > 0 { self.logger.info("events past retention removed", metadata: ["count": "\(forgotten)"]) }
+    } catch {
+      self.logger.error("cannot sweep the feed", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// One attempt at one delivery, and its outcome recorded.
+  func attempt(_ due: EventsStore.DueDelivery) async {
+    let failure = await self.post(due)
+    guard !Task.isCancelled else { return }
+    let dimensions = [("outcome", failure == nil ? "delivered" : "failed")]
+    Counter(label: "nest_webhook_delivery_attempts_total", dimensions: dimensions).increment()
+    let now = self.clock.nowUnixMs()
+    do {
+      try await self.store.database.write { db in
+        guard var delivery = try EventsStore.delivery(due.delivery.id, in: db), delivery.status == .pending,
+          var stored = try EventsStore.webhook(due.webhook.webhook.id, in: db)
+        else { return }
+        delivery.attempts += 1
+        delivery.lastAttemptAtUnixMs = now
+        if let failure {
+          delivery.lastError = failure
+          delivery.nextAttemptAtUnixMs =
+            now
+            + WebhookRules.backoff(
+              attempts: Int(delivery.attempts), initial: self.policy.initialBackoff,
+              maximum: self.policy.maximumBackoff)
+          if stored.failingSinceUnixMs == 0 { stored.failingSinceUnixMs = now }
+          try EventsStore.save(delivery, in: db)
+          if stored.webhook.status == .active,
+            WebhookRules.exhausted(failingSince: stored.failingSinceUnixMs, now: now, window: self.policy.retryWindow)
+          {
+            try self.disable(
+              &stored, reason: "every attempt failed for \(self.policy.retryWindow); last: \(failure)", now: now, in: db
+            )
+          }
+        } else {
+          delivery.status = .delivered
+          delivery.lastError = ""
+          delivery.deliveredAtUnixMs = now
+          delivery.nextAttemptAtUnixMs = 0
+          stored.failingSinceUnixMs = 0
+          try EventsStore.save(delivery, in: db)
+        }
+        try EventsStore.save(stored, in: db)
+      }
+    } catch {
+      self.logger.error("cannot record a webhook delivery", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// The webhook DISABLED, its pending deliveries FAILED, and its owner told.
+  func disable(_ stored: inout EventsStore.StoredWebhook, reason: String, now: Int64, in db: Database) throws {
+    stored.webhook.status = .disabled
+    stored.webhook.disabledReason = reason
+    stored.webhook.updatedAtUnixMs = now
+    try EventsStore.save(stored, in: db)
+    try EventsStore.failPending(webhookID: stored.webhook.id, in: db)
+    let webhook = stored.webhook
+    var event = try EventLog.numbered(
+      EventDraft(
+        "webhook.disabled", subject: "webhook/\(webhook.id)", parties: [webhook.owner ?? .init()],
+        payload: .webhook(
+          .with {
+            $0.webhookID = webhook.id
+            $0.url = webhook.url
+            $0.reason = reason
+          }), at: now), in: db)
+    event.source = "events"
+    try EventsStore.insert(event, now: now, in: db)
+    self.logger.warning("webhook disabled", metadata: ["webhook": "\(webhook.id)", "reason": "\(reason)"])
+  }
+
+  /// POSTs the delivery; nil when the receiver answered 2xx, else what went wrong.
+  func post(_ due: EventsStore.DueDelivery) async -> String? {
+    let webhook = due.webhook.webhook
+    let owner = webhook.owner ?? .init()
+    let body: [UInt8]
+    do {
+      body = try due.event.redacted(forRole: owner.role.rawValue).jsonUTF8()
+    } catch {
+      return "cannot encode the event: \(error)"
+    }
+    guard let url = URLComponents(string: webhook.url) else { return "the URL does not parse" }
+    // Resolved here first: a host without an address fails the attempt at once.
+    do {
+      try await self.addressGuard.check(url, field: "url", resolvable: true)
+    } catch {
+      return error.violations.first?.description ?? error.message
+    }
+    // webhook-timestamp is the wall clock's: receivers check it against theirs.
+    let timestamp = Int64(Date().timeIntervalSince1970)
+    var request = HTTPClientRequest(url: webhook.url)
+    request.method = .POST
+    request.headers.add(name: "content-type", value: "application/json")
+    request.headers.add(name: "user-agent", value: "nest-events/0.1")
+    request.headers.add(name: "webhook-id", value: due.event.id)
+    request.headers.add(name: "webhook-timestamp", value: "\(timestamp)")
+    request.headers.add(
+      name: "webhook-signature",
+      value: WebhookRules.signatureHeader(
+        secrets: due.webhook.secrets(now: self.clock.nowUnixMs()), id: due.event.id, timestamp: timestamp, body: body))
+    request.body = .bytes(ByteBuffer(bytes: body))
+    let timeout = self.policy.timeout.milliseconds
+    do {
+      let response = try await self.http.execute(request, timeout: .milliseconds(timeout))
+      // Only a little of the answer is read (for the error); an endless body is not.
+      var excerpt = ""
+      for try await chunk in response.body {
+        excerpt += String(buffer: chunk)
+        if excerpt.utf8.count >= 256 { break }
+      }
+      guard (200..<300).contains(response.status.code) else {
+        let redirect = (300..<400).contains(response.status.code) ? " (redirects are not followed)" : ""
+        let detail = excerpt.prefix(200).trimmingCharacters(in: .whitespacesAndNewlines)
+        return "HTTP \(response.status.code)\(redirect)" + (detail.isEmpty ? "" : ": \(detail)")
+      }
+      return nil
+    } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+      return "timed out after \(timeout) ms"
+    } catch {
+      return "\(error)"
+    }
+  }
+}

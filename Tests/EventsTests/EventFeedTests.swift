@@ -1,0 +1,254 @@
+// The feed as each party reads it, after a scenario-3 sale, a renewal and a refund run
+// through the four services: every event reaches exactly the parties that may read its
+// subject through the owning service's own RPCs, a customer's copy carries no wholesale
+// figure and no linked order, and each subject's events are numbered 1, 2, 3... in feed order.
+import Events
+import Foundation
+import GRPCCore
+import NestDomain
+import NestTestKit
+import NestTransport
+import Testing
+
+@Suite("Event feed", .timeLimit(.minutes(3)))
+struct EventFeedTests {
+  /// Every event of the caller's feed, page by page from the start.
+  static func feed(_ platform: NestTestPlatform, _ role: Nest_Common_V1_Role, _ subject: String) async throws
+    -> [Event]
+  {
+    try await platform.events(as: role, subject) { client in
+      var events: [Event] = []
+      var cursor = ""
+      while true {
+        let page = try await client.listEvents(
+          .with {
+            $0.after = cursor
+            $0.pageSize = 7
+          })
+        events += page.events
+        guard !page.events.isEmpty else { return events }
+        cursor = page.cursor
+      }
+    }
+  }
+
+  /// Whether `role` `subject` may read the event's subject through its owning service.
+  static func mayRead(
+    _ platform: NestTestPlatform, _ role: Nest_Common_V1_Role, _ account: String, _ subject: String
+  ) async -> Bool {
+    let parts = subject.split(separator: "/", maxSplits: 1).map(String.init)
+    do {
+      switch parts[0] {
+      case "order":
+        _ = try await platform.orders(as: role, account) { try await $0.getOrder(.with { $0.orderID = parts[1] }) }
+      case "instance":
+        _ = try await platform.entitlement(as: role, account) {
+          try await $0.getServiceInstance(.with { $0.key = .instanceID(parts[1]) })
+        }
+      case "authorization":
+        _ = try await platform.entitlement(as: role, account) {
+          try await $0.getDistributionAuthorization(.with { $0.authorizationID = parts[1] })
+        }
+      default:
+        Issue.record("no getter for \(subject)")
+        return false
+      }
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  @Test("a scenario-3 sale, renewal and refund: each party's feed holds exactly what it may read")
+  func visibility() async throws {
+    let platform = try await NestTestPlatform.start()
+    let marketplace = platform.marketplace
+    let parties = ScenarioParties(.scenario3, run: "feed")
+    let setup = try await marketplace.setUp(.scenario3, parties: parties)
+    let order = try await marketplace.buy(parties.customer, product: setup.productID)
+    _ = try await marketplace.waitForOrder(order.id)
+    let instance = try await marketplace.instance(of: order)
+    let renewal = try await marketplace.renew(parties.customer, instance: instance.id)
+    _ = try await marketplace.waitForOrder(renewal.id)
+    _ = try await platform.orders(as: .distributor, parties.distributor) {
+      try await $0.refundOrder(
+        .with {
+          $0.orderID = order.id
+          $0.reason = "customer asked"
+        })
+    }
+    _ = try await marketplace.waitForOrder(order.id) {
+      $0.order?.status == .refunded && $0.order?.delivery?.pending == 0
+    }
+    let linked = try #require(
+      try await platform.orders(as: .operator, "ops") { try await $0.getOrder(.with { $0.orderID = order.id }) }.order?
+        .linkedOrderIds.first)
+
+    // Everything the services recorded has reached the feed.
+    let expected: Set<String> = [
+      "service.published", "authorization.applied", "authorization.approved", "order.paid", "order.fulfilled",
+      "order.renewed", "order.refunded", "instance.deployed", "instance.renewed", "instance.released",
+    ]
+    var all: [Event] = []
+    let complete = try await eventually {
+      all = try await Self.feed(platform, .operator, "ops")
+      return expected.isSubset(of: Set(all.map(\.type)))
+        && all.contains { $0.type == "order.refunded" && $0.subject == "order/\(linked)" }
+        && all.contains { $0.type == "instance.released" }
+    }
+    #expect(complete, "the feed has \(Set(all.map(\.type)).sorted())")
+
+    // Numbered per subject, in feed order, from 1; each id once.
+    var last: [String: Int64] = [:]
+    for event in all {
+      #expect(event.sequence == (last[event.subject] ?? 0) + 1, "\(event.subject) \(event.type) #\(event.sequence)")
+      last[event.subject] = event.sequence
+      #expect(!event.parties.isEmpty, "the operator reads the parties of \(event.type)")
+    }
+    #expect(Set(all.map(\.id)).count == all.count)
+
+    let readers: [(Nest_Common_V1_Role, String)] = [
+      (.isv, parties.isv), (.distributor, parties.distributor), (.customer, parties.customer),
+    ]
+    var feeds: [String: Set<String>] = [:]
+    for (role, account) in readers {
+      let feed = try await Self.feed(platform, role, account)
+      feeds[account] = Set(feed.map(\.id))
+      for event in feed {
+        #expect(event.parties.isEmpty, "parties are the platform's routing, not shown to \(role)")
+        if role == .customer, case .order(let order)? = event.payload {
+          #expect(order.wholesale == nil && order.linkedOrderIds.isEmpty, "\(event.type) shows the customer \(order)")
+        }
+        if role == .customer, case .instance(let instance)? = event.payload {
+          #expect(instance.subscription?.plan?.wholesaleUnitPrice == nil)
+        }
+      }
+    }
+    // The customer never sees the linked order.
+    let customerFeed = try await Self.feed(platform, .customer, parties.customer)
+    #expect(!customerFeed.contains { $0.subject == "order/\(linked)" })
+    #expect(
+      customerFeed.contains { $0.type == "order.paid" } && customerFeed.contains { $0.type == "instance.deployed" })
+
+    // For every event of an order, instance or authorization: in a party's feed exactly when
+    // that party may read its subject through the owning service.
+    for event in all where !event.subject.hasPrefix("service/") {
+      for (role, account) in readers {
+        let readable = await Self.mayRead(platform, role, account, event.subject)
+        #expect(
+          feeds[account]!.contains(event.id) == readable,
+          "\(event.type) of \(event.subject): \(role) may read it: \(readable)")
+      }
+    }
+    // A service's events go to its owner.
+    for event in all where event.subject.hasPrefix("service/") {
+      guard case .service(let service)? = event.payload else { continue }
+      let owner = service.baseServiceID.isEmpty ? parties.isv : parties.distributor
+      for (_, account) in readers {
+        #expect(feeds[account]!.contains(event.id) == (account == owner), "\(event.type) to \(account)")
+      }
+    }
+    await platform.stop()
+  }
+
+  @Test("the feed refuses a bad cursor, an unknown type and a page too large, naming the field")
+  func badRequests() async throws {
+    let platform = try await NestTestPlatform.start(services: [.events])
+    for (request, field) in [
+      (Nest_Events_V1_ListEventsRequest.with { $0.after = "yesterday" }, "after"),
+      (.with { $0.types = ["order.teleported"] }, "types"),
+      (.with { $0.pageSize = 501 }, "page_size"),
+    ] {
+      let error = await #expect(throws: RPCError.self) {
+        _ = try await platform.events(as: .customer, "c1") { try await $0.listEvents(request) }
+      }
+      #expect(error?.code == .invalidArgument)
+      #expect(error?.fieldViolations.first?.field == field, "\(error?.fieldViolations ?? [])")
+    }
+    await platform.stop()
+  }
+
+  @Test("webhooks: created with a secret shown once, listed as their owner's only, paused, resumed, rotated, deleted")
+  func webhooks() async throws {
+    let platform = try await NestTestPlatform.start(
+      services: [.events], settings: [.events: ["webhook.private.addresses": "allow"]])
+    let created = try await platform.events(as: .isv, "isv-1") {
+      try await $0.createWebhook(
+        .with {
+          $0.url = "http://127.0.0.1:9/hook"
+          $0.types = ["order.paid", "order.paid", "instance.deployed"]
+          $0.clientToken = "hook-1"
+        })
+    }
+    let webhook = try #require(created.webhook)
+    #expect(created.secret.hasPrefix("whsec_") && webhook.status == .active)
+    #expect(webhook.types == ["instance.deployed", "order.paid"])
+    // The same client token gives the same webhook back; another request with it is refused.
+    let again = try await platform.events(as: .isv, "isv-1") {
+      try await $0.createWebhook(
+        .with {
+          $0.url = "http://127.0.0.1:9/hook"
+          $0.types = ["order.paid", "order.paid", "instance.deployed"]
+          $0.clientToken = "hook-1"
+        })
+    }
+    #expect(again.webhook?.id == webhook.id && again.secret == created.secret)
+    // Another party neither lists nor touches it.
+    let others = try await platform.events(as: .isv, "isv-2") { try await $0.listWebhooks(.init()) }
+    #expect(others.webhooks.isEmpty)
+    let stranger = await #expect(throws: RPCError.self) {
+      _ = try await platform.events(as: .isv, "isv-2") {
+        try await $0.pauseWebhook(.with { $0.webhookID = webhook.id })
+      }
+    }
+    #expect(stranger?.code == .notFound)
+    let paused = try await platform.events(as: .isv, "isv-1") {
+      try await $0.pauseWebhook(.with { $0.webhookID = webhook.id })
+    }
+    #expect(paused.webhook?.status == .paused)
+    let resumed = try await platform.events(as: .isv, "isv-1") {
+      try await $0.resumeWebhook(.with { $0.webhookID = webhook.id })
+    }
+    #expect(resumed.webhook?.status == .active)
+    let rotated = try await platform.events(as: .isv, "isv-1") {
+      try await $0.rotateWebhookSecret(.with { $0.webhookID = webhook.id })
+    }
+    #expect(rotated.secret != created.secret && (rotated.webhook?.previousSecretExpiresAtUnixMs ?? 0) > 0)
+    let all = try await platform.events(as: .operator, "ops") { try await $0.listWebhooks(.init()) }
+    #expect(all.webhooks.map(\.id) == [webhook.id])
+    // Refused: bad URLs and types, each naming its field.
+    for (request, field) in [
+      (Nest_Events_V1_CreateWebhookRequest.with { $0.url = "ftp://example.com" }, "url"),
+      (
+        .with {
+          $0.url = "https://example.com"; $0.types = ["nope"]
+        }, "types"
+      ),
+    ] {
+      let error = await #expect(throws: RPCError.self) {
+        _ = try await platform.events(as: .isv, "isv-1") { try await $0.createWebhook(request) }
+      }
+      #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == field)
+    }
+    _ = try await platform.events(as: .isv, "isv-1") { try await $0.deleteWebhook(.with { $0.webhookID = webhook.id }) }
+    let gone = try await platform.events(as: .isv, "isv-1") { try await $0.listWebhooks(.init()) }
+    #expect(gone.webhooks.isEmpty)
+    await platform.stop()
+  }
+
+  @Test("with private addresses forbidden, a webhook to loopback is refused, naming the URL")
+  func privateAddresses() async throws {
+    let platform = try await NestTestPlatform.start(
+      services: [.events], settings: [.events: ["webhook.private.addresses": "deny"]])
+    for url in [
+      "http://127.0.0.1:8080/hook", "http://localhost/hook", "http://169.254.169.254/latest/meta-data",
+      "http://[::1]/x",
+    ] {
+      let error = await #expect(throws: RPCError.self) {
+        _ = try await platform.events(as: .isv, "isv-1") { try await $0.createWebhook(.with { $0.url = url }) }
+      }
+      #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == "url", "\(url)")
+    }
+    await platform.stop()
+  }
+}

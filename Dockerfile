@@ -9,10 +9,12 @@ WORKDIR /src
 COPY . .
 RUN swift build -c release --static-swift-stdlib \
     --product catalog-service --product entitlement-service \
-    --product marketplace-order-service --product settlement-service --product nestctl \
+    --product marketplace-order-service --product settlement-service --product events-service \
+    --product nestctl \
   && mkdir /out \
   && cp .build/release/catalog-service .build/release/entitlement-service \
-    .build/release/marketplace-order-service .build/release/settlement-service .build/release/nestctl /out/
+    .build/release/marketplace-order-service .build/release/settlement-service .build/release/events-service \
+    .build/release/nestctl /out/
 
 FROM debian:bookworm-slim
 # Runtime libraries only; protoc lets `nestctl call` and `nestctl <service> <method>` encode requests.
@@ -27,5 +29,5 @@ COPY proto /usr/share/nest/proto
 ENV NEST_HOST=0.0.0.0 NEST_PROTO_PATH=/usr/share/nest/proto
 USER nest
 VOLUME /data
-EXPOSE 7101 7102 7103 7104
+EXPOSE 7101 7102 7103 7104 7105
 CMD ["nestctl", "--help"]

@@ -53,6 +53,7 @@ struct DemoCommand: AsyncParsableCommand {
       connection.entitlementAddress = "\(platform.addresses[.entitlement]!)"
       connection.orderAddress = "\(platform.addresses[.order]!)"
       connection.settlementAddress = "\(platform.addresses[.settlement]!)"
+      connection.eventsAddress = "\(platform.addresses[.events]!)"
       // The platform this demo started signs with its own secret, whatever the environment says.
       secret = try platform.secret()
     }
@@ -96,6 +97,11 @@ struct Demo {
   func walk(_ kind: ScenarioKind) async throws -> Int {
     let parties = ScenarioParties(kind, run: self.run)
     print("== \(kind.name)")
+    // Scenario 3's ISV hears of it all through a webhook.
+    let receiver = kind == .scenario3 ? try DemoReceiver() : nil
+    defer { receiver?.close() }
+    var subscribed = false
+    if let receiver { subscribed = try await self.subscribe(receiver, isv: parties.isv) }
     let setup = try await self.marketplace.setUp(kind, parties: parties)
     print(
       "  ISV \(parties.isv) publishes A \(setup.a.id) (\(statusName(setup.a.type)), \(setup.a.listedOnMarketplace ? "listed" : "not listed"))"
@@ -189,6 +195,7 @@ struct Demo {
         "  offline: \(parties.distributor) owes \(parties.isv) \(self.money(total)) (\(total == wholesale ? "ok" : "EXPECTED \(self.money(wholesale))")); statement \(statement.id) \(statusName(statement.status))"
       )
     }
+    if let receiver, subscribed { try await self.showReceived(receiver, isv: parties.isv) }
     return failures
   }
 

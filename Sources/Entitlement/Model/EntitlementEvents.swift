@@ -50,6 +50,8 @@ public enum EntitlementEvents {
     for entry in entered {
       let type: String? =
         switch entry.status {
+        // DEPLOYED again (a renewal re-records it) is no news: the renewal is its own event.
+        case "DEPLOYED" where previous == .deployed: nil
         case "DEPLOYED": previous == .suspended ? "instance.resumed" : "instance.deployed"
         case "DEPLOY_FAILED": "instance.deploy_failed"
         case "SUSPENDED": "instance.suspended"

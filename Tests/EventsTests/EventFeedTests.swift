@@ -49,6 +49,19 @@ struct EventFeedTests {
         _ = try await platform.entitlement(as: role, account) {
           try await $0.getDistributionAuthorization(.with { $0.authorizationID = parts[1] })
         }
+      case "statement":
+        _ = try await platform.settlement(as: role, account) {
+          try await $0.getStatement(.with { $0.statementID = parts[1] })
+        }
+      // No Get RPC: the party's own list, which shows it exactly what it may read.
+      case "obligation":
+        return try await platform.settlement(as: role, account) {
+          try await $0.listObligations(.with { $0.page = .with { $0.pageSize = 500 } }).obligations
+        }.contains { $0.id == parts[1] }
+      case "permission_request":
+        return try await platform.entitlement(as: role, account) {
+          try await $0.listPermissionRequests(.with { $0.page = .with { $0.pageSize = 500 } }).requests
+        }.contains { $0.id == parts[1] }
       default:
         Issue.record("no getter for \(subject)")
         return false
@@ -146,6 +159,75 @@ struct EventFeedTests {
       let owner = service.baseServiceID.isEmpty ? parties.isv : parties.distributor
       for (_, account) in readers {
         #expect(feeds[account]!.contains(event.id) == (account == owner), "\(event.type) to \(account)")
+      }
+    }
+    await platform.stop()
+  }
+
+  @Test(
+    "a scenario-2 sale, a permission request decided, a statement issued and disputed: obligations, statements and requests reach exactly their readers"
+  )
+  func offlineVisibility() async throws {
+    let platform = try await NestTestPlatform.start()
+    let marketplace = platform.marketplace
+    let parties = ScenarioParties(.scenario2, run: "feed2")
+    let setup = try await marketplace.setUp(.scenario2, parties: parties)
+    let order = try await marketplace.buy(parties.customer, product: setup.productID)
+    _ = try await marketplace.waitForOrder(order.id)
+    let instance = try await marketplace.instance(of: order)
+    let request = try await platform.entitlement(as: .customer, parties.customer) {
+      try await $0.requestResourcePermission(
+        .with {
+          $0.instanceID = instance.id
+          $0.operation = "ecs:RebootInstance"
+          $0.reason = "hung"
+          $0.requestedDurationSeconds = 600
+        }
+      ).request ?? .init()
+    }
+    _ = try await platform.entitlement(as: .distributor, parties.distributor) {
+      try await $0.decidePermissionRequest(
+        .with {
+          $0.requestID = request.id
+          $0.decision = .approve
+        })
+    }
+    let statement = try await platform.settlement(as: .isv, parties.isv) {
+      try await $0.issueStatement(
+        .with {
+          $0.distributorID = parties.distributor
+          $0.periodEndUnixMs = NestClock.system.nowUnixMs()
+        }
+      ).statement ?? .init()
+    }
+    _ = try await platform.settlement(as: .distributor, parties.distributor) {
+      try await $0.disputeStatement(
+        .with {
+          $0.statementID = statement.id
+          $0.reason = "wrong period"
+        })
+    }
+    let expected: Set<String> = [
+      "obligation.recorded", "statement.issued", "statement.disputed", "permission_request.requested",
+      "permission_request.decided",
+    ]
+    var all: [Event] = []
+    let complete = try await eventually {
+      all = try await Self.feed(platform, .operator, "ops")
+      return expected.isSubset(of: Set(all.map(\.type)))
+    }
+    #expect(complete, "the feed has \(Set(all.map(\.type)).sorted())")
+    let readers: [(Nest_Common_V1_Role, String)] = [
+      (.isv, parties.isv), (.distributor, parties.distributor), (.customer, parties.customer),
+    ]
+    var feeds: [String: Set<String>] = [:]
+    for (role, account) in readers { feeds[account] = Set(try await Self.feed(platform, role, account).map(\.id)) }
+    for event in all where !event.subject.hasPrefix("service/") {
+      for (role, account) in readers {
+        let readable = await Self.mayRead(platform, role, account, event.subject)
+        #expect(
+          feeds[account]!.contains(event.id) == readable,
+          "\(event.type) of \(event.subject): \(role) may read it: \(readable)")
       }
     }
     await platform.stop()

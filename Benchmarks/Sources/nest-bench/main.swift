@@ -42,9 +42,10 @@ if let service = NestServiceName.allCases.first(where: { $0.executable == invoke
   exit(0)
 }
 
-guard arguments.first == "orders" || arguments.first == "transports" else {
+guard ["orders", "transports", "events"].contains(arguments.first ?? "") else {
   print("usage: nest-bench orders [--orders N] [--customers N] [--rate R] [--commits N] [--calls N] [--renewals N]")
   print("       nest-bench transports [--seconds N]")
+  print("       nest-bench events [--events N] [--subjects N] [--webhooks N]")
   exit(2)
 }
 
@@ -59,6 +60,14 @@ let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
 for service in NestServiceName.allCases {
   try FileManager.default.createSymbolicLink(
     at: executables.appendingPathComponent(service.executable), withDestinationURL: binary)
+}
+
+if arguments.first == "events" {
+  try await eventsBench(
+    executables: executables, events: option("events", 20_000), subjects: option("subjects", 200),
+    webhooks: option("webhooks", 1))
+  try? FileManager.default.removeItem(at: executables)
+  exit(0)
 }
 
 if arguments.first == "transports" {

@@ -278,6 +278,22 @@ public struct Marketplace: Sendable {
     }
   }
 
+  /// The customer asks the instance's resource owner to reboot it, for ten minutes.
+  public func requestPermission(_ customer: String, instance: String) async throws
+    -> Nest_Entitlement_V1_PermissionRequest
+  {
+    try await self.platform.entitlement(as: .customer, customer) {
+      try await $0.requestResourcePermission(
+        .with {
+          $0.instanceID = instance
+          $0.operation = "ecs:RebootInstance"
+          $0.reason = "hung"
+          $0.requestedDurationSeconds = 600
+        }
+      ).request ?? .init()
+    }
+  }
+
   /// The customer renews the instance for `periods` periods: a RENEWAL order, paid.
   public func renew(_ customer: String, instance: String, periods: UInt32 = 1) async throws -> Nest_Order_V1_Order {
     let created = try await self.platform.orders(as: .customer, customer) {

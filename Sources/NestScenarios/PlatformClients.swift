@@ -59,6 +59,26 @@ extension PlatformClients {
   ) async throws -> Result {
     try await self.withClient(.events, token: try await self.token(role, subject)) { try await body($0.events) }
   }
+
+  /// Every event of the party's feed, from the oldest kept, page by page.
+  public func feed(as role: Nest_Common_V1_Role, _ subject: String, pageSize: Int32 = 0) async throws
+    -> [Nest_Events_V1_Event]
+  {
+    try await self.events(as: role, subject) { client in
+      var events: [Nest_Events_V1_Event] = []
+      var cursor = ""
+      while true {
+        let page = try await client.listEvents(
+          .with {
+            $0.after = cursor
+            $0.pageSize = pageSize
+          })
+        guard !page.events.isEmpty else { return events }
+        events += page.events
+        cursor = page.cursor
+      }
+    }
+  }
 }
 
 /// Shared clients, one per service, kept connected until `close()`; each call carries the

@@ -87,12 +87,7 @@ extension Demo {
 
   /// Waits until the receiver has every event of the ISV's feed, and prints them.
   func showReceived(_ receiver: DemoReceiver, isv: String) async throws {
-    let feed = try await self.marketplace.platform.events(as: .isv, isv) { client in
-      try await Pages.all { cursor in
-        let page = try await client.listEvents(.with { $0.after = cursor })
-        return (page.events, page.events.isEmpty ? "" : page.cursor)
-      }
-    }
+    let feed = try await self.marketplace.platform.feed(as: .isv, isv)
     let ids = Set(feed.map(\.id))
     _ = try await eventually(timeout: .seconds(30)) { ids.isSubset(of: Set(receiver.received.map(\.id))) }
     let received = receiver.received

@@ -12,24 +12,26 @@ import Testing
 
 @Suite("Event feed", .timeLimit(.minutes(3)))
 struct EventFeedTests {
-  /// Every event of the caller's feed, page by page from the start.
-  static func feed(_ platform: NestTestPlatform, _ role: Nest_Common_V1_Role, _ subject: String) async throws
-    -> [Event]
+  /// Each party's feed (by account), and for every event of `all` but a catalog service's:
+  /// in a party's feed exactly when that party may read its subject through the owning
+  /// service. The parties of a scenario: its ISV, distributor and customer.
+  static func expectExactReaders(_ platform: NestTestPlatform, _ all: [Event], _ parties: ScenarioParties)
+    async throws -> [String: [Event]]
   {
-    try await platform.events(as: role, subject) { client in
-      var events: [Event] = []
-      var cursor = ""
-      while true {
-        let page = try await client.listEvents(
-          .with {
-            $0.after = cursor
-            $0.pageSize = 7
-          })
-        events += page.events
-        guard !page.events.isEmpty else { return events }
-        cursor = page.cursor
+    let readers: [(Nest_Common_V1_Role, String)] = [
+      (.isv, parties.isv), (.distributor, parties.distributor), (.customer, parties.customer),
+    ]
+    var feeds: [String: [Event]] = [:]
+    for (role, account) in readers { feeds[account] = try await platform.feed(as: role, account) }
+    for event in all where !event.subject.hasPrefix("service/") {
+      for (role, account) in readers {
+        let readable = await Self.mayRead(platform, role, account, event.subject)
+        #expect(
+          feeds[account]!.contains { $0.id == event.id } == readable,
+          "\(event.type) of \(event.subject): \(role) may read it: \(readable)")
       }
     }
+    return feeds
   }
 
   /// Whether `role` `subject` may read the event's subject through its owning service.
@@ -104,7 +106,7 @@ struct EventFeedTests {
     ]
     var all: [Event] = []
     let complete = try await eventually {
-      all = try await Self.feed(platform, .operator, "ops")
+      all = try await platform.feed(as: .operator, "ops", pageSize: 7)
       return expected.isSubset(of: Set(all.map(\.type)))
         && all.contains { $0.type == "order.refunded" && $0.subject == "order/\(linked)" }
         && all.contains { $0.type == "instance.released" }
@@ -120,45 +122,29 @@ struct EventFeedTests {
     }
     #expect(Set(all.map(\.id)).count == all.count)
 
-    let readers: [(Nest_Common_V1_Role, String)] = [
-      (.isv, parties.isv), (.distributor, parties.distributor), (.customer, parties.customer),
-    ]
-    var feeds: [String: Set<String>] = [:]
-    for (role, account) in readers {
-      let feed = try await Self.feed(platform, role, account)
-      feeds[account] = Set(feed.map(\.id))
+    let feeds = try await Self.expectExactReaders(platform, all, parties)
+    for (account, feed) in feeds {
       for event in feed {
-        #expect(event.parties.isEmpty, "parties are the platform's routing, not shown to \(role)")
-        if role == .customer, case .order(let order)? = event.payload {
+        #expect(event.parties.isEmpty, "parties are the platform's routing, not shown to \(account)")
+        if account == parties.customer, case .order(let order)? = event.payload {
           #expect(order.wholesale == nil && order.linkedOrderIds.isEmpty, "\(event.type) shows the customer \(order)")
         }
-        if role == .customer, case .instance(let instance)? = event.payload {
+        if account == parties.customer, case .instance(let instance)? = event.payload {
           #expect(instance.subscription?.plan?.wholesaleUnitPrice == nil)
         }
       }
     }
     // The customer never sees the linked order.
-    let customerFeed = try await Self.feed(platform, .customer, parties.customer)
+    let customerFeed = feeds[parties.customer]!
     #expect(!customerFeed.contains { $0.subject == "order/\(linked)" })
     #expect(
       customerFeed.contains { $0.type == "order.paid" } && customerFeed.contains { $0.type == "instance.deployed" })
-
-    // For every event of an order, instance or authorization: in a party's feed exactly when
-    // that party may read its subject through the owning service.
-    for event in all where !event.subject.hasPrefix("service/") {
-      for (role, account) in readers {
-        let readable = await Self.mayRead(platform, role, account, event.subject)
-        #expect(
-          feeds[account]!.contains(event.id) == readable,
-          "\(event.type) of \(event.subject): \(role) may read it: \(readable)")
-      }
-    }
     // A service's events go to its owner.
     for event in all where event.subject.hasPrefix("service/") {
       guard case .service(let service)? = event.payload else { continue }
       let owner = service.baseServiceID.isEmpty ? parties.isv : parties.distributor
-      for (_, account) in readers {
-        #expect(feeds[account]!.contains(event.id) == (account == owner), "\(event.type) to \(account)")
+      for (account, feed) in feeds {
+        #expect(feed.contains { $0.id == event.id } == (account == owner), "\(event.type) to \(account)")
       }
     }
     await platform.stop()
@@ -175,16 +161,7 @@ struct EventFeedTests {
     let order = try await marketplace.buy(parties.customer, product: setup.productID)
     _ = try await marketplace.waitForOrder(order.id)
     let instance = try await marketplace.instance(of: order)
-    let request = try await platform.entitlement(as: .customer, parties.customer) {
-      try await $0.requestResourcePermission(
-        .with {
-          $0.instanceID = instance.id
-          $0.operation = "ecs:RebootInstance"
-          $0.reason = "hung"
-          $0.requestedDurationSeconds = 600
-        }
-      ).request ?? .init()
-    }
+    let request = try await marketplace.requestPermission(parties.customer, instance: instance.id)
     _ = try await platform.entitlement(as: .distributor, parties.distributor) {
       try await $0.decidePermissionRequest(
         .with {
@@ -213,23 +190,11 @@ struct EventFeedTests {
     ]
     var all: [Event] = []
     let complete = try await eventually {
-      all = try await Self.feed(platform, .operator, "ops")
+      all = try await platform.feed(as: .operator, "ops")
       return expected.isSubset(of: Set(all.map(\.type)))
     }
     #expect(complete, "the feed has \(Set(all.map(\.type)).sorted())")
-    let readers: [(Nest_Common_V1_Role, String)] = [
-      (.isv, parties.isv), (.distributor, parties.distributor), (.customer, parties.customer),
-    ]
-    var feeds: [String: Set<String>] = [:]
-    for (role, account) in readers { feeds[account] = Set(try await Self.feed(platform, role, account).map(\.id)) }
-    for event in all where !event.subject.hasPrefix("service/") {
-      for (role, account) in readers {
-        let readable = await Self.mayRead(platform, role, account, event.subject)
-        #expect(
-          feeds[account]!.contains(event.id) == readable,
-          "\(event.type) of \(event.subject): \(role) may read it: \(readable)")
-      }
-    }
+    _ = try await Self.expectExactReaders(platform, all, parties)
     await platform.stop()
   }
 

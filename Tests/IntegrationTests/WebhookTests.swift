@@ -80,22 +80,6 @@ struct WebhookTests {
     ]
   ]
 
-  /// The feed of one party, all of it.
-  static func feed(_ platform: NestTestPlatform, _ role: Nest_Common_V1_Role, _ account: String) async throws
-    -> [Nest_Events_V1_Event]
-  {
-    try await platform.events(as: role, account) { client in
-      var events: [Nest_Events_V1_Event] = []
-      var cursor = ""
-      while true {
-        let page = try await client.listEvents(.with { $0.after = cursor })
-        guard !page.events.isEmpty else { return events }
-        events += page.events
-        cursor = page.cursor
-      }
-    }
-  }
-
   @Test(
     "a scenario-3 sale, renewal and refund reach each party's receiver: every event, once per id, in order per subject, through failures, an outage, slowness and SIGKILLs"
   )
@@ -147,9 +131,9 @@ struct WebhookTests {
 
     // Each party's receiver gets exactly the events of its feed, once per id.
     var feeds: [String: [Nest_Events_V1_Event]] = [:]
-    for (role, account) in readers { feeds[account] = try await Self.feed(platform, role, account) }
+    for (role, account) in readers { feeds[account] = try await platform.feed(as: role, account) }
     let everything = try await eventually(timeout: .seconds(90)) {
-      for (role, account) in readers { feeds[account] = try await Self.feed(platform, role, account) }
+      for (role, account) in readers { feeds[account] = try await platform.feed(as: role, account) }
       let received = receiver.received()
       return readers.allSatisfy { _, account in
         Set(received.filter { $0.path == "/\(account)" }.map(\.webhook_id)) == Set(feeds[account]!.map(\.id))
@@ -219,8 +203,8 @@ struct WebhookTests {
       .direct, parties: ScenarioParties(isv: isv, distributor: "dist-hostile", customer: "c-hostile"))
     let order = try await marketplace.buy("c-hostile", product: setup.productID)
     _ = try await marketplace.waitForOrder(order.id)
-    _ = try await eventually { try await Self.feed(platform, .isv, isv).contains { $0.type == "instance.deployed" } }
-    let feedIDs = Set(try await Self.feed(platform, .isv, isv).map(\.id))
+    _ = try await eventually { try await platform.feed(as: .isv, isv).contains { $0.type == "instance.deployed" } }
+    let feedIDs = Set(try await platform.feed(as: .isv, isv).map(\.id))
     #expect(!feedIDs.isEmpty)
     // The good receiver gets every event, promptly, whatever the others do.
     let delivered = try await eventually(timeout: .seconds(30)) {

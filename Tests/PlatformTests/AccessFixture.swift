@@ -100,16 +100,7 @@ struct AccessFixture: Sendable {
     let instance = try await platform.entitlement(as: .customer, "cust-1") {
       try await $0.getServiceInstance(.with { $0.key = .orderID(order.id) }).instance ?? .init()
     }
-    let permissionRequest = try await platform.entitlement(as: .customer, "cust-1") {
-      try await $0.requestResourcePermission(
-        .with {
-          $0.instanceID = instance.id
-          $0.operation = "ecs:RebootInstance"
-          $0.reason = "hung"
-          $0.requestedDurationSeconds = 600
-        }
-      ).request ?? .init()
-    }
+    let permissionRequest = try await marketplace.requestPermission("cust-1", instance: instance.id)
     let statement = try await platform.settlement(as: .isv, "isv-1") {
       try await $0.issueStatement(
         .with {

@@ -50,6 +50,9 @@ public final class WebhookDispatcher: Service, Sendable {
   let perWebhook = 4
   private let http: HTTPClient
   private let wakeups = Wakeups()
+  /// Attempts that ended, waiting to be recorded, and the recorder's wake-ups.
+  private let outcomes = NIOLockedValueBox<[(EventsStore.DueDelivery, String?)]>([])
+  private let recordings = Wakeups()
   private let inFlight = NIOLockedValueBox<[String: String]>([:])  // delivery id -> webhook id
   private let lastSweep = NIOLockedValueBox<Int64>(0)
 
@@ -84,12 +87,11 @@ public final class WebhookDispatcher: Service, Sendable {
           await self.wakeups.run(every: .milliseconds(250)) { await self.findDue(continuation) }
           continuation.finish()
         }
+        group.addTask {
+          await self.recordings.run(every: .milliseconds(250)) { await self.recordOutcomes() }
+        }
         for await delivery in due {
-          group.addTask {
-            await self.attempt(delivery)
-            _ = self.inFlight.withLockedValue { $0.removeValue(forKey: delivery.delivery.id) }
-            self.wakeups.signal()
-          }
+          group.addTask { await self.attempt(delivery) }
         }
       }
     }
@@ -145,49 +147,70 @@ public final class WebhookDispatcher: Service, Sendable {
     }
   }
 
-  /// One attempt at one delivery, and its outcome recorded.
+  /// One attempt at one delivery; its outcome is recorded with the others that end about
+  /// the same time (one commit for them all), and only then is the delivery out of flight.
   func attempt(_ due: EventsStore.DueDelivery) async {
     let failure = await self.post(due)
     guard !Task.isCancelled else { return }
     let dimensions = [("outcome", failure == nil ? "delivered" : "failed")]
     Counter(label: "nest_webhook_delivery_attempts_total", dimensions: dimensions).increment()
+    self.outcomes.withLockedValue { $0.append((due, failure)) }
+    self.recordings.signal()
+  }
+
+  /// Records the outcomes of the attempts that have ended, in one transaction.
+  func recordOutcomes() async {
+    let outcomes = self.outcomes.withLockedValue { outcomes in
+      defer { outcomes = [] }
+      return outcomes
+    }
+    guard !outcomes.isEmpty else { return }
     let now = self.clock.nowUnixMs()
     do {
       try await self.store.database.write { db in
-        guard var delivery = try EventsStore.delivery(due.delivery.id, in: db), delivery.status == .pending,
-          var stored = try EventsStore.webhook(due.webhook.webhook.id, in: db)
-        else { return }
-        delivery.attempts += 1
-        delivery.lastAttemptAtUnixMs = now
-        if let failure {
-          delivery.lastError = failure
-          delivery.nextAttemptAtUnixMs =
-            now
-            + WebhookRules.backoff(
-              attempts: Int(delivery.attempts), initial: self.policy.initialBackoff,
-              maximum: self.policy.maximumBackoff)
-          if stored.failingSinceUnixMs == 0 { stored.failingSinceUnixMs = now }
-          try EventsStore.save(delivery, in: db)
-          if stored.webhook.status == .active,
-            WebhookRules.exhausted(failingSince: stored.failingSinceUnixMs, now: now, window: self.policy.retryWindow)
-          {
-            try self.disable(
-              &stored, reason: "every attempt failed for \(self.policy.retryWindow); last: \(failure)", now: now, in: db
-            )
-          }
-        } else {
-          delivery.status = .delivered
-          delivery.lastError = ""
-          delivery.deliveredAtUnixMs = now
-          delivery.nextAttemptAtUnixMs = 0
-          stored.failingSinceUnixMs = 0
-          try EventsStore.save(delivery, in: db)
-        }
-        try EventsStore.save(stored, in: db)
+        for (due, failure) in outcomes { try self.record(due, failure: failure, now: now, in: db) }
       }
     } catch {
-      self.logger.error("cannot record a webhook delivery", metadata: ["error": "\(error)"])
+      // Not recorded: the deliveries are attempted again (at least once).
+      self.logger.error("cannot record webhook deliveries", metadata: ["error": "\(error)"])
     }
+    self.inFlight.withLockedValue { inFlight in
+      for (due, _) in outcomes { inFlight.removeValue(forKey: due.delivery.id) }
+    }
+    self.wakeups.signal()
+  }
+
+  /// One attempt's outcome: DELIVERED, or the next attempt scheduled with backoff (and the
+  /// webhook disabled once it has failed for the whole window).
+  func record(_ due: EventsStore.DueDelivery, failure: String?, now: Int64, in db: Database) throws {
+    guard var delivery = try EventsStore.delivery(due.delivery.id, in: db), delivery.status == .pending,
+      var stored = try EventsStore.webhook(due.webhook.webhook.id, in: db)
+    else { return }
+    delivery.attempts += 1
+    delivery.lastAttemptAtUnixMs = now
+    if let failure {
+      delivery.lastError = failure
+      delivery.nextAttemptAtUnixMs =
+        now
+        + WebhookRules.backoff(
+          attempts: Int(delivery.attempts), initial: self.policy.initialBackoff, maximum: self.policy.maximumBackoff)
+      if stored.failingSinceUnixMs == 0 { stored.failingSinceUnixMs = now }
+      try EventsStore.save(delivery, in: db)
+      if stored.webhook.status == .active,
+        WebhookRules.exhausted(failingSince: stored.failingSinceUnixMs, now: now, window: self.policy.retryWindow)
+      {
+        try self.disable(
+          &stored, reason: "every attempt failed for \(self.policy.retryWindow); last: \(failure)", now: now, in: db)
+      }
+    } else {
+      delivery.status = .delivered
+      delivery.lastError = ""
+      delivery.deliveredAtUnixMs = now
+      delivery.nextAttemptAtUnixMs = 0
+      stored.failingSinceUnixMs = 0
+      try EventsStore.save(delivery, in: db)
+    }
+    try EventsStore.save(stored, in: db)
   }
 
   /// The webhook DISABLED, its pending deliveries FAILED, and its owner told.

@@ -67,8 +67,8 @@ public struct EventsStore: Sendable {
         t.column("delivered_at_unix_ms", .integer).notNull()
         t.column("created_at_unix_ms", .integer).notNull()
       }
-      try db.create(
-        index: "deliveries_due", on: "webhook_deliveries", columns: ["status", "next_attempt_at_unix_ms"])
+      // Pending deliveries in event order: `due` walks it and stops at its limit.
+      try db.create(index: "deliveries_pending", on: "webhook_deliveries", columns: ["status", "event_seq"])
       try db.create(
         index: "deliveries_in_order", on: "webhook_deliveries",
         columns: ["webhook_id", "subject", "status", "event_seq"])

@@ -1,6 +1,6 @@
 // The services over standard gRPC, from another language: Tests/Python/grpc_client.py
 // (grpcio with stubs grpcio-tools generates from proto/, grpcio-health-checking,
-// grpcio-reflection, grpcio-status, a JWT it signs itself) against the four executables' gRPC
+// grpcio-reflection, grpcio-status, a JWT it signs itself) against the five executables' gRPC
 // (HTTP/2) ports: health, reflection, error codes with field violations, and a scenario-3 sale
 // and refund with every balance.
 import Foundation

@@ -1,4 +1,4 @@
-// The four executables configured for an identity provider (--auth-jwks-file): they hold
+// The five executables configured for an identity provider (--auth-jwks-file): they hold
 // no secret; users' tokens come from the provider (keys made by the test, JWKS in a file);
 // each service signs its calls to the others with its own key. A scenario-3 sale runs
 // through; forged, misdirected and downgraded tokens are UNAUTHENTICATED; a rotation keeps

@@ -29,7 +29,7 @@ struct MetricsTests {
     }
     #expect(try await httpGet("http://\(admin[.order]!.host):\(admin[.order]!.port)/nothing").status == 404)
 
-    // Prometheus, scraping the four admin ports every second.
+    // Prometheus, scraping the five admin ports every second.
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prometheus-\(UUID())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }

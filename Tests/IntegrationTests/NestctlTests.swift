@@ -3,6 +3,7 @@
 import Foundation
 import NestProtoTesting
 import NestServiceKit
+import NestTestKit
 import Testing
 
 /// Runs the built nestctl with `arguments` and `environment` added to this process's.
@@ -34,6 +35,48 @@ struct NestctlTests {
     #expect(result.stdoutText.contains("== Reconcile: ok"))
     #expect(result.stdoutText.hasSuffix("all figures agree\n"))
     #expect(!result.stdoutText.contains("EXPECTED"))
+    // Scenario 3's ISV heard of it all through its webhook, every signature checked.
+    let received = try #require(
+      result.stdoutText.firstMatch(of: /the ISV's webhook received (\d+) of its (\d+) events/))
+    #expect(received.1 == received.2 && (Int(received.1) ?? 0) >= 10, "\(received.0)")
+    #expect(!result.stdoutText.contains("    refused "))
+  }
+
+  @Test("events list, webhooks create, listen (signatures checked) and deliveries, as a partner uses them")
+  func partner() async throws {
+    let platform = try await NestTestPlatform.start(.processes())
+    let environment = [
+      "NEST_EVENTS_ADDRESS": "\(platform.addresses[.events]!)",
+      "NEST_TOKEN": try await platform.token(.isv, "isv-cli"),
+    ]
+    // A port for the receiver: the webhook names it before the receiver listens there (its
+    // first attempts fail and are retried).
+    let reserved = try ListeningSocket(host: "127.0.0.1", port: 0)
+    let port = reserved.port
+    let created = try nestctl(
+      ["webhooks", "create", "http://127.0.0.1:\(port)/", "--type", "service.published"], environment: environment)
+    #expect(created.status == 0, "\(created.stderr)")
+    let lines = created.stdoutText.split(separator: "\n")
+    let webhook = try #require(lines.first?.split(separator: "\t").first.map(String.init))
+    let secret = try #require(lines.first { $0.hasPrefix("secret: ") }?.dropFirst("secret: ".count))
+    reserved.close()
+    let listen = Task.detached {
+      try nestctl(["webhooks", "listen", "--port", "\(port)", "--secret", String(secret), "--count", "1"])
+    }
+    _ = try await platform.marketplace.publish(.isv, "isv-cli", type: .fullyManaged, price: 4_900)
+    let heard = try await listen.value
+    #expect(heard.status == 0, "\(heard.stderr)")
+    #expect(heard.stdoutText.contains("service.published") && heard.stdoutText.contains("signature ok"))
+    let listed = try nestctl(["events", "list", "--type", "service.published"], environment: environment)
+    #expect(listed.status == 0 && listed.stdoutText.contains("service.published"), "\(listed.stderr)")
+    let deliveries = try nestctl(["webhooks", "deliveries", webhook], environment: environment)
+    #expect(deliveries.stdoutText.contains("DELIVERED"), "\(deliveries.stdoutText)\(deliveries.stderr)")
+    // Another party's token: the webhook does not exist for it.
+    let stranger = try nestctl(
+      ["webhooks", "deliveries", webhook],
+      environment: environment.merging(["NEST_TOKEN": try await platform.token(.isv, "isv-other")]) { $1 })
+    #expect(stranger.status == 1 && stranger.stderr.contains("NOT_FOUND"), "\(stranger.stderr)")
+    await platform.stop()
   }
 
   @Test("demo: a renewal, a prorated upgrade and a trial in each scenario; --year: a subscription through a year")
@@ -119,7 +162,7 @@ struct NestctlTests {
     #expect(call.stdoutText.contains("name: \"Report \\\"Q3\\\"\""))
   }
 
-  @Test("up starts the four services, SIGTERM stops them cleanly, and the data is there after the next up")
+  @Test("up starts the five services, SIGTERM stops them cleanly, and the data is there after the next up")
   func up() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-up-\(UUID())")
     defer { try? FileManager.default.removeItem(at: directory) }

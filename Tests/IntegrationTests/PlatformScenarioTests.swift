@@ -1,4 +1,4 @@
-// The whole platform: all four executables as separate processes on loopback, each with its
+// The whole platform: all five executables as separate processes on loopback, each with its
 // own database. For each distribution scenario (and a direct sale) the parties set up A and
 // B, a customer buys and pays, and the test checks orders, instances and money against its
 // own arithmetic: the expected balances are computed here from the plan prices, not asked of
@@ -241,7 +241,7 @@ func balance(
   }
 }
 
-@Suite("The four scenarios end to end, four processes", .serialized, .timeLimit(.minutes(3)))
+@Suite("The four scenarios end to end, five processes", .serialized, .timeLimit(.minutes(3)))
 struct PlatformScenarioTests {
   @Test("each scenario and a direct sale: orders, instances, money, obligations, usage, refunds, Reconcile")
   func scenarios() async throws {

@@ -1,5 +1,5 @@
 // Traces as a collector receives them: Tests/Python/otlp_receiver.py (grpcio with
-// opentelemetry-proto) takes the OTLP exports of the four executables, started with the
+// opentelemetry-proto) takes the OTLP exports of the five executables, started with the
 // standard OTEL_* variables, while one scenario-3 order is paid. One trace runs from the
 // PayOrder call through marketplace-order, entitlement and settlement; the outbox's
 // deliveries, made by the dispatcher after PayOrder has answered, are children of its span;

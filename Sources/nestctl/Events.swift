@@ -147,22 +147,31 @@ struct WebhooksCommand: AsyncParsableCommand {
     }
   }
 
-  /// A webhook id and nothing else.
+  /// A webhook id, and how to reach the events service.
   struct One: ParsableArguments {
     @Argument(help: "The webhook id.") var webhook: String
+    @OptionGroup var connection: ConnectionOptions
+
+    /// Makes `call` about the webhook and prints the webhook it answers with.
+    func printing(
+      _ call:
+        @Sendable (any Nest_Events_V1_EventsService.ClientProtocol, String) async throws -> Nest_Events_V1_Webhook?
+    ) async throws {
+      try await reportingErrors {
+        let webhook = try await self.connection.withClient(.events) { try await call($0.events, self.webhook) }
+        print(webhook.map(describe) ?? "deleted \(self.webhook)")
+      }
+    }
   }
 
   struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Remove a webhook and its pending deliveries.")
     @OptionGroup var one: One
-    @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-      try await reportingErrors {
-        _ = try await self.connection.withClient(.events) {
-          try await $0.events.deleteWebhook(.with { $0.webhookID = self.one.webhook })
-        }
-        print("deleted \(self.one.webhook)")
+      try await self.one.printing { client, id in
+        _ = try await client.deleteWebhook(.with { $0.webhookID = id })
+        return nil
       }
     }
   }
@@ -172,11 +181,10 @@ struct WebhooksCommand: AsyncParsableCommand {
       abstract: "A new signing secret; the old one signs beside it for --overlap-seconds.")
     @OptionGroup var one: One
     @Option(help: "Seconds the old secret still signs (0: a day).") var overlapSeconds: Int64 = 0
-    @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
       try await reportingErrors {
-        let rotated = try await self.connection.withClient(.events) {
+        let rotated = try await self.one.connection.withClient(.events) {
           try await $0.events.rotateWebhookSecret(
             .with {
               $0.webhookID = self.one.webhook
@@ -192,30 +200,18 @@ struct WebhooksCommand: AsyncParsableCommand {
   struct Pause: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop deliveries; events are queued meanwhile.")
     @OptionGroup var one: One
-    @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-      try await reportingErrors {
-        let paused = try await self.connection.withClient(.events) {
-          try await $0.events.pauseWebhook(.with { $0.webhookID = self.one.webhook })
-        }
-        print(describe(paused.webhook ?? .init()))
-      }
+      try await self.one.printing { client, id in try await client.pauseWebhook(.with { $0.webhookID = id }).webhook }
     }
   }
 
   struct Resume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Deliver again (after a pause or a disable).")
     @OptionGroup var one: One
-    @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-      try await reportingErrors {
-        let resumed = try await self.connection.withClient(.events) {
-          try await $0.events.resumeWebhook(.with { $0.webhookID = self.one.webhook })
-        }
-        print(describe(resumed.webhook ?? .init()))
-      }
+      try await self.one.printing { client, id in try await client.resumeWebhook(.with { $0.webhookID = id }).webhook }
     }
   }
 
@@ -223,12 +219,11 @@ struct WebhooksCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Deliver one event to the webhook again.")
     @OptionGroup var one: One
     @Argument(help: "The event id.") var event: String
-    @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
       try await reportingErrors {
         let delivery =
-          try await self.connection.withClient(.events) {
+          try await self.one.connection.withClient(.events) {
             try await $0.events.redeliverEvent(
               .with {
                 $0.webhookID = self.one.webhook
@@ -244,11 +239,10 @@ struct WebhooksCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "A webhook's deliveries, newest first, with attempts and the last error.")
     @OptionGroup var one: One
-    @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
       try await reportingErrors {
-        let deliveries = try await self.connection.withClient(.events) { client in
+        let deliveries = try await self.one.connection.withClient(.events) { client in
           try await client.events.listWebhookDeliveries(.with { $0.webhookID = self.one.webhook }).deliveries
         }
         for delivery in deliveries {

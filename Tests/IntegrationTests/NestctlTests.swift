@@ -76,6 +76,13 @@ struct NestctlTests {
       ["webhooks", "deliveries", webhook],
       environment: environment.merging(["NEST_TOKEN": try await platform.token(.isv, "isv-other")]) { $1 })
     #expect(stranger.status == 1 && stranger.stderr.contains("NOT_FOUND"), "\(stranger.stderr)")
+    for (command, shows) in [("pause", "\tPAUSED\t"), ("resume", "\tACTIVE\t"), ("delete", "deleted \(webhook)")] {
+      let answer = try nestctl(["webhooks", command, webhook], environment: environment)
+      #expect(
+        answer.status == 0 && answer.stdoutText.contains(shows), "\(command): \(answer.stdoutText)\(answer.stderr)")
+    }
+    let left = try nestctl(["webhooks", "list"], environment: environment)
+    #expect(left.status == 0 && !left.stdoutText.contains(webhook), "\(left.stdoutText)")
     await platform.stop()
   }
 

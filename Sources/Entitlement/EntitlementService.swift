@@ -44,7 +44,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     return TermDriver.Timing(
       lead: Int64(try await settings.int("renewal.lead.ms", default: 3 * day, in: 0...(366 * day))),
       grace: Int64(try await settings.int("expiry.grace.ms", default: 7 * day, in: 0...(366 * day))),
-      interval: .milliseconds(try await settings.int("term.interval.ms", default: 60_000, in: 10...86_400_000)))
+      interval: .milliseconds(try await settings.int("term.interval.ms", default: 60_000, in: 10...86_400_000)),
+      notice: Int64(try await settings.int("expiry.notice.ms", default: 30 * day, in: 0...(366 * day))))
   }
 
   /// A list RPC: the filter narrowed to what the caller may see, one page read, each item
@@ -68,7 +69,8 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   /// Entitlement as `NestService` runs it: its peers are the catalog and marketplace-order
   /// (auto-renew); the deployment and term drivers run beside the server. Settings:
   /// `--logon-url-base`, `--renewal-lead-ms` (default 3 days), `--expiry-grace-ms` (7 days),
-  /// `--term-interval-ms` (how often terms are looked at, 60 s).
+  /// `--term-interval-ms` (how often terms are looked at, 60 s), `--expiry-notice-ms` (30 days:
+  /// how long before an end its parties are told).
   public static let definition = ServiceDefinition(
     name: .entitlement, peers: [.catalog, .order, .events], migrations: EntitlementStore.migrations
   ) { environment in

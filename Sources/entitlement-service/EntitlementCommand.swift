@@ -28,10 +28,17 @@ struct EntitlementCommand: AsyncParsableCommand {
   @Option(help: "How often terms are looked at, in ms (NEST_TERM_INTERVAL_MS; default 60000).")
   var termIntervalMs: String?
 
+  @Option(
+    help:
+      "How long before a term or an authorization ends its parties are told, in ms (NEST_EXPIRY_NOTICE_MS; default 30 days)."
+  )
+  var expiryNoticeMs: String?
+
   func run() async throws {
     let flags = [
       "logon.url.base": self.logonUrlBase, "renewal.lead.ms": self.renewalLeadMs,
       "expiry.grace.ms": self.expiryGraceMs, "term.interval.ms": self.termIntervalMs,
+      "expiry.notice.ms": self.expiryNoticeMs,
     ].compactMapValues { $0 }
     let configuration = try await ServiceConfiguration.fromCommandLine(
       .entitlement, options: self.options, extraFlags: flags)

@@ -198,6 +198,52 @@ struct EventFeedTests {
     await platform.stop()
   }
 
+  @Test("a term ending within the notice period is announced once to its parties, and again for the renewed term")
+  func expiring() async throws {
+    let day = TestClock.dayMs
+    let start: Int64 = 1_800_000_000_000
+    let platform = try await NestTestPlatform.start(
+      settings: [.entitlement: ["term.interval.ms": "20", "expiry.notice.ms": "\(5 * day)"]], clockStartingAt: start)
+    let clock = try #require(platform.clock)
+    let marketplace = platform.marketplace
+    let parties = ScenarioParties(.scenario3, run: "expiring")
+    let setup = try await marketplace.setUp(.scenario3, parties: parties)
+    let order = try await marketplace.buy(parties.customer, product: setup.productID)
+    _ = try await marketplace.waitForOrder(order.id)
+    let instance = try await marketplace.instance(of: order)
+    func notices(_ role: Nest_Common_V1_Role, _ account: String) async throws -> [Event] {
+      try await platform.feed(as: role, account).filter {
+        $0.type == "instance.expiring" && $0.subject == "instance/\(instance.id)"
+      }
+    }
+    // Ten days before the end: nothing yet.
+    try clock.set(instance.expiresAtUnixMs - 10 * day)
+    try await Task.sleep(for: .milliseconds(200))
+    #expect(try await notices(.customer, parties.customer).isEmpty)
+    // Four days before: announced, to the customer, the distributor and the ISV, once.
+    try clock.set(instance.expiresAtUnixMs - 4 * day)
+    #expect(try await eventually { try await notices(.customer, parties.customer).count == 1 })
+    try clock.set(instance.expiresAtUnixMs - 3 * day)
+    try await Task.sleep(for: .milliseconds(200))
+    for (role, account) in [
+      (Nest_Common_V1_Role.customer, parties.customer), (.distributor, parties.distributor), (.isv, parties.isv),
+    ] {
+      let seen = try await notices(role, account)
+      #expect(seen.count == 1, "\(role): \(seen.count)")
+      #expect(
+        seen.first.map { if case .instance(let i)? = $0.payload { i.expiresAtUnixMs } else { 0 } }
+          == instance.expiresAtUnixMs)
+    }
+    // Renewed: the new end is announced when it comes near.
+    let renewal = try await marketplace.renew(parties.customer, instance: instance.id)
+    _ = try await marketplace.waitForOrder(renewal.id)
+    let renewed = try await marketplace.instance(instance.id)
+    #expect(renewed.expiresAtUnixMs > instance.expiresAtUnixMs)
+    try clock.set(renewed.expiresAtUnixMs - 4 * day)
+    #expect(try await eventually { try await notices(.customer, parties.customer).count == 2 })
+    await platform.stop()
+  }
+
   @Test("the feed refuses a bad cursor, an unknown type and a page too large, naming the field")
   func badRequests() async throws {
     let platform = try await NestTestPlatform.start(services: [.events])

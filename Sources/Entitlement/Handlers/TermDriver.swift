@@ -43,13 +43,18 @@ public final class TermDriver: Service, Sendable {
     public var grace: Int64
     /// How often the driver looks.
     public var interval: Duration
+    /// How long before an instance's term or an authorization ends its parties are told
+    /// (`instance.expiring`, `authorization.expiring`), once per end.
+    public var notice: Int64
 
     public init(
-      lead: Int64 = 3 * 24 * 3600 * 1000, grace: Int64 = 7 * 24 * 3600 * 1000, interval: Duration = .seconds(60)
+      lead: Int64 = 3 * 24 * 3600 * 1000, grace: Int64 = 7 * 24 * 3600 * 1000, interval: Duration = .seconds(60),
+      notice: Int64 = 30 * 24 * 3600 * 1000
     ) {
       self.lead = lead
       self.grace = grace
       self.interval = interval
+      self.notice = notice
     }
   }
 
@@ -91,12 +96,32 @@ public final class TermDriver: Service, Sendable {
         }
         seen.formUnion(instances.map(\.id))
         for (instance, step) in due { try await self.take(step, on: instance) }
-        if instances.count < 200 { return }  // one more page only when the page was full
+        if instances.count < 200 { break }  // one more page only when the page was full
       }
+      try await self.announceExpiries()
     } catch is CancellationError {
       // Shutting down: the next start looks again.
     } catch {
       self.logger.error("term round failed", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// Tells the parties of each term and authorization ending within the notice period, once
+  /// per end (a renewal's new end is told again when it comes near).
+  func announceExpiries() async throws {
+    let now = self.clock.nowUnixMs()
+    let horizon = now + self.timing.notice
+    try await self.store.database.write { db in
+      for instance in try EntitlementStore.instancesExpiring(after: now, by: horizon, limit: 500, in: db)
+      where try EntitlementStore.announce(expiryOf: "instance/\(instance.id)", at: instance.expiresAtUnixMs, in: db) {
+        try EventLog.record([EntitlementEvents.expiring(instance, now: now)], in: db)
+      }
+      for authorization in try EntitlementStore.authorizationsExpiring(after: now, by: horizon, limit: 500, in: db)
+      where try EntitlementStore.announce(
+        expiryOf: "authorization/\(authorization.id)", at: authorization.terms?.validUntilUnixMs ?? 0, in: db)
+      {
+        try EventLog.record([EntitlementEvents.expiring(authorization, now: now)], in: db)
+      }
     }
   }
 

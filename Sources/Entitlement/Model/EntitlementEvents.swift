@@ -82,6 +82,23 @@ public enum EntitlementEvents {
     return drafts
   }
 
+  /// An instance's term, or an authorization's validity, ends soon.
+  public static func expiring(_ instance: Nest_Entitlement_V1_ServiceInstance, now: Int64) -> EventDraft {
+    EventDraft(
+      "instance.expiring", subject: "instance/\(instance.id)", parties: Self.parties(instance),
+      payload: .instance(instance), at: now)
+  }
+
+  public static func expiring(_ authorization: Nest_Entitlement_V1_DistributionAuthorization, now: Int64)
+    -> EventDraft
+  {
+    EventDraft(
+      "authorization.expiring", subject: "authorization/\(authorization.id)",
+      parties: Nest_Common_V1_Party.of(.isv, authorization.isvID)
+        + Nest_Common_V1_Party.of(.distributor, authorization.distributorID),
+      payload: .authorization(authorization), at: now)
+  }
+
   public static func drafts(
     _ request: Nest_Entitlement_V1_PermissionRequest, before: Nest_Entitlement_V1_PermissionRequestStatus?
   ) -> [EventDraft] {

@@ -95,6 +95,14 @@ public struct EntitlementStore: Sendable {
     migrator.registerMigration("entitlement-3-subscriptions") { db in
       try Self.addSubscriptionColumns(db)
     }
+    // Each expiry announced once: an instance's term end, an authorization's valid_until.
+    migrator.registerMigration("entitlement-4-expiry-notices") { db in
+      try db.create(table: "expiry_notices") { t in
+        t.column("subject", .text).notNull()
+        t.column("expires_at_unix_ms", .integer).notNull()
+        t.primaryKey(["subject", "expires_at_unix_ms"])
+      }
+    }
   }
 
   /// The columns of entitlement-3 (createTables makes them for a new database).
@@ -598,6 +606,50 @@ public struct EntitlementStore: Sendable {
 
   /// Instances whose term ends by `horizon` (auto-renewals to place, expiries) or ended
   /// `grace` before now (releases), oldest end first: what the term driver looks at.
+  /// Records that `subject`'s expiry at `expiresAt` is announced; whether it is news.
+  public static func announce(expiryOf subject: String, at expiresAt: Int64, in db: Database) throws -> Bool {
+    try db.cachedStatement(sql: "INSERT OR IGNORE INTO expiry_notices (subject, expires_at_unix_ms) VALUES (?, ?)")
+      .execute(arguments: [subject, expiresAt])
+    return db.changesCount > 0
+  }
+
+  /// Live instances whose term ends in (now, horizon], not yet announced.
+  public static func instancesExpiring(after now: Int64, by horizon: Int64, limit: Int, in db: Database) throws
+    -> [Nest_Entitlement_V1_ServiceInstance]
+  {
+    try Self.instances(
+      InstanceRow.fetchAll(
+        db.cachedStatement(
+          sql: """
+            SELECT * FROM instances i WHERE expires_at_unix_ms > ? AND expires_at_unix_ms <= ? AND status IN (?, ?, ?, ?)
+            AND NOT EXISTS (SELECT 1 FROM expiry_notices n
+              WHERE n.subject = 'instance/' || i.id AND n.expires_at_unix_ms = i.expires_at_unix_ms)
+            ORDER BY expires_at_unix_ms LIMIT ?
+            """),
+        arguments: [
+          now, horizon, Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.deployed.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.suspended.rawValue, limit,
+        ]), in: db)
+  }
+
+  /// ACTIVE authorizations valid until a time in (now, horizon], not yet announced.
+  public static func authorizationsExpiring(after now: Int64, by horizon: Int64, limit: Int, in db: Database) throws
+    -> [Nest_Entitlement_V1_DistributionAuthorization]
+  {
+    try Self.authorizations(
+      AuthorizationRow.fetchAll(
+        db.cachedStatement(
+          sql: """
+            SELECT * FROM authorizations a WHERE valid_until_unix_ms > ? AND valid_until_unix_ms <= ? AND status = ?
+            AND NOT EXISTS (SELECT 1 FROM expiry_notices n
+              WHERE n.subject = 'authorization/' || a.id AND n.expires_at_unix_ms = a.valid_until_unix_ms)
+            ORDER BY valid_until_unix_ms LIMIT ?
+            """),
+        arguments: [now, horizon, Nest_Entitlement_V1_DistributionAuthorizationStatus.active.rawValue, limit]), in: db)
+  }
+
   public static func instancesWithTermEndingBy(
     _ horizon: Int64, releasingBy release: Int64, limit: Int, in db: Database
   )

@@ -86,9 +86,10 @@ public final class LocalPlatform: Sendable {
         grpcAddresses[service] = ServiceAddress(host: options.host, port: base + 100 + index, protocol: .grpc)
         adminAddresses[service] = ServiceAddress(host: options.host, port: base + 200 + index)
       case .inherited:
-        let socket = try ListeningSocket(host: options.host, port: 0)
-        let grpc = try ListeningSocket(host: options.host, port: 0)
-        let admin = try ListeningSocket(host: options.host, port: 0)
+        // Bound now (every peer's address is known), listening once the service starts.
+        let socket = try ListeningSocket(host: options.host, port: 0, listening: false)
+        let grpc = try ListeningSocket(host: options.host, port: 0, listening: false)
+        let admin = try ListeningSocket(host: options.host, port: 0, listening: false)
         addresses[service] = ServiceAddress(host: options.host, port: socket.port)
         grpcAddresses[service] = ServiceAddress(host: options.host, port: grpc.port, protocol: .grpc)
         adminAddresses[service] = ServiceAddress(host: options.host, port: admin.port)
@@ -177,7 +178,8 @@ public final class LocalPlatform: Sendable {
       // A restart binds the service's ports again: they were the service's until it stopped.
       sockets =
         try self.sockets.withLockedValue { $0.removeValue(forKey: service) }
-        ?? [address, grpc, admin].map { try ListeningSocket(host: $0.host, port: $0.port) }
+        ?? [address, grpc, admin].map { try ListeningSocket(host: $0.host, port: $0.port, listening: false) }
+      for socket in sockets { try socket.listen() }
       let first = ListeningSocket.inheritedDescriptor
       arguments += [
         "--listen-fd", "\(first)", "--grpc-listen-fd", "\(first + 1)", "--admin-listen-fd", "\(first + 2)",
@@ -242,7 +244,10 @@ public struct ListeningSocket: Sendable {
   public let descriptor: CInt
   public let port: Int
 
-  public init(host: String, port: Int) throws {
+  /// Binds `host:port` (0: any free port); with `listening`, listens too. A socket bound but
+  /// not listening holds the port while connections to it are refused, as to a service that
+  /// is down: LocalPlatform listens on a service's sockets only as it starts the service.
+  public init(host: String, port: Int, listening: Bool = true) throws {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw ConfigurationError("socket: \(String(cString: strerror(errno)))") }
     var one: CInt = 1
@@ -254,7 +259,7 @@ public struct ListeningSocket: Sendable {
     let bound = withUnsafePointer(to: &address) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard bound == 0, listen(fd, 256) == 0 else {
+    guard bound == 0, !listening || Glibc.listen(fd, 256) == 0 else {
       let reason = String(cString: strerror(errno))
       Glibc.close(fd)
       throw ConfigurationError("cannot listen on \(host):\(port): \(reason)")
@@ -265,6 +270,13 @@ public struct ListeningSocket: Sendable {
     }
     self.descriptor = fd
     self.port = Int(UInt16(bigEndian: address.sin_port))
+  }
+
+  /// Starts accepting connections (into the backlog, until a process accepts them).
+  public func listen() throws {
+    guard Glibc.listen(self.descriptor, 256) == 0 else {
+      throw ConfigurationError("cannot listen on port \(self.port): \(String(cString: strerror(errno)))")
+    }
   }
 
   public func close() { Glibc.close(self.descriptor) }

@@ -49,9 +49,9 @@ struct NestctlTests {
       "NEST_EVENTS_ADDRESS": "\(platform.addresses[.events]!)",
       "NEST_TOKEN": try await platform.token(.isv, "isv-cli"),
     ]
-    // A port for the receiver: the webhook names it before the receiver listens there (its
-    // first attempts fail and are retried).
-    let reserved = try ListeningSocket(host: "127.0.0.1", port: 0)
+    // A port for the receiver, held (connections refused) until the receiver listens there:
+    // the webhook names it first, and its first attempts fail and are retried.
+    let reserved = try ListeningSocket(host: "127.0.0.1", port: 0, listening: false)
     let port = reserved.port
     let created = try nestctl(
       ["webhooks", "create", "http://127.0.0.1:\(port)/", "--type", "service.published"], environment: environment)

@@ -103,6 +103,10 @@ public final class LocalPlatform: Sendable {
     try FileManager.default.createDirectory(at: options.dataDirectory, withIntermediateDirectories: true)
   }
 
+  deinit {
+    for socket in self.sockets.withLockedValue({ $0.values.flatMap { $0 } }) { socket.close() }
+  }
+
   public var secretFile: URL { self.options.dataDirectory.appendingPathComponent("secret") }
 
   /// The secret of the data directory, made on first use (32 random bytes, hex, mode 0600).
@@ -175,7 +179,7 @@ public final class LocalPlatform: Sendable {
     let admin = self.adminAddresses[service]!
     var sockets: [ListeningSocket] = []
     if case .inherited = self.options.ports {
-      // A restart binds the service's ports again: they were the service's until it stopped.
+      // A restart takes the ports held since the service stopped (or binds them again).
       sockets =
         try self.sockets.withLockedValue { $0.removeValue(forKey: service) }
         ?? [address, grpc, admin].map { try ListeningSocket(host: $0.host, port: $0.port, listening: false) }
@@ -211,7 +215,24 @@ public final class LocalPlatform: Sendable {
   @discardableResult
   public func stop(_ service: NestServiceName, kill: Bool = false, grace: Duration = .seconds(15)) -> Int32? {
     guard let pid = self.processes.withLockedValue({ $0.removeValue(forKey: service) }) else { return nil }
-    return Spawn.stop(pid, kill: kill, grace: grace)
+    let status = Spawn.stop(pid, kill: kill, grace: grace)
+    self.hold(service)
+    return status
+  }
+
+  /// With `.inherited` ports: binds a stopped service's ports again at once (not listening:
+  /// connections are refused, as to a service that is down), so that no other process's
+  /// connection takes one as its local port before the service starts again.
+  private func hold(_ service: NestServiceName) {
+    guard case .inherited = self.options.ports else { return }
+    let held = [self.addresses[service]!, self.grpcAddresses[service]!, self.adminAddresses[service]!].compactMap {
+      try? ListeningSocket(host: $0.host, port: $0.port, listening: false)
+    }
+    guard held.count == 3 else {
+      for socket in held { socket.close() }
+      return
+    }
+    self.sockets.withLockedValue { $0[service] = held }
   }
 
   /// Stops every service.
@@ -229,6 +250,7 @@ public final class LocalPlatform: Sendable {
     for (service, pid) in self.processes.withLockedValue({ $0 }) {
       if let status = Spawn.exitStatus(pid) {
         _ = self.processes.withLockedValue { $0.removeValue(forKey: service) }
+        self.hold(service)
         return (service, status)
       }
     }

@@ -308,7 +308,8 @@ public struct EventsStore: Sendable {
     let rows = try Row.fetchAll(
       db.cachedStatement(
         sql: """
-          SELECT d.*, w.id AS w_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+          SELECT d.*, ev.seq AS seq, ev.body AS body FROM webhook_deliveries d
+          JOIN webhooks w ON w.id = d.webhook_id JOIN events ev ON ev.seq = d.event_seq
           WHERE d.status = ? AND w.status = ? AND d.next_attempt_at_unix_ms <= ?
           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id
             AND e.subject = d.subject AND e.status = ? AND e.event_seq < d.event_seq)
@@ -320,9 +321,8 @@ public struct EventsStore: Sendable {
     for row in rows where !excluding.contains(row["id"]) {
       let webhookID: String = row["webhook_id"]
       if webhooks[webhookID] == nil { webhooks[webhookID] = try Self.webhook(webhookID, in: db) }
-      guard let webhook = webhooks[webhookID], let event = try Self.event(seq: row["event_seq"], in: db) else {
-        continue
-      }
+      guard let webhook = webhooks[webhookID] else { continue }
+      let event = try Self.event(row)  // read with the delivery, not one query more per row
       result.append(DueDelivery(delivery: Self.delivery(row, event: event), webhook: webhook, event: event))
       if result.count == limit { break }
     }
@@ -363,18 +363,21 @@ public struct EventsStore: Sendable {
   public static func deliveries(
     webhookID: String, statuses: [Nest_Events_V1_WebhookDeliveryStatus], page: PageQuery, in db: Database
   ) throws -> (items: [WebhookDelivery], nextPageToken: String) {
-    var sql = "SELECT * FROM webhook_deliveries WHERE webhook_id = ? AND (? = 0 OR rowid < ?)"
+    var sql = """
+      SELECT d.*, ev.seq AS seq, ev.body AS body FROM webhook_deliveries d JOIN events ev ON ev.seq = d.event_seq
+      WHERE d.webhook_id = ? AND (? = 0 OR d.rowid < ?)
+      """
     var arguments: StatementArguments = [webhookID, page.after, page.after]
     if !statuses.isEmpty {
-      sql += " AND status IN (\(statuses.map { _ in "?" }.joined(separator: ", ")))"
+      sql += " AND d.status IN (\(statuses.map { _ in "?" }.joined(separator: ", ")))"
       arguments += StatementArguments(statuses.map(\.rawValue))
     }
-    sql += " ORDER BY rowid DESC LIMIT ?"
+    sql += " ORDER BY d.rowid DESC LIMIT ?"
     arguments += [page.size + 1]
     let rows = try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
     let items = rows.prefix(page.size)
     let next = rows.count > page.size ? PageQuery.token(after: items.last!["rowid"]) : ""
-    return (try items.map { Self.delivery($0, event: try Self.event(seq: $0["event_seq"], in: db)) }, next)
+    return (try items.map { Self.delivery($0, event: try Self.event($0)) }, next)
   }
 
   /// Pending deliveries and the oldest one's creation time.

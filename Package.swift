@@ -186,7 +186,7 @@ let package = Package(
     .target(
       name: "Catalog",
       dependencies: [
-        "NestProto", "NestServiceKit", "NestTransport", "NestAuth", "NestDomain",
+        "NestProto", "NestServiceKit", "NestTransport", "NestAuth", "NestDomain", "NestWebhooks",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Logging", package: "swift-log"),
@@ -199,7 +199,7 @@ let package = Package(
     .target(
       name: "Entitlement",
       dependencies: [
-        "NestProto", "NestServiceKit", "NestTransport", "NestAuth", "NestDomain",
+        "NestProto", "NestServiceKit", "NestTransport", "NestAuth", "NestDomain", "NestWebhooks",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "Crypto", package: "swift-crypto"),
@@ -269,11 +269,25 @@ let package = Package(
       swiftSettings: defaultSwiftSettings
     ),
 
+    // Calls to partners' endpoints (webhooks, fulfilment): the URL and address rules, the
+    // Standard Webhooks signature, one signed POST through AsyncHTTPClient.
+    .target(
+      name: "NestWebhooks",
+      dependencies: [
+        "NestDomain",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: defaultSwiftSettings
+    ),
+
     // The events service: the feed of domain events, webhooks and their signed deliveries.
     .target(
       name: "Events",
       dependencies: [
-        "NestProto", "NestServiceKit", "NestAuth", "NestDomain",
+        "NestProto", "NestServiceKit", "NestAuth", "NestDomain", "NestWebhooks",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -341,6 +355,7 @@ let package = Package(
       name: "nestctl",
       dependencies: [
         "NestServiceKit", "NestTransport", "NestAuth", "NestProto", "NestScenarios", "NestDomain", "Events",
+        "NestWebhooks",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -499,7 +514,7 @@ let package = Package(
     .testTarget(
       name: "EventsTests",
       dependencies: [
-        "Events", "NestDomain", "NestTestKit", "NestProto", "NestServiceKit", "NestTransport",
+        "Events", "NestWebhooks", "NestDomain", "NestTestKit", "NestProto", "NestServiceKit", "NestTransport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
       ],

@@ -8,6 +8,7 @@ import NestAuth
 public import NestDomain
 public import NestProto
 public import NestServiceKit
+public import NestWebhooks
 
 public struct EventsService: Nest_Events_V1_EventsService.SimpleServiceProtocol {
   let store: EventsStore

@@ -9,6 +9,7 @@ import GRPCCore
 import NestDomain
 import NestProto
 import NestServiceKit
+import NestWebhooks
 
 #if canImport(Glibc)
   import Glibc

@@ -4,6 +4,7 @@ import Events
 import Foundation
 import NestDomain
 import NestProto
+import NestWebhooks
 import Testing
 
 @Suite("Webhook rules")

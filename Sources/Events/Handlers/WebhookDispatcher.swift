@@ -4,17 +4,15 @@
 // retried with capped exponential backoff until a 2xx answer, and a webhook that fails for
 // the whole retry window disabled (its owner gets a "webhook.disabled" event). Attempts run
 // concurrently, each bounded by the timeout; a slow receiver holds only its own slots.
-import AsyncHTTPClient
 import Foundation
 import GRDB
 public import Logging
 import Metrics
 import NIOConcurrencyHelpers
-import NIOCore
-import NIOHTTP1
 public import NestDomain
 import NestProto
 import NestServiceKit
+public import NestWebhooks
 public import ServiceLifecycle
 
 public final class WebhookDispatcher: Service, Sendable {
@@ -48,7 +46,7 @@ public final class WebhookDispatcher: Service, Sendable {
   /// Attempts at once, and at once per webhook.
   let concurrency = 32
   let perWebhook = 4
-  private let http: HTTPClient
+  private let poster: SignedPoster
   private let wakeups = Wakeups()
   /// Attempts that ended, waiting to be recorded, and the recorder's wake-ups.
   private let outcomes = NIOLockedValueBox<[(EventsStore.DueDelivery, String?)]>([])
@@ -64,14 +62,7 @@ public final class WebhookDispatcher: Service, Sendable {
     self.policy = policy
     // Redirects are not followed: a receiver answers for itself, and a redirect could point
     // anywhere (a private address).
-    // A connection that cannot be made fails the attempt at once: the dispatcher retries
-    // with its own backoff, rather than the client's pool retrying until the deadline.
-    var configuration = HTTPClient.Configuration(
-      redirectConfiguration: .disallow,
-      timeout: .init(
-        connect: .milliseconds(policy.timeout.milliseconds), read: .milliseconds(policy.timeout.milliseconds)))
-    configuration.connectionPool.retryConnectionEstablishment = false
-    self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    self.poster = SignedPoster(timeout: policy.timeout, addressGuard: addressGuard, userAgent: "nest-events/0.1")
   }
 
   /// New deliveries were queued: look now.
@@ -95,7 +86,7 @@ public final class WebhookDispatcher: Service, Sendable {
         }
       }
     }
-    try? await self.http.shutdown()
+    await self.poster.shutdown()
   }
 
   /// Hands the deliveries due now to `continuation`, within the concurrency limits.
@@ -238,52 +229,15 @@ public final class WebhookDispatcher: Service, Sendable {
   /// POSTs the delivery; nil when the receiver answered 2xx, else what went wrong.
   func post(_ due: EventsStore.DueDelivery) async -> String? {
     let webhook = due.webhook.webhook
-    let owner = webhook.owner ?? .init()
     let body: [UInt8]
     do {
-      body = try due.event.redacted(forRole: owner.role.rawValue).jsonUTF8()
+      body = try due.event.redacted(forRole: (webhook.owner ?? .init()).role.rawValue).jsonUTF8()
     } catch {
       return "cannot encode the event: \(error)"
     }
-    guard let url = URLComponents(string: webhook.url) else { return "the URL does not parse" }
-    // Resolved here first: a host without an address fails the attempt at once.
-    do {
-      try await self.addressGuard.check(url, field: "url", resolvable: true)
-    } catch {
-      return error.violations.first?.description ?? error.message
-    }
-    // webhook-timestamp is the wall clock's: receivers check it against theirs.
-    let timestamp = Int64(Date().timeIntervalSince1970)
-    var request = HTTPClientRequest(url: webhook.url)
-    request.method = .POST
-    request.headers.add(name: "content-type", value: "application/json")
-    request.headers.add(name: "user-agent", value: "nest-events/0.1")
-    request.headers.add(name: "webhook-id", value: due.event.id)
-    request.headers.add(name: "webhook-timestamp", value: "\(timestamp)")
-    request.headers.add(
-      name: "webhook-signature",
-      value: WebhookRules.signatureHeader(
-        secrets: due.webhook.secrets(now: self.clock.nowUnixMs()), id: due.event.id, timestamp: timestamp, body: body))
-    request.body = .bytes(ByteBuffer(bytes: body))
-    let timeout = self.policy.timeout.milliseconds
-    do {
-      let response = try await self.http.execute(request, timeout: .milliseconds(timeout))
-      // Only a little of the answer is read (for the error); an endless body is not.
-      var excerpt = ""
-      for try await chunk in response.body {
-        excerpt += String(buffer: chunk)
-        if excerpt.utf8.count >= 256 { break }
-      }
-      guard (200..<300).contains(response.status.code) else {
-        let redirect = (300..<400).contains(response.status.code) ? " (redirects are not followed)" : ""
-        let detail = excerpt.prefix(200).trimmingCharacters(in: .whitespacesAndNewlines)
-        return "HTTP \(response.status.code)\(redirect)" + (detail.isEmpty ? "" : ": \(detail)")
-      }
-      return nil
-    } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
-      return "timed out after \(timeout) ms"
-    } catch {
-      return "\(error)"
-    }
+    let outcome = await self.poster.post(
+      url: webhook.url, id: due.event.id, secrets: due.webhook.secrets(now: self.clock.nowUnixMs()), body: body)
+    if case .failure(let failure) = outcome { return failure.reason }
+    return nil
   }
 }

@@ -2,7 +2,7 @@
 // addresses forbidden, a URL whose host is, or resolves to, a loopback, private, link-local,
 // shared, multicast or unspecified address is refused when the webhook is created and again
 // before each delivery (the host may resolve differently later).
-import Foundation
+public import Foundation
 public import NestDomain
 
 #if canImport(Glibc)

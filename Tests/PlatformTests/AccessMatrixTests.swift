@@ -123,6 +123,16 @@ let rpcCases: [RPCCase] = [
   RPCCase(Catalog.ResolveScenario.descriptor, .serviceB) { f, c in
     _ = try await c.catalog.resolveScenario(.with { $0.serviceID = f.b.id })
   },
+  RPCCase(Catalog.SetFulfilmentEndpoint.descriptor, .serviceB) { f, c in
+    _ = try await c.catalog.setFulfilmentEndpoint(
+      .with {
+        $0.serviceID = f.b.id
+        $0.url = "https://provider.example/fulfil"
+      })
+  },
+  RPCCase(Catalog.GetFulfilmentEndpoint.descriptor, .serviceB) { f, c in
+    _ = try await c.catalog.getFulfilmentEndpoint(.with { $0.serviceID = f.b.id })
+  },
 
   // MARK: EntitlementService
   RPCCase(Entitlement.ApplyForDistribution.descriptor, .none) { f, c in

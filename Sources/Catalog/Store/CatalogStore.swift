@@ -42,6 +42,12 @@ public struct CatalogStore: Sendable {
         t.column("body", .blob).notNull()
       }
     }
+    migrator.registerMigration("catalog-2-fulfilment-endpoints") { db in
+      try db.create(table: "fulfilment_endpoints") { t in
+        t.column("service_id", .text).primaryKey().references("services")
+        t.column("body", .blob).notNull()
+      }
+    }
   }
 
   // MARK: Services
@@ -166,6 +172,29 @@ public struct CatalogStore: Sendable {
       db, table: "products", filter: rows, page: page,
       newestFirst: false, as: Nest_Catalog_V1_Product.self)
     return (result.items, result.nextPageToken)
+  }
+
+  // MARK: Fulfilment endpoints
+
+  public static func fulfilmentEndpoint(ofService serviceID: String, in db: Database) throws
+    -> Nest_Catalog_V1_FulfilmentEndpoint?
+  {
+    try MessageRows.one(db, sql: "SELECT body FROM fulfilment_endpoints WHERE service_id = ?", arguments: [serviceID])
+  }
+
+  /// Stores the endpoint of its service, or with nil removes the service's endpoint.
+  public static func save(
+    _ endpoint: Nest_Catalog_V1_FulfilmentEndpoint?, ofService serviceID: String, in db: Database
+  ) throws {
+    guard let endpoint else {
+      try db.execute(sql: "DELETE FROM fulfilment_endpoints WHERE service_id = ?", arguments: [serviceID])
+      return
+    }
+    try db.execute(
+      sql: """
+        INSERT INTO fulfilment_endpoints (service_id, body) VALUES (?, ?)
+        ON CONFLICT(service_id) DO UPDATE SET body = excluded.body
+        """, arguments: [serviceID, Data(try endpoint.serializedBytes())])
   }
 }
 

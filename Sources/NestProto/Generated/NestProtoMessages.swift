@@ -73,6 +73,11 @@ public enum NestProtoMessages {
     Nest_Catalog_V1_ListProductsResponse.self,
     Nest_Catalog_V1_ResolveScenarioRequest.self,
     Nest_Catalog_V1_ResolveScenarioResponse.self,
+    Nest_Catalog_V1_FulfilmentEndpoint.self,
+    Nest_Catalog_V1_SetFulfilmentEndpointRequest.self,
+    Nest_Catalog_V1_SetFulfilmentEndpointResponse.self,
+    Nest_Catalog_V1_GetFulfilmentEndpointRequest.self,
+    Nest_Catalog_V1_GetFulfilmentEndpointResponse.self,
     Nest_Entitlement_V1_DistributionTerms.self,
     Nest_Entitlement_V1_DistributionAuthorization.self,
     Nest_Entitlement_V1_LicensePayload.self,
@@ -266,6 +271,8 @@ public enum NestAccessTable {
     "nest.catalog.v1.CatalogService/GetProduct": .with { $0.roles = [.isv, .distributor, .customer, .`operator`, .service]; $0.services = ["marketplace-order"]; $0.resource = "product"; $0.relation = .viewer },
     "nest.catalog.v1.CatalogService/ListProducts": .with { $0.roles = [.isv, .distributor, .customer, .`operator`, .service]; $0.services = ["marketplace-order"]; $0.resource = "product"; $0.relation = .viewer },
     "nest.catalog.v1.CatalogService/ResolveScenario": .with { $0.roles = [.isv, .distributor, .customer, .`operator`, .service]; $0.services = ["marketplace-order"]; $0.resource = "service"; $0.relation = .viewer },
+    "nest.catalog.v1.CatalogService/SetFulfilmentEndpoint": .with { $0.roles = [.isv, .distributor]; $0.resource = "service"; $0.relation = .owner },
+    "nest.catalog.v1.CatalogService/GetFulfilmentEndpoint": .with { $0.roles = [.isv, .distributor, .`operator`, .service]; $0.services = ["entitlement"]; $0.resource = "service"; $0.relation = .owner },
     "nest.entitlement.v1.EntitlementService/ApplyForDistribution": .with { $0.roles = [.distributor] },
     "nest.entitlement.v1.EntitlementService/ApproveDistribution": .with { $0.roles = [.isv]; $0.resource = "authorization"; $0.relation = .isv },
     "nest.entitlement.v1.EntitlementService/RejectDistribution": .with { $0.roles = [.isv]; $0.resource = "authorization"; $0.relation = .isv },
@@ -327,6 +334,7 @@ public enum NestAccessTable {
 
   /// Fields only some roles may read: by message full name, field number -> readers.
   public static let fields: [String: [Int32: [Nest_Common_V1_Role]]] = [
+    "nest.catalog.v1.FulfilmentEndpoint": [3: [.service]],
     "nest.entitlement.v1.ServiceInstance": [9: [.isv, .distributor, .`operator`, .service]],
     "nest.entitlement.v1.InstancePlan": [5: [.isv, .distributor, .`operator`, .service]],
     "nest.order.v1.DeliverySummary": [3: [.`operator`, .service]],

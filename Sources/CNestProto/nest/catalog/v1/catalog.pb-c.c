@@ -1588,6 +1588,231 @@ void   nest__catalog__v1__resolve_scenario_response__free_unpacked
   assert(message->base.descriptor == &nest__catalog__v1__resolve_scenario_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__catalog__v1__fulfilment_endpoint__init
+                     (Nest__Catalog__V1__FulfilmentEndpoint         *message)
+{
+  static const Nest__Catalog__V1__FulfilmentEndpoint init_value = NEST__CATALOG__V1__FULFILMENT_ENDPOINT__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__fulfilment_endpoint__get_packed_size
+                     (const Nest__Catalog__V1__FulfilmentEndpoint *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__fulfilment_endpoint__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__fulfilment_endpoint__pack
+                     (const Nest__Catalog__V1__FulfilmentEndpoint *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__fulfilment_endpoint__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__fulfilment_endpoint__pack_to_buffer
+                     (const Nest__Catalog__V1__FulfilmentEndpoint *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__fulfilment_endpoint__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__FulfilmentEndpoint *
+       nest__catalog__v1__fulfilment_endpoint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__FulfilmentEndpoint *)
+     protobuf_c_message_unpack (&nest__catalog__v1__fulfilment_endpoint__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__fulfilment_endpoint__free_unpacked
+                     (Nest__Catalog__V1__FulfilmentEndpoint *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__fulfilment_endpoint__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__catalog__v1__set_fulfilment_endpoint_request__init
+                     (Nest__Catalog__V1__SetFulfilmentEndpointRequest         *message)
+{
+  static const Nest__Catalog__V1__SetFulfilmentEndpointRequest init_value = NEST__CATALOG__V1__SET_FULFILMENT_ENDPOINT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__set_fulfilment_endpoint_request__get_packed_size
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointRequest *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__set_fulfilment_endpoint_request__pack
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__set_fulfilment_endpoint_request__pack_to_buffer
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__SetFulfilmentEndpointRequest *
+       nest__catalog__v1__set_fulfilment_endpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__SetFulfilmentEndpointRequest *)
+     protobuf_c_message_unpack (&nest__catalog__v1__set_fulfilment_endpoint_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__set_fulfilment_endpoint_request__free_unpacked
+                     (Nest__Catalog__V1__SetFulfilmentEndpointRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__catalog__v1__set_fulfilment_endpoint_response__init
+                     (Nest__Catalog__V1__SetFulfilmentEndpointResponse         *message)
+{
+  static const Nest__Catalog__V1__SetFulfilmentEndpointResponse init_value = NEST__CATALOG__V1__SET_FULFILMENT_ENDPOINT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__set_fulfilment_endpoint_response__get_packed_size
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointResponse *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__set_fulfilment_endpoint_response__pack
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__set_fulfilment_endpoint_response__pack_to_buffer
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__SetFulfilmentEndpointResponse *
+       nest__catalog__v1__set_fulfilment_endpoint_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__SetFulfilmentEndpointResponse *)
+     protobuf_c_message_unpack (&nest__catalog__v1__set_fulfilment_endpoint_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__set_fulfilment_endpoint_response__free_unpacked
+                     (Nest__Catalog__V1__SetFulfilmentEndpointResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__catalog__v1__get_fulfilment_endpoint_request__init
+                     (Nest__Catalog__V1__GetFulfilmentEndpointRequest         *message)
+{
+  static const Nest__Catalog__V1__GetFulfilmentEndpointRequest init_value = NEST__CATALOG__V1__GET_FULFILMENT_ENDPOINT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__get_fulfilment_endpoint_request__get_packed_size
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointRequest *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__get_fulfilment_endpoint_request__pack
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__get_fulfilment_endpoint_request__pack_to_buffer
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__GetFulfilmentEndpointRequest *
+       nest__catalog__v1__get_fulfilment_endpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__GetFulfilmentEndpointRequest *)
+     protobuf_c_message_unpack (&nest__catalog__v1__get_fulfilment_endpoint_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__get_fulfilment_endpoint_request__free_unpacked
+                     (Nest__Catalog__V1__GetFulfilmentEndpointRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__catalog__v1__get_fulfilment_endpoint_response__init
+                     (Nest__Catalog__V1__GetFulfilmentEndpointResponse         *message)
+{
+  static const Nest__Catalog__V1__GetFulfilmentEndpointResponse init_value = NEST__CATALOG__V1__GET_FULFILMENT_ENDPOINT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__get_fulfilment_endpoint_response__get_packed_size
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointResponse *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__get_fulfilment_endpoint_response__pack
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__get_fulfilment_endpoint_response__pack_to_buffer
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__GetFulfilmentEndpointResponse *
+       nest__catalog__v1__get_fulfilment_endpoint_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__GetFulfilmentEndpointResponse *)
+     protobuf_c_message_unpack (&nest__catalog__v1__get_fulfilment_endpoint_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__get_fulfilment_endpoint_response__free_unpacked
+                     (Nest__Catalog__V1__GetFulfilmentEndpointResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__get_fulfilment_endpoint_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor nest__catalog__v1__deployment_package__field_descriptors[3] =
 {
   {
@@ -4126,6 +4351,274 @@ const ProtobufCMessageDescriptor nest__catalog__v1__resolve_scenario_response__d
   (ProtobufCMessageInit) nest__catalog__v1__resolve_scenario_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__catalog__v1__fulfilment_endpoint__field_descriptors[4] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__FulfilmentEndpoint, service_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "url",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__FulfilmentEndpoint, url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "secret",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__FulfilmentEndpoint, secret),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_at_unix_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__FulfilmentEndpoint, updated_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__fulfilment_endpoint__field_indices_by_name[] = {
+  2,   /* field[2] = secret */
+  0,   /* field[0] = service_id */
+  3,   /* field[3] = updated_at_unix_ms */
+  1,   /* field[1] = url */
+};
+static const ProtobufCIntRange nest__catalog__v1__fulfilment_endpoint__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__fulfilment_endpoint__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.FulfilmentEndpoint",
+  "FulfilmentEndpoint",
+  "Nest__Catalog__V1__FulfilmentEndpoint",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__FulfilmentEndpoint),
+  4,
+  nest__catalog__v1__fulfilment_endpoint__field_descriptors,
+  nest__catalog__v1__fulfilment_endpoint__field_indices_by_name,
+  1,  nest__catalog__v1__fulfilment_endpoint__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__fulfilment_endpoint__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__catalog__v1__set_fulfilment_endpoint_request__field_descriptors[3] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__SetFulfilmentEndpointRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__SetFulfilmentEndpointRequest, service_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "url",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__SetFulfilmentEndpointRequest, url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__set_fulfilment_endpoint_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = service_id */
+  2,   /* field[2] = url */
+};
+static const ProtobufCIntRange nest__catalog__v1__set_fulfilment_endpoint_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__set_fulfilment_endpoint_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.SetFulfilmentEndpointRequest",
+  "SetFulfilmentEndpointRequest",
+  "Nest__Catalog__V1__SetFulfilmentEndpointRequest",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__SetFulfilmentEndpointRequest),
+  3,
+  nest__catalog__v1__set_fulfilment_endpoint_request__field_descriptors,
+  nest__catalog__v1__set_fulfilment_endpoint_request__field_indices_by_name,
+  1,  nest__catalog__v1__set_fulfilment_endpoint_request__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__set_fulfilment_endpoint_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__catalog__v1__set_fulfilment_endpoint_response__field_descriptors[2] =
+{
+  {
+    "endpoint",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__SetFulfilmentEndpointResponse, endpoint),
+    &nest__catalog__v1__fulfilment_endpoint__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "secret",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__SetFulfilmentEndpointResponse, secret),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__set_fulfilment_endpoint_response__field_indices_by_name[] = {
+  0,   /* field[0] = endpoint */
+  1,   /* field[1] = secret */
+};
+static const ProtobufCIntRange nest__catalog__v1__set_fulfilment_endpoint_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__set_fulfilment_endpoint_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.SetFulfilmentEndpointResponse",
+  "SetFulfilmentEndpointResponse",
+  "Nest__Catalog__V1__SetFulfilmentEndpointResponse",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__SetFulfilmentEndpointResponse),
+  2,
+  nest__catalog__v1__set_fulfilment_endpoint_response__field_descriptors,
+  nest__catalog__v1__set_fulfilment_endpoint_response__field_indices_by_name,
+  1,  nest__catalog__v1__set_fulfilment_endpoint_response__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__set_fulfilment_endpoint_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__catalog__v1__get_fulfilment_endpoint_request__field_descriptors[1] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetFulfilmentEndpointRequest, service_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__get_fulfilment_endpoint_request__field_indices_by_name[] = {
+  0,   /* field[0] = service_id */
+};
+static const ProtobufCIntRange nest__catalog__v1__get_fulfilment_endpoint_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__get_fulfilment_endpoint_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.GetFulfilmentEndpointRequest",
+  "GetFulfilmentEndpointRequest",
+  "Nest__Catalog__V1__GetFulfilmentEndpointRequest",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__GetFulfilmentEndpointRequest),
+  1,
+  nest__catalog__v1__get_fulfilment_endpoint_request__field_descriptors,
+  nest__catalog__v1__get_fulfilment_endpoint_request__field_indices_by_name,
+  1,  nest__catalog__v1__get_fulfilment_endpoint_request__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__get_fulfilment_endpoint_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__catalog__v1__get_fulfilment_endpoint_response__field_descriptors[1] =
+{
+  {
+    "endpoint",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetFulfilmentEndpointResponse, endpoint),
+    &nest__catalog__v1__fulfilment_endpoint__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__get_fulfilment_endpoint_response__field_indices_by_name[] = {
+  0,   /* field[0] = endpoint */
+};
+static const ProtobufCIntRange nest__catalog__v1__get_fulfilment_endpoint_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__get_fulfilment_endpoint_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.GetFulfilmentEndpointResponse",
+  "GetFulfilmentEndpointResponse",
+  "Nest__Catalog__V1__GetFulfilmentEndpointResponse",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__GetFulfilmentEndpointResponse),
+  1,
+  nest__catalog__v1__get_fulfilment_endpoint_response__field_descriptors,
+  nest__catalog__v1__get_fulfilment_endpoint_response__field_indices_by_name,
+  1,  nest__catalog__v1__get_fulfilment_endpoint_response__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__get_fulfilment_endpoint_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue nest__catalog__v1__service_status__enum_values_by_number[4] =
 {
   { "SERVICE_STATUS_UNSPECIFIED", "NEST__CATALOG__V1__SERVICE_STATUS__SERVICE_STATUS_UNSPECIFIED", 0 },
@@ -4218,7 +4711,7 @@ const ProtobufCEnumDescriptor nest__catalog__v1__product_status__descriptor =
   nest__catalog__v1__product_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__catalog__v1__catalog_service__method_descriptors[14] =
+static const ProtobufCMethodDescriptor nest__catalog__v1__catalog_service__method_descriptors[16] =
 {
   { "CreateService", &nest__catalog__v1__create_service_request__descriptor, &nest__catalog__v1__create_service_response__descriptor },
   { "CreateDerivedService", &nest__catalog__v1__create_derived_service_request__descriptor, &nest__catalog__v1__create_derived_service_response__descriptor },
@@ -4234,6 +4727,8 @@ static const ProtobufCMethodDescriptor nest__catalog__v1__catalog_service__metho
   { "GetProduct", &nest__catalog__v1__get_product_request__descriptor, &nest__catalog__v1__get_product_response__descriptor },
   { "ListProducts", &nest__catalog__v1__list_products_request__descriptor, &nest__catalog__v1__list_products_response__descriptor },
   { "ResolveScenario", &nest__catalog__v1__resolve_scenario_request__descriptor, &nest__catalog__v1__resolve_scenario_response__descriptor },
+  { "SetFulfilmentEndpoint", &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor, &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor },
+  { "GetFulfilmentEndpoint", &nest__catalog__v1__get_fulfilment_endpoint_request__descriptor, &nest__catalog__v1__get_fulfilment_endpoint_response__descriptor },
 };
 const unsigned nest__catalog__v1__catalog_service__method_indices_by_name[] = {
   1,        /* CreateDerivedService */
@@ -4242,6 +4737,7 @@ const unsigned nest__catalog__v1__catalog_service__method_indices_by_name[] = {
   10,        /* DelistFromMarketplace */
   8,        /* DisableDistribution */
   7,        /* EnableDistribution */
+  15,        /* GetFulfilmentEndpoint */
   11,        /* GetProduct */
   5,        /* GetService */
   9,        /* ListOnMarketplace */
@@ -4249,6 +4745,7 @@ const unsigned nest__catalog__v1__catalog_service__method_indices_by_name[] = {
   6,        /* ListServices */
   3,        /* PublishService */
   13,        /* ResolveScenario */
+  14,        /* SetFulfilmentEndpoint */
   4         /* TakeServiceOffline */
 };
 const ProtobufCServiceDescriptor nest__catalog__v1__catalog_service__descriptor =
@@ -4258,7 +4755,7 @@ const ProtobufCServiceDescriptor nest__catalog__v1__catalog_service__descriptor 
   "CatalogService",
   "Nest__Catalog__V1__CatalogService",
   "nest.catalog.v1",
-  14,
+  16,
   nest__catalog__v1__catalog_service__method_descriptors,
   nest__catalog__v1__catalog_service__method_indices_by_name
 };
@@ -4373,6 +4870,22 @@ void nest__catalog__v1__catalog_service__resolve_scenario(ProtobufCService *serv
 {
   assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__catalog__v1__catalog_service__set_fulfilment_endpoint(ProtobufCService *service,
+                                                                 const Nest__Catalog__V1__SetFulfilmentEndpointRequest *input,
+                                                                 Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure closure,
+                                                                 void *closure_data)
+{
+  assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__catalog__v1__catalog_service__get_fulfilment_endpoint(ProtobufCService *service,
+                                                                 const Nest__Catalog__V1__GetFulfilmentEndpointRequest *input,
+                                                                 Nest__Catalog__V1__GetFulfilmentEndpointResponse_Closure closure,
+                                                                 void *closure_data)
+{
+  assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__catalog__v1__catalog_service__init (Nest__Catalog__V1__CatalogService_Service *service,
                                                Nest__Catalog__V1__CatalogService_ServiceDestroy destroy)

@@ -238,6 +238,12 @@ void   nest__entitlement__v1__service_instance__parameters_entry__init
   static const Nest__Entitlement__V1__ServiceInstance__ParametersEntry init_value = NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__PARAMETERS_ENTRY__INIT;
   *message = init_value;
 }
+void   nest__entitlement__v1__service_instance__provider_facts_entry__init
+                     (Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry         *message)
+{
+  static const Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry init_value = NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__PROVIDER_FACTS_ENTRY__INIT;
+  *message = init_value;
+}
 void   nest__entitlement__v1__service_instance__init
                      (Nest__Entitlement__V1__ServiceInstance         *message)
 {
@@ -3428,7 +3434,58 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__parame
   (ProtobufCMessageInit) nest__entitlement__v1__service_instance__parameters_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__field_descriptors[25] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__provider_facts_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__service_instance__provider_facts_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange nest__entitlement__v1__service_instance__provider_facts_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__provider_facts_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.ServiceInstance.ProviderFactsEntry",
+  "ProviderFactsEntry",
+  "Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry),
+  2,
+  nest__entitlement__v1__service_instance__provider_facts_entry__field_descriptors,
+  nest__entitlement__v1__service_instance__provider_facts_entry__field_indices_by_name,
+  1,  nest__entitlement__v1__service_instance__provider_facts_entry__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__service_instance__provider_facts_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__field_descriptors[26] =
 {
   {
     "id",
@@ -3730,6 +3787,18 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "provider_facts",
+    26,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__ServiceInstance, n_provider_facts),
+    offsetof(Nest__Entitlement__V1__ServiceInstance, provider_facts),
+    &nest__entitlement__v1__service_instance__provider_facts_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__service_instance__field_indices_by_name[] = {
   12,   /* field[12] = access_mode */
@@ -3749,6 +3818,7 @@ static const unsigned nest__entitlement__v1__service_instance__field_indices_by_
   1,   /* field[1] = order_id */
   16,   /* field[16] = parameter_set_name */
   17,   /* field[17] = parameters */
+  25,   /* field[25] = provider_facts */
   18,   /* field[18] = quantity */
   10,   /* field[10] = resource_owner */
   9,   /* field[9] = scenario */
@@ -3761,7 +3831,7 @@ static const unsigned nest__entitlement__v1__service_instance__field_indices_by_
 static const ProtobufCIntRange nest__entitlement__v1__service_instance__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 25 }
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descriptor =
 {
@@ -3771,7 +3841,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descri
   "Nest__Entitlement__V1__ServiceInstance",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__ServiceInstance),
-  25,
+  26,
   nest__entitlement__v1__service_instance__field_descriptors,
   nest__entitlement__v1__service_instance__field_indices_by_name,
   1,  nest__entitlement__v1__service_instance__number_ranges,

@@ -53,6 +53,11 @@ typedef struct Nest__Catalog__V1__ListProductsRequest Nest__Catalog__V1__ListPro
 typedef struct Nest__Catalog__V1__ListProductsResponse Nest__Catalog__V1__ListProductsResponse;
 typedef struct Nest__Catalog__V1__ResolveScenarioRequest Nest__Catalog__V1__ResolveScenarioRequest;
 typedef struct Nest__Catalog__V1__ResolveScenarioResponse Nest__Catalog__V1__ResolveScenarioResponse;
+typedef struct Nest__Catalog__V1__FulfilmentEndpoint Nest__Catalog__V1__FulfilmentEndpoint;
+typedef struct Nest__Catalog__V1__SetFulfilmentEndpointRequest Nest__Catalog__V1__SetFulfilmentEndpointRequest;
+typedef struct Nest__Catalog__V1__SetFulfilmentEndpointResponse Nest__Catalog__V1__SetFulfilmentEndpointResponse;
+typedef struct Nest__Catalog__V1__GetFulfilmentEndpointRequest Nest__Catalog__V1__GetFulfilmentEndpointRequest;
+typedef struct Nest__Catalog__V1__GetFulfilmentEndpointResponse Nest__Catalog__V1__GetFulfilmentEndpointResponse;
 
 
 /* --- enums --- */
@@ -821,6 +826,89 @@ struct  Nest__Catalog__V1__ResolveScenarioResponse
     , NULL }
 
 
+/*
+ * Where the provider of a fully managed service fulfils its instances: entitlement POSTs
+ * each action on an instance of the service (create, renew, suspend, resume, expire,
+ * release) to the URL, signed as Standard Webhooks says with the secret, and the answer to
+ * create carries the customer's logon URL (docs/events.md, "Fulfilment through the
+ * provider"). The provider is the ISV of A in scenarios 3 and 4 and direct sales, the
+ * distributor of B in scenario 2: the owner of the cloud resources.
+ */
+struct  Nest__Catalog__V1__FulfilmentEndpoint
+{
+  ProtobufCMessage base;
+  char *service_id;
+  /*
+   * http:// or https://, at most 2048 bytes, without credentials.
+   */
+  char *url;
+  /*
+   * The signing secret ("whsec_" and base64 of 32 random bytes). Its owner sees it once, in
+   * SetFulfilmentEndpointResponse.secret; here only the entitlement service reads it.
+   */
+  char *secret;
+  int64_t updated_at_unix_ms;
+};
+#define NEST__CATALOG__V1__FULFILMENT_ENDPOINT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__fulfilment_endpoint__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Nest__Catalog__V1__SetFulfilmentEndpointRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  char *service_id;
+  /*
+   * The endpoint; empty removes it (instances are then deployed by the platform again).
+   */
+  char *url;
+};
+#define NEST__CATALOG__V1__SET_FULFILMENT_ENDPOINT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__set_fulfilment_endpoint_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Catalog__V1__SetFulfilmentEndpointResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Unset when the endpoint was removed.
+   */
+  Nest__Catalog__V1__FulfilmentEndpoint *endpoint;
+  /*
+   * The new signing secret, returned this once (each Set makes a new one).
+   */
+  char *secret;
+};
+#define NEST__CATALOG__V1__SET_FULFILMENT_ENDPOINT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__set_fulfilment_endpoint_response__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Catalog__V1__GetFulfilmentEndpointRequest
+{
+  ProtobufCMessage base;
+  char *service_id;
+};
+#define NEST__CATALOG__V1__GET_FULFILMENT_ENDPOINT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__get_fulfilment_endpoint_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Catalog__V1__GetFulfilmentEndpointResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Unset when the service has no endpoint.
+   */
+  Nest__Catalog__V1__FulfilmentEndpoint *endpoint;
+};
+#define NEST__CATALOG__V1__GET_FULFILMENT_ENDPOINT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__get_fulfilment_endpoint_response__descriptor) \
+    , NULL }
+
+
 /* Nest__Catalog__V1__DeploymentPackage methods */
 void   nest__catalog__v1__deployment_package__init
                      (Nest__Catalog__V1__DeploymentPackage         *message);
@@ -1489,6 +1577,101 @@ Nest__Catalog__V1__ResolveScenarioResponse *
 void   nest__catalog__v1__resolve_scenario_response__free_unpacked
                      (Nest__Catalog__V1__ResolveScenarioResponse *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__FulfilmentEndpoint methods */
+void   nest__catalog__v1__fulfilment_endpoint__init
+                     (Nest__Catalog__V1__FulfilmentEndpoint         *message);
+size_t nest__catalog__v1__fulfilment_endpoint__get_packed_size
+                     (const Nest__Catalog__V1__FulfilmentEndpoint   *message);
+size_t nest__catalog__v1__fulfilment_endpoint__pack
+                     (const Nest__Catalog__V1__FulfilmentEndpoint   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__fulfilment_endpoint__pack_to_buffer
+                     (const Nest__Catalog__V1__FulfilmentEndpoint   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__FulfilmentEndpoint *
+       nest__catalog__v1__fulfilment_endpoint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__fulfilment_endpoint__free_unpacked
+                     (Nest__Catalog__V1__FulfilmentEndpoint *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__SetFulfilmentEndpointRequest methods */
+void   nest__catalog__v1__set_fulfilment_endpoint_request__init
+                     (Nest__Catalog__V1__SetFulfilmentEndpointRequest         *message);
+size_t nest__catalog__v1__set_fulfilment_endpoint_request__get_packed_size
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointRequest   *message);
+size_t nest__catalog__v1__set_fulfilment_endpoint_request__pack
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointRequest   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__set_fulfilment_endpoint_request__pack_to_buffer
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__SetFulfilmentEndpointRequest *
+       nest__catalog__v1__set_fulfilment_endpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__set_fulfilment_endpoint_request__free_unpacked
+                     (Nest__Catalog__V1__SetFulfilmentEndpointRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__SetFulfilmentEndpointResponse methods */
+void   nest__catalog__v1__set_fulfilment_endpoint_response__init
+                     (Nest__Catalog__V1__SetFulfilmentEndpointResponse         *message);
+size_t nest__catalog__v1__set_fulfilment_endpoint_response__get_packed_size
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointResponse   *message);
+size_t nest__catalog__v1__set_fulfilment_endpoint_response__pack
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointResponse   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__set_fulfilment_endpoint_response__pack_to_buffer
+                     (const Nest__Catalog__V1__SetFulfilmentEndpointResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__SetFulfilmentEndpointResponse *
+       nest__catalog__v1__set_fulfilment_endpoint_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__set_fulfilment_endpoint_response__free_unpacked
+                     (Nest__Catalog__V1__SetFulfilmentEndpointResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__GetFulfilmentEndpointRequest methods */
+void   nest__catalog__v1__get_fulfilment_endpoint_request__init
+                     (Nest__Catalog__V1__GetFulfilmentEndpointRequest         *message);
+size_t nest__catalog__v1__get_fulfilment_endpoint_request__get_packed_size
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointRequest   *message);
+size_t nest__catalog__v1__get_fulfilment_endpoint_request__pack
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointRequest   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__get_fulfilment_endpoint_request__pack_to_buffer
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__GetFulfilmentEndpointRequest *
+       nest__catalog__v1__get_fulfilment_endpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__get_fulfilment_endpoint_request__free_unpacked
+                     (Nest__Catalog__V1__GetFulfilmentEndpointRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__GetFulfilmentEndpointResponse methods */
+void   nest__catalog__v1__get_fulfilment_endpoint_response__init
+                     (Nest__Catalog__V1__GetFulfilmentEndpointResponse         *message);
+size_t nest__catalog__v1__get_fulfilment_endpoint_response__get_packed_size
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointResponse   *message);
+size_t nest__catalog__v1__get_fulfilment_endpoint_response__pack
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointResponse   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__get_fulfilment_endpoint_response__pack_to_buffer
+                     (const Nest__Catalog__V1__GetFulfilmentEndpointResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__GetFulfilmentEndpointResponse *
+       nest__catalog__v1__get_fulfilment_endpoint_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__get_fulfilment_endpoint_response__free_unpacked
+                     (Nest__Catalog__V1__GetFulfilmentEndpointResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Nest__Catalog__V1__DeploymentPackage_Closure)
@@ -1599,6 +1782,21 @@ typedef void (*Nest__Catalog__V1__ResolveScenarioRequest_Closure)
 typedef void (*Nest__Catalog__V1__ResolveScenarioResponse_Closure)
                  (const Nest__Catalog__V1__ResolveScenarioResponse *message,
                   void *closure_data);
+typedef void (*Nest__Catalog__V1__FulfilmentEndpoint_Closure)
+                 (const Nest__Catalog__V1__FulfilmentEndpoint *message,
+                  void *closure_data);
+typedef void (*Nest__Catalog__V1__SetFulfilmentEndpointRequest_Closure)
+                 (const Nest__Catalog__V1__SetFulfilmentEndpointRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure)
+                 (const Nest__Catalog__V1__SetFulfilmentEndpointResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Catalog__V1__GetFulfilmentEndpointRequest_Closure)
+                 (const Nest__Catalog__V1__GetFulfilmentEndpointRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Catalog__V1__GetFulfilmentEndpointResponse_Closure)
+                 (const Nest__Catalog__V1__GetFulfilmentEndpointResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1662,6 +1860,14 @@ struct Nest__Catalog__V1__CatalogService_Service
                            const Nest__Catalog__V1__ResolveScenarioRequest *input,
                            Nest__Catalog__V1__ResolveScenarioResponse_Closure closure,
                            void *closure_data);
+  void (*set_fulfilment_endpoint)(Nest__Catalog__V1__CatalogService_Service *service,
+                                  const Nest__Catalog__V1__SetFulfilmentEndpointRequest *input,
+                                  Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure closure,
+                                  void *closure_data);
+  void (*get_fulfilment_endpoint)(Nest__Catalog__V1__CatalogService_Service *service,
+                                  const Nest__Catalog__V1__GetFulfilmentEndpointRequest *input,
+                                  Nest__Catalog__V1__GetFulfilmentEndpointResponse_Closure closure,
+                                  void *closure_data);
 };
 typedef void (*Nest__Catalog__V1__CatalogService_ServiceDestroy)(Nest__Catalog__V1__CatalogService_Service *);
 void nest__catalog__v1__catalog_service__init (Nest__Catalog__V1__CatalogService_Service *service,
@@ -1683,7 +1889,9 @@ void nest__catalog__v1__catalog_service__init (Nest__Catalog__V1__CatalogService
       function_prefix__ ## delist_from_marketplace,\
       function_prefix__ ## get_product,\
       function_prefix__ ## list_products,\
-      function_prefix__ ## resolve_scenario  }
+      function_prefix__ ## resolve_scenario,\
+      function_prefix__ ## set_fulfilment_endpoint,\
+      function_prefix__ ## get_fulfilment_endpoint  }
 void nest__catalog__v1__catalog_service__create_service(ProtobufCService *service,
                                                         const Nest__Catalog__V1__CreateServiceRequest *input,
                                                         Nest__Catalog__V1__CreateServiceResponse_Closure closure,
@@ -1740,6 +1948,14 @@ void nest__catalog__v1__catalog_service__resolve_scenario(ProtobufCService *serv
                                                           const Nest__Catalog__V1__ResolveScenarioRequest *input,
                                                           Nest__Catalog__V1__ResolveScenarioResponse_Closure closure,
                                                           void *closure_data);
+void nest__catalog__v1__catalog_service__set_fulfilment_endpoint(ProtobufCService *service,
+                                                                 const Nest__Catalog__V1__SetFulfilmentEndpointRequest *input,
+                                                                 Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure closure,
+                                                                 void *closure_data);
+void nest__catalog__v1__catalog_service__get_fulfilment_endpoint(ProtobufCService *service,
+                                                                 const Nest__Catalog__V1__GetFulfilmentEndpointRequest *input,
+                                                                 Nest__Catalog__V1__GetFulfilmentEndpointResponse_Closure closure,
+                                                                 void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1782,6 +1998,11 @@ extern const ProtobufCMessageDescriptor nest__catalog__v1__list_products_request
 extern const ProtobufCMessageDescriptor nest__catalog__v1__list_products_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__resolve_scenario_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__resolve_scenario_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__fulfilment_endpoint__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__set_fulfilment_endpoint_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__set_fulfilment_endpoint_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__get_fulfilment_endpoint_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__get_fulfilment_endpoint_response__descriptor;
 extern const ProtobufCServiceDescriptor nest__catalog__v1__catalog_service__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -24,6 +24,7 @@ typedef struct Nest__Entitlement__V1__License Nest__Entitlement__V1__License;
 typedef struct Nest__Entitlement__V1__LicenseSigningKey Nest__Entitlement__V1__LicenseSigningKey;
 typedef struct Nest__Entitlement__V1__ServiceInstance Nest__Entitlement__V1__ServiceInstance;
 typedef struct Nest__Entitlement__V1__ServiceInstance__ParametersEntry Nest__Entitlement__V1__ServiceInstance__ParametersEntry;
+typedef struct Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry;
 typedef struct Nest__Entitlement__V1__InstancePlan Nest__Entitlement__V1__InstancePlan;
 typedef struct Nest__Entitlement__V1__PendingChange Nest__Entitlement__V1__PendingChange;
 typedef struct Nest__Entitlement__V1__Subscription Nest__Entitlement__V1__Subscription;
@@ -424,6 +425,17 @@ struct  Nest__Entitlement__V1__ServiceInstance__ParametersEntry
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+struct  Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__PROVIDER_FACTS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__service_instance__provider_facts_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET = 0,
   NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS_LOGON_URL = 15,
@@ -512,6 +524,12 @@ struct  Nest__Entitlement__V1__ServiceInstance
    * deployment status. Unset for an instance created without a plan (release 0.1).
    */
   Nest__Entitlement__V1__Subscription *subscription;
+  /*
+   * What the provider's fulfilment endpoint answered for the customer to see (an admin user
+   * name, a region, a support address); empty for an instance the platform deployed.
+   */
+  size_t n_provider_facts;
+  Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry **provider_facts;
   Nest__Entitlement__V1__ServiceInstance__AccessCase access_case;
   union {
     char *logon_url;
@@ -520,7 +538,7 @@ struct  Nest__Entitlement__V1__ServiceInstance
 };
 #define NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__service_instance__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED, NULL, NULL, NEST__COMMON__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED, NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, 0, 0,NULL, 0, 0, NULL, NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED, NULL, NULL, NEST__COMMON__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED, NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, 0, 0,NULL, 0, 0, NULL, 0,NULL, NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET, {0} }
 
 
 /*
@@ -1691,6 +1709,9 @@ void   nest__entitlement__v1__license_signing_key__free_unpacked
 /* Nest__Entitlement__V1__ServiceInstance__ParametersEntry methods */
 void   nest__entitlement__v1__service_instance__parameters_entry__init
                      (Nest__Entitlement__V1__ServiceInstance__ParametersEntry         *message);
+/* Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry methods */
+void   nest__entitlement__v1__service_instance__provider_facts_entry__init
+                     (Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry         *message);
 /* Nest__Entitlement__V1__ServiceInstance methods */
 void   nest__entitlement__v1__service_instance__init
                      (Nest__Entitlement__V1__ServiceInstance         *message);
@@ -2775,6 +2796,9 @@ typedef void (*Nest__Entitlement__V1__LicenseSigningKey_Closure)
 typedef void (*Nest__Entitlement__V1__ServiceInstance__ParametersEntry_Closure)
                  (const Nest__Entitlement__V1__ServiceInstance__ParametersEntry *message,
                   void *closure_data);
+typedef void (*Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry_Closure)
+                 (const Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry *message,
+                  void *closure_data);
 typedef void (*Nest__Entitlement__V1__ServiceInstance_Closure)
                  (const Nest__Entitlement__V1__ServiceInstance *message,
                   void *closure_data);
@@ -3191,6 +3215,7 @@ extern const ProtobufCMessageDescriptor nest__entitlement__v1__license__descript
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__license_signing_key__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__parameters_entry__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__provider_facts_entry__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_plan__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__pending_change__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__subscription__descriptor;

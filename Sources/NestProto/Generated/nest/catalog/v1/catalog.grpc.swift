@@ -196,6 +196,32 @@ public enum Nest_Catalog_V1_CatalogService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "SetFulfilmentEndpoint" metadata.
+    public enum SetFulfilmentEndpoint: Sendable {
+      /// Request type for "SetFulfilmentEndpoint".
+      public typealias Input = Nest_Catalog_V1_SetFulfilmentEndpointRequest
+      /// Response type for "SetFulfilmentEndpoint".
+      public typealias Output = Nest_Catalog_V1_SetFulfilmentEndpointResponse
+      /// Descriptor for "SetFulfilmentEndpoint".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.catalog.v1.CatalogService"),
+        method: "SetFulfilmentEndpoint",
+        type: .unary
+      )
+    }
+    /// Namespace for "GetFulfilmentEndpoint" metadata.
+    public enum GetFulfilmentEndpoint: Sendable {
+      /// Request type for "GetFulfilmentEndpoint".
+      public typealias Input = Nest_Catalog_V1_GetFulfilmentEndpointRequest
+      /// Response type for "GetFulfilmentEndpoint".
+      public typealias Output = Nest_Catalog_V1_GetFulfilmentEndpointResponse
+      /// Descriptor for "GetFulfilmentEndpoint".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.catalog.v1.CatalogService"),
+        method: "GetFulfilmentEndpoint",
+        type: .unary
+      )
+    }
     /// Descriptors for all methods in the "nest.catalog.v1.CatalogService" service.
     public static let descriptors: [GRPCCore.MethodDescriptor] = [
       CreateService.descriptor,
@@ -211,7 +237,9 @@ public enum Nest_Catalog_V1_CatalogService: Sendable {
       DelistFromMarketplace.descriptor,
       GetProduct.descriptor,
       ListProducts.descriptor,
-      ResolveScenario.descriptor
+      ResolveScenario.descriptor,
+      SetFulfilmentEndpoint.descriptor,
+      GetFulfilmentEndpoint.descriptor
     ]
   }
 }
@@ -583,6 +611,55 @@ extension Nest_Catalog_V1_CatalogService {
       request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_ResolveScenarioRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_ResolveScenarioResponse>
+
+    /// Handle the "SetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+    /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+    /// > then on are fulfilled through it; instances created before keep being run as they were.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+    /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+    /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+    /// > owner).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Catalog_V1_SetFulfilmentEndpointRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Catalog_V1_SetFulfilmentEndpointResponse` messages.
+    func setFulfilmentEndpoint(
+      request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>
+
+    /// Handle the "GetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+    /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Catalog_V1_GetFulfilmentEndpointRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Catalog_V1_GetFulfilmentEndpointResponse` messages.
+    func getFulfilmentEndpoint(
+      request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>
   }
 
   /// Service protocol for the "nest.catalog.v1.CatalogService" service.
@@ -938,6 +1015,55 @@ extension Nest_Catalog_V1_CatalogService {
       request: GRPCCore.ServerRequest<Nest_Catalog_V1_ResolveScenarioRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_ResolveScenarioResponse>
+
+    /// Handle the "SetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+    /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+    /// > then on are fulfilled through it; instances created before keep being run as they were.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+    /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+    /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+    /// > owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_SetFulfilmentEndpointRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Catalog_V1_SetFulfilmentEndpointResponse` message.
+    func setFulfilmentEndpoint(
+      request: GRPCCore.ServerRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>
+
+    /// Handle the "GetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+    /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_GetFulfilmentEndpointRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Catalog_V1_GetFulfilmentEndpointResponse` message.
+    func getFulfilmentEndpoint(
+      request: GRPCCore.ServerRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>
   }
 
   /// Simple service protocol for the "nest.catalog.v1.CatalogService" service.
@@ -1291,6 +1417,55 @@ extension Nest_Catalog_V1_CatalogService {
       request: Nest_Catalog_V1_ResolveScenarioRequest,
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Catalog_V1_ResolveScenarioResponse
+
+    /// Handle the "SetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+    /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+    /// > then on are fulfilled through it; instances created before keep being run as they were.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+    /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+    /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+    /// > owner).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Catalog_V1_SetFulfilmentEndpointRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Catalog_V1_SetFulfilmentEndpointResponse` to respond with.
+    func setFulfilmentEndpoint(
+      request: Nest_Catalog_V1_SetFulfilmentEndpointRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Catalog_V1_SetFulfilmentEndpointResponse
+
+    /// Handle the "GetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+    /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Catalog_V1_GetFulfilmentEndpointRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Catalog_V1_GetFulfilmentEndpointResponse` to respond with.
+    func getFulfilmentEndpoint(
+      request: Nest_Catalog_V1_GetFulfilmentEndpointRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Catalog_V1_GetFulfilmentEndpointResponse
   }
 }
 
@@ -1452,6 +1627,28 @@ extension Nest_Catalog_V1_CatalogService.StreamingServiceProtocol {
         )
       }
     )
+    router.registerHandler(
+      forMethod: Nest_Catalog_V1_CatalogService.Method.SetFulfilmentEndpoint.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_SetFulfilmentEndpointRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_SetFulfilmentEndpointResponse>(),
+      handler: { request, context in
+        try await self.setFulfilmentEndpoint(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Catalog_V1_CatalogService.Method.GetFulfilmentEndpoint.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_GetFulfilmentEndpointRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_GetFulfilmentEndpointResponse>(),
+      handler: { request, context in
+        try await self.getFulfilmentEndpoint(
+          request: request,
+          context: context
+        )
+      }
+    )
   }
 }
 
@@ -1606,6 +1803,28 @@ extension Nest_Catalog_V1_CatalogService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_ResolveScenarioResponse> {
     let response = try await self.resolveScenario(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func setFulfilmentEndpoint(
+    request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse> {
+    let response = try await self.setFulfilmentEndpoint(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func getFulfilmentEndpoint(
+    request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse> {
+    let response = try await self.getFulfilmentEndpoint(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -1791,6 +2010,32 @@ extension Nest_Catalog_V1_CatalogService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_ResolveScenarioResponse> {
     return GRPCCore.ServerResponse<Nest_Catalog_V1_ResolveScenarioResponse>(
       message: try await self.resolveScenario(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func setFulfilmentEndpoint(
+    request: GRPCCore.ServerRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse> {
+    return GRPCCore.ServerResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>(
+      message: try await self.setFulfilmentEndpoint(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func getFulfilmentEndpoint(
+    request: GRPCCore.ServerRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse> {
+    return GRPCCore.ServerResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>(
+      message: try await self.getFulfilmentEndpoint(
         request: request.message,
         context: context
       ),
@@ -2222,6 +2467,65 @@ extension Nest_Catalog_V1_CatalogService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_ResolveScenarioResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_ResolveScenarioResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "SetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+    /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+    /// > then on are fulfilled through it; instances created before keep being run as they were.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+    /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+    /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+    /// > owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_SetFulfilmentEndpointRequest` message.
+    ///   - serializer: A serializer for `Nest_Catalog_V1_SetFulfilmentEndpointRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Catalog_V1_SetFulfilmentEndpointResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func setFulfilmentEndpoint<Result>(
+      request: GRPCCore.ClientRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_SetFulfilmentEndpointResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "GetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+    /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_GetFulfilmentEndpointRequest` message.
+    ///   - serializer: A serializer for `Nest_Catalog_V1_GetFulfilmentEndpointRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Catalog_V1_GetFulfilmentEndpointResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func getFulfilmentEndpoint<Result>(
+      request: GRPCCore.ClientRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_GetFulfilmentEndpointResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
   }
 
@@ -2810,6 +3114,87 @@ extension Nest_Catalog_V1_CatalogService {
         onResponse: handleResponse
       )
     }
+
+    /// Call the "SetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+    /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+    /// > then on are fulfilled through it; instances created before keep being run as they were.
+    /// > Who: isv or distributor as the service's owner.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+    /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+    /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+    /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+    /// > owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_SetFulfilmentEndpointRequest` message.
+    ///   - serializer: A serializer for `Nest_Catalog_V1_SetFulfilmentEndpointRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Catalog_V1_SetFulfilmentEndpointResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setFulfilmentEndpoint<Result>(
+      request: GRPCCore.ClientRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_SetFulfilmentEndpointResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Catalog_V1_CatalogService.Method.SetFulfilmentEndpoint.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "GetFulfilmentEndpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+    /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_GetFulfilmentEndpointRequest` message.
+    ///   - serializer: A serializer for `Nest_Catalog_V1_GetFulfilmentEndpointRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Catalog_V1_GetFulfilmentEndpointResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getFulfilmentEndpoint<Result>(
+      request: GRPCCore.ClientRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_GetFulfilmentEndpointResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Catalog_V1_CatalogService.Method.GetFulfilmentEndpoint.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
   }
 }
 
@@ -3311,6 +3696,77 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
       request: request,
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_ResolveScenarioRequest>(),
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_ResolveScenarioResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "SetFulfilmentEndpoint" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+  /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+  /// > then on are fulfilled through it; instances created before keep being run as they were.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+  /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+  /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+  /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+  /// > owner).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Catalog_V1_SetFulfilmentEndpointRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func setFulfilmentEndpoint<Result>(
+    request: GRPCCore.ClientRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.setFulfilmentEndpoint(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_SetFulfilmentEndpointRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_SetFulfilmentEndpointResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "GetFulfilmentEndpoint" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+  /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+  /// > Read-only.
+  /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Catalog_V1_GetFulfilmentEndpointRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func getFulfilmentEndpoint<Result>(
+    request: GRPCCore.ClientRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.getFulfilmentEndpoint(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_GetFulfilmentEndpointRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_GetFulfilmentEndpointResponse>(),
       options: options,
       onResponse: handleResponse
     )
@@ -3870,6 +4326,85 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
       metadata: metadata
     )
     return try await self.resolveScenario(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "SetFulfilmentEndpoint" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Registers (or replaces, or with an empty url removes) the fulfilment endpoint of a
+  /// > FULLY_MANAGED service, with a new signing secret returned once. Instances created from
+  /// > then on are fulfilled through it; instances created before keep being run as they were.
+  /// > Who: isv or distributor as the service's owner.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty service_id; url not http(s), without a host, with
+  /// > credentials or too long), NOT_FOUND (unknown or not visible), FAILED_PRECONDITION (the
+  /// > service is PRIVATE: its resources are the customer's), ALREADY_EXISTS (client_token
+  /// > reused with a different request), UNAUTHENTICATED, PERMISSION_DENIED (caller is not the
+  /// > owner).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func setFulfilmentEndpoint<Result>(
+    _ message: Nest_Catalog_V1_SetFulfilmentEndpointRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_SetFulfilmentEndpointResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Catalog_V1_SetFulfilmentEndpointRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.setFulfilmentEndpoint(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "GetFulfilmentEndpoint" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > The service's fulfilment endpoint, if it has one; its secret only to entitlement.
+  /// > Who: isv or distributor as the service's owner; operator; service (entitlement).
+  /// > Read-only.
+  /// > Errors: INVALID_ARGUMENT (empty service_id), NOT_FOUND (unknown or not visible),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (caller is not the owner).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func getFulfilmentEndpoint<Result>(
+    _ message: Nest_Catalog_V1_GetFulfilmentEndpointRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetFulfilmentEndpointResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Catalog_V1_GetFulfilmentEndpointRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.getFulfilmentEndpoint(
       request: request,
       options: options,
       onResponse: handleResponse

@@ -1192,3 +1192,155 @@ public struct Nest_Catalog_V1_ResolveScenarioResponse: NestMessage {
     w.setUnknownFields(self.unknownFields)
   }
 }
+
+/// Where the provider of a fully managed service fulfils its instances: entitlement POSTs
+/// each action on an instance of the service (create, renew, suspend, resume, expire,
+/// release) to the URL, signed as Standard Webhooks says with the secret, and the answer to
+/// create carries the customer's logon URL (docs/events.md, "Fulfilment through the
+/// provider"). The provider is the ISV of A in scenarios 3 and 4 and direct sales, the
+/// distributor of B in scenario 2: the owner of the cloud resources.
+public struct Nest_Catalog_V1_FulfilmentEndpoint: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.FulfilmentEndpoint"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var serviceID: String = ""
+  /// http:// or https://, at most 2048 bytes, without credentials.
+  public var url: String = ""
+  /// The signing secret ("whsec_" and base64 of 32 random bytes). Its owner sees it once, in
+  /// SetFulfilmentEndpointResponse.secret; here only the entitlement service reads it.
+  public var secret: String = ""
+  public var updatedAtUnixMs: Int64 = 0
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.serviceID = r.string(0)
+    self.url = r.string(1)
+    self.secret = r.string(2)
+    self.updatedAtUnixMs = r.scalar(3)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.serviceID)
+    try w.setString(1, self.url)
+    try w.setString(2, self.secret)
+    w.setScalar(3, self.updatedAtUnixMs)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    // secret: read by service
+    if ![5].contains(role) {
+      copy.secret = ""
+    }
+    return copy
+  }
+}
+
+public struct Nest_Catalog_V1_SetFulfilmentEndpointRequest: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.SetFulfilmentEndpointRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  public var serviceID: String = ""
+  /// The endpoint; empty removes it (instances are then deployed by the platform again).
+  public var url: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.serviceID = r.string(1)
+    self.url = r.string(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.serviceID)
+    try w.setString(2, self.url)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Catalog_V1_SetFulfilmentEndpointResponse: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.SetFulfilmentEndpointResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// Unset when the endpoint was removed.
+  public var endpoint: Nest_Catalog_V1_FulfilmentEndpoint? = nil
+  /// The new signing secret, returned this once (each Set makes a new one).
+  public var secret: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.endpoint = r.message(0)
+    self.secret = r.string(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.endpoint)
+    try w.setString(1, self.secret)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.endpoint = copy.endpoint?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Catalog_V1_GetFulfilmentEndpointRequest: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.GetFulfilmentEndpointRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var serviceID: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.serviceID = r.string(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.serviceID)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Catalog_V1_GetFulfilmentEndpointResponse: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.GetFulfilmentEndpointResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// Unset when the service has no endpoint.
+  public var endpoint: Nest_Catalog_V1_FulfilmentEndpoint? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.endpoint = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.endpoint)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.endpoint = copy.endpoint?.redacted(forRole: role)
+    return copy
+  }
+}

@@ -588,6 +588,9 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
   /// The instance as a subscription (business status, plan, auto-renew), apart from its
   /// deployment status. Unset for an instance created without a plan (release 0.1).
   public var subscription: Nest_Entitlement_V1_Subscription? = nil
+  /// What the provider's fulfilment endpoint answered for the customer to see (an admin user
+  /// name, a region, a support address); empty for an instance the platform deployed.
+  public var providerFacts: [String: String] = [:]
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -626,6 +629,7 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     self.createdAtUnixMs = r.scalar(22)
     self.updatedAtUnixMs = r.scalar(23)
     self.subscription = r.message(24)
+    self.providerFacts = r.map(25) { e in (e.string(0) as String, e.string(1) as String) }
     self.unknownFields = r.unknownFields
   }
 
@@ -653,6 +657,7 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     w.setScalar(22, self.createdAtUnixMs)
     w.setScalar(23, self.updatedAtUnixMs)
     try w.setMessage(24, self.subscription)
+    try w.setMap(25, self.providerFacts, by: (<)) { e, key, value throws(NestProtoError) in try e.setString(0, key); try e.setString(1, value) }
     switch self.access {
     case .logonURL(let value)?:
       try w.setString(14, value)

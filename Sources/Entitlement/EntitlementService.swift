@@ -7,6 +7,7 @@ import NestAuth
 public import NestDomain
 public import NestProto
 public import NestServiceKit
+public import NestWebhooks
 
 public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleServiceProtocol {
   typealias Authorization = Nest_Entitlement_V1_DistributionAuthorization
@@ -48,6 +49,30 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
       notice: Int64(try await settings.int("expiry.notice.ms", default: 30 * day, in: 0...(366 * day))))
   }
 
+  /// Calls to providers' fulfilment endpoints from the settings `fulfilment.timeout.ms`
+  /// (10 s), `fulfilment.backoff.initial.ms` (1 s), `fulfilment.backoff.max.ms` (1 hour) and
+  /// `fulfilment.retry.window.ms` (24 hours).
+  public static func fulfilmentPolicy(_ settings: SettingsReader) async throws(ConfigurationError)
+    -> FulfilmentDriver.Policy
+  {
+    FulfilmentDriver.Policy(
+      timeout: .milliseconds(try await settings.int("fulfilment.timeout.ms", default: 10_000, in: 100...120_000)),
+      initialBackoff: .milliseconds(
+        try await settings.int("fulfilment.backoff.initial.ms", default: 1_000, in: 1...3_600_000)),
+      maximumBackoff: .milliseconds(
+        try await settings.int("fulfilment.backoff.max.ms", default: 3_600_000, in: 1...86_400_000)),
+      retryWindow: .milliseconds(
+        try await settings.int("fulfilment.retry.window.ms", default: 86_400_000, in: 1...(30 * 86_400_000))))
+  }
+
+  /// `fulfilment.private.addresses`: deny (the default) or allow endpoints on loopback,
+  /// private and link-local addresses.
+  public static func addressGuard(_ settings: SettingsReader) async throws(ConfigurationError) -> AddressGuard {
+    AddressGuard(
+      allowPrivate: try await settings.choice(
+        "fulfilment.private.addresses", default: "deny", among: ["deny", "allow"]) == "allow")
+  }
+
   /// A list RPC: the filter narrowed to what the caller may see, one page read, each item
   /// presented as of now.
   func page<Filter: Sendable, Item: Sendable>(
@@ -75,16 +100,22 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
     name: .entitlement, peers: [.catalog, .order, .events], migrations: EntitlementStore.migrations
   ) { environment in
     let store = EntitlementStore(database: environment.database)
-    let deployments = DeploymentDriver(store: store, logger: environment.logger, clock: environment.clock)
+    let catalog = CatalogClientFacts(client: try environment.peers.catalog())
+    let fulfilment = FulfilmentDriver(
+      store: store, catalog: catalog, addressGuard: try await Self.addressGuard(environment.configuration.settings),
+      policy: try await Self.fulfilmentPolicy(environment.configuration.settings), logger: environment.logger,
+      clock: environment.clock)
+    let deployments = DeploymentDriver(
+      store: store, fulfilment: fulfilment, logger: environment.logger, clock: environment.clock)
     let timing = try await Self.timing(environment.configuration.settings)
     let terms = TermDriver(
       store: store, placer: RPCRenewalPlacer(orders: try environment.peers.orders()), timing: timing,
       logger: environment.logger, clock: environment.clock)
     let service = EntitlementService(
-      store: store, catalog: CatalogClientFacts(client: try environment.peers.catalog()), signer: try store.signer(),
+      store: store, catalog: catalog, signer: try store.signer(),
       deployments: deployments,
       logonURLBase: try await environment.configuration.settings.string("logon.url.base") ?? Self.defaultLogonURLBase,
       clock: environment.clock)
-    return ServiceParts(rpcServices: [service], background: [deployments, terms])
+    return ServiceParts(rpcServices: [service], background: [deployments, terms, fulfilment])
   }
 }

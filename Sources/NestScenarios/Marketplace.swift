@@ -240,6 +240,21 @@ public struct Marketplace: Sendable {
       kind: kind, parties: parties, a: a, authorization: authorization, b: b, productID: b.productID)
   }
 
+  /// The provider (`role`, `owner`) registers its fulfilment endpoint on `service`; the
+  /// signing secret, as returned this once.
+  public func setFulfilmentEndpoint(
+    _ role: Nest_Common_V1_Role, _ owner: String, service: String, url: String
+  ) async throws -> String {
+    try await self.platform.catalog(as: role, owner) {
+      try await $0.setFulfilmentEndpoint(
+        .with {
+          $0.serviceID = service
+          $0.url = url
+        }
+      ).secret
+    }
+  }
+
   /// A customer's order for the product, created and (unless `pay` is false) paid.
   public func buy(
     _ customer: String, product: String, plan: String = "monthly", quantity: UInt32 = 1, periods: UInt32 = 1,

@@ -197,6 +197,9 @@ public final class LocalPlatform: Sendable {
     if service == .events && !extra.contains("--webhook-private-addresses") {
       arguments += ["--webhook-private-addresses", "allow"]
     }
+    if service == .entitlement && !extra.contains("--fulfilment-private-addresses") {
+      arguments += ["--fulfilment-private-addresses", "allow"]
+    }
     arguments += extra
     let pid = try Spawn.run(
       executable.path, arguments: arguments,

@@ -103,6 +103,9 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     try prepare(directory)
     var settings = settings
     settings[.order, default: [:]]["commission.bps"] = "\(commissionBps)"
+    // The test's partners (receivers, providers) are on this machine.
+    settings[.entitlement, default: [:]]["fulfilment.private.addresses"] =
+      settings[.entitlement]?["fulfilment.private.addresses"] ?? "allow"
     let clock = try clockStartingAt.map {
       try TestClock(startingAt: $0, file: directory.appendingPathComponent("clock"))
     }

@@ -34,17 +34,48 @@ struct EntitlementCommand: AsyncParsableCommand {
   )
   var expiryNoticeMs: String?
 
+  @Option(
+    help:
+      "deny or allow: fulfilment endpoints on loopback, private and link-local addresses (NEST_FULFILMENT_PRIVATE_ADDRESSES; default deny)."
+  )
+  var fulfilmentPrivateAddresses: String?
+
+  @Option(
+    help: "Timeout of one call to a provider's fulfilment endpoint, in ms (NEST_FULFILMENT_TIMEOUT_MS; default 10000).")
+  var fulfilmentTimeoutMs: String?
+
+  @Option(
+    help:
+      "Wait after a fulfilment call's first failure, in ms; doubled after each (NEST_FULFILMENT_BACKOFF_INITIAL_MS; default 1000)."
+  )
+  var fulfilmentBackoffInitialMs: String?
+
+  @Option(help: "Longest wait between fulfilment attempts, in ms (NEST_FULFILMENT_BACKOFF_MAX_MS; default 3600000).")
+  var fulfilmentBackoffMaxMs: String?
+
+  @Option(
+    help:
+      "A fulfilment call failing this long has failed (a create: the instance DEPLOY_FAILED), in ms (NEST_FULFILMENT_RETRY_WINDOW_MS; default 86400000)."
+  )
+  var fulfilmentRetryWindowMs: String?
+
   func run() async throws {
     let flags = [
       "logon.url.base": self.logonUrlBase, "renewal.lead.ms": self.renewalLeadMs,
       "expiry.grace.ms": self.expiryGraceMs, "term.interval.ms": self.termIntervalMs,
-      "expiry.notice.ms": self.expiryNoticeMs,
+      "expiry.notice.ms": self.expiryNoticeMs, "fulfilment.private.addresses": self.fulfilmentPrivateAddresses,
+      "fulfilment.timeout.ms": self.fulfilmentTimeoutMs,
+      "fulfilment.backoff.initial.ms": self.fulfilmentBackoffInitialMs,
+      "fulfilment.backoff.max.ms": self.fulfilmentBackoffMaxMs,
+      "fulfilment.retry.window.ms": self.fulfilmentRetryWindowMs,
     ].compactMapValues { $0 }
     let configuration = try await ServiceConfiguration.fromCommandLine(
       .entitlement, options: self.options, extraFlags: flags)
     // A bad timing is a start-up error, before anything listens.
     do {
       _ = try await EntitlementService.timing(configuration.settings)
+      _ = try await EntitlementService.fulfilmentPolicy(configuration.settings)
+      _ = try await EntitlementService.addressGuard(configuration.settings)
     } catch {
       throw ValidationError(error.description)
     }

@@ -6,7 +6,7 @@ minutes), and reading the body as a nest.events.v1.Event with protobuf's own pro
 parser over code protoc generates from the project's .proto files.
 
   webhook_receiver.py --port 0 --port-file F --secrets FILE --out FILE [--mode ok|fail-first|slow-first|
-                      redirect|endless|hang|fail] [--count N] [--delay S]
+                      redirect|endless|hang|fail] [--count N] [--delay S] [--provider]
 
 FILE of --secrets is JSON {"/path": "whsec_..."}, read at each request (the test writes it
 after creating its webhooks). Each accepted delivery is one JSON line in --out:
@@ -14,6 +14,11 @@ after creating its webhooks). Each accepted delivery is one JSON line in --out:
 Modes: ok answers 204; fail-first answers 500 to the first --count requests; slow-first sleeps
 --delay seconds before answering the first --count; redirect answers 302 to --location;
 endless streams a body that never ends; hang never answers; fail always answers 503.
+
+With --provider it is a provider's fulfilment endpoint instead: each body is
+{"action": "create"|"renew"|..., "instance": a nest.entitlement.v1.ServiceInstance as proto3
+JSON}, recorded with the action as "type" and "instance/<id>" as "subject"; a create is answered
+200 {"logon_url": "https://provider.example/<id>", "facts": {"admin_user": "admin-<id>"}}.
 """
 import argparse
 import base64
@@ -43,7 +48,8 @@ def load_event_type(workdir):
     sys.path.insert(0, str(workdir))
     from google.protobuf import json_format
     events = importlib.import_module("nest.events.v1.events_pb2")
-    return events.Event, json_format
+    entitlement = importlib.import_module("nest.entitlement.v1.entitlement_pb2")
+    return events.Event, entitlement.ServiceInstance, json_format
 
 
 def verify(secret, headers, body):
@@ -75,9 +81,10 @@ def main():
     parser.add_argument("--delay", type=float, default=0)
     parser.add_argument("--location", default="http://127.0.0.1:9/elsewhere")
     parser.add_argument("--port-file", help="written with the port once listening")
+    parser.add_argument("--provider", action="store_true", help="answer as a fulfilment endpoint")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="nest-webhook-receiver-")
-    event_type, json_format = load_event_type(workdir)
+    event_type, instance_type, json_format = load_event_type(workdir)
     lock = threading.Lock()
     state = {"requests": 0}
 
@@ -136,6 +143,9 @@ def main():
             if problem:
                 self.answer(401, problem)
                 return
+            if args.provider:
+                self.fulfil(body)
+                return
             try:
                 event = json_format.Parse(body.decode(), event_type())
             except Exception as error:  # the body is not an Event as proto3 JSON
@@ -156,6 +166,37 @@ def main():
                 with open(args.out, "a") as out:
                     out.write(json.dumps(record) + "\n")
             self.answer(204)
+
+        def fulfil(self, body):
+            try:
+                call = json.loads(body)
+                instance = json_format.ParseDict(call["instance"], instance_type())
+                action = call["action"]
+            except Exception as error:  # not a fulfilment call
+                self.answer(400, f"not a fulfilment call: {error}")
+                return
+            with lock:
+                with open(args.out, "a") as out:
+                    out.write(json.dumps({
+                        "path": self.path,
+                        "webhook_id": self.headers["webhook-id"],
+                        "type": action,
+                        "subject": f"instance/{instance.id}",
+                        "sequence": 0,
+                        "body": body.decode(),
+                    }) + "\n")
+            if action != "create":
+                self.answer(204)
+                return
+            answer = json.dumps({
+                "logon_url": f"https://provider.example/{instance.id}",
+                "facts": {"admin_user": f"admin-{instance.id}"},
+            }).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
 
     class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True

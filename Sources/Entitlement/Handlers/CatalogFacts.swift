@@ -4,10 +4,13 @@ import GRPCCore
 import NIOConcurrencyHelpers
 import NestDomain
 public import NestProto
+import NestServiceKit
 
 public protocol CatalogFacts: Sendable {
   /// The service and all its versions; NOT_FOUND from catalog when it does not exist.
   func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse
+  /// The service's fulfilment endpoint, with its secret; nil when it has none.
+  func fulfilmentEndpoint(ofService id: String) async throws -> Nest_Catalog_V1_FulfilmentEndpoint?
 }
 
 /// GetService over RPC, as the entitlement service.
@@ -20,6 +23,34 @@ public struct CatalogClientFacts: CatalogFacts {
 
   public func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse {
     try await self.client.getService(.with { $0.serviceID = id })
+  }
+
+  public func fulfilmentEndpoint(ofService id: String) async throws -> Nest_Catalog_V1_FulfilmentEndpoint? {
+    try await self.client.getFulfilmentEndpoint(.with { $0.serviceID = id }).endpoint
+  }
+}
+
+/// Fulfilment endpoints as the catalog had them a moment ago: asked at most once per
+/// `lifetime` per service, so that a burst of deployments asks once (a change reaches
+/// entitlement within the lifetime).
+final class EndpointCache: Sendable {
+  private let catalog: any CatalogFacts
+  private let lifetime: Int64
+  private let clock: NestClock
+  private let known = NIOLockedValueBox<[String: (endpoint: Nest_Catalog_V1_FulfilmentEndpoint?, at: Int64)]>([:])
+
+  init(catalog: any CatalogFacts, lifetimeMs: Int64 = 2_000, clock: NestClock) {
+    self.catalog = catalog
+    self.lifetime = lifetimeMs
+    self.clock = clock
+  }
+
+  func endpoint(ofService id: String) async throws -> Nest_Catalog_V1_FulfilmentEndpoint? {
+    let now = self.clock.nowUnixMs()
+    if let entry = self.known.withLockedValue({ $0[id] }), now - entry.at < self.lifetime { return entry.endpoint }
+    let endpoint = try await self.catalog.fulfilmentEndpoint(ofService: id)
+    self.known.withLockedValue { $0[id] = (endpoint, now) }
+    return endpoint
   }
 }
 

@@ -1,6 +1,8 @@
 // Deployment of instances behind a small protocol: entitlement records an instance as
 // CREATED, and a driver in the service group moves it to DEPLOYING, asks the deployer, and
-// records DEPLOYED or DEPLOY_FAILED. Work left by a restart is picked up again.
+// records DEPLOYED or DEPLOY_FAILED. A fully managed instance whose provider registered a
+// fulfilment endpoint is handed to the provider instead (a `create` call, FulfilmentDriver).
+// Work left by a restart is picked up again.
 import GRDB
 import Logging
 import NestDomain
@@ -25,16 +27,22 @@ public struct LocalDeployer: InstanceDeployer {
 public final class DeploymentDriver: Service, Sendable {
   let store: EntitlementStore
   let deployer: any InstanceDeployer
+  let endpoints: EndpointCache?
+  let fulfilment: FulfilmentDriver?
   let logger: Logger
   let clock: NestClock
   private let wakeups = Wakeups()
 
+  /// - `endpoints`, `fulfilment`: where providers' endpoints are found and who calls them
+  ///   (nil: every instance is the deployer's).
   public init(
-    store: EntitlementStore, deployer: any InstanceDeployer = LocalDeployer(), logger: Logger,
-    clock: NestClock = .system
+    store: EntitlementStore, deployer: any InstanceDeployer = LocalDeployer(), fulfilment: FulfilmentDriver? = nil,
+    logger: Logger, clock: NestClock = .system
   ) {
     self.store = store
     self.deployer = deployer
+    self.endpoints = fulfilment?.endpoints
+    self.fulfilment = fulfilment
     self.logger = logger
     self.clock = clock
   }
@@ -54,7 +62,22 @@ public final class DeploymentDriver: Service, Sendable {
       guard !pending.isEmpty else { return }
       try await self.advance(pending.filter { $0.status == .created }.map { ($0.id, .startDeploying, "") })
       var outcomes: [(String, InstanceAction, String)] = []
+      var handedOver: [(instanceID: String, serviceID: String)] = []
       for instance in pending {
+        if let endpoints = self.endpoints, let provider = FulfilmentRules.provider(of: instance) {
+          do {
+            if try await endpoints.endpoint(ofService: provider.serviceID) != nil {
+              handedOver.append((instance.id, provider.serviceID))
+              continue
+            }
+          } catch {
+            // The catalog cannot say: the instance waits (DEPLOYING) for the next round.
+            self.logger.warning(
+              "cannot read the provider's fulfilment endpoint",
+              metadata: ["instance": "\(instance.id)", "error": "\(error)"])
+            continue
+          }
+        }
         do {
           try await self.deployer.deploy(instance)
           outcomes.append((instance.id, .finishDeploying, ""))
@@ -62,7 +85,8 @@ public final class DeploymentDriver: Service, Sendable {
           outcomes.append((instance.id, .failDeploying, "\(error)"))
         }
       }
-      try await self.advance(outcomes)
+      try await self.advance(outcomes, handedOver: handedOver)
+      if !handedOver.isEmpty { self.fulfilment?.signal() }
       if pending.count == 100 { self.signal() }  // a full batch: there may be more
     } catch is CancellationError {
       // Shutting down: the round resumes at the next start.
@@ -71,10 +95,18 @@ public final class DeploymentDriver: Service, Sendable {
     }
   }
 
-  private func advance(_ steps: [(id: String, action: InstanceAction, reason: String)]) async throws {
-    guard !steps.isEmpty else { return }
+  private func advance(
+    _ steps: [(id: String, action: InstanceAction, reason: String)],
+    handedOver: [(instanceID: String, serviceID: String)] = []
+  ) async throws {
+    guard !steps.isEmpty || !handedOver.isEmpty else { return }
     let now = self.clock.nowUnixMs()
     try await self.store.database.write { db in
+      for call in handedOver {
+        try EntitlementStore.queue(
+          .create, key: FulfilmentRules.createKey(call.instanceID), instanceID: call.instanceID,
+          serviceID: call.serviceID, now: now, in: db)
+      }
       for step in steps {
         guard var instance = try EntitlementStore.instance(step.id, in: db) else { continue }
         // Released (a refund) while deploying: leave it released.

@@ -103,6 +103,25 @@ public struct EntitlementStore: Sendable {
         t.primaryKey(["subject", "expires_at_unix_ms"])
       }
     }
+    // Calls to providers' fulfilment endpoints, in the order they were made per instance.
+    migrator.registerMigration("entitlement-5-fulfilment-calls") { db in
+      try db.create(table: "fulfilment_calls") { t in
+        t.autoIncrementedPrimaryKey("seq")
+        t.column("key", .text).notNull().unique()
+        t.column("instance_id", .text).notNull().indexed()
+        t.column("action", .text).notNull()
+        t.column("service_id", .text).notNull()
+        t.column("status", .text).notNull()
+          .check(sql: "status IN ('pending', 'done', 'failed', 'skipped')")
+        t.column("attempts", .integer).notNull().defaults(to: 0)
+        t.column("first_attempt_at_unix_ms", .integer).notNull().defaults(to: 0)
+        t.column("next_attempt_at_unix_ms", .integer).notNull()
+        t.column("last_error", .text).notNull().defaults(to: "")
+        t.column("created_at_unix_ms", .integer).notNull()
+      }
+      try db.create(
+        index: "fulfilment_calls_due", on: "fulfilment_calls", columns: ["status", "next_attempt_at_unix_ms"])
+    }
   }
 
   /// The columns of entitlement-3 (createTables makes them for a new database).
@@ -488,6 +507,7 @@ public struct EntitlementStore: Sendable {
       if let subscription = i.subscription { rest.subscription = subscription }
       if case .license(let license)? = i.access { rest.access = .license(license) }
       rest.parameters = i.parameters
+      rest.providerFacts = i.providerFacts
       rest.unknownFields = i.unknownFields
       self.id = i.id
       self.orderId = i.orderID
@@ -572,9 +592,10 @@ public struct EntitlementStore: Sendable {
     guard let stored = try InstanceRow.fetchOne(db, where: "id", is: instance.id) else { return }
     try InstanceRow(instance, request: stored.request).update(db)
     let entered = try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
+    let before = try stored.message(history: [])
     try EventLog.record(
-      EntitlementEvents.drafts(
-        instance, before: try stored.message(history: []), entered: entered, now: instance.updatedAtUnixMs), in: db)
+      EntitlementEvents.drafts(instance, before: before, entered: entered, now: instance.updatedAtUnixMs), in: db)
+    try Self.tellProvider(before: before, after: instance, in: db)
   }
 
   public static func instance(_ id: String, in db: Database) throws -> Nest_Entitlement_V1_ServiceInstance? {
@@ -597,7 +618,12 @@ public struct EntitlementStore: Sendable {
   public static func undeployedInstances(in db: Database) throws -> [Nest_Entitlement_V1_ServiceInstance] {
     try Self.instances(
       InstanceRow.fetchAll(
-        db.cachedStatement(sql: "SELECT * FROM instances WHERE status IN (?, ?) ORDER BY rowid LIMIT 100"),
+        db.cachedStatement(
+          sql: """
+            SELECT * FROM instances WHERE status IN (?, ?)
+              AND NOT EXISTS (SELECT 1 FROM fulfilment_calls c WHERE c.instance_id = instances.id)
+            ORDER BY rowid LIMIT 100
+            """),
         arguments: [
           Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
           Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
@@ -928,5 +954,112 @@ public struct EntitlementStore: Sendable {
     }
     let page = try RecordPage<PermissionRequestRow>.fetch(db, filter: rows, page: page, newestFirst: true)
     return (page.rows.map(\.message), page.nextPageToken)
+  }
+}
+
+// MARK: Fulfilment calls
+
+/// One call to a provider's fulfilment endpoint, as stored.
+public struct FulfilmentCall: Sendable, Equatable {
+  public enum Status: String, Sendable { case pending, done, failed, skipped }
+  public var seq: Int64
+  public var key: String
+  public var instanceID: String
+  public var action: FulfilmentAction
+  public var serviceID: String
+  public var status: Status
+  public var attempts: Int
+  public var firstAttemptAtUnixMs: Int64
+  public var nextAttemptAtUnixMs: Int64
+  public var lastError: String
+  public var createdAtUnixMs: Int64
+
+  init(row: Row) {
+    self.seq = row["seq"]
+    self.key = row["key"]
+    self.instanceID = row["instance_id"]
+    self.action = FulfilmentAction(rawValue: row["action"]) ?? .create
+    self.serviceID = row["service_id"]
+    self.status = Status(rawValue: row["status"]) ?? .pending
+    self.attempts = row["attempts"]
+    self.firstAttemptAtUnixMs = row["first_attempt_at_unix_ms"]
+    self.nextAttemptAtUnixMs = row["next_attempt_at_unix_ms"]
+    self.lastError = row["last_error"]
+    self.createdAtUnixMs = row["created_at_unix_ms"]
+  }
+}
+
+extension EntitlementStore {
+  /// Queues a call (once per key), due now.
+  public static func queue(
+    _ action: FulfilmentAction, key: String, instanceID: String, serviceID: String, now: Int64, in db: Database
+  ) throws {
+    try db.cachedStatement(
+      sql: """
+        INSERT OR IGNORE INTO fulfilment_calls
+          (key, instance_id, action, service_id, status, next_attempt_at_unix_ms, created_at_unix_ms)
+        VALUES (?, ?, ?, ?, 'pending', ?, ?)
+        """
+    ).execute(arguments: [key, instanceID, action.rawValue, serviceID, now, now])
+  }
+
+  /// After a change to an instance its provider created: the calls that tell the provider.
+  static func tellProvider(
+    before: Nest_Entitlement_V1_ServiceInstance, after: Nest_Entitlement_V1_ServiceInstance, in db: Database
+  ) throws {
+    guard let provider = FulfilmentRules.provider(of: after) else { return }
+    let calls = FulfilmentRules.calls(before: before, after: after)
+    guard !calls.isEmpty,
+      try Bool.fetchOne(
+        db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM fulfilment_calls WHERE key = ?)"),
+        arguments: [FulfilmentRules.createKey(after.id)]) == true
+    else { return }
+    for call in calls {
+      try Self.queue(
+        call.action, key: call.key, instanceID: after.id, serviceID: provider.serviceID, now: after.updatedAtUnixMs,
+        in: db)
+    }
+  }
+
+  /// The calls due at `now`: per instance, only its oldest call not yet ended.
+  public static func dueFulfilmentCalls(now: Int64, limit: Int, excluding: Set<Int64>, in db: Database) throws
+    -> [FulfilmentCall]
+  {
+    try Row.fetchAll(
+      db.cachedStatement(
+        sql: """
+          SELECT * FROM fulfilment_calls c
+          WHERE c.status = 'pending' AND c.next_attempt_at_unix_ms <= ?
+            AND NOT EXISTS (
+              SELECT 1 FROM fulfilment_calls p WHERE p.instance_id = c.instance_id AND p.status = 'pending' AND p.seq < c.seq)
+          ORDER BY c.next_attempt_at_unix_ms, c.seq LIMIT ?
+          """), arguments: [now, limit + excluding.count]
+    ).map(FulfilmentCall.init(row:)).filter { !excluding.contains($0.seq) }.prefix(limit).map { $0 }
+  }
+
+  public static func fulfilmentCall(_ seq: Int64, in db: Database) throws -> FulfilmentCall? {
+    try Row.fetchOne(
+      db.cachedStatement(sql: "SELECT * FROM fulfilment_calls WHERE seq = ?"), arguments: [seq]
+    ).map(FulfilmentCall.init(row:))
+  }
+
+  /// An instance's calls, oldest first.
+  public static func fulfilmentCalls(ofInstance instanceID: String, in db: Database) throws -> [FulfilmentCall] {
+    try Row.fetchAll(
+      db.cachedStatement(sql: "SELECT * FROM fulfilment_calls WHERE instance_id = ? ORDER BY seq"),
+      arguments: [instanceID]
+    ).map(FulfilmentCall.init(row:))
+  }
+
+  public static func save(_ call: FulfilmentCall, in db: Database) throws {
+    try db.cachedStatement(
+      sql: """
+        UPDATE fulfilment_calls SET status = ?, attempts = ?, first_attempt_at_unix_ms = ?,
+          next_attempt_at_unix_ms = ?, last_error = ? WHERE seq = ?
+        """
+    ).execute(arguments: [
+      call.status.rawValue, call.attempts, call.firstAttemptAtUnixMs, call.nextAttemptAtUnixMs, call.lastError,
+      call.seq,
+    ])
   }
 }

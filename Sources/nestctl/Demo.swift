@@ -103,6 +103,9 @@ struct Demo {
     var subscribed = false
     if let receiver { subscribed = try await self.subscribe(receiver, isv: parties.isv) }
     let setup = try await self.marketplace.setUp(kind, parties: parties)
+    if let receiver, subscribed {
+      _ = try await self.registerFulfilment(receiver, isv: parties.isv, service: setup.a.id)
+    }
     print(
       "  ISV \(parties.isv) publishes A \(setup.a.id) (\(statusName(setup.a.type)), \(setup.a.listedOnMarketplace ? "listed" : "not listed"))"
     )
@@ -124,11 +127,19 @@ struct Demo {
         "  linked order \(link.id): \(link.buyer?.accountID ?? "") buys A for \(self.money(link.price?.amount?.amountMinor ?? 0))"
       )
     }
-    let instance = try await self.marketplace.platform.entitlement(as: .customer, parties.customer) {
-      try await $0.getServiceInstance(.with { $0.key = .orderID(order.id) }).instance ?? .init()
+    // Deployed by the platform, or by the provider's fulfilment endpoint (which may take a
+    // moment).
+    var instance = Nest_Entitlement_V1_ServiceInstance()
+    _ = try await eventually(timeout: .seconds(30)) {
+      instance = try await self.marketplace.instance(of: paid)
+      return instance.status != .created && instance.status != .deploying
     }
     switch instance.access {
-    case .logonURL(let url)?: print("  instance \(instance.id): \(statusName(instance.status)), logon URL \(url)")
+    case .logonURL(let url)?:
+      let facts = instance.providerFacts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+      print(
+        "  instance \(instance.id): \(statusName(instance.status)), logon URL \(url)"
+          + (facts.isEmpty ? "" : " (from the provider: \(facts.joined(separator: ", ")))"))
     case .license(let license)?:
       print(
         "  instance \(instance.id): \(statusName(instance.status)), license \(license.licenseID) (\(license.algorithm))"

@@ -1,6 +1,7 @@
 // What a partner of the demo receives: a receiver on a loopback port inside nestctl (the
 // same signature check as `nestctl webhooks listen`), which the demo subscribes the
-// scenario-3 ISV's webhook to, and then shows what arrived.
+// scenario-3 ISV's webhook to and registers as the fulfilment endpoint of the ISV's A (it
+// answers a `create` with its own logon URL), and then shows what arrived.
 import Events
 import Foundation
 import NestProto
@@ -15,6 +16,7 @@ import NestServiceKit
 final class DemoReceiver: @unchecked Sendable {
   struct Delivery: Sendable {
     var id: String
+    /// The event's type, or for a fulfilment call "fulfil <action>".
     var type: String
     var subject: String
     var sequence: String
@@ -25,6 +27,7 @@ final class DemoReceiver: @unchecked Sendable {
   let socket: ListeningSocket
   private let lock = NSLock()
   private var secret = ""
+  private var fulfilmentSecret = ""
   private var deliveries: [Delivery] = []
 
   init() throws {
@@ -36,6 +39,8 @@ final class DemoReceiver: @unchecked Sendable {
 
   func use(secret: String) { self.lock.withLock { self.secret = secret } }
 
+  func use(fulfilmentSecret: String) { self.lock.withLock { self.fulfilmentSecret = fulfilmentSecret } }
+
   var received: [Delivery] { self.lock.withLock { self.deliveries } }
 
   private func serve() {
@@ -43,19 +48,27 @@ final class DemoReceiver: @unchecked Sendable {
       let connection = accept(self.socket.descriptor, nil, nil)
       guard connection >= 0 else { return }  // closed
       if let request = HTTPRequestReader.read(connection) {
-        let secret = self.lock.withLock { self.secret }
+        let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
+        // A fulfilment call names its action; an event its type.
+        let action = body["action"] as? String
+        let instance = body["instance"] as? [String: Any] ?? [:]
+        let secret = self.lock.withLock { action == nil ? self.secret : self.fulfilmentSecret }
         let refused = WebhooksCommand.Listen.verify(request, secret: secret)
-        let answer = refused == nil ? "204 No Content" : "401 Unauthorized"
-        _ = "HTTP/1.1 \(answer)\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".withCString {
-          write(connection, $0, strlen($0))
+        var answer = refused == nil ? "204 No Content" : "401 Unauthorized"
+        var content = ""
+        if refused == nil, action == "create", let id = instance["id"] as? String {
+          answer = "200 OK"
+          content = #"{"logon_url": "https://console.isv.example/\#(id)", "facts": {"admin_user": "admin"}}"#
         }
-        let event = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
+        _ = "HTTP/1.1 \(answer)\r\ncontent-length: \(content.utf8.count)\r\nconnection: close\r\n\r\n\(content)"
+          .withCString { write(connection, $0, strlen($0)) }
         self.lock.withLock {
           self.deliveries.append(
             Delivery(
-              id: request.headers["webhook-id"] ?? "", type: event["type"] as? String ?? "",
-              subject: event["subject"] as? String ?? "", sequence: event["sequence"] as? String ?? "",
-              refused: refused))
+              id: request.headers["webhook-id"] ?? "",
+              type: action.map { "fulfil \($0)" } ?? body["type"] as? String ?? "",
+              subject: action == nil ? body["subject"] as? String ?? "" : "instance/\(instance["id"] as? String ?? "")",
+              sequence: body["sequence"] as? String ?? "", refused: refused))
         }
       }
       Glibc.close(connection)
@@ -85,6 +98,21 @@ extension Demo {
     }
   }
 
+  /// Registers `receiver` as the fulfilment endpoint of the ISV's A (scenario 3's instances
+  /// are the ISV's to run); false (with why) when the platform refuses it.
+  func registerFulfilment(_ receiver: DemoReceiver, isv: String, service: String) async throws -> Bool {
+    do {
+      let secret = try await self.marketplace.setFulfilmentEndpoint(
+        .isv, isv, service: service, url: receiver.url + "/fulfil")
+      receiver.use(fulfilmentSecret: secret)
+      print("  ISV \(isv) registers \(receiver.url)/fulfil as the fulfilment endpoint of A")
+      return true
+    } catch {
+      print("  (no fulfilment endpoint: \(describe(error)))")
+      return false
+    }
+  }
+
   /// Waits until the receiver has every event of the ISV's feed, and prints them.
   func showReceived(_ receiver: DemoReceiver, isv: String) async throws {
     let feed = try await self.marketplace.platform.feed(as: .isv, isv)
@@ -92,9 +120,13 @@ extension Demo {
     _ = try await eventually(timeout: .seconds(30)) { ids.isSubset(of: Set(receiver.received.map(\.id))) }
     let received = receiver.received
     let verified = received.filter { $0.refused == nil }
-    print("  the ISV's webhook received \(verified.count) of its \(feed.count) events, each signature verified:")
+    let calls = verified.filter { $0.type.hasPrefix("fulfil ") }.count
+    print(
+      "  the ISV's endpoint received \(verified.count - calls) of its \(feed.count) events and \(calls) fulfilment calls, each signature verified:"
+    )
     for delivery in verified {
-      print("    \(delivery.type)  \(delivery.subject) #\(delivery.sequence)  webhook-id \(delivery.id)")
+      let sequence = delivery.sequence.isEmpty ? "" : " #\(delivery.sequence)"
+      print("    \(delivery.type)  \(delivery.subject)\(sequence)  webhook-id \(delivery.id)")
     }
     for delivery in received where delivery.refused != nil {
       print("    refused \(delivery.id): \(delivery.refused ?? "")")

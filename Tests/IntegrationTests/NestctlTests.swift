@@ -35,10 +35,14 @@ struct NestctlTests {
     #expect(result.stdoutText.contains("== Reconcile: ok"))
     #expect(result.stdoutText.hasSuffix("all figures agree\n"))
     #expect(!result.stdoutText.contains("EXPECTED"))
-    // Scenario 3's ISV heard of it all through its webhook, every signature checked.
+    // Scenario 3's ISV heard of it all through its webhook, every signature checked, and
+    // deployed the instances through its fulfilment endpoint (the instance, the trial's).
     let received = try #require(
-      result.stdoutText.firstMatch(of: /the ISV's webhook received (\d+) of its (\d+) events/))
+      result.stdoutText.firstMatch(
+        of: /the ISV's endpoint received (\d+) of its (\d+) events and (\d+) fulfilment calls/))
     #expect(received.1 == received.2 && (Int(received.1) ?? 0) >= 10, "\(received.0)")
+    #expect((Int(received.3) ?? 0) >= 3, "\(received.0)")
+    #expect(result.stdoutText.contains("(from the provider: admin_user=admin)"))
     #expect(!result.stdoutText.contains("    refused "))
   }
 

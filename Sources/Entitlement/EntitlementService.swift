@@ -65,6 +65,18 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
         try await settings.int("fulfilment.retry.window.ms", default: 86_400_000, in: 1...(30 * 86_400_000))))
   }
 
+  /// `upgrade.window`: when automatic upgrades run, "HH:MM-HH:MM" in UTC (default: all day).
+  public static func upgradeWindow(_ settings: SettingsReader) async throws(ConfigurationError) -> (
+    start: Int, end: Int
+  ) {
+    let text = try await settings.string("upgrade.window") ?? "00:00-24:00"
+    do {
+      return try UpgradeRules.window(text)
+    } catch {
+      throw ConfigurationError("upgrade.window: \(error.violations.first?.description ?? error.message)")
+    }
+  }
+
   /// `fulfilment.private.addresses`: deny (the default) or allow endpoints on loopback,
   /// private and link-local addresses.
   public static func addressGuard(_ settings: SettingsReader) async throws(ConfigurationError) -> AddressGuard {
@@ -116,6 +128,11 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
       deployments: deployments,
       logonURLBase: try await environment.configuration.settings.string("logon.url.base") ?? Self.defaultLogonURLBase,
       clock: environment.clock)
-    return ServiceParts(rpcServices: [service], background: [deployments, terms, fulfilment])
+    let settings = environment.configuration.settings
+    let upgrades = UpgradeDriver(
+      store: store, catalog: catalog, signer: service.signer, fulfilment: fulfilment,
+      interval: .milliseconds(try await settings.int("upgrade.interval.ms", default: 60_000, in: 10...86_400_000)),
+      window: try await Self.upgradeWindow(settings), logger: environment.logger, clock: environment.clock)
+    return ServiceParts(rpcServices: [service], background: [deployments, terms, fulfilment, upgrades])
   }
 }

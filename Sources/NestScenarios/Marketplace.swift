@@ -199,6 +199,61 @@ public struct Marketplace: Sendable {
     }
   }
 
+  /// A new version of `service` (A's with a new package, or B's on `baseVersion` of A),
+  /// published: it upgrades instances from `upgradableFrom`. `region` is the value of its
+  /// "standard" parameter set.
+  public func publishVersion(
+    _ role: Nest_Common_V1_Role, _ owner: String, service: Nest_Catalog_V1_Service, label: String,
+    upgradableFrom: [String], rollback: Bool = true, security: Bool = false, baseVersion: String = "",
+    region: String = "eu-1"
+  ) async throws -> Nest_Catalog_V1_ServiceVersion {
+    try await self.platform.catalog(as: role, owner) { catalog in
+      let version =
+        try await catalog.createServiceVersion(
+          .with {
+            $0.serviceID = service.id
+            $0.label = label
+            if service.baseServiceID.isEmpty {
+              $0.deploymentPackage = .with {
+                $0.artifactRef = "oci://registry.example/\(owner)/analytics:\(label)"
+                $0.checksumSha256 = String(repeating: "cd", count: 32)
+              }
+            }
+            $0.parameterSets = [
+              .with {
+                $0.name = "standard"
+                $0.parameters = ["region": region]
+              }
+            ]
+            $0.upgradableFromVersionIds = upgradableFrom
+            $0.supportsRollback = rollback
+            $0.securityRelease = security
+            $0.baseVersionID = baseVersion
+          }
+        ).version ?? .init()
+      return try await catalog.publishService(
+        .with {
+          $0.serviceID = service.id
+          $0.versionID = version.id
+        }
+      ).version ?? .init()
+    }
+  }
+
+  /// The instance upgraded by `role` `account` (to `target`, or what it is upgradable to).
+  public func upgrade(
+    _ role: Nest_Common_V1_Role, _ account: String, instance: String, to target: String = "", dryRun: Bool = false
+  ) async throws -> Nest_Entitlement_V1_UpgradeServiceInstanceResponse {
+    try await self.platform.entitlement(as: role, account) {
+      try await $0.upgradeServiceInstance(
+        .with {
+          $0.instanceID = instance
+          $0.targetVersionID = target
+          $0.dryRun = dryRun
+        })
+    }
+  }
+
   /// The distributor applies for A and the ISV approves at the price list's wholesale price.
   public func authorize(
     _ distributor: String, on base: Nest_Catalog_V1_Service, maxInstances: Int32 = 0

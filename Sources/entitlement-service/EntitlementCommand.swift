@@ -59,6 +59,14 @@ struct EntitlementCommand: AsyncParsableCommand {
   )
   var fulfilmentRetryWindowMs: String?
 
+  @Option(
+    help:
+      "How often instances are looked at for versions to upgrade to, in ms (NEST_UPGRADE_INTERVAL_MS; default 60000).")
+  var upgradeIntervalMs: String?
+
+  @Option(help: "When automatic upgrades run, HH:MM-HH:MM in UTC (NEST_UPGRADE_WINDOW; default 00:00-24:00).")
+  var upgradeWindow: String?
+
   func run() async throws {
     let flags = [
       "logon.url.base": self.logonUrlBase, "renewal.lead.ms": self.renewalLeadMs,
@@ -67,7 +75,8 @@ struct EntitlementCommand: AsyncParsableCommand {
       "fulfilment.timeout.ms": self.fulfilmentTimeoutMs,
       "fulfilment.backoff.initial.ms": self.fulfilmentBackoffInitialMs,
       "fulfilment.backoff.max.ms": self.fulfilmentBackoffMaxMs,
-      "fulfilment.retry.window.ms": self.fulfilmentRetryWindowMs,
+      "fulfilment.retry.window.ms": self.fulfilmentRetryWindowMs, "upgrade.interval.ms": self.upgradeIntervalMs,
+      "upgrade.window": self.upgradeWindow,
     ].compactMapValues { $0 }
     let configuration = try await ServiceConfiguration.fromCommandLine(
       .entitlement, options: self.options, extraFlags: flags)
@@ -76,6 +85,7 @@ struct EntitlementCommand: AsyncParsableCommand {
       _ = try await EntitlementService.timing(configuration.settings)
       _ = try await EntitlementService.fulfilmentPolicy(configuration.settings)
       _ = try await EntitlementService.addressGuard(configuration.settings)
+      _ = try await EntitlementService.upgradeWindow(configuration.settings)
     } catch {
       throw ValidationError(error.description)
     }

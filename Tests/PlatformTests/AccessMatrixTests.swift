@@ -226,6 +226,23 @@ let rpcCases: [RPCCase] = [
         $0.autoRenew = true
       })
   },
+  RPCCase(Entitlement.UpgradeServiceInstance.descriptor, .instance) { f, c in
+    _ = try await c.entitlement.upgradeServiceInstance(
+      .with {
+        $0.instanceID = f.instance.id
+        $0.dryRun = true
+      })
+  },
+  RPCCase(Entitlement.RollbackServiceInstance.descriptor, .instance) { f, c in
+    _ = try await c.entitlement.rollbackServiceInstance(.with { $0.instanceID = f.instance.id })
+  },
+  RPCCase(Entitlement.SetAutoUpgrade.descriptor, .instance) { f, c in
+    _ = try await c.entitlement.setAutoUpgrade(
+      .with {
+        $0.instanceID = f.instance.id
+        $0.autoUpgrade = true
+      })
+  },
   RPCCase(Entitlement.SuspendServiceInstance.descriptor, .instance) { f, c in
     _ = try await c.entitlement.suspendServiceInstance(.with { $0.instanceID = f.instance.id })
   },

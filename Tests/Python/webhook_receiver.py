@@ -18,7 +18,8 @@ endless streams a body that never ends; hang never answers; fail always answers 
 With --provider it is a provider's fulfilment endpoint instead: each body is
 {"action": "create"|"renew"|..., "instance": a nest.entitlement.v1.ServiceInstance as proto3
 JSON}, recorded with the action as "type" and "instance/<id>" as "subject"; a create is answered
-200 {"logon_url": "https://provider.example/<id>", "facts": {"admin_user": "admin-<id>"}}.
+200 {"logon_url": "https://provider.example/<id>", "facts": {"admin_user": "admin-<id>"}};
+the actions of --fail-actions are answered 503.
 """
 import argparse
 import base64
@@ -82,6 +83,7 @@ def main():
     parser.add_argument("--location", default="http://127.0.0.1:9/elsewhere")
     parser.add_argument("--port-file", help="written with the port once listening")
     parser.add_argument("--provider", action="store_true", help="answer as a fulfilment endpoint")
+    parser.add_argument("--fail-actions", default="", help="with --provider: comma-separated actions answered 503")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="nest-webhook-receiver-")
     event_type, instance_type, json_format = load_event_type(workdir)
@@ -174,6 +176,9 @@ def main():
                 action = call["action"]
             except Exception as error:  # not a fulfilment call
                 self.answer(400, f"not a fulfilment call: {error}")
+                return
+            if action in args.fail_actions.split(","):
+                self.answer(503, f"{action} is failing on purpose")
                 return
             with lock:
                 with open(args.out, "a") as out:

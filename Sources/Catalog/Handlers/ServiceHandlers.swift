@@ -17,6 +17,38 @@ extension CatalogService {
     try access.authorize(try CatalogStore.service(id, in: db), notFound: .notFound("service", id, field: field))
   }
 
+  /// A service as read: a derived one with where it stands against its base.
+  static func presented(_ service: Nest_Catalog_V1_Service, in db: Database) throws -> Nest_Catalog_V1_Service {
+    guard !service.baseServiceID.isEmpty, let base = try CatalogStore.service(service.baseServiceID, in: db) else {
+      return service
+    }
+    return VersionRules.behind(service, base: base, baseVersions: try CatalogStore.versions(ofService: base.id, in: db))
+  }
+
+  /// Each derived service of `base` built on an older version than its new default gets a
+  /// `service.base_updated` event to its owner.
+  static func announceBaseUpdate(of base: Nest_Catalog_V1_Service, now: Int64, in db: Database) throws {
+    var filter = ServiceFilter()
+    filter.baseServiceID = base.id
+    let versions = try CatalogStore.versions(ofService: base.id, in: db)
+    var token = ""
+    repeat {
+      let query = try PageQuery(
+        .with {
+          $0.pageSize = 200
+          $0.pageToken = token
+        })
+      let page = try CatalogStore.services(filter, page: query, in: db)
+      for derived in page.services {
+        let presented = VersionRules.behind(derived, base: base, baseVersions: versions)
+        if !presented.baseLatestVersionID.isEmpty {
+          try EventLog.record([CatalogEvents.baseUpdated(presented, at: now)], in: db)
+        }
+      }
+      token = page.nextPageToken
+    } while !token.isEmpty
+  }
+
   /// A new DRAFT service with its DRAFT version 1, saved: what CreateService and
   /// CreateDerivedService share. `service` and `version` add what differs.
   static func createDraft(
@@ -109,6 +141,7 @@ extension CatalogService {
         ) {
           $0.deploymentAdditions = request.deploymentAdditions
           $0.parameterSets = request.parameterSets
+          $0.baseVersionID = baseVersion.id
         }
         return .with {
           $0.service = service
@@ -122,6 +155,24 @@ extension CatalogService {
     request: Nest_Catalog_V1_CreateServiceVersionRequest, context: ServerContext
   ) async throws -> Nest_Catalog_V1_CreateServiceVersionResponse {
     let access = try Access.forCall()
+    // A derived service rebased on a version of A: that version must be published, and the
+    // owner's authorization for A still ACTIVE.
+    if !request.baseVersionID.isEmpty {
+      let current = try await self.store.database.read { db in
+        let service = try Self.authorized(request.serviceID, access, in: db)
+        guard !service.baseServiceID.isEmpty else {
+          throw DomainError.invalid("base_version_id", "must be empty for a base service")
+        }
+        guard let base = try CatalogStore.service(service.baseServiceID, in: db) else {
+          throw DomainError.notFound("base service", service.baseServiceID, field: "base_version_id")
+        }
+        _ = try ScenarioRules.publishedVersion(
+          try CatalogStore.version(request.baseVersionID, in: db), of: base, id: request.baseVersionID)
+        return service
+      }
+      _ = try await self.distribution.activeAuthorization(
+        baseServiceID: current.baseServiceID, distributorID: current.ownerID)
+    }
     let now = self.clock.nowUnixMs()
     return try await self.store.database.write { db in
       let service = try Self.authorized(request.serviceID, access, in: db)
@@ -130,6 +181,8 @@ extension CatalogService {
         db, caller: access.caller.subject, method: "CreateServiceVersion", token: request.clientToken,
         request: request, nowUnixMs: now
       ) {
+        let earlier = try CatalogStore.versions(ofService: service.id, in: db)
+        try VersionRules.checkUpgradePaths(request.upgradableFromVersionIds, among: earlier)
         let number = try CatalogStore.nextVersionNumber(ofService: service.id, in: db)
         let version = Nest_Catalog_V1_ServiceVersion.with {
           $0.id = Identifiers.new("ver")
@@ -140,6 +193,15 @@ extension CatalogService {
           $0.deploymentPackage = request.deploymentPackage
           $0.deploymentAdditions = request.deploymentAdditions
           $0.parameterSets = request.parameterSets
+          $0.upgradableFromVersionIds = request.upgradableFromVersionIds
+          $0.supportsRollback = request.supportsRollback
+          $0.securityRelease = request.securityRelease
+          if !service.baseServiceID.isEmpty {
+            $0.baseVersionID =
+              request.baseVersionID.isEmpty
+              ? VersionRules.baseVersion(of: service, latest: earlier.max { $0.number < $1.number })
+              : request.baseVersionID
+          }
           $0.createdAtUnixMs = now
         }
         try CatalogStore.save(version, in: db)
@@ -172,11 +234,17 @@ extension CatalogService {
         version.publishedAtUnixMs = now
         service.status = try ServiceLifecycleRules.publish(from: service.status)
         service.defaultVersionID = version.id
+        if !version.baseVersionID.isEmpty { service.baseVersionID = version.baseVersionID }
         service.updatedAtUnixMs = now
         try CatalogStore.save(version, in: db)
         try CatalogStore.save(service, in: db)
+        // A new version of A: the distributors of services built on an older one are told.
+        if service.baseServiceID.isEmpty {
+          try Self.announceBaseUpdate(of: service, now: now, in: db)
+        }
+        let presented = try Self.presented(service, in: db)
         return .with {
-          $0.service = service
+          $0.service = presented
           $0.version = version
         }
       }
@@ -248,8 +316,9 @@ extension CatalogService {
       let versions = try CatalogStore.versions(ofService: service.id, in: db).filter {
         owner || $0.status == .published
       }
+      let presented = try Self.presented(service, in: db)
       return .with {
-        $0.service = service
+        $0.service = presented
         $0.versions = versions
       }
     }
@@ -269,10 +338,13 @@ extension CatalogService {
     filter.baseServiceID = request.baseServiceID.isEmpty ? nil : request.baseServiceID
     guard CatalogPolicy.scope(&filter, for: access.caller) else { return .init() }
     let query = filter
-    let result = try await self.store.database.read { try CatalogStore.services(query, page: page, in: $0) }
+    let result = try await self.store.database.read { db in
+      let found = try CatalogStore.services(query, page: page, in: db)
+      return (services: try found.services.map { try Self.presented($0, in: db) }, found.nextPageToken)
+    }
     return .with {
       $0.services = result.services
-      $0.page = .with { $0.nextPageToken = result.nextPageToken }
+      $0.page = .with { $0.nextPageToken = result.1 }
     }
   }
 

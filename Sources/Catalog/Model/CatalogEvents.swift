@@ -1,5 +1,6 @@
 // What partners are told of the catalog: a service published (its first version, or a new
-// default version) or taken offline; to its owner. Pure.
+// default version) or taken offline, to its owner; a derived service's base published a
+// newer version, to the derived service's owner. Pure.
 public import NestDomain
 public import NestProto
 
@@ -20,5 +21,13 @@ public enum CatalogEvents {
     }
     if service.status == .offline && before?.status != .offline { return draft("service.offline") }
     return []
+  }
+
+  /// A published a version newer than B's base: to B's owner, with B as read (its
+  /// base_latest_version_id and base_security_update).
+  public static func baseUpdated(_ derived: Nest_Catalog_V1_Service, at now: Int64) -> EventDraft {
+    EventDraft(
+      "service.base_updated", subject: "service/\(derived.id)",
+      parties: Nest_Common_V1_Party.of(.distributor, derived.ownerID), payload: .service(derived), at: now)
   }
 }

@@ -111,3 +111,54 @@ public enum PlanRules {
       }
   }
 }
+
+/// Versions that move: which earlier versions a version may name as upgradable from, which
+/// version of A a derived service's new version builds on, and whether B is behind A. Pure.
+public enum VersionRules {
+  /// Each id an existing version of the service, named once.
+  public static func checkUpgradePaths(_ ids: [String], among versions: [Nest_Catalog_V1_ServiceVersion])
+    throws(DomainError)
+  {
+    let known = Set(versions.map(\.id))
+    var violations: [DomainError.Violation] = []
+    var seen: Set<String> = []
+    for (index, id) in ids.enumerated() {
+      if !known.contains(id) {
+        violations.append(
+          .init(
+            field: "upgradable_from_version_ids[\(index)]", description: "\"\(id)\" is not a version of this service"))
+      } else if !seen.insert(id).inserted {
+        violations.append(.init(field: "upgradable_from_version_ids[\(index)]", description: "is named twice"))
+      }
+    }
+    guard violations.isEmpty else { throw .invalid(violations) }
+  }
+
+  /// The version of A a new version of B builds on when it names none: the one its latest
+  /// version builds on, else the service's.
+  public static func baseVersion(of service: Nest_Catalog_V1_Service, latest: Nest_Catalog_V1_ServiceVersion?)
+    -> String
+  {
+    if let latest, !latest.baseVersionID.isEmpty { return latest.baseVersionID }
+    return service.baseVersionID
+  }
+
+  /// B as read: A's default version when B builds on an older one, and whether a version of
+  /// A newer than B's base is a security release.
+  public static func behind(
+    _ derived: Nest_Catalog_V1_Service, base: Nest_Catalog_V1_Service, baseVersions: [Nest_Catalog_V1_ServiceVersion]
+  ) -> Nest_Catalog_V1_Service {
+    var derived = derived
+    derived.baseLatestVersionID = ""
+    derived.baseSecurityUpdate = false
+    let current = baseVersions.first { $0.id == derived.baseVersionID }?.number ?? 0
+    guard let latest = baseVersions.first(where: { $0.id == base.defaultVersionID }), latest.number > current else {
+      return derived
+    }
+    derived.baseLatestVersionID = latest.id
+    derived.baseSecurityUpdate = baseVersions.contains {
+      $0.status == .published && $0.number > current && $0.number <= latest.number && $0.securityRelease
+    }
+    return derived
+  }
+}

@@ -149,6 +149,13 @@ public final class FulfilmentDriver: Service, Sendable {
     if call.action == .create && instance.status != .deploying {
       return .skipped("the instance was \(instance.status) before the provider answered")
     }
+    if call.action == .upgrade || call.action == .rollback {
+      let id = call.key.split(separator: "/").last.map(String.init) ?? ""
+      guard instance.upgrades.contains(where: { $0.id == id && $0.status == .upgrading }) else {
+        return .skipped("the upgrade \(id) is no longer in progress")
+      }
+      guard instance.status != .released else { return .skipped("the instance was released") }
+    }
     let endpoint: Nest_Catalog_V1_FulfilmentEndpoint?
     do {
       endpoint = try await self.endpoints.endpoint(ofService: call.serviceID)
@@ -189,6 +196,14 @@ public final class FulfilmentDriver: Service, Sendable {
     call.attempts += 1
     if call.firstAttemptAtUnixMs == 0 { call.firstAttemptAtUnixMs = now }
     switch outcome {
+    case .done where call.action == .upgrade || call.action == .rollback,
+      .local where call.action == .upgrade || call.action == .rollback:
+      call.status = .done
+      try self.endUpgrade(call, failure: nil, now: now, in: db)
+    case .skipped(let why) where call.action == .upgrade || call.action == .rollback:
+      call.status = .skipped
+      call.lastError = why
+      try self.endUpgrade(call, failure: why, now: now, in: db)
     case .done(let logonURL, let facts):
       call.status = .done
       call.lastError = ""
@@ -215,6 +230,11 @@ public final class FulfilmentDriver: Service, Sendable {
         self.logger.warning(
           "a provider's fulfilment endpoint failed for the whole retry window",
           metadata: ["call": "\(call.key)", "error": "\(why)"])
+        if call.action == .upgrade || call.action == .rollback {
+          try self.endUpgrade(
+            call, failure: "the provider's fulfilment endpoint failed for \(self.policy.retryWindow): \(why)", now: now,
+            in: db)
+        }
         if call.action == .create,
           var instance = try EntitlementStore.instance(call.instanceID, in: db),
           InstanceRules.allows(instance.status, .failDeploying)
@@ -227,6 +247,22 @@ public final class FulfilmentDriver: Service, Sendable {
       }
     }
     try EntitlementStore.save(call, in: db)
+  }
+
+  /// An upgrade or rollback call ended: the upgrade done, or failed with why (the instance
+  /// keeps its version).
+  private func endUpgrade(_ call: FulfilmentCall, failure: String?, now: Int64, in db: Database) throws {
+    guard var instance = try EntitlementStore.instance(call.instanceID, in: db) else { return }
+    let id = call.key.split(separator: "/").last.map(String.init) ?? ""
+    let changed =
+      if let failure {
+        UpgradeRules.fail(&instance, id: id, reason: failure, now: now)
+      } else {
+        UpgradeRules.finish(&instance, id: id, now: now)
+      }
+    // (A provider runs fully managed instances only: there is no license to re-issue.)
+    guard changed else { return }
+    try EntitlementStore.update(instance, in: db)
   }
 
   private func finishDeploying(

@@ -1,7 +1,8 @@
 // What partners are told of entitlement's resources: an authorization applied for, approved,
 // rejected, granted, revoked or expired (to its ISV and distributor); an instance deployed,
-// failed, suspended, resumed, expired, released, renewed, changed or failing to renew (to its
-// customer, distributor and ISV); a permission request made or decided (to the requester and
+// failed, suspended, resumed, expired, released, renewed, changed, failing to renew,
+// upgradable, upgrading, upgraded, failing to upgrade or rolled back (to its customer,
+// distributor and ISV); a permission request made or decided (to the requester and
 // the owner). Pure.
 public import NestDomain
 public import NestProto
@@ -78,6 +79,24 @@ public enum EntitlementEvents {
     }
     if instance.subscription?.status == .renewFailed && before.subscription?.status != .renewFailed {
       drafts.append(draft("instance.renew_failed"))
+    }
+    // Upgrades: each entry that started or ended, and a version to upgrade to.
+    let earlier = Dictionary(before.upgrades.map { ($0.id, $0.status) }, uniquingKeysWith: { $1 })
+    for upgrade in instance.upgrades where earlier[upgrade.id] != upgrade.status {
+      let type: String? =
+        switch upgrade.status {
+        case .upgrading: "instance.upgrading"
+        case .upgraded: upgrade.kind == .rollback ? "instance.rolled_back" : "instance.upgraded"
+        case .upgradeFailed: "instance.upgrade_failed"
+        default: nil
+        }
+      if let type { drafts.append(draft(type)) }
+    }
+    if !instance.upgradableToVersionID.isEmpty
+      && (instance.upgradableToVersionID != before.upgradableToVersionID
+        || instance.upgradableSecurityRelease != before.upgradableSecurityRelease)
+    {
+      drafts.append(draft("instance.upgradable"))
     }
     return drafts
   }

@@ -8,6 +8,8 @@ public import NestProto
 /// What a provider is asked to do with an instance.
 public enum FulfilmentAction: String, CaseIterable, Sendable {
   case create, renew, suspend, resume, expire, release
+  /// The instance's last entry of `upgrades` (UPGRADING) says from and to which version.
+  case upgrade, rollback
 }
 
 public enum FulfilmentRules {
@@ -43,6 +45,11 @@ public enum FulfilmentRules {
         default: nil
         }
       if let action { calls.append((action, "\(after.id)/\(action.rawValue)/\(step)")) }
+    }
+    let started = Set(before.upgrades.map(\.id))
+    for upgrade in after.upgrades where upgrade.status == .upgrading && !started.contains(upgrade.id) {
+      let action: FulfilmentAction = upgrade.kind == .rollback ? .rollback : .upgrade
+      calls.append((action, "\(after.id)/\(action.rawValue)/\(upgrade.id)"))
     }
     return calls
   }

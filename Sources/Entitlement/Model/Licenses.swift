@@ -74,6 +74,7 @@ public enum Licenses {
       $0.issuedAtUnixMs = now
       $0.expiresAtUnixMs = instance.expiresAtUnixMs
       $0.trial = instance.subscription?.trial ?? false
+      $0.versionID = instance.versionID
     }
     let signed = try signer.sign(payload)
     return .with {

@@ -122,6 +122,10 @@ public struct EntitlementStore: Sendable {
       try db.create(
         index: "fulfilment_calls_due", on: "fulfilment_calls", columns: ["status", "next_attempt_at_unix_ms"])
     }
+    // What the upgrade driver reads: a service's live instances.
+    migrator.registerMigration("entitlement-6-instances-by-service") { db in
+      try db.create(index: "instances_service", on: "instances", columns: ["service_id", "status"])
+    }
   }
 
   /// The columns of entitlement-3 (createTables makes them for a new database).
@@ -508,6 +512,11 @@ public struct EntitlementStore: Sendable {
       if case .license(let license)? = i.access { rest.access = .license(license) }
       rest.parameters = i.parameters
       rest.providerFacts = i.providerFacts
+      rest.upgradeStatus = i.upgradeStatus
+      rest.upgrades = i.upgrades
+      rest.upgradableToVersionID = i.upgradableToVersionID
+      rest.upgradableSecurityRelease = i.upgradableSecurityRelease
+      rest.autoUpgrade = i.autoUpgrade
       rest.unknownFields = i.unknownFields
       self.id = i.id
       self.orderId = i.orderID
@@ -1009,16 +1018,44 @@ extension EntitlementStore {
   ) throws {
     guard let provider = FulfilmentRules.provider(of: after) else { return }
     let calls = FulfilmentRules.calls(before: before, after: after)
-    guard !calls.isEmpty,
-      try Bool.fetchOne(
-        db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM fulfilment_calls WHERE key = ?)"),
-        arguments: [FulfilmentRules.createKey(after.id)]) == true
-    else { return }
+    guard !calls.isEmpty, try Self.providerRuns(after.id, in: db) else { return }
     for call in calls {
       try Self.queue(
         call.action, key: call.key, instanceID: after.id, serviceID: provider.serviceID, now: after.updatedAtUnixMs,
         in: db)
     }
+  }
+
+  /// Whether the instance's provider created it (through its fulfilment endpoint): then the
+  /// provider is told of each change and makes each upgrade.
+  public static func providerRuns(_ instanceID: String, in db: Database) throws -> Bool {
+    try Bool.fetchOne(
+      db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM fulfilment_calls WHERE key = ?)"),
+      arguments: [FulfilmentRules.createKey(instanceID)]) == true
+  }
+
+  /// The services that have live (DEPLOYED or SUSPENDED) instances.
+  public static func servicesWithLiveInstances(in db: Database) throws -> [String] {
+    try String.fetchAll(
+      db.cachedStatement(sql: "SELECT DISTINCT service_id FROM instances WHERE status IN (?, ?) LIMIT 10000"),
+      arguments: [
+        Nest_Entitlement_V1_DeploymentStatus.deployed.rawValue,
+        Nest_Entitlement_V1_DeploymentStatus.suspended.rawValue,
+      ])
+  }
+
+  /// A service's live instances, oldest first.
+  public static func liveInstances(ofService serviceID: String, in db: Database) throws
+    -> [Nest_Entitlement_V1_ServiceInstance]
+  {
+    try Self.instances(
+      InstanceRow.fetchAll(
+        db.cachedStatement(
+          sql: "SELECT * FROM instances WHERE service_id = ? AND status IN (?, ?) ORDER BY rowid LIMIT 10000"),
+        arguments: [
+          serviceID, Nest_Entitlement_V1_DeploymentStatus.deployed.rawValue,
+          Nest_Entitlement_V1_DeploymentStatus.suspended.rawValue,
+        ]), in: db)
   }
 
   /// The calls due at `now`: per instance, only its oldest call not yet ended.

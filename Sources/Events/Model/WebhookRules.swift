@@ -10,12 +10,13 @@ public typealias WebhookDelivery = Nest_Events_V1_WebhookDelivery
 public enum EventTypes {
   /// Every event type the services record (Event.type in nest/events/v1/events.proto).
   public static let all: Set<String> = [
-    "service.published", "service.offline",
+    "service.published", "service.offline", "service.base_updated",
     "authorization.applied", "authorization.approved", "authorization.rejected", "authorization.granted",
     "authorization.revoked", "authorization.expiring", "authorization.expired",
     "order.paid", "order.fulfilled", "order.renewed", "order.changed", "order.refunded", "order.cancelled",
     "instance.deployed", "instance.deploy_failed", "instance.suspended", "instance.resumed", "instance.expired",
-    "instance.released", "instance.renewed", "instance.changed", "instance.upgraded", "instance.renew_failed",
+    "instance.released", "instance.renewed", "instance.changed", "instance.upgradable", "instance.upgrading",
+    "instance.upgraded", "instance.upgrade_failed", "instance.rolled_back", "instance.renew_failed",
     "instance.expiring",
     "permission_request.requested", "permission_request.decided",
     "obligation.recorded", "obligation.settled", "obligation.disputed", "obligation.cancelled",

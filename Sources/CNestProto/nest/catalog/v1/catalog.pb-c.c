@@ -2056,7 +2056,7 @@ const ProtobufCMessageDescriptor nest__catalog__v1__deployment_addition__descrip
   (ProtobufCMessageInit) nest__catalog__v1__deployment_addition__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__catalog__v1__service__field_descriptors[14] =
+static const ProtobufCFieldDescriptor nest__catalog__v1__service__field_descriptors[16] =
 {
   {
     "id",
@@ -2226,8 +2226,34 @@ static const ProtobufCFieldDescriptor nest__catalog__v1__service__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "base_latest_version_id",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__Service, base_latest_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "base_security_update",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__Service, base_security_update),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__catalog__v1__service__field_indices_by_name[] = {
+  14,   /* field[14] = base_latest_version_id */
+  15,   /* field[15] = base_security_update */
   8,   /* field[8] = base_service_id */
   9,   /* field[9] = base_version_id */
   12,   /* field[12] = created_at_unix_ms */
@@ -2246,7 +2272,7 @@ static const unsigned nest__catalog__v1__service__field_indices_by_name[] = {
 static const ProtobufCIntRange nest__catalog__v1__service__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor nest__catalog__v1__service__descriptor =
 {
@@ -2256,14 +2282,14 @@ const ProtobufCMessageDescriptor nest__catalog__v1__service__descriptor =
   "Nest__Catalog__V1__Service",
   "nest.catalog.v1",
   sizeof(Nest__Catalog__V1__Service),
-  14,
+  16,
   nest__catalog__v1__service__field_descriptors,
   nest__catalog__v1__service__field_indices_by_name,
   1,  nest__catalog__v1__service__number_ranges,
   (ProtobufCMessageInit) nest__catalog__v1__service__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__catalog__v1__service_version__field_descriptors[10] =
+static const ProtobufCFieldDescriptor nest__catalog__v1__service_version__field_descriptors[14] =
 {
   {
     "id",
@@ -2385,8 +2411,57 @@ static const ProtobufCFieldDescriptor nest__catalog__v1__service_version__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "upgradable_from_version_ids",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Nest__Catalog__V1__ServiceVersion, n_upgradable_from_version_ids),
+    offsetof(Nest__Catalog__V1__ServiceVersion, upgradable_from_version_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "supports_rollback",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__ServiceVersion, supports_rollback),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "security_release",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__ServiceVersion, security_release),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "base_version_id",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__ServiceVersion, base_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__catalog__v1__service_version__field_indices_by_name[] = {
+  13,   /* field[13] = base_version_id */
   8,   /* field[8] = created_at_unix_ms */
   6,   /* field[6] = deployment_additions */
   5,   /* field[5] = deployment_package */
@@ -2395,13 +2470,16 @@ static const unsigned nest__catalog__v1__service_version__field_indices_by_name[
   2,   /* field[2] = number */
   7,   /* field[7] = parameter_sets */
   9,   /* field[9] = published_at_unix_ms */
+  12,   /* field[12] = security_release */
   1,   /* field[1] = service_id */
   4,   /* field[4] = status */
+  11,   /* field[11] = supports_rollback */
+  10,   /* field[10] = upgradable_from_version_ids */
 };
 static const ProtobufCIntRange nest__catalog__v1__service_version__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor nest__catalog__v1__service_version__descriptor =
 {
@@ -2411,7 +2489,7 @@ const ProtobufCMessageDescriptor nest__catalog__v1__service_version__descriptor 
   "Nest__Catalog__V1__ServiceVersion",
   "nest.catalog.v1",
   sizeof(Nest__Catalog__V1__ServiceVersion),
-  10,
+  14,
   nest__catalog__v1__service_version__field_descriptors,
   nest__catalog__v1__service_version__field_indices_by_name,
   1,  nest__catalog__v1__service_version__number_ranges,
@@ -3036,7 +3114,7 @@ const ProtobufCMessageDescriptor nest__catalog__v1__create_derived_service_respo
   (ProtobufCMessageInit) nest__catalog__v1__create_derived_service_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__catalog__v1__create_service_version_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor nest__catalog__v1__create_service_version_request__field_descriptors[10] =
 {
   {
     "client_token",
@@ -3110,19 +3188,71 @@ static const ProtobufCFieldDescriptor nest__catalog__v1__create_service_version_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "upgradable_from_version_ids",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Nest__Catalog__V1__CreateServiceVersionRequest, n_upgradable_from_version_ids),
+    offsetof(Nest__Catalog__V1__CreateServiceVersionRequest, upgradable_from_version_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "supports_rollback",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__CreateServiceVersionRequest, supports_rollback),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "security_release",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__CreateServiceVersionRequest, security_release),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "base_version_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__CreateServiceVersionRequest, base_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__catalog__v1__create_service_version_request__field_indices_by_name[] = {
+  9,   /* field[9] = base_version_id */
   0,   /* field[0] = client_token */
   4,   /* field[4] = deployment_additions */
   3,   /* field[3] = deployment_package */
   2,   /* field[2] = label */
   5,   /* field[5] = parameter_sets */
+  8,   /* field[8] = security_release */
   1,   /* field[1] = service_id */
+  7,   /* field[7] = supports_rollback */
+  6,   /* field[6] = upgradable_from_version_ids */
 };
 static const ProtobufCIntRange nest__catalog__v1__create_service_version_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor nest__catalog__v1__create_service_version_request__descriptor =
 {
@@ -3132,7 +3262,7 @@ const ProtobufCMessageDescriptor nest__catalog__v1__create_service_version_reque
   "Nest__Catalog__V1__CreateServiceVersionRequest",
   "nest.catalog.v1",
   sizeof(Nest__Catalog__V1__CreateServiceVersionRequest),
-  6,
+  10,
   nest__catalog__v1__create_service_version_request__field_descriptors,
   nest__catalog__v1__create_service_version_request__field_indices_by_name,
   1,  nest__catalog__v1__create_service_version_request__number_ranges,

@@ -289,6 +289,108 @@ void   nest__entitlement__v1__service_instance__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__service_instance__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__entitlement__v1__instance_upgrade__parameters_entry__init
+                     (Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry         *message)
+{
+  static const Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry init_value = NEST__ENTITLEMENT__V1__INSTANCE_UPGRADE__PARAMETERS_ENTRY__INIT;
+  *message = init_value;
+}
+void   nest__entitlement__v1__instance_upgrade__init
+                     (Nest__Entitlement__V1__InstanceUpgrade         *message)
+{
+  static const Nest__Entitlement__V1__InstanceUpgrade init_value = NEST__ENTITLEMENT__V1__INSTANCE_UPGRADE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__instance_upgrade__get_packed_size
+                     (const Nest__Entitlement__V1__InstanceUpgrade *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_upgrade__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__instance_upgrade__pack
+                     (const Nest__Entitlement__V1__InstanceUpgrade *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_upgrade__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__instance_upgrade__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstanceUpgrade *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_upgrade__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__InstanceUpgrade *
+       nest__entitlement__v1__instance_upgrade__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__InstanceUpgrade *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__instance_upgrade__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__instance_upgrade__free_unpacked
+                     (Nest__Entitlement__V1__InstanceUpgrade *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_upgrade__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__upgrade_plan__parameter_changes_entry__init
+                     (Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry         *message)
+{
+  static const Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry init_value = NEST__ENTITLEMENT__V1__UPGRADE_PLAN__PARAMETER_CHANGES_ENTRY__INIT;
+  *message = init_value;
+}
+void   nest__entitlement__v1__upgrade_plan__init
+                     (Nest__Entitlement__V1__UpgradePlan         *message)
+{
+  static const Nest__Entitlement__V1__UpgradePlan init_value = NEST__ENTITLEMENT__V1__UPGRADE_PLAN__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__upgrade_plan__get_packed_size
+                     (const Nest__Entitlement__V1__UpgradePlan *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_plan__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__upgrade_plan__pack
+                     (const Nest__Entitlement__V1__UpgradePlan *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_plan__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__upgrade_plan__pack_to_buffer
+                     (const Nest__Entitlement__V1__UpgradePlan *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_plan__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__UpgradePlan *
+       nest__entitlement__v1__upgrade_plan__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__UpgradePlan *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__upgrade_plan__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__upgrade_plan__free_unpacked
+                     (Nest__Entitlement__V1__UpgradePlan *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_plan__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__entitlement__v1__instance_plan__init
                      (Nest__Entitlement__V1__InstancePlan         *message)
 {
@@ -1819,6 +1921,276 @@ void   nest__entitlement__v1__set_auto_renew_response__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__set_auto_renew_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__entitlement__v1__upgrade_service_instance_request__init
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceRequest         *message)
+{
+  static const Nest__Entitlement__V1__UpgradeServiceInstanceRequest init_value = NEST__ENTITLEMENT__V1__UPGRADE_SERVICE_INSTANCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__upgrade_service_instance_request__get_packed_size
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__upgrade_service_instance_request__pack
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__upgrade_service_instance_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__UpgradeServiceInstanceRequest *
+       nest__entitlement__v1__upgrade_service_instance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__UpgradeServiceInstanceRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__upgrade_service_instance_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__upgrade_service_instance_request__free_unpacked
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__upgrade_service_instance_response__init
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceResponse         *message)
+{
+  static const Nest__Entitlement__V1__UpgradeServiceInstanceResponse init_value = NEST__ENTITLEMENT__V1__UPGRADE_SERVICE_INSTANCE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__upgrade_service_instance_response__get_packed_size
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__upgrade_service_instance_response__pack
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__upgrade_service_instance_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__UpgradeServiceInstanceResponse *
+       nest__entitlement__v1__upgrade_service_instance_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__UpgradeServiceInstanceResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__upgrade_service_instance_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__upgrade_service_instance_response__free_unpacked
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__upgrade_service_instance_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__rollback_service_instance_request__init
+                     (Nest__Entitlement__V1__RollbackServiceInstanceRequest         *message)
+{
+  static const Nest__Entitlement__V1__RollbackServiceInstanceRequest init_value = NEST__ENTITLEMENT__V1__ROLLBACK_SERVICE_INSTANCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__rollback_service_instance_request__get_packed_size
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__rollback_service_instance_request__pack
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__rollback_service_instance_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__RollbackServiceInstanceRequest *
+       nest__entitlement__v1__rollback_service_instance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__RollbackServiceInstanceRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__rollback_service_instance_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__rollback_service_instance_request__free_unpacked
+                     (Nest__Entitlement__V1__RollbackServiceInstanceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__rollback_service_instance_response__init
+                     (Nest__Entitlement__V1__RollbackServiceInstanceResponse         *message)
+{
+  static const Nest__Entitlement__V1__RollbackServiceInstanceResponse init_value = NEST__ENTITLEMENT__V1__ROLLBACK_SERVICE_INSTANCE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__rollback_service_instance_response__get_packed_size
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__rollback_service_instance_response__pack
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__rollback_service_instance_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__RollbackServiceInstanceResponse *
+       nest__entitlement__v1__rollback_service_instance_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__RollbackServiceInstanceResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__rollback_service_instance_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__rollback_service_instance_response__free_unpacked
+                     (Nest__Entitlement__V1__RollbackServiceInstanceResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__rollback_service_instance_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__set_auto_upgrade_request__init
+                     (Nest__Entitlement__V1__SetAutoUpgradeRequest         *message)
+{
+  static const Nest__Entitlement__V1__SetAutoUpgradeRequest init_value = NEST__ENTITLEMENT__V1__SET_AUTO_UPGRADE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__set_auto_upgrade_request__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoUpgradeRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__set_auto_upgrade_request__pack
+                     (const Nest__Entitlement__V1__SetAutoUpgradeRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__set_auto_upgrade_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoUpgradeRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__SetAutoUpgradeRequest *
+       nest__entitlement__v1__set_auto_upgrade_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__SetAutoUpgradeRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__set_auto_upgrade_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__set_auto_upgrade_request__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoUpgradeRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__set_auto_upgrade_response__init
+                     (Nest__Entitlement__V1__SetAutoUpgradeResponse         *message)
+{
+  static const Nest__Entitlement__V1__SetAutoUpgradeResponse init_value = NEST__ENTITLEMENT__V1__SET_AUTO_UPGRADE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__set_auto_upgrade_response__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoUpgradeResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__set_auto_upgrade_response__pack
+                     (const Nest__Entitlement__V1__SetAutoUpgradeResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__set_auto_upgrade_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoUpgradeResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__SetAutoUpgradeResponse *
+       nest__entitlement__v1__set_auto_upgrade_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__SetAutoUpgradeResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__set_auto_upgrade_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__set_auto_upgrade_response__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoUpgradeResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__set_auto_upgrade_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__entitlement__v1__suspend_service_instance_request__init
                      (Nest__Entitlement__V1__SuspendServiceInstanceRequest         *message)
 {
@@ -3009,7 +3381,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__distribution_authorizati
   (ProtobufCMessageInit) nest__entitlement__v1__distribution_authorization__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__license_payload__field_descriptors[9] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__license_payload__field_descriptors[10] =
 {
   {
     "license_id",
@@ -3119,6 +3491,18 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__license_payload__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "version_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__LicensePayload, version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__license_payload__field_indices_by_name[] = {
   4,   /* field[4] = base_service_id */
@@ -3130,11 +3514,12 @@ static const unsigned nest__entitlement__v1__license_payload__field_indices_by_n
   5,   /* field[5] = quantity */
   3,   /* field[3] = service_id */
   8,   /* field[8] = trial */
+  9,   /* field[9] = version_id */
 };
 static const ProtobufCIntRange nest__entitlement__v1__license_payload__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__license_payload__descriptor =
 {
@@ -3144,7 +3529,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__license_payload__descrip
   "Nest__Entitlement__V1__LicensePayload",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__LicensePayload),
-  9,
+  10,
   nest__entitlement__v1__license_payload__field_descriptors,
   nest__entitlement__v1__license_payload__field_indices_by_name,
   1,  nest__entitlement__v1__license_payload__number_ranges,
@@ -3485,7 +3870,7 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__provid
   (ProtobufCMessageInit) nest__entitlement__v1__service_instance__provider_facts_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__field_descriptors[26] =
+static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__field_descriptors[31] =
 {
   {
     "id",
@@ -3799,10 +4184,71 @@ static const ProtobufCFieldDescriptor nest__entitlement__v1__service_instance__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "upgrade_status",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance, upgrade_status),
+    &nest__entitlement__v1__upgrade_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "upgrades",
+    28,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__ServiceInstance, n_upgrades),
+    offsetof(Nest__Entitlement__V1__ServiceInstance, upgrades),
+    &nest__entitlement__v1__instance_upgrade__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "upgradable_to_version_id",
+    29,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance, upgradable_to_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "upgradable_security_release",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance, upgradable_security_release),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_upgrade",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__ServiceInstance, auto_upgrade),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__entitlement__v1__service_instance__field_indices_by_name[] = {
   12,   /* field[12] = access_mode */
   8,   /* field[8] = authorization_id */
+  30,   /* field[30] = auto_upgrade */
   4,   /* field[4] = base_service_id */
   19,   /* field[19] = billing_period */
   22,   /* field[22] = created_at_unix_ms */
@@ -3826,12 +4272,16 @@ static const unsigned nest__entitlement__v1__service_instance__field_indices_by_
   13,   /* field[13] = status */
   24,   /* field[24] = subscription */
   23,   /* field[23] = updated_at_unix_ms */
+  29,   /* field[29] = upgradable_security_release */
+  28,   /* field[28] = upgradable_to_version_id */
+  26,   /* field[26] = upgrade_status */
+  27,   /* field[27] = upgrades */
   3,   /* field[3] = version_id */
 };
 static const ProtobufCIntRange nest__entitlement__v1__service_instance__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 26 }
+  { 0, 31 }
 };
 const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descriptor =
 {
@@ -3841,11 +4291,449 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descri
   "Nest__Entitlement__V1__ServiceInstance",
   "nest.entitlement.v1",
   sizeof(Nest__Entitlement__V1__ServiceInstance),
-  26,
+  31,
   nest__entitlement__v1__service_instance__field_descriptors,
   nest__entitlement__v1__service_instance__field_indices_by_name,
   1,  nest__entitlement__v1__service_instance__number_ranges,
   (ProtobufCMessageInit) nest__entitlement__v1__service_instance__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_upgrade__parameters_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__instance_upgrade__parameters_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange nest__entitlement__v1__instance_upgrade__parameters_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__instance_upgrade__parameters_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.InstanceUpgrade.ParametersEntry",
+  "ParametersEntry",
+  "Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry),
+  2,
+  nest__entitlement__v1__instance_upgrade__parameters_entry__field_descriptors,
+  nest__entitlement__v1__instance_upgrade__parameters_entry__field_indices_by_name,
+  1,  nest__entitlement__v1__instance_upgrade__parameters_entry__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__instance_upgrade__parameters_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_upgrade__field_descriptors[13] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, kind),
+    &nest__entitlement__v1__upgrade_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_version_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, from_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_version_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, to_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, status),
+    &nest__entitlement__v1__upgrade_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested_by",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, requested_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameter_set_name",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, parameter_set_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "security_release",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, security_release),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_at_unix_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, started_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ended_at_unix_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, ended_at_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_parameter_set_name",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, from_parameter_set_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameters",
+    13,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, n_parameters),
+    offsetof(Nest__Entitlement__V1__InstanceUpgrade, parameters),
+    &nest__entitlement__v1__instance_upgrade__parameters_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__instance_upgrade__field_indices_by_name[] = {
+  10,   /* field[10] = ended_at_unix_ms */
+  11,   /* field[11] = from_parameter_set_name */
+  2,   /* field[2] = from_version_id */
+  0,   /* field[0] = id */
+  1,   /* field[1] = kind */
+  7,   /* field[7] = parameter_set_name */
+  12,   /* field[12] = parameters */
+  5,   /* field[5] = reason */
+  6,   /* field[6] = requested_by */
+  8,   /* field[8] = security_release */
+  9,   /* field[9] = started_at_unix_ms */
+  4,   /* field[4] = status */
+  3,   /* field[3] = to_version_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__instance_upgrade__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 13 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__instance_upgrade__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.InstanceUpgrade",
+  "InstanceUpgrade",
+  "Nest__Entitlement__V1__InstanceUpgrade",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__InstanceUpgrade),
+  13,
+  nest__entitlement__v1__instance_upgrade__field_descriptors,
+  nest__entitlement__v1__instance_upgrade__field_indices_by_name,
+  1,  nest__entitlement__v1__instance_upgrade__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__instance_upgrade__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__upgrade_plan__parameter_changes_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__upgrade_plan__parameter_changes_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange nest__entitlement__v1__upgrade_plan__parameter_changes_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_plan__parameter_changes_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.UpgradePlan.ParameterChangesEntry",
+  "ParameterChangesEntry",
+  "Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry),
+  2,
+  nest__entitlement__v1__upgrade_plan__parameter_changes_entry__field_descriptors,
+  nest__entitlement__v1__upgrade_plan__parameter_changes_entry__field_indices_by_name,
+  1,  nest__entitlement__v1__upgrade_plan__parameter_changes_entry__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__upgrade_plan__parameter_changes_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__upgrade_plan__field_descriptors[9] =
+{
+  {
+    "from_version_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, from_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_version_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, to_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_parameter_set_name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, from_parameter_set_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_parameter_set_name",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, to_parameter_set_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameter_changes",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__UpgradePlan, n_parameter_changes),
+    offsetof(Nest__Entitlement__V1__UpgradePlan, parameter_changes),
+    &nest__entitlement__v1__upgrade_plan__parameter_changes_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "price_unchanged",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, price_unchanged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "license_reissued",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, license_reissued),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "through_provider",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, through_provider),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "security_release",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradePlan, security_release),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__upgrade_plan__field_indices_by_name[] = {
+  2,   /* field[2] = from_parameter_set_name */
+  0,   /* field[0] = from_version_id */
+  6,   /* field[6] = license_reissued */
+  4,   /* field[4] = parameter_changes */
+  5,   /* field[5] = price_unchanged */
+  8,   /* field[8] = security_release */
+  7,   /* field[7] = through_provider */
+  3,   /* field[3] = to_parameter_set_name */
+  1,   /* field[1] = to_version_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__upgrade_plan__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_plan__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.UpgradePlan",
+  "UpgradePlan",
+  "Nest__Entitlement__V1__UpgradePlan",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__UpgradePlan),
+  9,
+  nest__entitlement__v1__upgrade_plan__field_descriptors,
+  nest__entitlement__v1__upgrade_plan__field_indices_by_name,
+  1,  nest__entitlement__v1__upgrade_plan__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__upgrade_plan__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_plan__field_descriptors[5] =
@@ -6245,6 +7133,377 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_response_
   (ProtobufCMessageInit) nest__entitlement__v1__set_auto_renew_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__entitlement__v1__upgrade_service_instance_request__field_descriptors[6] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target_version_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest, target_version_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dry_run",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameter_set_name",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest, parameter_set_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__upgrade_service_instance_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  3,   /* field[3] = dry_run */
+  1,   /* field[1] = instance_id */
+  4,   /* field[4] = parameter_set_name */
+  5,   /* field[5] = reason */
+  2,   /* field[2] = target_version_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__upgrade_service_instance_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_service_instance_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.UpgradeServiceInstanceRequest",
+  "UpgradeServiceInstanceRequest",
+  "Nest__Entitlement__V1__UpgradeServiceInstanceRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__UpgradeServiceInstanceRequest),
+  6,
+  nest__entitlement__v1__upgrade_service_instance_request__field_descriptors,
+  nest__entitlement__v1__upgrade_service_instance_request__field_indices_by_name,
+  1,  nest__entitlement__v1__upgrade_service_instance_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__upgrade_service_instance_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__upgrade_service_instance_response__field_descriptors[2] =
+{
+  {
+    "instance",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceResponse, instance),
+    &nest__entitlement__v1__service_instance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__UpgradeServiceInstanceResponse, plan),
+    &nest__entitlement__v1__upgrade_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__upgrade_service_instance_response__field_indices_by_name[] = {
+  0,   /* field[0] = instance */
+  1,   /* field[1] = plan */
+};
+static const ProtobufCIntRange nest__entitlement__v1__upgrade_service_instance_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_service_instance_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.UpgradeServiceInstanceResponse",
+  "UpgradeServiceInstanceResponse",
+  "Nest__Entitlement__V1__UpgradeServiceInstanceResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__UpgradeServiceInstanceResponse),
+  2,
+  nest__entitlement__v1__upgrade_service_instance_response__field_descriptors,
+  nest__entitlement__v1__upgrade_service_instance_response__field_indices_by_name,
+  1,  nest__entitlement__v1__upgrade_service_instance_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__upgrade_service_instance_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__rollback_service_instance_request__field_descriptors[3] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RollbackServiceInstanceRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RollbackServiceInstanceRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RollbackServiceInstanceRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__rollback_service_instance_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instance_id */
+  2,   /* field[2] = reason */
+};
+static const ProtobufCIntRange nest__entitlement__v1__rollback_service_instance_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__rollback_service_instance_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.RollbackServiceInstanceRequest",
+  "RollbackServiceInstanceRequest",
+  "Nest__Entitlement__V1__RollbackServiceInstanceRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__RollbackServiceInstanceRequest),
+  3,
+  nest__entitlement__v1__rollback_service_instance_request__field_descriptors,
+  nest__entitlement__v1__rollback_service_instance_request__field_indices_by_name,
+  1,  nest__entitlement__v1__rollback_service_instance_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__rollback_service_instance_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__rollback_service_instance_response__field_descriptors[2] =
+{
+  {
+    "instance",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RollbackServiceInstanceResponse, instance),
+    &nest__entitlement__v1__service_instance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__RollbackServiceInstanceResponse, plan),
+    &nest__entitlement__v1__upgrade_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__rollback_service_instance_response__field_indices_by_name[] = {
+  0,   /* field[0] = instance */
+  1,   /* field[1] = plan */
+};
+static const ProtobufCIntRange nest__entitlement__v1__rollback_service_instance_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__rollback_service_instance_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.RollbackServiceInstanceResponse",
+  "RollbackServiceInstanceResponse",
+  "Nest__Entitlement__V1__RollbackServiceInstanceResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__RollbackServiceInstanceResponse),
+  2,
+  nest__entitlement__v1__rollback_service_instance_response__field_descriptors,
+  nest__entitlement__v1__rollback_service_instance_response__field_indices_by_name,
+  1,  nest__entitlement__v1__rollback_service_instance_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__rollback_service_instance_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__set_auto_upgrade_request__field_descriptors[3] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoUpgradeRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoUpgradeRequest, instance_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_upgrade",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoUpgradeRequest, auto_upgrade),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__set_auto_upgrade_request__field_indices_by_name[] = {
+  2,   /* field[2] = auto_upgrade */
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instance_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__set_auto_upgrade_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_upgrade_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.SetAutoUpgradeRequest",
+  "SetAutoUpgradeRequest",
+  "Nest__Entitlement__V1__SetAutoUpgradeRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__SetAutoUpgradeRequest),
+  3,
+  nest__entitlement__v1__set_auto_upgrade_request__field_descriptors,
+  nest__entitlement__v1__set_auto_upgrade_request__field_indices_by_name,
+  1,  nest__entitlement__v1__set_auto_upgrade_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__set_auto_upgrade_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__set_auto_upgrade_response__field_descriptors[1] =
+{
+  {
+    "instance",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__SetAutoUpgradeResponse, instance),
+    &nest__entitlement__v1__service_instance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__set_auto_upgrade_response__field_indices_by_name[] = {
+  0,   /* field[0] = instance */
+};
+static const ProtobufCIntRange nest__entitlement__v1__set_auto_upgrade_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_upgrade_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.SetAutoUpgradeResponse",
+  "SetAutoUpgradeResponse",
+  "Nest__Entitlement__V1__SetAutoUpgradeResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__SetAutoUpgradeResponse),
+  1,
+  nest__entitlement__v1__set_auto_upgrade_response__field_descriptors,
+  nest__entitlement__v1__set_auto_upgrade_response__field_indices_by_name,
+  1,  nest__entitlement__v1__set_auto_upgrade_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__set_auto_upgrade_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor nest__entitlement__v1__suspend_service_instance_request__field_descriptors[3] =
 {
   {
@@ -7600,6 +8859,68 @@ const ProtobufCEnumDescriptor nest__entitlement__v1__deployment_status__descript
   nest__entitlement__v1__deployment_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
+static const ProtobufCEnumValue nest__entitlement__v1__upgrade_status__enum_values_by_number[4] =
+{
+  { "UPGRADE_STATUS_UNSPECIFIED", "NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UNSPECIFIED", 0 },
+  { "UPGRADE_STATUS_UPGRADING", "NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UPGRADING", 1 },
+  { "UPGRADE_STATUS_UPGRADED", "NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UPGRADED", 2 },
+  { "UPGRADE_STATUS_UPGRADE_FAILED", "NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UPGRADE_FAILED", 3 },
+};
+static const ProtobufCIntRange nest__entitlement__v1__upgrade_status__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex nest__entitlement__v1__upgrade_status__enum_values_by_name[4] =
+{
+  { "UPGRADE_STATUS_UNSPECIFIED", 0 },
+  { "UPGRADE_STATUS_UPGRADED", 2 },
+  { "UPGRADE_STATUS_UPGRADE_FAILED", 3 },
+  { "UPGRADE_STATUS_UPGRADING", 1 },
+};
+const ProtobufCEnumDescriptor nest__entitlement__v1__upgrade_status__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.UpgradeStatus",
+  "UpgradeStatus",
+  "Nest__Entitlement__V1__UpgradeStatus",
+  "nest.entitlement.v1",
+  4,
+  nest__entitlement__v1__upgrade_status__enum_values_by_number,
+  4,
+  nest__entitlement__v1__upgrade_status__enum_values_by_name,
+  1,
+  nest__entitlement__v1__upgrade_status__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue nest__entitlement__v1__upgrade_kind__enum_values_by_number[3] =
+{
+  { "UPGRADE_KIND_UNSPECIFIED", "NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_UNSPECIFIED", 0 },
+  { "UPGRADE_KIND_UPGRADE", "NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_UPGRADE", 1 },
+  { "UPGRADE_KIND_ROLLBACK", "NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_ROLLBACK", 2 },
+};
+static const ProtobufCIntRange nest__entitlement__v1__upgrade_kind__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex nest__entitlement__v1__upgrade_kind__enum_values_by_name[3] =
+{
+  { "UPGRADE_KIND_ROLLBACK", 2 },
+  { "UPGRADE_KIND_UNSPECIFIED", 0 },
+  { "UPGRADE_KIND_UPGRADE", 1 },
+};
+const ProtobufCEnumDescriptor nest__entitlement__v1__upgrade_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.UpgradeKind",
+  "UpgradeKind",
+  "Nest__Entitlement__V1__UpgradeKind",
+  "nest.entitlement.v1",
+  3,
+  nest__entitlement__v1__upgrade_kind__enum_values_by_number,
+  3,
+  nest__entitlement__v1__upgrade_kind__enum_values_by_name,
+  1,
+  nest__entitlement__v1__upgrade_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
 static const ProtobufCEnumValue nest__entitlement__v1__subscription_status__enum_values_by_number[7] =
 {
   { "SUBSCRIPTION_STATUS_UNSPECIFIED", "NEST__ENTITLEMENT__V1__SUBSCRIPTION_STATUS__SUBSCRIPTION_STATUS_UNSPECIFIED", 0 },
@@ -7772,7 +9093,7 @@ const ProtobufCEnumDescriptor nest__entitlement__v1__instance_slot_status__descr
   nest__entitlement__v1__instance_slot_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[24] =
+static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[27] =
 {
   { "ApplyForDistribution", &nest__entitlement__v1__apply_for_distribution_request__descriptor, &nest__entitlement__v1__apply_for_distribution_response__descriptor },
   { "ApproveDistribution", &nest__entitlement__v1__approve_distribution_request__descriptor, &nest__entitlement__v1__approve_distribution_response__descriptor },
@@ -7788,6 +9109,9 @@ static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_servic
   { "RenewServiceInstance", &nest__entitlement__v1__renew_service_instance_request__descriptor, &nest__entitlement__v1__renew_service_instance_response__descriptor },
   { "ChangeServiceInstance", &nest__entitlement__v1__change_service_instance_request__descriptor, &nest__entitlement__v1__change_service_instance_response__descriptor },
   { "SetAutoRenew", &nest__entitlement__v1__set_auto_renew_request__descriptor, &nest__entitlement__v1__set_auto_renew_response__descriptor },
+  { "UpgradeServiceInstance", &nest__entitlement__v1__upgrade_service_instance_request__descriptor, &nest__entitlement__v1__upgrade_service_instance_response__descriptor },
+  { "RollbackServiceInstance", &nest__entitlement__v1__rollback_service_instance_request__descriptor, &nest__entitlement__v1__rollback_service_instance_response__descriptor },
+  { "SetAutoUpgrade", &nest__entitlement__v1__set_auto_upgrade_request__descriptor, &nest__entitlement__v1__set_auto_upgrade_response__descriptor },
   { "SuspendServiceInstance", &nest__entitlement__v1__suspend_service_instance_request__descriptor, &nest__entitlement__v1__suspend_service_instance_response__descriptor },
   { "ResumeServiceInstance", &nest__entitlement__v1__resume_service_instance_request__descriptor, &nest__entitlement__v1__resume_service_instance_response__descriptor },
   { "ReleaseServiceInstance", &nest__entitlement__v1__release_service_instance_request__descriptor, &nest__entitlement__v1__release_service_instance_response__descriptor },
@@ -7804,26 +9128,29 @@ const unsigned nest__entitlement__v1__entitlement_service__method_indices_by_nam
   1,        /* ApproveDistribution */
   12,        /* ChangeServiceInstance */
   7,        /* CheckDistribution */
-  17,        /* CheckLicense */
-  21,        /* CheckResourcePermission */
+  20,        /* CheckLicense */
+  24,        /* CheckResourcePermission */
   8,        /* CreateServiceInstance */
-  19,        /* DecidePermissionRequest */
+  22,        /* DecidePermissionRequest */
   5,        /* GetDistributionAuthorization */
   9,        /* GetServiceInstance */
   3,        /* GrantDistribution */
   6,        /* ListDistributionAuthorizations */
-  20,        /* ListPermissionRequests */
+  23,        /* ListPermissionRequests */
   10,        /* ListServiceInstances */
   2,        /* RejectDistribution */
-  23,        /* ReleaseInstanceSlot */
-  16,        /* ReleaseServiceInstance */
+  26,        /* ReleaseInstanceSlot */
+  19,        /* ReleaseServiceInstance */
   11,        /* RenewServiceInstance */
-  18,        /* RequestResourcePermission */
-  22,        /* ReserveInstanceSlot */
-  15,        /* ResumeServiceInstance */
+  21,        /* RequestResourcePermission */
+  25,        /* ReserveInstanceSlot */
+  18,        /* ResumeServiceInstance */
   4,        /* RevokeDistribution */
+  15,        /* RollbackServiceInstance */
   13,        /* SetAutoRenew */
-  14         /* SuspendServiceInstance */
+  16,        /* SetAutoUpgrade */
+  17,        /* SuspendServiceInstance */
+  14         /* UpgradeServiceInstance */
 };
 const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__descriptor =
 {
@@ -7832,7 +9159,7 @@ const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__des
   "EntitlementService",
   "Nest__Entitlement__V1__EntitlementService",
   "nest.entitlement.v1",
-  24,
+  27,
   nest__entitlement__v1__entitlement_service__method_descriptors,
   nest__entitlement__v1__entitlement_service__method_indices_by_name
 };
@@ -7948,13 +9275,37 @@ void nest__entitlement__v1__entitlement_service__set_auto_renew(ProtobufCService
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__entitlement__v1__entitlement_service__upgrade_service_instance(ProtobufCService *service,
+                                                                          const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *input,
+                                                                          Nest__Entitlement__V1__UpgradeServiceInstanceResponse_Closure closure,
+                                                                          void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__entitlement__v1__entitlement_service__rollback_service_instance(ProtobufCService *service,
+                                                                           const Nest__Entitlement__V1__RollbackServiceInstanceRequest *input,
+                                                                           Nest__Entitlement__V1__RollbackServiceInstanceResponse_Closure closure,
+                                                                           void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void nest__entitlement__v1__entitlement_service__set_auto_upgrade(ProtobufCService *service,
+                                                                  const Nest__Entitlement__V1__SetAutoUpgradeRequest *input,
+                                                                  Nest__Entitlement__V1__SetAutoUpgradeResponse_Closure closure,
+                                                                  void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__entitlement__v1__entitlement_service__suspend_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
                                                                           Nest__Entitlement__V1__SuspendServiceInstanceResponse_Closure closure,
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__resume_service_instance(ProtobufCService *service,
                                                                          const Nest__Entitlement__V1__ResumeServiceInstanceRequest *input,
@@ -7962,7 +9313,7 @@ void nest__entitlement__v1__entitlement_service__resume_service_instance(Protobu
                                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__release_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__ReleaseServiceInstanceRequest *input,
@@ -7970,7 +9321,7 @@ void nest__entitlement__v1__entitlement_service__release_service_instance(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__check_license(ProtobufCService *service,
                                                                const Nest__Entitlement__V1__CheckLicenseRequest *input,
@@ -7978,7 +9329,7 @@ void nest__entitlement__v1__entitlement_service__check_license(ProtobufCService 
                                                                void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__request_resource_permission(ProtobufCService *service,
                                                                              const Nest__Entitlement__V1__RequestResourcePermissionRequest *input,
@@ -7986,7 +9337,7 @@ void nest__entitlement__v1__entitlement_service__request_resource_permission(Pro
                                                                              void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__decide_permission_request(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__DecidePermissionRequestRequest *input,
@@ -7994,7 +9345,7 @@ void nest__entitlement__v1__entitlement_service__decide_permission_request(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__list_permission_requests(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__ListPermissionRequestsRequest *input,
@@ -8002,7 +9353,7 @@ void nest__entitlement__v1__entitlement_service__list_permission_requests(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__check_resource_permission(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__CheckResourcePermissionRequest *input,
@@ -8010,7 +9361,7 @@ void nest__entitlement__v1__entitlement_service__check_resource_permission(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufCService *service,
                                                                        const Nest__Entitlement__V1__ReserveInstanceSlotRequest *input,
@@ -8018,7 +9369,7 @@ void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufC
                                                                        void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufCService *service,
                                                                        const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *input,
@@ -8026,7 +9377,7 @@ void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufC
                                                                        void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__EntitlementService_Service *service,
                                                        Nest__Entitlement__V1__EntitlementService_ServiceDestroy destroy)

@@ -221,10 +221,19 @@ struct  Nest__Catalog__V1__Service
   char *product_id;
   int64_t created_at_unix_ms;
   int64_t updated_at_unix_ms;
+  /*
+   * B only, as read: A's default version when B's base_version_id is an older version of A
+   * (B is behind its base); empty when B is up to date, and for A.
+   */
+  char *base_latest_version_id;
+  /*
+   * B only, as read: whether a version of A newer than B's base is a security release.
+   */
+  protobuf_c_boolean base_security_update;
 };
 #define NEST__CATALOG__V1__SERVICE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__service__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SERVICE_TYPE__SERVICE_TYPE_UNSPECIFIED, NEST__CATALOG__V1__SERVICE_STATUS__SERVICE_STATUS_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SERVICE_TYPE__SERVICE_TYPE_UNSPECIFIED, NEST__CATALOG__V1__SERVICE_STATUS__SERVICE_STATUS_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -263,10 +272,32 @@ struct  Nest__Catalog__V1__ServiceVersion
    * 0 while DRAFT.
    */
   int64_t published_at_unix_ms;
+  /*
+   * Earlier versions of the same service whose instances can be upgraded to this one
+   * (UpgradeServiceInstance). Once it is published, instances on those versions are
+   * upgradable to it while it is the service's default version.
+   */
+  size_t n_upgradable_from_version_ids;
+  char **upgradable_from_version_ids;
+  /*
+   * Whether an instance upgraded to this version can be rolled back to the version it came
+   * from (RollbackServiceInstance).
+   */
+  protobuf_c_boolean supports_rollback;
+  /*
+   * The provider marks a version that fixes a security problem: every notice of it down the
+   * chain (derived services, upgradable instances) says so.
+   */
+  protobuf_c_boolean security_release;
+  /*
+   * B only: the published version of A this version builds on. Empty for A, and for the
+   * versions of B made before release 0.3 (they build on the service's first base).
+   */
+  char *base_version_id;
 };
 #define NEST__CATALOG__V1__SERVICE_VERSION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__service_version__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, NEST__CATALOG__V1__SERVICE_VERSION_STATUS__SERVICE_VERSION_STATUS_UNSPECIFIED, NULL, 0,NULL, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, NEST__CATALOG__V1__SERVICE_VERSION_STATUS__SERVICE_VERSION_STATUS_UNSPECIFIED, NULL, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -460,10 +491,24 @@ struct  Nest__Catalog__V1__CreateServiceVersionRequest
    */
   size_t n_parameter_sets;
   Nest__Catalog__V1__ParameterSet **parameter_sets;
+  /*
+   * Earlier versions of this service whose instances may upgrade to this one; each an
+   * existing version of the service.
+   */
+  size_t n_upgradable_from_version_ids;
+  char **upgradable_from_version_ids;
+  protobuf_c_boolean supports_rollback;
+  protobuf_c_boolean security_release;
+  /*
+   * Derived services only: the published version of A to build on (A's version must be
+   * PUBLISHED and the owner's authorization for A ACTIVE); empty = the version the service's
+   * latest version builds on.
+   */
+  char *base_version_id;
 };
 #define NEST__CATALOG__V1__CREATE_SERVICE_VERSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__create_service_version_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Nest__Catalog__V1__CreateServiceVersionResponse

@@ -25,6 +25,10 @@ typedef struct Nest__Entitlement__V1__LicenseSigningKey Nest__Entitlement__V1__L
 typedef struct Nest__Entitlement__V1__ServiceInstance Nest__Entitlement__V1__ServiceInstance;
 typedef struct Nest__Entitlement__V1__ServiceInstance__ParametersEntry Nest__Entitlement__V1__ServiceInstance__ParametersEntry;
 typedef struct Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry;
+typedef struct Nest__Entitlement__V1__InstanceUpgrade Nest__Entitlement__V1__InstanceUpgrade;
+typedef struct Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry;
+typedef struct Nest__Entitlement__V1__UpgradePlan Nest__Entitlement__V1__UpgradePlan;
+typedef struct Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry;
 typedef struct Nest__Entitlement__V1__InstancePlan Nest__Entitlement__V1__InstancePlan;
 typedef struct Nest__Entitlement__V1__PendingChange Nest__Entitlement__V1__PendingChange;
 typedef struct Nest__Entitlement__V1__Subscription Nest__Entitlement__V1__Subscription;
@@ -59,6 +63,12 @@ typedef struct Nest__Entitlement__V1__ChangeServiceInstanceRequest Nest__Entitle
 typedef struct Nest__Entitlement__V1__ChangeServiceInstanceResponse Nest__Entitlement__V1__ChangeServiceInstanceResponse;
 typedef struct Nest__Entitlement__V1__SetAutoRenewRequest Nest__Entitlement__V1__SetAutoRenewRequest;
 typedef struct Nest__Entitlement__V1__SetAutoRenewResponse Nest__Entitlement__V1__SetAutoRenewResponse;
+typedef struct Nest__Entitlement__V1__UpgradeServiceInstanceRequest Nest__Entitlement__V1__UpgradeServiceInstanceRequest;
+typedef struct Nest__Entitlement__V1__UpgradeServiceInstanceResponse Nest__Entitlement__V1__UpgradeServiceInstanceResponse;
+typedef struct Nest__Entitlement__V1__RollbackServiceInstanceRequest Nest__Entitlement__V1__RollbackServiceInstanceRequest;
+typedef struct Nest__Entitlement__V1__RollbackServiceInstanceResponse Nest__Entitlement__V1__RollbackServiceInstanceResponse;
+typedef struct Nest__Entitlement__V1__SetAutoUpgradeRequest Nest__Entitlement__V1__SetAutoUpgradeRequest;
+typedef struct Nest__Entitlement__V1__SetAutoUpgradeResponse Nest__Entitlement__V1__SetAutoUpgradeResponse;
 typedef struct Nest__Entitlement__V1__SuspendServiceInstanceRequest Nest__Entitlement__V1__SuspendServiceInstanceRequest;
 typedef struct Nest__Entitlement__V1__SuspendServiceInstanceResponse Nest__Entitlement__V1__SuspendServiceInstanceResponse;
 typedef struct Nest__Entitlement__V1__ResumeServiceInstanceRequest Nest__Entitlement__V1__ResumeServiceInstanceRequest;
@@ -141,6 +151,35 @@ typedef enum _Nest__Entitlement__V1__DeploymentStatus {
   NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_RELEASED = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS)
 } Nest__Entitlement__V1__DeploymentStatus;
+/*
+ * Where an upgrade or a rollback stands. Neither stops the instance: while UPGRADING and after
+ * UPGRADE_FAILED it runs its old version.
+ */
+typedef enum _Nest__Entitlement__V1__UpgradeStatus {
+  NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UNSPECIFIED = 0,
+  /*
+   * Asked of the provider's fulfilment endpoint, not answered yet.
+   */
+  NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UPGRADING = 1,
+  /*
+   * Done: the instance runs to_version_id.
+   */
+  NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UPGRADED = 2,
+  /*
+   * Not done (the reason says why): the instance runs from_version_id, as before.
+   */
+  NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UPGRADE_FAILED = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ENTITLEMENT__V1__UPGRADE_STATUS)
+} Nest__Entitlement__V1__UpgradeStatus;
+typedef enum _Nest__Entitlement__V1__UpgradeKind {
+  NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_UNSPECIFIED = 0,
+  NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_UPGRADE = 1,
+  /*
+   * Back to the version the last upgrade came from.
+   */
+  NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_ROLLBACK = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(NEST__ENTITLEMENT__V1__UPGRADE_KIND)
+} Nest__Entitlement__V1__UpgradeKind;
 /*
  * Where a subscription stands as a business relationship, apart from its deployment.
  * TRIAL or ACTIVE -> RENEWING (auto-renew placed the renewal order) -> ACTIVE (renewed) or
@@ -345,10 +384,14 @@ struct  Nest__Entitlement__V1__LicensePayload
    * A free trial's license: it ends at expires_at unless the trial converts.
    */
   protobuf_c_boolean trial;
+  /*
+   * The version of service_id the license is for; a new license is issued on an upgrade.
+   */
+  char *version_id;
 };
 #define NEST__ENTITLEMENT__V1__LICENSE_PAYLOAD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__license_payload__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -530,6 +573,30 @@ struct  Nest__Entitlement__V1__ServiceInstance
    */
   size_t n_provider_facts;
   Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry **provider_facts;
+  /*
+   * Where the instance's latest upgrade or rollback stands; UNSPECIFIED when it never had one.
+   */
+  Nest__Entitlement__V1__UpgradeStatus upgrade_status;
+  /*
+   * Every upgrade and rollback, oldest first.
+   */
+  size_t n_upgrades;
+  Nest__Entitlement__V1__InstanceUpgrade **upgrades;
+  /*
+   * The service's default version when the instance can upgrade to it (that version names
+   * the instance's version in upgradable_from_version_ids); empty otherwise. Kept up to date
+   * by entitlement as versions are published.
+   */
+  char *upgradable_to_version_id;
+  /*
+   * Whether upgradable_to_version_id is a security release.
+   */
+  protobuf_c_boolean upgradable_security_release;
+  /*
+   * The resource owner's opt-in: entitlement upgrades the instance to each upgradable
+   * version in the maintenance window, one instance of a service at a time.
+   */
+  protobuf_c_boolean auto_upgrade;
   Nest__Entitlement__V1__ServiceInstance__AccessCase access_case;
   union {
     char *logon_url;
@@ -538,7 +605,112 @@ struct  Nest__Entitlement__V1__ServiceInstance
 };
 #define NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__service_instance__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED, NULL, NULL, NEST__COMMON__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED, NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, 0, 0,NULL, 0, 0, NULL, 0,NULL, NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__COMMON__V1__SCENARIO__SCENARIO_UNSPECIFIED, NULL, NULL, NEST__COMMON__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED, NEST__ENTITLEMENT__V1__DEPLOYMENT_STATUS__DEPLOYMENT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0,NULL, 0, NEST__COMMON__V1__BILLING_PERIOD__BILLING_PERIOD_UNSPECIFIED, 0, 0,NULL, 0, 0, NULL, 0,NULL, NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, 0, 0, NEST__ENTITLEMENT__V1__SERVICE_INSTANCE__ACCESS__NOT_SET, {0} }
+
+
+struct  Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define NEST__ENTITLEMENT__V1__INSTANCE_UPGRADE__PARAMETERS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__instance_upgrade__parameters_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One upgrade or rollback of an instance.
+ */
+struct  Nest__Entitlement__V1__InstanceUpgrade
+{
+  ProtobufCMessage base;
+  char *id;
+  Nest__Entitlement__V1__UpgradeKind kind;
+  char *from_version_id;
+  char *to_version_id;
+  Nest__Entitlement__V1__UpgradeStatus status;
+  /*
+   * Why it failed; or, while it runs or after it succeeded, the requester's reason.
+   */
+  char *reason;
+  /*
+   * The account that asked, or "auto-upgrade".
+   */
+  char *requested_by;
+  /*
+   * The parameter set the instance runs after it, from to_version_id.
+   */
+  char *parameter_set_name;
+  protobuf_c_boolean security_release;
+  int64_t started_at_unix_ms;
+  /*
+   * 0 while UPGRADING.
+   */
+  int64_t ended_at_unix_ms;
+  /*
+   * The parameter set the instance ran before it (what a rollback returns to).
+   */
+  char *from_parameter_set_name;
+  /*
+   * The values of parameter_set_name on to_version_id, as the catalog had them.
+   */
+  size_t n_parameters;
+  Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry **parameters;
+};
+#define NEST__ENTITLEMENT__V1__INSTANCE_UPGRADE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__instance_upgrade__descriptor) \
+    , (char *)protobuf_c_empty_string, NEST__ENTITLEMENT__V1__UPGRADE_KIND__UPGRADE_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NEST__ENTITLEMENT__V1__UPGRADE_STATUS__UPGRADE_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define NEST__ENTITLEMENT__V1__UPGRADE_PLAN__PARAMETER_CHANGES_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__upgrade_plan__parameter_changes_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * What an upgrade would change (UpgradeServiceInstance with dry_run, and every upgrade's
+ * answer).
+ */
+struct  Nest__Entitlement__V1__UpgradePlan
+{
+  ProtobufCMessage base;
+  char *from_version_id;
+  char *to_version_id;
+  /*
+   * The instance's parameter set, and the one it would run on the target version (the same
+   * name, or the request's parameter_set_name).
+   */
+  char *from_parameter_set_name;
+  char *to_parameter_set_name;
+  /*
+   * The parameters that differ between the two sets: name -> "old -> new" ("" for absent).
+   */
+  size_t n_parameter_changes;
+  Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry **parameter_changes;
+  /*
+   * Always true: an upgrade does not change the price, the plan or the term.
+   */
+  protobuf_c_boolean price_unchanged;
+  /*
+   * A private instance gets a new license naming the target version.
+   */
+  protobuf_c_boolean license_reissued;
+  /*
+   * Made through the provider's fulfilment endpoint (UPGRADING until it answers).
+   */
+  protobuf_c_boolean through_provider;
+  protobuf_c_boolean security_release;
+};
+#define NEST__ENTITLEMENT__V1__UPGRADE_PLAN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__upgrade_plan__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, 0 }
 
 
 /*
@@ -1233,6 +1405,93 @@ struct  Nest__Entitlement__V1__SetAutoRenewResponse
     , NULL }
 
 
+struct  Nest__Entitlement__V1__UpgradeServiceInstanceRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  char *instance_id;
+  /*
+   * The version to upgrade to; empty = the instance's upgradable_to_version_id.
+   */
+  char *target_version_id;
+  /*
+   * Only say what would change (UpgradePlan); change nothing.
+   */
+  protobuf_c_boolean dry_run;
+  /*
+   * The target version's parameter set to run, when the instance's own set is not in it.
+   */
+  char *parameter_set_name;
+  /*
+   * Why; recorded with the upgrade. May be empty.
+   */
+  char *reason;
+};
+#define NEST__ENTITLEMENT__V1__UPGRADE_SERVICE_INSTANCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__upgrade_service_instance_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Entitlement__V1__UpgradeServiceInstanceResponse
+{
+  ProtobufCMessage base;
+  /*
+   * As it is after the request: unchanged for a dry run; UPGRADED, or UPGRADING when made
+   * through the provider.
+   */
+  Nest__Entitlement__V1__ServiceInstance *instance;
+  Nest__Entitlement__V1__UpgradePlan *plan;
+};
+#define NEST__ENTITLEMENT__V1__UPGRADE_SERVICE_INSTANCE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__upgrade_service_instance_response__descriptor) \
+    , NULL, NULL }
+
+
+struct  Nest__Entitlement__V1__RollbackServiceInstanceRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  char *instance_id;
+  char *reason;
+};
+#define NEST__ENTITLEMENT__V1__ROLLBACK_SERVICE_INSTANCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__rollback_service_instance_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Entitlement__V1__RollbackServiceInstanceResponse
+{
+  ProtobufCMessage base;
+  Nest__Entitlement__V1__ServiceInstance *instance;
+  Nest__Entitlement__V1__UpgradePlan *plan;
+};
+#define NEST__ENTITLEMENT__V1__ROLLBACK_SERVICE_INSTANCE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__rollback_service_instance_response__descriptor) \
+    , NULL, NULL }
+
+
+struct  Nest__Entitlement__V1__SetAutoUpgradeRequest
+{
+  ProtobufCMessage base;
+  char *client_token;
+  char *instance_id;
+  protobuf_c_boolean auto_upgrade;
+};
+#define NEST__ENTITLEMENT__V1__SET_AUTO_UPGRADE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__set_auto_upgrade_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Nest__Entitlement__V1__SetAutoUpgradeResponse
+{
+  ProtobufCMessage base;
+  Nest__Entitlement__V1__ServiceInstance *instance;
+};
+#define NEST__ENTITLEMENT__V1__SET_AUTO_UPGRADE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__set_auto_upgrade_response__descriptor) \
+    , NULL }
+
+
 struct  Nest__Entitlement__V1__SuspendServiceInstanceRequest
 {
   ProtobufCMessage base;
@@ -1730,6 +1989,50 @@ Nest__Entitlement__V1__ServiceInstance *
                       const uint8_t       *data);
 void   nest__entitlement__v1__service_instance__free_unpacked
                      (Nest__Entitlement__V1__ServiceInstance *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry methods */
+void   nest__entitlement__v1__instance_upgrade__parameters_entry__init
+                     (Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry         *message);
+/* Nest__Entitlement__V1__InstanceUpgrade methods */
+void   nest__entitlement__v1__instance_upgrade__init
+                     (Nest__Entitlement__V1__InstanceUpgrade         *message);
+size_t nest__entitlement__v1__instance_upgrade__get_packed_size
+                     (const Nest__Entitlement__V1__InstanceUpgrade   *message);
+size_t nest__entitlement__v1__instance_upgrade__pack
+                     (const Nest__Entitlement__V1__InstanceUpgrade   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__instance_upgrade__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstanceUpgrade   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__InstanceUpgrade *
+       nest__entitlement__v1__instance_upgrade__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__instance_upgrade__free_unpacked
+                     (Nest__Entitlement__V1__InstanceUpgrade *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry methods */
+void   nest__entitlement__v1__upgrade_plan__parameter_changes_entry__init
+                     (Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry         *message);
+/* Nest__Entitlement__V1__UpgradePlan methods */
+void   nest__entitlement__v1__upgrade_plan__init
+                     (Nest__Entitlement__V1__UpgradePlan         *message);
+size_t nest__entitlement__v1__upgrade_plan__get_packed_size
+                     (const Nest__Entitlement__V1__UpgradePlan   *message);
+size_t nest__entitlement__v1__upgrade_plan__pack
+                     (const Nest__Entitlement__V1__UpgradePlan   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__upgrade_plan__pack_to_buffer
+                     (const Nest__Entitlement__V1__UpgradePlan   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__UpgradePlan *
+       nest__entitlement__v1__upgrade_plan__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__upgrade_plan__free_unpacked
+                     (Nest__Entitlement__V1__UpgradePlan *message,
                       ProtobufCAllocator *allocator);
 /* Nest__Entitlement__V1__InstancePlan methods */
 void   nest__entitlement__v1__instance_plan__init
@@ -2377,6 +2680,120 @@ Nest__Entitlement__V1__SetAutoRenewResponse *
 void   nest__entitlement__v1__set_auto_renew_response__free_unpacked
                      (Nest__Entitlement__V1__SetAutoRenewResponse *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__UpgradeServiceInstanceRequest methods */
+void   nest__entitlement__v1__upgrade_service_instance_request__init
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceRequest         *message);
+size_t nest__entitlement__v1__upgrade_service_instance_request__get_packed_size
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest   *message);
+size_t nest__entitlement__v1__upgrade_service_instance_request__pack
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__upgrade_service_instance_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__UpgradeServiceInstanceRequest *
+       nest__entitlement__v1__upgrade_service_instance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__upgrade_service_instance_request__free_unpacked
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__UpgradeServiceInstanceResponse methods */
+void   nest__entitlement__v1__upgrade_service_instance_response__init
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceResponse         *message);
+size_t nest__entitlement__v1__upgrade_service_instance_response__get_packed_size
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse   *message);
+size_t nest__entitlement__v1__upgrade_service_instance_response__pack
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__upgrade_service_instance_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__UpgradeServiceInstanceResponse *
+       nest__entitlement__v1__upgrade_service_instance_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__upgrade_service_instance_response__free_unpacked
+                     (Nest__Entitlement__V1__UpgradeServiceInstanceResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__RollbackServiceInstanceRequest methods */
+void   nest__entitlement__v1__rollback_service_instance_request__init
+                     (Nest__Entitlement__V1__RollbackServiceInstanceRequest         *message);
+size_t nest__entitlement__v1__rollback_service_instance_request__get_packed_size
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceRequest   *message);
+size_t nest__entitlement__v1__rollback_service_instance_request__pack
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceRequest   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__rollback_service_instance_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__RollbackServiceInstanceRequest *
+       nest__entitlement__v1__rollback_service_instance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__rollback_service_instance_request__free_unpacked
+                     (Nest__Entitlement__V1__RollbackServiceInstanceRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__RollbackServiceInstanceResponse methods */
+void   nest__entitlement__v1__rollback_service_instance_response__init
+                     (Nest__Entitlement__V1__RollbackServiceInstanceResponse         *message);
+size_t nest__entitlement__v1__rollback_service_instance_response__get_packed_size
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceResponse   *message);
+size_t nest__entitlement__v1__rollback_service_instance_response__pack
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceResponse   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__rollback_service_instance_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__RollbackServiceInstanceResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__RollbackServiceInstanceResponse *
+       nest__entitlement__v1__rollback_service_instance_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__rollback_service_instance_response__free_unpacked
+                     (Nest__Entitlement__V1__RollbackServiceInstanceResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__SetAutoUpgradeRequest methods */
+void   nest__entitlement__v1__set_auto_upgrade_request__init
+                     (Nest__Entitlement__V1__SetAutoUpgradeRequest         *message);
+size_t nest__entitlement__v1__set_auto_upgrade_request__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoUpgradeRequest   *message);
+size_t nest__entitlement__v1__set_auto_upgrade_request__pack
+                     (const Nest__Entitlement__V1__SetAutoUpgradeRequest   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__set_auto_upgrade_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoUpgradeRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__SetAutoUpgradeRequest *
+       nest__entitlement__v1__set_auto_upgrade_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__set_auto_upgrade_request__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoUpgradeRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__SetAutoUpgradeResponse methods */
+void   nest__entitlement__v1__set_auto_upgrade_response__init
+                     (Nest__Entitlement__V1__SetAutoUpgradeResponse         *message);
+size_t nest__entitlement__v1__set_auto_upgrade_response__get_packed_size
+                     (const Nest__Entitlement__V1__SetAutoUpgradeResponse   *message);
+size_t nest__entitlement__v1__set_auto_upgrade_response__pack
+                     (const Nest__Entitlement__V1__SetAutoUpgradeResponse   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__set_auto_upgrade_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__SetAutoUpgradeResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__SetAutoUpgradeResponse *
+       nest__entitlement__v1__set_auto_upgrade_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__set_auto_upgrade_response__free_unpacked
+                     (Nest__Entitlement__V1__SetAutoUpgradeResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Entitlement__V1__SuspendServiceInstanceRequest methods */
 void   nest__entitlement__v1__suspend_service_instance_request__init
                      (Nest__Entitlement__V1__SuspendServiceInstanceRequest         *message);
@@ -2802,6 +3219,18 @@ typedef void (*Nest__Entitlement__V1__ServiceInstance__ProviderFactsEntry_Closur
 typedef void (*Nest__Entitlement__V1__ServiceInstance_Closure)
                  (const Nest__Entitlement__V1__ServiceInstance *message,
                   void *closure_data);
+typedef void (*Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry_Closure)
+                 (const Nest__Entitlement__V1__InstanceUpgrade__ParametersEntry *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__InstanceUpgrade_Closure)
+                 (const Nest__Entitlement__V1__InstanceUpgrade *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry_Closure)
+                 (const Nest__Entitlement__V1__UpgradePlan__ParameterChangesEntry *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__UpgradePlan_Closure)
+                 (const Nest__Entitlement__V1__UpgradePlan *message,
+                  void *closure_data);
 typedef void (*Nest__Entitlement__V1__InstancePlan_Closure)
                  (const Nest__Entitlement__V1__InstancePlan *message,
                   void *closure_data);
@@ -2903,6 +3332,24 @@ typedef void (*Nest__Entitlement__V1__SetAutoRenewRequest_Closure)
                   void *closure_data);
 typedef void (*Nest__Entitlement__V1__SetAutoRenewResponse_Closure)
                  (const Nest__Entitlement__V1__SetAutoRenewResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__UpgradeServiceInstanceRequest_Closure)
+                 (const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__UpgradeServiceInstanceResponse_Closure)
+                 (const Nest__Entitlement__V1__UpgradeServiceInstanceResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__RollbackServiceInstanceRequest_Closure)
+                 (const Nest__Entitlement__V1__RollbackServiceInstanceRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__RollbackServiceInstanceResponse_Closure)
+                 (const Nest__Entitlement__V1__RollbackServiceInstanceResponse *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__SetAutoUpgradeRequest_Closure)
+                 (const Nest__Entitlement__V1__SetAutoUpgradeRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__SetAutoUpgradeResponse_Closure)
+                 (const Nest__Entitlement__V1__SetAutoUpgradeResponse *message,
                   void *closure_data);
 typedef void (*Nest__Entitlement__V1__SuspendServiceInstanceRequest_Closure)
                  (const Nest__Entitlement__V1__SuspendServiceInstanceRequest *message,
@@ -3030,6 +3477,18 @@ struct Nest__Entitlement__V1__EntitlementService_Service
                          const Nest__Entitlement__V1__SetAutoRenewRequest *input,
                          Nest__Entitlement__V1__SetAutoRenewResponse_Closure closure,
                          void *closure_data);
+  void (*upgrade_service_instance)(Nest__Entitlement__V1__EntitlementService_Service *service,
+                                   const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *input,
+                                   Nest__Entitlement__V1__UpgradeServiceInstanceResponse_Closure closure,
+                                   void *closure_data);
+  void (*rollback_service_instance)(Nest__Entitlement__V1__EntitlementService_Service *service,
+                                    const Nest__Entitlement__V1__RollbackServiceInstanceRequest *input,
+                                    Nest__Entitlement__V1__RollbackServiceInstanceResponse_Closure closure,
+                                    void *closure_data);
+  void (*set_auto_upgrade)(Nest__Entitlement__V1__EntitlementService_Service *service,
+                           const Nest__Entitlement__V1__SetAutoUpgradeRequest *input,
+                           Nest__Entitlement__V1__SetAutoUpgradeResponse_Closure closure,
+                           void *closure_data);
   void (*suspend_service_instance)(Nest__Entitlement__V1__EntitlementService_Service *service,
                                    const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
                                    Nest__Entitlement__V1__SuspendServiceInstanceResponse_Closure closure,
@@ -3092,6 +3551,9 @@ void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__En
       function_prefix__ ## renew_service_instance,\
       function_prefix__ ## change_service_instance,\
       function_prefix__ ## set_auto_renew,\
+      function_prefix__ ## upgrade_service_instance,\
+      function_prefix__ ## rollback_service_instance,\
+      function_prefix__ ## set_auto_upgrade,\
       function_prefix__ ## suspend_service_instance,\
       function_prefix__ ## resume_service_instance,\
       function_prefix__ ## release_service_instance,\
@@ -3158,6 +3620,18 @@ void nest__entitlement__v1__entitlement_service__set_auto_renew(ProtobufCService
                                                                 const Nest__Entitlement__V1__SetAutoRenewRequest *input,
                                                                 Nest__Entitlement__V1__SetAutoRenewResponse_Closure closure,
                                                                 void *closure_data);
+void nest__entitlement__v1__entitlement_service__upgrade_service_instance(ProtobufCService *service,
+                                                                          const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *input,
+                                                                          Nest__Entitlement__V1__UpgradeServiceInstanceResponse_Closure closure,
+                                                                          void *closure_data);
+void nest__entitlement__v1__entitlement_service__rollback_service_instance(ProtobufCService *service,
+                                                                           const Nest__Entitlement__V1__RollbackServiceInstanceRequest *input,
+                                                                           Nest__Entitlement__V1__RollbackServiceInstanceResponse_Closure closure,
+                                                                           void *closure_data);
+void nest__entitlement__v1__entitlement_service__set_auto_upgrade(ProtobufCService *service,
+                                                                  const Nest__Entitlement__V1__SetAutoUpgradeRequest *input,
+                                                                  Nest__Entitlement__V1__SetAutoUpgradeResponse_Closure closure,
+                                                                  void *closure_data);
 void nest__entitlement__v1__entitlement_service__suspend_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
                                                                           Nest__Entitlement__V1__SuspendServiceInstanceResponse_Closure closure,
@@ -3203,6 +3677,8 @@ void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufC
 
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__distribution_authorization_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__deployment_status__descriptor;
+extern const ProtobufCEnumDescriptor    nest__entitlement__v1__upgrade_status__descriptor;
+extern const ProtobufCEnumDescriptor    nest__entitlement__v1__upgrade_kind__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__subscription_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__license_status__descriptor;
 extern const ProtobufCEnumDescriptor    nest__entitlement__v1__permission_request_status__descriptor;
@@ -3216,6 +3692,10 @@ extern const ProtobufCMessageDescriptor nest__entitlement__v1__license_signing_k
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__parameters_entry__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__service_instance__provider_facts_entry__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_upgrade__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_upgrade__parameters_entry__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_plan__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_plan__parameter_changes_entry__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_plan__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__pending_change__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__subscription__descriptor;
@@ -3250,6 +3730,12 @@ extern const ProtobufCMessageDescriptor nest__entitlement__v1__change_service_in
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__change_service_instance_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_renew_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_service_instance_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__upgrade_service_instance_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__rollback_service_instance_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__rollback_service_instance_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_upgrade_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__set_auto_upgrade_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__suspend_service_instance_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__suspend_service_instance_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__resume_service_instance_request__descriptor;

@@ -126,11 +126,15 @@ struct  Nest__Events__V1__Event
   char *id;
   /*
    * What happened: "<subject kind>.<what>", e.g. "order.paid". The types, by subject:
-   *   service: published, offline.
+   *   service: published, offline, base_updated (to a derived service's distributor: A
+   *     published a version newer than B's base; the payload's base_latest_version_id and
+   *     base_security_update say which and whether it is a security release).
    *   authorization: applied, approved, rejected, granted, revoked, expiring, expired.
    *   order: paid, fulfilled, renewed, changed, refunded, cancelled.
    *   instance: deployed, deploy_failed, suspended, resumed, expired, released, renewed,
-   *     changed, upgraded, renew_failed, expiring.
+   *     changed, upgradable (upgradable_to_version_id set, upgradable_security_release
+   *     says whether it is a security release), upgrading, upgraded, upgrade_failed,
+   *     rolled_back, renew_failed, expiring.
    *   permission_request: requested, decided.
    *   obligation: recorded, settled, disputed, cancelled.
    *   statement: issued, settled, disputed.

@@ -219,6 +219,11 @@ public struct Nest_Catalog_V1_Service: NestMessage {
   public var productID: String = ""
   public var createdAtUnixMs: Int64 = 0
   public var updatedAtUnixMs: Int64 = 0
+  /// B only, as read: A's default version when B's base_version_id is an older version of A
+  /// (B is behind its base); empty when B is up to date, and for A.
+  public var baseLatestVersionID: String = ""
+  /// B only, as read: whether a version of A newer than B's base is a security release.
+  public var baseSecurityUpdate: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -238,6 +243,8 @@ public struct Nest_Catalog_V1_Service: NestMessage {
     self.productID = r.string(11)
     self.createdAtUnixMs = r.scalar(12)
     self.updatedAtUnixMs = r.scalar(13)
+    self.baseLatestVersionID = r.string(14)
+    self.baseSecurityUpdate = r.scalar(15)
     self.unknownFields = r.unknownFields
   }
 
@@ -256,6 +263,8 @@ public struct Nest_Catalog_V1_Service: NestMessage {
     try w.setString(11, self.productID)
     w.setScalar(12, self.createdAtUnixMs)
     w.setScalar(13, self.updatedAtUnixMs)
+    try w.setString(14, self.baseLatestVersionID)
+    w.setScalar(15, self.baseSecurityUpdate)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -281,6 +290,19 @@ public struct Nest_Catalog_V1_ServiceVersion: NestMessage {
   public var createdAtUnixMs: Int64 = 0
   /// 0 while DRAFT.
   public var publishedAtUnixMs: Int64 = 0
+  /// Earlier versions of the same service whose instances can be upgraded to this one
+  /// (UpgradeServiceInstance). Once it is published, instances on those versions are
+  /// upgradable to it while it is the service's default version.
+  public var upgradableFromVersionIds: [String] = []
+  /// Whether an instance upgraded to this version can be rolled back to the version it came
+  /// from (RollbackServiceInstance).
+  public var supportsRollback: Bool = false
+  /// The provider marks a version that fixes a security problem: every notice of it down the
+  /// chain (derived services, upgradable instances) says so.
+  public var securityRelease: Bool = false
+  /// B only: the published version of A this version builds on. Empty for A, and for the
+  /// versions of B made before release 0.3 (they build on the service's first base).
+  public var baseVersionID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -296,6 +318,10 @@ public struct Nest_Catalog_V1_ServiceVersion: NestMessage {
     self.parameterSets = r.repeatedMessage(7)
     self.createdAtUnixMs = r.scalar(8)
     self.publishedAtUnixMs = r.scalar(9)
+    self.upgradableFromVersionIds = r.repeatedString(10)
+    self.supportsRollback = r.scalar(11)
+    self.securityRelease = r.scalar(12)
+    self.baseVersionID = r.string(13)
     self.unknownFields = r.unknownFields
   }
 
@@ -310,6 +336,10 @@ public struct Nest_Catalog_V1_ServiceVersion: NestMessage {
     try w.setRepeatedMessage(7, self.parameterSets)
     w.setScalar(8, self.createdAtUnixMs)
     w.setScalar(9, self.publishedAtUnixMs)
+    try w.setRepeatedString(10, self.upgradableFromVersionIds)
+    w.setScalar(11, self.supportsRollback)
+    w.setScalar(12, self.securityRelease)
+    try w.setString(13, self.baseVersionID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -566,6 +596,15 @@ public struct Nest_Catalog_V1_CreateServiceVersionRequest: NestMessage {
   public var deploymentAdditions: [Nest_Catalog_V1_DeploymentAddition] = []
   /// At least one; names unique and non-empty.
   public var parameterSets: [Nest_Catalog_V1_ParameterSet] = []
+  /// Earlier versions of this service whose instances may upgrade to this one; each an
+  /// existing version of the service.
+  public var upgradableFromVersionIds: [String] = []
+  public var supportsRollback: Bool = false
+  public var securityRelease: Bool = false
+  /// Derived services only: the published version of A to build on (A's version must be
+  /// PUBLISHED and the owner's authorization for A ACTIVE); empty = the version the service's
+  /// latest version builds on.
+  public var baseVersionID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -577,6 +616,10 @@ public struct Nest_Catalog_V1_CreateServiceVersionRequest: NestMessage {
     self.deploymentPackage = r.message(3)
     self.deploymentAdditions = r.repeatedMessage(4)
     self.parameterSets = r.repeatedMessage(5)
+    self.upgradableFromVersionIds = r.repeatedString(6)
+    self.supportsRollback = r.scalar(7)
+    self.securityRelease = r.scalar(8)
+    self.baseVersionID = r.string(9)
     self.unknownFields = r.unknownFields
   }
 
@@ -587,6 +630,10 @@ public struct Nest_Catalog_V1_CreateServiceVersionRequest: NestMessage {
     try w.setMessage(3, self.deploymentPackage)
     try w.setRepeatedMessage(4, self.deploymentAdditions)
     try w.setRepeatedMessage(5, self.parameterSets)
+    try w.setRepeatedString(6, self.upgradableFromVersionIds)
+    w.setScalar(7, self.supportsRollback)
+    w.setScalar(8, self.securityRelease)
+    try w.setString(9, self.baseVersionID)
     w.setUnknownFields(self.unknownFields)
   }
 }

@@ -196,6 +196,45 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "UpgradeServiceInstance" metadata.
+    public enum UpgradeServiceInstance: Sendable {
+      /// Request type for "UpgradeServiceInstance".
+      public typealias Input = Nest_Entitlement_V1_UpgradeServiceInstanceRequest
+      /// Response type for "UpgradeServiceInstance".
+      public typealias Output = Nest_Entitlement_V1_UpgradeServiceInstanceResponse
+      /// Descriptor for "UpgradeServiceInstance".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "UpgradeServiceInstance",
+        type: .unary
+      )
+    }
+    /// Namespace for "RollbackServiceInstance" metadata.
+    public enum RollbackServiceInstance: Sendable {
+      /// Request type for "RollbackServiceInstance".
+      public typealias Input = Nest_Entitlement_V1_RollbackServiceInstanceRequest
+      /// Response type for "RollbackServiceInstance".
+      public typealias Output = Nest_Entitlement_V1_RollbackServiceInstanceResponse
+      /// Descriptor for "RollbackServiceInstance".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "RollbackServiceInstance",
+        type: .unary
+      )
+    }
+    /// Namespace for "SetAutoUpgrade" metadata.
+    public enum SetAutoUpgrade: Sendable {
+      /// Request type for "SetAutoUpgrade".
+      public typealias Input = Nest_Entitlement_V1_SetAutoUpgradeRequest
+      /// Response type for "SetAutoUpgrade".
+      public typealias Output = Nest_Entitlement_V1_SetAutoUpgradeResponse
+      /// Descriptor for "SetAutoUpgrade".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "SetAutoUpgrade",
+        type: .unary
+      )
+    }
     /// Namespace for "SuspendServiceInstance" metadata.
     public enum SuspendServiceInstance: Sendable {
       /// Request type for "SuspendServiceInstance".
@@ -342,6 +381,9 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
       RenewServiceInstance.descriptor,
       ChangeServiceInstance.descriptor,
       SetAutoRenew.descriptor,
+      UpgradeServiceInstance.descriptor,
+      RollbackServiceInstance.descriptor,
+      SetAutoUpgrade.descriptor,
       SuspendServiceInstance.descriptor,
       ResumeServiceInstance.descriptor,
       ReleaseServiceInstance.descriptor,
@@ -728,6 +770,95 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_SetAutoRenewRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse>
+
+    /// Handle the "UpgradeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Upgrades an instance to a later published version of its service that names the
+    /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+    /// > change). The price, plan and term stay; a private instance's license is re-issued for
+    /// > the new version. A fully managed instance its provider created is upgraded through the
+    /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+    /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+    /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+    /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+    /// > may upgrade it with an APPROVED permission request for the operation
+    /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+    /// > instance's parameter set is not in the target version and parameter_set_name names
+    /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+    /// > published version of the instance's service or does not name the instance's version as
+    /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+    /// > owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_UpgradeServiceInstanceResponse` messages.
+    func upgradeServiceInstance(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>
+
+    /// Handle the "RollbackServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+    /// > runs supports_rollback; through the provider as an upgrade is.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+    /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_RollbackServiceInstanceRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_RollbackServiceInstanceResponse` messages.
+    func rollbackServiceInstance(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>
+
+    /// Handle the "SetAutoUpgrade" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+    /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+    /// > service at a time, and stops upgrading a service's instances to a version at the first
+    /// > that fails.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_SetAutoUpgradeRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_SetAutoUpgradeResponse` messages.
+    func setAutoUpgrade(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>
 
     /// Handle the "SuspendServiceInstance" method.
     ///
@@ -1331,6 +1462,95 @@ extension Nest_Entitlement_V1_EntitlementService {
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse>
 
+    /// Handle the "UpgradeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Upgrades an instance to a later published version of its service that names the
+    /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+    /// > change). The price, plan and term stay; a private instance's license is re-issued for
+    /// > the new version. A fully managed instance its provider created is upgraded through the
+    /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+    /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+    /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+    /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+    /// > may upgrade it with an APPROVED permission request for the operation
+    /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+    /// > instance's parameter set is not in the target version and parameter_set_name names
+    /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+    /// > published version of the instance's service or does not name the instance's version as
+    /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+    /// > owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_UpgradeServiceInstanceResponse` message.
+    func upgradeServiceInstance(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>
+
+    /// Handle the "RollbackServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+    /// > runs supports_rollback; through the provider as an upgrade is.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+    /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_RollbackServiceInstanceRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_RollbackServiceInstanceResponse` message.
+    func rollbackServiceInstance(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>
+
+    /// Handle the "SetAutoUpgrade" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+    /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+    /// > service at a time, and stops upgrading a service's instances to a version at the first
+    /// > that fails.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoUpgradeRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_SetAutoUpgradeResponse` message.
+    func setAutoUpgrade(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>
+
     /// Handle the "SuspendServiceInstance" method.
     ///
     /// > Source IDL Documentation:
@@ -1931,6 +2151,95 @@ extension Nest_Entitlement_V1_EntitlementService {
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Entitlement_V1_SetAutoRenewResponse
 
+    /// Handle the "UpgradeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Upgrades an instance to a later published version of its service that names the
+    /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+    /// > change). The price, plan and term stay; a private instance's license is re-issued for
+    /// > the new version. A fully managed instance its provider created is upgraded through the
+    /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+    /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+    /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+    /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+    /// > may upgrade it with an APPROVED permission request for the operation
+    /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+    /// > instance's parameter set is not in the target version and parameter_set_name names
+    /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+    /// > published version of the instance's service or does not name the instance's version as
+    /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+    /// > owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_UpgradeServiceInstanceResponse` to respond with.
+    func upgradeServiceInstance(
+      request: Nest_Entitlement_V1_UpgradeServiceInstanceRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_UpgradeServiceInstanceResponse
+
+    /// Handle the "RollbackServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+    /// > runs supports_rollback; through the provider as an upgrade is.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+    /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_RollbackServiceInstanceRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_RollbackServiceInstanceResponse` to respond with.
+    func rollbackServiceInstance(
+      request: Nest_Entitlement_V1_RollbackServiceInstanceRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_RollbackServiceInstanceResponse
+
+    /// Handle the "SetAutoUpgrade" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+    /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+    /// > service at a time, and stops upgrading a service's instances to a version at the first
+    /// > that fails.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_SetAutoUpgradeRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_SetAutoUpgradeResponse` to respond with.
+    func setAutoUpgrade(
+      request: Nest_Entitlement_V1_SetAutoUpgradeRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_SetAutoUpgradeResponse
+
     /// Handle the "SuspendServiceInstance" method.
     ///
     /// > Source IDL Documentation:
@@ -2334,6 +2643,39 @@ extension Nest_Entitlement_V1_EntitlementService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.UpgradeServiceInstance.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>(),
+      handler: { request, context in
+        try await self.upgradeServiceInstance(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.RollbackServiceInstance.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_RollbackServiceInstanceRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_RollbackServiceInstanceResponse>(),
+      handler: { request, context in
+        try await self.rollbackServiceInstance(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.SetAutoUpgrade.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_SetAutoUpgradeRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_SetAutoUpgradeResponse>(),
+      handler: { request, context in
+        try await self.setAutoUpgrade(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Entitlement_V1_EntitlementService.Method.SuspendServiceInstance.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_SuspendServiceInstanceRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_SuspendServiceInstanceResponse>(),
@@ -2597,6 +2939,39 @@ extension Nest_Entitlement_V1_EntitlementService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse> {
     let response = try await self.setAutoRenew(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func upgradeServiceInstance(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse> {
+    let response = try await self.upgradeServiceInstance(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func rollbackServiceInstance(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse> {
+    let response = try await self.rollbackServiceInstance(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func setAutoUpgrade(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse> {
+    let response = try await self.setAutoUpgrade(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -2892,6 +3267,45 @@ extension Nest_Entitlement_V1_EntitlementService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse> {
     return GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoRenewResponse>(
       message: try await self.setAutoRenew(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func upgradeServiceInstance(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>(
+      message: try await self.upgradeServiceInstance(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func rollbackServiceInstance(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>(
+      message: try await self.rollbackServiceInstance(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func setAutoUpgrade(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>(
+      message: try await self.setAutoUpgrade(
         request: request.message,
         context: context
       ),
@@ -3458,6 +3872,110 @@ extension Nest_Entitlement_V1_EntitlementService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_SetAutoRenewResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoRenewResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "UpgradeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Upgrades an instance to a later published version of its service that names the
+    /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+    /// > change). The price, plan and term stay; a private instance's license is re-issued for
+    /// > the new version. A fully managed instance its provider created is upgraded through the
+    /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+    /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+    /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+    /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+    /// > may upgrade it with an APPROVED permission request for the operation
+    /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+    /// > instance's parameter set is not in the target version and parameter_set_name names
+    /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+    /// > published version of the instance's service or does not name the instance's version as
+    /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+    /// > owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_UpgradeServiceInstanceResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func upgradeServiceInstance<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "RollbackServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+    /// > runs supports_rollback; through the provider as an upgrade is.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+    /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_RollbackServiceInstanceRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_RollbackServiceInstanceRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_RollbackServiceInstanceResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func rollbackServiceInstance<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_RollbackServiceInstanceResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "SetAutoUpgrade" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+    /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+    /// > service at a time, and stops upgrading a service's instances to a version at the first
+    /// > that fails.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoUpgradeRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_SetAutoUpgradeRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_SetAutoUpgradeResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func setAutoUpgrade<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_SetAutoUpgradeResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
     /// Call the "SuspendServiceInstance" method.
@@ -4337,6 +4855,143 @@ extension Nest_Entitlement_V1_EntitlementService {
       try await self.client.unary(
         request: request,
         descriptor: Nest_Entitlement_V1_EntitlementService.Method.SetAutoRenew.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "UpgradeServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Upgrades an instance to a later published version of its service that names the
+    /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+    /// > change). The price, plan and term stay; a private instance's license is re-issued for
+    /// > the new version. A fully managed instance its provider created is upgraded through the
+    /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+    /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+    /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+    /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+    /// > may upgrade it with an APPROVED permission request for the operation
+    /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+    /// > instance's parameter set is not in the target version and parameter_set_name names
+    /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+    /// > published version of the instance's service or does not name the instance's version as
+    /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+    /// > owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_UpgradeServiceInstanceResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func upgradeServiceInstance<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.UpgradeServiceInstance.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "RollbackServiceInstance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+    /// > runs supports_rollback; through the provider as an upgrade is.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+    /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_RollbackServiceInstanceRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_RollbackServiceInstanceRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_RollbackServiceInstanceResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rollbackServiceInstance<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_RollbackServiceInstanceResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.RollbackServiceInstance.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "SetAutoUpgrade" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+    /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+    /// > service at a time, and stops upgrading a service's instances to a version at the first
+    /// > that fails.
+    /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+    /// > Idempotent on client_token.
+    /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+    /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+    /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoUpgradeRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_SetAutoUpgradeRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_SetAutoUpgradeResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setAutoUpgrade<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_SetAutoUpgradeResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.SetAutoUpgrade.descriptor,
         serializer: serializer,
         deserializer: deserializer,
         options: options,
@@ -5256,6 +5911,128 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
     )
   }
 
+  /// Call the "UpgradeServiceInstance" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Upgrades an instance to a later published version of its service that names the
+  /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+  /// > change). The price, plan and term stay; a private instance's license is re-issued for
+  /// > the new version. A fully managed instance its provider created is upgraded through the
+  /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+  /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+  /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+  /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+  /// > may upgrade it with an APPROVED permission request for the operation
+  /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+  /// > instance's parameter set is not in the target version and parameter_set_name names
+  /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+  /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+  /// > published version of the instance's service or does not name the instance's version as
+  /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+  /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+  /// > owner, nor a customer with a grant).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_UpgradeServiceInstanceRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func upgradeServiceInstance<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.upgradeServiceInstance(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "RollbackServiceInstance" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+  /// > runs supports_rollback; through the provider as an upgrade is.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+  /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+  /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+  /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+  /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_RollbackServiceInstanceRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func rollbackServiceInstance<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.rollbackServiceInstance(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_RollbackServiceInstanceRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_RollbackServiceInstanceResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "SetAutoUpgrade" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+  /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+  /// > service at a time, and stops upgrading a service's instances to a version at the first
+  /// > that fails.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+  /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+  /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_SetAutoUpgradeRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func setAutoUpgrade<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.setAutoUpgrade(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_SetAutoUpgradeRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_SetAutoUpgradeResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
   /// Call the "SuspendServiceInstance" method.
   ///
   /// > Source IDL Documentation:
@@ -6167,6 +6944,140 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
       metadata: metadata
     )
     return try await self.setAutoRenew(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "UpgradeServiceInstance" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Upgrades an instance to a later published version of its service that names the
+  /// > instance's version in upgradable_from_version_ids (with dry_run: only says what would
+  /// > change). The price, plan and term stay; a private instance's license is re-issued for
+  /// > the new version. A fully managed instance its provider created is upgraded through the
+  /// > provider's fulfilment endpoint (action "upgrade"): UPGRADING until it answers, then
+  /// > UPGRADED, or UPGRADE_FAILED on the old version, running, if it fails for the retry
+  /// > window. Serialized with renewals, plan changes, suspension and release (one transaction;
+  /// > the provider's calls one at a time per instance). A customer of a fully managed instance
+  /// > may upgrade it with an APPROVED permission request for the operation
+  /// > "nest:UpgradeServiceInstance" (RequestResourcePermission).
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id; no target and nothing upgradable; the
+  /// > instance's parameter set is not in the target version and parameter_set_name names
+  /// > none of its sets), NOT_FOUND (unknown instance or version, or the caller is not a
+  /// > party), FAILED_PRECONDITION (not DEPLOYED; an upgrade is UPGRADING; the target is not a
+  /// > published version of the instance's service or does not name the instance's version as
+  /// > one it upgrades from), ALREADY_EXISTS (client_token reused with a different request),
+  /// > UNAVAILABLE (catalog unreachable), UNAUTHENTICATED, PERMISSION_DENIED (not the resource
+  /// > owner, nor a customer with a grant).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func upgradeServiceInstance<Result>(
+    _ message: Nest_Entitlement_V1_UpgradeServiceInstanceRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_UpgradeServiceInstanceResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_UpgradeServiceInstanceRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.upgradeServiceInstance(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "RollbackServiceInstance" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Rolls the instance's last upgrade back to the version it came from, when the version it
+  /// > runs supports_rollback; through the provider as an upgrade is.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+  /// > party), FAILED_PRECONDITION (not DEPLOYED; the last upgrade is not an UPGRADED upgrade;
+  /// > the version does not support rollback), ALREADY_EXISTS (client_token reused with a
+  /// > different request), UNAVAILABLE (catalog unreachable), UNAUTHENTICATED,
+  /// > PERMISSION_DENIED (not the resource owner, nor a customer with a grant).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func rollbackServiceInstance<Result>(
+    _ message: Nest_Entitlement_V1_RollbackServiceInstanceRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_RollbackServiceInstanceResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_RollbackServiceInstanceRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.rollbackServiceInstance(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "SetAutoUpgrade" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Turns automatic upgrades on or off: with it on, entitlement upgrades the instance to
+  /// > each version it becomes upgradable to, in the maintenance window, one instance of a
+  /// > service at a time, and stops upgrading a service's instances to a version at the first
+  /// > that fails.
+  /// > Who: isv, distributor or customer as the instance's resource owner; operator.
+  /// > Idempotent on client_token.
+  /// > Errors: INVALID_ARGUMENT (empty instance_id), NOT_FOUND (unknown, or the caller is not a
+  /// > party), FAILED_PRECONDITION (RELEASED), ALREADY_EXISTS (client_token reused with a
+  /// > different request), UNAUTHENTICATED, PERMISSION_DENIED (not the resource owner).
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func setAutoUpgrade<Result>(
+    _ message: Nest_Entitlement_V1_SetAutoUpgradeRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_SetAutoUpgradeResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_SetAutoUpgradeRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.setAutoUpgrade(
       request: request,
       options: options,
       onResponse: handleResponse

@@ -101,6 +101,75 @@ public enum Nest_Entitlement_V1_DeploymentStatus: NestEnum, CaseIterable {
   }
 }
 
+/// Where an upgrade or a rollback stands. Neither stops the instance: while UPGRADING and after
+/// UPGRADE_FAILED it runs its old version.
+public enum Nest_Entitlement_V1_UpgradeStatus: NestEnum, CaseIterable {
+  case unspecified  // UPGRADE_STATUS_UNSPECIFIED = 0
+  /// Asked of the provider's fulfilment endpoint, not answered yet.
+  case upgrading  // UPGRADE_STATUS_UPGRADING = 1
+  /// Done: the instance runs to_version_id.
+  case upgraded  // UPGRADE_STATUS_UPGRADED = 2
+  /// Not done (the reason says why): the instance runs from_version_id, as before.
+  case upgradeFailed  // UPGRADE_STATUS_UPGRADE_FAILED = 3
+  /// A value this schema does not know, kept as it was sent.
+  case unrecognized(Int32)
+
+  public static let allCases: [Self] = [.unspecified, .upgrading, .upgraded, .upgradeFailed]
+
+  public init() { self.init(rawValue: 0) }
+
+  public init(rawValue: Int32) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .upgrading
+    case 2: self = .upgraded
+    case 3: self = .upgradeFailed
+    default: self = .unrecognized(rawValue)
+    }
+  }
+
+  public var rawValue: Int32 {
+    switch self {
+    case .unspecified: 0
+    case .upgrading: 1
+    case .upgraded: 2
+    case .upgradeFailed: 3
+    case .unrecognized(let value): value
+    }
+  }
+}
+
+public enum Nest_Entitlement_V1_UpgradeKind: NestEnum, CaseIterable {
+  case unspecified  // UPGRADE_KIND_UNSPECIFIED = 0
+  case upgrade  // UPGRADE_KIND_UPGRADE = 1
+  /// Back to the version the last upgrade came from.
+  case rollback  // UPGRADE_KIND_ROLLBACK = 2
+  /// A value this schema does not know, kept as it was sent.
+  case unrecognized(Int32)
+
+  public static let allCases: [Self] = [.unspecified, .upgrade, .rollback]
+
+  public init() { self.init(rawValue: 0) }
+
+  public init(rawValue: Int32) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .upgrade
+    case 2: self = .rollback
+    default: self = .unrecognized(rawValue)
+    }
+  }
+
+  public var rawValue: Int32 {
+    switch self {
+    case .unspecified: 0
+    case .upgrade: 1
+    case .rollback: 2
+    case .unrecognized(let value): value
+    }
+  }
+}
+
 /// Where a subscription stands as a business relationship, apart from its deployment.
 /// TRIAL or ACTIVE -> RENEWING (auto-renew placed the renewal order) -> ACTIVE (renewed) or
 /// RENEW_FAILED (with the reason); any of them -> EXPIRED at the end of the term (the
@@ -423,6 +492,8 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
   public var expiresAtUnixMs: Int64 = 0
   /// A free trial's license: it ends at expires_at unless the trial converts.
   public var trial: Bool = false
+  /// The version of service_id the license is for; a new license is issued on an upgrade.
+  public var versionID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -437,6 +508,7 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
     self.issuedAtUnixMs = r.scalar(6)
     self.expiresAtUnixMs = r.scalar(7)
     self.trial = r.scalar(8)
+    self.versionID = r.string(9)
     self.unknownFields = r.unknownFields
   }
 
@@ -450,6 +522,7 @@ public struct Nest_Entitlement_V1_LicensePayload: NestMessage {
     w.setScalar(6, self.issuedAtUnixMs)
     w.setScalar(7, self.expiresAtUnixMs)
     w.setScalar(8, self.trial)
+    try w.setString(9, self.versionID)
     w.setUnknownFields(self.unknownFields)
   }
 }
@@ -591,6 +664,19 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
   /// What the provider's fulfilment endpoint answered for the customer to see (an admin user
   /// name, a region, a support address); empty for an instance the platform deployed.
   public var providerFacts: [String: String] = [:]
+  /// Where the instance's latest upgrade or rollback stands; UNSPECIFIED when it never had one.
+  public var upgradeStatus: Nest_Entitlement_V1_UpgradeStatus = .init(rawValue: 0)
+  /// Every upgrade and rollback, oldest first.
+  public var upgrades: [Nest_Entitlement_V1_InstanceUpgrade] = []
+  /// The service's default version when the instance can upgrade to it (that version names
+  /// the instance's version in upgradable_from_version_ids); empty otherwise. Kept up to date
+  /// by entitlement as versions are published.
+  public var upgradableToVersionID: String = ""
+  /// Whether upgradable_to_version_id is a security release.
+  public var upgradableSecurityRelease: Bool = false
+  /// The resource owner's opt-in: entitlement upgrades the instance to each upgradable
+  /// version in the maintenance window, one instance of a service at a time.
+  public var autoUpgrade: Bool = false
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -630,6 +716,11 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     self.updatedAtUnixMs = r.scalar(23)
     self.subscription = r.message(24)
     self.providerFacts = r.map(25) { e in (e.string(0) as String, e.string(1) as String) }
+    self.upgradeStatus = r.scalar(26)
+    self.upgrades = r.repeatedMessage(27)
+    self.upgradableToVersionID = r.string(28)
+    self.upgradableSecurityRelease = r.scalar(29)
+    self.autoUpgrade = r.scalar(30)
     self.unknownFields = r.unknownFields
   }
 
@@ -658,6 +749,11 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     w.setScalar(23, self.updatedAtUnixMs)
     try w.setMessage(24, self.subscription)
     try w.setMap(25, self.providerFacts, by: (<)) { e, key, value throws(NestProtoError) in try e.setString(0, key); try e.setString(1, value) }
+    w.setScalar(26, self.upgradeStatus)
+    try w.setRepeatedMessage(27, self.upgrades)
+    try w.setString(28, self.upgradableToVersionID)
+    w.setScalar(29, self.upgradableSecurityRelease)
+    w.setScalar(30, self.autoUpgrade)
     switch self.access {
     case .logonURL(let value)?:
       try w.setString(14, value)
@@ -678,6 +774,121 @@ public struct Nest_Entitlement_V1_ServiceInstance: NestMessage {
     }
     copy.subscription = copy.subscription?.redacted(forRole: role)
     return copy
+  }
+}
+
+/// One upgrade or rollback of an instance.
+public struct Nest_Entitlement_V1_InstanceUpgrade: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.InstanceUpgrade"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var id: String = ""
+  public var kind: Nest_Entitlement_V1_UpgradeKind = .init(rawValue: 0)
+  public var fromVersionID: String = ""
+  public var toVersionID: String = ""
+  public var status: Nest_Entitlement_V1_UpgradeStatus = .init(rawValue: 0)
+  /// Why it failed; or, while it runs or after it succeeded, the requester's reason.
+  public var reason: String = ""
+  /// The account that asked, or "auto-upgrade".
+  public var requestedBy: String = ""
+  /// The parameter set the instance runs after it, from to_version_id.
+  public var parameterSetName: String = ""
+  public var securityRelease: Bool = false
+  public var startedAtUnixMs: Int64 = 0
+  /// 0 while UPGRADING.
+  public var endedAtUnixMs: Int64 = 0
+  /// The parameter set the instance ran before it (what a rollback returns to).
+  public var fromParameterSetName: String = ""
+  /// The values of parameter_set_name on to_version_id, as the catalog had them.
+  public var parameters: [String: String] = [:]
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.id = r.string(0)
+    self.kind = r.scalar(1)
+    self.fromVersionID = r.string(2)
+    self.toVersionID = r.string(3)
+    self.status = r.scalar(4)
+    self.reason = r.string(5)
+    self.requestedBy = r.string(6)
+    self.parameterSetName = r.string(7)
+    self.securityRelease = r.scalar(8)
+    self.startedAtUnixMs = r.scalar(9)
+    self.endedAtUnixMs = r.scalar(10)
+    self.fromParameterSetName = r.string(11)
+    self.parameters = r.map(12) { e in (e.string(0) as String, e.string(1) as String) }
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.id)
+    w.setScalar(1, self.kind)
+    try w.setString(2, self.fromVersionID)
+    try w.setString(3, self.toVersionID)
+    w.setScalar(4, self.status)
+    try w.setString(5, self.reason)
+    try w.setString(6, self.requestedBy)
+    try w.setString(7, self.parameterSetName)
+    w.setScalar(8, self.securityRelease)
+    w.setScalar(9, self.startedAtUnixMs)
+    w.setScalar(10, self.endedAtUnixMs)
+    try w.setString(11, self.fromParameterSetName)
+    try w.setMap(12, self.parameters, by: (<)) { e, key, value throws(NestProtoError) in try e.setString(0, key); try e.setString(1, value) }
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+/// What an upgrade would change (UpgradeServiceInstance with dry_run, and every upgrade's
+/// answer).
+public struct Nest_Entitlement_V1_UpgradePlan: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.UpgradePlan"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var fromVersionID: String = ""
+  public var toVersionID: String = ""
+  /// The instance's parameter set, and the one it would run on the target version (the same
+  /// name, or the request's parameter_set_name).
+  public var fromParameterSetName: String = ""
+  public var toParameterSetName: String = ""
+  /// The parameters that differ between the two sets: name -> "old -> new" ("" for absent).
+  public var parameterChanges: [String: String] = [:]
+  /// Always true: an upgrade does not change the price, the plan or the term.
+  public var priceUnchanged: Bool = false
+  /// A private instance gets a new license naming the target version.
+  public var licenseReissued: Bool = false
+  /// Made through the provider's fulfilment endpoint (UPGRADING until it answers).
+  public var throughProvider: Bool = false
+  public var securityRelease: Bool = false
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.fromVersionID = r.string(0)
+    self.toVersionID = r.string(1)
+    self.fromParameterSetName = r.string(2)
+    self.toParameterSetName = r.string(3)
+    self.parameterChanges = r.map(4) { e in (e.string(0) as String, e.string(1) as String) }
+    self.priceUnchanged = r.scalar(5)
+    self.licenseReissued = r.scalar(6)
+    self.throughProvider = r.scalar(7)
+    self.securityRelease = r.scalar(8)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.fromVersionID)
+    try w.setString(1, self.toVersionID)
+    try w.setString(2, self.fromParameterSetName)
+    try w.setString(3, self.toParameterSetName)
+    try w.setMap(4, self.parameterChanges, by: (<)) { e, key, value throws(NestProtoError) in try e.setString(0, key); try e.setString(1, value) }
+    w.setScalar(5, self.priceUnchanged)
+    w.setScalar(6, self.licenseReissued)
+    w.setScalar(7, self.throughProvider)
+    w.setScalar(8, self.securityRelease)
+    w.setUnknownFields(self.unknownFields)
   }
 }
 
@@ -1800,6 +2011,183 @@ public struct Nest_Entitlement_V1_SetAutoRenewRequest: NestMessage {
 
 public struct Nest_Entitlement_V1_SetAutoRenewResponse: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.SetAutoRenewResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.instance = r.message(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.instance)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_UpgradeServiceInstanceRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.UpgradeServiceInstanceRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  public var instanceID: String = ""
+  /// The version to upgrade to; empty = the instance's upgradable_to_version_id.
+  public var targetVersionID: String = ""
+  /// Only say what would change (UpgradePlan); change nothing.
+  public var dryRun: Bool = false
+  /// The target version's parameter set to run, when the instance's own set is not in it.
+  public var parameterSetName: String = ""
+  /// Why; recorded with the upgrade. May be empty.
+  public var reason: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.targetVersionID = r.string(2)
+    self.dryRun = r.scalar(3)
+    self.parameterSetName = r.string(4)
+    self.reason = r.string(5)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.targetVersionID)
+    w.setScalar(3, self.dryRun)
+    try w.setString(4, self.parameterSetName)
+    try w.setString(5, self.reason)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_UpgradeServiceInstanceResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.UpgradeServiceInstanceResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// As it is after the request: unchanged for a dry run; UPGRADED, or UPGRADING when made
+  /// through the provider.
+  public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
+  public var plan: Nest_Entitlement_V1_UpgradePlan? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.instance = r.message(0)
+    self.plan = r.message(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.instance)
+    try w.setMessage(1, self.plan)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_RollbackServiceInstanceRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.RollbackServiceInstanceRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  public var instanceID: String = ""
+  public var reason: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.reason = r.string(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    try w.setString(2, self.reason)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_RollbackServiceInstanceResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.RollbackServiceInstanceResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
+  public var plan: Nest_Entitlement_V1_UpgradePlan? = nil
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.instance = r.message(0)
+    self.plan = r.message(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.instance)
+    try w.setMessage(1, self.plan)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_SetAutoUpgradeRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.SetAutoUpgradeRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var clientToken: String = ""
+  public var instanceID: String = ""
+  public var autoUpgrade: Bool = false
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instanceID = r.string(1)
+    self.autoUpgrade = r.scalar(2)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setString(1, self.instanceID)
+    w.setScalar(2, self.autoUpgrade)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Entitlement_V1_SetAutoUpgradeResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.SetAutoUpgradeResponse"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var instance: Nest_Entitlement_V1_ServiceInstance? = nil

@@ -39,6 +39,8 @@ struct DemoCommand: AsyncParsableCommand {
         for service in NestServiceName.allCases { arguments[service] = ["--test-clock-file", file.path] }
         arguments[.entitlement, default: []] += YearDemo.entitlementArguments
       }
+      // Versions to upgrade to are noticed within half a second (the default is a minute).
+      arguments[.entitlement, default: []] += ["--upgrade-interval-ms", "500"]
       let platform = try LocalPlatform.local(
         dataDir: connection.dataDir, host: "127.0.0.1", basePort: self.basePort, extraArguments: arguments)
       spawned = platform
@@ -206,6 +208,8 @@ struct Demo {
         "  offline: \(parties.distributor) owes \(parties.isv) \(self.money(total)) (\(total == wholesale ? "ok" : "EXPECTED \(self.money(wholesale))")); statement \(statement.id) \(statusName(statement.status))"
       )
     }
+    // Scenario 3: a security release of A, followed down the chain to the customer.
+    if kind == .scenario3 { failures += try await self.securityRelease(setup, instance: instance) }
     if let receiver, subscribed { try await self.showReceived(receiver, isv: parties.isv) }
     return failures
   }

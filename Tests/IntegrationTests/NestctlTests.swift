@@ -43,6 +43,10 @@ struct NestctlTests {
     #expect(received.1 == received.2 && (Int(received.1) ?? 0) >= 10, "\(received.0)")
     #expect((Int(received.3) ?? 0) >= 3, "\(received.0)")
     #expect(result.stdoutText.contains("(from the provider: admin_user=admin)"))
+    // A security release of A followed down to the scenario-3 customer's instance.
+    #expect(result.stdoutText.contains("(a security update)"))
+    #expect(result.stdoutText.contains("ISV upgrades it through its fulfilment endpoint: UPGRADED"))
+    #expect(result.stdoutText.contains("was told: service.base_updated"))
     #expect(!result.stdoutText.contains("    refused "))
   }
 

@@ -274,7 +274,7 @@ let package = Package(
     .target(
       name: "NestWebhooks",
       dependencies: [
-        "NestDomain",
+        "NestDomain", "NestServiceKit",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "NIOCore", package: "swift-nio"),

@@ -49,20 +49,13 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
       notice: Int64(try await settings.int("expiry.notice.ms", default: 30 * day, in: 0...(366 * day))))
   }
 
-  /// Calls to providers' fulfilment endpoints from the settings `fulfilment.timeout.ms`
-  /// (10 s), `fulfilment.backoff.initial.ms` (1 s), `fulfilment.backoff.max.ms` (1 hour) and
-  /// `fulfilment.retry.window.ms` (24 hours).
+  /// Calls to providers' fulfilment endpoints: the settings `fulfilment.timeout.ms`,
+  /// `fulfilment.backoff.initial.ms`, `fulfilment.backoff.max.ms` and
+  /// `fulfilment.retry.window.ms` (EndpointRetryPolicy).
   public static func fulfilmentPolicy(_ settings: SettingsReader) async throws(ConfigurationError)
-    -> FulfilmentDriver.Policy
+    -> EndpointRetryPolicy
   {
-    FulfilmentDriver.Policy(
-      timeout: .milliseconds(try await settings.int("fulfilment.timeout.ms", default: 10_000, in: 100...120_000)),
-      initialBackoff: .milliseconds(
-        try await settings.int("fulfilment.backoff.initial.ms", default: 1_000, in: 1...3_600_000)),
-      maximumBackoff: .milliseconds(
-        try await settings.int("fulfilment.backoff.max.ms", default: 3_600_000, in: 1...86_400_000)),
-      retryWindow: .milliseconds(
-        try await settings.int("fulfilment.retry.window.ms", default: 86_400_000, in: 1...(30 * 86_400_000))))
+    try await EndpointRetryPolicy.read("fulfilment", from: settings)
   }
 
   /// `upgrade.window`: when automatic upgrades run, "HH:MM-HH:MM" in UTC (default: all day).
@@ -80,9 +73,7 @@ public struct EntitlementService: Nest_Entitlement_V1_EntitlementService.SimpleS
   /// `fulfilment.private.addresses`: deny (the default) or allow endpoints on loopback,
   /// private and link-local addresses.
   public static func addressGuard(_ settings: SettingsReader) async throws(ConfigurationError) -> AddressGuard {
-    AddressGuard(
-      allowPrivate: try await settings.choice(
-        "fulfilment.private.addresses", default: "deny", among: ["deny", "allow"]) == "allow")
+    try await AddressGuard.read("fulfilment", from: settings)
   }
 
   /// A list RPC: the filter narrowed to what the caller may see, one page read, each item

@@ -27,19 +27,11 @@ public struct EventsService: Nest_Events_V1_EventsService.SimpleServiceProtocol 
     environment in
     let settings = environment.configuration.settings
     let store = EventsStore(database: environment.database)
-    let addressGuard = AddressGuard(
-      allowPrivate: try await settings.choice(
-        "webhook.private.addresses", default: "deny", among: ["deny", "allow"]) == "allow")
+    let addressGuard = try await AddressGuard.read("webhook", from: settings)
     let dispatcher = WebhookDispatcher(
       store: store, logger: environment.logger, clock: environment.clock, addressGuard: addressGuard,
       policy: .init(
-        timeout: .milliseconds(try await settings.int("webhook.timeout.ms", default: 10_000, in: 100...120_000)),
-        initialBackoff: .milliseconds(
-          try await settings.int("webhook.backoff.initial.ms", default: 1_000, in: 1...3_600_000)),
-        maximumBackoff: .milliseconds(
-          try await settings.int("webhook.backoff.max.ms", default: 3_600_000, in: 1...86_400_000)),
-        retryWindow: .milliseconds(
-          try await settings.int("webhook.retry.window.ms", default: 86_400_000, in: 1...(30 * 86_400_000))),
+        retry: try await EndpointRetryPolicy.read("webhook", from: settings),
         retention: .seconds(
           3600 * (try await settings.int("event.retention.hours", default: 720, in: 1...87_600)))))
     let service = EventsService(

@@ -114,12 +114,8 @@ struct InstancesCommand: AsyncParsableCommand {
       commandName: "auto-upgrade", abstract: "Turn automatic upgrades of an instance on or off.")
 
     @Argument(help: "The instance id.") var instance: String
-    @Argument(help: "on or off.") var state: String
+    @Argument(help: "on or off.") var state: Switch
     @OptionGroup var connection: ConnectionOptions
-
-    func validate() throws {
-      guard self.state == "on" || self.state == "off" else { throw ValidationError("state must be on or off") }
-    }
 
     func run() async throws {
       try await reportingErrors {
@@ -128,7 +124,7 @@ struct InstancesCommand: AsyncParsableCommand {
             .with {
               $0.clientToken = "auto-upgrade-\(UUID())"
               $0.instanceID = self.instance
-              $0.autoUpgrade = self.state == "on"
+              $0.autoUpgrade = self.state == .on
             }
           ).instance ?? .init()
         }
@@ -178,12 +174,8 @@ struct InstancesCommand: AsyncParsableCommand {
       commandName: "auto-renew", abstract: "Turn auto-renew of an instance on or off.")
 
     @Argument(help: "The instance id.") var instance: String
-    @Argument(help: "on or off.") var state: String
+    @Argument(help: "on or off.") var state: Switch
     @OptionGroup var connection: ConnectionOptions
-
-    func validate() throws {
-      guard self.state == "on" || self.state == "off" else { throw ValidationError("state must be on or off") }
-    }
 
     func run() async throws {
       try await reportingErrors {
@@ -191,7 +183,7 @@ struct InstancesCommand: AsyncParsableCommand {
           try await $0.entitlement.setAutoRenew(
             .with {
               $0.instanceID = self.instance
-              $0.autoRenew = self.state == "on"
+              $0.autoRenew = self.state == .on
             }
           ).instance ?? .init()
         }
@@ -249,6 +241,11 @@ struct InstancesCommand: AsyncParsableCommand {
       }
     }
   }
+}
+
+/// An on/off argument.
+enum Switch: String, ExpressibleByArgument {
+  case on, off
 }
 
 func amount(_ order: Nest_Order_V1_Order) -> String {

@@ -18,21 +18,7 @@ public import NestWebhooks
 public import ServiceLifecycle
 
 public final class FulfilmentDriver: Service, Sendable {
-  public struct Policy: Sendable {
-    /// Of one attempt, from connecting to the end of the answer.
-    public var timeout: Duration
-    public var initialBackoff: Duration
-    public var maximumBackoff: Duration
-    /// How long a call is retried before it has failed.
-    public var retryWindow: Duration
-
-    public init(timeout: Duration, initialBackoff: Duration, maximumBackoff: Duration, retryWindow: Duration) {
-      self.timeout = timeout
-      self.initialBackoff = initialBackoff
-      self.maximumBackoff = maximumBackoff
-      self.retryWindow = retryWindow
-    }
-  }
+  public typealias Policy = EndpointRetryPolicy
 
   let store: EntitlementStore
   let endpoints: EndpointCache
@@ -221,11 +207,8 @@ public final class FulfilmentDriver: Service, Sendable {
       call.lastError = why
     case .failed(let why):
       call.lastError = why
-      call.nextAttemptAtUnixMs =
-        now
-        + WebhookRules.backoff(
-          attempts: call.attempts, initial: self.policy.initialBackoff, maximum: self.policy.maximumBackoff)
-      if WebhookRules.exhausted(failingSince: call.firstAttemptAtUnixMs, now: now, window: self.policy.retryWindow) {
+      call.nextAttemptAtUnixMs = self.policy.nextAttempt(afterFailures: call.attempts, now: now)
+      if self.policy.exhausted(failingSince: call.firstAttemptAtUnixMs, now: now) {
         call.status = .failed
         self.logger.warning(
           "a provider's fulfilment endpoint failed for the whole retry window",

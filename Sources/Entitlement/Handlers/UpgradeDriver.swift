@@ -8,7 +8,7 @@
 import GRDB
 public import Logging
 import NestDomain
-public import NestProto
+import NestProto
 import NestServiceKit
 public import ServiceLifecycle
 

@@ -35,33 +35,12 @@ extension EntitlementService {
     guard let target = service.versions.first(where: { $0.id == targetID }) else {
       throw DomainError.notFound("version", targetID, field: "target_version_id")
     }
-    let signer = self.signer
-    let response: Nest_Entitlement_V1_UpgradeServiceInstanceResponse = try await self.store.database.write { db in
-      var instance = try Self.upgrader(request.instanceID, access, now: now, in: db)
-      let through = try EntitlementStore.providerRuns(instance.id, in: db)
-      let (plan, parameters) = try UpgradeRules.plan(
-        instance, to: target, setName: request.parameterSetName, throughProvider: through)
-      if request.dryRun {
-        return .with {
-          $0.instance = instance
-          $0.plan = plan
-        }
-      }
-      return try ClientTokens.once(
-        db, caller: access.caller.subject, method: "UpgradeServiceInstance", token: request.clientToken,
-        request: request, nowUnixMs: now
-      ) {
-        try Self.start(
-          &instance, plan, parameters: parameters, kind: .upgrade, requestedBy: access.caller.subject,
-          reason: request.reason, throughProvider: through, signer: signer, now: now, in: db)
-        return .with {
-          $0.instance = instance
-          $0.plan = plan
-        }
-      }
+    return try await self.move(
+      request.instanceID, access, method: "UpgradeServiceInstance", token: request.clientToken, request: request,
+      kind: .upgrade, reason: request.reason, dryRun: request.dryRun, now: now
+    ) { instance, through in
+      try UpgradeRules.plan(instance, to: target, setName: request.parameterSetName, throughProvider: through)
     }
-    if response.instance?.upgradeStatus == .upgrading { self.deployments?.fulfilment?.signal() }
-    return response
   }
 
   public func rollbackServiceInstance(
@@ -82,22 +61,47 @@ extension EntitlementService {
     guard let running = service.versions.first(where: { $0.id == last.toVersionID }),
       let previous = service.versions.first(where: { $0.id == last.fromVersionID })
     else { throw DomainError.notFound("version", last.fromVersionID, field: "instance_id") }
+    let moved = try await self.move(
+      request.instanceID, access, method: "RollbackServiceInstance", token: request.clientToken, request: request,
+      kind: .rollback, reason: request.reason, now: now
+    ) { instance, through in
+      try UpgradeRules.rollbackPlan(instance, current: running, previous: previous, throughProvider: through)
+    }
+    return .with {
+      $0.instance = moved.instance ?? .init()
+      $0.plan = moved.plan ?? .init()
+    }
+  }
+
+  /// An upgrade or a rollback planned by `plan` for the instance as it is in the transaction
+  /// (and whether its provider makes it), started once per client token; only planned for a
+  /// dry run.
+  private func move<Request: NestMessage>(
+    _ id: String, _ access: Access, method: String, token: String, request: Request,
+    kind: Nest_Entitlement_V1_UpgradeKind, reason: String, dryRun: Bool = false, now: Int64,
+    plan: @escaping @Sendable (Instance, Bool) throws -> (Nest_Entitlement_V1_UpgradePlan, [String: String])
+  ) async throws -> Nest_Entitlement_V1_UpgradeServiceInstanceResponse {
     let signer = self.signer
-    let response: Nest_Entitlement_V1_RollbackServiceInstanceResponse = try await self.store.database.write { db in
-      var instance = try Self.upgrader(request.instanceID, access, now: now, in: db)
-      return try ClientTokens.once(
-        db, caller: access.caller.subject, method: "RollbackServiceInstance", token: request.clientToken,
-        request: request, nowUnixMs: now
-      ) {
-        let through = try EntitlementStore.providerRuns(instance.id, in: db)
-        let (plan, parameters) = try UpgradeRules.rollbackPlan(
-          instance, current: running, previous: previous, throughProvider: through)
-        try Self.start(
-          &instance, plan, parameters: parameters, kind: .rollback, requestedBy: access.caller.subject,
-          reason: request.reason, throughProvider: through, signer: signer, now: now, in: db)
+    let response: Nest_Entitlement_V1_UpgradeServiceInstanceResponse = try await self.store.database.write { db in
+      var instance = try Self.upgrader(id, access, now: now, in: db)
+      let through = try EntitlementStore.providerRuns(instance.id, in: db)
+      if dryRun {
+        let planned = try plan(instance, through).0
         return .with {
           $0.instance = instance
-          $0.plan = plan
+          $0.plan = planned
+        }
+      }
+      return try ClientTokens.once(
+        db, caller: access.caller.subject, method: method, token: token, request: request, nowUnixMs: now
+      ) {
+        let (planned, parameters) = try plan(instance, through)
+        try Self.start(
+          &instance, planned, parameters: parameters, kind: kind, requestedBy: access.caller.subject, reason: reason,
+          throughProvider: through, signer: signer, now: now, in: db)
+        return .with {
+          $0.instance = instance
+          $0.plan = planned
         }
       }
     }

@@ -17,23 +17,13 @@ public import ServiceLifecycle
 
 public final class WebhookDispatcher: Service, Sendable {
   public struct Policy: Sendable {
-    /// Of one attempt, from connecting to the end of the answer.
-    public var timeout: Duration
-    public var initialBackoff: Duration
-    public var maximumBackoff: Duration
-    /// How long a webhook may fail before it is disabled.
-    public var retryWindow: Duration
+    /// Of each delivery; a webhook failing for its retry window is disabled.
+    public var retry: EndpointRetryPolicy
     /// How long events are kept in the feed.
     public var retention: Duration
 
-    public init(
-      timeout: Duration, initialBackoff: Duration, maximumBackoff: Duration, retryWindow: Duration,
-      retention: Duration
-    ) {
-      self.timeout = timeout
-      self.initialBackoff = initialBackoff
-      self.maximumBackoff = maximumBackoff
-      self.retryWindow = retryWindow
+    public init(retry: EndpointRetryPolicy, retention: Duration) {
+      self.retry = retry
       self.retention = retention
     }
   }
@@ -62,7 +52,7 @@ public final class WebhookDispatcher: Service, Sendable {
     self.policy = policy
     // Redirects are not followed: a receiver answers for itself, and a redirect could point
     // anywhere (a private address).
-    self.poster = SignedPoster(timeout: policy.timeout, addressGuard: addressGuard, userAgent: "nest-events/0.1")
+    self.poster = SignedPoster(timeout: policy.retry.timeout, addressGuard: addressGuard, userAgent: "nest-events/0.1")
   }
 
   /// New deliveries were queued: look now.
@@ -181,17 +171,15 @@ public final class WebhookDispatcher: Service, Sendable {
     delivery.lastAttemptAtUnixMs = now
     if let failure {
       delivery.lastError = failure
-      delivery.nextAttemptAtUnixMs =
-        now
-        + WebhookRules.backoff(
-          attempts: Int(delivery.attempts), initial: self.policy.initialBackoff, maximum: self.policy.maximumBackoff)
+      delivery.nextAttemptAtUnixMs = self.policy.retry.nextAttempt(afterFailures: Int(delivery.attempts), now: now)
       if stored.failingSinceUnixMs == 0 { stored.failingSinceUnixMs = now }
       try EventsStore.save(delivery, in: db)
       if stored.webhook.status == .active,
-        WebhookRules.exhausted(failingSince: stored.failingSinceUnixMs, now: now, window: self.policy.retryWindow)
+        self.policy.retry.exhausted(failingSince: stored.failingSinceUnixMs, now: now)
       {
         try self.disable(
-          &stored, reason: "every attempt failed for \(self.policy.retryWindow); last: \(failure)", now: now, in: db)
+          &stored, reason: "every attempt failed for \(self.policy.retry.retryWindow); last: \(failure)", now: now,
+          in: db)
       }
     } else {
       delivery.status = .delivered

@@ -187,6 +187,54 @@ struct UpgradeTests {
   }
 
   @Test(
+    "an upgrade through the provider racing a suspension, a resumption and a renewal: each applied, the provider told in order"
+  )
+  func serialized() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrades-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    // The first two calls (the create, then the upgrade) are answered after 0.6 s.
+    let provider = try await Receiver(
+      directory, "provider", mode: "slow-first", extra: ["--count", "2", "--delay", "0.6", "--provider"])
+    defer { provider.stop() }
+    let platform = try await NestTestPlatform.start(.processes(), settings: Self.settings)
+    let marketplace = platform.marketplace
+    let parties = ScenarioParties(.direct, run: "upgrade-race")
+    let setup = try await marketplace.setUp(.direct, parties: parties)
+    let secret = try await marketplace.setFulfilmentEndpoint(
+      .isv, parties.isv, service: setup.a.id, url: provider.url("/a"))
+    try Receiver.register(secret, at: "/a", in: provider.secrets)
+    let order = try await marketplace.buy(parties.customer, product: setup.productID)
+    _ = try await marketplace.waitForOrder(order.id)
+    let bought = try await Self.instance(marketplace, try await marketplace.instance(of: order).id) {
+      $0.status == .deployed
+    }
+    let v2 = try await marketplace.publishVersion(
+      .isv, parties.isv, service: setup.a, label: "2.0", upgradableFrom: [bought.versionID])
+    let started = try await marketplace.upgrade(.isv, parties.isv, instance: bought.id, to: v2.id)
+    #expect(started.instance?.upgradeStatus == .upgrading)
+    // While the provider takes its time: suspended, resumed and renewed.
+    try await platform.entitlement(as: .isv, parties.isv) { entitlement in
+      _ = try await entitlement.suspendServiceInstance(.with { $0.instanceID = bought.id })
+      _ = try await entitlement.resumeServiceInstance(.with { $0.instanceID = bought.id })
+    }
+    let renewal = try await marketplace.renew(parties.customer, instance: bought.id)
+    _ = try await marketplace.waitForOrder(renewal.id)
+    let done = try await Self.instance(marketplace, bought.id) {
+      $0.upgradeStatus == .upgraded && $0.expiresAtUnixMs > bought.expiresAtUnixMs
+    }
+    #expect(done.versionID == v2.id && done.status == .deployed && done.expiresAtUnixMs > bought.expiresAtUnixMs)
+    let calls = try await eventually {
+      FulfilmentTests.actions(provider, bought.id).actions.count >= 5
+    }
+    // In the order the changes were made (a repeat, at least once, keeps its key).
+    let actions = FulfilmentTests.actions(provider, bought.id).actions
+    #expect(calls, "the provider got \(actions)")
+    #expect(actions == ["create", "upgrade", "suspend", "resume", "renew"], "\(actions)")
+    await platform.stop()
+  }
+
+  @Test(
     "automatic upgrades in the maintenance window: one instance of a service at a time; they stop at the first failure"
   )
   func automatic() async throws {

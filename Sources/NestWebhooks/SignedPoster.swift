@@ -67,8 +67,10 @@ public final class SignedPoster: Sendable {
     do {
       let response = try await self.http.execute(request, timeout: .milliseconds(timeout))
       let success = (200..<300).contains(response.status.code)
-      // An error's first bytes are kept for the reason; a success's up to the limit.
-      let keep = success ? answerLimit : 256
+      // An error's first bytes are kept for the reason; a success's up to the limit. A short
+      // answer is read to its end, so that the connection can be used again; a long one is
+      // not (an endless one would never end).
+      let keep = max(success ? answerLimit : 0, 256)
       var answer: [UInt8] = []
       var tooLong = false
       for try await chunk in response.body {
@@ -83,8 +85,11 @@ public final class SignedPoster: Sendable {
         let detail = String(decoding: answer.prefix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return .failure(CallFailure("HTTP \(response.status.code)\(redirect)" + (detail.isEmpty ? "" : ": \(detail)")))
       }
-      if tooLong && answerLimit > 0 { return .failure(CallFailure("the answer is longer than \(answerLimit) bytes")) }
-      return .success(tooLong ? [] : answer)
+      guard answerLimit > 0 else { return .success([]) }
+      if tooLong || answer.count > answerLimit {
+        return .failure(CallFailure("the answer is longer than \(answerLimit) bytes"))
+      }
+      return .success(answer)
     } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
       return .failure(CallFailure("timed out after \(timeout) ms"))
     } catch {

@@ -39,8 +39,6 @@ struct DemoCommand: AsyncParsableCommand {
         for service in NestServiceName.allCases { arguments[service] = ["--test-clock-file", file.path] }
         arguments[.entitlement, default: []] += YearDemo.entitlementArguments
       }
-      // Versions to upgrade to are noticed within half a second (the default is a minute).
-      arguments[.entitlement, default: []] += ["--upgrade-interval-ms", "500"]
       let platform = try LocalPlatform.local(
         dataDir: connection.dataDir, host: "127.0.0.1", basePort: self.basePort, extraArguments: arguments)
       spawned = platform
@@ -209,7 +207,9 @@ struct Demo {
       )
     }
     // Scenario 3: a security release of A, followed down the chain to the customer.
-    if kind == .scenario3 { failures += try await self.securityRelease(setup, instance: instance) }
+    if kind == .scenario3 {
+      failures += try await self.securityRelease(setup, instance: instance, automatic: trialInstance)
+    }
     if let receiver, subscribed { try await self.showReceived(receiver, isv: parties.isv) }
     return failures
   }

@@ -10,10 +10,16 @@ import UnixSignals
 extension LocalPlatform {
   /// The platform as `nestctl up` and `nestctl demo --spawn` run it.
   /// `basePort` 0: free ports, bound before the services start and handed to them.
+  /// Entitlement notices a version to upgrade to within a second (a minute by default):
+  /// what a developer publishes shows on their instances at once.
   static func local(
     dataDir: String, host: String, basePort: Int, extraArguments: [NestServiceName: [String]] = [:]
   ) throws -> LocalPlatform {
-    try LocalPlatform(
+    var extraArguments = extraArguments
+    if !(extraArguments[.entitlement] ?? []).contains("--upgrade-interval-ms") {
+      extraArguments[.entitlement, default: []] += ["--upgrade-interval-ms", "1000"]
+    }
+    return try LocalPlatform(
       .init(
         executables: LocalPlatform.productsDirectory,
         dataDirectory: URL(fileURLWithPath: dataDir).standardizedFileURL, host: host,

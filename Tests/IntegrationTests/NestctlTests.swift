@@ -46,6 +46,7 @@ struct NestctlTests {
     // A security release of A followed down to the scenario-3 customer's instance.
     #expect(result.stdoutText.contains("(a security update)"))
     #expect(result.stdoutText.contains("ISV upgrades it through its fulfilment endpoint: UPGRADED"))
+    #expect(result.stdoutText.contains("the trial's instance follows by itself (auto-upgrade)"))
     #expect(result.stdoutText.contains("was told: service.base_updated"))
     #expect(!result.stdoutText.contains("    refused "))
   }

@@ -151,23 +151,10 @@ struct UpgradeTests {
     "an upgrade through a provider endpoint that fails: the instance stays on its version, running, UPGRADE_FAILED with the reason"
   )
   func failingProvider() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrades-\(UUID())")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let provider = try await Receiver(directory, "provider", extra: ["--provider", "--fail-actions", "upgrade"])
-    defer { provider.stop() }
-    let platform = try await NestTestPlatform.start(.processes(), settings: Self.settings)
-    let marketplace = platform.marketplace
-    let parties = ScenarioParties(.direct, run: "upgrade-fail")
-    let setup = try await marketplace.setUp(.direct, parties: parties)
-    let secret = try await marketplace.setFulfilmentEndpoint(
-      .isv, parties.isv, service: setup.a.id, url: provider.url("/a"))
-    try Receiver.register(secret, at: "/a", in: provider.secrets)
-    let order = try await marketplace.buy(parties.customer, product: setup.productID)
-    _ = try await marketplace.waitForOrder(order.id)
-    let bought = try await Self.instance(marketplace, try await marketplace.instance(of: order).id) {
-      $0.status == .deployed
-    }
+    let sale = try await ProvidedSale.start(run: "upgrade-fail", extra: ["--fail-actions", "upgrade"])
+    defer { sale.close() }
+    let (platform, marketplace, parties, setup) = (sale.platform, sale.platform.marketplace, sale.parties, sale.setup)
+    let bought = try await sale.buy(parties.customer)
     let v2 = try await marketplace.publishVersion(
       .isv, parties.isv, service: setup.a, label: "2.0", upgradableFrom: [bought.versionID])
     let started = try await marketplace.upgrade(.isv, parties.isv, instance: bought.id, to: v2.id)
@@ -190,25 +177,13 @@ struct UpgradeTests {
     "an upgrade through the provider racing a suspension, a resumption and a renewal: each applied, the provider told in order"
   )
   func serialized() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrades-\(UUID())")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
     // The first two calls (the create, then the upgrade) are answered after 0.6 s.
-    let provider = try await Receiver(
-      directory, "provider", mode: "slow-first", extra: ["--count", "2", "--delay", "0.6", "--provider"])
-    defer { provider.stop() }
-    let platform = try await NestTestPlatform.start(.processes(), settings: Self.settings)
-    let marketplace = platform.marketplace
-    let parties = ScenarioParties(.direct, run: "upgrade-race")
-    let setup = try await marketplace.setUp(.direct, parties: parties)
-    let secret = try await marketplace.setFulfilmentEndpoint(
-      .isv, parties.isv, service: setup.a.id, url: provider.url("/a"))
-    try Receiver.register(secret, at: "/a", in: provider.secrets)
-    let order = try await marketplace.buy(parties.customer, product: setup.productID)
-    _ = try await marketplace.waitForOrder(order.id)
-    let bought = try await Self.instance(marketplace, try await marketplace.instance(of: order).id) {
-      $0.status == .deployed
-    }
+    let sale = try await ProvidedSale.start(
+      run: "upgrade-race", mode: "slow-first", extra: ["--count", "2", "--delay", "0.6"])
+    defer { sale.close() }
+    let (platform, marketplace, parties, setup) = (sale.platform, sale.platform.marketplace, sale.parties, sale.setup)
+    let provider = sale.provider
+    let bought = try await sale.buy(parties.customer)
     let v2 = try await marketplace.publishVersion(
       .isv, parties.isv, service: setup.a, label: "2.0", upgradableFrom: [bought.versionID])
     let started = try await marketplace.upgrade(.isv, parties.isv, instance: bought.id, to: v2.id)
@@ -238,28 +213,15 @@ struct UpgradeTests {
     "automatic upgrades in the maintenance window: one instance of a service at a time; they stop at the first failure"
   )
   func automatic() async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upgrades-\(UUID())")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    // The provider answers upgrades slowly (each one is UPGRADING for a while), and fails
-    // them once told to.
-    let provider = try await Receiver(directory, "provider", extra: ["--provider"])
-    defer { provider.stop() }
-    let platform = try await NestTestPlatform.start(.processes(), settings: Self.settings)
-    let marketplace = platform.marketplace
-    let parties = ScenarioParties(.direct, run: "auto-upgrade")
-    let setup = try await marketplace.setUp(.direct, parties: parties)
-    let secret = try await marketplace.setFulfilmentEndpoint(
-      .isv, parties.isv, service: setup.a.id, url: provider.url("/a"))
-    try Receiver.register(secret, at: "/a", in: provider.secrets)
+    // The provider answers upgrades (each one UPGRADING until it does), and fails them once
+    // told to.
+    let sale = try await ProvidedSale.start(run: "auto-upgrade")
+    defer { sale.close() }
+    let (platform, marketplace, parties, setup) = (sale.platform, sale.platform.marketplace, sale.parties, sale.setup)
+    let (directory, provider) = (sale.directory, sale.provider)
     var instances: [String] = []
     for index in 0..<3 {
-      let customer = "\(parties.customer)-\(index)"
-      let order = try await marketplace.buy(customer, product: setup.productID)
-      _ = try await marketplace.waitForOrder(order.id)
-      let instance = try await Self.instance(marketplace, try await marketplace.instance(of: order).id) {
-        $0.status == .deployed
-      }
+      let instance = try await sale.buy("\(parties.customer)-\(index)")
       _ = try await platform.entitlement(as: .isv, parties.isv) {
         try await $0.setAutoUpgrade(
           .with {
@@ -308,5 +270,45 @@ struct UpgradeTests {
       #expect(other.upgradableToVersionID == v4.id)
     }
     await platform.stop()
+  }
+}
+
+/// A direct sale of a fully managed A whose ISV fulfils its instances through a provider
+/// (webhook_receiver.py --provider, in `mode` with `extra` flags), on the five services as
+/// processes.
+struct ProvidedSale {
+  let directory: URL
+  let provider: Receiver
+  let platform: NestTestPlatform
+  let parties: ScenarioParties
+  let setup: ScenarioSetup
+
+  static func start(run: String, mode: String = "ok", extra: [String] = []) async throws -> ProvidedSale {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("provider-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let provider = try await Receiver(directory, "provider", mode: mode, extra: extra + ["--provider"])
+    let platform = try await NestTestPlatform.start(.processes(), settings: UpgradeTests.settings)
+    let parties = ScenarioParties(.direct, run: run)
+    let setup = try await platform.marketplace.setUp(.direct, parties: parties)
+    let secret = try await platform.marketplace.setFulfilmentEndpoint(
+      .isv, parties.isv, service: setup.a.id, url: provider.url("/a"))
+    try Receiver.register(secret, at: "/a", in: provider.secrets)
+    return ProvidedSale(directory: directory, provider: provider, platform: platform, parties: parties, setup: setup)
+  }
+
+  /// `customer`'s instance, bought, paid and DEPLOYED by the provider.
+  func buy(_ customer: String) async throws -> Nest_Entitlement_V1_ServiceInstance {
+    let marketplace = self.platform.marketplace
+    let order = try await marketplace.buy(customer, product: self.setup.productID)
+    _ = try await marketplace.waitForOrder(order.id)
+    return try await UpgradeTests.instance(marketplace, try await marketplace.instance(of: order).id) {
+      $0.status == .deployed
+    }
+  }
+
+  /// The provider stopped and its files removed (the platform is stopped by the test).
+  func close() {
+    self.provider.stop()
+    try? FileManager.default.removeItem(at: self.directory)
   }
 }

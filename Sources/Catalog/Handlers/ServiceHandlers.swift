@@ -17,12 +17,24 @@ extension CatalogService {
     try access.authorize(try CatalogStore.service(id, in: db), notFound: .notFound("service", id, field: field))
   }
 
-  /// A service as read: a derived one with where it stands against its base.
-  static func presented(_ service: Nest_Catalog_V1_Service, in db: Database) throws -> Nest_Catalog_V1_Service {
-    guard !service.baseServiceID.isEmpty, let base = try CatalogStore.service(service.baseServiceID, in: db) else {
-      return service
+  /// Services as read: a derived one with where it stands against its base (each base and
+  /// its versions read once, however many of its derived services are in `services`).
+  static func presented(_ services: [Nest_Catalog_V1_Service], in db: Database) throws -> [Nest_Catalog_V1_Service] {
+    var bases: [String: (Nest_Catalog_V1_Service, [Nest_Catalog_V1_ServiceVersion])?] = [:]
+    return try services.map { service in
+      guard !service.baseServiceID.isEmpty else { return service }
+      if bases[service.baseServiceID] == nil {
+        bases[service.baseServiceID] = try CatalogStore.service(service.baseServiceID, in: db).map {
+          ($0, try CatalogStore.versions(ofService: $0.id, in: db))
+        }
+      }
+      guard let (base, versions) = bases[service.baseServiceID] ?? nil else { return service }
+      return VersionRules.behind(service, base: base, baseVersions: versions)
     }
-    return VersionRules.behind(service, base: base, baseVersions: try CatalogStore.versions(ofService: base.id, in: db))
+  }
+
+  static func presented(_ service: Nest_Catalog_V1_Service, in db: Database) throws -> Nest_Catalog_V1_Service {
+    try Self.presented([service], in: db)[0]
   }
 
   /// Each derived service of `base` built on an older version than its new default gets a
@@ -340,7 +352,7 @@ extension CatalogService {
     let query = filter
     let result = try await self.store.database.read { db in
       let found = try CatalogStore.services(query, page: page, in: db)
-      return (services: try found.services.map { try Self.presented($0, in: db) }, found.nextPageToken)
+      return (services: try Self.presented(found.services, in: db), found.nextPageToken)
     }
     return .with {
       $0.services = result.services

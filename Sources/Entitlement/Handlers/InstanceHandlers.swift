@@ -102,7 +102,7 @@ extension EntitlementService {
   }
 
   /// A lifecycle change, once per client token, by whoever the method's declaration admits.
-  private func operate<Request: NestMessage>(
+  func operate<Request: NestMessage>(
     _ id: String, method: String, token: String, request: Request,
     _ change: @escaping @Sendable (inout Instance, Principal, Int64) throws -> Void
   ) async throws -> Instance {

@@ -70,24 +70,20 @@ public final class UpgradeDriver: Service, Sendable {
     let serviceID = service.service?.id ?? ""
     let now = self.clock.nowUnixMs()
     let automatic = UpgradeRules.inWindow(self.window, nowUnixMs: now)
+    // Most rounds change nothing: read first, and take the writer only when they do.
+    var snapshot = try await self.store.database.read {
+      try EntitlementStore.liveInstances(ofService: serviceID, in: $0)
+    }
+    guard Self.mark(&snapshot, service, now: now) || (automatic && Self.next(snapshot, service) != nil) else { return }
     let signer = self.signer
     let upgrading = try await self.store.database.write { db -> Bool in
       var instances = try EntitlementStore.liveInstances(ofService: serviceID, in: db)
-      for index in instances.indices {
-        let target = UpgradeRules.upgradableTarget(from: instances[index].versionID, in: service)
-        if UpgradeRules.markUpgradable(&instances[index], target) {
-          instances[index].updatedAtUnixMs = now
-          try EntitlementStore.update(instances[index], in: db)
-        }
+      let before = instances
+      if Self.mark(&instances, service, now: now) {
+        for (old, new) in zip(before, instances) where old != new { try EntitlementStore.update(new, in: db) }
       }
-      // One instance of a service at a time; none after a failure to the same version.
-      guard automatic, !instances.contains(where: { $0.upgradeStatus == .upgrading }),
-        var next = instances.first(where: {
-          $0.autoUpgrade && $0.status == .deployed && !$0.upgradableToVersionID.isEmpty
-        }),
-        !UpgradeRules.halted(instances, target: next.upgradableToVersionID),
-        let target = service.versions.first(where: { $0.id == next.upgradableToVersionID })
-      else { return false }
+      guard automatic, let (found, target) = Self.next(instances, service) else { return false }
+      var next = found
       let through = try EntitlementStore.providerRuns(next.id, in: db)
       do {
         let (plan, parameters) = try UpgradeRules.plan(next, to: target, setName: "", throughProvider: through)
@@ -112,5 +108,36 @@ public final class UpgradeDriver: Service, Sendable {
       return next.upgradeStatus == .upgrading
     }
     if upgrading { self.fulfilment?.signal() }
+  }
+
+  /// Marks each instance with the version it can upgrade to; whether any mark changed.
+  static func mark(
+    _ instances: inout [Nest_Entitlement_V1_ServiceInstance], _ service: Nest_Catalog_V1_GetServiceResponse,
+    now: Int64
+  ) -> Bool {
+    var changed = false
+    for index in instances.indices {
+      let target = UpgradeRules.upgradableTarget(from: instances[index].versionID, in: service)
+      if UpgradeRules.markUpgradable(&instances[index], target) {
+        instances[index].updatedAtUnixMs = now
+        changed = true
+      }
+    }
+    return changed
+  }
+
+  /// The opted-in instance to upgrade automatically now, and to what: one instance of a
+  /// service at a time, none after a failure to the same version.
+  static func next(
+    _ instances: [Nest_Entitlement_V1_ServiceInstance], _ service: Nest_Catalog_V1_GetServiceResponse
+  ) -> (Nest_Entitlement_V1_ServiceInstance, Nest_Catalog_V1_ServiceVersion)? {
+    guard !instances.contains(where: { $0.upgradeStatus == .upgrading }),
+      let next = instances.first(where: {
+        $0.autoUpgrade && $0.status == .deployed && !$0.upgradableToVersionID.isEmpty
+      }),
+      !UpgradeRules.halted(instances, target: next.upgradableToVersionID),
+      let target = service.versions.first(where: { $0.id == next.upgradableToVersionID })
+    else { return nil }
+    return (next, target)
   }
 }

@@ -112,26 +112,16 @@ extension EntitlementService {
   public func setAutoUpgrade(
     request: Nest_Entitlement_V1_SetAutoUpgradeRequest, context: ServerContext
   ) async throws -> Nest_Entitlement_V1_SetAutoUpgradeResponse {
-    let access = try Access.forCall()
-    try DomainError.requireNonEmpty(("instance_id", request.instanceID))
-    let now = self.clock.nowUnixMs()
-    return try await self.store.database.write { db in
-      var instance = try access.authorize(
-        try EntitlementStore.instance(request.instanceID, in: db),
-        notFound: .notFound("instance", request.instanceID, field: "instance_id"))
-      return try ClientTokens.once(
-        db, caller: access.caller.subject, method: "SetAutoUpgrade", token: request.clientToken, request: request,
-        nowUnixMs: now
-      ) {
-        guard instance.status != .released else {
-          throw DomainError(.failedPrecondition, "instance \(instance.id) is released")
-        }
-        instance.autoUpgrade = request.autoUpgrade
-        instance.updatedAtUnixMs = now
-        try EntitlementStore.update(instance, in: db)
-        return .with { $0.instance = instance }
+    let instance = try await self.operate(
+      request.instanceID, method: "SetAutoUpgrade", token: request.clientToken, request: request
+    ) { instance, _, now in
+      guard instance.status != .released else {
+        throw DomainError(.failedPrecondition, "instance \(instance.id) is released")
       }
+      instance.autoUpgrade = request.autoUpgrade
+      instance.updatedAtUnixMs = now
     }
+    return .with { $0.instance = instance }
   }
 
   /// The instance, if the caller may upgrade it: its resource owner or the operator (as the

@@ -78,7 +78,7 @@ public enum EventLog {
 /// seconds (one commit then, not one per batch: the writer is the service's scarce part);
 /// after a crash the rest is sent again, and the events service keeps each id once.
 public final class EventPublisher: Service, Sendable {
-  let database: DatabasePool
+  let database: NestDatabase
   let events: any Nest_Events_V1_EventsService.ClientProtocol
   let source: String
   let logger: Logger
@@ -89,7 +89,7 @@ public final class EventPublisher: Service, Sendable {
     (0, 0, .now))
 
   public init(
-    database: DatabasePool, events: any Nest_Events_V1_EventsService.ClientProtocol, source: String, logger: Logger,
+    database: NestDatabase, events: any Nest_Events_V1_EventsService.ClientProtocol, source: String, logger: Logger,
     cleanupInterval: Duration = .seconds(5)
   ) {
     self.database = database

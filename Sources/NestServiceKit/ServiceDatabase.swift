@@ -1,4 +1,5 @@
-// A service's own SQLite database through GRDB: WAL (DatabasePool), every write durable
+// A service's own SQLite database through GRDB: WAL (DatabasePool), writes by group commit
+// (NestDatabase), every write durable
 // (synchronous=FULL: money moves here), a busy timeout instead of immediate SQLITE_BUSY,
 // foreign keys on, and the service's versioned migrations plus the kit's own.
 import Foundation
@@ -10,7 +11,7 @@ public enum ServiceDatabase {
   /// Opens (creating if needed) and migrates the database at `path`.
   public static func open(
     path: String, migrations: (inout DatabaseMigrator) -> Void = { _ in }
-  ) throws -> DatabasePool {
+  ) throws -> NestDatabase {
     var configuration = Configuration()
     configuration.busyMode = .timeout(5)
     configuration.foreignKeysEnabled = true
@@ -28,24 +29,24 @@ public enum ServiceDatabase {
     // Last: a kit table added after services had migrations of their own.
     EventLog.registerMigrations(&migrator)
     try migrator.migrate(pool)
-    return pool
+    return NestDatabase(pool)
   }
 }
 
 extension ServiceDatabase {
   /// A consistent copy of `pool` while it keeps serving: SQLite's online backup API, in one
   /// step from one read snapshot (WAL: writers go on meanwhile), into a file at `path`.
-  public static func backup(_ pool: DatabasePool, to path: String) throws {
+  public static func backup(_ database: NestDatabase, to path: String) throws {
     let destination = try DatabaseQueue(path: path)
-    try pool.backup(to: destination)
+    try database.pool.backup(to: destination)
     try destination.close()
   }
 
   /// The copy's bytes (for the admin port's /backup).
-  public static func backupBytes(_ pool: DatabasePool) throws -> [UInt8] {
+  public static func backupBytes(_ database: NestDatabase) throws -> [UInt8] {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("nest-backup-\(UUID().uuidString).sqlite")
     defer { try? FileManager.default.removeItem(at: path) }
-    try Self.backup(pool, to: path.path)
+    try Self.backup(database, to: path.path)
     return Array(try Data(contentsOf: path))
   }
 }

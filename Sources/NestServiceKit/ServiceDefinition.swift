@@ -46,13 +46,13 @@ public struct ServiceParts: Sendable {
 /// What a service is built with.
 public struct ServiceEnvironment: Sendable {
   public let configuration: ServiceConfiguration
-  public let database: DatabasePool
+  public let database: NestDatabase
   public let peers: PeerClients
   public let logger: Logger
   public let clock: NestClock
 
   public init(
-    configuration: ServiceConfiguration, database: DatabasePool, peers: PeerClients, logger: Logger, clock: NestClock
+    configuration: ServiceConfiguration, database: NestDatabase, peers: PeerClients, logger: Logger, clock: NestClock
   ) {
     self.configuration = configuration
     self.database = database

@@ -3,8 +3,9 @@ import GRDB
 import GRPCCore
 import NestDomain
 import NestProto
-import NestServiceKit
 import Testing
+
+@testable import NestServiceKit
 
 private func temporaryDatabase() -> String {
   FileManager.default.temporaryDirectory.appendingPathComponent("kit-\(UUID()).sqlite").path
@@ -45,7 +46,7 @@ struct ClientTokenTests {
     $0.amountMinor = 100
   }
 
-  func pool() throws -> (DatabasePool, String) {
+  func pool() throws -> (NestDatabase, String) {
     let path = temporaryDatabase()
     return (try ServiceDatabase.open(path: path), path)
   }
@@ -137,5 +138,76 @@ struct ClientTokenTests {
       }
     }
     #expect(response.accountID == "second try")
+  }
+}
+
+@Suite("Group commit")
+struct GroupCommitTests {
+  /// Counts the writer's commits.
+  final class Commits: TransactionObserver, @unchecked Sendable {
+    var count = 0
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { false }
+    func databaseDidChange(with event: DatabaseEvent) {}
+    func databaseDidCommit(_ db: Database) { self.count += 1 }
+    func databaseDidRollback(_ db: Database) {}
+  }
+
+  struct Refused: Error {}
+
+  @Test("writes that wait for the writer together commit in one transaction; one that fails is undone alone")
+  func batch() async throws {
+    let path = temporaryDatabase()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let database = try ServiceDatabase.open(path: path) { migrator in
+      migrator.registerMigration("t") { try $0.create(table: "t") { $0.column("v", .integer) } }
+    }
+    let commits = Commits()
+    database.add(transactionObserver: commits, extent: .databaseLifetime)
+    // The writer is busy until every write below waits for it.
+    let release = DispatchSemaphore(value: 0)
+    database.pool.asyncWriteWithoutTransaction { _ in release.wait() }
+    let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+      for value in 1...5 {
+        group.addTask {
+          do {
+            try await database.write { db in
+              try db.execute(sql: "INSERT INTO t (v) VALUES (?)", arguments: [value])
+              if value == 3 { throw Refused() }
+            }
+            return (value, true)
+          } catch is Refused {
+            return (value, false)
+          }
+        }
+      }
+      while database.waitingWrites < 5 { await Task.yield() }
+      release.signal()
+      var results: [Int: Bool] = [:]
+      for try await (value, succeeded) in group { results[value] = succeeded }
+      return results
+    }
+    #expect(results == [1: true, 2: true, 3: false, 4: true, 5: true])
+    #expect(try await database.read { try Int.fetchAll($0, sql: "SELECT v FROM t ORDER BY v") } == [1, 2, 4, 5])
+    #expect(commits.count == 1)
+  }
+
+  @Test("a write alone commits alone, and its caller reads it at once")
+  func alone() async throws {
+    let path = temporaryDatabase()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let database = try ServiceDatabase.open(path: path) { migrator in
+      migrator.registerMigration("t") { try $0.create(table: "t") { $0.column("v", .integer) } }
+    }
+    for value in 1...3 {
+      try await database.write { try $0.execute(sql: "INSERT INTO t (v) VALUES (?)", arguments: [value]) }
+      #expect(try await database.read { try Int.fetchOne($0, sql: "SELECT max(v) FROM t") } == value)
+    }
+    await #expect(throws: Refused.self) {
+      try await database.write { db in
+        try db.execute(sql: "INSERT INTO t (v) VALUES (4)")
+        throw Refused()
+      }
+    }
+    #expect(try await database.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM t") } == 3)
   }
 }

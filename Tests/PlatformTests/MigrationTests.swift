@@ -198,6 +198,6 @@ struct PreviousSchemaMigrationTests {
       #expect(after.map { $0.filter { $0.key != "trace_parent" } } == deliveries)
       #expect(after.allSatisfy { $0["trace_parent"] == "\"\"" })
     }
-    try pool.close()
+    try pool.pool.close()
   }
 }

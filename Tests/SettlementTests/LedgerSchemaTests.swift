@@ -35,7 +35,7 @@ struct LedgerSchemaTests {
       try SettlementStore.insert(transaction, in: db)
       try SettlementStore.insertSale(sale, transactionID: transaction.id, obligationID: nil, recordedAt: 1, in: db)
     }
-    try pool.close()
+    try pool.pool.close()
     return path
   }
 

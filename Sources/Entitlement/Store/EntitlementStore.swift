@@ -10,9 +10,9 @@ public import NestProto
 public import NestServiceKit
 
 public struct EntitlementStore: Sendable {
-  public let database: DatabasePool
+  public let database: NestDatabase
 
-  public init(database: DatabasePool) {
+  public init(database: NestDatabase) {
     self.database = database
   }
 

@@ -1,0 +1,149 @@
+// A service's database as its handlers use it: reads from GRDB's pool of readers, and
+// writes by group commit. Writes that arrive while the writer is busy wait for it together
+// and then run in one transaction, each in its own savepoint, with one commit (one fsync,
+// and each shared page written once) for all of them. A write that throws is rolled back
+// to its savepoint and fails alone; a failed commit fails every write of the batch; no
+// caller hears of success before its batch is durable. Under no load a batch is one write,
+// as before.
+import Foundation
+public import GRDB
+import Metrics
+import NIOConcurrencyHelpers
+
+public final class NestDatabase: Sendable {
+  /// The pool itself, for what is not a handler's read or write (backups, observers,
+  /// synchronous set-up and tests).
+  public let pool: DatabasePool
+  private let queue = NIOLockedValueBox(Queue())
+  private let batchSizes = Recorder(label: "nest_db_group_commit_writes")
+
+  private struct Queue {
+    var waiting: [Job] = []
+    /// A batch is scheduled on the writer or running.
+    var writing = false
+  }
+
+  /// One write waiting for its batch: `run` does it in the batch's transaction and returns
+  /// how its caller is told once the batch is committed; `fail` tells it of an error.
+  private struct Job: Sendable {
+    let run: @Sendable (Database) -> Result<@Sendable () -> Void, any Error>
+    let fail: @Sendable (any Error) -> Void
+  }
+
+  public init(_ pool: DatabasePool) {
+    self.pool = pool
+  }
+
+  /// Reads in a read-only transaction of one of the pool's readers (WAL: never waits for
+  /// the writer).
+  public func read<T: Sendable>(_ value: @Sendable (Database) throws -> T) async throws -> T {
+    try await self.pool.read(value)
+  }
+
+  public func read<T>(_ value: (Database) throws -> T) throws -> T {
+    try self.pool.read(value)
+  }
+
+  /// A read of a few rows by key, on the calling thread: handing such a read to a reader's
+  /// thread and back costs two thread wake-ups, more than the read itself. Not for pages or
+  /// scans, which would hold the caller's event loop.
+  public func readNow<T>(_ value: (Database) throws -> T) throws -> T {
+    try self.pool.read(value)
+  }
+
+  /// Runs `updates` in a transaction shared with the writes that wait with it; returns
+  /// once that transaction is committed.
+  public func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    try Task.checkCancellation()
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+      let job = Job(
+        run: { db in
+          do {
+            nonisolated(unsafe) var value: T?
+            try db.inSavepoint {
+              value = try updates(db)
+              return .commit
+            }
+            let result = value!
+            return .success { continuation.resume(returning: result) }
+          } catch {
+            return .failure(error)
+          }
+        },
+        fail: { continuation.resume(throwing: $0) })
+      let start = self.queue.withLockedValue { queue in
+        queue.waiting.append(job)
+        guard !queue.writing else { return false }
+        queue.writing = true
+        return true
+      }
+      if start { self.schedule() }
+    }
+  }
+
+  /// A synchronous write in a transaction of its own (set-up, tests).
+  public func write<T>(_ updates: (Database) throws -> T) throws -> T {
+    try self.pool.write(updates)
+  }
+
+  /// Writes waiting for their batch.
+  var waitingWrites: Int { self.queue.withLockedValue { $0.waiting.count } }
+
+  public func add(transactionObserver: some TransactionObserver, extent: Database.TransactionObservationExtent) {
+    self.pool.add(transactionObserver: transactionObserver, extent: extent)
+  }
+
+  /// One batch on the writer's queue: whatever waits now. Another is scheduled after it
+  /// when more arrived meanwhile, so that other users of the writer get their turn.
+  private func schedule() {
+    self.pool.asyncWriteWithoutTransaction { db in
+      let jobs = self.queue.withLockedValue { queue in
+        defer { queue.waiting.removeAll(keepingCapacity: true) }
+        return queue.waiting
+      }
+      self.commit(jobs, in: db)
+      let more = self.queue.withLockedValue { queue in
+        if queue.waiting.isEmpty { queue.writing = false }
+        return queue.writing
+      }
+      if more { self.schedule() }
+    }
+  }
+
+  private func commit(_ jobs: [Job], in db: Database) {
+    guard !jobs.isEmpty else { return }
+    self.batchSizes.record(jobs.count)
+    var outcomes: [Result<@Sendable () -> Void, any Error>] = []
+    outcomes.reserveCapacity(jobs.count)
+    do {
+      try db.inTransaction {
+        for job in jobs {
+          // An error that ends SQLite's transaction (a full disk, an I/O error) would leave
+          // the next writes in autocommit mode: they are not run.
+          guard db.isInsideTransaction else {
+            outcomes.append(
+              .failure(DatabaseError(resultCode: .SQLITE_ABORT, message: "the batch's transaction ended")))
+            continue
+          }
+          outcomes.append(job.run(db))
+        }
+        return .commit
+      }
+    } catch {
+      for (job, outcome) in zip(jobs, outcomes + Array(repeating: .failure(error), count: jobs.count - outcomes.count))
+      {
+        switch outcome {
+        case .success: job.fail(error)
+        case .failure(let own): job.fail(own)
+        }
+      }
+      return
+    }
+    for (job, outcome) in zip(jobs, outcomes) {
+      switch outcome {
+      case .success(let resume): resume()
+      case .failure(let error): job.fail(error)
+      }
+    }
+  }
+}

@@ -12,6 +12,7 @@ public import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import NestAuth
 public import NestDomain
 import NestProto
@@ -143,8 +144,17 @@ public struct NestService: Service {
   /// Runs `definition` as its executable does: listening on the configured address (or the
   /// inherited socket), reaching its peers over TCP, until SIGTERM or SIGINT.
   public static func runExecutable(_ definition: ServiceDefinition, configuration: ServiceConfiguration) async throws {
-    // Spans go over OTLP when the OTEL_* variables say so; log lines carry their ids.
+    // Tasks run on NIO's event loops, where the calls' bytes arrive and leave, instead of on
+    // a pool of their own: a call then crosses no thread between its frame and its handler,
+    // nor between a peer call's answer and the task waiting for it (each crossing is a
+    // futex wake, the largest single cost of a call on a small machine). Blocking work stays
+    // off the loops: SQLite runs on GRDB's own threads. NEST_TASKS_ON_EVENT_LOOPS=0 leaves
+    // Swift's own pool in place.
     let environment = ProcessInfo.processInfo.environment
+    if environment["NEST_TASKS_ON_EVENT_LOOPS"] != "0" {
+      NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
+    // Spans go over OTLP when the OTEL_* variables say so; log lines carry their ids.
     let tracing = try TraceExport.backend(serviceName: definition.name.executable, environment: environment)
     if let tracing { InstrumentationSystem.bootstrap(tracing.tracer) }
     configuration.logFormat.bootstrap(metadataProvider: tracing == nil ? nil : TraceExport.loggingMetadata)

@@ -5,9 +5,11 @@
 public import GRPCCore
 public import Logging
 import Metrics
+import NIOConcurrencyHelpers
 
 public struct CallObserverServerInterceptor: ServerInterceptor {
   private let logger: Logger
+  private let handles = MetricHandles()
 
   public init(logger: Logger) {
     self.logger = logger
@@ -20,7 +22,7 @@ public struct CallObserverServerInterceptor: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     let start = ContinuousClock.now
     let method = context.descriptor.fullyQualifiedMethod
-    let inFlight = Meter(label: "nest_rpc_in_flight", dimensions: [("method", method)])
+    let inFlight = self.handles.inFlight(method)
     inFlight.increment()
     defer { inFlight.decrement() }
     let code: String
@@ -45,13 +47,47 @@ public struct CallObserverServerInterceptor: ServerInterceptor {
   private func record(method: String, code: String, start: ContinuousClock.Instant, peer: String) {
     let elapsed = ContinuousClock.now - start
     let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
-    let dimensions = [("method", method), ("code", code)]
-    Counter(label: "nest_rpc_calls_total", dimensions: dimensions).increment()
-    Metrics.Timer(label: "nest_rpc_duration", dimensions: dimensions).recordNanoseconds(nanoseconds)
+    let (calls, duration) = self.handles.outcome(method, code)
+    calls.increment()
+    duration.recordNanoseconds(nanoseconds)
     self.logger.info(
       "rpc",
       metadata: [
         "method": "\(method)", "code": "\(code)", "duration_us": "\(nanoseconds / 1_000)", "peer": "\(peer)",
       ])
+  }
+}
+
+/// The metric handles of each method and status code, made once: making a handle asks the
+/// metrics backend to find it by label and dimensions, which costs more than the update.
+final class MetricHandles: Sendable {
+  private struct Key: Hashable {
+    var method: String
+    var code: String
+  }
+  private let meters = NIOLockedValueBox<[String: Meter]>([:])
+  private let outcomes = NIOLockedValueBox<[Key: (Counter, Metrics.Timer)]>([:])
+
+  func inFlight(_ method: String) -> Meter {
+    self.meters.withLockedValue { meters in
+      if let meter = meters[method] { return meter }
+      let meter = Meter(label: "nest_rpc_in_flight", dimensions: [("method", method)])
+      meters[method] = meter
+      return meter
+    }
+  }
+
+  func outcome(_ method: String, _ code: String) -> (Counter, Metrics.Timer) {
+    self.outcomes.withLockedValue { outcomes in
+      let key = Key(method: method, code: code)
+      if let handles = outcomes[key] { return handles }
+      let dimensions = [("method", method), ("code", code)]
+      let handles = (
+        Counter(label: "nest_rpc_calls_total", dimensions: dimensions),
+        Metrics.Timer(label: "nest_rpc_duration", dimensions: dimensions)
+      )
+      outcomes[key] = handles
+      return handles
+    }
   }
 }

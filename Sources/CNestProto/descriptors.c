@@ -61,6 +61,8 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
   &nest__catalog__v1__list_products_response__descriptor,
   &nest__catalog__v1__resolve_scenario_request__descriptor,
   &nest__catalog__v1__resolve_scenario_response__descriptor,
+  &nest__catalog__v1__get_sale_terms_request__descriptor,
+  &nest__catalog__v1__get_sale_terms_response__descriptor,
   &nest__catalog__v1__fulfilment_endpoint__descriptor,
   &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor,
   &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor,

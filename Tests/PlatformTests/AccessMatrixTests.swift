@@ -119,6 +119,9 @@ let rpcCases: [RPCCase] = [
   RPCCase(Catalog.GetProduct.descriptor, .productB) { f, c in
     _ = try await c.catalog.getProduct(.with { $0.key = .productID(f.b.productID) })
   },
+  RPCCase(Catalog.GetSaleTerms.descriptor, .none) { f, c in
+    _ = try await c.catalog.getSaleTerms(.with { $0.productID = f.b.productID })
+  },
   RPCCase(Catalog.ListProducts.descriptor, .none) { _, c in _ = try await c.catalog.listProducts(.init()) },
   RPCCase(Catalog.ResolveScenario.descriptor, .serviceB) { f, c in
     _ = try await c.catalog.resolveScenario(.with { $0.serviceID = f.b.id })

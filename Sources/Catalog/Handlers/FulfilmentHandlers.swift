@@ -52,7 +52,7 @@ extension CatalogService {
   {
     let access = try Access.forCall()
     if request.serviceID.isEmpty { throw DomainError.invalid("service_id", "is required") }
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let service = try Self.authorized(request.serviceID, access, in: db)
       let endpoint = try CatalogStore.fulfilmentEndpoint(ofService: service.id, in: db)
       return .with { $0.endpoint = endpoint }

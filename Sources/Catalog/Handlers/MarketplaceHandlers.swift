@@ -87,7 +87,7 @@ extension CatalogService {
     -> Nest_Catalog_V1_GetProductResponse
   {
     let access = try Access.forCall()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let product: Nest_Catalog_V1_Product?
       let (field, id): (String, String)
       switch request.key {
@@ -101,6 +101,34 @@ extension CatalogService {
       }
       try DomainError.requireNonEmpty((field, id))
       return try .with { $0.product = try access.authorize(product, notFound: .notFound("product", id, field: field)) }
+    }
+  }
+
+  /// GetProduct, GetService and ResolveScenario for a sale, from one read snapshot.
+  public func getSaleTerms(request: Nest_Catalog_V1_GetSaleTermsRequest, context: ServerContext) async throws
+    -> Nest_Catalog_V1_GetSaleTermsResponse
+  {
+    try DomainError.requireNonEmpty(("product_id", request.productID))
+    return try self.store.database.readNow { db in
+      guard let product = try CatalogStore.product(request.productID, in: db) else {
+        throw DomainError.notFound("product", request.productID, field: "product_id")
+      }
+      guard let service = try CatalogStore.service(product.serviceID, in: db) else {
+        throw DomainError.notFound("service", product.serviceID, field: "product_id")
+      }
+      let base = service.baseServiceID.isEmpty ? nil : try CatalogStore.service(service.baseServiceID, in: db)
+      let resolution = try ScenarioRules.resolve(service: service, base: base)
+      let version = service.defaultVersionID.isEmpty ? nil : try CatalogStore.version(service.defaultVersionID, in: db)
+      let baseProduct =
+        resolution.scenario == .scenario3 ? try CatalogStore.product(ofService: resolution.baseServiceID, in: db) : nil
+      let presented = try Self.presented(service, in: db)
+      return .with {
+        $0.product = product
+        $0.service = presented
+        if let version { $0.defaultVersion = version }
+        $0.resolution = resolution
+        $0.baseProductID = baseProduct?.id ?? ""
+      }
     }
   }
 

@@ -321,7 +321,7 @@ extension CatalogService {
     -> Nest_Catalog_V1_GetServiceResponse
   {
     let access = try Access.forCall()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let service = try Self.authorized(request.serviceID, access, in: db)
       // Drafts are the owner's (and the platform's) to see.
       let owner = access.isPlatform || service.holds(.owner, for: access.caller)
@@ -364,7 +364,7 @@ extension CatalogService {
     -> Nest_Catalog_V1_ResolveScenarioResponse
   {
     let access = try Access.forCall()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let service = try Self.authorized(request.serviceID, access, in: db)
       let base = service.baseServiceID.isEmpty ? nil : try CatalogStore.service(service.baseServiceID, in: db)
       return try .with { $0.resolution = try ScenarioRules.resolve(service: service, base: base) }

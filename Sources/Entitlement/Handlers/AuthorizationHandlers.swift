@@ -167,7 +167,7 @@ extension EntitlementService {
     let access = try Access.forCall()
     try DomainError.requireNonEmpty(("authorization_id", request.authorizationID))
     let now = self.clock.nowUnixMs()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let authorization = try access.authorize(
         try EntitlementStore.authorization(request.authorizationID, in: db),
         notFound: .notFound("authorization", request.authorizationID, field: "authorization_id"))
@@ -194,7 +194,7 @@ extension EntitlementService {
     try DomainError.requireNonEmpty(
       ("base_service_id", request.baseServiceID), ("distributor_id", request.distributorID))
     let now = self.clock.nowUnixMs()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let authorization = try EntitlementStore.latestAuthorization(
         baseServiceID: request.baseServiceID, distributorID: request.distributorID, in: db)
       _ = try access.authorize(

@@ -15,7 +15,7 @@ extension EntitlementService {
     let access = try Access.forCall()
     let now = self.clock.nowUnixMs()
     try InstanceRules.checkCreate(request)
-    if let existing = try await self.store.database.read({ try Self.existingInstance(for: request, in: $0) }) {
+    if let existing = try self.store.database.readNow({ try Self.existingInstance(for: request, in: $0) }) {
       return .with { $0.instance = InstanceRules.present(existing, now: now) }
     }
     let (expiresAt, period) = try InstanceRules.expiry(of: request, nowUnixMs: now)
@@ -70,7 +70,7 @@ extension EntitlementService {
   ) async throws -> Nest_Entitlement_V1_GetServiceInstanceResponse {
     let access = try Access.forCall()
     let now = self.clock.nowUnixMs()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let instance: Instance
       switch request.key {
       case .instanceID(let id)?:

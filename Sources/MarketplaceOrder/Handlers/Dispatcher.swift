@@ -49,9 +49,13 @@ public final class Dispatcher: Service, Sendable {
   public func dispatchDue() async {
     while !Task.isCancelled {
       let due: [Delivery]
+      let orders: [String: Order]
       do {
-        due = try await self.store.database.read {
-          try OrderStore.dueDeliveries(nowUnixMs: self.clock.nowUnixMs(), limit: 256, in: $0)
+        // The rows and their orders from one snapshot, in one read.
+        (due, orders) = try await self.store.database.read { db in
+          let due = try OrderStore.dueDeliveries(nowUnixMs: self.clock.nowUnixMs(), limit: 256, in: db)
+          let orders = try OrderStore.orders(ids: Array(Set(due.map(\.orderID))), in: db)
+          return (due, Dictionary(orders.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first }))
         }
       } catch is CancellationError {
         return
@@ -68,12 +72,12 @@ public final class Dispatcher: Service, Sendable {
         var rows = due.makeIterator()
         for _ in 0..<self.concurrency {
           guard let row = rows.next() else { break }
-          group.addTask { await self.attempt(row) }
+          group.addTask { await self.attempt(row, order: orders[row.orderID]) }
         }
         var outcomes: [Outcome] = []
         for await outcome in group {
           outcomes.append(outcome)
-          if let row = rows.next() { group.addTask { await self.attempt(row) } }
+          if let row = rows.next() { group.addTask { await self.attempt(row, order: orders[row.orderID]) } }
         }
         return outcomes
       }
@@ -106,22 +110,23 @@ public final class Dispatcher: Service, Sendable {
     Gauge(label: "nest_outbox_oldest_age_seconds").record(oldest.map { Double(max(0, now - $0)) / 1000 } ?? 0)
   }
 
-  /// One attempt at one row, as a span of the trace of the call that queued it.
-  func attempt(_ delivery: Delivery) async -> Outcome {
+  /// One attempt at one row (of `order`, as read with the row), as a span of the trace of
+  /// the call that queued it.
+  func attempt(_ delivery: Delivery, order: Order?) async -> Outcome {
     await withSpan(
       "deliver \(statusName(delivery.kind))", context: TraceContext.continuing(delivery.traceParent), ofKind: .consumer
     ) { span in
       span.attributes["nest.delivery.id"] = delivery.id
       span.attributes["nest.delivery.attempt"] = Int(delivery.attempts) + 1
       span.attributes["nest.order.id"] = delivery.orderID
-      let outcome = await self.call(delivery)
+      let outcome = await self.call(delivery, order: order)
       if let failure = outcome.failure { span.setStatus(SpanStatus(code: .error, message: failure.message)) }
       return outcome
     }
   }
 
   /// One call to the row's target.
-  private func call(_ delivery: Delivery) async -> Outcome {
+  private func call(_ delivery: Delivery, order: Order?) async -> Outcome {
     var outcome = Outcome(delivery: delivery)
     let key = delivery.idempotencyKey
     let dimensions = [("target", statusName(delivery.target)), ("kind", statusName(delivery.kind))]
@@ -137,7 +142,7 @@ public final class Dispatcher: Service, Sendable {
       }
     }
     do {
-      guard let order = try await self.store.database.read({ try OrderStore.order(delivery.orderID, in: $0) }) else {
+      guard let order else {
         throw DomainError(.failedPrecondition, "order \(delivery.orderID) is missing")
       }
       switch delivery.kind {

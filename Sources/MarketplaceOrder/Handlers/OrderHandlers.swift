@@ -38,9 +38,11 @@ extension OrderService {
   {
     let access = try Access.forCall()
     try OrderRules.check(request)
-    let product = try await Self.translatingNotFound("product", request.productID, field: "product_id") {
-      try await self.peers.product(request.productID)
+    // The product, its service, the scenario and A's product, from one read of the catalog.
+    let terms = try await Self.translatingNotFound("product", request.productID, field: "product_id") {
+      try await self.peers.saleTerms(request.productID)
     }
+    let product = terms.product ?? .init()
     guard product.status == .listed else {
       throw DomainError(.failedPrecondition, "product \(product.id) is not listed on the marketplace")
     }
@@ -58,23 +60,23 @@ extension OrderService {
         throw DomainError(.failedPrecondition, "the customer already had a trial of product \(product.id)")
       }
     }
-    let service = try await self.peers.service(product.serviceID)
-    guard let facts = service.service, facts.status == .online else {
+    guard let facts = terms.service, facts.status == .online else {
       throw DomainError(.failedPrecondition, "service \(product.serviceID) is not ONLINE")
     }
-    let version = service.versions.first { $0.id == facts.defaultVersionID }
+    let version = terms.defaultVersion
     if !request.parameterSetName.isEmpty,
       version?.parameterSets.contains(where: { $0.name == request.parameterSetName }) != true
     {
       throw DomainError.invalid("parameter_set_name", "is not a parameter set of the service's current version")
     }
-    let resolution = try await self.peers.resolveScenario(product.serviceID)
+    let resolution = terms.resolution ?? .init()
     var wholesale: Nest_Order_V1_WholesaleSnapshot? = nil
     if resolution.scenario != .direct {
       let check = try await self.peers.checkDistribution(
         baseServiceID: resolution.baseServiceID, distributorID: resolution.distributorID)
       wholesale = try OrderRules.wholesale(
         check, period: plan.billingPeriod, quantity: request.quantity, periods: request.periods)
+      wholesale?.baseProductID = terms.baseProductID
     }
     var price = try OrderRules.price(
       unitPrice: unitPrice, period: plan.billingPeriod, quantity: request.quantity, periods: request.periods,
@@ -167,7 +169,7 @@ extension OrderService {
   {
     let access = try Access.forCall()
     try DomainError.requireNonEmpty(("order_id", request.orderID), ("payment_reference", request.paymentReference))
-    let current = try await self.store.database.read { try Self.customerOrder(request.orderID, access, in: $0) }
+    let current = try self.store.database.readNow { try Self.customerOrder(request.orderID, access, in: $0) }
     // Before taking money for B: a place under the authorization (which must still be
     // ACTIVE) is held for the order in entitlement, so that max_instances holds whatever
     // races; scenario 3 also needs A's product for the linked order. A retry of a paid order
@@ -184,7 +186,10 @@ extension OrderService {
           baseServiceID: resolution.baseServiceID, distributorID: resolution.distributorID)
       }
       if resolution.scenario == .scenario3 {
-        baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
+        baseProductID = current.wholesale?.baseProductID ?? ""
+        if baseProductID.isEmpty {
+          baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
+        }
       }
     }
     if current.status == .created, current.kind == .change {
@@ -210,7 +215,7 @@ extension OrderService {
       }
     }
     self.dispatcher?.signal()
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       try .with {
         $0.order = try Self.withDelivery(response.order.map { [$0] } ?? [], in: db).first
         $0.linkedOrders = try Self.withDelivery(response.linkedOrders, in: db)
@@ -296,7 +301,7 @@ extension OrderService {
   {
     let access = try Access.forCall()
     try DomainError.requireNonEmpty(("order_id", request.orderID))
-    return try await self.store.database.read { db in
+    return try self.store.database.readNow { db in
       let order = try access.authorize(
         try OrderStore.order(request.orderID, in: db), notFound: .notFound("order", request.orderID, field: "order_id"))
       return try .with {

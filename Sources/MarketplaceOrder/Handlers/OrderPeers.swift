@@ -5,6 +5,8 @@ import GRPCCore
 public import NestProto
 
 public protocol OrderPeers: Sendable {
+  /// The product, its service and default version, the scenario and A's product: one call.
+  func saleTerms(_ productID: String) async throws -> Nest_Catalog_V1_GetSaleTermsResponse
   func product(_ id: String) async throws -> Nest_Catalog_V1_Product
   func product(ofService serviceID: String) async throws -> Nest_Catalog_V1_Product
   func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse
@@ -41,6 +43,10 @@ public struct RPCOrderPeers: OrderPeers {
     self.catalog = catalog
     self.entitlement = entitlement
     self.settlement = settlement
+  }
+
+  public func saleTerms(_ productID: String) async throws -> Nest_Catalog_V1_GetSaleTermsResponse {
+    try await self.catalog.getSaleTerms(.with { $0.productID = productID })
   }
 
   public func product(_ id: String) async throws -> Nest_Catalog_V1_Product {

@@ -39,17 +39,19 @@ extension OrderService {
     try SubscriptionOrders.checkRenewable(instance)
     let target = SubscriptionOrders.renewalTarget(instance)
     let productID = instance.subscription?.plan?.productID ?? ""
-    let product = try await Self.translatingNotFound("product", productID, field: "instance_id") {
-      try await self.peers.product(productID)
+    let terms = try await Self.translatingNotFound("product", productID, field: "instance_id") {
+      try await self.peers.saleTerms(productID)
     }
+    let product = terms.product ?? .init()
     let plan = try SubscriptionOrders.renewalPlan(target.planID, of: product)
-    let resolution = try await self.peers.resolveScenario(product.serviceID)
+    let resolution = terms.resolution ?? .init()
     var wholesale: Nest_Order_V1_WholesaleSnapshot? = nil
     if resolution.scenario != .direct {
       let check = try await self.peers.checkDistribution(
         baseServiceID: resolution.baseServiceID, distributorID: resolution.distributorID)
       wholesale = try OrderRules.wholesale(
         check, period: plan.billingPeriod, quantity: target.quantity, periods: periods, newInstance: false)
+      wholesale?.baseProductID = terms.baseProductID
     }
     let price = try OrderRules.price(
       unitPrice: plan.unitPrice ?? .init(), period: plan.billingPeriod, quantity: target.quantity, periods: periods,
@@ -118,13 +120,14 @@ extension OrderService {
     try SubscriptionOrders.checkChangeable(instance, now: now)
     let current = instance.subscription?.plan ?? .init()
     let productID = current.productID
-    let product = try await Self.translatingNotFound("product", productID, field: "instance_id") {
-      try await self.peers.product(productID)
+    let sale = try await Self.translatingNotFound("product", productID, field: "instance_id") {
+      try await self.peers.saleTerms(productID)
     }
+    let product = sale.product ?? .init()
     let plan = try SubscriptionOrders.changePlan(
       request.planID.isEmpty ? current.planID : request.planID, of: product, instance: instance)
     let quantity = request.quantity == 0 ? UInt32(clamping: instance.quantity) : request.quantity
-    let resolution = try await self.peers.resolveScenario(product.serviceID)
+    let resolution = sale.resolution ?? .init()
     var wholesaleUnit: Nest_Common_V1_Money? = nil
     var terms: Nest_Order_V1_WholesaleSnapshot? = nil
     if resolution.scenario != .direct {
@@ -140,6 +143,7 @@ extension OrderService {
     if var snapshot = wholesale {
       snapshot.wholesaleAmount = MoneyMath.money(snapshot.wholesaleUnitPrice?.currency ?? "", priced.wholesale)
       if let previous = current.wholesaleUnitPrice { snapshot.previousWholesaleUnitPrice = previous }
+      snapshot.baseProductID = sale.baseProductID
       wholesale = snapshot
     }
     var draft = Self.draft(
@@ -188,7 +192,10 @@ extension OrderService {
     let draft = try await self.renewalDraft(instance, periods: 1, now: now)
     var baseProductID = ""
     if let resolution = draft.scenario, resolution.scenario == .scenario3 {
-      baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
+      baseProductID = draft.wholesale?.baseProductID ?? ""
+      if baseProductID.isEmpty {
+        baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
+      }
     }
     let productID = baseProductID
     let response: Nest_Order_V1_PlaceRenewalResponse = try await self.store.database.write { db in

@@ -1588,6 +1588,96 @@ void   nest__catalog__v1__resolve_scenario_response__free_unpacked
   assert(message->base.descriptor == &nest__catalog__v1__resolve_scenario_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__catalog__v1__get_sale_terms_request__init
+                     (Nest__Catalog__V1__GetSaleTermsRequest         *message)
+{
+  static const Nest__Catalog__V1__GetSaleTermsRequest init_value = NEST__CATALOG__V1__GET_SALE_TERMS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__get_sale_terms_request__get_packed_size
+                     (const Nest__Catalog__V1__GetSaleTermsRequest *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__get_sale_terms_request__pack
+                     (const Nest__Catalog__V1__GetSaleTermsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__get_sale_terms_request__pack_to_buffer
+                     (const Nest__Catalog__V1__GetSaleTermsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__GetSaleTermsRequest *
+       nest__catalog__v1__get_sale_terms_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__GetSaleTermsRequest *)
+     protobuf_c_message_unpack (&nest__catalog__v1__get_sale_terms_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__get_sale_terms_request__free_unpacked
+                     (Nest__Catalog__V1__GetSaleTermsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__catalog__v1__get_sale_terms_response__init
+                     (Nest__Catalog__V1__GetSaleTermsResponse         *message)
+{
+  static const Nest__Catalog__V1__GetSaleTermsResponse init_value = NEST__CATALOG__V1__GET_SALE_TERMS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__catalog__v1__get_sale_terms_response__get_packed_size
+                     (const Nest__Catalog__V1__GetSaleTermsResponse *message)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__catalog__v1__get_sale_terms_response__pack
+                     (const Nest__Catalog__V1__GetSaleTermsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__catalog__v1__get_sale_terms_response__pack_to_buffer
+                     (const Nest__Catalog__V1__GetSaleTermsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Catalog__V1__GetSaleTermsResponse *
+       nest__catalog__v1__get_sale_terms_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Catalog__V1__GetSaleTermsResponse *)
+     protobuf_c_message_unpack (&nest__catalog__v1__get_sale_terms_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__catalog__v1__get_sale_terms_response__free_unpacked
+                     (Nest__Catalog__V1__GetSaleTermsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__catalog__v1__get_sale_terms_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__catalog__v1__fulfilment_endpoint__init
                      (Nest__Catalog__V1__FulfilmentEndpoint         *message)
 {
@@ -4481,6 +4571,134 @@ const ProtobufCMessageDescriptor nest__catalog__v1__resolve_scenario_response__d
   (ProtobufCMessageInit) nest__catalog__v1__resolve_scenario_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__catalog__v1__get_sale_terms_request__field_descriptors[1] =
+{
+  {
+    "product_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetSaleTermsRequest, product_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__get_sale_terms_request__field_indices_by_name[] = {
+  0,   /* field[0] = product_id */
+};
+static const ProtobufCIntRange nest__catalog__v1__get_sale_terms_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__get_sale_terms_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.GetSaleTermsRequest",
+  "GetSaleTermsRequest",
+  "Nest__Catalog__V1__GetSaleTermsRequest",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__GetSaleTermsRequest),
+  1,
+  nest__catalog__v1__get_sale_terms_request__field_descriptors,
+  nest__catalog__v1__get_sale_terms_request__field_indices_by_name,
+  1,  nest__catalog__v1__get_sale_terms_request__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__get_sale_terms_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__catalog__v1__get_sale_terms_response__field_descriptors[5] =
+{
+  {
+    "product",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetSaleTermsResponse, product),
+    &nest__catalog__v1__product__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetSaleTermsResponse, service),
+    &nest__catalog__v1__service__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "default_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetSaleTermsResponse, default_version),
+    &nest__catalog__v1__service_version__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resolution",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetSaleTermsResponse, resolution),
+    &nest__common__v1__scenario_resolution__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "base_product_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Catalog__V1__GetSaleTermsResponse, base_product_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__catalog__v1__get_sale_terms_response__field_indices_by_name[] = {
+  4,   /* field[4] = base_product_id */
+  2,   /* field[2] = default_version */
+  0,   /* field[0] = product */
+  3,   /* field[3] = resolution */
+  1,   /* field[1] = service */
+};
+static const ProtobufCIntRange nest__catalog__v1__get_sale_terms_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor nest__catalog__v1__get_sale_terms_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.catalog.v1.GetSaleTermsResponse",
+  "GetSaleTermsResponse",
+  "Nest__Catalog__V1__GetSaleTermsResponse",
+  "nest.catalog.v1",
+  sizeof(Nest__Catalog__V1__GetSaleTermsResponse),
+  5,
+  nest__catalog__v1__get_sale_terms_response__field_descriptors,
+  nest__catalog__v1__get_sale_terms_response__field_indices_by_name,
+  1,  nest__catalog__v1__get_sale_terms_response__number_ranges,
+  (ProtobufCMessageInit) nest__catalog__v1__get_sale_terms_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor nest__catalog__v1__fulfilment_endpoint__field_descriptors[4] =
 {
   {
@@ -4841,7 +5059,7 @@ const ProtobufCEnumDescriptor nest__catalog__v1__product_status__descriptor =
   nest__catalog__v1__product_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__catalog__v1__catalog_service__method_descriptors[16] =
+static const ProtobufCMethodDescriptor nest__catalog__v1__catalog_service__method_descriptors[17] =
 {
   { "CreateService", &nest__catalog__v1__create_service_request__descriptor, &nest__catalog__v1__create_service_response__descriptor },
   { "CreateDerivedService", &nest__catalog__v1__create_derived_service_request__descriptor, &nest__catalog__v1__create_derived_service_response__descriptor },
@@ -4857,6 +5075,7 @@ static const ProtobufCMethodDescriptor nest__catalog__v1__catalog_service__metho
   { "GetProduct", &nest__catalog__v1__get_product_request__descriptor, &nest__catalog__v1__get_product_response__descriptor },
   { "ListProducts", &nest__catalog__v1__list_products_request__descriptor, &nest__catalog__v1__list_products_response__descriptor },
   { "ResolveScenario", &nest__catalog__v1__resolve_scenario_request__descriptor, &nest__catalog__v1__resolve_scenario_response__descriptor },
+  { "GetSaleTerms", &nest__catalog__v1__get_sale_terms_request__descriptor, &nest__catalog__v1__get_sale_terms_response__descriptor },
   { "SetFulfilmentEndpoint", &nest__catalog__v1__set_fulfilment_endpoint_request__descriptor, &nest__catalog__v1__set_fulfilment_endpoint_response__descriptor },
   { "GetFulfilmentEndpoint", &nest__catalog__v1__get_fulfilment_endpoint_request__descriptor, &nest__catalog__v1__get_fulfilment_endpoint_response__descriptor },
 };
@@ -4867,15 +5086,16 @@ const unsigned nest__catalog__v1__catalog_service__method_indices_by_name[] = {
   10,        /* DelistFromMarketplace */
   8,        /* DisableDistribution */
   7,        /* EnableDistribution */
-  15,        /* GetFulfilmentEndpoint */
+  16,        /* GetFulfilmentEndpoint */
   11,        /* GetProduct */
+  14,        /* GetSaleTerms */
   5,        /* GetService */
   9,        /* ListOnMarketplace */
   12,        /* ListProducts */
   6,        /* ListServices */
   3,        /* PublishService */
   13,        /* ResolveScenario */
-  14,        /* SetFulfilmentEndpoint */
+  15,        /* SetFulfilmentEndpoint */
   4         /* TakeServiceOffline */
 };
 const ProtobufCServiceDescriptor nest__catalog__v1__catalog_service__descriptor =
@@ -4885,7 +5105,7 @@ const ProtobufCServiceDescriptor nest__catalog__v1__catalog_service__descriptor 
   "CatalogService",
   "Nest__Catalog__V1__CatalogService",
   "nest.catalog.v1",
-  16,
+  17,
   nest__catalog__v1__catalog_service__method_descriptors,
   nest__catalog__v1__catalog_service__method_indices_by_name
 };
@@ -5001,13 +5221,21 @@ void nest__catalog__v1__catalog_service__resolve_scenario(ProtobufCService *serv
   assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__catalog__v1__catalog_service__get_sale_terms(ProtobufCService *service,
+                                                        const Nest__Catalog__V1__GetSaleTermsRequest *input,
+                                                        Nest__Catalog__V1__GetSaleTermsResponse_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__catalog__v1__catalog_service__set_fulfilment_endpoint(ProtobufCService *service,
                                                                  const Nest__Catalog__V1__SetFulfilmentEndpointRequest *input,
                                                                  Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure closure,
                                                                  void *closure_data)
 {
   assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__catalog__v1__catalog_service__get_fulfilment_endpoint(ProtobufCService *service,
                                                                  const Nest__Catalog__V1__GetFulfilmentEndpointRequest *input,
@@ -5015,7 +5243,7 @@ void nest__catalog__v1__catalog_service__get_fulfilment_endpoint(ProtobufCServic
                                                                  void *closure_data)
 {
   assert(service->descriptor == &nest__catalog__v1__catalog_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__catalog__v1__catalog_service__init (Nest__Catalog__V1__CatalogService_Service *service,
                                                Nest__Catalog__V1__CatalogService_ServiceDestroy destroy)

@@ -1292,7 +1292,7 @@ const ProtobufCMessageDescriptor nest__order__v1__price_snapshot__descriptor =
   (ProtobufCMessageInit) nest__order__v1__price_snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__order__v1__wholesale_snapshot__field_descriptors[5] =
+static const ProtobufCFieldDescriptor nest__order__v1__wholesale_snapshot__field_descriptors[6] =
 {
   {
     "authorization_id",
@@ -1354,9 +1354,22 @@ static const ProtobufCFieldDescriptor nest__order__v1__wholesale_snapshot__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "base_product_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Order__V1__WholesaleSnapshot, base_product_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned nest__order__v1__wholesale_snapshot__field_indices_by_name[] = {
   0,   /* field[0] = authorization_id */
+  5,   /* field[5] = base_product_id */
   4,   /* field[4] = previous_wholesale_unit_price */
   3,   /* field[3] = terms_valid_until_unix_ms */
   2,   /* field[2] = wholesale_amount */
@@ -1365,7 +1378,7 @@ static const unsigned nest__order__v1__wholesale_snapshot__field_indices_by_name
 static const ProtobufCIntRange nest__order__v1__wholesale_snapshot__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor =
 {
@@ -1375,7 +1388,7 @@ const ProtobufCMessageDescriptor nest__order__v1__wholesale_snapshot__descriptor
   "Nest__Order__V1__WholesaleSnapshot",
   "nest.order.v1",
   sizeof(Nest__Order__V1__WholesaleSnapshot),
-  5,
+  6,
   nest__order__v1__wholesale_snapshot__field_descriptors,
   nest__order__v1__wholesale_snapshot__field_indices_by_name,
   1,  nest__order__v1__wholesale_snapshot__number_ranges,

@@ -53,6 +53,8 @@ typedef struct Nest__Catalog__V1__ListProductsRequest Nest__Catalog__V1__ListPro
 typedef struct Nest__Catalog__V1__ListProductsResponse Nest__Catalog__V1__ListProductsResponse;
 typedef struct Nest__Catalog__V1__ResolveScenarioRequest Nest__Catalog__V1__ResolveScenarioRequest;
 typedef struct Nest__Catalog__V1__ResolveScenarioResponse Nest__Catalog__V1__ResolveScenarioResponse;
+typedef struct Nest__Catalog__V1__GetSaleTermsRequest Nest__Catalog__V1__GetSaleTermsRequest;
+typedef struct Nest__Catalog__V1__GetSaleTermsResponse Nest__Catalog__V1__GetSaleTermsResponse;
 typedef struct Nest__Catalog__V1__FulfilmentEndpoint Nest__Catalog__V1__FulfilmentEndpoint;
 typedef struct Nest__Catalog__V1__SetFulfilmentEndpointRequest Nest__Catalog__V1__SetFulfilmentEndpointRequest;
 typedef struct Nest__Catalog__V1__SetFulfilmentEndpointResponse Nest__Catalog__V1__SetFulfilmentEndpointResponse;
@@ -871,6 +873,40 @@ struct  Nest__Catalog__V1__ResolveScenarioResponse
     , NULL }
 
 
+struct  Nest__Catalog__V1__GetSaleTermsRequest
+{
+  ProtobufCMessage base;
+  char *product_id;
+};
+#define NEST__CATALOG__V1__GET_SALE_TERMS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__get_sale_terms_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Catalog__V1__GetSaleTermsResponse
+{
+  ProtobufCMessage base;
+  Nest__Catalog__V1__Product *product;
+  /*
+   * The product's service, as GetService presents it to the platform.
+   */
+  Nest__Catalog__V1__Service *service;
+  /*
+   * The service's default version; unset when it has none.
+   */
+  Nest__Catalog__V1__ServiceVersion *default_version;
+  Nest__Common__V1__ScenarioResolution *resolution;
+  /*
+   * Scenario 3: the product of A, which the linked order is for; empty otherwise, and when
+   * A has no product.
+   */
+  char *base_product_id;
+};
+#define NEST__CATALOG__V1__GET_SALE_TERMS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__catalog__v1__get_sale_terms_response__descriptor) \
+    , NULL, NULL, NULL, NULL, (char *)protobuf_c_empty_string }
+
+
 /*
  * Where the provider of a fully managed service fulfils its instances: entitlement POSTs
  * each action on an instance of the service (create, renew, suspend, resume, expire,
@@ -1622,6 +1658,44 @@ Nest__Catalog__V1__ResolveScenarioResponse *
 void   nest__catalog__v1__resolve_scenario_response__free_unpacked
                      (Nest__Catalog__V1__ResolveScenarioResponse *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__GetSaleTermsRequest methods */
+void   nest__catalog__v1__get_sale_terms_request__init
+                     (Nest__Catalog__V1__GetSaleTermsRequest         *message);
+size_t nest__catalog__v1__get_sale_terms_request__get_packed_size
+                     (const Nest__Catalog__V1__GetSaleTermsRequest   *message);
+size_t nest__catalog__v1__get_sale_terms_request__pack
+                     (const Nest__Catalog__V1__GetSaleTermsRequest   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__get_sale_terms_request__pack_to_buffer
+                     (const Nest__Catalog__V1__GetSaleTermsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__GetSaleTermsRequest *
+       nest__catalog__v1__get_sale_terms_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__get_sale_terms_request__free_unpacked
+                     (Nest__Catalog__V1__GetSaleTermsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Catalog__V1__GetSaleTermsResponse methods */
+void   nest__catalog__v1__get_sale_terms_response__init
+                     (Nest__Catalog__V1__GetSaleTermsResponse         *message);
+size_t nest__catalog__v1__get_sale_terms_response__get_packed_size
+                     (const Nest__Catalog__V1__GetSaleTermsResponse   *message);
+size_t nest__catalog__v1__get_sale_terms_response__pack
+                     (const Nest__Catalog__V1__GetSaleTermsResponse   *message,
+                      uint8_t             *out);
+size_t nest__catalog__v1__get_sale_terms_response__pack_to_buffer
+                     (const Nest__Catalog__V1__GetSaleTermsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Catalog__V1__GetSaleTermsResponse *
+       nest__catalog__v1__get_sale_terms_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__catalog__v1__get_sale_terms_response__free_unpacked
+                     (Nest__Catalog__V1__GetSaleTermsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Catalog__V1__FulfilmentEndpoint methods */
 void   nest__catalog__v1__fulfilment_endpoint__init
                      (Nest__Catalog__V1__FulfilmentEndpoint         *message);
@@ -1827,6 +1901,12 @@ typedef void (*Nest__Catalog__V1__ResolveScenarioRequest_Closure)
 typedef void (*Nest__Catalog__V1__ResolveScenarioResponse_Closure)
                  (const Nest__Catalog__V1__ResolveScenarioResponse *message,
                   void *closure_data);
+typedef void (*Nest__Catalog__V1__GetSaleTermsRequest_Closure)
+                 (const Nest__Catalog__V1__GetSaleTermsRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Catalog__V1__GetSaleTermsResponse_Closure)
+                 (const Nest__Catalog__V1__GetSaleTermsResponse *message,
+                  void *closure_data);
 typedef void (*Nest__Catalog__V1__FulfilmentEndpoint_Closure)
                  (const Nest__Catalog__V1__FulfilmentEndpoint *message,
                   void *closure_data);
@@ -1905,6 +1985,10 @@ struct Nest__Catalog__V1__CatalogService_Service
                            const Nest__Catalog__V1__ResolveScenarioRequest *input,
                            Nest__Catalog__V1__ResolveScenarioResponse_Closure closure,
                            void *closure_data);
+  void (*get_sale_terms)(Nest__Catalog__V1__CatalogService_Service *service,
+                         const Nest__Catalog__V1__GetSaleTermsRequest *input,
+                         Nest__Catalog__V1__GetSaleTermsResponse_Closure closure,
+                         void *closure_data);
   void (*set_fulfilment_endpoint)(Nest__Catalog__V1__CatalogService_Service *service,
                                   const Nest__Catalog__V1__SetFulfilmentEndpointRequest *input,
                                   Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure closure,
@@ -1935,6 +2019,7 @@ void nest__catalog__v1__catalog_service__init (Nest__Catalog__V1__CatalogService
       function_prefix__ ## get_product,\
       function_prefix__ ## list_products,\
       function_prefix__ ## resolve_scenario,\
+      function_prefix__ ## get_sale_terms,\
       function_prefix__ ## set_fulfilment_endpoint,\
       function_prefix__ ## get_fulfilment_endpoint  }
 void nest__catalog__v1__catalog_service__create_service(ProtobufCService *service,
@@ -1993,6 +2078,10 @@ void nest__catalog__v1__catalog_service__resolve_scenario(ProtobufCService *serv
                                                           const Nest__Catalog__V1__ResolveScenarioRequest *input,
                                                           Nest__Catalog__V1__ResolveScenarioResponse_Closure closure,
                                                           void *closure_data);
+void nest__catalog__v1__catalog_service__get_sale_terms(ProtobufCService *service,
+                                                        const Nest__Catalog__V1__GetSaleTermsRequest *input,
+                                                        Nest__Catalog__V1__GetSaleTermsResponse_Closure closure,
+                                                        void *closure_data);
 void nest__catalog__v1__catalog_service__set_fulfilment_endpoint(ProtobufCService *service,
                                                                  const Nest__Catalog__V1__SetFulfilmentEndpointRequest *input,
                                                                  Nest__Catalog__V1__SetFulfilmentEndpointResponse_Closure closure,
@@ -2043,6 +2132,8 @@ extern const ProtobufCMessageDescriptor nest__catalog__v1__list_products_request
 extern const ProtobufCMessageDescriptor nest__catalog__v1__list_products_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__resolve_scenario_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__resolve_scenario_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__get_sale_terms_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__catalog__v1__get_sale_terms_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__fulfilment_endpoint__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__set_fulfilment_endpoint_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__catalog__v1__set_fulfilment_endpoint_response__descriptor;

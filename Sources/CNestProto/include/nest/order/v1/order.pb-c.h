@@ -249,10 +249,15 @@ struct  Nest__Order__V1__WholesaleSnapshot
    * the prorated difference, as for the customer's price).
    */
   Nest__Common__V1__Money *previous_wholesale_unit_price;
+  /*
+   * Scenario 3: the product of A that the LINKED order is for, as the catalog had it when the
+   * order was created (empty on orders made before it was recorded: PayOrder then asks).
+   */
+  char *base_product_id;
 };
 #define NEST__ORDER__V1__WHOLESALE_SNAPSHOT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__order__v1__wholesale_snapshot__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, NULL, 0, NULL }
+    , (char *)protobuf_c_empty_string, NULL, NULL, 0, NULL, (char *)protobuf_c_empty_string }
 
 
 /*

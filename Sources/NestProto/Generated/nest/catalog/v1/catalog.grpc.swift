@@ -196,6 +196,19 @@ public enum Nest_Catalog_V1_CatalogService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "GetSaleTerms" metadata.
+    public enum GetSaleTerms: Sendable {
+      /// Request type for "GetSaleTerms".
+      public typealias Input = Nest_Catalog_V1_GetSaleTermsRequest
+      /// Response type for "GetSaleTerms".
+      public typealias Output = Nest_Catalog_V1_GetSaleTermsResponse
+      /// Descriptor for "GetSaleTerms".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.catalog.v1.CatalogService"),
+        method: "GetSaleTerms",
+        type: .unary
+      )
+    }
     /// Namespace for "SetFulfilmentEndpoint" metadata.
     public enum SetFulfilmentEndpoint: Sendable {
       /// Request type for "SetFulfilmentEndpoint".
@@ -238,6 +251,7 @@ public enum Nest_Catalog_V1_CatalogService: Sendable {
       GetProduct.descriptor,
       ListProducts.descriptor,
       ResolveScenario.descriptor,
+      GetSaleTerms.descriptor,
       SetFulfilmentEndpoint.descriptor,
       GetFulfilmentEndpoint.descriptor
     ]
@@ -611,6 +625,32 @@ extension Nest_Catalog_V1_CatalogService {
       request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_ResolveScenarioRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_ResolveScenarioResponse>
+
+    /// Handle the "GetSaleTerms" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What selling a product needs, in one read: the product and its plans, its service with
+    /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+    /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+    /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+    /// > Who: service (marketplace-order).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+    /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Catalog_V1_GetSaleTermsRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Catalog_V1_GetSaleTermsResponse` messages.
+    func getSaleTerms(
+      request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_GetSaleTermsResponse>
 
     /// Handle the "SetFulfilmentEndpoint" method.
     ///
@@ -1016,6 +1056,32 @@ extension Nest_Catalog_V1_CatalogService {
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_ResolveScenarioResponse>
 
+    /// Handle the "GetSaleTerms" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What selling a product needs, in one read: the product and its plans, its service with
+    /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+    /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+    /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+    /// > Who: service (marketplace-order).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+    /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_GetSaleTermsRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Catalog_V1_GetSaleTermsResponse` message.
+    func getSaleTerms(
+      request: GRPCCore.ServerRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_GetSaleTermsResponse>
+
     /// Handle the "SetFulfilmentEndpoint" method.
     ///
     /// > Source IDL Documentation:
@@ -1418,6 +1484,32 @@ extension Nest_Catalog_V1_CatalogService {
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Catalog_V1_ResolveScenarioResponse
 
+    /// Handle the "GetSaleTerms" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What selling a product needs, in one read: the product and its plans, its service with
+    /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+    /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+    /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+    /// > Who: service (marketplace-order).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+    /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED.
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Catalog_V1_GetSaleTermsRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Catalog_V1_GetSaleTermsResponse` to respond with.
+    func getSaleTerms(
+      request: Nest_Catalog_V1_GetSaleTermsRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Catalog_V1_GetSaleTermsResponse
+
     /// Handle the "SetFulfilmentEndpoint" method.
     ///
     /// > Source IDL Documentation:
@@ -1628,6 +1720,17 @@ extension Nest_Catalog_V1_CatalogService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Catalog_V1_CatalogService.Method.GetSaleTerms.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_GetSaleTermsRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_GetSaleTermsResponse>(),
+      handler: { request, context in
+        try await self.getSaleTerms(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Catalog_V1_CatalogService.Method.SetFulfilmentEndpoint.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_SetFulfilmentEndpointRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_SetFulfilmentEndpointResponse>(),
@@ -1803,6 +1906,17 @@ extension Nest_Catalog_V1_CatalogService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_ResolveScenarioResponse> {
     let response = try await self.resolveScenario(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func getSaleTerms(
+    request: GRPCCore.StreamingServerRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Catalog_V1_GetSaleTermsResponse> {
+    let response = try await self.getSaleTerms(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -2010,6 +2124,19 @@ extension Nest_Catalog_V1_CatalogService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_ResolveScenarioResponse> {
     return GRPCCore.ServerResponse<Nest_Catalog_V1_ResolveScenarioResponse>(
       message: try await self.resolveScenario(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func getSaleTerms(
+    request: GRPCCore.ServerRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Catalog_V1_GetSaleTermsResponse> {
+    return GRPCCore.ServerResponse<Nest_Catalog_V1_GetSaleTermsResponse>(
+      message: try await self.getSaleTerms(
         request: request.message,
         context: context
       ),
@@ -2467,6 +2594,37 @@ extension Nest_Catalog_V1_CatalogService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_ResolveScenarioResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_ResolveScenarioResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "GetSaleTerms" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What selling a product needs, in one read: the product and its plans, its service with
+    /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+    /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+    /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+    /// > Who: service (marketplace-order).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+    /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_GetSaleTermsRequest` message.
+    ///   - serializer: A serializer for `Nest_Catalog_V1_GetSaleTermsRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Catalog_V1_GetSaleTermsResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func getSaleTerms<Result>(
+      request: GRPCCore.ClientRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Catalog_V1_GetSaleTermsRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_GetSaleTermsResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetSaleTermsResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
     /// Call the "SetFulfilmentEndpoint" method.
@@ -3115,6 +3273,48 @@ extension Nest_Catalog_V1_CatalogService {
       )
     }
 
+    /// Call the "GetSaleTerms" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What selling a product needs, in one read: the product and its plans, its service with
+    /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+    /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+    /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+    /// > Who: service (marketplace-order).
+    /// > Read-only.
+    /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+    /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+    /// > PERMISSION_DENIED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Catalog_V1_GetSaleTermsRequest` message.
+    ///   - serializer: A serializer for `Nest_Catalog_V1_GetSaleTermsRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Catalog_V1_GetSaleTermsResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSaleTerms<Result>(
+      request: GRPCCore.ClientRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Catalog_V1_GetSaleTermsRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Catalog_V1_GetSaleTermsResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetSaleTermsResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Catalog_V1_CatalogService.Method.GetSaleTerms.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
     /// Call the "SetFulfilmentEndpoint" method.
     ///
     /// > Source IDL Documentation:
@@ -3696,6 +3896,43 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
       request: request,
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_ResolveScenarioRequest>(),
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_ResolveScenarioResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "GetSaleTerms" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > What selling a product needs, in one read: the product and its plans, its service with
+  /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+  /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+  /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+  /// > Who: service (marketplace-order).
+  /// > Read-only.
+  /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+  /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+  /// > PERMISSION_DENIED.
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Catalog_V1_GetSaleTermsRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func getSaleTerms<Result>(
+    request: GRPCCore.ClientRequest<Nest_Catalog_V1_GetSaleTermsRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetSaleTermsResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.getSaleTerms(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Catalog_V1_GetSaleTermsRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Catalog_V1_GetSaleTermsResponse>(),
       options: options,
       onResponse: handleResponse
     )
@@ -4326,6 +4563,47 @@ extension Nest_Catalog_V1_CatalogService.ClientProtocol {
       metadata: metadata
     )
     return try await self.resolveScenario(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "GetSaleTerms" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > What selling a product needs, in one read: the product and its plans, its service with
+  /// > the service's default version, the scenario (as ResolveScenario answers it) and, in
+  /// > scenario 3, the product of A that the linked order is for. What marketplace-order asks
+  /// > before it prices an order, instead of GetProduct, GetService and ResolveScenario.
+  /// > Who: service (marketplace-order).
+  /// > Read-only.
+  /// > Errors: INVALID_ARGUMENT (empty product_id), NOT_FOUND (no such product),
+  /// > FAILED_PRECONDITION (the service has no published default version), UNAUTHENTICATED,
+  /// > PERMISSION_DENIED.
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func getSaleTerms<Result>(
+    _ message: Nest_Catalog_V1_GetSaleTermsRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Catalog_V1_GetSaleTermsResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Catalog_V1_GetSaleTermsRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.getSaleTerms(
       request: request,
       options: options,
       onResponse: handleResponse

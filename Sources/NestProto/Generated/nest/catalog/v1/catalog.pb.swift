@@ -1240,6 +1240,62 @@ public struct Nest_Catalog_V1_ResolveScenarioResponse: NestMessage {
   }
 }
 
+public struct Nest_Catalog_V1_GetSaleTermsRequest: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.GetSaleTermsRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var productID: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.productID = r.string(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.productID)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Catalog_V1_GetSaleTermsResponse: NestMessage {
+  public static let protoMessageName = "nest.catalog.v1.GetSaleTermsResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var product: Nest_Catalog_V1_Product? = nil
+  /// The product's service, as GetService presents it to the platform.
+  public var service: Nest_Catalog_V1_Service? = nil
+  /// The service's default version; unset when it has none.
+  public var defaultVersion: Nest_Catalog_V1_ServiceVersion? = nil
+  public var resolution: Nest_Common_V1_ScenarioResolution? = nil
+  /// Scenario 3: the product of A, which the linked order is for; empty otherwise, and when
+  /// A has no product.
+  public var baseProductID: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.product = r.message(0)
+    self.service = r.message(1)
+    self.defaultVersion = r.message(2)
+    self.resolution = r.message(3)
+    self.baseProductID = r.string(4)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setMessage(0, self.product)
+    try w.setMessage(1, self.service)
+    try w.setMessage(2, self.defaultVersion)
+    try w.setMessage(3, self.resolution)
+    try w.setString(4, self.baseProductID)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
 /// Where the provider of a fully managed service fulfils its instances: entitlement POSTs
 /// each action on an instance of the service (create, renew, suspend, resume, expire,
 /// release) to the URL, signed as Standard Webhooks says with the secret, and the answer to

@@ -314,6 +314,9 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
   /// CHANGE: the wholesale price per unit per period of the plan changed from (the amount is
   /// the prorated difference, as for the customer's price).
   public var previousWholesaleUnitPrice: Nest_Common_V1_Money? = nil
+  /// Scenario 3: the product of A that the LINKED order is for, as the catalog had it when the
+  /// order was created (empty on orders made before it was recorded: PayOrder then asks).
+  public var baseProductID: String = ""
   public var unknownFields = NestUnknownFields()
 
   public init() {}
@@ -324,6 +327,7 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
     self.wholesaleAmount = r.message(2)
     self.termsValidUntilUnixMs = r.scalar(3)
     self.previousWholesaleUnitPrice = r.message(4)
+    self.baseProductID = r.string(5)
     self.unknownFields = r.unknownFields
   }
 
@@ -333,6 +337,7 @@ public struct Nest_Order_V1_WholesaleSnapshot: NestMessage {
     try w.setMessage(2, self.wholesaleAmount)
     w.setScalar(3, self.termsValidUntilUnixMs)
     try w.setMessage(4, self.previousWholesaleUnitPrice)
+    try w.setString(5, self.baseProductID)
     w.setUnknownFields(self.unknownFields)
   }
 }

@@ -305,16 +305,22 @@ if renewalCount > 0 {
     afterRenewals.mapValues(\.cpu).merging(beforeRenewals.mapValues(\.cpu)) { $0 - $1 }
   )
 }
+// MARK: What one call costs: GetProduct at c=64 over one connection, CPU of the caller and
+// catalog summed, to express an order's CPU in calls.
+let callCPU = try await measureCalls(
+  address: local.addresses[.catalog]!, token: try await tokens.sign(subject: "c-rate", role: .customer),
+  request: .with { $0.key = .productID(setup.productID) }, concurrency: 64, seconds: option("call-seconds", 2),
+  serverPID: pids[.catalog]!)
 await platform.stop()
 
 var histogram = Histogram<UInt64>(highestTrackableValue: 600_000, numberOfSignificantValueDigits: .three)
 for (order, sent) in paidAt { histogram.record(UInt64(max(0, (delivered[order] ?? sent) - sent))) }
 
 // Per order, by construction (see docs/benchmarks.md): RPCs between services and commits.
-// RPCs: the customer's 2; CreateOrder asks 4 (GetProduct, GetService, ResolveScenario,
-// CheckDistribution); PayOrder 2 (ReserveInstanceSlot, A's GetProduct); the deliveries 3
+// RPCs: the customer's 2; CreateOrder asks 2 (GetSaleTerms, CheckDistribution); PayOrder 1
+// (ReserveInstanceSlot; A's product came with the sale terms); the deliveries 3
 // (CreateServiceInstance, RecordSale twice).
-let rpcsPerOrder = 2 + 4 + 2 + 3
+let rpcsPerOrder = 2 + 2 + 1 + 3
 // Commits: order 2 (create, pay) and its acknowledgements, one per dispatcher round;
 // entitlement 1 (the slot) and the instance with its deployment, batched; settlement 2 (the
 // two sales).
@@ -360,6 +366,16 @@ for service in NestServiceName.allCases {
       cpu * 1000 / Double(orderCount),
       after[service]!.rssMiB, after[service]!.peakMiB))
 }
+let orderCPU = NestServiceName.allCases.reduce(0.0) { $0 + after[$1]!.cpu - before[$1]!.cpu } * 1e6
+  / Double(orderCount)
+print(
+  String(
+    format: "  one call: %.1f us CPU  (catalog GetProduct at c=64 over 1 connection, caller + catalog; %.0f calls/s)",
+    callCPU.cpuPerCall, callCPU.rate))
+print(
+  String(
+    format: "  ratio: CPU per order / CPU per call: %.1f calls' worth  (%.2f ms per order; %d RPCs per order)",
+    orderCPU / callCPU.cpuPerCall, orderCPU / 1000, rpcsPerOrder))
 if let renewalFigures {
   print("renewals in the mix: \(renewalCount) of the instances renewed, \(customers) concurrent customers")
   print(String(format: "  paid renewals/s          %8.1f  (create + pay)", renewalFigures.paid))

@@ -53,6 +53,8 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     // Each service's SQLite database: WAL, durable writes, versioned migrations.
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    // The benchmarks' latency histograms (Benchmarks/: built here in CI's smoke run).
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     // Flags of every executable (with NEST_* environment variables behind them).
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     // Ed25519 signatures on licenses.
@@ -403,6 +405,40 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Tests/Support/nest-echo-server",
+      swiftSettings: defaultSwiftSettings
+    ),
+
+    // The benchmarks (Benchmarks/Sources), built here too so that CI's smoke run proves they
+    // build and run; measured figures come from the Benchmarks package's release build.
+    .executableTarget(
+      name: "nest-bench",
+      dependencies: [
+        "NestTestKit", "NestScenarios", "NestServiceKit", "NestTransport", "NestAuth", "NestProto",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      path: "Benchmarks/Sources/nest-bench",
+      swiftSettings: defaultSwiftSettings
+    ),
+    .executableTarget(
+      name: "nest-codec-bench",
+      dependencies: ["NestProto"],
+      path: "Benchmarks/Sources/nest-codec-bench",
+      swiftSettings: defaultSwiftSettings
+    ),
+    .executableTarget(
+      name: "nest-transport-bench",
+      dependencies: [
+        "NestTransport", "NestProtoTesting", "NestProto",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      path: "Benchmarks/Sources/nest-transport-bench",
       swiftSettings: defaultSwiftSettings
     ),
 

@@ -126,6 +126,18 @@ public struct EntitlementStore: Sendable {
     migrator.registerMigration("entitlement-6-instances-by-service") { db in
       try db.create(index: "instances_service", on: "instances", columns: ["service_id", "status"])
     }
+    // What every order asks: the deployment driver's instances not yet deployed (it scanned
+    // the whole table each round), and the places taken under an authorization (it read each
+    // of the authorization's instances, documents and all, for every reservation). Both grew
+    // with every instance ever sold; now each is a search of an index.
+    migrator.registerMigration("entitlement-7-order-path-indexes") { db in
+      try db.create(index: "instances_status", on: "instances", columns: ["status"])
+      try db.create(
+        index: "instances_authorization_live", on: "instances", columns: ["authorization_id", "status", "order_id"])
+      try db.create(
+        index: "instance_slots_held", on: "instance_slots",
+        columns: ["authorization_id", "status", "expires_at_unix_ms"])
+    }
   }
 
   /// The columns of entitlement-3 (createTables makes them for a new database).
@@ -624,15 +636,16 @@ public struct EntitlementStore: Sendable {
   }
 
   /// Instances whose deployment has not finished: CREATED, or DEPLOYING when a restart cut it short.
+  static let undeployedInstancesSQL = """
+    SELECT * FROM instances WHERE status IN (?, ?)
+      AND NOT EXISTS (SELECT 1 FROM fulfilment_calls c WHERE c.instance_id = instances.id)
+    ORDER BY rowid LIMIT 100
+    """
+
   public static func undeployedInstances(in db: Database) throws -> [Nest_Entitlement_V1_ServiceInstance] {
     try Self.instances(
       InstanceRow.fetchAll(
-        db.cachedStatement(
-          sql: """
-            SELECT * FROM instances WHERE status IN (?, ?)
-              AND NOT EXISTS (SELECT 1 FROM fulfilment_calls c WHERE c.instance_id = instances.id)
-            ORDER BY rowid LIMIT 100
-            """),
+        db.cachedStatement(sql: Self.undeployedInstancesSQL),
         arguments: [
           Nest_Entitlement_V1_DeploymentStatus.created.rawValue,
           Nest_Entitlement_V1_DeploymentStatus.deploying.rawValue,
@@ -783,17 +796,18 @@ public struct EntitlementStore: Sendable {
 
   /// The authorization's places taken, but for `orderID`'s: its instances that are not
   /// RELEASED, and the unexpired holds of other orders that have no instance yet.
+  static let slotsInUseSQL = """
+    SELECT (SELECT COUNT(*) FROM instances WHERE authorization_id = ?1 AND status != ?2 AND order_id != ?3)
+      + (SELECT COUNT(*) FROM instance_slots s WHERE s.authorization_id = ?1 AND s.status = ?4
+           AND s.expires_at_unix_ms > ?5 AND s.order_id != ?3)
+    """
+
   public static func slotsInUse(authorizationID: String, except orderID: String, now: Int64, in db: Database) throws
     -> Int32
   {
     Int32(
       try Int.fetchOne(
-        db.cachedStatement(
-          sql: """
-            SELECT (SELECT COUNT(*) FROM instances WHERE authorization_id = ?1 AND status != ?2 AND order_id != ?3)
-              + (SELECT COUNT(*) FROM instance_slots s WHERE s.authorization_id = ?1 AND s.status = ?4
-                   AND s.expires_at_unix_ms > ?5 AND s.order_id != ?3)
-            """),
+        db.cachedStatement(sql: Self.slotsInUseSQL),
         arguments: [
           authorizationID, Nest_Entitlement_V1_DeploymentStatus.released.rawValue, orderID,
           Nest_Entitlement_V1_InstanceSlotStatus.held.rawValue, now,

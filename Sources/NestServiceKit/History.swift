@@ -56,24 +56,21 @@ public struct HistoryTable: Sendable {
   public func entries(for ids: [String], in db: Database) throws -> [String: [Nest_Common_V1_StatusChange]] {
     guard !ids.isEmpty else { return [:] }
     var result: [String: [Nest_Common_V1_StatusChange]] = [:]
-    // SQLite's bound-parameter limit is far above a page (500), but chunk anyway.
-    for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
-      let rows = try Row.fetchAll(
-        db.cachedStatement(
-          sql: """
-            SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
-            WHERE subject_id IN (\(chunk.map { _ in "?" }.joined(separator: ", "))) ORDER BY subject_id, seq
-            """),
-        arguments: StatementArguments(chunk))
-      for row in rows {
-        result[row["subject_id"], default: []].append(
-          .with {
-            $0.status = row["status"]
-            $0.actorID = row["actor"]
-            $0.reason = row["reason"]
-            $0.changedAtUnixMs = row["changed_at_unix_ms"]
-          })
-      }
+    let rows = try Row.fetchAll(
+      db.cachedStatement(
+        sql: """
+          SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
+          WHERE \(ValueList.sql("subject_id")) ORDER BY subject_id, seq
+          """),
+      arguments: [try ValueList.argument(ids)])
+    for row in rows {
+      result[row["subject_id"], default: []].append(
+        .with {
+          $0.status = row["status"]
+          $0.actorID = row["actor"]
+          $0.reason = row["reason"]
+          $0.changedAtUnixMs = row["changed_at_unix_ms"]
+        })
     }
     return result
   }

@@ -53,6 +53,16 @@ extension FetchableRecord where Self: TableRecord {
       db.cachedStatement(sql: "SELECT * FROM \(Self.databaseTableName) WHERE \(column) = ?"), arguments: [value])
   }
 
+  /// The records whose `column` is one of `values`, in the order they were stored, through
+  /// one cached statement whatever the number of values (`ValueList`).
+  public static func fetchAll(_ db: Database, where column: String, in values: [String]) throws -> [Self] {
+    guard !values.isEmpty else { return [] }
+    return try Self.fetchAll(
+      db.cachedStatement(
+        sql: "SELECT * FROM \(Self.databaseTableName) WHERE \(ValueList.sql(column)) ORDER BY rowid"),
+      arguments: [try ValueList.argument(values)])
+  }
+
   /// The first record whose `column` is `value` (see `fetchAll(_:where:is:)`).
   public static func fetchOne(
     _ db: Database, where column: String, is value: some DatabaseValueConvertible

@@ -23,10 +23,11 @@ public final class NestDatabase: Sendable {
     var writing = false
   }
 
-  /// One write waiting for its batch: `run` does it in the batch's transaction and returns
-  /// how its caller is told once the batch is committed; `fail` tells it of an error.
+  /// One write waiting for its batch: `run` does it in the batch's transaction (in a
+  /// savepoint of its own unless it is `alone` in the batch) and returns how its caller is
+  /// told once the batch is committed; `fail` tells it of an error.
   private struct Job: Sendable {
-    let run: @Sendable (Database) -> Result<@Sendable () -> Void, any Error>
+    let run: @Sendable (Database, _ alone: Bool) -> Result<@Sendable () -> Void, any Error>
     let fail: @Sendable (any Error) -> Void
   }
 
@@ -57,14 +58,19 @@ public final class NestDatabase: Sendable {
     try Task.checkCancellation()
     return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
       let job = Job(
-        run: { db in
+        run: { db, alone in
           do {
-            nonisolated(unsafe) var value: T?
-            try db.inSavepoint {
-              value = try updates(db)
-              return .commit
+            let result: T
+            if alone {
+              result = try updates(db)
+            } else {
+              nonisolated(unsafe) var value: T?
+              try db.inSavepoint {
+                value = try updates(db)
+                return .commit
+              }
+              result = value!
             }
-            let result = value!
             return .success { continuation.resume(returning: result) }
           } catch {
             return .failure(error)
@@ -113,6 +119,25 @@ public final class NestDatabase: Sendable {
   private func commit(_ jobs: [Job], in db: Database) {
     guard !jobs.isEmpty else { return }
     self.batchSizes.record(jobs.count)
+    if jobs.count == 1 {
+      // Alone: its own transaction, rolled back if it throws, without a savepoint's two
+      // statements.
+      var outcome: Result<@Sendable () -> Void, any Error> = .failure(CancellationError())
+      do {
+        try db.inTransaction {
+          outcome = jobs[0].run(db, true)
+          if case .failure = outcome { return .rollback }
+          return .commit
+        }
+      } catch {
+        return jobs[0].fail(error)
+      }
+      switch outcome {
+      case .success(let resume): resume()
+      case .failure(let error): jobs[0].fail(error)
+      }
+      return
+    }
     var outcomes: [Result<@Sendable () -> Void, any Error>] = []
     outcomes.reserveCapacity(jobs.count)
     do {
@@ -125,7 +150,7 @@ public final class NestDatabase: Sendable {
               .failure(DatabaseError(resultCode: .SQLITE_ABORT, message: "the batch's transaction ended")))
             continue
           }
-          outcomes.append(job.run(db))
+          outcomes.append(job.run(db, false))
         }
         return .commit
       }

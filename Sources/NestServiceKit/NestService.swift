@@ -148,13 +148,13 @@ public struct NestService: Service {
     // a pool of their own: a call then crosses no thread between its frame and its handler,
     // nor between a peer call's answer and the task waiting for it (each crossing is a
     // futex wake, the largest single cost of a call on a small machine). Blocking work stays
-    // off the loops: SQLite runs on GRDB's own threads. NEST_TASKS_ON_EVENT_LOOPS=0 leaves
+    // off the loops: SQLite runs on GRDB's own threads. `--tasks-on-event-loops off` leaves
     // Swift's own pool in place.
-    let environment = ProcessInfo.processInfo.environment
-    if environment["NEST_TASKS_ON_EVENT_LOOPS"] != "0" {
+    if configuration.tasksOnEventLoops {
       NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
     // Spans go over OTLP when the OTEL_* variables say so; log lines carry their ids.
+    let environment = ProcessInfo.processInfo.environment
     let tracing = try TraceExport.backend(serviceName: definition.name.executable, environment: environment)
     if let tracing { InstrumentationSystem.bootstrap(tracing.tracer) }
     configuration.logFormat.bootstrap(metadataProvider: tracing == nil ? nil : TraceExport.loggingMetadata)

@@ -51,6 +51,19 @@ extension ServiceDatabase {
   }
 }
 
+/// `column IN (...)` for a list of any length as one statement: the values travel as one
+/// JSON array argument (SQLite's json_each), so that lists of every length share one cached
+/// statement instead of each length preparing, and keeping on every connection, its own.
+public enum ValueList {
+  /// The SQL: `column IN (SELECT value FROM json_each(?))`.
+  public static func sql(_ column: String) -> String { "\(column) IN (SELECT value FROM json_each(?))" }
+
+  /// The one argument: the values as a JSON array.
+  public static func argument(_ values: [String]) throws -> String {
+    String(decoding: try JSONEncoder().encode(values), as: UTF8.self)
+  }
+}
+
 extension Database {
   /// `ALTER TABLE table ADD COLUMN column definition`, unless the column exists: for a
   /// migration that adds columns which the current `createTables` of a later migration may

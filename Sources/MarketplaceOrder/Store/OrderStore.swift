@@ -441,8 +441,8 @@ public struct OrderStore: Sendable {
         db.cachedStatement(
           sql: """
             SELECT id, parent_order_id FROM orders
-            WHERE parent_order_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
-            """), arguments: StatementArguments(ids))
+            WHERE \(ValueList.sql("parent_order_id")) ORDER BY rowid
+            """), arguments: [try ValueList.argument(ids)])
       {
         children[row["parent_order_id"], default: []].append(row["id"])
       }
@@ -484,7 +484,7 @@ public struct OrderStore: Sendable {
   }
 
   public static func orders(ids: [String], in db: Database) throws -> [Order] {
-    try Self.orders(OrderRow.fetchAll(db, keys: ids), in: db)
+    try Self.orders(OrderRow.fetchAll(db, where: "id", in: ids), in: db)
   }
 
   /// A page of orders matching `filter`; `party` (a non-platform caller) sees those it buys
@@ -666,11 +666,8 @@ public struct OrderStore: Sendable {
     guard !orderIDs.isEmpty else { return [:] }
     var result: [String: [Delivery]] = [:]
     for row in try DeliveryRow.fetchAll(
-      db.cachedStatement(
-        sql:
-          "SELECT * FROM deliveries WHERE order_id IN (\(orderIDs.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid"
-      ),
-      arguments: StatementArguments(orderIDs))
+      db.cachedStatement(sql: "SELECT * FROM deliveries WHERE \(ValueList.sql("order_id")) ORDER BY rowid"),
+      arguments: [try ValueList.argument(orderIDs)])
     {
       result[row.orderId, default: []].append(row.message)
     }

@@ -285,8 +285,8 @@ public struct SettlementStore: Sendable {
       db.cachedStatement(
         sql: """
           SELECT transaction_id, account_kind, account_id, currency, amount_minor, memo FROM ledger_postings
-          WHERE transaction_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY transaction_id, seq
-          """), arguments: StatementArguments(ids))
+          WHERE \(ValueList.sql("transaction_id")) ORDER BY transaction_id, seq
+          """), arguments: [try ValueList.argument(ids)])
     {
       postings[row["transaction_id"], default: []].append(
         .with {
@@ -635,8 +635,8 @@ public struct SettlementStore: Sendable {
         db.cachedStatement(
           sql: """
             SELECT statement_id, id, currency, amount_minor FROM obligations
-            WHERE statement_id IN (\(ids.map { _ in "?" }.joined(separator: ", "))) ORDER BY rowid
-            """), arguments: StatementArguments(ids))
+            WHERE \(ValueList.sql("statement_id")) ORDER BY rowid
+            """), arguments: [try ValueList.argument(ids)])
       {
         members[row["statement_id"], default: []].append(
           (row["id"], MoneyMath.money(row["currency"], row["amount_minor"])))

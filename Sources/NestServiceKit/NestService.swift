@@ -12,7 +12,6 @@ public import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
 import NestAuth
 public import NestDomain
 import NestProto
@@ -144,15 +143,6 @@ public struct NestService: Service {
   /// Runs `definition` as its executable does: listening on the configured address (or the
   /// inherited socket), reaching its peers over TCP, until SIGTERM or SIGINT.
   public static func runExecutable(_ definition: ServiceDefinition, configuration: ServiceConfiguration) async throws {
-    // Tasks run on NIO's event loops, where the calls' bytes arrive and leave, instead of on
-    // a pool of their own: a call then crosses no thread between its frame and its handler,
-    // nor between a peer call's answer and the task waiting for it (each crossing is a
-    // futex wake, the largest single cost of a call on a small machine). Blocking work stays
-    // off the loops: SQLite runs on GRDB's own threads. `--tasks-on-event-loops off` leaves
-    // Swift's own pool in place.
-    if configuration.tasksOnEventLoops {
-      NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-    }
     // Spans go over OTLP when the OTEL_* variables say so; log lines carry their ids.
     let environment = ProcessInfo.processInfo.environment
     let tracing = try TraceExport.backend(serviceName: definition.name.executable, environment: environment)

@@ -223,11 +223,6 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var adminPort: String?
   @Option(help: "Serve the admin port on this inherited, already listening socket instead (NEST_ADMIN_LISTEN_FD).")
   public var adminListenFd: String?
-  @Option(
-    help:
-      "on or off: run Swift's tasks on SwiftNIO's event loops instead of a pool of their own (NEST_TASKS_ON_EVENT_LOOPS; default on)."
-  )
-  public var tasksOnEventLoops: String?
 
   public init() {}
 
@@ -244,7 +239,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
       ("test.clock.file", self.testClockFile), ("grpc.port", self.grpcPort), ("grpc.listen.fd", self.grpcListenFd),
       ("tls.cert.file", self.tlsCertFile), ("tls.key.file", self.tlsKeyFile), ("admin.port", self.adminPort),
-      ("admin.listen.fd", self.adminListenFd), ("tasks.on.event.loops", self.tasksOnEventLoops),
+      ("admin.listen.fd", self.adminListenFd),
     ]
     return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
   }
@@ -277,8 +272,6 @@ public struct ServiceConfiguration: Sendable {
   public var tls: HTTP2Listener.TLSFiles?
   /// The admin HTTP listener (metrics, health, readiness): nil serves none.
   public var admin: AdminServer.Address?
-  /// Whether the executable runs Swift's tasks on NIO's event loops (its executor take-over).
-  public var tasksOnEventLoops: Bool
 
   public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -288,10 +281,8 @@ public struct ServiceConfiguration: Sendable {
     logFormat: LogFormat = .text,
     maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
     settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system,
-    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil, admin: AdminServer.Address? = nil,
-    tasksOnEventLoops: Bool = true
+    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil, admin: AdminServer.Address? = nil
   ) {
-    self.tasksOnEventLoops = tasksOnEventLoops
     self.host = host
     self.port = port
     self.listeningSocket = listeningSocket
@@ -364,8 +355,7 @@ public struct ServiceConfiguration: Sendable {
       maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
       peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
       settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system,
-      grpc: grpc, tls: tls, admin: admin,
-      tasksOnEventLoops: try await settings.choice("tasks.on.event.loops", default: "on", among: ["on", "off"]) == "on")
+      grpc: grpc, tls: tls, admin: admin)
   }
 
   /// From an executable's parsed flags and the process's environment; a problem is a usage

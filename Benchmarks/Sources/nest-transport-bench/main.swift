@@ -21,13 +21,6 @@ import NestProto
 import NestProtoTesting
 import NestTransport
 
-// Client and server run Swift's tasks on NIO's event loops, as the services do (their
-// `--tasks-on-event-loops`, on by default); NEST_TASKS_ON_EVENT_LOOPS=off measures with
-// Swift's own pool. Every transport meets the same setting (the server inherits it).
-if ProcessInfo.processInfo.environment["NEST_TASKS_ON_EVENT_LOOPS"] != "off" {
-  NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-}
-
 // MARK: Server mode: `nest-transport-bench serve nest|http2|raw` prints "port N".
 
 func serve(_ kind: String) async throws {

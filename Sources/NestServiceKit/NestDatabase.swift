@@ -155,12 +155,9 @@ public final class NestDatabase: Sendable {
         return .commit
       }
     } catch {
-      for (job, outcome) in zip(jobs, outcomes + Array(repeating: .failure(error), count: jobs.count - outcomes.count))
-      {
-        switch outcome {
-        case .success: job.fail(error)
-        case .failure(let own): job.fail(own)
-        }
+      // Nothing of the batch is committed: each write fails, with its own error if it had one.
+      for (index, job) in jobs.enumerated() {
+        if index < outcomes.count, case .failure(let own) = outcomes[index] { job.fail(own) } else { job.fail(error) }
       }
       return
     }

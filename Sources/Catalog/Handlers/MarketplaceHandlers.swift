@@ -116,15 +116,13 @@ extension CatalogService {
       guard let service = try CatalogStore.service(product.serviceID, in: db) else {
         throw DomainError.notFound("service", product.serviceID, field: "product_id")
       }
-      let base = service.baseServiceID.isEmpty ? nil : try CatalogStore.service(service.baseServiceID, in: db)
-      let resolution = try ScenarioRules.resolve(service: service, base: base)
+      let resolution = try Self.resolution(of: service, in: db)
       let version = service.defaultVersionID.isEmpty ? nil : try CatalogStore.version(service.defaultVersionID, in: db)
       let baseProduct =
         resolution.scenario == .scenario3 ? try CatalogStore.product(ofService: resolution.baseServiceID, in: db) : nil
-      let presented = try Self.presented(service, in: db)
       return .with {
         $0.product = product
-        $0.service = presented
+        $0.service = service
         if let version { $0.defaultVersion = version }
         $0.resolution = resolution
         $0.baseProductID = baseProduct?.id ?? ""

@@ -33,6 +33,14 @@ extension CatalogService {
     }
   }
 
+  /// What selling `service` means (ScenarioRules), read with its base.
+  static func resolution(of service: Nest_Catalog_V1_Service, in db: Database) throws
+    -> Nest_Common_V1_ScenarioResolution
+  {
+    let base = service.baseServiceID.isEmpty ? nil : try CatalogStore.service(service.baseServiceID, in: db)
+    return try ScenarioRules.resolve(service: service, base: base)
+  }
+
   static func presented(_ service: Nest_Catalog_V1_Service, in db: Database) throws -> Nest_Catalog_V1_Service {
     try Self.presented([service], in: db)[0]
   }
@@ -366,8 +374,7 @@ extension CatalogService {
     let access = try Access.forCall()
     return try self.store.database.readNow { db in
       let service = try Self.authorized(request.serviceID, access, in: db)
-      let base = service.baseServiceID.isEmpty ? nil : try CatalogStore.service(service.baseServiceID, in: db)
-      return try .with { $0.resolution = try ScenarioRules.resolve(service: service, base: base) }
+      return try .with { $0.resolution = try Self.resolution(of: service, in: db) }
     }
   }
 }

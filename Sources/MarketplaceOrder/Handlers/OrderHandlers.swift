@@ -164,6 +164,15 @@ extension OrderService {
     return linked
   }
 
+  /// A's product, which a scenario-3 order's linked order is for: as the order keeps it from
+  /// its sale terms, else (orders made before it was kept) as the catalog has it now; empty
+  /// outside scenario 3.
+  func baseProductID(of order: Order) async throws -> String {
+    guard let resolution = order.scenario, resolution.scenario == .scenario3 else { return "" }
+    if let kept = order.wholesale?.baseProductID, !kept.isEmpty { return kept }
+    return try await self.peers.product(ofService: resolution.baseServiceID).id
+  }
+
   public func payOrder(request: Nest_Order_V1_PayOrderRequest, context: ServerContext) async throws
     -> Nest_Order_V1_PayOrderResponse
   {
@@ -185,12 +194,7 @@ extension OrderService {
         _ = try await self.peers.checkDistribution(
           baseServiceID: resolution.baseServiceID, distributorID: resolution.distributorID)
       }
-      if resolution.scenario == .scenario3 {
-        baseProductID = current.wholesale?.baseProductID ?? ""
-        if baseProductID.isEmpty {
-          baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
-        }
-      }
+      baseProductID = try await self.baseProductID(of: current)
     }
     if current.status == .created, current.kind == .change {
       try SubscriptionOrders.checkStillPriced(current, instance: try await self.peers.instance(current.instanceID))

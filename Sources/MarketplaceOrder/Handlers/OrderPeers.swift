@@ -7,10 +7,7 @@ public import NestProto
 public protocol OrderPeers: Sendable {
   /// The product, its service and default version, the scenario and A's product: one call.
   func saleTerms(_ productID: String) async throws -> Nest_Catalog_V1_GetSaleTermsResponse
-  func product(_ id: String) async throws -> Nest_Catalog_V1_Product
   func product(ofService serviceID: String) async throws -> Nest_Catalog_V1_Product
-  func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse
-  func resolveScenario(_ serviceID: String) async throws -> Nest_Common_V1_ScenarioResolution
   func checkDistribution(baseServiceID: String, distributorID: String) async throws
     -> Nest_Entitlement_V1_CheckDistributionResponse
   func reserveSlot(orderID: String, authorizationID: String) async throws
@@ -49,20 +46,8 @@ public struct RPCOrderPeers: OrderPeers {
     try await self.catalog.getSaleTerms(.with { $0.productID = productID })
   }
 
-  public func product(_ id: String) async throws -> Nest_Catalog_V1_Product {
-    try await self.catalog.getProduct(.with { $0.key = .productID(id) }).product ?? .init()
-  }
-
   public func product(ofService serviceID: String) async throws -> Nest_Catalog_V1_Product {
     try await self.catalog.getProduct(.with { $0.key = .serviceID(serviceID) }).product ?? .init()
-  }
-
-  public func service(_ id: String) async throws -> Nest_Catalog_V1_GetServiceResponse {
-    try await self.catalog.getService(.with { $0.serviceID = id })
-  }
-
-  public func resolveScenario(_ serviceID: String) async throws -> Nest_Common_V1_ScenarioResolution {
-    try await self.catalog.resolveScenario(.with { $0.serviceID = serviceID }).resolution ?? .init()
   }
 
   public func checkDistribution(baseServiceID: String, distributorID: String) async throws

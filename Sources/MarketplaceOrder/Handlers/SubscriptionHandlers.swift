@@ -190,14 +190,7 @@ extension OrderService {
     let now = self.clock.nowUnixMs()
     let traceParent = TraceContext.currentTraceParent()
     let draft = try await self.renewalDraft(instance, periods: 1, now: now)
-    var baseProductID = ""
-    if let resolution = draft.scenario, resolution.scenario == .scenario3 {
-      baseProductID = draft.wholesale?.baseProductID ?? ""
-      if baseProductID.isEmpty {
-        baseProductID = try await self.peers.product(ofService: resolution.baseServiceID).id
-      }
-    }
-    let productID = baseProductID
+    let productID = try await self.baseProductID(of: draft)
     let response: Nest_Order_V1_PlaceRenewalResponse = try await self.store.database.write { db in
       try ClientTokens.once(
         db, caller: access.caller.subject, method: "PlaceRenewal", token: request.clientToken, request: request,

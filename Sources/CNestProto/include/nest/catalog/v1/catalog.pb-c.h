@@ -888,7 +888,9 @@ struct  Nest__Catalog__V1__GetSaleTermsResponse
   ProtobufCMessage base;
   Nest__Catalog__V1__Product *product;
   /*
-   * The product's service, as GetService presents it to the platform.
+   * The product's service as stored: without where a derived service stands against its
+   * base (base_latest_version_id, base_security_update), which a sale does not need and
+   * GetService reads.
    */
   Nest__Catalog__V1__Service *service;
   /*

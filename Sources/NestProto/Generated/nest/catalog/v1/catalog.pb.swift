@@ -1265,7 +1265,9 @@ public struct Nest_Catalog_V1_GetSaleTermsResponse: NestMessage {
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
   public var product: Nest_Catalog_V1_Product? = nil
-  /// The product's service, as GetService presents it to the platform.
+  /// The product's service as stored: without where a derived service stands against its
+  /// base (base_latest_version_id, base_security_update), which a sale does not need and
+  /// GetService reads.
   public var service: Nest_Catalog_V1_Service? = nil
   /// The service's default version; unset when it has none.
   public var defaultVersion: Nest_Catalog_V1_ServiceVersion? = nil

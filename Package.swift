@@ -55,6 +55,8 @@ let package = Package(
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     // The benchmarks' latency histograms (Benchmarks/: built here in CI's smoke run).
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    // Their allocation counts (the codec and transport benchmarks).
+    .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     // Flags of every executable (with NEST_* environment variables behind them).
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     // Ed25519 signatures on licenses.
@@ -421,16 +423,22 @@ let package = Package(
       path: "Benchmarks/Sources/nest-bench",
       swiftSettings: defaultSwiftSettings
     ),
+    .target(
+      name: "NestBenchSupport",
+      dependencies: [.product(name: "MallocInterposerSwift", package: "malloc-interposer")],
+      path: "Benchmarks/Sources/NestBenchSupport",
+      swiftSettings: defaultSwiftSettings
+    ),
     .executableTarget(
       name: "nest-codec-bench",
-      dependencies: ["NestProto"],
+      dependencies: ["NestProto", "NestBenchSupport"],
       path: "Benchmarks/Sources/nest-codec-bench",
       swiftSettings: defaultSwiftSettings
     ),
     .executableTarget(
       name: "nest-transport-bench",
       dependencies: [
-        "NestTransport", "NestProtoTesting", "NestProto",
+        "NestTransport", "NestProtoTesting", "NestProto", "NestBenchSupport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

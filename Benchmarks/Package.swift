@@ -19,18 +19,27 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    // Allocation counts per call in the codec and transport benchmarks.
+    .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
   ],
   targets: [
+    // Allocation counts (the malloc interposer, linked into the codec and transport benchmarks).
+    .target(
+      name: "NestBenchSupport",
+      dependencies: [.product(name: "MallocInterposerSwift", package: "malloc-interposer")],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
     // Encode and decode of a realistic order: the Swift types against raw protobuf-c.
     .executableTarget(
       name: "nest-codec-bench",
-      dependencies: [.product(name: "NestProto", package: root)],
+      dependencies: [.product(name: "NestProto", package: root), "NestBenchSupport"],
       swiftSettings: [.swiftLanguageMode(.v6)]
     ),
     // Unary calls over NestTransport beside HTTP/2, in-process and a raw NIO echo.
     .executableTarget(
       name: "nest-transport-bench",
       dependencies: [
+        "NestBenchSupport",
         .product(name: "NestTransport", package: root),
         .product(name: "NestProtoTesting", package: root),
         .product(name: "NestProto", package: root),

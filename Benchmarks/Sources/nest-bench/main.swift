@@ -366,7 +366,8 @@ for service in NestServiceName.allCases {
       cpu * 1000 / Double(orderCount),
       after[service]!.rssMiB, after[service]!.peakMiB))
 }
-let orderCPU = NestServiceName.allCases.reduce(0.0) { $0 + after[$1]!.cpu - before[$1]!.cpu } * 1e6
+let orderCPU =
+  NestServiceName.allCases.reduce(0.0) { $0 + after[$1]!.cpu - before[$1]!.cpu } * 1e6
   / Double(orderCount)
 print(
   String(

@@ -3,6 +3,7 @@
 // very same message, which is the floor the Swift layer is measured against.
 import CProtobufC
 import Foundation
+import NestBenchSupport
 import NestProto
 @_spi(Benchmarks) import NestProtoRuntime
 
@@ -108,6 +109,7 @@ let cOrder = bytes.withUnsafeBufferPointer {
 precondition(protobuf_c_message_get_packed_size(cOrder) == bytes.count)
 
 let iterations = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 100_000
+Allocations.start()
 
 // `nest-codec-bench N decode-only`: just the Swift decode loop, for a profiler.
 if CommandLine.arguments.dropFirst(2).first == "decode-only" {
@@ -115,20 +117,24 @@ if CommandLine.arguments.dropFirst(2).first == "decode-only" {
   exit(0)
 }
 
-let rawPack = measure(iterations) {
+let pack = {
   let size = protobuf_c_message_get_packed_size(cOrder)
   let buffer = malloc(size)!.assumingMemoryBound(to: UInt8.self)
   blackHole(protobuf_c_message_pack(cOrder, buffer))
   free(buffer)
 }
-let rawUnpack = measure(iterations) {
+let unpack = {
   bytes.withUnsafeBufferPointer {
     let message = protobuf_c_message_unpack(descriptor, nil, $0.count, $0.baseAddress)
     protobuf_c_message_free_unpacked(message, nil)
   }
 }
-let swiftEncode = measure(iterations) { blackHole(try! order.serializedBytes()) }
-let swiftDecode = measure(iterations) { blackHole(try! Nest_Order_V1_Order(serializedBytes: bytes)) }
+let encode = { blackHole(try! order.serializedBytes()) }
+let decode = { blackHole(try! Nest_Order_V1_Order(serializedBytes: bytes)) }
+let rawPack = measure(iterations, pack)
+let rawUnpack = measure(iterations, unpack)
+let swiftEncode = measure(iterations, encode)
+let swiftDecode = measure(iterations, decode)
 // Where decode time goes: the guard protobuf-c lacks, then unpack and conversion alone.
 let estimate = try bytes.withUnsafeBytes { try Nest_Order_V1_Order._checkUntrustedBytes($0) }
 let guardOnly = measure(iterations) {
@@ -150,3 +156,15 @@ print(row("encode (Swift) vs pack (C)", swiftEncode, rawPack))
 print(row("decode (Swift) vs unpack + free (C)", swiftDecode, rawUnpack))
 print(row("  of which: guard (depth, budget, UTF-8)", guardOnly, rawUnpack))
 print(row("  of which: unpack + Swift conversion", unguardedDecode, rawUnpack))
+
+// Allocations per call (malloc, calloc, realloc...), counted by the malloc interposer: a
+// regression shows here as a changed count before it shows as time.
+func allocations(_ body: () -> Void) -> String {
+  let spent = Allocations.perCall(1000) { for _ in 0..<1000 { body() } }
+  return String(format: "%.1f (%.0f B)", spent.mallocs, spent.bytes)
+}
+print("\nallocations per call (bytes asked for)")
+print("| operation | Swift types | raw protobuf-c |")
+print("|---|---:|---:|")
+print("| encode vs pack | \(allocations(encode)) | \(allocations(pack)) |")
+print("| decode vs unpack + free | \(allocations(decode)) | \(allocations(unpack)) |")

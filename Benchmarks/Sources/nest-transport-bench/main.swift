@@ -1,15 +1,18 @@
 // nest-transport-bench: unary calls over NestTransport beside the references, in one run.
 //
 //   nest-transport-bench [--duration SECONDS] [--sizes 100,4096] [--concurrency 1,16,64] [--connections 1,4]
-//                        [--transports nest,http2,inprocess,raw]
+//                        [--transports nest,http2,inprocess,raw] [--rounds N]
 //
 // For each message size, concurrency and connection count it measures four transports:
 // nest (NestTransport, client and server as separate processes), http2 (grpc-swift's
 // HTTP/2 transport, separate processes), inprocess (GRPCCore's in-process transport, one
 // process: the floor every GRPCCore transport inherits) and raw (a SwiftNIO echo of the
 // same length-prefixed frames, separate processes: the machine's limit). It prints calls
-// per second, p50 and p99 latency, CPU per call (client + server) and the server's peak
-// RSS, then the ratios the transport is judged by.
+// per second, p50 and p99 latency, CPU and allocations per call (client + server) and the
+// server's peak RSS, then the ratios the transport is judged by. With --rounds N the whole
+// table is measured N times over (each round's rows one after the other, so that the
+// transports compared meet the same moment of a noisy machine) and each ratio is given per
+// round and as the median of the rounds.
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
@@ -17,13 +20,23 @@ import GRPCNIOTransportHTTP2
 import Histogram
 import NIOCore
 import NIOPosix
+import NestBenchSupport
 import NestProto
 import NestProtoTesting
 import NestTransport
 
-// MARK: Server mode: `nest-transport-bench serve nest|http2|raw` prints "port N".
+// MARK: Server mode: `nest-transport-bench serve nest|http2|raw` prints "port N", then
+// answers each line "allocations" on its input with its allocation totals.
 
 func serve(_ kind: String) async throws {
+  Allocations.start()
+  Thread.detachNewThread {
+    while let line = readLine() {
+      guard line == "allocations" else { continue }
+      print(Allocations.now().line)
+      fflush(nil)
+    }
+  }
   switch kind {
   case "nest":
     let transport = NestServerTransport(.init(port: 0, peerName: "bench", maxConcurrentCalls: 1024))
@@ -65,6 +78,8 @@ struct Measurement {
   var p50Microseconds = 0.0
   var p99Microseconds = 0.0
   var cpuMicrosecondsPerCall = 0.0
+  /// Client and server together.
+  var allocationsPerCall = 0.0
   var serverPeakRSSMegabytes: Double? = nil
 }
 
@@ -121,14 +136,21 @@ func drive(
 }
 
 func measure(
-  concurrency: Int, duration: Duration, serverPID: Int32?, callers: [@Sendable () async throws -> Void]
+  concurrency: Int, duration: Duration, server: ServerProcess?, callers: [@Sendable () async throws -> Void]
 ) async throws -> Measurement {
+  let serverPID = server?.process.processIdentifier
   _ = try await drive(concurrency: concurrency, duration: .milliseconds(300), callers: callers)  // warm up
+  let serverAllocationsBefore = try server?.allocations()
+  let allocationsBefore = Allocations.now()
   let cpuBefore = processCPUSeconds() + (serverPID.map(cpuSeconds(of:)) ?? 0)
   let start = ContinuousClock.now
   let (calls, latencies) = try await drive(concurrency: concurrency, duration: duration, callers: callers)
   let elapsed = ContinuousClock.now - start
   let cpu = processCPUSeconds() + (serverPID.map(cpuSeconds(of:)) ?? 0) - cpuBefore
+  var allocations = Allocations.now() - allocationsBefore
+  if let server, let before = serverAllocationsBefore {
+    allocations.mallocs += try server.allocations().mallocs - before.mallocs
+  }
   var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
   for latency in latencies { _ = histogram.record(max(latency, 1)) }
   let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -137,27 +159,57 @@ func measure(
     p50Microseconds: Double(histogram.valueAtPercentile(50)) / 1000,
     p99Microseconds: Double(histogram.valueAtPercentile(99)) / 1000,
     cpuMicrosecondsPerCall: cpu * 1e6 / Double(max(calls, 1)),
+    allocationsPerCall: Double(allocations.mallocs) / Double(max(calls, 1)),
     serverPeakRSSMegabytes: serverPID.flatMap(peakRSSMegabytes(of:)))
 }
 
-/// Starts `nest-transport-bench serve KIND` and returns it with its port.
-func startServer(_ kind: String) throws -> (Process, Int) {
+/// `nest-transport-bench serve KIND` as a child process: its port, and its allocation
+/// totals when asked.
+final class ServerProcess {
   let process = Process()
-  process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-  process.arguments = ["serve", kind]
-  let output = Pipe()
-  process.standardOutput = output
-  try process.run()
-  var line = Data()
-  while !line.contains(UInt8(ascii: "\n")) {
-    let chunk = output.fileHandleForReading.availableData
-    guard !chunk.isEmpty else { throw CocoaError(.fileReadUnknown) }
-    line += chunk
+  let port: Int
+  private let input = Pipe()
+  private let output = Pipe()
+  private var buffered = Data()
+
+  init(_ kind: String) throws {
+    self.process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    self.process.arguments = ["serve", kind]
+    self.process.standardInput = self.input
+    self.process.standardOutput = self.output
+    try self.process.run()
+    let line = try Self.readLine(from: self.output, buffered: &self.buffered)
+    guard let port = line.split(separator: " ").last.flatMap({ Int($0) }) else {
+      throw CocoaError(.fileReadCorruptFile)
+    }
+    self.port = port
   }
-  let text = String(decoding: line, as: UTF8.self)
-  guard let port = text.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
-  else { throw CocoaError(.fileReadCorruptFile) }
-  return (process, port)
+
+  func allocations() throws -> Allocations.Count {
+    self.input.fileHandleForWriting.write(Data("allocations\n".utf8))
+    guard let count = Allocations.Count(line: try Self.readLine(from: self.output, buffered: &self.buffered)) else {
+      throw CocoaError(.fileReadCorruptFile)
+    }
+    return count
+  }
+
+  private static func readLine(from output: Pipe, buffered: inout Data) throws -> String {
+    while true {
+      if let end = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+        let line = String(decoding: buffered[..<end], as: UTF8.self)
+        buffered.removeSubrange(...end)
+        return line
+      }
+      let chunk = output.fileHandleForReading.availableData
+      guard !chunk.isEmpty else { throw CocoaError(.fileReadUnknown) }
+      buffered += chunk
+    }
+  }
+
+  func stop() {
+    self.process.terminate()
+    self.process.waitUntilExit()
+  }
 }
 
 /// Runs `body` with `count` GRPC clients, each its own transport (its own connection).
@@ -189,17 +241,14 @@ func run(_ kind: String, bytes: Int, concurrency: Int, connections: Int, duratio
       defer { server.beginGracefulShutdown() }
       return try await withGRPCClient(transport: transport.client) { client in
         try await measure(
-          concurrency: concurrency, duration: duration, serverPID: nil,
+          concurrency: concurrency, duration: duration, server: nil,
           callers: echoCallers([client], bytes: bytes))
       }
     }
   }
-  let (process, port) = try startServer(kind)
-  defer {
-    process.terminate()
-    process.waitUntilExit()
-  }
-  let pid = process.processIdentifier
+  let server = try ServerProcess(kind)
+  defer { server.stop() }
+  let port = server.port
   switch kind {
   case "nest":
     return try await withClients(
@@ -209,7 +258,7 @@ func run(_ kind: String, bytes: Int, concurrency: Int, connections: Int, duratio
       }
     ) { clients in
       try await measure(
-        concurrency: concurrency, duration: duration, serverPID: pid, callers: echoCallers(clients, bytes: bytes))
+        concurrency: concurrency, duration: duration, server: server, callers: echoCallers(clients, bytes: bytes))
     }
   case "http2":
     return try await withClients(
@@ -219,14 +268,14 @@ func run(_ kind: String, bytes: Int, concurrency: Int, connections: Int, duratio
       }
     ) { clients in
       try await measure(
-        concurrency: concurrency, duration: duration, serverPID: pid, callers: echoCallers(clients, bytes: bytes))
+        concurrency: concurrency, duration: duration, server: server, callers: echoCallers(clients, bytes: bytes))
     }
   case "raw":
     var clients: [RawEchoClient] = []
     for _ in 0..<connections { clients.append(try await RawEchoClient(port: port, bodyBytes: bytes)) }
     defer { clients.forEach { $0.channel.close(promise: nil) } }
     return try await measure(
-      concurrency: concurrency, duration: duration, serverPID: pid,
+      concurrency: concurrency, duration: duration, server: server,
       callers: clients.map { client in { try await client.call() } })
   default:
     fatalError("unknown transport \(kind)")
@@ -252,31 +301,46 @@ let kinds: [String] = {
   }
   return arguments[index + 1].split(separator: ",").map(String.init)
 }()
+let rounds = option("--rounds")?.first ?? 1
+Allocations.start()
 let duration = Duration.seconds(durationSeconds)
 
 func format(_ value: Double, _ decimals: Int = 0) -> String { String(format: "%.\(decimals)f", value) }
 
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  return sorted.count % 2 == 1
+    ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
 print(
   "nest-transport-bench: \(durationSeconds) s per row after a 0.3 s warm-up; \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    + (rounds > 1 ? "; \(rounds) rounds" : "")
 )
-print("| size | conc | conns | transport | calls/s | p50 us | p99 us | CPU us/call | server peak RSS MB |")
-print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")
-var results: [String: Measurement] = [:]
-for bytes in sizes {
-  for concurrency in concurrencies {
-    for connections in connectionCounts {
-      for kind in kinds {
-        // One in-process "connection" only: it has none.
-        if kind == "inprocess" && connections != connectionCounts.first { continue }
-        let result = try await run(
-          kind, bytes: bytes, concurrency: concurrency, connections: connections, duration: duration)
-        results["\(kind)/\(bytes)/\(concurrency)/\(connections)"] = result
-        let rate = Double(result.calls) / result.seconds
-        print(
-          "| \(bytes) | \(concurrency) | \(kind == "inprocess" ? "-" : "\(connections)") | \(kind) | \(format(rate)) | "
-            + "\(format(result.p50Microseconds)) | \(format(result.p99Microseconds)) | \(format(result.cpuMicrosecondsPerCall, 1)) | "
-            + "\(result.serverPeakRSSMegabytes.map { format($0, 1) } ?? "-") |")
-        fflush(nil)
+print(
+  "| \(rounds > 1 ? "round | " : "")size | conc | conns | transport | calls/s | p50 us | p99 us | CPU us/call | allocs/call | server peak RSS MB |"
+)
+print("|\(rounds > 1 ? "---:|" : "")---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+/// Each row's measurement in each round, by "kind/bytes/concurrency/connections".
+var results: [String: [Measurement]] = [:]
+for round in 1...rounds {
+  for bytes in sizes {
+    for concurrency in concurrencies {
+      for connections in connectionCounts {
+        for kind in kinds {
+          // One in-process "connection" only: it has none.
+          if kind == "inprocess" && connections != connectionCounts.first { continue }
+          let result = try await run(
+            kind, bytes: bytes, concurrency: concurrency, connections: connections, duration: duration)
+          results["\(kind)/\(bytes)/\(concurrency)/\(connections)", default: []].append(result)
+          let rate = Double(result.calls) / result.seconds
+          print(
+            "| \(rounds > 1 ? "\(round) | " : "")\(bytes) | \(concurrency) | \(kind == "inprocess" ? "-" : "\(connections)") | \(kind) | "
+              + "\(format(rate)) | \(format(result.p50Microseconds)) | \(format(result.p99Microseconds)) | "
+              + "\(format(result.cpuMicrosecondsPerCall, 1)) | \(format(result.allocationsPerCall, 1)) | "
+              + "\(result.serverPeakRSSMegabytes.map { format($0, 1) } ?? "-") |")
+          fflush(nil)
+        }
       }
     }
   }
@@ -286,25 +350,39 @@ var clientRSS = rusage()
 getrusage(RUSAGE_SELF.rawValue, &clientRSS)
 print("\nclient process peak RSS over the whole run: \(format(Double(clientRSS.ru_maxrss) / 1024, 1)) MB")
 
-print("\nRatios (nest against the references):")
+/// A ratio of two rows' figures, per round and as the median of the rounds.
+@MainActor func ratio(_ numerator: String, _ denominator: String, _ figure: (Measurement) -> Double) -> (
+  median: Double, text: String
+)? {
+  guard let top = results[numerator], let bottom = results[denominator], top.count == bottom.count else { return nil }
+  let each = zip(top, bottom).map { figure($0) / figure($1) }
+  return (median(each), each.count > 1 ? " (rounds: \(each.map { format($0, 2) }.joined(separator: ", ")))" : "")
+}
+let callsPerSecond = { (measurement: Measurement) in Double(measurement.calls) / measurement.seconds }
+
+print("\nRatios (nest against the references\(rounds > 1 ? "; the median of the rounds" : "")):")
 for bytes in sizes {
   for connections in connectionCounts {
-    func rate(_ kind: String, _ concurrency: Int, _ conns: Int) -> Double? {
-      results["\(kind)/\(bytes)/\(concurrency)/\(conns)"].map { Double($0.calls) / $0.seconds }
-    }
     let inprocessConnections = connectionCounts.first!
-    if let c = concurrencies.max(), let nest = rate("nest", c, connections), let http2 = rate("http2", c, connections),
-      let inprocess = rate("inprocess", c, inprocessConnections), let raw = rate("raw", c, connections)
+    if let c = concurrencies.max(),
+      let http2 = ratio("nest/\(bytes)/\(c)/\(connections)", "http2/\(bytes)/\(c)/\(connections)", callsPerSecond),
+      let inprocess = ratio(
+        "nest/\(bytes)/\(c)/\(connections)", "inprocess/\(bytes)/\(c)/\(inprocessConnections)", callsPerSecond),
+      let raw = ratio("nest/\(bytes)/\(c)/\(connections)", "raw/\(bytes)/\(c)/\(connections)", callsPerSecond)
     {
       print(
-        "- \(bytes) B, c=\(c), \(connections) conn: nest/http2 calls/s = \(format(nest / http2, 2))x (aim >= 3x); "
-          + "nest/inprocess = \(format(nest / inprocess * 100))% (aim >= 70%); nest/raw = \(format(nest / raw * 100))%")
+        "- \(bytes) B, c=\(c), \(connections) conn: nest/http2 calls/s = \(format(http2.median, 2))x (aim >= 3x)\(http2.text)"
+      )
+      print(
+        "- \(bytes) B, c=\(c), \(connections) conn: nest/inprocess calls/s = \(format(inprocess.median, 2))x (aim >= 0.8x)\(inprocess.text)"
+      )
+      print("- \(bytes) B, c=\(c), \(connections) conn: nest/raw calls/s = \(format(raw.median, 2))x\(raw.text)")
     }
-    if let c = concurrencies.min(), let nest = results["nest/\(bytes)/\(c)/\(connections)"],
-      let http2 = results["http2/\(bytes)/\(c)/\(connections)"]
+    if let c = concurrencies.min(),
+      let latency = ratio("nest/\(bytes)/\(c)/\(connections)", "http2/\(bytes)/\(c)/\(connections)", \.p50Microseconds)
     {
       print(
-        "- \(bytes) B, c=\(c), \(connections) conn: nest p50 / http2 p50 = \(format(nest.p50Microseconds / http2.p50Microseconds, 2)) (aim <= 0.25)"
+        "- \(bytes) B, c=\(c), \(connections) conn: nest p50 / http2 p50 = \(format(latency.median, 2)) (aim <= 0.25)\(latency.text)"
       )
     }
   }

@@ -86,7 +86,7 @@ extension NestMessage {
 
   private init(unpacking bytes: UnsafeRawBufferPointer, arenaCapacity: Int, limit: Int) throws(NestProtoError) {
     let descriptor = Self._protobufC.descriptor
-    let arena = Arena(capacity: arenaCapacity, limit: limit)
+    let arena = Arena.make(capacity: arenaCapacity, limit: limit)
     defer { arena.release() }
     // protobuf-c reads `len` bytes from `data`; an empty message still needs a pointer.
     let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
@@ -106,6 +106,19 @@ extension NestMessage {
       let size = protobuf_c_message_get_packed_size(message)
       return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
         count = protobuf_c_message_pack(message, buffer.baseAddress)
+      }
+    }
+  }
+
+  /// Encodes into memory the caller provides (a network buffer, say), without an array in
+  /// between: `body` is given the encoding's size and a function that writes it at a
+  /// pointer to that many bytes (and returns the count written, the same size).
+  public func serialize<R>(
+    _ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Int) -> R
+  ) throws(NestProtoError) -> R {
+    try self.withPackedMessage { message in
+      body(protobuf_c_message_get_packed_size(message)) { pointer in
+        protobuf_c_message_pack(message, pointer.assumingMemoryBound(to: UInt8.self))
       }
     }
   }

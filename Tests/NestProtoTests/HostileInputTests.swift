@@ -85,6 +85,30 @@ struct HostileInputTests {
     #expect(growth < 48 << 20, "peak memory grew by \(growth >> 20) MiB")
   }
 
+  @Test("one thread's arena, reused message after message, keeps each one's budget and bytes apart")
+  func reusedArena() throws {
+    // One synchronous run: every encode and decode below reuses this thread's spare arena.
+    let small = Nest_Testing_V1_Node.with { $0.text = "small" }
+    let large = Nest_Testing_V1_Node.with { node in
+      node.labels = Dictionary(
+        uniqueKeysWithValues: (0..<5_000).map { ("label-\($0)", String(repeating: "v", count: 32)) })
+    }
+    let bomb = mapBombBytes(1 << 20)
+    for _ in 0..<3 {
+      // A message larger than the arena a thread keeps, then a small one in what is kept.
+      #expect(try Nest_Testing_V1_Node(serializedBytes: large.serializedBytes()) == large)
+      #expect(try Nest_Testing_V1_Node(serializedBytes: small.serializedBytes()) == small)
+      // A refused decode leaves the arena to the next message with that message's budget.
+      #expect(decodeError(Nest_Testing_V1_Node.self, bomb)?.code == .resourceExhausted)
+      #expect(try Nest_Testing_V1_Node(serializedBytes: small.serializedBytes()) == small)
+    }
+    // Encoding into the caller's memory gives the same bytes.
+    let bytes = try large.serialize { size, write in
+      [UInt8](unsafeUninitializedCapacity: size) { buffer, count in count = write(buffer.baseAddress!) }
+    }
+    #expect(bytes == (try large.serializedBytes()))
+  }
+
   @Test("honest maps and packed numbers of the same size decode")
   func honestLargeMessage() throws {
     var labels: [String: String] = [:]

@@ -2,6 +2,9 @@
 // `ProtobufCAllocator`; giving it a bump arena makes unpacking one malloc (sized by the
 // guard's estimate), turns free into a no-op, and enforces the allocation budget even if
 // the estimate were wrong. Encoding builds the C message tree in an arena the same way.
+// Each thread keeps one released arena, with its first chunk, for the next message: an
+// encode or decode then allocates nothing for the arena itself (without it, five mallocs
+// each: the arena, its state, its allocator, its chunk list and the chunk).
 import CProtobufC
 
 #if canImport(Glibc)
@@ -23,7 +26,7 @@ final class Arena {
     var cursor: UnsafeMutableRawPointer?
     var remaining: Int
     var allocated: Int
-    let limit: Int
+    var limit: Int
     /// The arena itself, for the slow path that adds a chunk.
     var owner: Unmanaged<Arena>?
   }
@@ -32,6 +35,10 @@ final class Arena {
   let allocator: UnsafeMutablePointer<ProtobufCAllocator>
   private let state: UnsafeMutablePointer<State>
   private var chunks: [UnsafeMutableRawPointer] = []
+  /// The size of `chunks[0]`, which a spare arena keeps.
+  private var firstChunkBytes = 0
+  /// The largest first chunk a thread's spare arena keeps; a larger one is freed.
+  private static let spareChunkLimit = 64 << 10
 
   /// Bytes handed out so far, across chunks.
   var allocated: Int { self.state.pointee.allocated }
@@ -54,16 +61,54 @@ final class Arena {
     if capacity > 0 { self.addChunk(capacity) }
   }
 
-  static func forEncoding() -> Arena {
-    Arena(capacity: Self.encodingChunkBytes, limit: .max)
+  /// An arena for one message: this thread's spare one if it has one, else a new one.
+  static func make(capacity: Int, limit: Int) -> Arena {
+    guard let arena = SpareArena.take() else { return Arena(capacity: capacity, limit: limit) }
+    arena.reset(capacity: capacity, limit: limit)
+    return arena
   }
 
-  /// Frees every chunk. The arena is not used after this.
+  static func forEncoding() -> Arena {
+    Self.make(capacity: Self.encodingChunkBytes, limit: .max)
+  }
+
+  /// Done with the message: the arena becomes this thread's spare (keeping its first chunk
+  /// when that is not large), or is freed when the thread has one. Not used after this.
   func release() {
+    for chunk in self.chunks.dropFirst() { free(chunk) }
+    if let first = self.chunks.first, self.firstChunkBytes > Self.spareChunkLimit {
+      free(first)
+      self.chunks.removeAll(keepingCapacity: true)
+    } else if self.chunks.count > 1 {
+      self.chunks.removeSubrange(1...)
+    }
+    if !SpareArena.put(self) { self.destroy() }
+  }
+
+  /// Frees the arena and what it holds.
+  func destroy() {
     for chunk in self.chunks { free(chunk) }
     self.chunks.removeAll()
     self.allocator.deallocate()
     self.state.deallocate()
+  }
+
+  /// Empty again, with at least `capacity` bytes at hand and a budget of `limit`.
+  private func reset(capacity: Int, limit: Int) {
+    if capacity > self.firstChunkBytes, let first = self.chunks.first {
+      free(first)
+      self.chunks.removeAll(keepingCapacity: true)
+    }
+    self.state.pointee.allocated = 0
+    self.state.pointee.limit = limit
+    if let first = self.chunks.first {
+      self.state.pointee.cursor = first
+      self.state.pointee.remaining = self.firstChunkBytes
+    } else {
+      self.state.pointee.cursor = nil
+      self.state.pointee.remaining = 0
+      if capacity > 0 { self.addChunk(capacity) }
+    }
   }
 
   @usableFromInline
@@ -112,8 +157,40 @@ final class Arena {
     guard let chunk = aligned_alloc(Self.alignment, rounded) else {
       fatalError("out of memory allocating \(rounded) bytes")
     }
+    if self.chunks.isEmpty { self.firstChunkBytes = rounded }
     self.chunks.append(chunk)
     self.state.pointee.cursor = chunk
     self.state.pointee.remaining = rounded
   }
+}
+
+/// Each thread's spare arena, in a pthread key whose destructor frees it when the thread ends.
+private enum SpareArena {
+  #if canImport(Glibc) || canImport(Musl)
+    static let key: pthread_key_t = {
+      var key = pthread_key_t()
+      let created = pthread_key_create(&key) { pointer in
+        guard let pointer else { return }
+        Unmanaged<Arena>.fromOpaque(pointer).takeRetainedValue().destroy()
+      }
+      precondition(created == 0, "pthread_key_create failed: \(created)")
+      return key
+    }()
+
+    static func take() -> Arena? {
+      guard let pointer = pthread_getspecific(Self.key) else { return nil }
+      pthread_setspecific(Self.key, nil)
+      return Unmanaged<Arena>.fromOpaque(pointer).takeRetainedValue()
+    }
+
+    /// False when the thread already has one.
+    static func put(_ arena: Arena) -> Bool {
+      guard pthread_getspecific(Self.key) == nil else { return false }
+      pthread_setspecific(Self.key, Unmanaged.passRetained(arena).toOpaque())
+      return true
+    }
+  #else
+    static func take() -> Arena? { nil }
+    static func put(_ arena: Arena) -> Bool { false }
+  #endif
 }

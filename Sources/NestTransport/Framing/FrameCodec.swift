@@ -84,10 +84,14 @@ public struct FrameEncoder: MessageToByteEncoder, Sendable {
   public init() {}
 
   public func encode(data frame: Nest_Wire_V1_Frame, out: inout ByteBuffer) throws {
-    let body = try frame.serializedBytes()
-    out.reserveCapacity(4 + body.count)
-    out.writeInteger(UInt32(body.count))
-    out.writeBytes(body)
+    // Packed straight into the outbound buffer, after its length.
+    try frame.serialize { size, write in
+      out.reserveCapacity(out.writerIndex + 4 + size)
+      out.writeInteger(UInt32(size))
+      guard size > 0 else { return }
+      let written = out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { write($0.baseAddress!) }
+      precondition(written == size, "protobuf-c packed \(written) bytes of \(size)")
+    }
   }
 }
 

@@ -363,27 +363,24 @@ let callsPerSecond = { (measurement: Measurement) in Double(measurement.calls) /
 print("\nRatios (nest against the references\(rounds > 1 ? "; the median of the rounds" : "")):")
 for bytes in sizes {
   for connections in connectionCounts {
-    let inprocessConnections = connectionCounts.first!
-    if let c = concurrencies.max(),
-      let http2 = ratio("nest/\(bytes)/\(c)/\(connections)", "http2/\(bytes)/\(c)/\(connections)", callsPerSecond),
-      let inprocess = ratio(
-        "nest/\(bytes)/\(c)/\(connections)", "inprocess/\(bytes)/\(c)/\(inprocessConnections)", callsPerSecond),
-      let raw = ratio("nest/\(bytes)/\(c)/\(connections)", "raw/\(bytes)/\(c)/\(connections)", callsPerSecond)
-    {
-      print(
-        "- \(bytes) B, c=\(c), \(connections) conn: nest/http2 calls/s = \(format(http2.median, 2))x (aim >= 3x)\(http2.text)"
-      )
-      print(
-        "- \(bytes) B, c=\(c), \(connections) conn: nest/inprocess calls/s = \(format(inprocess.median, 2))x (aim >= 0.8x)\(inprocess.text)"
-      )
-      print("- \(bytes) B, c=\(c), \(connections) conn: nest/raw calls/s = \(format(raw.median, 2))x\(raw.text)")
+    let nest = { (c: Int) in "nest/\(bytes)/\(c)/\(connections)" }
+    let row = { (c: Int) in "- \(bytes) B, c=\(c), \(connections) conn:" }
+    if let c = concurrencies.max() {
+      if let http2 = ratio(nest(c), "http2/\(bytes)/\(c)/\(connections)", callsPerSecond) {
+        print("\(row(c)) nest/http2 calls/s = \(format(http2.median, 2))x (aim >= 3x)\(http2.text)")
+      }
+      let inprocessRow = "inprocess/\(bytes)/\(c)/\(connectionCounts.first!)"
+      if let inprocess = ratio(nest(c), inprocessRow, callsPerSecond) {
+        print("\(row(c)) nest/inprocess calls/s = \(format(inprocess.median, 2))x (aim >= 0.8x)\(inprocess.text)")
+      }
+      if let raw = ratio(nest(c), "raw/\(bytes)/\(c)/\(connections)", callsPerSecond) {
+        print("\(row(c)) nest/raw calls/s = \(format(raw.median, 2))x\(raw.text)")
+      }
     }
     if let c = concurrencies.min(),
-      let latency = ratio("nest/\(bytes)/\(c)/\(connections)", "http2/\(bytes)/\(c)/\(connections)", \.p50Microseconds)
+      let latency = ratio(nest(c), "http2/\(bytes)/\(c)/\(connections)", \.p50Microseconds)
     {
-      print(
-        "- \(bytes) B, c=\(c), \(connections) conn: nest p50 / http2 p50 = \(format(latency.median, 2)) (aim <= 0.25)\(latency.text)"
-      )
+      print("\(row(c)) nest p50 / http2 p50 = \(format(latency.median, 2)) (aim <= 0.25)\(latency.text)")
     }
   }
 }

@@ -193,16 +193,19 @@ public final class NestClientTransport: ClientTransport, Sendable {
     }
     let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
     let path = descriptor.wirePath
+    let call = NIOLockedValueBox(CallState())
     let writer = RequestWriter(
       callID: callID, path: path, streaming: self.configuration.streamingMethods.contains(path),
-      connection: connection, continuation: continuation)
+      connection: connection, continuation: continuation, call: call)
     let stream = RPCStream(
-      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
+      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: CallResponseParts(stream: inbound, call: call)),
       outbound: RPCWriter.Closable(wrapping: writer))
     let context = ClientContext(
       descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
     return try await withTaskCancellationHandler {
-      defer { connection.forget(callID) }
+      // A call whose response ended was forgotten by the connection as it ended; only one
+      // left before then (an error, an early return) needs telling, in a hop to the loop.
+      defer { if !call.withLockedValue({ $0.ended }) { connection.forget(callID) } }
       return try await closure(stream, context)
     } onCancel: {
       connection.cancel(callID)
@@ -301,6 +304,48 @@ struct DiscardingWriter: ClosableRPCWriterProtocol {
   func finish(throwing error: any Error) async {}
 }
 
+/// One call's state, shared by its request writer and its response parts.
+struct CallState {
+  var metadata: Metadata = [:]
+  var payload: [UInt8] = []
+  /// The REQUEST went out.
+  var started = false
+  /// The response parts ended (the status, or the connection's error): the connection has
+  /// already forgotten the call.
+  var ended = false
+}
+
+/// The response parts of a call as the connection delivers them, noting when they end.
+struct CallResponseParts: AsyncSequence, Sendable {
+  typealias Element = RPCResponsePart<[UInt8]>
+  typealias Failure = any Error
+
+  let stream: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>
+  let call: NIOLockedValueBox<CallState>
+
+  func makeAsyncIterator() -> Iterator { Iterator(parts: self.stream.makeAsyncIterator(), call: self.call) }
+
+  struct Iterator: AsyncIteratorProtocol {
+    var parts: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.AsyncIterator
+    let call: NIOLockedValueBox<CallState>
+
+    mutating func next() async throws -> RPCResponsePart<[UInt8]>? {
+      let part: RPCResponsePart<[UInt8]>?
+      do {
+        part = try await self.parts.next()
+      } catch {
+        self.call.withLockedValue { $0.ended = true }
+        throw error
+      }
+      switch part {
+      case .status?, nil: self.call.withLockedValue { $0.ended = true }
+      case .metadata?, .message?: break
+      }
+      return part
+    }
+  }
+}
+
 /// A call's request side. Unary: the parts are buffered and sent as one REQUEST when the
 /// request ends. Streaming: REQUEST (flagged streaming) with the first message as soon as it
 /// is written, each further message as a MESSAGE frame, HALF_CLOSE at the end.
@@ -313,17 +358,19 @@ struct RequestWriter: ClosableRPCWriterProtocol {
   let connection: ClientConnection
   /// Where the call's RESPONSE goes; registered together with the REQUEST.
   let continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
-  private let state = NIOLockedValueBox<(metadata: Metadata, payload: [UInt8], started: Bool)>(([:], [], false))
+  private let state: NIOLockedValueBox<CallState>
 
   init(
     callID: UInt64, path: String, streaming: Bool, connection: ClientConnection,
-    continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+    continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation,
+    call: NIOLockedValueBox<CallState>
   ) {
     self.callID = callID
     self.path = path
     self.streaming = streaming
     self.connection = connection
     self.continuation = continuation
+    self.state = call
   }
 
   func write(_ element: Element) async throws {

@@ -33,6 +33,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
   private var reference: ConnectionRef?
   private var helloTimer: Scheduled<Void>?
   private var idleTimer: Scheduled<Void>?
+  /// When the last frame arrived: the idle timer, set once, looks at it when it fires
+  /// rather than being set again for every frame.
+  private var lastFrameAt = NIODeadline.now()
   private var graceTimer: Scheduled<Void>?
   private var remotePeer = "unknown"
   private var localPeer = "unknown"
@@ -68,7 +71,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
       self?.goAway(
         code: 4, message: "no HELLO within \(self?.configuration.helloTimeout.nanoseconds ?? 0 / 1_000_000) ms")
     }
-    self.resetIdleTimer()
+    self.startIdleTimer()
   }
 
   /// Set when the transport is at its connection limit: GOAWAY as soon as the channel is active.
@@ -111,7 +114,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = Self.unwrapInboundIn(data)
-    self.resetIdleTimer()
+    self.lastFrameAt = .now()
     switch self.phase {
     case .closed:
       return
@@ -189,22 +192,22 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
     let control = CallControl()
     self.inFlight[callID] = control
-    let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCRequestPart<[UInt8]>.self)
-    continuation.yield(.metadata(metadata))
+    let inbound: RPCAsyncSequence<RPCRequestPart<[UInt8]>, any Error>
     if frame.streaming {
       // More request messages come in MESSAGE frames, until HALF_CLOSE.
+      let (stream, continuation) = AsyncThrowingStream.makeStream(of: RPCRequestPart<[UInt8]>.self)
+      continuation.yield(.metadata(metadata))
       if !frame.payload.isEmpty { continuation.yield(.message(frame.payload)) }
       self.requestStreams[callID] = continuation
+      inbound = RPCAsyncSequence(wrapping: stream)
     } else {
-      continuation.yield(.message(frame.payload))
-      continuation.finish()
+      // A unary request is whole in its frame: no stream to feed.
+      inbound = RPCAsyncSequence(wrapping: UnaryRequestParts(metadata: metadata, message: frame.payload))
     }
     let writer = ResponseWriter(callID: callID, connection: self.reference!, streaming: frame.streaming)
     self.transport.accept(
       IncomingCall(
-        stream: RPCStream(
-          descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: inbound),
-          outbound: RPCWriter.Closable(wrapping: writer)),
+        stream: RPCStream(descriptor: descriptor, inbound: inbound, outbound: RPCWriter.Closable(wrapping: writer)),
         control: control, remotePeer: self.remotePeer, localPeer: self.localPeer))
   }
 
@@ -285,16 +288,25 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
   }
 
-  private func resetIdleTimer() {
+  /// Closes the connection once it has had no call and no frame for the idle timeout.
+  private func startIdleTimer() {
     self.idleTimer?.cancel()
+    self.lastFrameAt = .now()
+    self.scheduleIdleCheck(at: self.lastFrameAt + self.configuration.idleTimeout)
+  }
+
+  private func scheduleIdleCheck(at deadline: NIODeadline) {
     guard let context = self.context else { return }
-    self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.idleTimeout) {
-      [weak self] in
-      guard let self, self.inFlight.isEmpty else {
-        self?.resetIdleTimer()
-        return
+    self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+      guard let self else { return }
+      let idleUntil = self.lastFrameAt + self.configuration.idleTimeout
+      if !self.inFlight.isEmpty {
+        self.scheduleIdleCheck(at: .now() + self.configuration.idleTimeout)
+      } else if idleUntil > .now() {
+        self.scheduleIdleCheck(at: idleUntil)
+      } else {
+        self.goAway(code: 0, message: "idle")
       }
-      self.goAway(code: 0, message: "idle")
     }
   }
 
@@ -366,4 +378,30 @@ struct ResponseWriter: ClosableRPCWriterProtocol {
 struct ResponseParts {
   var initialMetadata: Metadata = [:]
   var payload: [UInt8] = []
+}
+
+/// A unary call's request parts, both known when its REQUEST frame arrives: its metadata,
+/// then its one message.
+struct UnaryRequestParts: AsyncSequence, Sendable {
+  typealias Element = RPCRequestPart<[UInt8]>
+  typealias Failure = any Error
+
+  let metadata: Metadata
+  let message: [UInt8]
+
+  func makeAsyncIterator() -> Iterator { Iterator(parts: self) }
+
+  struct Iterator: AsyncIteratorProtocol {
+    let parts: UnaryRequestParts
+    var given = 0
+
+    mutating func next() async throws -> RPCRequestPart<[UInt8]>? {
+      self.given += 1
+      switch self.given {
+      case 1: return .metadata(self.parts.metadata)
+      case 2: return .message(self.parts.message)
+      default: return nil
+      }
+    }
+  }
 }

@@ -72,8 +72,9 @@ public enum EventLog {
   }
 }
 
-/// Sends a service's recorded events to the events service: at once after a commit that
-/// recorded some, and every second for what a failure or a restart left. What was
+/// Sends a service's recorded events to the events service: shortly (`gather`) after a
+/// commit that recorded some, with those of the commits in between in the same call, and
+/// every second for what a failure or a restart left. What was
 /// acknowledged is remembered in memory and removed from the outbox at most every few
 /// seconds (one commit then, not one per batch: the writer is the service's scarce part);
 /// after a crash the rest is sent again, and the events service keeps each id once.
@@ -83,6 +84,9 @@ public final class EventPublisher: Service, Sendable {
   let source: String
   let logger: Logger
   let cleanupInterval: Duration
+  /// How long after a commit with events the publisher waits for more before it calls
+  /// (under a steady trickle of orders, one call per commit cost more than the commits).
+  let gather: Duration
   private let wakeups = Wakeups()
   /// The last outbox number acknowledged, and when acknowledged rows were last removed.
   private let progress = NIOLockedValueBox<(acknowledged: Int64, removed: Int64, cleaned: ContinuousClock.Instant)>(
@@ -90,18 +94,19 @@ public final class EventPublisher: Service, Sendable {
 
   public init(
     database: NestDatabase, events: any Nest_Events_V1_EventsService.ClientProtocol, source: String, logger: Logger,
-    cleanupInterval: Duration = .seconds(5)
+    cleanupInterval: Duration = .seconds(5), gather: Duration = .milliseconds(25)
   ) {
     self.database = database
     self.events = events
     self.source = source
     self.logger = logger
     self.cleanupInterval = cleanupInterval
+    self.gather = gather
     database.add(transactionObserver: OutboxObserver(wakeups: self.wakeups), extent: .databaseLifetime)
   }
 
   public func run() async throws {
-    await self.wakeups.run(every: .seconds(1)) {
+    await self.wakeups.run(every: .seconds(1), gather: self.gather) {
       await self.publishDue()
       await self.removeAcknowledged()
     }

@@ -14,8 +14,13 @@ public struct Wakeups: Sendable {
   public func signal() { self.continuation.yield() }
 
   /// Runs `work` once per signal and at least every `interval`, until the task is cancelled
-  /// or the service group shuts down gracefully.
-  public func run(every interval: Duration, _ work: @escaping @Sendable () async -> Void) async {
+  /// or the service group shuts down gracefully. With `gather`, a round starts that long
+  /// after the signal that woke it, so that the work of signals close together is done in
+  /// one round (worth it where a round has a fixed cost, a call or a commit, and nobody
+  /// waits on it).
+  public func run(
+    every interval: Duration, gather: Duration = .zero, _ work: @escaping @Sendable () async -> Void
+  ) async {
     let continuation = self.continuation
     let stream = self.stream
     await cancelWhenGracefulShutdown {
@@ -29,6 +34,7 @@ public struct Wakeups: Sendable {
         }
         group.addTask {
           for await _ in stream {
+            if gather > .zero { try? await Task.sleep(for: gather) }
             if Task.isCancelled { break }
             await work()
           }

@@ -23,7 +23,8 @@ public struct LocalDeployer: InstanceDeployer {
   public func deploy(_ instance: Nest_Entitlement_V1_ServiceInstance) async throws {}
 }
 
-/// Runs deployments in the background: woken by new instances, and every second in case.
+/// Runs deployments in the background: woken by new instances (10 ms after, so that those
+/// created together are deployed together), and every second in case.
 public final class DeploymentDriver: Service, Sendable {
   let store: EntitlementStore
   let deployer: any InstanceDeployer
@@ -51,7 +52,9 @@ public final class DeploymentDriver: Service, Sendable {
   public func signal() { self.wakeups.signal() }
 
   public func run() async throws {
-    await self.wakeups.run(every: .seconds(1)) { await self.deployPending() }
+    // A round costs two commits however many instances it deploys: new instances arriving
+    // within a few milliseconds of each other are deployed together.
+    await self.wakeups.run(every: .seconds(1), gather: .milliseconds(10)) { await self.deployPending() }
   }
 
   /// Deploys every instance that is CREATED or DEPLOYING now: one commit marks them all

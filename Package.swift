@@ -537,6 +537,7 @@ let package = Package(
         "NestDomain",
         "MarketplaceOrder", "NestProto", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
       ],
       swiftSettings: defaultSwiftSettings
     ),

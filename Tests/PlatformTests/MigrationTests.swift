@@ -200,4 +200,42 @@ struct PreviousSchemaMigrationTests {
     }
     try pool.pool.close()
   }
+
+  /// marketplace-order's database as the release before delivery steps left it (through
+  /// order-4-traces, without the step column), opened by this release: order-5-delivery-steps
+  /// adds `deliveries.step`, every row reads back the same and has none, so that rows queued
+  /// then still go one at a time.
+  @Test("order-5-delivery-steps keeps every order and delivery as it was; old deliveries have no step")
+  func deliverySteps() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("previous-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try ReleaseFixture.restore(into: directory)
+    let path = directory.appendingPathComponent("order.sqlite").path
+    let definition = try #require(NestTestPlatform.definitions[.order])
+    var previous = DatabaseMigrator()
+    definition.migrations(&previous)
+    let queue = try DatabaseQueue(path: path)
+    try previous.migrate(queue, upTo: "order-4-traces")
+    // order-2 builds the tables of today's schema; the release before steps had no step
+    // column, so it goes, and the database is as that release left it.
+    try queue.write { try $0.execute(sql: "ALTER TABLE deliveries DROP COLUMN step") }
+    func rows(_ db: Database, _ table: String) throws -> [[String: String]] {
+      try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY rowid").map { row in
+        Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, "\(row[$0] as DatabaseValue)") })
+      }
+    }
+    let (orders, deliveries) = try queue.read { (try rows($0, "orders"), try rows($0, "deliveries")) }
+    try queue.close()
+    #expect(!orders.isEmpty && !deliveries.isEmpty)
+
+    let pool = try ServiceDatabase.open(path: path, migrations: definition.migrations)
+    try pool.read { db in
+      #expect(try rows(db, "orders") == orders)
+      let after = try rows(db, "deliveries")
+      #expect(after.map { $0.filter { $0.key != "step" } } == deliveries)
+      #expect(after.allSatisfy { $0["step"] == "NULL" })
+    }
+    try pool.pool.close()
+  }
 }

@@ -321,7 +321,8 @@ for (order, sent) in paidAt { histogram.record(UInt64(max(0, (delivered[order] ?
 // (ReserveInstanceSlot; A's product came with the sale terms); the deliveries 3
 // (CreateServiceInstance, RecordSale twice).
 let rpcsPerOrder = 2 + 2 + 1 + 3
-// Commits: order 2 (create, pay) and its acknowledgements, one per dispatcher round;
+// Commits: order 2 (create, pay) and its acknowledgements, one per dispatcher round (a
+// payment's rows go out in one round);
 // entitlement 1 (the slot) and the instance with its deployment, batched; settlement 2 (the
 // two sales).
 let commitsPerOrder = 5

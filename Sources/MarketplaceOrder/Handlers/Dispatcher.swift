@@ -1,6 +1,7 @@
-// The outbox dispatcher: delivers each order's pending rows in order, one at a time per order
-// and several orders at once, retrying failures with capped exponential backoff until the
-// target acknowledges. Every target is idempotent on the row's key, so a row attempted twice
+// The outbox dispatcher: delivers each order's pending rows step by step (the rows one commit
+// queued together, such as a payment's instance and sales, at once; the next step when they
+// are all acknowledged), several orders at once, retrying failures with capped exponential
+// backoff until the target acknowledges. Every target is idempotent on the row's key, so a row attempted twice
 // (a crash between the call and the acknowledgement) changes nothing. What each row asks and
 // how an outcome is recorded are the outbox's rules (DeliveryRules); this part only calls.
 import Foundation

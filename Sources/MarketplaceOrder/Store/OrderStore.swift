@@ -69,6 +69,17 @@ public struct OrderStore: Sendable {
     migrator.registerMigration("order-4-traces") { db in
       try Self.addTraceColumns(db)
     }
+    // Steps: the rows one commit queued (a payment's instance and sales) are delivered
+    // together; rows queued before the column have none and go one at a time, as they did.
+    migrator.registerMigration("order-5-delivery-steps") { db in
+      try Self.addStepColumn(db)
+    }
+  }
+
+  /// The column of order-5 (createTables makes it for a new database): the id of the first
+  /// row its commit queued, on every row of that commit.
+  static func addStepColumn(_ db: Database) throws {
+    try db.addColumnIfMissing("deliveries", "step", "TEXT")
   }
 
   /// The column of order-4 (createTables makes it for a new database).
@@ -161,6 +172,7 @@ public struct OrderStore: Sendable {
     }
     try db.create(index: "deliveries_due", on: "deliveries", columns: ["status", "next_attempt_at_unix_ms"])
     try Self.addTraceColumns(db)
+    try Self.addStepColumn(db)
   }
 
   // MARK: Orders
@@ -624,19 +636,22 @@ public struct OrderStore: Sendable {
     try DeliveryRow(delivery).upsert(db)
   }
 
-  /// Queues new rows, each continuing the trace `traceParent` (the queuing call's).
+  /// Queues new rows, each continuing the trace `traceParent` (the queuing call's), as one
+  /// step: they are delivered together, once every earlier step of their order is.
   public static func queue(_ rows: [Delivery], traceParent: String, in db: Database) throws {
     for var row in rows {
       row.traceParent = traceParent
       try Self.save(row, in: db)
     }
+    guard rows.count > 1, let first = rows.first else { return }  // a lone row is its own step
+    try db.cachedStatement(sql: "UPDATE deliveries SET step = ? WHERE \(ValueList.sql("id"))")
+      .execute(arguments: [first.id, try ValueList.argument(rows.map(\.id))])
   }
 
   public static func delivery(_ id: String, in db: Database) throws -> Delivery? {
     try DeliveryRow.fetchOne(db, where: "id", is: id)?.message
   }
 
-  /// The deliveries that may be attempted now: per order, the oldest pending one, if due.
   /// How many rows are pending, and when the oldest of them was queued.
   public static func pendingDeliveries(in db: Database) throws -> (count: Int, oldestCreatedAtUnixMs: Int64?) {
     let row = try Row.fetchOne(
@@ -646,13 +661,17 @@ public struct OrderStore: Sendable {
     return (row?["n"] ?? 0, row?["oldest"])
   }
 
+  /// The deliveries that may be attempted now: per order, the pending rows of its oldest step
+  /// with pending rows, those that are due.
   public static func dueDeliveries(nowUnixMs: Int64, limit: Int, in db: Database) throws -> [Delivery] {
     try DeliveryRow.fetchAll(
       db.cachedStatement(
         sql: """
           SELECT d.* FROM deliveries d
           WHERE d.status = ? AND d.next_attempt_at_unix_ms <= ?
-            AND d.rowid = (SELECT MIN(rowid) FROM deliveries WHERE order_id = d.order_id AND status = ?)
+            AND coalesce(d.step, d.id) = (
+              SELECT coalesce(step, id) FROM deliveries
+              WHERE order_id = d.order_id AND status = ? ORDER BY rowid LIMIT 1)
           ORDER BY d.next_attempt_at_unix_ms LIMIT ?
           """),
       arguments: [

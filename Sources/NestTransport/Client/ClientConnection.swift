@@ -66,12 +66,10 @@ final class ClientConnection: Sendable {
   }
 
   /// Registers the call for its RESPONSE and sends its REQUEST, in one hop to the loop.
-  func start(
-    _ frame: Nest_Wire_V1_Frame, _ continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
-  ) {
+  func start(_ frame: Nest_Wire_V1_Frame, _ sink: ResponseSink) {
     self.channel.eventLoop.execute {
       let handler = self.handler.value
-      if handler.register(frame, continuation) { handler.send(frame, flushNow: handler.callsInFlight == 1) }
+      if handler.register(frame, sink) { handler.send(frame, flushNow: handler.callsInFlight == 1) }
     }
   }
 
@@ -98,11 +96,10 @@ final class ClientConnection: Sendable {
 final class ClientConnectionHandler: ChannelInboundHandler {
   typealias InboundIn = Nest_Wire_V1_Frame
   typealias OutboundOut = Nest_Wire_V1_Frame
-  typealias Continuation = AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
 
   private let configuration: NestClientTransport.Configuration
   private let logger: Logger
-  private var calls: [UInt64: Continuation] = [:]
+  private var calls: [UInt64: ResponseSink] = [:]
   /// Streaming calls, and those of them whose response has begun (initial metadata given).
   private var streaming: Set<UInt64> = []
   private var begun: Set<UInt64> = []
@@ -215,7 +212,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   /// False (and the call ended) when the connection cannot take it.
-  func register(_ frame: Nest_Wire_V1_Frame, _ continuation: Continuation) -> Bool {
+  func register(_ frame: Nest_Wire_V1_Frame, _ continuation: ResponseSink) -> Bool {
     let callID = frame.callID
     let size = Self.upperBoundOfEncodedSize(frame)
     if size > self.serverMaxFrameBytes {
@@ -297,7 +294,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   /// Ends a call's bookkeeping; its place under the concurrency limit frees up.
   @discardableResult
-  private func removeCall(_ callID: UInt64) -> Continuation? {
+  private func removeCall(_ callID: UInt64) -> ResponseSink? {
     guard let continuation = self.calls.removeValue(forKey: callID) else { return nil }
     self.streaming.remove(callID)
     self.begun.remove(callID)

@@ -191,14 +191,22 @@ public final class NestClientTransport: ClientTransport, Sendable {
         ClientContext(
           descriptor: descriptor, remotePeer: "\(self.configuration.host):\(self.configuration.port)", localPeer: ""))
     }
-    let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
     let path = descriptor.wirePath
+    let streaming = self.configuration.streamingMethods.contains(path)
+    let sink: ResponseSink
+    let source: CallResponseParts.Source
+    if streaming {
+      let (inbound, continuation) = AsyncThrowingStream.makeStream(of: RPCResponsePart<[UInt8]>.self)
+      (sink, source) = (.stream(continuation), .stream(inbound))
+    } else {
+      let response = UnaryResponse()
+      (sink, source) = (.unary(response), .unary(response))
+    }
     let call = NIOLockedValueBox(CallState())
     let writer = RequestWriter(
-      callID: callID, path: path, streaming: self.configuration.streamingMethods.contains(path),
-      connection: connection, continuation: continuation, call: call)
+      callID: callID, path: path, streaming: streaming, connection: connection, sink: sink, call: call)
     let stream = RPCStream(
-      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: CallResponseParts(stream: inbound, call: call)),
+      descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: CallResponseParts(source: source, call: call)),
       outbound: RPCWriter.Closable(wrapping: writer))
     let context = ClientContext(
       descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
@@ -315,37 +323,6 @@ struct CallState {
   var ended = false
 }
 
-/// The response parts of a call as the connection delivers them, noting when they end.
-struct CallResponseParts: AsyncSequence, Sendable {
-  typealias Element = RPCResponsePart<[UInt8]>
-  typealias Failure = any Error
-
-  let stream: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>
-  let call: NIOLockedValueBox<CallState>
-
-  func makeAsyncIterator() -> Iterator { Iterator(parts: self.stream.makeAsyncIterator(), call: self.call) }
-
-  struct Iterator: AsyncIteratorProtocol {
-    var parts: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.AsyncIterator
-    let call: NIOLockedValueBox<CallState>
-
-    mutating func next() async throws -> RPCResponsePart<[UInt8]>? {
-      let part: RPCResponsePart<[UInt8]>?
-      do {
-        part = try await self.parts.next()
-      } catch {
-        self.call.withLockedValue { $0.ended = true }
-        throw error
-      }
-      switch part {
-      case .status?, nil: self.call.withLockedValue { $0.ended = true }
-      case .metadata?, .message?: break
-      }
-      return part
-    }
-  }
-}
-
 /// A call's request side. Unary: the parts are buffered and sent as one REQUEST when the
 /// request ends. Streaming: REQUEST (flagged streaming) with the first message as soon as it
 /// is written, each further message as a MESSAGE frame, HALF_CLOSE at the end.
@@ -357,19 +334,18 @@ struct RequestWriter: ClosableRPCWriterProtocol {
   let streaming: Bool
   let connection: ClientConnection
   /// Where the call's RESPONSE goes; registered together with the REQUEST.
-  let continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+  let sink: ResponseSink
   private let state: NIOLockedValueBox<CallState>
 
   init(
-    callID: UInt64, path: String, streaming: Bool, connection: ClientConnection,
-    continuation: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation,
+    callID: UInt64, path: String, streaming: Bool, connection: ClientConnection, sink: ResponseSink,
     call: NIOLockedValueBox<CallState>
   ) {
     self.callID = callID
     self.path = path
     self.streaming = streaming
     self.connection = connection
-    self.continuation = continuation
+    self.sink = sink
     self.state = call
   }
 
@@ -409,7 +385,7 @@ struct RequestWriter: ClosableRPCWriterProtocol {
         $0.metadata = metadata.wireEntries
         $0.payload = payload
         $0.streaming = self.streaming
-      }, self.continuation)
+      }, self.sink)
   }
 
   func finish() async {
@@ -428,7 +404,7 @@ struct RequestWriter: ClosableRPCWriterProtocol {
     } else {
       // The request never went out: nothing to cancel on the server, but the caller waits.
       self.connection.gate.release()
-      self.continuation.finish(throwing: error)
+      self.sink.finish(throwing: error)
     }
   }
 }

@@ -378,11 +378,14 @@ extension NestService {
   /// per core, and memory freed in one is not reused by another: under load that was a tenth
   /// of a service's resident memory. Two arenas are enough for a service's few busy threads
   /// (measured: marketplace-order's peak RSS 79 MiB instead of 82-85 at 100 orders/s, CPU per
-  /// order no higher). `MALLOC_ARENA_MAX` in the environment still decides when it is set.
+  /// order no higher). `MALLOC_ARENA_MAX` (or glibc's arena_max tunable) in the environment
+  /// still decides when it is set.
   static func capMallocArenas() {
     #if canImport(Glibc)
       // mallopt is in malloc.h, which Swift's Glibc module leaves out; M_ARENA_MAX is -8.
-      guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil,
+      let environment = ProcessInfo.processInfo.environment
+      guard environment["MALLOC_ARENA_MAX"] == nil,
+        environment["GLIBC_TUNABLES"]?.contains("glibc.malloc.arena_max") != true,
         let symbol = dlsym(dlopen(nil, RTLD_NOW), "mallopt")
       else { return }
       let mallopt = unsafeBitCast(symbol, to: (@convention(c) (CInt, CInt) -> CInt).self)

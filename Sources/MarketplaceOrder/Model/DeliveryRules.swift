@@ -47,8 +47,8 @@ public enum DeliveryRules {
     return rows + linked.map { row(.recordSale, for: $0.id, key: $0.id, id: newID(), now: now) }
   }
 
-  /// The rows a refund queues: the reversal of its sales (when it had one), then for an
-  /// order that created an instance, its release. A renewal's or change's refund gives the
+  /// The rows a refund queues, delivered together once the payment's are: the reversal of
+  /// its sales (when it had one) and, for an order that created an instance, its release. A renewal's or change's refund gives the
   /// money back and leaves the instance's term as it is.
   public static func refunded(_ order: Order, newID: () -> String, now: Int64) -> [Delivery] {
     var rows: [Delivery] = []

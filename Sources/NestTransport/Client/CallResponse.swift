@@ -95,8 +95,9 @@ final class UnaryResponse: Sendable {
   }
 }
 
-/// A call's response parts as GRPCCore reads them, noting in the call's state when they end
-/// (the connection has forgotten the call by then).
+/// A call's response parts as GRPCCore reads them, noting in the call's state when the
+/// status came: only the connection gives it, after it has forgotten the call. (An end for
+/// any other reason, the caller's task cancelled above all, leaves the call to be cancelled.)
 struct CallResponseParts: AsyncSequence, Sendable {
   typealias Element = RPCResponsePart<[UInt8]>
   typealias Failure = any Error
@@ -126,22 +127,14 @@ struct CallResponseParts: AsyncSequence, Sendable {
 
     mutating func next() async throws -> RPCResponsePart<[UInt8]>? {
       let part: RPCResponsePart<[UInt8]>?
-      do {
-        switch self.source {
-        case .stream(var parts):
-          part = try await parts.next()
-          self.source = .stream(parts)
-        case .unary(let response):
-          part = try await response.next()
-        }
-      } catch {
-        self.call.withLockedValue { $0.ended = true }
-        throw error
+      switch self.source {
+      case .stream(var parts):
+        part = try await parts.next()
+        self.source = .stream(parts)
+      case .unary(let response):
+        part = try await response.next()
       }
-      switch part {
-      case .status?, nil: self.call.withLockedValue { $0.ended = true }
-      case .metadata?, .message?: break
-      }
+      if case .status? = part { self.call.withLockedValue { $0.statusReceived = true } }
       return part
     }
   }

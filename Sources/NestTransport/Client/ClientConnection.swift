@@ -83,10 +83,6 @@ final class ClientConnection: Sendable {
     self.channel.eventLoop.execute { self.handler.value.cancel(callID) }
   }
 
-  func forget(_ callID: UInt64) {
-    self.channel.eventLoop.execute { self.handler.value.forget(callID) }
-  }
-
   func close() {
     self.markUnusable()
     self.channel.close(promise: nil)
@@ -284,11 +280,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         $0.kind = .cancel
       })
     continuation.finish(throwing: RPCError(code: .cancelled, message: "the call was cancelled"))
-    self.closeIfDrained()
-  }
-
-  func forget(_ callID: UInt64) {
-    self.removeCall(callID)?.finish()
     self.closeIfDrained()
   }
 

@@ -211,9 +211,10 @@ public final class NestClientTransport: ClientTransport, Sendable {
     let context = ClientContext(
       descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
     return try await withTaskCancellationHandler {
-      // A call whose response ended was forgotten by the connection as it ended; only one
-      // left before then (an error, an early return) needs telling, in a hop to the loop.
-      defer { if !call.withLockedValue({ $0.ended }) { connection.forget(callID) } }
+      // A call whose status came was forgotten by the connection before it gave it. Any
+      // other (its caller cancelled or out of time, its reader gone) is cancelled here: the
+      // connection forgets it and frees its place, and the server is told (rule 4).
+      defer { if !call.withLockedValue({ $0.statusReceived }) { connection.cancel(callID) } }
       return try await closure(stream, context)
     } onCancel: {
       connection.cancel(callID)
@@ -318,9 +319,9 @@ struct CallState {
   var payload: [UInt8] = []
   /// The REQUEST went out.
   var started = false
-  /// The response parts ended (the status, or the connection's error): the connection has
-  /// already forgotten the call.
-  var ended = false
+  /// The call's status came from the connection, which had forgotten the call before it
+  /// gave it.
+  var statusReceived = false
 }
 
 /// A call's request side. Unary: the parts are buffered and sent as one REQUEST when the

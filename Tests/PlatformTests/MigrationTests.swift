@@ -162,51 +162,21 @@ struct MigrationTests {
 
 @Suite("Migration from the previous release's schema")
 struct PreviousSchemaMigrationTests {
-  /// marketplace-order's database as the release before traces left it (release 0.1's data
-  /// taken through the migrations up to order-3-subscriptions, without the trace column that
-  /// came after), opened by this
-  /// release: order-4-traces adds `deliveries.trace_parent` and every row reads back the same.
-  @Test("order-4-traces keeps every order and delivery as it was; old deliveries carry no trace")
-  func orderTraces() throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("previous-\(UUID())")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    try ReleaseFixture.restore(into: directory)
-    let path = directory.appendingPathComponent("order.sqlite").path
-    let definition = try #require(NestTestPlatform.definitions[.order])
-    var previous = DatabaseMigrator()
-    definition.migrations(&previous)
-    let queue = try DatabaseQueue(path: path)
-    try previous.migrate(queue, upTo: "order-3-subscriptions")
-    // order-2 builds the tables of today's schema; the release before traces had no
-    // trace_parent column, so it goes, and the database is as that release left it.
-    try queue.write { try $0.execute(sql: "ALTER TABLE deliveries DROP COLUMN trace_parent") }
-    func rows(_ db: Database, _ table: String) throws -> [[String: String]] {
-      try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY rowid").map { row in
-        Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, "\(row[$0] as DatabaseValue)") })
-      }
-    }
-    let (orders, deliveries) = try queue.read { (try rows($0, "orders"), try rows($0, "deliveries")) }
-    #expect(try queue.read { try !$0.columns(in: "deliveries").contains { $0.name == "trace_parent" } })
-    try queue.close()
-    #expect(!orders.isEmpty && !deliveries.isEmpty)
+  typealias Rows = [[String: String]]
 
-    let pool = try ServiceDatabase.open(path: path, migrations: definition.migrations)
-    try pool.read { db in
-      #expect(try rows(db, "orders") == orders)
-      let after = try rows(db, "deliveries")
-      #expect(after.map { $0.filter { $0.key != "trace_parent" } } == deliveries)
-      #expect(after.allSatisfy { $0["trace_parent"] == "\"\"" })
+  static func rows(_ db: Database, _ table: String) throws -> Rows {
+    try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY rowid").map { row in
+      Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, "\(row[$0] as DatabaseValue)") })
     }
-    try pool.pool.close()
   }
 
-  /// marketplace-order's database as the release before delivery steps left it (through
-  /// order-4-traces, without the step column), opened by this release: order-5-delivery-steps
-  /// adds `deliveries.step`, every row reads back the same and has none, so that rows queued
-  /// then still go one at a time.
-  @Test("order-5-delivery-steps keeps every order and delivery as it was; old deliveries have no step")
-  func deliverySteps() throws {
+  /// marketplace-order's database as the release before `column` left it (release 0.1's data
+  /// taken through the migrations up to `migration`; order-2 builds the tables of today's
+  /// schema, so `deliveries.column` goes), then opened by this release: its orders and
+  /// deliveries before and after.
+  static func reopened(upTo migration: String, without column: String) throws
+    -> (orders: Rows, deliveries: Rows, ordersAfter: Rows, deliveriesAfter: Rows)
+  {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("previous-\(UUID())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -216,26 +186,36 @@ struct PreviousSchemaMigrationTests {
     var previous = DatabaseMigrator()
     definition.migrations(&previous)
     let queue = try DatabaseQueue(path: path)
-    try previous.migrate(queue, upTo: "order-4-traces")
-    // order-2 builds the tables of today's schema; the release before steps had no step
-    // column, so it goes, and the database is as that release left it.
-    try queue.write { try $0.execute(sql: "ALTER TABLE deliveries DROP COLUMN step") }
-    func rows(_ db: Database, _ table: String) throws -> [[String: String]] {
-      try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY rowid").map { row in
-        Dictionary(uniqueKeysWithValues: row.columnNames.map { ($0, "\(row[$0] as DatabaseValue)") })
-      }
-    }
+    try previous.migrate(queue, upTo: migration)
+    try queue.write { try $0.execute(sql: "ALTER TABLE deliveries DROP COLUMN \(column)") }
     let (orders, deliveries) = try queue.read { (try rows($0, "orders"), try rows($0, "deliveries")) }
+    #expect(try queue.read { try !$0.columns(in: "deliveries").contains { $0.name == column } })
     try queue.close()
     #expect(!orders.isEmpty && !deliveries.isEmpty)
 
     let pool = try ServiceDatabase.open(path: path, migrations: definition.migrations)
-    try pool.read { db in
-      #expect(try rows(db, "orders") == orders)
-      let after = try rows(db, "deliveries")
-      #expect(after.map { $0.filter { $0.key != "step" } } == deliveries)
-      #expect(after.allSatisfy { $0["step"] == "NULL" })
-    }
-    try pool.pool.close()
+    defer { try? pool.pool.close() }
+    let (ordersAfter, deliveriesAfter) = try pool.read { (try rows($0, "orders"), try rows($0, "deliveries")) }
+    return (orders, deliveries, ordersAfter, deliveriesAfter)
+  }
+
+  /// The release before traces: order-4-traces adds `deliveries.trace_parent` and every row
+  /// reads back the same.
+  @Test("order-4-traces keeps every order and delivery as it was; old deliveries carry no trace")
+  func orderTraces() throws {
+    let database = try Self.reopened(upTo: "order-3-subscriptions", without: "trace_parent")
+    #expect(database.ordersAfter == database.orders)
+    #expect(database.deliveriesAfter.map { $0.filter { $0.key != "trace_parent" } } == database.deliveries)
+    #expect(database.deliveriesAfter.allSatisfy { $0["trace_parent"] == "\"\"" })
+  }
+
+  /// The release before delivery steps: order-5-delivery-steps adds `deliveries.step`, every
+  /// row reads back the same and has none, so that rows queued then still go one at a time.
+  @Test("order-5-delivery-steps keeps every order and delivery as it was; old deliveries have no step")
+  func deliverySteps() throws {
+    let database = try Self.reopened(upTo: "order-4-traces", without: "step")
+    #expect(database.ordersAfter == database.orders)
+    #expect(database.deliveriesAfter.map { $0.filter { $0.key != "step" } } == database.deliveries)
+    #expect(database.deliveriesAfter.allSatisfy { $0["step"] == "NULL" })
   }
 }

@@ -69,6 +69,46 @@ struct DeliveryStepsTests {
     #expect(try Self.due(database) == [])
   }
 
+  @Test(
+    "a new order's instance and sales go out together; a renewal's or change's sale waits for its instance",
+    arguments: [Nest_Order_V1_OrderKind.customer, .renewal, .change])
+  func paymentSteps(kind: Nest_Order_V1_OrderKind) throws {
+    let (database, orderID, directory) = try Self.database()
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var order = try #require(try database.read { try OrderStore.order(orderID, in: $0) })
+    var linked = order
+    linked.id = "ord-linked"
+    linked.kind = .linked
+    linked.parentOrderID = orderID
+    // A paid order sells (recordsSale): its amount, as the rules read it; not stored.
+    order.kind = kind
+    order.price = .with {
+      $0.amount = .with {
+        $0.currency = "USD"
+        $0.amountMinor = 1_000
+      }
+    }
+    var ids = ["p3", "p2", "p1"]
+    let steps = DeliveryRules.paid(order, linked: [linked], newID: { ids.removeLast() }, now: 1_000)
+    let instanceKind: Nest_Order_V1_DeliveryKind =
+      kind == .renewal ? .renewInstance : kind == .change ? .changeInstance : .createInstance
+    try database.write { db in
+      try OrderStore.save(linked, in: db)
+      for step in steps { try OrderStore.queue(step, traceParent: "", in: db) }
+    }
+    let rows = steps.flatMap { $0 }
+    #expect(rows.map(\.kind) == [instanceKind, .recordSale, .recordSale])
+    #expect(rows.filter { $0.kind == .recordSale }.map(\.orderID) == [orderID, linked.id])
+    if kind == .customer {
+      #expect(try Self.due(database) == ["p1", "p2", "p3"])
+    } else {
+      // The linked order's sale is its own order's only row: due at once, as before steps.
+      #expect(try Self.due(database) == ["p1", "p3"], "the customer's sale waits until the instance took the \(kind)")
+      try Self.acknowledge(["p1", "p3"], in: database)
+      #expect(try Self.due(database) == ["p2"])
+    }
+  }
+
   @Test("rows queued before steps existed (no step) go one at a time, oldest first")
   func rowsWithoutStep() throws {
     let (database, order, directory) = try Self.database()

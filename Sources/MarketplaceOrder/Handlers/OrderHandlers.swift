@@ -158,9 +158,9 @@ extension OrderService {
     }
     try OrderStore.save(order, in: db)
     for link in linked { try OrderStore.save(link, in: db) }
-    try OrderStore.queue(
-      DeliveryRules.paid(order, linked: linked, newID: { Identifiers.new("dlv") }, now: now), traceParent: traceParent,
-      in: db)
+    for step in DeliveryRules.paid(order, linked: linked, newID: { Identifiers.new("dlv") }, now: now) {
+      try OrderStore.queue(step, traceParent: traceParent, in: db)
+    }
     return linked
   }
 

@@ -30,21 +30,27 @@ public enum DeliveryRules {
     }
   }
 
-  /// The rows a payment queues: what the order does to its instance (create, renew or
-  /// change it), the sale of the order (none for a trial or a free change), the sale of each
-  /// linked order.
-  public static func paid(_ order: Order, linked: [Order], newID: () -> String, now: Int64) -> [Delivery] {
+  /// The rows a payment queues, as the steps they go out in: what the order does to its
+  /// instance (create, renew or change it), the sale of the order (none for a trial or a free
+  /// change), the sale of each linked order. A new instance and its sales go together: the
+  /// payment holds the instance's place, so entitlement does not refuse it for good. A renewal's
+  /// or change's sales wait for the instance to take it: entitlement refuses one for good when
+  /// the term or plan it expects no longer holds, and then no money is to be split.
+  public static func paid(_ order: Order, linked: [Order], newID: () -> String, now: Int64) -> [[Delivery]] {
     let instanceKind: Nest_Order_V1_DeliveryKind =
       switch order.kind {
       case .renewal: .renewInstance
       case .change: .changeInstance
       default: .createInstance
       }
-    var rows = [row(instanceKind, for: order.id, key: order.id, id: newID(), now: now)]
+    let instance = row(instanceKind, for: order.id, key: order.id, id: newID(), now: now)
+    var sales: [Delivery] = []
     if OrderRules.recordsSale(order) {
-      rows.append(row(.recordSale, for: order.id, key: order.id, id: newID(), now: now))
+      sales.append(row(.recordSale, for: order.id, key: order.id, id: newID(), now: now))
     }
-    return rows + linked.map { row(.recordSale, for: $0.id, key: $0.id, id: newID(), now: now) }
+    sales += linked.map { row(.recordSale, for: $0.id, key: $0.id, id: newID(), now: now) }
+    guard instanceKind != .createInstance else { return [[instance] + sales] }
+    return sales.isEmpty ? [[instance]] : [[instance], sales]
   }
 
   /// The rows a refund queues, delivered together once the payment's are: the reversal of

@@ -1,7 +1,7 @@
 // A service's own SQLite database through GRDB: WAL (DatabasePool), writes by group commit
-// (NestDatabase), every write durable
-// (synchronous=FULL: money moves here), a busy timeout instead of immediate SQLITE_BUSY,
-// foreign keys on, and the service's versioned migrations plus the kit's own.
+// (NestDatabase), every write durable (synchronous=FULL: money moves here), a busy timeout
+// instead of immediate SQLITE_BUSY, foreign keys on, temporary files in memory, and the
+// service's versioned migrations plus the kit's own.
 import Foundation
 public import GRDB
 import Metrics
@@ -15,6 +15,11 @@ public enum ServiceDatabase {
     var configuration = Configuration()
     configuration.busyMode = .timeout(5)
     configuration.foreignKeysEnabled = true
+    // Temporary files in memory: group commit runs each job in a savepoint, so SQLite
+    // journals every page a job touches into the transaction's statement journal, which past
+    // 64 KiB it spills into a temporary file, made and deleted at every commit. Under load that
+    // file took more than half of what a service wrote (docs/benchmarks.md).
+    configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA temp_store = MEMORY") }
     let pool = try DatabasePool(path: path, configuration: configuration)
     // After opening: GRDB sets the writer to synchronous=NORMAL when it enables WAL, after
     // any prepareDatabase hook. The pool keeps one writer connection, so this holds.

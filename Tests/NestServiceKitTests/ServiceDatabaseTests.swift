@@ -13,7 +13,7 @@ private func temporaryDatabase() -> String {
 
 @Suite("Service database")
 struct ServiceDatabaseTests {
-  @Test("WAL, synchronous=FULL, foreign keys, and migrations that run once")
+  @Test("WAL, synchronous=FULL, foreign keys, temporary files in memory, and migrations that run once")
   func bootstrap() throws {
     let path = temporaryDatabase()
     defer { try? FileManager.default.removeItem(atPath: path) }
@@ -33,6 +33,9 @@ struct ServiceDatabaseTests {
     #expect(journal == "wal")
     #expect(synchronous == 2)  // FULL
     #expect(foreignKeys == 1)
+    // The statement journals of group commit's savepoints stay in memory, writer and readers.
+    #expect(try pool.write { try Int.fetchOne($0, sql: "PRAGMA temp_store") } == 2)  // MEMORY
+    #expect(try pool.read { try Int.fetchOne($0, sql: "PRAGMA temp_store") } == 2)
     // Reopening runs no migration twice and keeps the data.
     let reopened = try ServiceDatabase.open(path: path, migrations: migrations)
     #expect(try reopened.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM things") } == 1)

@@ -97,6 +97,17 @@ func commitRate(_ count: Int, in directory: URL) throws -> Double {
 }
 
 /// user+system CPU seconds and peak/current RSS of a process.
+/// What a process has written so far with write calls of every kind (files and sockets:
+/// /proc/PID/io's wchar and syscw), so that the I/O an order costs shows beside its CPU.
+func written(_ pid: Int32) -> (bytes: Double, calls: Double) {
+  let io = (try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8)) ?? ""
+  func field(_ key: String) -> Double {
+    let line = io.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
+    return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+  }
+  return (field("wchar:"), field("syscw:"))
+}
+
 func usage(_ pid: Int32) -> (cpu: Double, rssMiB: Double, peakMiB: Double) {
   let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
   let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
@@ -172,6 +183,7 @@ let commits = try commitRate(option("commits", 2000), in: platform.directory)
 // MARK: The load
 
 let before = pids.mapValues(usage)
+let writtenBefore = pids.mapValues(written)
 let commitsBefore = await commitCounts()
 let loadStart = ContinuousClock.now
 // --rate R: open loop. Order i starts at i / R seconds whatever became of the others (its own
@@ -256,6 +268,7 @@ try await platform.orders(as: .operator, "op-bench") { orders in
 }
 let settledSeconds = (ContinuousClock.now - loadStart).seconds
 let after = pids.mapValues(usage)
+let writtenAfter = pids.mapValues(written)
 let commitsAfter = await commitCounts()
 
 // MARK: Renewals in the mix (--renewals N): N of the instances renewed by their customers,
@@ -357,6 +370,15 @@ for service in NestServiceName.allCases {
     String(
       format: "    %-12@ %6.2f  %8.1f", service.rawValue as NSString, commits / Double(orderCount),
       commits / settledSeconds))
+}
+print("  per service: KiB written per order, write calls per order (files and sockets)")
+for service in NestServiceName.allCases {
+  let bytes = writtenAfter[service]!.bytes - writtenBefore[service]!.bytes
+  let calls = writtenAfter[service]!.calls - writtenBefore[service]!.calls
+  print(
+    String(
+      format: "    %-12@ %7.1f  %7.1f", service.rawValue as NSString, bytes / 1024 / Double(orderCount),
+      calls / Double(orderCount)))
 }
 print("  per service: CPU s (CPU ms per order), RSS MiB now / peak")
 for service in NestServiceName.allCases {

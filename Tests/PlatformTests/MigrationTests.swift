@@ -131,12 +131,29 @@ struct MigrationTests {
     let authorizations = try await platform.entitlement(as: op.1, op.0) {
       try await $0.listDistributionAuthorizations(.init()).authorizations
     }
+    var checkedCounts = 0
     for want in expected["authorizations"] as? [[String: Any]] ?? [] {
       let authorization = try #require(authorizations.first { $0.id == want["id"] as? String })
       #expect(named(authorization.status, want["status"]))
       #expect(authorization.terms?.wholesalePrice?.amountMinor == 3_333)
       #expect(!authorization.history.isEmpty)
     }
+    // The places taken under each authorization still sellable, counted by entitlement-8
+    // from the release's instances: what CheckDistribution answers.
+    for authorization in authorizations where authorization.status == .active {
+      let check = try? await platform.entitlement(as: op.1, op.0) {
+        try await $0.checkDistribution(
+          .with {
+            $0.baseServiceID = authorization.baseServiceID
+            $0.distributorID = authorization.distributorID
+          })
+      }
+      guard let check, check.authorization?.id == authorization.id else { continue }
+      let live = instances.filter { $0.authorizationID == authorization.id && $0.status != .released }
+      #expect(check.instanceCount == Int32(live.count), "\(authorization.id)")
+      checkedCounts += 1
+    }
+    #expect(checkedCounts > 0, "no authorization of the fixture could be checked")
     let services = try await platform.catalog(as: op.1, op.0) { try await $0.listServices(.init()).services }
     #expect(
       Set(services.map(\.id))

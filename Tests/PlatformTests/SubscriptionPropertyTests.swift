@@ -8,18 +8,6 @@ import NestDomain
 import NestTestKit
 import Testing
 
-/// A deterministic generator (SplitMix64), so that a seed repeats a run.
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    self.state &+= 0x9E37_79B9_7F4A_7C15
-    var z = self.state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// The model: what every account holds, what each distributor owes offline, and each
 /// instance's term as the rules say it should be.
 struct Model {

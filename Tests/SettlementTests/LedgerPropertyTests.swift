@@ -10,18 +10,6 @@ import NestTestKit
 import Settlement
 import Testing
 
-/// A small deterministic generator, so that a failure can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    self.state &+= 0x9E37_79B9_7F4A_7C15
-    var z = self.state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
 /// Instances as entitlement would answer: fee payer by scenario.
 struct FakePeers: SettlementPeers {
   let instances: [String: Nest_Entitlement_V1_ServiceInstance]
@@ -36,7 +24,7 @@ struct LedgerPropertyTests {
     "random sales, refunds and usage keep the ledger balanced and every balance exact",
     arguments: [1, 2, 3] as [UInt64])
   func balanced(seed: UInt64) async throws {
-    var random = SplitMix64(state: seed)
+    var random = SeededGenerator(state: seed)
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID()).sqlite").path
     defer { try? FileManager.default.removeItem(atPath: path) }
     let payers: [Nest_Common_V1_Party] = [

@@ -67,6 +67,10 @@ public final class LocalPlatform: Sendable {
   private let processes = NIOLockedValueBox<[NestServiceName: pid_t]>([:])
   /// With `.inherited`: the sockets bound in `init`, handed over at each service's first start.
   private let sockets = NIOLockedValueBox<[NestServiceName: [ListeningSocket]]>([:])
+  /// A pipe whose reading end is every service's standard input (`--exit-with-stdin`) and
+  /// whose writing end only this process holds: when this process ends, however it ends, the
+  /// services read end of file and stop, instead of serving on with no one to stop them.
+  private let lifeline: (read: CInt, write: CInt)
 
   /// The folder this executable is in: where `swift build` puts all the products.
   public static var productsDirectory: URL {
@@ -75,6 +79,12 @@ public final class LocalPlatform: Sendable {
 
   public init(_ options: Options) throws {
     self.options = options
+    var ends: [CInt] = [-1, -1]
+    guard pipe(&ends) == 0 else {
+      throw ConfigurationError("cannot make the services' lifeline pipe: \(String(cString: strerror(errno)))")
+    }
+    for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+    self.lifeline = (ends[0], ends[1])
     var addresses: [NestServiceName: ServiceAddress] = [:]
     var grpcAddresses: [NestServiceName: ServiceAddress] = [:]
     var adminAddresses: [NestServiceName: ServiceAddress] = [:]
@@ -105,6 +115,8 @@ public final class LocalPlatform: Sendable {
 
   deinit {
     for socket in self.sockets.withLockedValue({ $0.values.flatMap { $0 } }) { socket.close() }
+    close(self.lifeline.read)
+    close(self.lifeline.write)
   }
 
   public var secretFile: URL { self.options.dataDirectory.appendingPathComponent("secret") }
@@ -160,7 +172,7 @@ public final class LocalPlatform: Sendable {
     let address = self.addresses[service]!
     var arguments = [
       "--host", address.host, "--port", "\(address.port)", "--database", self.database(service).path,
-      "--log-level", self.options.logLevel,
+      "--log-level", self.options.logLevel, "--exit-with-stdin",
     ]
     if let provider = self.options.identityProviders[service] {
       arguments += [
@@ -204,7 +216,7 @@ public final class LocalPlatform: Sendable {
     let pid = try Spawn.run(
       executable.path, arguments: arguments,
       environment: Self.environment().merging(self.options.environment) { $1 }, sockets: sockets.map(\.descriptor),
-      log: self.log(service).path)
+      stdin: self.lifeline.read, log: self.log(service).path)
     self.processes.withLockedValue { $0[service] = pid }
   }
 
@@ -319,12 +331,16 @@ enum Spawn {
   }()
 
   static func run(
-    _ path: String, arguments: [String], environment: [String: String], sockets: [CInt], log: String
+    _ path: String, arguments: [String], environment: [String: String], sockets: [CInt], stdin: CInt?, log: String
   ) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    if let stdin {
+      posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+    } else {
+      posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    }
     posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
     // The sockets become descriptors 3, 4, ... of the child.

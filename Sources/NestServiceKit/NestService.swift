@@ -169,9 +169,17 @@ public struct NestService: Service {
       metrics: registry)
     // The exporter stops after the service, so that the last spans are sent.
     let exporter = tracing.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0.service)] } ?? []
+    let watch =
+      configuration.exitWithStdin
+      ? [
+        ServiceGroupConfiguration.ServiceConfiguration(
+          service: StandardInputWatch(), successTerminationBehavior: .gracefullyShutdownGroup)
+      ]
+      : []
     try await ServiceGroup(
       configuration: .init(
-        services: exporter + [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        services: exporter + [.init(service: service)] + watch, gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger)
     ).run()
   }
 }
@@ -391,5 +399,31 @@ extension NestService {
       let mallopt = unsafeBitCast(symbol, to: (@convention(c) (CInt, CInt) -> CInt).self)
       _ = mallopt(-8, 2)
     #endif
+  }
+}
+
+/// Ends when standard input reaches end of file, or at a graceful shutdown: with
+/// `--exit-with-stdin` the group shuts down gracefully when it ends, so that a service started
+/// by a process holding the other end of a pipe (LocalPlatform: nestctl up, the tests, the
+/// benchmarks) stops when that process ends however it ends, SIGKILL or a crash included,
+/// instead of serving on with no one to stop it.
+struct StandardInputWatch: Service {
+  func run() async throws {
+    let ended = AsyncStream<Void> { continuation in
+      // A blocking read on a thread of its own: it never occupies the concurrency pool, and
+      // the process exiting ends it.
+      Thread.detachNewThread {
+        var byte: UInt8 = 0
+        while true {
+          let count = read(0, &byte, 1)
+          if count == 0 || (count < 0 && errno != EINTR) { break }
+        }
+        continuation.yield()
+        continuation.finish()
+      }
+    }
+    await cancelWhenGracefulShutdown {
+      for await _ in ended { return }
+    }
   }
 }

@@ -223,6 +223,11 @@ public struct ServiceOptions: ParsableArguments, Sendable {
   public var adminPort: String?
   @Option(help: "Serve the admin port on this inherited, already listening socket instead (NEST_ADMIN_LISTEN_FD).")
   public var adminListenFd: String?
+  @Flag(
+    help:
+      "Stop, as on SIGTERM, when standard input reaches end of file: the process that started this one holds the pipe's other end, and its end takes the service with it (NEST_EXIT_WITH_STDIN=true)."
+  )
+  public var exitWithStdin = false
 
   public init() {}
 
@@ -239,7 +244,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
       ("max.connections", self.maxConnections), ("peer.timeout.ms", self.peerTimeoutMs),
       ("test.clock.file", self.testClockFile), ("grpc.port", self.grpcPort), ("grpc.listen.fd", self.grpcListenFd),
       ("tls.cert.file", self.tlsCertFile), ("tls.key.file", self.tlsKeyFile), ("admin.port", self.adminPort),
-      ("admin.listen.fd", self.adminListenFd),
+      ("admin.listen.fd", self.adminListenFd), ("exit.with.stdin", self.exitWithStdin ? "true" : nil),
     ]
     return Dictionary(uniqueKeysWithValues: pairs.compactMap { key, value in value.map { (key, $0) } })
   }
@@ -272,6 +277,8 @@ public struct ServiceConfiguration: Sendable {
   public var tls: HTTP2Listener.TLSFiles?
   /// The admin HTTP listener (metrics, health, readiness): nil serves none.
   public var admin: AdminServer.Address?
+  /// Stop when standard input reaches end of file (`--exit-with-stdin`).
+  public var exitWithStdin: Bool
 
   public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -281,7 +288,8 @@ public struct ServiceConfiguration: Sendable {
     logFormat: LogFormat = .text,
     maxConnections: Int = 1024, peerTimeout: Duration = .seconds(10),
     settings: SettingsReader = SettingsReader(flags: [:], environment: [:]), clock: NestClock = .system,
-    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil, admin: AdminServer.Address? = nil
+    grpc: HTTP2Listener.Address? = nil, tls: HTTP2Listener.TLSFiles? = nil, admin: AdminServer.Address? = nil,
+    exitWithStdin: Bool = false
   ) {
     self.host = host
     self.port = port
@@ -298,6 +306,7 @@ public struct ServiceConfiguration: Sendable {
     self.grpc = grpc
     self.tls = tls
     self.admin = admin
+    self.exitWithStdin = exitWithStdin
   }
 
   /// Reads every setting of `service` from `flags` (by key) and `environment`.
@@ -355,7 +364,8 @@ public struct ServiceConfiguration: Sendable {
       maxConnections: try await settings.int("max.connections", default: 1024, in: 1...1_000_000),
       peerTimeout: .milliseconds(try await settings.int("peer.timeout.ms", default: 10_000, in: 1...3_600_000)),
       settings: settings, clock: try await settings.string("test.clock.file").map(NestClock.file) ?? .system,
-      grpc: grpc, tls: tls, admin: admin)
+      grpc: grpc, tls: tls, admin: admin,
+      exitWithStdin: try await settings.choice("exit.with.stdin", default: "false", among: ["true", "false"]) == "true")
   }
 
   /// From an executable's parsed flags and the process's environment; a problem is a usage

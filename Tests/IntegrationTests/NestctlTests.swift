@@ -178,7 +178,9 @@ struct NestctlTests {
     #expect(call.stdoutText.contains("name: \"Report \\\"Q3\\\"\""))
   }
 
-  @Test("up starts the five services, SIGTERM stops them cleanly, and the data is there after the next up")
+  @Test(
+    "up starts the five services, SIGTERM stops them cleanly, the data is there after the next up, and nestctl killed takes its services with it"
+  )
   func up() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nestctl-up-\(UUID())")
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -213,6 +215,35 @@ struct NestctlTests {
     withToken["NEST_CATALOG_ADDRESS"] = String(again.split(separator: " ", omittingEmptySubsequences: true)[1])
     let listed = try nestctl(["catalog", "list-services", "--json"], environment: withToken)
     #expect(listed.stdoutText.contains("\"Kept\""), "\(listed.stdoutText) \(listed.stderr)")
-    #expect(platform.stop() == 0)
+
+    // nestctl killed outright (no SIGTERM to pass on): its services see their standard input
+    // end and stop by themselves, instead of serving on with no one to stop them.
+    let services = Self.children(of: platform.process.processIdentifier)
+    #expect(services.count == 5, "\(services)")
+    kill(platform.process.processIdentifier, SIGKILL)
+    platform.process.waitUntilExit()
+    let deadline = ContinuousClock.now + .seconds(30)
+    while ContinuousClock.now < deadline, services.contains(where: Self.running) {
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    #expect(!services.contains(where: Self.running), "still running: \(services.filter(Self.running))")
+  }
+
+  /// The processes whose parent is `pid`.
+  static func children(of pid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { child in
+      guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8) else { return false }
+      // pid (comm) state ppid ...: the fields after the command's closing parenthesis.
+      let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+      return fields.count > 1 && Int32(fields[1]) == pid
+    }
+  }
+
+  /// Whether `pid` is still a process that runs (gone, or exited and not yet reaped, is not).
+  static func running(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    let state = stat.split(separator: ")").last?.split(separator: " ").first
+    return state != "Z" && state != "X"
   }
 }

@@ -79,12 +79,6 @@ public final class LocalPlatform: Sendable {
 
   public init(_ options: Options) throws {
     self.options = options
-    var ends: [CInt] = [-1, -1]
-    guard pipe(&ends) == 0 else {
-      throw ConfigurationError("cannot make the services' lifeline pipe: \(String(cString: strerror(errno)))")
-    }
-    for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-    self.lifeline = (ends[0], ends[1])
     var addresses: [NestServiceName: ServiceAddress] = [:]
     var grpcAddresses: [NestServiceName: ServiceAddress] = [:]
     var adminAddresses: [NestServiceName: ServiceAddress] = [:]
@@ -111,6 +105,14 @@ public final class LocalPlatform: Sendable {
     self.adminAddresses = adminAddresses
     self.sockets.withLockedValue { $0 = sockets }
     try FileManager.default.createDirectory(at: options.dataDirectory, withIntermediateDirectories: true)
+    // Last, once nothing else can throw (deinit does not run for an init that throws). Both
+    // ends close on exec from the start: a process another thread spawns meanwhile (Foundation's
+    // Process) must not inherit the writing end, or the services would outlive this process.
+    var ends: [CInt] = [-1, -1]
+    guard let pipe2 = Spawn.pipe2, pipe2(&ends, O_CLOEXEC) == 0 else {
+      throw ConfigurationError("cannot make the services' lifeline pipe: \(String(cString: strerror(errno)))")
+    }
+    self.lifeline = (ends[0], ends[1])
   }
 
   deinit {
@@ -328,6 +330,12 @@ enum Spawn {
     guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
     return unsafeBitCast(
       symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
+  }()
+
+  /// pipe2(2), which Swift's Glibc module does not export either.
+  static let pipe2: (@convention(c) (UnsafeMutablePointer<CInt>, CInt) -> CInt)? = {
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "pipe2") else { return nil }
+    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<CInt>, CInt) -> CInt).self)
   }()
 
   static func run(

@@ -173,7 +173,7 @@ public struct NestService: Service {
       configuration.exitWithStdin
       ? [
         ServiceGroupConfiguration.ServiceConfiguration(
-          service: StandardInputWatch(), successTerminationBehavior: .gracefullyShutdownGroup)
+          service: StandardInputWatch(logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)
       ]
       : []
     try await ServiceGroup(
@@ -408,6 +408,8 @@ extension NestService {
 /// benchmarks) stops when that process ends however it ends, SIGKILL or a crash included,
 /// instead of serving on with no one to stop it.
 struct StandardInputWatch: Service {
+  let logger: Logger
+
   func run() async throws {
     let ended = AsyncStream<Void> { continuation in
       // A blocking read on a thread of its own: it never occupies the concurrency pool, and
@@ -423,7 +425,10 @@ struct StandardInputWatch: Service {
       }
     }
     await cancelWhenGracefulShutdown {
-      for await _ in ended { return }
+      for await _ in ended {
+        self.logger.notice("standard input ended (--exit-with-stdin): stopping")
+        return
+      }
     }
   }
 }

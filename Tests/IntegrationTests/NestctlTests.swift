@@ -220,6 +220,7 @@ struct NestctlTests {
     // end and stop by themselves, instead of serving on with no one to stop them.
     let services = Self.children(of: platform.process.processIdentifier)
     #expect(services.count == 5, "\(services)")
+    defer { for pid in services where Self.running(pid) { kill(pid, SIGKILL) } }  // if they outlived it
     kill(platform.process.processIdentifier, SIGKILL)
     platform.process.waitUntilExit()
     let deadline = ContinuousClock.now + .seconds(30)

@@ -151,9 +151,9 @@ struct MigrationTests {
       guard let check, check.authorization?.id == authorization.id else { continue }
       let live = instances.filter { $0.authorizationID == authorization.id && $0.status != .released }
       #expect(check.instanceCount == Int32(live.count), "\(authorization.id)")
-      checkedCounts += 1
+      if !live.isEmpty { checkedCounts += 1 }
     }
-    #expect(checkedCounts > 0, "no authorization of the fixture could be checked")
+    #expect(checkedCounts > 0, "no authorization of the fixture with live instances could be checked")
     let services = try await platform.catalog(as: op.1, op.0) { try await $0.listServices(.init()).services }
     #expect(
       Set(services.map(\.id))

@@ -96,7 +96,6 @@ func commitRate(_ count: Int, in directory: URL) throws -> Double {
   return Double(count) / (ContinuousClock.now - start).seconds
 }
 
-/// user+system CPU seconds and peak/current RSS of a process.
 /// What a process has written so far with write calls of every kind (files and sockets:
 /// /proc/PID/io's wchar and syscw), so that the I/O an order costs shows beside its CPU.
 func written(_ pid: Int32) -> (bytes: Double, calls: Double) {
@@ -108,6 +107,7 @@ func written(_ pid: Int32) -> (bytes: Double, calls: Double) {
   return (field("wchar:"), field("syscw:"))
 }
 
+/// user+system CPU seconds and peak/current RSS of a process.
 func usage(_ pid: Int32) -> (cpu: Double, rssMiB: Double, peakMiB: Double) {
   let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
   let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []

@@ -69,7 +69,7 @@ public struct OrderStore: Sendable {
     migrator.registerMigration("order-4-traces") { db in
       try Self.addTraceColumns(db)
     }
-    // Steps: the rows one commit queued (a payment's instance and sales) are delivered
+    // Steps: the rows queued as one step (a new order's instance and sales) are delivered
     // together; rows queued before the column have none and go one at a time, as they did.
     migrator.registerMigration("order-5-delivery-steps") { db in
       try Self.addStepColumn(db)
@@ -77,7 +77,7 @@ public struct OrderStore: Sendable {
   }
 
   /// The column of order-5 (createTables makes it for a new database): the id of the first
-  /// row its commit queued, on every row of that commit.
+  /// row of its step, on every row of that step.
   static func addStepColumn(_ db: Database) throws {
     try db.addColumnIfMissing("deliveries", "step", "TEXT")
   }

@@ -32,10 +32,21 @@ func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
 let invokedAs = URL(fileURLWithPath: CommandLine.arguments[0]).lastPathComponent
 if let service = NestServiceName.allCases.first(where: { $0.executable == invokedAs }) {
-  // The flags LocalPlatform passes (`--commission-bps 500` is the setting commission.bps).
+  // The flags LocalPlatform passes (`--commission-bps 500` is the setting commission.bps; a
+  // flag without a value, `--exit-with-stdin`, is the setting exit.with.stdin = true).
   var flags: [String: String] = [:]
-  for index in stride(from: 0, to: arguments.count - 1, by: 2) where arguments[index].hasPrefix("--") {
-    flags[arguments[index].dropFirst(2).replacingOccurrences(of: "-", with: ".")] = arguments[index + 1]
+  var index = 0
+  while index < arguments.count {
+    let name = arguments[index]
+    index += 1
+    guard name.hasPrefix("--") else { continue }
+    let key = name.dropFirst(2).replacingOccurrences(of: "-", with: ".")
+    if index < arguments.count, !arguments[index].hasPrefix("--") {
+      flags[key] = arguments[index]
+      index += 1
+    } else {
+      flags[key] = "true"
+    }
   }
   let configuration = try await ServiceConfiguration.load(service, flags: flags, environment: [:])
   try await NestService.runExecutable(NestTestPlatform.definitions[service]!, configuration: configuration)

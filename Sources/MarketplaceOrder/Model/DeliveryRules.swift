@@ -34,10 +34,9 @@ public enum DeliveryRules {
   /// instance (create, renew or change it), the sale of the order (none for a trial or a free
   /// change), the sale of each linked order. A new instance and its sales go together: the
   /// payment holds the instance's place, so entitlement does not refuse it for good. A renewal's
-  /// or change's own sale waits for the instance to take it: entitlement refuses one for good
-  /// when the term or plan it expects no longer holds, and then the customer's money is not to
-  /// be split. (The linked order's sale is a row of its own order, due at once, as it was
-  /// before steps.)
+  /// or change's sales (the linked order's too: see OrderStore.dueDeliveries) wait for the
+  /// instance to take it: entitlement refuses one for good when the term or plan it expects no
+  /// longer holds, and then no money is to be split.
   public static func paid(_ order: Order, linked: [Order], newID: () -> String, now: Int64) -> [[Delivery]] {
     let instanceKind: Nest_Order_V1_DeliveryKind =
       switch order.kind {

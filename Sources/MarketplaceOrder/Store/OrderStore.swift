@@ -662,21 +662,25 @@ public struct OrderStore: Sendable {
   }
 
   /// The deliveries that may be attempted now: per order, the pending rows of its oldest step
-  /// with pending rows, those that are due.
+  /// with pending rows, those that are due; a linked order's rows also wait while its parent
+  /// has pending rows queued before them in another step (a renewal's wholesale sale waits for
+  /// the renewal itself, as the customer's sale does).
   public static func dueDeliveries(nowUnixMs: Int64, limit: Int, in db: Database) throws -> [Delivery] {
     try DeliveryRow.fetchAll(
       db.cachedStatement(
         sql: """
           SELECT d.* FROM deliveries d
-          WHERE d.status = ? AND d.next_attempt_at_unix_ms <= ?
+          WHERE d.status = ?1 AND d.next_attempt_at_unix_ms <= ?2
             AND coalesce(d.step, d.id) = (
               SELECT coalesce(step, id) FROM deliveries
-              WHERE order_id = d.order_id AND status = ? ORDER BY rowid LIMIT 1)
-          ORDER BY d.next_attempt_at_unix_ms LIMIT ?
+              WHERE order_id = d.order_id AND status = ?1 ORDER BY rowid LIMIT 1)
+            AND NOT EXISTS (
+              SELECT 1 FROM orders o JOIN deliveries p ON p.order_id = o.parent_order_id
+              WHERE o.id = d.order_id AND o.parent_order_id != '' AND p.status = ?1 AND p.rowid < d.rowid
+                AND coalesce(p.step, p.id) != coalesce(d.step, d.id))
+          ORDER BY d.next_attempt_at_unix_ms LIMIT ?3
           """),
-      arguments: [
-        Nest_Order_V1_DeliveryStatus.pending.rawValue, nowUnixMs, Nest_Order_V1_DeliveryStatus.pending.rawValue, limit,
-      ]
+      arguments: [Nest_Order_V1_DeliveryStatus.pending.rawValue, nowUnixMs, limit]
     ).map(\.message)
   }
 

@@ -326,17 +326,12 @@ public struct ListeningSocket: Sendable {
 enum Spawn {
   /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc module
   /// does not export.
-  static let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt)? = {
-    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-    return unsafeBitCast(
-      symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
-  }()
+  static let closeFrom = CLibrary.function(
+    "posix_spawn_file_actions_addclosefrom_np",
+    as: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, CInt) -> CInt).self)
 
   /// pipe2(2), which Swift's Glibc module does not export either.
-  static let pipe2: (@convention(c) (UnsafeMutablePointer<CInt>, CInt) -> CInt)? = {
-    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "pipe2") else { return nil }
-    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<CInt>, CInt) -> CInt).self)
-  }()
+  static let pipe2 = CLibrary.function("pipe2", as: (@convention(c) (UnsafeMutablePointer<CInt>, CInt) -> CInt).self)
 
   static func run(
     _ path: String, arguments: [String], environment: [String: String], sockets: [CInt], stdin: CInt?, log: String

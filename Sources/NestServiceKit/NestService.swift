@@ -394,9 +394,8 @@ extension NestService {
       let environment = ProcessInfo.processInfo.environment
       guard environment["MALLOC_ARENA_MAX"] == nil,
         environment["GLIBC_TUNABLES"]?.contains("glibc.malloc.arena_max") != true,
-        let symbol = dlsym(dlopen(nil, RTLD_NOW), "mallopt")
+        let mallopt = CLibrary.function("mallopt", as: (@convention(c) (CInt, CInt) -> CInt).self)
       else { return }
-      let mallopt = unsafeBitCast(symbol, to: (@convention(c) (CInt, CInt) -> CInt).self)
       _ = mallopt(-8, 2)
     #endif
   }

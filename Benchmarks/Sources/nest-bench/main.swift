@@ -111,11 +111,13 @@ func commitRate(_ count: Int, in directory: URL) throws -> Double {
 /// /proc/PID/io's wchar and syscw), so that the I/O an order costs shows beside its CPU.
 func written(_ pid: Int32) -> (bytes: Double, calls: Double) {
   let io = (try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8)) ?? ""
-  func field(_ key: String) -> Double {
-    let line = io.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
-    return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-  }
-  return (field("wchar:"), field("syscw:"))
+  return (procField(io, "wchar:"), procField(io, "syscw:"))
+}
+
+/// The number after `key` in a /proc file of "key: value" lines (0 if there is none).
+func procField(_ text: String, _ key: String) -> Double {
+  let line = text.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
+  return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
 }
 
 /// user+system CPU seconds and peak/current RSS of a process.
@@ -124,11 +126,9 @@ func usage(_ pid: Int32) -> (cpu: Double, rssMiB: Double, peakMiB: Double) {
   let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
   let ticks = fields.count > 13 ? (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0) : 0
   let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-  func kib(_ key: String) -> Double {
-    let line = status.split(separator: "\n").first { $0.hasPrefix(key) } ?? ""
-    return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-  }
-  return (ticks / Double(sysconf(Int32(_SC_CLK_TCK))), kib("VmRSS:") / 1024, kib("VmHWM:") / 1024)
+  return (
+    ticks / Double(sysconf(Int32(_SC_CLK_TCK))), procField(status, "VmRSS:") / 1024, procField(status, "VmHWM:") / 1024
+  )
 }
 
 // MARK: The four processes and a scenario-3 product

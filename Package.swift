@@ -535,8 +535,9 @@ let package = Package(
       name: "MarketplaceOrderTests",
       dependencies: [
         "NestDomain",
-        "MarketplaceOrder", "NestProto", "NestServiceKit",
+        "MarketplaceOrder", "NestProto", "NestProtoRuntime", "NestServiceKit",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "GRDB", package: "GRDB.swift"),
       ],
       swiftSettings: defaultSwiftSettings

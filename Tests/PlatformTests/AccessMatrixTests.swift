@@ -62,6 +62,22 @@ let plans = [
   }
 ]
 
+/// A sale of an order nobody paid, as a service records it.
+let unpaidSale = Nest_Settlement_V1_RecordSaleRequest.with {
+  $0.orderID = "order-nobody-paid"
+  $0.kind = .customerOrder
+  $0.buyer = .with {
+    $0.role = .customer
+    $0.accountID = "cust-1"
+  }
+  $0.seller = .with {
+    $0.role = .isv
+    $0.accountID = "isv-1"
+  }
+  $0.amount = money(100)
+  $0.scenario = .with { $0.scenario = .direct }
+}
+
 let rpcCases: [RPCCase] = [
   // MARK: CatalogService
   RPCCase(Catalog.CreateService.descriptor, .none) { _, c in
@@ -347,22 +363,9 @@ let rpcCases: [RPCCase] = [
   RPCCase(Orders.ListDeliveries.descriptor, .none) { _, c in _ = try await c.orders.listDeliveries(.init()) },
 
   // MARK: SettlementService
-  RPCCase(Settlement.RecordSale.descriptor, .none) { _, c in
-    _ = try await c.settlement.recordSale(
-      .with {
-        $0.orderID = "order-nobody-paid"
-        $0.kind = .customerOrder
-        $0.buyer = .with {
-          $0.role = .customer
-          $0.accountID = "cust-1"
-        }
-        $0.seller = .with {
-          $0.role = .isv
-          $0.accountID = "isv-1"
-        }
-        $0.amount = money(100)
-        $0.scenario = .with { $0.scenario = .direct }
-      })
+  RPCCase(Settlement.RecordSale.descriptor, .none) { _, c in _ = try await c.settlement.recordSale(unpaidSale) },
+  RPCCase(Settlement.RecordSales.descriptor, .none) { _, c in
+    _ = try await c.settlement.recordSales(.with { $0.sales = [unpaidSale] })
   },
   RPCCase(Settlement.RecordRefund.descriptor, .none) { f, c in
     _ = try await c.settlement.recordRefund(.with { $0.orderID = f.order.id })

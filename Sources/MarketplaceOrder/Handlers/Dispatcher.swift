@@ -68,23 +68,49 @@ public final class Dispatcher: Service, Sendable {
         await self.measureOutbox()
         return
       }
-      // Attempts run concurrently; their outcomes are recorded together, in one commit.
-      let outcomes = await withTaskGroup(of: Outcome.self) { group in
-        var rows = due.makeIterator()
+      // Attempts run concurrently (the round's sales together, in one call); their outcomes
+      // are recorded together, in one commit.
+      let outcomes = await withTaskGroup(of: [Outcome].self) { group in
+        var attempts = Self.attempts(due).makeIterator()
         for _ in 0..<self.concurrency {
-          guard let row = rows.next() else { break }
-          group.addTask { await self.attempt(row, order: orders[row.orderID]) }
+          guard let rows = attempts.next() else { break }
+          group.addTask { await self.attempt(rows, orders: orders) }
         }
         var outcomes: [Outcome] = []
-        for await outcome in group {
-          outcomes.append(outcome)
-          if let row = rows.next() { group.addTask { await self.attempt(row, order: orders[row.orderID]) } }
+        for await some in group {
+          outcomes += some
+          if let rows = attempts.next() { group.addTask { await self.attempt(rows, orders: orders) } }
         }
         return outcomes
       }
       await self.record(outcomes)
       if !outcomes.contains(where: { $0.failure == nil }) { return }  // everything failed: wait for the backoff
     }
+  }
+
+  /// A round's rows as attempts: its RECORD_SALE rows in calls of up to 256 sales, each
+  /// order at most once per call; every other row alone.
+  static func attempts(_ due: [Delivery]) -> [[Delivery]] {
+    var sales: [[Delivery]] = []
+    var others: [[Delivery]] = []
+    for row in due {
+      guard row.kind == .recordSale else {
+        others.append([row])
+        continue
+      }
+      if let index = sales.firstIndex(where: { $0.count < 256 && !$0.contains { $0.orderID == row.orderID } }) {
+        sales[index].append(row)
+      } else {
+        sales.append([row])
+      }
+    }
+    return sales + others
+  }
+
+  /// One attempt at `rows` (one of `attempts`): sales in one call, any other row alone.
+  func attempt(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
+    guard rows.count == 1, rows[0].kind != .recordSale else { return await self.attemptSales(rows, orders: orders) }
+    return [await self.attempt(rows[0], order: orders[rows[0].orderID])]
   }
 
   /// What one attempt at one row came to.
@@ -126,22 +152,97 @@ public final class Dispatcher: Service, Sendable {
     }
   }
 
+  /// The sales `rows` in one RecordSales call. Each row has its own span in the trace of
+  /// the call that queued it, as a single row's attempt has; the call is made under the
+  /// first one's.
+  func attemptSales(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
+    let spans = rows.map { row in
+      let span = InstrumentationSystem.tracer.startSpan(
+        "deliver \(statusName(row.kind))", context: TraceContext.continuing(row.traceParent), ofKind: .consumer)
+      span.attributes["nest.delivery.id"] = row.id
+      span.attributes["nest.delivery.attempt"] = Int(row.attempts) + 1
+      span.attributes["nest.order.id"] = row.orderID
+      span.attributes["nest.delivery.batch"] = rows.count
+      return span
+    }
+    let outcomes = await ServiceContext.$current.withValue(spans.first?.context) {
+      await self.callSales(rows, orders: orders)
+    }
+    for (span, outcome) in zip(spans, outcomes) {
+      if let failure = outcome.failure { span.setStatus(SpanStatus(code: .error, message: failure.message)) }
+      span.end()
+    }
+    return outcomes
+  }
+
+  /// One RecordSales call for `rows`: each row acknowledged or failed by its own result, or
+  /// all of them failed by the call's error.
+  private func callSales(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
+    var outcomes = rows.map { Outcome(delivery: $0) }
+    var sent: [(index: Int, sale: Nest_Settlement_V1_RecordSaleRequest)] = []
+    for (index, row) in rows.enumerated() {
+      if let order = orders[row.orderID] {
+        sent.append((index, DeliveryRules.saleRequest(for: order, key: row.idempotencyKey)))
+      } else {
+        outcomes[index].failure = (
+          Int32(RPCError.Code.failedPrecondition.rawValue), "failedPrecondition: order \(row.orderID) is missing"
+        )
+      }
+    }
+    if !sent.isEmpty {
+      do {
+        let results = try await self.peers.recordSales(sent.map(\.sale))
+        for (position, (index, sale)) in sent.enumerated() {
+          guard position < results.count, results[position].orderID == sale.orderID else {
+            outcomes[index].failure = (
+              Int32(RPCError.Code.internalError.rawValue), "internalError: settlement answered no result for it"
+            )
+            continue
+          }
+          let result = results[position]
+          if result.errorCode == 0 {
+            outcomes[index].acknowledgement = .transactionID(result.recorded?.transaction?.id ?? "")
+          } else {
+            let code = Status.Code(rawValue: Int(result.errorCode)).map { "\($0)" } ?? "\(result.errorCode)"
+            outcomes[index].failure = (result.errorCode, "\(code): \(result.errorMessage)")
+          }
+        }
+      } catch {
+        let (status, cause) = RPCError.status(of: error)
+        if let cause { self.logger.error("sales delivery failed here", metadata: ["cause": "\(cause)"]) }
+        for (index, _) in sent {
+          outcomes[index].failure = (Int32(status.code.rawValue), "\(status.code): \(status.message)")
+        }
+      }
+    }
+    for outcome in outcomes { self.count(outcome) }
+    return outcomes
+  }
+
+  /// The attempt and, when it failed, the failure, in the outbox's metrics.
+  private func count(_ outcome: Outcome) {
+    let dimensions = [("target", statusName(outcome.delivery.target)), ("kind", statusName(outcome.delivery.kind))]
+    Counter(label: "nest_outbox_delivery_attempts_total", dimensions: dimensions).increment()
+    if let failure = outcome.failure {
+      Counter(
+        label: "nest_outbox_delivery_failures_total",
+        dimensions: dimensions + [
+          ("code", Status.Code(rawValue: Int(failure.code)).map { "\($0)" } ?? "\(failure.code)")
+        ]
+      ).increment()
+      self.logger.debug(
+        "delivery failed",
+        metadata: [
+          "delivery": "\(outcome.delivery.id)", "kind": "\(outcome.delivery.kind)", "error": "\(failure.message)",
+        ])
+    }
+  }
+
   /// One call to the row's target.
   private func call(_ delivery: Delivery, order: Order?) async -> Outcome {
     var outcome = Outcome(delivery: delivery)
     let key = delivery.idempotencyKey
-    let dimensions = [("target", statusName(delivery.target)), ("kind", statusName(delivery.kind))]
-    Counter(label: "nest_outbox_delivery_attempts_total", dimensions: dimensions).increment()
-    defer {
-      if let failure = outcome.failure {
-        Counter(
-          label: "nest_outbox_delivery_failures_total",
-          dimensions: dimensions + [
-            ("code", Status.Code(rawValue: Int(failure.code)).map { "\($0)" } ?? "\(failure.code)")
-          ]
-        ).increment()
-      }
-    }
+    defer { self.count(outcome) }
     do {
       guard let order else {
         throw DomainError(.failedPrecondition, "order \(delivery.orderID) is missing")
@@ -159,9 +260,6 @@ public final class Dispatcher: Service, Sendable {
         let instance = try await self.peers.changeInstance(DeliveryRules.changeRequest(for: order, key: key))
         outcome.acknowledgement = .instanceID(instance.id)
         outcome.instanceID = instance.id
-      case .recordSale:
-        let sale = try await self.peers.recordSale(DeliveryRules.saleRequest(for: order, key: key))
-        outcome.acknowledgement = .transactionID(sale.transaction?.id ?? "")
       case .recordRefund:
         let refund = try await self.peers.recordRefund(DeliveryRules.refundRequest(for: order, key: key))
         outcome.acknowledgement = .transactionID(refund.transactions.first?.id ?? "")
@@ -177,9 +275,6 @@ public final class Dispatcher: Service, Sendable {
       outcome.failure = (Int32(status.code.rawValue), "\(status.code): \(status.message)")
       if let cause {
         self.logger.error("delivery failed here", metadata: ["delivery": "\(delivery.id)", "cause": "\(cause)"])
-      } else {
-        self.logger.debug(
-          "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(error)"])
       }
     }
     return outcome

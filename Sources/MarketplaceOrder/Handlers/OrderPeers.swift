@@ -21,7 +21,8 @@ public protocol OrderPeers: Sendable {
     -> Nest_Entitlement_V1_ServiceInstance
   func changeInstance(_ request: Nest_Entitlement_V1_ChangeServiceInstanceRequest) async throws
     -> Nest_Entitlement_V1_ServiceInstance
-  func recordSale(_ request: Nest_Settlement_V1_RecordSaleRequest) async throws -> Nest_Settlement_V1_RecordSaleResponse
+  /// Several sales in one call, a result per sale in their order.
+  func recordSales(_ sales: [Nest_Settlement_V1_RecordSaleRequest]) async throws -> [Nest_Settlement_V1_SaleResult]
   func recordRefund(_ request: Nest_Settlement_V1_RecordRefundRequest) async throws
     -> Nest_Settlement_V1_RecordRefundResponse
 }
@@ -100,10 +101,26 @@ public struct RPCOrderPeers: OrderPeers {
     try await self.entitlement.changeServiceInstance(request).instance ?? .init()
   }
 
-  public func recordSale(_ request: Nest_Settlement_V1_RecordSaleRequest) async throws
-    -> Nest_Settlement_V1_RecordSaleResponse
+  public func recordSales(_ sales: [Nest_Settlement_V1_RecordSaleRequest]) async throws
+    -> [Nest_Settlement_V1_SaleResult]
   {
-    try await self.settlement.recordSale(request)
+    do {
+      return try await self.settlement.recordSales(.with { $0.sales = sales }).results
+    } catch let error as RPCError where error.code == .unimplemented {
+      // A settlement service from before RecordSales (a rolling upgrade): one call per sale.
+      var results: [Nest_Settlement_V1_SaleResult] = []
+      for sale in sales {
+        var result = Nest_Settlement_V1_SaleResult.with { $0.orderID = sale.orderID }
+        do {
+          result.recorded = try await self.settlement.recordSale(sale)
+        } catch let error as RPCError {
+          result.errorCode = Int32(error.code.rawValue)
+          result.errorMessage = error.message
+        }
+        results.append(result)
+      }
+      return results
+    }
   }
 
   public func recordRefund(_ request: Nest_Settlement_V1_RecordRefundRequest) async throws

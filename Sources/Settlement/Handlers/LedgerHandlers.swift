@@ -13,35 +13,81 @@ extension SettlementService {
     let access = try Access.forCall()
     try LedgerRules.check(request)
     let now = self.clock.nowUnixMs()
+    return try await self.store.database.write { db in try Self.record(request, access: access, now: now, in: db) }
+  }
+
+  public func recordSales(request: Nest_Settlement_V1_RecordSalesRequest, context: ServerContext) async throws
+    -> Nest_Settlement_V1_RecordSalesResponse
+  {
+    let access = try Access.forCall()
+    guard (1...256).contains(request.sales.count) else {
+      throw DomainError.invalid("sales", "must hold 1 to 256 sales")
+    }
+    var named = Set<String>()
+    for (index, sale) in request.sales.enumerated() where !sale.orderID.isEmpty {
+      guard named.insert(sale.orderID).inserted else {
+        throw DomainError.invalid("sales[\(index)].order_id", "order \(sale.orderID) is named twice")
+      }
+    }
+    let now = self.clock.nowUnixMs()
     return try await self.store.database.write { db in
-      try ClientTokens.once(
-        db, caller: access.caller.subject, method: "RecordSale", token: request.clientToken, request: request,
-        nowUnixMs: now
-      ) {
-        var snapshot = request
-        snapshot.clientToken = ""
-        if let recorded = try SettlementStore.sale(orderID: request.orderID, in: db) {
-          guard recorded.request == snapshot else {
-            throw DomainError(
-              .alreadyExists, "order \(request.orderID) was already recorded with a different snapshot",
-              violations: [.init(field: "order_id", description: "already recorded differently")])
-          }
-          return try .with {
-            $0.transaction = try SettlementStore.transaction(recorded.transactionID, in: db)
-            $0.obligation = try recorded.obligationID.flatMap { try SettlementStore.obligation($0, in: db) }
-          }
+      try .with { $0.results = try request.sales.map { try Self.result(of: $0, access: access, now: now, in: db) } }
+    }
+  }
+
+  /// One sale of a batch in its own savepoint: recorded, or refused with RecordSale's code
+  /// and message while the others stand. Storage failures fail the whole call.
+  static func result(
+    of sale: Nest_Settlement_V1_RecordSaleRequest, access: Access, now: Int64, in db: Database
+  ) throws -> Nest_Settlement_V1_SaleResult {
+    var result = Nest_Settlement_V1_SaleResult.with { $0.orderID = sale.orderID }
+    do {
+      try LedgerRules.check(sale)
+      var recorded = Nest_Settlement_V1_RecordSaleResponse()
+      try db.inSavepoint {
+        recorded = try Self.record(sale, access: access, now: now, in: db)
+        return .commit
+      }
+      result.recorded = recorded
+    } catch let refused as DomainError {
+      result.errorCode = Int32(refused.code.rpcCode.rawValue)
+      result.errorMessage = refused.message
+    }
+    return result
+  }
+
+  /// One checked sale, as RecordSale and each sale of RecordSales record it: idempotent on
+  /// the order id (a different snapshot is ALREADY_EXISTS) and on the client token.
+  static func record(
+    _ request: Nest_Settlement_V1_RecordSaleRequest, access: Access, now: Int64, in db: Database
+  ) throws -> Nest_Settlement_V1_RecordSaleResponse {
+    try ClientTokens.once(
+      db, caller: access.caller.subject, method: "RecordSale", token: request.clientToken, request: request,
+      nowUnixMs: now
+    ) {
+      var snapshot = request
+      snapshot.clientToken = ""
+      if let recorded = try SettlementStore.sale(orderID: request.orderID, in: db) {
+        guard recorded.request == snapshot else {
+          throw DomainError(
+            .alreadyExists, "order \(request.orderID) was already recorded with a different snapshot",
+            violations: [.init(field: "order_id", description: "already recorded differently")])
         }
-        let transaction = try LedgerRules.saleTransaction(request, id: Identifiers.new("txn"), now: now)
-        try SettlementStore.insert(transaction, in: db)
-        let obligation = ObligationRules.obligation(
-          for: request, id: Identifiers.new("obl"), actor: access.caller.subject, now: now)
-        if let obligation { try SettlementStore.save(obligation, in: db) }
-        try SettlementStore.insertSale(
-          snapshot, transactionID: transaction.id, obligationID: obligation?.id, recordedAt: now, in: db)
-        return .with {
-          $0.transaction = transaction
-          $0.obligation = obligation
+        return try .with {
+          $0.transaction = try SettlementStore.transaction(recorded.transactionID, in: db)
+          $0.obligation = try recorded.obligationID.flatMap { try SettlementStore.obligation($0, in: db) }
         }
+      }
+      let transaction = try LedgerRules.saleTransaction(request, id: Identifiers.new("txn"), now: now)
+      try SettlementStore.insert(transaction, in: db)
+      let obligation = ObligationRules.obligation(
+        for: request, id: Identifiers.new("obl"), actor: access.caller.subject, now: now)
+      if let obligation { try SettlementStore.save(obligation, in: db) }
+      try SettlementStore.insertSale(
+        snapshot, transactionID: transaction.id, obligationID: obligation?.id, recordedAt: now, in: db)
+      return .with {
+        $0.transaction = transaction
+        $0.obligation = obligation
       }
     }
   }

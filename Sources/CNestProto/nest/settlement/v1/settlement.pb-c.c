@@ -463,6 +463,141 @@ void   nest__settlement__v1__record_sale_response__free_unpacked
   assert(message->base.descriptor == &nest__settlement__v1__record_sale_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__settlement__v1__record_sales_request__init
+                     (Nest__Settlement__V1__RecordSalesRequest         *message)
+{
+  static const Nest__Settlement__V1__RecordSalesRequest init_value = NEST__SETTLEMENT__V1__RECORD_SALES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__record_sales_request__get_packed_size
+                     (const Nest__Settlement__V1__RecordSalesRequest *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__record_sales_request__pack
+                     (const Nest__Settlement__V1__RecordSalesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__record_sales_request__pack_to_buffer
+                     (const Nest__Settlement__V1__RecordSalesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__RecordSalesRequest *
+       nest__settlement__v1__record_sales_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__RecordSalesRequest *)
+     protobuf_c_message_unpack (&nest__settlement__v1__record_sales_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__record_sales_request__free_unpacked
+                     (Nest__Settlement__V1__RecordSalesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__settlement__v1__sale_result__init
+                     (Nest__Settlement__V1__SaleResult         *message)
+{
+  static const Nest__Settlement__V1__SaleResult init_value = NEST__SETTLEMENT__V1__SALE_RESULT__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__sale_result__get_packed_size
+                     (const Nest__Settlement__V1__SaleResult *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__sale_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__sale_result__pack
+                     (const Nest__Settlement__V1__SaleResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__sale_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__sale_result__pack_to_buffer
+                     (const Nest__Settlement__V1__SaleResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__sale_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__SaleResult *
+       nest__settlement__v1__sale_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__SaleResult *)
+     protobuf_c_message_unpack (&nest__settlement__v1__sale_result__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__sale_result__free_unpacked
+                     (Nest__Settlement__V1__SaleResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__sale_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__settlement__v1__record_sales_response__init
+                     (Nest__Settlement__V1__RecordSalesResponse         *message)
+{
+  static const Nest__Settlement__V1__RecordSalesResponse init_value = NEST__SETTLEMENT__V1__RECORD_SALES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__settlement__v1__record_sales_response__get_packed_size
+                     (const Nest__Settlement__V1__RecordSalesResponse *message)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__settlement__v1__record_sales_response__pack
+                     (const Nest__Settlement__V1__RecordSalesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__settlement__v1__record_sales_response__pack_to_buffer
+                     (const Nest__Settlement__V1__RecordSalesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Settlement__V1__RecordSalesResponse *
+       nest__settlement__v1__record_sales_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Settlement__V1__RecordSalesResponse *)
+     protobuf_c_message_unpack (&nest__settlement__v1__record_sales_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__settlement__v1__record_sales_response__free_unpacked
+                     (Nest__Settlement__V1__RecordSalesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__settlement__v1__record_sales_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__settlement__v1__record_refund_request__init
                      (Nest__Settlement__V1__RecordRefundRequest         *message)
 {
@@ -2871,6 +3006,159 @@ const ProtobufCMessageDescriptor nest__settlement__v1__record_sale_response__des
   (ProtobufCMessageInit) nest__settlement__v1__record_sale_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__settlement__v1__record_sales_request__field_descriptors[1] =
+{
+  {
+    "sales",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Settlement__V1__RecordSalesRequest, n_sales),
+    offsetof(Nest__Settlement__V1__RecordSalesRequest, sales),
+    &nest__settlement__v1__record_sale_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__record_sales_request__field_indices_by_name[] = {
+  0,   /* field[0] = sales */
+};
+static const ProtobufCIntRange nest__settlement__v1__record_sales_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__record_sales_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.RecordSalesRequest",
+  "RecordSalesRequest",
+  "Nest__Settlement__V1__RecordSalesRequest",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__RecordSalesRequest),
+  1,
+  nest__settlement__v1__record_sales_request__field_descriptors,
+  nest__settlement__v1__record_sales_request__field_indices_by_name,
+  1,  nest__settlement__v1__record_sales_request__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__record_sales_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__settlement__v1__sale_result__field_descriptors[4] =
+{
+  {
+    "order_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__SaleResult, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recorded",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__SaleResult, recorded),
+    &nest__settlement__v1__record_sale_response__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_code",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__SaleResult, error_code),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__SaleResult, error_message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__sale_result__field_indices_by_name[] = {
+  2,   /* field[2] = error_code */
+  3,   /* field[3] = error_message */
+  0,   /* field[0] = order_id */
+  1,   /* field[1] = recorded */
+};
+static const ProtobufCIntRange nest__settlement__v1__sale_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__sale_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.SaleResult",
+  "SaleResult",
+  "Nest__Settlement__V1__SaleResult",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__SaleResult),
+  4,
+  nest__settlement__v1__sale_result__field_descriptors,
+  nest__settlement__v1__sale_result__field_indices_by_name,
+  1,  nest__settlement__v1__sale_result__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__sale_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__settlement__v1__record_sales_response__field_descriptors[1] =
+{
+  {
+    "results",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Settlement__V1__RecordSalesResponse, n_results),
+    offsetof(Nest__Settlement__V1__RecordSalesResponse, results),
+    &nest__settlement__v1__sale_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__settlement__v1__record_sales_response__field_indices_by_name[] = {
+  0,   /* field[0] = results */
+};
+static const ProtobufCIntRange nest__settlement__v1__record_sales_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__settlement__v1__record_sales_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.settlement.v1.RecordSalesResponse",
+  "RecordSalesResponse",
+  "Nest__Settlement__V1__RecordSalesResponse",
+  "nest.settlement.v1",
+  sizeof(Nest__Settlement__V1__RecordSalesResponse),
+  1,
+  nest__settlement__v1__record_sales_response__field_descriptors,
+  nest__settlement__v1__record_sales_response__field_indices_by_name,
+  1,  nest__settlement__v1__record_sales_response__number_ranges,
+  (ProtobufCMessageInit) nest__settlement__v1__record_sales_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor nest__settlement__v1__record_refund_request__field_descriptors[5] =
 {
   {
@@ -4770,9 +5058,10 @@ const ProtobufCEnumDescriptor nest__settlement__v1__discrepancy_kind__descriptor
   nest__settlement__v1__discrepancy_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__settlement__v1__settlement_service__method_descriptors[12] =
+static const ProtobufCMethodDescriptor nest__settlement__v1__settlement_service__method_descriptors[13] =
 {
   { "RecordSale", &nest__settlement__v1__record_sale_request__descriptor, &nest__settlement__v1__record_sale_response__descriptor },
+  { "RecordSales", &nest__settlement__v1__record_sales_request__descriptor, &nest__settlement__v1__record_sales_response__descriptor },
   { "RecordRefund", &nest__settlement__v1__record_refund_request__descriptor, &nest__settlement__v1__record_refund_response__descriptor },
   { "RecordUsage", &nest__settlement__v1__record_usage_request__descriptor, &nest__settlement__v1__record_usage_response__descriptor },
   { "GetBalance", &nest__settlement__v1__get_balance_request__descriptor, &nest__settlement__v1__get_balance_response__descriptor },
@@ -4786,18 +5075,19 @@ static const ProtobufCMethodDescriptor nest__settlement__v1__settlement_service_
   { "Reconcile", &nest__settlement__v1__reconcile_request__descriptor, &nest__settlement__v1__reconcile_response__descriptor },
 };
 const unsigned nest__settlement__v1__settlement_service__method_indices_by_name[] = {
-  7,        /* ConfirmStatementSettled */
-  8,        /* DisputeStatement */
-  3,        /* GetBalance */
-  9,        /* GetStatement */
-  6,        /* IssueStatement */
-  5,        /* ListObligations */
-  10,        /* ListStatements */
-  4,        /* ListTransactions */
-  11,        /* Reconcile */
-  1,        /* RecordRefund */
+  8,        /* ConfirmStatementSettled */
+  9,        /* DisputeStatement */
+  4,        /* GetBalance */
+  10,        /* GetStatement */
+  7,        /* IssueStatement */
+  6,        /* ListObligations */
+  11,        /* ListStatements */
+  5,        /* ListTransactions */
+  12,        /* Reconcile */
+  2,        /* RecordRefund */
   0,        /* RecordSale */
-  2         /* RecordUsage */
+  1,        /* RecordSales */
+  3         /* RecordUsage */
 };
 const ProtobufCServiceDescriptor nest__settlement__v1__settlement_service__descriptor =
 {
@@ -4806,7 +5096,7 @@ const ProtobufCServiceDescriptor nest__settlement__v1__settlement_service__descr
   "SettlementService",
   "Nest__Settlement__V1__SettlementService",
   "nest.settlement.v1",
-  12,
+  13,
   nest__settlement__v1__settlement_service__method_descriptors,
   nest__settlement__v1__settlement_service__method_indices_by_name
 };
@@ -4818,13 +5108,21 @@ void nest__settlement__v1__settlement_service__record_sale(ProtobufCService *ser
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__settlement__v1__settlement_service__record_sales(ProtobufCService *service,
+                                                            const Nest__Settlement__V1__RecordSalesRequest *input,
+                                                            Nest__Settlement__V1__RecordSalesResponse_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__settlement__v1__settlement_service__record_refund(ProtobufCService *service,
                                                              const Nest__Settlement__V1__RecordRefundRequest *input,
                                                              Nest__Settlement__V1__RecordRefundResponse_Closure closure,
                                                              void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__record_usage(ProtobufCService *service,
                                                             const Nest__Settlement__V1__RecordUsageRequest *input,
@@ -4832,7 +5130,7 @@ void nest__settlement__v1__settlement_service__record_usage(ProtobufCService *se
                                                             void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__get_balance(ProtobufCService *service,
                                                            const Nest__Settlement__V1__GetBalanceRequest *input,
@@ -4840,7 +5138,7 @@ void nest__settlement__v1__settlement_service__get_balance(ProtobufCService *ser
                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__list_transactions(ProtobufCService *service,
                                                                  const Nest__Settlement__V1__ListTransactionsRequest *input,
@@ -4848,7 +5146,7 @@ void nest__settlement__v1__settlement_service__list_transactions(ProtobufCServic
                                                                  void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__list_obligations(ProtobufCService *service,
                                                                 const Nest__Settlement__V1__ListObligationsRequest *input,
@@ -4856,7 +5154,7 @@ void nest__settlement__v1__settlement_service__list_obligations(ProtobufCService
                                                                 void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__issue_statement(ProtobufCService *service,
                                                                const Nest__Settlement__V1__IssueStatementRequest *input,
@@ -4864,7 +5162,7 @@ void nest__settlement__v1__settlement_service__issue_statement(ProtobufCService 
                                                                void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__confirm_statement_settled(ProtobufCService *service,
                                                                          const Nest__Settlement__V1__ConfirmStatementSettledRequest *input,
@@ -4872,7 +5170,7 @@ void nest__settlement__v1__settlement_service__confirm_statement_settled(Protobu
                                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__dispute_statement(ProtobufCService *service,
                                                                  const Nest__Settlement__V1__DisputeStatementRequest *input,
@@ -4880,7 +5178,7 @@ void nest__settlement__v1__settlement_service__dispute_statement(ProtobufCServic
                                                                  void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__get_statement(ProtobufCService *service,
                                                              const Nest__Settlement__V1__GetStatementRequest *input,
@@ -4888,7 +5186,7 @@ void nest__settlement__v1__settlement_service__get_statement(ProtobufCService *s
                                                              void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__list_statements(ProtobufCService *service,
                                                                const Nest__Settlement__V1__ListStatementsRequest *input,
@@ -4896,7 +5194,7 @@ void nest__settlement__v1__settlement_service__list_statements(ProtobufCService 
                                                                void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__reconcile(ProtobufCService *service,
                                                          const Nest__Settlement__V1__ReconcileRequest *input,
@@ -4904,7 +5202,7 @@ void nest__settlement__v1__settlement_service__reconcile(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__settlement__v1__settlement_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__settlement__v1__settlement_service__init (Nest__Settlement__V1__SettlementService_Service *service,
                                                      Nest__Settlement__V1__SettlementService_ServiceDestroy destroy)

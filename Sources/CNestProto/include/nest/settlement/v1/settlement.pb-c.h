@@ -28,6 +28,9 @@ typedef struct Nest__Settlement__V1__UsageRecord__AttributesEntry Nest__Settleme
 typedef struct Nest__Settlement__V1__UsageResult Nest__Settlement__V1__UsageResult;
 typedef struct Nest__Settlement__V1__RecordSaleRequest Nest__Settlement__V1__RecordSaleRequest;
 typedef struct Nest__Settlement__V1__RecordSaleResponse Nest__Settlement__V1__RecordSaleResponse;
+typedef struct Nest__Settlement__V1__RecordSalesRequest Nest__Settlement__V1__RecordSalesRequest;
+typedef struct Nest__Settlement__V1__SaleResult Nest__Settlement__V1__SaleResult;
+typedef struct Nest__Settlement__V1__RecordSalesResponse Nest__Settlement__V1__RecordSalesResponse;
 typedef struct Nest__Settlement__V1__RecordRefundRequest Nest__Settlement__V1__RecordRefundRequest;
 typedef struct Nest__Settlement__V1__RecordRefundResponse Nest__Settlement__V1__RecordRefundResponse;
 typedef struct Nest__Settlement__V1__RecordUsageRequest Nest__Settlement__V1__RecordUsageRequest;
@@ -600,6 +603,61 @@ struct  Nest__Settlement__V1__RecordSaleResponse
 #define NEST__SETTLEMENT__V1__RECORD_SALE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__settlement__v1__record_sale_response__descriptor) \
     , NULL, NULL }
+
+
+/*
+ * Several sales in one call: each recorded as RecordSale records it, in its own
+ * all-or-nothing part of one transaction, with its own result.
+ */
+struct  Nest__Settlement__V1__RecordSalesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * 1 to 256 sales, each as RecordSale takes it (its client_token included).
+   */
+  size_t n_sales;
+  Nest__Settlement__V1__RecordSaleRequest **sales;
+};
+#define NEST__SETTLEMENT__V1__RECORD_SALES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__settlement__v1__record_sales_request__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * The outcome of one sale of a RecordSales call.
+ */
+struct  Nest__Settlement__V1__SaleResult
+{
+  ProtobufCMessage base;
+  char *order_id;
+  /*
+   * Recorded now or before (a repeat with the same snapshot): what RecordSale answers.
+   */
+  Nest__Settlement__V1__RecordSaleResponse *recorded;
+  /*
+   * Not recorded: the status code RecordSale would have answered (google.rpc.Code, e.g.
+   * 3 INVALID_ARGUMENT, 6 ALREADY_EXISTS), and why; 0 when recorded.
+   */
+  int32_t error_code;
+  char *error_message;
+};
+#define NEST__SETTLEMENT__V1__SALE_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__settlement__v1__sale_result__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Settlement__V1__RecordSalesResponse
+{
+  ProtobufCMessage base;
+  /*
+   * One per sale, in request order.
+   */
+  size_t n_results;
+  Nest__Settlement__V1__SaleResult **results;
+};
+#define NEST__SETTLEMENT__V1__RECORD_SALES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__settlement__v1__record_sales_response__descriptor) \
+    , 0,NULL }
 
 
 struct  Nest__Settlement__V1__RecordRefundRequest
@@ -1242,6 +1300,63 @@ Nest__Settlement__V1__RecordSaleResponse *
 void   nest__settlement__v1__record_sale_response__free_unpacked
                      (Nest__Settlement__V1__RecordSaleResponse *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Settlement__V1__RecordSalesRequest methods */
+void   nest__settlement__v1__record_sales_request__init
+                     (Nest__Settlement__V1__RecordSalesRequest         *message);
+size_t nest__settlement__v1__record_sales_request__get_packed_size
+                     (const Nest__Settlement__V1__RecordSalesRequest   *message);
+size_t nest__settlement__v1__record_sales_request__pack
+                     (const Nest__Settlement__V1__RecordSalesRequest   *message,
+                      uint8_t             *out);
+size_t nest__settlement__v1__record_sales_request__pack_to_buffer
+                     (const Nest__Settlement__V1__RecordSalesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Settlement__V1__RecordSalesRequest *
+       nest__settlement__v1__record_sales_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__settlement__v1__record_sales_request__free_unpacked
+                     (Nest__Settlement__V1__RecordSalesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Settlement__V1__SaleResult methods */
+void   nest__settlement__v1__sale_result__init
+                     (Nest__Settlement__V1__SaleResult         *message);
+size_t nest__settlement__v1__sale_result__get_packed_size
+                     (const Nest__Settlement__V1__SaleResult   *message);
+size_t nest__settlement__v1__sale_result__pack
+                     (const Nest__Settlement__V1__SaleResult   *message,
+                      uint8_t             *out);
+size_t nest__settlement__v1__sale_result__pack_to_buffer
+                     (const Nest__Settlement__V1__SaleResult   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Settlement__V1__SaleResult *
+       nest__settlement__v1__sale_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__settlement__v1__sale_result__free_unpacked
+                     (Nest__Settlement__V1__SaleResult *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Settlement__V1__RecordSalesResponse methods */
+void   nest__settlement__v1__record_sales_response__init
+                     (Nest__Settlement__V1__RecordSalesResponse         *message);
+size_t nest__settlement__v1__record_sales_response__get_packed_size
+                     (const Nest__Settlement__V1__RecordSalesResponse   *message);
+size_t nest__settlement__v1__record_sales_response__pack
+                     (const Nest__Settlement__V1__RecordSalesResponse   *message,
+                      uint8_t             *out);
+size_t nest__settlement__v1__record_sales_response__pack_to_buffer
+                     (const Nest__Settlement__V1__RecordSalesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Settlement__V1__RecordSalesResponse *
+       nest__settlement__v1__record_sales_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__settlement__v1__record_sales_response__free_unpacked
+                     (Nest__Settlement__V1__RecordSalesResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Settlement__V1__RecordRefundRequest methods */
 void   nest__settlement__v1__record_refund_request__init
                      (Nest__Settlement__V1__RecordRefundRequest         *message);
@@ -1733,6 +1848,15 @@ typedef void (*Nest__Settlement__V1__RecordSaleRequest_Closure)
 typedef void (*Nest__Settlement__V1__RecordSaleResponse_Closure)
                  (const Nest__Settlement__V1__RecordSaleResponse *message,
                   void *closure_data);
+typedef void (*Nest__Settlement__V1__RecordSalesRequest_Closure)
+                 (const Nest__Settlement__V1__RecordSalesRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Settlement__V1__SaleResult_Closure)
+                 (const Nest__Settlement__V1__SaleResult *message,
+                  void *closure_data);
+typedef void (*Nest__Settlement__V1__RecordSalesResponse_Closure)
+                 (const Nest__Settlement__V1__RecordSalesResponse *message,
+                  void *closure_data);
 typedef void (*Nest__Settlement__V1__RecordRefundRequest_Closure)
                  (const Nest__Settlement__V1__RecordRefundRequest *message,
                   void *closure_data);
@@ -1816,6 +1940,10 @@ struct Nest__Settlement__V1__SettlementService_Service
                       const Nest__Settlement__V1__RecordSaleRequest *input,
                       Nest__Settlement__V1__RecordSaleResponse_Closure closure,
                       void *closure_data);
+  void (*record_sales)(Nest__Settlement__V1__SettlementService_Service *service,
+                       const Nest__Settlement__V1__RecordSalesRequest *input,
+                       Nest__Settlement__V1__RecordSalesResponse_Closure closure,
+                       void *closure_data);
   void (*record_refund)(Nest__Settlement__V1__SettlementService_Service *service,
                         const Nest__Settlement__V1__RecordRefundRequest *input,
                         Nest__Settlement__V1__RecordRefundResponse_Closure closure,
@@ -1869,6 +1997,7 @@ void nest__settlement__v1__settlement_service__init (Nest__Settlement__V1__Settl
 #define NEST__SETTLEMENT__V1__SETTLEMENT_SERVICE__INIT(function_prefix__) \
     { NEST__SETTLEMENT__V1__SETTLEMENT_SERVICE__BASE_INIT,\
       function_prefix__ ## record_sale,\
+      function_prefix__ ## record_sales,\
       function_prefix__ ## record_refund,\
       function_prefix__ ## record_usage,\
       function_prefix__ ## get_balance,\
@@ -1884,6 +2013,10 @@ void nest__settlement__v1__settlement_service__record_sale(ProtobufCService *ser
                                                            const Nest__Settlement__V1__RecordSaleRequest *input,
                                                            Nest__Settlement__V1__RecordSaleResponse_Closure closure,
                                                            void *closure_data);
+void nest__settlement__v1__settlement_service__record_sales(ProtobufCService *service,
+                                                            const Nest__Settlement__V1__RecordSalesRequest *input,
+                                                            Nest__Settlement__V1__RecordSalesResponse_Closure closure,
+                                                            void *closure_data);
 void nest__settlement__v1__settlement_service__record_refund(ProtobufCService *service,
                                                              const Nest__Settlement__V1__RecordRefundRequest *input,
                                                              Nest__Settlement__V1__RecordRefundResponse_Closure closure,
@@ -1949,6 +2082,9 @@ extern const ProtobufCMessageDescriptor nest__settlement__v1__usage_record__attr
 extern const ProtobufCMessageDescriptor nest__settlement__v1__usage_result__descriptor;
 extern const ProtobufCMessageDescriptor nest__settlement__v1__record_sale_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__settlement__v1__record_sale_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__settlement__v1__record_sales_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__settlement__v1__sale_result__descriptor;
+extern const ProtobufCMessageDescriptor nest__settlement__v1__record_sales_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__settlement__v1__record_refund_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__settlement__v1__record_refund_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__settlement__v1__record_usage_request__descriptor;

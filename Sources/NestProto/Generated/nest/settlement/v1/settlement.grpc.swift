@@ -27,6 +27,19 @@ public enum Nest_Settlement_V1_SettlementService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "RecordSales" metadata.
+    public enum RecordSales: Sendable {
+      /// Request type for "RecordSales".
+      public typealias Input = Nest_Settlement_V1_RecordSalesRequest
+      /// Response type for "RecordSales".
+      public typealias Output = Nest_Settlement_V1_RecordSalesResponse
+      /// Descriptor for "RecordSales".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.settlement.v1.SettlementService"),
+        method: "RecordSales",
+        type: .unary
+      )
+    }
     /// Namespace for "RecordRefund" metadata.
     public enum RecordRefund: Sendable {
       /// Request type for "RecordRefund".
@@ -173,6 +186,7 @@ public enum Nest_Settlement_V1_SettlementService: Sendable {
     /// Descriptors for all methods in the "nest.settlement.v1.SettlementService" service.
     public static let descriptors: [GRPCCore.MethodDescriptor] = [
       RecordSale.descriptor,
+      RecordSales.descriptor,
       RecordRefund.descriptor,
       RecordUsage.descriptor,
       GetBalance.descriptor,
@@ -217,7 +231,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-    /// > calls, one for the customer order and one for its LINKED order.
+    /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+    /// > sales due together in one RecordSales call).
     /// > Who: service (marketplace-order).
     /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
     /// > and obligation.
@@ -239,6 +254,31 @@ extension Nest_Settlement_V1_SettlementService {
       request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_RecordSaleRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_RecordSaleResponse>
+
+    /// Handle the "RecordSales" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records several sales in one call (the outbox sends the sales due in a round together):
+    /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+    /// > that a sale refused leaves the others recorded; each sale gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Settlement_V1_RecordSalesRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Settlement_V1_RecordSalesResponse` messages.
+    func recordSales(
+      request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_RecordSalesRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_RecordSalesResponse>
 
     /// Handle the "RecordRefund" method.
     ///
@@ -523,7 +563,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-    /// > calls, one for the customer order and one for its LINKED order.
+    /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+    /// > sales due together in one RecordSales call).
     /// > Who: service (marketplace-order).
     /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
     /// > and obligation.
@@ -545,6 +586,31 @@ extension Nest_Settlement_V1_SettlementService {
       request: GRPCCore.ServerRequest<Nest_Settlement_V1_RecordSaleRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_RecordSaleResponse>
+
+    /// Handle the "RecordSales" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records several sales in one call (the outbox sends the sales due in a round together):
+    /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+    /// > that a sale refused leaves the others recorded; each sale gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Settlement_V1_RecordSalesResponse` message.
+    func recordSales(
+      request: GRPCCore.ServerRequest<Nest_Settlement_V1_RecordSalesRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_RecordSalesResponse>
 
     /// Handle the "RecordRefund" method.
     ///
@@ -827,7 +893,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-    /// > calls, one for the customer order and one for its LINKED order.
+    /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+    /// > sales due together in one RecordSales call).
     /// > Who: service (marketplace-order).
     /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
     /// > and obligation.
@@ -849,6 +916,31 @@ extension Nest_Settlement_V1_SettlementService {
       request: Nest_Settlement_V1_RecordSaleRequest,
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Settlement_V1_RecordSaleResponse
+
+    /// Handle the "RecordSales" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records several sales in one call (the outbox sends the sales due in a round together):
+    /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+    /// > that a sale refused leaves the others recorded; each sale gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Settlement_V1_RecordSalesRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Settlement_V1_RecordSalesResponse` to respond with.
+    func recordSales(
+      request: Nest_Settlement_V1_RecordSalesRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Settlement_V1_RecordSalesResponse
 
     /// Handle the "RecordRefund" method.
     ///
@@ -1135,6 +1227,17 @@ extension Nest_Settlement_V1_SettlementService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Settlement_V1_SettlementService.Method.RecordSales.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_RecordSalesRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_RecordSalesResponse>(),
+      handler: { request, context in
+        try await self.recordSales(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Settlement_V1_SettlementService.Method.RecordRefund.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_RecordRefundRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_RecordRefundResponse>(),
@@ -1272,6 +1375,17 @@ extension Nest_Settlement_V1_SettlementService.ServiceProtocol {
     return GRPCCore.StreamingServerResponse(single: response)
   }
 
+  public func recordSales(
+    request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_RecordSalesRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Settlement_V1_RecordSalesResponse> {
+    let response = try await self.recordSales(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
   public func recordRefund(
     request: GRPCCore.StreamingServerRequest<Nest_Settlement_V1_RecordRefundRequest>,
     context: GRPCCore.ServerContext
@@ -1403,6 +1517,19 @@ extension Nest_Settlement_V1_SettlementService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_RecordSaleResponse> {
     return GRPCCore.ServerResponse<Nest_Settlement_V1_RecordSaleResponse>(
       message: try await self.recordSale(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func recordSales(
+    request: GRPCCore.ServerRequest<Nest_Settlement_V1_RecordSalesRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Settlement_V1_RecordSalesResponse> {
+    return GRPCCore.ServerResponse<Nest_Settlement_V1_RecordSalesResponse>(
+      message: try await self.recordSales(
         request: request.message,
         context: context
       ),
@@ -1570,7 +1697,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-    /// > calls, one for the customer order and one for its LINKED order.
+    /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+    /// > sales due together in one RecordSales call).
     /// > Who: service (marketplace-order).
     /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
     /// > and obligation.
@@ -1596,6 +1724,36 @@ extension Nest_Settlement_V1_SettlementService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_RecordSaleResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_RecordSaleResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "RecordSales" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records several sales in one call (the outbox sends the sales due in a round together):
+    /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+    /// > that a sale refused leaves the others recorded; each sale gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
+    ///   - serializer: A serializer for `Nest_Settlement_V1_RecordSalesRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Settlement_V1_RecordSalesResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func recordSales<Result>(
+      request: GRPCCore.ClientRequest<Nest_Settlement_V1_RecordSalesRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Settlement_V1_RecordSalesRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_RecordSalesResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_RecordSalesResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
     /// Call the "RecordRefund" method.
@@ -1944,7 +2102,8 @@ extension Nest_Settlement_V1_SettlementService {
     /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
     /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
     /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-    /// > calls, one for the customer order and one for its LINKED order.
+    /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+    /// > sales due together in one RecordSales call).
     /// > Who: service (marketplace-order).
     /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
     /// > and obligation.
@@ -1976,6 +2135,47 @@ extension Nest_Settlement_V1_SettlementService {
       try await self.client.unary(
         request: request,
         descriptor: Nest_Settlement_V1_SettlementService.Method.RecordSale.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "RecordSales" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records several sales in one call (the outbox sends the sales due in a round together):
+    /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+    /// > that a sale refused leaves the others recorded; each sale gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
+    ///   - serializer: A serializer for `Nest_Settlement_V1_RecordSalesRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Settlement_V1_RecordSalesResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordSales<Result>(
+      request: GRPCCore.ClientRequest<Nest_Settlement_V1_RecordSalesRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Settlement_V1_RecordSalesRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Settlement_V1_RecordSalesResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_RecordSalesResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Settlement_V1_SettlementService.Method.RecordSales.descriptor,
         serializer: serializer,
         deserializer: deserializer,
         options: options,
@@ -2438,7 +2638,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
   /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
   /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-  /// > calls, one for the customer order and one for its LINKED order.
+  /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+  /// > sales due together in one RecordSales call).
   /// > Who: service (marketplace-order).
   /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
   /// > and obligation.
@@ -2467,6 +2668,42 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
       request: request,
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_RecordSaleRequest>(),
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_RecordSaleResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "RecordSales" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Records several sales in one call (the outbox sends the sales due in a round together):
+  /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+  /// > that a sale refused leaves the others recorded; each sale gets its own result.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+  /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+  /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+  /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func recordSales<Result>(
+    request: GRPCCore.ClientRequest<Nest_Settlement_V1_RecordSalesRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_RecordSalesResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.recordSales(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Settlement_V1_RecordSalesRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Settlement_V1_RecordSalesResponse>(),
       options: options,
       onResponse: handleResponse
     )
@@ -2871,7 +3108,8 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > Records a paid order: one SALE transaction (buyer -amount, platform +commission, seller
   /// > +(amount - commission)) and, for a customer order of scenario 1, 2 or 4, an OPEN
   /// > offline obligation "distributor owes ISV wholesale_amount". A scenario-3 sale is two
-  /// > calls, one for the customer order and one for its LINKED order.
+  /// > sales, one for the customer order and one for its LINKED order (the outbox sends the
+  /// > sales due together in one RecordSales call).
   /// > Who: service (marketplace-order).
   /// > Idempotent on order_id: the same order with the same snapshot returns the first transaction
   /// > and obligation.
@@ -2903,6 +3141,46 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
       metadata: metadata
     )
     return try await self.recordSale(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "RecordSales" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Records several sales in one call (the outbox sends the sales due in a round together):
+  /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
+  /// > that a sale refused leaves the others recorded; each sale gets its own result.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+  /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
+  /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
+  /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func recordSales<Result>(
+    _ message: Nest_Settlement_V1_RecordSalesRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Settlement_V1_RecordSalesResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Settlement_V1_RecordSalesRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.recordSales(
       request: request,
       options: options,
       onResponse: handleResponse

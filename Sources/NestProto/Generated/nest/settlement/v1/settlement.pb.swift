@@ -792,6 +792,83 @@ public struct Nest_Settlement_V1_RecordSaleResponse: NestMessage {
   }
 }
 
+/// Several sales in one call: each recorded as RecordSale records it, in its own
+/// all-or-nothing part of one transaction, with its own result.
+public struct Nest_Settlement_V1_RecordSalesRequest: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.RecordSalesRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// 1 to 256 sales, each as RecordSale takes it (its client_token included).
+  public var sales: [Nest_Settlement_V1_RecordSaleRequest] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.sales = r.repeatedMessage(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setRepeatedMessage(0, self.sales)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+/// The outcome of one sale of a RecordSales call.
+public struct Nest_Settlement_V1_SaleResult: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.SaleResult"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var orderID: String = ""
+  /// Recorded now or before (a repeat with the same snapshot): what RecordSale answers.
+  public var recorded: Nest_Settlement_V1_RecordSaleResponse? = nil
+  /// Not recorded: the status code RecordSale would have answered (google.rpc.Code, e.g.
+  /// 3 INVALID_ARGUMENT, 6 ALREADY_EXISTS), and why; 0 when recorded.
+  public var errorCode: Int32 = 0
+  public var errorMessage: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.orderID = r.string(0)
+    self.recorded = r.message(1)
+    self.errorCode = r.scalar(2)
+    self.errorMessage = r.string(3)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.orderID)
+    try w.setMessage(1, self.recorded)
+    w.setScalar(2, self.errorCode)
+    try w.setString(3, self.errorMessage)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
+public struct Nest_Settlement_V1_RecordSalesResponse: NestMessage {
+  public static let protoMessageName = "nest.settlement.v1.RecordSalesResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// One per sale, in request order.
+  public var results: [Nest_Settlement_V1_SaleResult] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.results = r.repeatedMessage(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setRepeatedMessage(0, self.results)
+    w.setUnknownFields(self.unknownFields)
+  }
+}
+
 public struct Nest_Settlement_V1_RecordRefundRequest: NestMessage {
   public static let protoMessageName = "nest.settlement.v1.RecordRefundRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)

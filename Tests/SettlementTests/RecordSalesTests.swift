@@ -1,0 +1,116 @@
+// RecordSales: several sales in one call, each recorded as RecordSale records it and
+// answered on its own, so that one refused sale leaves the others recorded.
+import Foundation
+import GRPCCore
+import NestDomain
+import NestProto
+import NestServiceKit
+import NestTestKit
+import Settlement
+import Testing
+
+@Suite("RecordSales")
+struct RecordSalesTests {
+  typealias Method = Nest_Settlement_V1_SettlementService.Method
+
+  static func sale(_ orderID: String, amount: Int64 = 10_000, token: String = "")
+    -> Nest_Settlement_V1_RecordSaleRequest
+  {
+    .with {
+      $0.clientToken = token
+      $0.orderID = orderID
+      $0.kind = .customerOrder
+      $0.buyer = .with {
+        $0.role = .customer
+        $0.accountID = "c1"
+      }
+      $0.seller = .with {
+        $0.role = .isv
+        $0.accountID = "i1"
+      }
+      $0.amount = MoneyMath.money("USD", amount)
+      $0.commissionBps = 1_000
+      $0.scenario = .with {
+        $0.scenario = .direct
+        $0.isvID = "i1"
+      }
+      $0.paidAtUnixMs = 1
+    }
+  }
+
+  static func service() throws -> (SettlementService, NestDatabase, String) {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("sales-\(UUID()).sqlite").path
+    let database = try ServiceDatabase.open(path: path, migrations: SettlementStore.migrations)
+    return (
+      SettlementService(store: SettlementStore(database: database), peers: FakePeers(instances: [:])), database, path
+    )
+  }
+
+  static func recordSales(_ sales: [Nest_Settlement_V1_RecordSaleRequest], on service: SettlementService)
+    async throws -> [Nest_Settlement_V1_SaleResult]
+  {
+    try await calling(Method.RecordSales.descriptor, as: .service, "marketplace-order") {
+      try await service.recordSales(request: .with { $0.sales = sales }, context: $0).results
+    }
+  }
+
+  @Test(
+    "each sale has its result: recorded, the first result again, or refused with RecordSale's code; refusals write nothing"
+  )
+  func perSale() async throws {
+    let (service, database, path) = try Self.service()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    var first: [String: Nest_Settlement_V1_RecordSaleResponse] = [:]
+    for id in ["o-before", "o-before-2"] {
+      first[id] = try await calling(Method.RecordSale.descriptor, as: .service, "marketplace-order") {
+        try await service.recordSale(request: Self.sale(id), context: $0)
+      }
+    }
+    var invalid = Self.sale("o-invalid")
+    invalid.amount = MoneyMath.money("USD", -5)
+    let results = try await Self.recordSales(
+      [Self.sale("o-new", token: "k-new"), Self.sale("o-before"), Self.sale("o-before-2", amount: 1), invalid],
+      on: service)
+    #expect(results.map(\.orderID) == ["o-new", "o-before", "o-before-2", "o-invalid"])
+    #expect(
+      results.map(\.errorCode)
+        == [0, 0, Int32(RPCError.Code.alreadyExists.rawValue), Int32(RPCError.Code.invalidArgument.rawValue)])
+    #expect(results[0].recorded?.transaction?.id.isEmpty == false)
+    // A repeat of a recorded sale answers its first transaction.
+    #expect(results[1].recorded?.transaction?.id == first["o-before"]?.transaction?.id)
+    #expect(results[2].errorMessage.contains("different snapshot"), "\(results[2].errorMessage)")
+    #expect(results[3].errorMessage.contains("amount"), "\(results[3].errorMessage)")
+    #expect(results[2].recorded == nil && results[3].recorded == nil)
+
+    // A later batch: the same order with another snapshot is refused alone.
+    let again = try await Self.recordSales([Self.sale("o-new", amount: 99), Self.sale("o-later")], on: service)
+    #expect(again.map(\.errorCode) == [Int32(RPCError.Code.alreadyExists.rawValue), 0])
+    // The customer paid for the four sales recorded (o-before, o-before-2, o-new, o-later), once
+    // each; the refused ones cost nothing.
+    let balance = try await database.read {
+      try SettlementStore.balance(
+        of: AccountRef.with {
+          $0.kind = .customer; $0.accountID = "c1"
+        }, in: $0)
+    }
+    #expect(balance.amounts.map(\.amountMinor) == [-40_000])
+  }
+
+  @Test("the call is refused as a whole when it holds no sales, more than 256, or one order twice")
+  func wholeCall() async throws {
+    let (service, database, path) = try Self.service()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    for sales in [[], (0...256).map { Self.sale("o\($0)") }, [Self.sale("o1"), Self.sale("o2"), Self.sale("o1")]] {
+      let refused = await code { _ = try await Self.recordSales(sales, on: service) }
+      #expect(refused == .invalidArgument, "\(sales.count) sales")
+    }
+    // Nothing of a refused call was recorded.
+    let balance = try await database.read {
+      try SettlementStore.balance(
+        of: AccountRef.with {
+          $0.kind = .customer; $0.accountID = "c1"
+        }, in: $0)
+    }
+    #expect(balance.amounts.isEmpty)
+  }
+}

@@ -182,7 +182,7 @@ public final class Dispatcher: Service, Sendable {
     var sent: [(index: Int, sale: Nest_Settlement_V1_RecordSaleRequest)] = []
     for (index, row) in rows.enumerated() {
       if let order = orders[row.orderID] {
-        sent.append((index, DeliveryRules.saleRequest(for: order, key: row.idempotencyKey)))
+        sent.append((index, DeliveryRules.saleRequest(for: order)))
       } else {
         outcomes[index].failure = (
           Int32(RPCError.Code.failedPrecondition.rawValue), "failedPrecondition: order \(row.orderID) is missing"
@@ -249,7 +249,7 @@ public final class Dispatcher: Service, Sendable {
       }
       switch delivery.kind {
       case .createInstance:
-        let instance = try await self.peers.createInstance(DeliveryRules.instanceRequest(for: order, key: key))
+        let instance = try await self.peers.createInstance(DeliveryRules.instanceRequest(for: order))
         outcome.acknowledgement = .instanceID(instance.id)
         outcome.instanceID = instance.id
       case .renewInstance:

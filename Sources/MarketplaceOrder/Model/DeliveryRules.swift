@@ -116,11 +116,11 @@ public enum DeliveryRules {
     }
   }
 
-  /// CreateServiceInstance for a paid customer order.
-  public static func instanceRequest(for order: Order, key: String) -> Nest_Entitlement_V1_CreateServiceInstanceRequest
-  {
+  /// CreateServiceInstance for a paid customer order. Without a client token: entitlement is
+  /// idempotent on the order id, and a token would only make it keep every request and its
+  /// answer a second time.
+  public static func instanceRequest(for order: Order) -> Nest_Entitlement_V1_CreateServiceInstanceRequest {
     .with {
-      $0.clientToken = key
       $0.orderID = order.id
       $0.serviceID = order.serviceID
       $0.versionID = order.serviceVersionID
@@ -170,10 +170,10 @@ public enum DeliveryRules {
     }
   }
 
-  /// RecordSale for a paid order (customer or linked).
-  public static func saleRequest(for order: Order, key: String) -> Nest_Settlement_V1_RecordSaleRequest {
+  /// RecordSale for a paid order (customer or linked). Without a client token, as
+  /// CreateServiceInstance: settlement is idempotent on the order id.
+  public static func saleRequest(for order: Order) -> Nest_Settlement_V1_RecordSaleRequest {
     .with {
-      $0.clientToken = key
       $0.orderID = order.id
       $0.kind = order.kind == .linked ? .linkedOrder : .customerOrder
       $0.parentOrderID = order.parentOrderID

@@ -527,7 +527,7 @@ struct  Nest__Settlement__V1__RecordSaleRequest
 {
   ProtobufCMessage base;
   /*
-   * The dispatcher sends the outbox row's key; deduplication is on order_id regardless.
+   * May be empty (the dispatcher sends none): deduplication is on order_id regardless.
    */
   char *client_token;
   char *order_id;

@@ -687,7 +687,7 @@ public struct Nest_Settlement_V1_RecordSaleRequest: NestMessage {
   public static let protoMessageName = "nest.settlement.v1.RecordSaleRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
-  /// The dispatcher sends the outbox row's key; deduplication is on order_id regardless.
+  /// May be empty (the dispatcher sends none): deduplication is on order_id regardless.
   public var clientToken: String = ""
   public var orderID: String = ""
   public var kind: Nest_Settlement_V1_SaleKind = .init(rawValue: 0)

@@ -14,6 +14,14 @@ public final class NestDatabase: Sendable {
   /// The pool itself, for what is not a handler's read or write (backups, observers,
   /// synchronous set-up and tests).
   public let pool: DatabasePool
+  /// Readers of their own for the reads made on the calling thread (`readNow`, and the
+  /// synchronous `read`). The pool's async reads give their reader back only once their task
+  /// runs again on one of Swift's cooperative threads; a read that blocked such a thread
+  /// waiting for one of those readers could wait forever once every cooperative thread did
+  /// (two on a two-core machine). It did: marketplace-order stopped under the benchmark with
+  /// both threads in `readNow` and every reader held by an async read waiting to resume. A
+  /// reader of this pool is held only by a thread running a synchronous read, which ends.
+  private let nowReaders: DatabasePool
   private let queue = NIOLockedValueBox(Queue())
   private let batchSizes = Recorder(label: "nest_db_group_commit_writes")
 
@@ -31,8 +39,11 @@ public final class NestDatabase: Sendable {
     let fail: @Sendable (any Error) -> Void
   }
 
-  public init(_ pool: DatabasePool) {
+  /// `pool` for writes and async reads; `nowReaders`, a read-only pool on the same file, for
+  /// the reads made on the calling thread.
+  public init(_ pool: DatabasePool, nowReaders: DatabasePool) {
     self.pool = pool
+    self.nowReaders = nowReaders
   }
 
   /// Reads in a read-only transaction of one of the pool's readers (WAL: never waits for
@@ -42,14 +53,14 @@ public final class NestDatabase: Sendable {
   }
 
   public func read<T>(_ value: (Database) throws -> T) throws -> T {
-    try self.pool.read(value)
+    try self.nowReaders.read(value)
   }
 
   /// A read of a few rows by key, on the calling thread: handing such a read to a reader's
   /// thread and back costs two thread wake-ups, more than the read itself. Not for pages or
   /// scans, which would hold the caller's event loop.
   public func readNow<T>(_ value: (Database) throws -> T) throws -> T {
-    try self.pool.read(value)
+    try self.nowReaders.read(value)
   }
 
   /// Runs `updates` in a transaction shared with the writes that wait with it; returns

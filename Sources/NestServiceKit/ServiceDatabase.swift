@@ -1,7 +1,8 @@
-// A service's own SQLite database through GRDB: WAL (DatabasePool), writes by group commit
-// (NestDatabase), every write durable (synchronous=FULL: money moves here), a busy timeout
-// instead of immediate SQLITE_BUSY, foreign keys on, temporary files in memory, and the
-// service's versioned migrations plus the kit's own.
+// A service's own SQLite database through GRDB: WAL (DatabasePool, and a second, read-only
+// pool for the reads made on the calling thread), writes by group commit (NestDatabase),
+// every write durable (synchronous=FULL: money moves here), a busy timeout instead of
+// immediate SQLITE_BUSY, foreign keys on, temporary files in memory, and the service's
+// versioned migrations plus the kit's own.
 import Foundation
 public import GRDB
 import Metrics
@@ -34,7 +35,12 @@ public enum ServiceDatabase {
     // Last: a kit table added after services had migrations of their own.
     EventLog.registerMigrations(&migrator)
     try migrator.migrate(pool)
-    return NestDatabase(pool)
+    // The readers of reads on the calling thread (NestDatabase.nowReaders): as many as there
+    // are threads to make such reads at once.
+    var readers = configuration
+    readers.readonly = true
+    readers.maximumReaderCount = max(2, ProcessInfo.processInfo.activeProcessorCount)
+    return NestDatabase(pool, nowReaders: try DatabasePool(path: path, configuration: readers))
   }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GRPCCore
+import NIOConcurrencyHelpers
 import NestDomain
 import NestProto
 import Testing
@@ -13,6 +14,50 @@ private func temporaryDatabase() -> String {
 
 @Suite("Service database")
 struct ServiceDatabaseTests {
+  @Test("a read on the calling thread does not wait for the readers that async reads hold")
+  func readNowBesideAsyncReads() async throws {
+    let path = temporaryDatabase()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let database = try ServiceDatabase.open(path: path) { migrator in
+      migrator.registerMigration("test-1") { db in
+        try db.execute(sql: "CREATE TABLE things (id INTEGER PRIMARY KEY); INSERT INTO things VALUES (7)")
+      }
+    }
+    // Every reader of the pool held by an async read that waits in its closure. Such a read
+    // gives its reader back only once its task runs again on a cooperative thread: a read that
+    // waited for one of them while holding every cooperative thread would never end.
+    let readers = database.pool.configuration.maximumReaderCount
+    let release = DispatchSemaphore(value: 0)
+    let entered = NIOLockedValueBox(0)
+    let held = Task {
+      try await withThrowingTaskGroup(of: Int?.self) { group in
+        for _ in 0..<readers {
+          group.addTask {
+            try await database.read { db in
+              entered.withLockedValue { $0 += 1 }
+              release.wait()
+              return try Int.fetchOne(db, sql: "SELECT id FROM things")
+            }
+          }
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
+      }
+    }
+    defer { for _ in 0..<readers { release.signal() } }
+    for _ in 0..<1_000 where entered.withLockedValue({ $0 }) < readers { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(entered.withLockedValue { $0 } == readers)
+    // A read on the calling thread (a plain thread here) ends while they all still wait.
+    let now = NIOLockedValueBox<Int??>(nil)
+    Thread.detachNewThread {
+      let value = try? database.readNow { try Int.fetchOne($0, sql: "SELECT id FROM things") }
+      now.withLockedValue { $0 = .some(value) }
+    }
+    for _ in 0..<1_000 where now.withLockedValue({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+    #expect(now.withLockedValue { $0 } == .some(7))
+    for _ in 0..<readers { release.signal() }
+    #expect(try await held.value == Array(repeating: 7, count: readers))
+  }
+
   @Test("WAL, synchronous=FULL, foreign keys, temporary files in memory, and migrations that run once")
   func bootstrap() throws {
     let path = temporaryDatabase()

@@ -407,6 +407,8 @@ extension NestService {
 /// benchmarks) stops when that process ends however it ends, SIGKILL or a crash included,
 /// instead of serving on with no one to stop it.
 struct StandardInputWatch: Service {
+  /// How long a graceful stop may take once standard input has ended.
+  static let deadlineSeconds = 30
   let logger: Logger
 
   func run() async throws {
@@ -421,6 +423,15 @@ struct StandardInputWatch: Service {
         }
         continuation.yield()
         continuation.finish()
+        // The launcher is gone. A service whose cooperative threads are all blocked cannot stop
+        // gracefully (one did, deadlocked on its database readers, and served on for minutes
+        // after its benchmark died): past the deadline this thread, which needs none of them,
+        // ends the process.
+        Thread.sleep(forTimeInterval: Double(StandardInputWatch.deadlineSeconds))
+        let message =
+          "standard input ended \(StandardInputWatch.deadlineSeconds) s ago and the service has not stopped: exiting\n"
+        FileHandle.standardError.write(Data(message.utf8))
+        _exit(70)
       }
     }
     await cancelWhenGracefulShutdown {

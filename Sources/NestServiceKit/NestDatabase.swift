@@ -63,6 +63,12 @@ public final class NestDatabase: Sendable {
     try self.nowReaders.read(value)
   }
 
+  /// A consistent copy into `destination` from one read snapshot, on one of the readers of
+  /// reads on the calling thread (the backup is such a read).
+  public func backup(to destination: DatabaseQueue) throws {
+    try self.nowReaders.backup(to: destination)
+  }
+
   /// Runs `updates` in a transaction shared with the writes that wait with it; returns
   /// once that transaction is committed.
   public func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {

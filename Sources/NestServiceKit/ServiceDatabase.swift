@@ -49,7 +49,7 @@ extension ServiceDatabase {
   /// step from one read snapshot (WAL: writers go on meanwhile), into a file at `path`.
   public static func backup(_ database: NestDatabase, to path: String) throws {
     let destination = try DatabaseQueue(path: path)
-    try database.pool.backup(to: destination)
+    try database.backup(to: destination)
     try destination.close()
   }
 

@@ -1,15 +1,22 @@
 // The outbox sends a round's sales to settlement in one call: how the round's rows are
 // grouped, and what happens against a settlement service from before RecordSales.
+import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import Logging
 import NestProto
 import NestProtoRuntime
+import NestServiceKit
+import Synchronization
 import Testing
 
 @testable import MarketplaceOrder
 
-/// settlement as it was before RecordSales: RecordSale only, refusing order "taken".
-struct SettlementBeforeRecordSales: RegistrableRPCService {
+/// settlement as it was before RecordSales: RecordSale only, refusing order "taken" and
+/// unreachable for order "down"; it notes the orders it was called for.
+final class SettlementBeforeRecordSales: RegistrableRPCService, Sendable {
+  let called = Mutex<[String]>([])
+
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     router.registerHandler(
       forMethod: Nest_Settlement_V1_SettlementService.Method.RecordSale.descriptor,
@@ -17,11 +24,40 @@ struct SettlementBeforeRecordSales: RegistrableRPCService {
       serializer: NestProtoSerializer<Nest_Settlement_V1_RecordSaleResponse>()
     ) { request, _ in
       let sale = try await ServerRequest(stream: request).message
+      self.called.withLock { $0.append(sale.orderID) }
+      guard sale.orderID != "down" else { throw RPCError(code: .unavailable, message: "settlement is down") }
       guard sale.orderID != "taken" else {
         throw RPCError(code: .alreadyExists, message: "order taken was already recorded with a different snapshot")
       }
       return StreamingServerResponse(
         single: ServerResponse(message: .with { $0.transaction = .with { $0.id = "txn-\(sale.orderID)" } }))
+    }
+  }
+}
+
+/// settlement answering RecordSales oddly: its results out of order, none for order "b", no
+/// transaction for order "a", ALREADY_EXISTS for order "d", "txn-c" for order "c".
+struct OddSettlement: RegistrableRPCService {
+  func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+    router.registerHandler(
+      forMethod: Nest_Settlement_V1_SettlementService.Method.RecordSales.descriptor,
+      deserializer: NestProtoDeserializer<Nest_Settlement_V1_RecordSalesRequest>(),
+      serializer: NestProtoSerializer<Nest_Settlement_V1_RecordSalesResponse>()
+    ) { request, _ in
+      _ = try await ServerRequest(stream: request).message
+      let results: [Nest_Settlement_V1_SaleResult] = [
+        .with {
+          $0.orderID = "d"
+          $0.errorCode = Int32(RPCError.Code.alreadyExists.rawValue)
+          $0.errorMessage = "recorded differently"
+        },
+        .with {
+          $0.orderID = "c"
+          $0.recorded = .with { $0.transaction = .with { $0.id = "txn-c" } }
+        },
+        .with { $0.orderID = "a" },
+      ]
+      return StreamingServerResponse(single: ServerResponse(message: .with { $0.results = results }))
     }
   }
 }
@@ -48,21 +84,63 @@ struct SalesBatchTests {
     #expect(Dispatcher.attempts(many).map(\.count) == [256, 44])
   }
 
-  @Test("against a settlement service from before RecordSales, the sales go one call each, each with its result")
+  @Test(
+    "against a settlement service from before RecordSales, the sales go one call each, each with its result, until one finds it unreachable"
+  )
   func olderSettlement() async throws {
     let transport = InProcessTransport()
-    try await withGRPCServer(transport: transport.server, services: [SettlementBeforeRecordSales()]) { _ in
+    let settlement = SettlementBeforeRecordSales()
+    try await withGRPCServer(transport: transport.server, services: [settlement]) { _ in
       try await withGRPCClient(transport: transport.client) { client in
         let peers = RPCOrderPeers(
           catalog: Nest_Catalog_V1_CatalogService.Client(wrapping: client),
           entitlement: Nest_Entitlement_V1_EntitlementService.Client(wrapping: client),
           settlement: Nest_Settlement_V1_SettlementService.Client(wrapping: client))
         let results = try await peers.recordSales(
-          ["a", "taken", "b"].map { id in .with { $0.orderID = id } })
-        #expect(results.map(\.orderID) == ["a", "taken", "b"])
-        #expect(results.map(\.errorCode) == [0, Int32(RPCError.Code.alreadyExists.rawValue), 0])
-        #expect(results.map { $0.recorded?.transaction?.id ?? "" } == ["txn-a", "", "txn-b"])
+          ["a", "taken", "b", "down", "c"].map { id in .with { $0.orderID = id } })
+        #expect(results.map(\.orderID) == ["a", "taken", "b", "down", "c"])
+        let exists = Int32(RPCError.Code.alreadyExists.rawValue)
+        let unavailable = Int32(RPCError.Code.unavailable.rawValue)
+        #expect(results.map(\.errorCode) == [0, exists, 0, unavailable, unavailable])
+        #expect(results.map { $0.recorded?.transaction?.id ?? "" } == ["txn-a", "", "txn-b", "", ""])
         #expect(results[1].errorMessage.contains("different snapshot"))
+        // Once settlement was unreachable, "c" failed as "down" did, without a call of its own.
+        #expect(settlement.called.withLock { $0 } == ["a", "taken", "b", "down"])
+      }
+    }
+  }
+
+  @Test("each sale row is acknowledged or failed by the result for its own order, whatever order they come in")
+  func resultsByOrder() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sales-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let database = try ServiceDatabase.open(
+      path: directory.appendingPathComponent("order.sqlite").path, migrations: OrderStore.migrations)
+    let transport = InProcessTransport()
+    try await withGRPCServer(transport: transport.server, services: [OddSettlement()]) { _ in
+      try await withGRPCClient(transport: transport.client) { client in
+        let dispatcher = Dispatcher(
+          store: OrderStore(database: database),
+          peers: RPCOrderPeers(
+            catalog: Nest_Catalog_V1_CatalogService.Client(wrapping: client),
+            entitlement: Nest_Entitlement_V1_EntitlementService.Client(wrapping: client),
+            settlement: Nest_Settlement_V1_SettlementService.Client(wrapping: client)),
+          logger: Logger(label: "test"))
+        let ids = ["a", "b", "c", "d"]
+        let orders = Dictionary(uniqueKeysWithValues: ids.map { id in (id, Order.with { $0.id = id }) })
+        let outcomes = await dispatcher.attemptSales(
+          ids.map { Self.row(.recordSale, $0, "row-\($0)") } + [Self.row(.recordSale, "gone", "row-gone")],
+          orders: orders)
+        let byRow = Dictionary(uniqueKeysWithValues: outcomes.map { ($0.delivery.id, $0) })
+        #expect(byRow["row-c"]?.failure == nil)
+        #expect(byRow["row-c"]?.acknowledgement == .transactionID("txn-c"))
+        #expect(byRow["row-a"]?.failure?.message.contains("no transaction") == true)
+        #expect(byRow["row-b"]?.failure?.message.contains("no result") == true)
+        #expect(byRow["row-d"]?.failure?.code == Int32(RPCError.Code.alreadyExists.rawValue))
+        // A row whose order is missing fails alone, before the call.
+        #expect(byRow["row-gone"]?.failure?.message.contains("missing") == true)
+        #expect(outcomes.filter { $0.acknowledgement != nil }.map(\.delivery.id) == ["row-c"])
       }
     }
   }

@@ -1,6 +1,7 @@
 // RecordSales: several sales in one call, each recorded as RecordSale records it and
 // answered on its own, so that one refused sale leaves the others recorded.
 import Foundation
+import GRDB
 import GRPCCore
 import NestDomain
 import NestProto
@@ -112,5 +113,48 @@ struct RecordSalesTests {
         }, in: $0)
     }
     #expect(balance.amounts.isEmpty)
+  }
+
+  @Test("a sale the ledger's own constraints refuse fails alone, its savepoint undone; the others are recorded")
+  func constraintRefusal() async throws {
+    let (service, database, path) = try Self.service()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    // The ledger refusing one sale as its triggers refuse a bad write: SQLITE_CONSTRAINT.
+    try await database.write { db in
+      try db.execute(
+        sql: """
+          CREATE TRIGGER refuse_o_bad BEFORE INSERT ON sales WHEN NEW.order_id = 'o-bad'
+          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END
+          """)
+    }
+    let results = try await Self.recordSales([Self.sale("o-1"), Self.sale("o-bad"), Self.sale("o-2")], on: service)
+    #expect(results.map(\.errorCode) == [0, Int32(RPCError.Code.internalError.rawValue), 0])
+    #expect(results[1].errorMessage.contains("SQLITE_CONSTRAINT"), "\(results[1].errorMessage)")
+    // o-bad's transaction, written before the refused row, went with its savepoint.
+    let balance = try await database.read {
+      try SettlementStore.balance(
+        of: AccountRef.with {
+          $0.kind = .customer; $0.accountID = "c1"
+        }, in: $0)
+    }
+    #expect(balance.amounts.map(\.amountMinor) == [-20_000])
+  }
+
+  @Test("the same client token and batch return the first results; another batch under it is ALREADY_EXISTS")
+  func batchToken() async throws {
+    let (service, _, path) = try Self.service()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let call = { (sales: [Nest_Settlement_V1_RecordSaleRequest]) in
+      try await calling(Method.RecordSales.descriptor, as: .service, "marketplace-order") {
+        try await service.recordSales(
+          request: .with {
+            $0.clientToken = "batch-1"
+            $0.sales = sales
+          }, context: $0)
+      }
+    }
+    let first = try await call([Self.sale("o-1")])
+    #expect(try await call([Self.sale("o-1")]) == first)
+    #expect(await code { _ = try await call([Self.sale("o-2")]) } == .alreadyExists)
   }
 }

@@ -1,9 +1,10 @@
 // The outbox dispatcher: delivers each order's pending rows step by step (the rows one commit
 // queued together, such as a payment's instance and sales, at once; the next step when they
 // are all acknowledged), several orders at once, retrying failures with capped exponential
-// backoff until the target acknowledges. Every target is idempotent on the row's key, so a row attempted twice
-// (a crash between the call and the acknowledgement) changes nothing. What each row asks and
-// how an outcome is recorded are the outbox's rules (DeliveryRules); this part only calls.
+// backoff until the target acknowledges. A round's sales go to settlement in one RecordSales
+// call. Every target is idempotent on the row's order (the row's key), so a row attempted
+// twice (a crash between the call and the acknowledgement) changes nothing. What each row asks
+// and how an outcome is recorded are the outbox's rules (DeliveryRules); this part only calls.
 import Foundation
 import GRDB
 import GRPCCore
@@ -88,8 +89,11 @@ public final class Dispatcher: Service, Sendable {
     }
   }
 
-  /// A round's rows as attempts: its RECORD_SALE rows in calls of up to 256 sales, each
-  /// order at most once per call; every other row alone.
+  /// The most sales one RecordSales call takes (settlement refuses more).
+  static let salesPerCall = 256
+
+  /// A round's rows as attempts: its RECORD_SALE rows in calls of up to `salesPerCall`
+  /// sales, each order at most once per call; every other row alone.
   static func attempts(_ due: [Delivery]) -> [[Delivery]] {
     var sales: [[Delivery]] = []
     var others: [[Delivery]] = []
@@ -98,7 +102,9 @@ public final class Dispatcher: Service, Sendable {
         others.append([row])
         continue
       }
-      if let index = sales.firstIndex(where: { $0.count < 256 && !$0.contains { $0.orderID == row.orderID } }) {
+      if let index = sales.firstIndex(where: {
+        $0.count < Self.salesPerCall && !$0.contains { $0.orderID == row.orderID }
+      }) {
         sales[index].append(row)
       } else {
         sales.append([row])
@@ -109,8 +115,23 @@ public final class Dispatcher: Service, Sendable {
 
   /// One attempt at `rows` (one of `attempts`): sales in one call, any other row alone.
   func attempt(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
-    guard rows.count == 1, rows[0].kind != .recordSale else { return await self.attemptSales(rows, orders: orders) }
-    return [await self.attempt(rows[0], order: orders[rows[0].orderID])]
+    if rows.allSatisfy({ $0.kind == .recordSale }) { return await self.attemptSales(rows, orders: orders) }
+    return await withTaskGroup(of: Outcome.self) { group in
+      for row in rows { group.addTask { await self.attempt(row, order: orders[row.orderID]) } }
+      return await group.reduce(into: []) { $0.append($1) }
+    }
+  }
+
+  /// A row's attempt as its span shows it.
+  static func describe(_ row: Delivery, in span: any Span) {
+    span.attributes["nest.delivery.id"] = row.id
+    span.attributes["nest.delivery.attempt"] = Int(row.attempts) + 1
+    span.attributes["nest.order.id"] = row.orderID
+  }
+
+  /// A status code's name (as `Status.Code` prints it), or its number when it has none.
+  static func codeName(_ code: Int32) -> String {
+    Status.Code(rawValue: Int(code)).map { "\($0)" } ?? "\(code)"
   }
 
   /// What one attempt at one row came to.
@@ -143,9 +164,7 @@ public final class Dispatcher: Service, Sendable {
     await withSpan(
       "deliver \(statusName(delivery.kind))", context: TraceContext.continuing(delivery.traceParent), ofKind: .consumer
     ) { span in
-      span.attributes["nest.delivery.id"] = delivery.id
-      span.attributes["nest.delivery.attempt"] = Int(delivery.attempts) + 1
-      span.attributes["nest.order.id"] = delivery.orderID
+      Self.describe(delivery, in: span)
       let outcome = await self.call(delivery, order: order)
       if let failure = outcome.failure { span.setStatus(SpanStatus(code: .error, message: failure.message)) }
       return outcome
@@ -156,12 +175,11 @@ public final class Dispatcher: Service, Sendable {
   /// the call that queued it, as a single row's attempt has; the call is made under the
   /// first one's.
   func attemptSales(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
+    guard !rows.isEmpty else { return [] }
     let spans = rows.map { row in
       let span = InstrumentationSystem.tracer.startSpan(
         "deliver \(statusName(row.kind))", context: TraceContext.continuing(row.traceParent), ofKind: .consumer)
-      span.attributes["nest.delivery.id"] = row.id
-      span.attributes["nest.delivery.attempt"] = Int(row.attempts) + 1
-      span.attributes["nest.order.id"] = row.orderID
+      Self.describe(row, in: span)
       span.attributes["nest.delivery.batch"] = rows.count
       return span
     }
@@ -175,8 +193,8 @@ public final class Dispatcher: Service, Sendable {
     return outcomes
   }
 
-  /// One RecordSales call for `rows`: each row acknowledged or failed by its own result, or
-  /// all of them failed by the call's error.
+  /// One RecordSales call for `rows`: each row acknowledged or failed by the result for its
+  /// order, or all of them failed by the call's error.
   private func callSales(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
     var outcomes = rows.map { Outcome(delivery: $0) }
     var sent: [(index: Int, sale: Nest_Settlement_V1_RecordSaleRequest)] = []
@@ -192,30 +210,43 @@ public final class Dispatcher: Service, Sendable {
     if !sent.isEmpty {
       do {
         let results = try await self.peers.recordSales(sent.map(\.sale))
-        for (position, (index, sale)) in sent.enumerated() {
-          guard position < results.count, results[position].orderID == sale.orderID else {
-            outcomes[index].failure = (
-              Int32(RPCError.Code.internalError.rawValue), "internalError: settlement answered no result for it"
-            )
+        let byOrder = Dictionary(results.map { ($0.orderID, $0) }) { first, _ in first }
+        for (index, sale) in sent {
+          let internalError = Int32(RPCError.Code.internalError.rawValue)
+          guard let result = byOrder[sale.orderID] else {
+            outcomes[index].failure = (internalError, "internalError: settlement answered no result for the order")
             continue
           }
-          let result = results[position]
-          if result.errorCode == 0 {
-            outcomes[index].acknowledgement = .transactionID(result.recorded?.transaction?.id ?? "")
+          if result.errorCode != 0 {
+            outcomes[index].failure = (result.errorCode, "\(Self.codeName(result.errorCode)): \(result.errorMessage)")
+          } else if let transaction = result.recorded?.transaction {
+            outcomes[index].acknowledgement = .transactionID(transaction.id)
           } else {
-            let code = Status.Code(rawValue: Int(result.errorCode)).map { "\($0)" } ?? "\(result.errorCode)"
-            outcomes[index].failure = (result.errorCode, "\(code): \(result.errorMessage)")
+            outcomes[index].failure = (internalError, "internalError: settlement answered no transaction")
           }
         }
       } catch {
         let (status, cause) = RPCError.status(of: error)
-        if let cause { self.logger.error("sales delivery failed here", metadata: ["cause": "\(cause)"]) }
+        if let cause {
+          self.logger.error(
+            "sales delivery failed here",
+            metadata: ["deliveries": "\(sent.map { rows[$0.index].id })", "cause": "\(cause)"])
+        }
         for (index, _) in sent {
           outcomes[index].failure = (Int32(status.code.rawValue), "\(status.code): \(status.message)")
         }
       }
     }
-    for outcome in outcomes { self.count(outcome) }
+    for outcome in outcomes {
+      self.count(outcome)
+      if let failure = outcome.failure {
+        self.logger.debug(
+          "delivery failed",
+          metadata: [
+            "delivery": "\(outcome.delivery.id)", "kind": "\(outcome.delivery.kind)", "error": "\(failure.message)",
+          ])
+      }
+    }
     return outcomes
   }
 
@@ -226,15 +257,8 @@ public final class Dispatcher: Service, Sendable {
     if let failure = outcome.failure {
       Counter(
         label: "nest_outbox_delivery_failures_total",
-        dimensions: dimensions + [
-          ("code", Status.Code(rawValue: Int(failure.code)).map { "\($0)" } ?? "\(failure.code)")
-        ]
+        dimensions: dimensions + [("code", Self.codeName(failure.code))]
       ).increment()
-      self.logger.debug(
-        "delivery failed",
-        metadata: [
-          "delivery": "\(outcome.delivery.id)", "kind": "\(outcome.delivery.kind)", "error": "\(failure.message)",
-        ])
     }
   }
 
@@ -275,6 +299,9 @@ public final class Dispatcher: Service, Sendable {
       outcome.failure = (Int32(status.code.rawValue), "\(status.code): \(status.message)")
       if let cause {
         self.logger.error("delivery failed here", metadata: ["delivery": "\(delivery.id)", "cause": "\(cause)"])
+      } else {
+        self.logger.debug(
+          "delivery failed", metadata: ["delivery": "\(delivery.id)", "kind": "\(delivery.kind)", "error": "\(error)"])
       }
     }
     return outcome

@@ -108,14 +108,20 @@ public struct RPCOrderPeers: OrderPeers {
       return try await self.settlement.recordSales(.with { $0.sales = sales }).results
     } catch let error as RPCError where error.code == .unimplemented {
       // A settlement service from before RecordSales (a rolling upgrade): one call per sale.
+      // Once settlement is unreachable or the round is cancelled, the rest fail as that one
+      // did, without a call each.
       var results: [Nest_Settlement_V1_SaleResult] = []
+      var unreachable: RPCError? = nil
       for sale in sales {
         var result = Nest_Settlement_V1_SaleResult.with { $0.orderID = sale.orderID }
+        if unreachable == nil, Task.isCancelled { unreachable = RPCError(code: .cancelled, message: "cancelled") }
         do {
+          if let unreachable { throw unreachable }
           result.recorded = try await self.settlement.recordSale(sale)
         } catch let error as RPCError {
           result.errorCode = Int32(error.code.rawValue)
           result.errorMessage = error.message
+          if [.unavailable, .deadlineExceeded, .cancelled].contains(error.code) { unreachable = error }
         }
         results.append(result)
       }

@@ -31,12 +31,19 @@ extension SettlementService {
     }
     let now = self.clock.nowUnixMs()
     return try await self.store.database.write { db in
-      try .with { $0.results = try request.sales.map { try Self.result(of: $0, access: access, now: now, in: db) } }
+      try ClientTokens.once(
+        db, caller: access.caller.subject, method: "RecordSales", token: request.clientToken, request: request,
+        nowUnixMs: now
+      ) {
+        try .with { $0.results = try request.sales.map { try Self.result(of: $0, access: access, now: now, in: db) } }
+      }
     }
   }
 
-  /// One sale of a batch in its own savepoint: recorded, or refused with RecordSale's code
-  /// and message while the others stand. Storage failures fail the whole call.
+  /// One sale of a batch in its own savepoint: recorded, or refused with the code and message
+  /// RecordSale would have answered while the others stand. A constraint of the ledger's own
+  /// (a trigger or unique index refusing the write) refuses that sale alone; a storage failure
+  /// that ends the transaction fails the whole call.
   static func result(
     of sale: Nest_Settlement_V1_RecordSaleRequest, access: Access, now: Int64, in db: Database
   ) throws -> Nest_Settlement_V1_SaleResult {
@@ -52,6 +59,12 @@ extension SettlementService {
     } catch let refused as DomainError {
       result.errorCode = Int32(refused.code.rpcCode.rawValue)
       result.errorMessage = refused.message
+    } catch let error as DatabaseError
+      where error.resultCode.primaryResultCode == .SQLITE_CONSTRAINT && db.isInsideTransaction
+    {
+      // Rolled back to the savepoint: as RecordSale would answer, INTERNAL, named for operators.
+      result.errorCode = Int32(RPCError.Code.internalError.rawValue)
+      result.errorMessage = "internal error (storage: \(StorageFailure.name(error.resultCode)))"
     }
     return result
   }

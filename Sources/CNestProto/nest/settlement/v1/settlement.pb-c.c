@@ -3006,11 +3006,23 @@ const ProtobufCMessageDescriptor nest__settlement__v1__record_sale_response__des
   (ProtobufCMessageInit) nest__settlement__v1__record_sale_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor nest__settlement__v1__record_sales_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor nest__settlement__v1__record_sales_request__field_descriptors[2] =
 {
   {
-    "sales",
+    "client_token",
     1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Settlement__V1__RecordSalesRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sales",
+    2,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
     offsetof(Nest__Settlement__V1__RecordSalesRequest, n_sales),
@@ -3022,12 +3034,13 @@ static const ProtobufCFieldDescriptor nest__settlement__v1__record_sales_request
   },
 };
 static const unsigned nest__settlement__v1__record_sales_request__field_indices_by_name[] = {
-  0,   /* field[0] = sales */
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = sales */
 };
 static const ProtobufCIntRange nest__settlement__v1__record_sales_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor nest__settlement__v1__record_sales_request__descriptor =
 {
@@ -3037,7 +3050,7 @@ const ProtobufCMessageDescriptor nest__settlement__v1__record_sales_request__des
   "Nest__Settlement__V1__RecordSalesRequest",
   "nest.settlement.v1",
   sizeof(Nest__Settlement__V1__RecordSalesRequest),
-  1,
+  2,
   nest__settlement__v1__record_sales_request__field_descriptors,
   nest__settlement__v1__record_sales_request__field_indices_by_name,
   1,  nest__settlement__v1__record_sales_request__number_ranges,

@@ -474,7 +474,9 @@ struct  Nest__Order__V1__Delivery
   Nest__Order__V1__DeliveryTarget target;
   Nest__Order__V1__DeliveryStatus status;
   /*
-   * The idempotency key sent with every attempt (the order id, see docs/design.md §6).
+   * What makes every attempt of the row the same to its target: the order id (prefixed for a
+   * refund or a release), on which CreateServiceInstance and RecordSale deduplicate; sent as
+   * the client token of the other kinds (docs/design.md §6).
    */
   char *idempotency_key;
   /*

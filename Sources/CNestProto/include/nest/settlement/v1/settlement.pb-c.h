@@ -613,6 +613,11 @@ struct  Nest__Settlement__V1__RecordSalesRequest
 {
   ProtobufCMessage base;
   /*
+   * The same token and request return the first results (the outbox sends none: each sale is
+   * idempotent on its order_id).
+   */
+  char *client_token;
+  /*
    * 1 to 256 sales, each as RecordSale takes it (its client_token included).
    */
   size_t n_sales;
@@ -620,7 +625,7 @@ struct  Nest__Settlement__V1__RecordSalesRequest
 };
 #define NEST__SETTLEMENT__V1__RECORD_SALES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__settlement__v1__record_sales_request__descriptor) \
-    , 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*

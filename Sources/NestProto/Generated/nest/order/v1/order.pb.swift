@@ -612,7 +612,9 @@ public struct Nest_Order_V1_Delivery: NestMessage {
   public var kind: Nest_Order_V1_DeliveryKind = .init(rawValue: 0)
   public var target: Nest_Order_V1_DeliveryTarget = .init(rawValue: 0)
   public var status: Nest_Order_V1_DeliveryStatus = .init(rawValue: 0)
-  /// The idempotency key sent with every attempt (the order id, see docs/design.md §6).
+  /// What makes every attempt of the row the same to its target: the order id (prefixed for a
+  /// refund or a release), on which CreateServiceInstance and RecordSale deduplicate; sent as
+  /// the client token of the other kinds (docs/design.md §6).
   public var idempotencyKey: String = ""
   /// Attempts made so far, successful or not.
   public var attempts: UInt32 = 0

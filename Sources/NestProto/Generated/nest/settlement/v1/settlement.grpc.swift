@@ -263,10 +263,13 @@ extension Nest_Settlement_V1_SettlementService {
     /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
     /// > that a sale refused leaves the others recorded; each sale gets its own result.
     /// > Who: service (marketplace-order).
-    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+    /// > client_token for the whole batch.
     /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+    /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+    /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A streaming request of `Nest_Settlement_V1_RecordSalesRequest` messages.
@@ -595,10 +598,13 @@ extension Nest_Settlement_V1_SettlementService {
     /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
     /// > that a sale refused leaves the others recorded; each sale gets its own result.
     /// > Who: service (marketplace-order).
-    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+    /// > client_token for the whole batch.
     /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+    /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+    /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
@@ -925,10 +931,13 @@ extension Nest_Settlement_V1_SettlementService {
     /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
     /// > that a sale refused leaves the others recorded; each sale gets its own result.
     /// > Who: service (marketplace-order).
-    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+    /// > client_token for the whole batch.
     /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+    /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+    /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A `Nest_Settlement_V1_RecordSalesRequest` message.
@@ -1734,10 +1743,13 @@ extension Nest_Settlement_V1_SettlementService {
     /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
     /// > that a sale refused leaves the others recorded; each sale gets its own result.
     /// > Who: service (marketplace-order).
-    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+    /// > client_token for the whole batch.
     /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+    /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+    /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
@@ -2150,10 +2162,13 @@ extension Nest_Settlement_V1_SettlementService {
     /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
     /// > that a sale refused leaves the others recorded; each sale gets its own result.
     /// > Who: service (marketplace-order).
-    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+    /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+    /// > client_token for the whole batch.
     /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-    /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-    /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+    /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+    /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+    /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+    /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
@@ -2681,10 +2696,13 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
   /// > that a sale refused leaves the others recorded; each sale gets its own result.
   /// > Who: service (marketplace-order).
-  /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+  /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+  /// > client_token for the whole batch.
   /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-  /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-  /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+  /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+  /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+  /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+  /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
   ///
   /// - Parameters:
   ///   - request: A request containing a single `Nest_Settlement_V1_RecordSalesRequest` message.
@@ -3155,10 +3173,13 @@ extension Nest_Settlement_V1_SettlementService.ClientProtocol {
   /// > each sale exactly as RecordSale records it, in its own savepoint of one transaction, so
   /// > that a sale refused leaves the others recorded; each sale gets its own result.
   /// > Who: service (marketplace-order).
-  /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result).
+  /// > Idempotent per sale on order_id, as RecordSale (a repeat returns the first result), and on
+  /// > client_token for the whole batch.
   /// > Errors, for the whole call: INVALID_ARGUMENT (no sales, more than 256, or one order_id
-  /// > twice), UNAUTHENTICATED, PERMISSION_DENIED (role not service). A sale's own errors
-  /// > (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS) are in its result.
+  /// > twice), ALREADY_EXISTS (client_token reused with a different request), UNAVAILABLE or
+  /// > RESOURCE_EXHAUSTED (storage; nothing recorded, retry), UNAUTHENTICATED, PERMISSION_DENIED
+  /// > (role not service). A sale's own errors (RecordSale's INVALID_ARGUMENT and ALREADY_EXISTS,
+  /// > INTERNAL when the ledger's own constraints refuse it) are in its result.
   ///
   /// - Parameters:
   ///   - message: request message to send.

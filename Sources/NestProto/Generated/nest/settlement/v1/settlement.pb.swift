@@ -798,6 +798,9 @@ public struct Nest_Settlement_V1_RecordSalesRequest: NestMessage {
   public static let protoMessageName = "nest.settlement.v1.RecordSalesRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
 
+  /// The same token and request return the first results (the outbox sends none: each sale is
+  /// idempotent on its order_id).
+  public var clientToken: String = ""
   /// 1 to 256 sales, each as RecordSale takes it (its client_token included).
   public var sales: [Nest_Settlement_V1_RecordSaleRequest] = []
   public var unknownFields = NestUnknownFields()
@@ -805,12 +808,14 @@ public struct Nest_Settlement_V1_RecordSalesRequest: NestMessage {
   public init() {}
 
   public init(_protobufC r: NestCMessageReader) {
-    self.sales = r.repeatedMessage(0)
+    self.clientToken = r.string(0)
+    self.sales = r.repeatedMessage(1)
     self.unknownFields = r.unknownFields
   }
 
   public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
-    try w.setRepeatedMessage(0, self.sales)
+    try w.setString(0, self.clientToken)
+    try w.setRepeatedMessage(1, self.sales)
     w.setUnknownFields(self.unknownFields)
   }
 }

@@ -346,7 +346,7 @@ let package = Package(
       name: "NestTestKit",
       dependencies: [
         "Catalog", "Entitlement", "MarketplaceOrder", "Settlement", "Events", "NestServiceKit", "NestTransport",
-        "NestAuth", "NestProto", "NestScenarios",
+        "NestAuth", "NestProto", "NestScenarios", "NestDomain",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "JWTKit", package: "jwt-kit"),
         .product(name: "Logging", package: "swift-log"),

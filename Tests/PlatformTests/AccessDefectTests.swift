@@ -35,20 +35,7 @@ struct AccessDefectTests {
   @Test("a service records sales only as the service the declaration names: another service's token is refused")
   func serviceIdentity() async throws {
     let platform = try await NestTestPlatform.start()
-    let sale = Nest_Settlement_V1_RecordSaleRequest.with {
-      $0.orderID = "order-that-does-not-exist"
-      $0.kind = .customerOrder
-      $0.buyer = .with {
-        $0.role = .customer
-        $0.accountID = "cust-x"
-      }
-      $0.seller = .with {
-        $0.role = .isv
-        $0.accountID = "isv-x"
-      }
-      $0.amount = MoneyMath.money("USD", 1_000)
-      $0.scenario = .with { $0.scenario = .direct }
-    }
+    let sale = directSale("order-that-does-not-exist", customer: "cust-x", isv: "isv-x", amount: 1_000)
     for service in ["catalog", "entitlement", "settlement", "metering"] {
       let refused = await code {
         _ = try await platform.settlement(as: .service, service) { try await $0.recordSale(sale) }

@@ -63,20 +63,7 @@ let plans = [
 ]
 
 /// A sale of an order nobody paid, as a service records it.
-let unpaidSale = Nest_Settlement_V1_RecordSaleRequest.with {
-  $0.orderID = "order-nobody-paid"
-  $0.kind = .customerOrder
-  $0.buyer = .with {
-    $0.role = .customer
-    $0.accountID = "cust-1"
-  }
-  $0.seller = .with {
-    $0.role = .isv
-    $0.accountID = "isv-1"
-  }
-  $0.amount = money(100)
-  $0.scenario = .with { $0.scenario = .direct }
-}
+let unpaidSale = directSale("order-nobody-paid", customer: "cust-1", isv: "isv-1", amount: 100)
 
 let rpcCases: [RPCCase] = [
   // MARK: CatalogService

@@ -2,10 +2,10 @@
 // shell, as an auditor or an operator with a bad idea would use it on a settlement database.
 import Foundation
 import GRDB
-import NestDomain
 import NestProto
 import NestProtoTesting
 import NestServiceKit
+import NestTestKit
 import Settlement
 import Testing
 
@@ -16,21 +16,7 @@ struct LedgerSchemaTests {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID()).sqlite").path
     let pool = try ServiceDatabase.open(path: path, migrations: SettlementStore.migrations)
     try pool.write { db in
-      let sale = Nest_Settlement_V1_RecordSaleRequest.with {
-        $0.orderID = "order-1"
-        $0.kind = .customerOrder
-        $0.buyer = .with {
-          $0.role = .customer
-          $0.accountID = "c1"
-        }
-        $0.seller = .with {
-          $0.role = .isv
-          $0.accountID = "i1"
-        }
-        $0.amount = MoneyMath.money("USD", 10_000)
-        $0.commissionBps = 500
-        $0.scenario = .with { $0.scenario = .direct }
-      }
+      let sale = directSale("order-1", customer: "c1", isv: "i1", amount: 10_000, commissionBps: 500)
       let transaction = try LedgerRules.saleTransaction(sale, id: "txn-1", now: 1)
       try SettlementStore.insert(transaction, in: db)
       try SettlementStore.insertSale(sale, transactionID: transaction.id, obligationID: nil, recordedAt: 1, in: db)

@@ -17,25 +17,20 @@ struct RecordSalesTests {
   static func sale(_ orderID: String, amount: Int64 = 10_000, token: String = "")
     -> Nest_Settlement_V1_RecordSaleRequest
   {
-    .with {
-      $0.clientToken = token
-      $0.orderID = orderID
-      $0.kind = .customerOrder
-      $0.buyer = .with {
-        $0.role = .customer
-        $0.accountID = "c1"
-      }
-      $0.seller = .with {
-        $0.role = .isv
-        $0.accountID = "i1"
-      }
-      $0.amount = MoneyMath.money("USD", amount)
-      $0.commissionBps = 1_000
-      $0.scenario = .with {
-        $0.scenario = .direct
-        $0.isvID = "i1"
-      }
-      $0.paidAtUnixMs = 1
+    var sale = directSale(orderID, customer: "c1", isv: "i1", amount: amount, commissionBps: 1_000)
+    sale.clientToken = token
+    return sale
+  }
+
+  /// What the customer c1's account holds, per currency, in minor units.
+  static func customerBalance(_ database: NestDatabase) async throws -> [Int64] {
+    try await database.read {
+      try SettlementStore.balance(
+        of: AccountRef.with {
+          $0.kind = .customer
+          $0.accountID = "c1"
+        }, in: $0
+      ).amounts.map(\.amountMinor)
     }
   }
 
@@ -88,13 +83,7 @@ struct RecordSalesTests {
     #expect(again.map(\.errorCode) == [Int32(RPCError.Code.alreadyExists.rawValue), 0])
     // The customer paid for the four sales recorded (o-before, o-before-2, o-new, o-later), once
     // each; the refused ones cost nothing.
-    let balance = try await database.read {
-      try SettlementStore.balance(
-        of: AccountRef.with {
-          $0.kind = .customer; $0.accountID = "c1"
-        }, in: $0)
-    }
-    #expect(balance.amounts.map(\.amountMinor) == [-40_000])
+    #expect(try await Self.customerBalance(database) == [-40_000])
   }
 
   @Test("the call is refused as a whole when it holds no sales, more than 256, or one order twice")
@@ -106,13 +95,7 @@ struct RecordSalesTests {
       #expect(refused == .invalidArgument, "\(sales.count) sales")
     }
     // Nothing of a refused call was recorded.
-    let balance = try await database.read {
-      try SettlementStore.balance(
-        of: AccountRef.with {
-          $0.kind = .customer; $0.accountID = "c1"
-        }, in: $0)
-    }
-    #expect(balance.amounts.isEmpty)
+    #expect(try await Self.customerBalance(database).isEmpty)
   }
 
   @Test("a sale the ledger's own constraints refuse fails alone, its savepoint undone; the others are recorded")
@@ -131,13 +114,7 @@ struct RecordSalesTests {
     #expect(results.map(\.errorCode) == [0, Int32(RPCError.Code.internalError.rawValue), 0])
     #expect(results[1].errorMessage.contains("SQLITE_CONSTRAINT"), "\(results[1].errorMessage)")
     // o-bad's transaction, written before the refused row, went with its savepoint.
-    let balance = try await database.read {
-      try SettlementStore.balance(
-        of: AccountRef.with {
-          $0.kind = .customer; $0.accountID = "c1"
-        }, in: $0)
-    }
-    #expect(balance.amounts.map(\.amountMinor) == [-20_000])
+    #expect(try await Self.customerBalance(database) == [-20_000])
   }
 
   @Test("the same client token and batch return the first results; another batch under it is ALREADY_EXISTS")

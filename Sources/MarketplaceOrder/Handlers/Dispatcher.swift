@@ -116,10 +116,9 @@ public final class Dispatcher: Service, Sendable {
   /// One attempt at `rows` (one of `attempts`): sales in one call, any other row alone.
   func attempt(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
     if rows.allSatisfy({ $0.kind == .recordSale }) { return await self.attemptSales(rows, orders: orders) }
-    return await withTaskGroup(of: Outcome.self) { group in
-      for row in rows { group.addTask { await self.attempt(row, order: orders[row.orderID]) } }
-      return await group.reduce(into: []) { $0.append($1) }
-    }
+    var outcomes: [Outcome] = []
+    for row in rows { outcomes.append(await self.attempt(row, order: orders[row.orderID])) }
+    return outcomes
   }
 
   /// A row's attempt as its span shows it.
@@ -211,8 +210,8 @@ public final class Dispatcher: Service, Sendable {
       do {
         let results = try await self.peers.recordSales(sent.map(\.sale))
         let byOrder = Dictionary(results.map { ($0.orderID, $0) }) { first, _ in first }
+        let internalError = Int32(RPCError.Code.internalError.rawValue)
         for (index, sale) in sent {
-          let internalError = Int32(RPCError.Code.internalError.rawValue)
           guard let result = byOrder[sale.orderID] else {
             outcomes[index].failure = (internalError, "internalError: settlement answered no result for the order")
             continue

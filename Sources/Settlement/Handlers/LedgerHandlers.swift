@@ -62,9 +62,11 @@ extension SettlementService {
     } catch let error as DatabaseError
       where error.resultCode.primaryResultCode == .SQLITE_CONSTRAINT && db.isInsideTransaction
     {
-      // Rolled back to the savepoint: as RecordSale would answer, INTERNAL, named for operators.
-      result.errorCode = Int32(RPCError.Code.internalError.rawValue)
-      result.errorMessage = "internal error (storage: \(StorageFailure.name(error.resultCode)))"
+      // Rolled back to the savepoint: the status RecordSale would answer, the code named for
+      // operators.
+      let (code, reason) = StorageFailure.status(of: error)
+      result.errorCode = Int32(code.rawValue)
+      result.errorMessage = "\(reason): \(StorageFailure.name(error.resultCode))"
     }
     return result
   }

@@ -35,13 +35,13 @@ public enum ClientTokens {
         sql: "SELECT request, response FROM client_tokens WHERE caller = ? AND method = ? AND token = ?"),
       arguments: [caller, method, token])
     {
-      let stored = Array(row["request"] as Data)
+      let stored = Array(row[0] as Data)
       guard stored == requestBytes else {
         throw DomainError(
           .alreadyExists, "client_token \"\(token)\" was already used for a different \(method) request",
           violations: [.init(field: "client_token", description: "already used for a different request")])
       }
-      let response = Array(row["response"] as Data)
+      let response = Array(row[1] as Data)
       return try Response(serializedBytes: response)
     }
     let response = try operation()

@@ -34,12 +34,15 @@ public struct HistoryTable: Sendable {
   }
 
   /// Stores the entries of `history` past those already stored for `id`; returns them.
+  /// `stored`: how many are stored, when the caller read them in this transaction (else they
+  /// are counted).
   @discardableResult
-  public func append(_ history: [Nest_Common_V1_StatusChange], for id: String, in db: Database) throws
-    -> [Nest_Common_V1_StatusChange]
-  {
+  public func append(
+    _ history: [Nest_Common_V1_StatusChange], for id: String, stored: Int? = nil, in db: Database
+  ) throws -> [Nest_Common_V1_StatusChange] {
     let stored =
-      try Int.fetchOne(
+      try stored
+      ?? Int.fetchOne(
         db.cachedStatement(sql: "SELECT COUNT(*) FROM \(self.name) WHERE subject_id = ?"), arguments: [id]) ?? 0
     for (seq, entry) in history.enumerated().dropFirst(stored) {
       try db.cachedStatement(
@@ -56,20 +59,22 @@ public struct HistoryTable: Sendable {
   public func entries(for ids: [String], in db: Database) throws -> [String: [Nest_Common_V1_StatusChange]] {
     guard !ids.isEmpty else { return [:] }
     var result: [String: [Nest_Common_V1_StatusChange]] = [:]
-    let rows = try Row.fetchAll(
+    // Columns by position: a row fetched on its own finds a column by name by lowercasing
+    // every column's name, for every value read.
+    let rows = try Row.fetchCursor(
       db.cachedStatement(
         sql: """
           SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
           WHERE \(ValueList.sql("subject_id")) ORDER BY subject_id, seq
           """),
       arguments: [try ValueList.argument(ids)])
-    for row in rows {
-      result[row["subject_id"], default: []].append(
+    while let row = try rows.next() {
+      result[row[0] as String, default: []].append(
         .with {
-          $0.status = row["status"]
-          $0.actorID = row["actor"]
-          $0.reason = row["reason"]
-          $0.changedAtUnixMs = row["changed_at_unix_ms"]
+          $0.status = row[1]
+          $0.actorID = row[2]
+          $0.reason = row[3]
+          $0.changedAtUnixMs = row[4]
         })
     }
     return result

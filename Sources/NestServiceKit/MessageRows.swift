@@ -74,28 +74,56 @@ extension FetchableRecord where Self: TableRecord {
 }
 
 /// A record's columns in one list: their names and how each is read from the record. The
-/// record's GRDB encoding and its upsert both come from it, without Codable (whose keyed
-/// containers cost more than the write itself on a hot path).
+/// record's GRDB encoding, its insert, update and upsert all come from it, each one statement
+/// compiled once per connection, without Codable or GRDB's persistence container (whose
+/// keyed containers and per-call SQL cost more than the write itself on a hot path).
 public struct ColumnLayout<Record>: Sendable {
   public typealias Read = @Sendable (Record) -> (any DatabaseValueConvertible)?
   public let names: [String]
   let reads: [Read]
-  /// `INSERT ... ON CONFLICT (key) DO UPDATE SET` every other column.
+  /// `INSERT` of every column; any conflict is an error.
+  let insertSQL: String
+  /// `INSERT ... ON CONFLICT (key) DO UPDATE SET` every column that is neither key nor
+  /// insert-only.
   let upsertSQL: String
+  /// `UPDATE ... SET` those same columns `WHERE` the key.
+  let updateSQL: String
+  /// The positions of the columns `updateSQL` binds, in its order: the updated, then the key.
+  let updateOrder: [Int]
+  let key: [String]
 
-  public init(table: String, key: [String], _ columns: KeyValuePairs<String, Read>) {
-    self.names = columns.map(\.key)
+  /// - `insertOnly`: columns written when the row is inserted and never after (what a row
+  ///   was made from); update and upsert leave them as they are, so a record made to update
+  ///   one need not carry them.
+  public init(table: String, key: [String], insertOnly: [String] = [], _ columns: KeyValuePairs<String, Read>) {
+    let names = columns.map(\.key)
+    self.names = names
     self.reads = columns.map(\.value)
-    let updates = self.names.filter { !key.contains($0) }.map { "\($0) = excluded.\($0)" }
+    self.key = key
+    let updated = names.indices.filter { !key.contains(names[$0]) && !insertOnly.contains(names[$0]) }
+    self.updateOrder = updated + key.map { names.firstIndex(of: $0)! }
+    let insert = """
+      INSERT INTO \(table) (\(names.joined(separator: ", ")))
+      VALUES (\(names.map { _ in "?" }.joined(separator: ", ")))
+      """
+    self.insertSQL = insert
     self.upsertSQL = """
-      INSERT INTO \(table) (\(self.names.joined(separator: ", ")))
-      VALUES (\(self.names.map { _ in "?" }.joined(separator: ", ")))
-      ON CONFLICT (\(key.joined(separator: ", "))) DO UPDATE SET \(updates.joined(separator: ", "))
+      \(insert)
+      ON CONFLICT (\(key.joined(separator: ", "))) DO UPDATE SET \(
+        updated.map { "\(names[$0]) = excluded.\(names[$0])" }.joined(separator: ", "))
+      """
+    self.updateSQL = """
+      UPDATE \(table) SET \(updated.map { "\(names[$0]) = ?" }.joined(separator: ", "))
+      WHERE \(key.map { "\($0) = ?" }.joined(separator: " AND "))
       """
   }
 
   func arguments(_ record: Record) -> StatementArguments {
     StatementArguments(self.reads.map { $0(record) })
+  }
+
+  func updateArguments(_ record: Record) -> StatementArguments {
+    StatementArguments(self.updateOrder.map { self.reads[$0](record) })
   }
 }
 
@@ -109,11 +137,29 @@ extension ColumnRecord {
     for (name, read) in zip(Self.columns.names, Self.columns.reads) { container[name] = read(self) }
   }
 
-  /// Inserts the record, or when its key is taken overwrites every other column: one
-  /// statement compiled once per connection (GRDB's `save` encodes the record three times
-  /// and tries an UPDATE before each INSERT).
+  /// Inserts the record, or when its key is taken overwrites every column but the key and
+  /// the insert-only ones (GRDB's `save` encodes the record three times and tries an UPDATE
+  /// before each INSERT).
   public func upsert(_ db: Database) throws {
     try db.cachedStatement(sql: Self.columns.upsertSQL).execute(arguments: Self.columns.arguments(self))
+  }
+
+  /// Inserts the record; a row with its key (or any unique value of it) is an error.
+  public func insertRow(_ db: Database) throws {
+    try db.cachedStatement(sql: Self.columns.insertSQL).execute(arguments: Self.columns.arguments(self))
+  }
+
+  /// Overwrites the stored row with the record's key: every column but the key and the
+  /// insert-only ones. No such row is `RecordError.recordNotFound`, as GRDB's `update` says.
+  public func updateRow(_ db: Database) throws {
+    try db.cachedStatement(sql: Self.columns.updateSQL).execute(arguments: Self.columns.updateArguments(self))
+    guard db.changesCount > 0 else {
+      let key = Self.columns.key.map { name in
+        (name, Self.columns.reads[Self.columns.names.firstIndex(of: name)!](self)?.databaseValue ?? .null)
+      }
+      throw RecordError.recordNotFound(
+        databaseTableName: Self.databaseTableName, key: Dictionary(key, uniquingKeysWith: { first, _ in first }))
+    }
   }
 }
 

@@ -111,13 +111,14 @@ public final class DeploymentDriver: Service, Sendable {
           serviceID: call.serviceID, now: now, in: db)
       }
       for step in steps {
-        guard var instance = try EntitlementStore.instance(step.id, in: db) else { continue }
+        guard let before = try EntitlementStore.instance(step.id, in: db) else { continue }
         // Released (a refund) while deploying: leave it released.
-        guard InstanceRules.allows(instance.status, step.action) else { continue }
+        guard InstanceRules.allows(before.status, step.action) else { continue }
+        var instance = before
         InstanceRules.record(
           &instance, try InstanceRules.transition(from: instance.status, step.action), actor: "entitlement",
           reason: step.reason, now: now)
-        try EntitlementStore.update(instance, in: db)
+        try EntitlementStore.update(instance, before: before, in: db)
       }
     }
   }

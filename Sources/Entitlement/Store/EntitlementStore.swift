@@ -506,7 +506,7 @@ public struct EntitlementStore: Sendable {
     }
 
     static let columns = ColumnLayout<InstanceRow>(
-      table: "instances", key: ["id"],
+      table: "instances", key: ["id"], insertOnly: ["request"],
       [
         "id": { $0.id },
         "order_id": { $0.orderId },
@@ -653,7 +653,7 @@ public struct EntitlementStore: Sendable {
     _ instance: Nest_Entitlement_V1_ServiceInstance, request: Nest_Entitlement_V1_CreateServiceInstanceRequest,
     in db: Database
   ) throws {
-    try InstanceRow(instance, request: Document.encode(request)).insert(db)
+    try InstanceRow(instance, request: Document.encode(request)).insertRow(db)
     let entered = try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
     try EventLog.record(
       EntitlementEvents.drafts(instance, before: nil, entered: entered, now: instance.updatedAtUnixMs), in: db)
@@ -661,9 +661,18 @@ public struct EntitlementStore: Sendable {
 
   public static func update(_ instance: Nest_Entitlement_V1_ServiceInstance, in db: Database) throws {
     guard let stored = try InstanceRow.fetchOne(db, where: "id", is: instance.id) else { return }
-    try InstanceRow(instance, request: stored.request).update(db)
-    let entered = try Self.instanceHistory.append(instance.history, for: instance.id, in: db)
-    let before = try stored.message(history: [])
+    try Self.update(instance, before: stored.message(history: []), in: db)
+  }
+
+  /// Saves `instance` over `before`, the instance as read in this transaction (with its
+  /// history when it was read with it): the caller already has it, and need not have it read
+  /// again. The request the instance was made from stays as it was inserted.
+  public static func update(
+    _ instance: Nest_Entitlement_V1_ServiceInstance, before: Nest_Entitlement_V1_ServiceInstance, in db: Database
+  ) throws {
+    try InstanceRow(instance, request: Data()).updateRow(db)
+    let entered = try Self.instanceHistory.append(
+      instance.history, for: instance.id, stored: before.history.isEmpty ? nil : before.history.count, in: db)
     try EventLog.record(
       EntitlementEvents.drafts(instance, before: before, entered: entered, now: instance.updatedAtUnixMs), in: db)
     try Self.tellProvider(before: before, after: instance, in: db)

@@ -20,8 +20,8 @@ public final class NestDatabase: Sendable {
   /// waiting for one of those readers could wait forever once every cooperative thread did
   /// (two on a two-core machine). It did: marketplace-order stopped under the benchmark with
   /// both threads in `readNow` and every reader held by an async read waiting to resume. A
-  /// reader of this pool is held only by a thread running a synchronous read, which ends.
-  private let nowReaders: DatabasePool
+  /// reader of these is held only by a thread running a synchronous read, which ends.
+  private let nowReaders: CallerReaders
   private let queue = NIOLockedValueBox(Queue())
   private let batchSizes = Recorder(label: "nest_db_group_commit_writes")
 
@@ -39,11 +39,14 @@ public final class NestDatabase: Sendable {
     let fail: @Sendable (any Error) -> Void
   }
 
-  /// `pool` for writes and async reads; `nowReaders`, a read-only pool on the same file, for
-  /// the reads made on the calling thread.
-  public init(_ pool: DatabasePool, nowReaders: DatabasePool) {
+  /// `pool` for writes and async reads; for the reads made on the calling thread, up to
+  /// `nowReaders` read-only connections of their own to the same file, opened with
+  /// `readerConfiguration` as they are first needed.
+  public init(_ pool: DatabasePool, nowReaders: Int, readerConfiguration: Configuration) {
     self.pool = pool
-    self.nowReaders = nowReaders
+    var configuration = readerConfiguration
+    configuration.readonly = true
+    self.nowReaders = CallerReaders(path: pool.path, configuration: configuration, limit: nowReaders)
   }
 
   /// Reads in a read-only transaction of one of the pool's readers (WAL: never waits for
@@ -66,7 +69,7 @@ public final class NestDatabase: Sendable {
   /// A consistent copy into `destination` from one read snapshot, on one of the readers of
   /// reads on the calling thread (the backup is such a read).
   public func backup(to destination: DatabaseQueue) throws {
-    try self.nowReaders.backup(to: destination)
+    try self.nowReaders.with { try $0.backup(to: destination) }
   }
 
   /// Runs `updates` in a transaction shared with the writes that wait with it; returns
@@ -81,12 +84,7 @@ public final class NestDatabase: Sendable {
             if alone {
               result = try updates(db)
             } else {
-              nonisolated(unsafe) var value: T?
-              try db.inSavepoint {
-                value = try updates(db)
-                return .commit
-              }
-              result = value!
+              result = try db.savepoint { try updates(db) }
             }
             return .success { continuation.resume(returning: result) }
           } catch {
@@ -184,5 +182,82 @@ public final class NestDatabase: Sendable {
       case .failure(let error): job.fail(error)
       }
     }
+  }
+}
+
+/// Read-only connections for the reads made on the calling thread, handed out under a lock.
+/// A read of GRDB's pool costs more than a read of a few rows by key: its pool takes a
+/// barrier queue, a semaphore, a dispatch group and a lock, and instantiates a generic key
+/// path at run time, on every read; the read then reads the schema version and switches the
+/// connection into and out of query-only mode. Here a read is the lock, the connection's own
+/// queue (run on the calling thread) and one deferred transaction, its BEGIN and COMMIT
+/// compiled once. The schemas do not change while a service runs (its migrations run before
+/// it serves), and SQLite prepares a statement again by itself if one did.
+final class CallerReaders: Sendable {
+  private let path: String
+  private let configuration: Configuration
+  /// One per connection, open or not yet: a reader waits here when all are in use.
+  private let slots: DispatchSemaphore
+  /// Connections opened and not in use (never more than `limit` in all: a thread opens one
+  /// only when none is idle, holding a slot).
+  private let idle = NIOLockedValueBox<[DatabaseQueue]>([])
+
+  init(path: String, configuration: Configuration, limit: Int) {
+    self.path = path
+    self.configuration = configuration
+    self.slots = DispatchSemaphore(value: limit)
+  }
+
+  /// `value` in a read transaction of its own: one snapshot of the database.
+  func read<T>(_ value: (Database) throws -> T) throws -> T {
+    try self.with { connection in
+      try connection.inDatabase { db in
+        try db.cachedStatement(sql: "BEGIN DEFERRED TRANSACTION").execute()
+        let result: T
+        do {
+          result = try value(db)
+        } catch {
+          if db.isInsideTransaction { try? db.cachedStatement(sql: "ROLLBACK").execute() }
+          throw error
+        }
+        try db.cachedStatement(sql: "COMMIT").execute()
+        return result
+      }
+    }
+  }
+
+  /// `body` with a connection no other thread uses meanwhile.
+  func with<T>(_ body: (DatabaseQueue) throws -> T) throws -> T {
+    self.slots.wait()
+    defer { self.slots.signal() }
+    let connection =
+      try self.idle.withLockedValue { $0.popLast() }
+      ?? DatabaseQueue(path: self.path, configuration: self.configuration)
+    defer { self.idle.withLockedValue { $0.append(connection) } }
+    return try body(connection)
+  }
+}
+
+extension Database {
+  /// `body` in a savepoint of the transaction under way: released when it returns, rolled
+  /// back to (and released) when it throws. GRDB's `inSavepoint` does the same with SQL it
+  /// compiles anew on every call, two statements per write of a batch; these are compiled
+  /// once per connection.
+  public func savepoint<T>(_ body: () throws -> T) throws -> T {
+    precondition(self.isInsideTransaction, "a savepoint of a transaction under way")
+    try self.cachedStatement(sql: "SAVEPOINT nest").execute()
+    let value: T
+    do {
+      value = try body()
+    } catch {
+      // An error that ended the transaction (a full disk, an I/O error) left no savepoint.
+      if self.isInsideTransaction {
+        try self.cachedStatement(sql: "ROLLBACK TO SAVEPOINT nest").execute()
+        try self.cachedStatement(sql: "RELEASE SAVEPOINT nest").execute()
+      }
+      throw error
+    }
+    try self.cachedStatement(sql: "RELEASE SAVEPOINT nest").execute()
+    return value
   }
 }

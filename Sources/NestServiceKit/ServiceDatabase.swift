@@ -1,5 +1,5 @@
-// A service's own SQLite database through GRDB: WAL (DatabasePool, and a second, read-only
-// pool for the reads made on the calling thread), writes by group commit (NestDatabase),
+// A service's own SQLite database through GRDB: WAL (DatabasePool, and read-only connections of
+// its own for the reads made on the calling thread), writes by group commit (NestDatabase),
 // every write durable (synchronous=FULL: money moves here), a busy timeout instead of
 // immediate SQLITE_BUSY, foreign keys on, temporary files in memory, and the service's
 // versioned migrations plus the kit's own.
@@ -37,10 +37,8 @@ public enum ServiceDatabase {
     try migrator.migrate(pool)
     // The readers of reads on the calling thread (NestDatabase.nowReaders): as many as there
     // are threads to make such reads at once.
-    var readers = configuration
-    readers.readonly = true
-    readers.maximumReaderCount = max(2, ProcessInfo.processInfo.activeProcessorCount)
-    return NestDatabase(pool, nowReaders: try DatabasePool(path: path, configuration: readers))
+    return NestDatabase(
+      pool, nowReaders: max(2, ProcessInfo.processInfo.activeProcessorCount), readerConfiguration: configuration)
   }
 }
 

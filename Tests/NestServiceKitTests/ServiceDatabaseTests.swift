@@ -259,3 +259,141 @@ struct GroupCommitTests {
     #expect(try await database.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM t") } == 3)
   }
 }
+
+@Suite("Reads on the calling thread")
+struct CallerReadTests {
+  func database() throws -> (NestDatabase, String) {
+    let path = temporaryDatabase()
+    let database = try ServiceDatabase.open(path: path) { migrator in
+      migrator.registerMigration("t") { try $0.create(table: "t") { $0.column("v", .integer) } }
+    }
+    return (database, path)
+  }
+
+  @Test("each read sees every write committed before it, and one read is one snapshot")
+  func snapshots() async throws {
+    let (database, path) = try self.database()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    for value in 1...3 {
+      try await database.write { try $0.execute(sql: "INSERT INTO t (v) VALUES (?)", arguments: [value]) }
+      #expect(try database.readNow { try Int.fetchOne($0, sql: "SELECT max(v) FROM t") } == value)
+    }
+    // A write committed while a read runs is not seen by that read, and is by the next.
+    let counts = try database.readNow { db -> (Int?, Int?) in
+      let first = try Int.fetchOne(db, sql: "SELECT count(*) FROM t")
+      try database.write { try $0.execute(sql: "INSERT INTO t (v) VALUES (4)") }
+      return (first, try Int.fetchOne(db, sql: "SELECT count(*) FROM t"))
+    }
+    #expect(counts.0 == 3 && counts.1 == 3)
+    #expect(try database.readNow { try Int.fetchOne($0, sql: "SELECT count(*) FROM t") } == 4)
+  }
+
+  @Test("a read that throws ends its transaction, and its connection serves the next read")
+  func failedRead() throws {
+    let (database, path) = try self.database()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(throws: DatabaseError.self) { try database.readNow { try Int.fetchOne($0, sql: "SELECT nothing FROM t") } }
+    #expect(throws: DatabaseError.self) { try database.readNow { try $0.execute(sql: "INSERT INTO t (v) VALUES (1)") } }
+    // More reads than there are connections: every one got a connection out of a transaction.
+    for _ in 0..<8 {
+      #expect(
+        try database.readNow { db in (db.isInsideTransaction, try Int.fetchOne(db, sql: "SELECT count(*) FROM t")) }
+          == (true, 0))
+    }
+  }
+
+  @Test("more threads than connections: the others wait for one, and every read ends")
+  func moreThreadsThanConnections() async throws {
+    let (database, path) = try self.database()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try await database.write { try $0.execute(sql: "INSERT INTO t (v) VALUES (7)") }
+    let done = NIOLockedValueBox<[Int?]>([])
+    let threads = 4 * max(2, ProcessInfo.processInfo.activeProcessorCount)
+    for _ in 0..<threads {
+      Thread.detachNewThread {
+        let value = try? database.readNow { db -> Int? in
+          Thread.sleep(forTimeInterval: 0.01)  // holds its connection while the others ask
+          return try Int.fetchOne(db, sql: "SELECT v FROM t")
+        }
+        done.withLockedValue { $0.append(value) }
+      }
+    }
+    for _ in 0..<1_000 where done.withLockedValue({ $0.count }) < threads {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    #expect(done.withLockedValue { $0 } == Array(repeating: 7, count: threads))
+  }
+
+  @Test("a savepoint undoes what its body wrote when the body throws, and keeps the rest of the transaction")
+  func savepoint() throws {
+    let (database, path) = try self.database()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    struct Refused: Error {}
+    let refusals = try database.write { db -> [Bool] in
+      try db.execute(sql: "INSERT INTO t (v) VALUES (1)")
+      var refused: [Bool] = []
+      do {
+        try db.savepoint {
+          try db.execute(sql: "INSERT INTO t (v) VALUES (2)")
+          throw Refused()
+        }
+      } catch is Refused { refused.append(true) }
+      // Nested, as RecordSales' sales are inside a batch's write.
+      try db.savepoint {
+        try db.execute(sql: "INSERT INTO t (v) VALUES (3)")
+        do {
+          try db.savepoint {
+            try db.execute(sql: "INSERT INTO t (v) VALUES (4)")
+            throw Refused()
+          }
+        } catch is Refused { refused.append(true) }
+        try db.execute(sql: "INSERT INTO t (v) VALUES (5)")
+      }
+      return refused
+    }
+    #expect(refusals == [true, true])
+    #expect(try database.readNow { try Int.fetchAll($0, sql: "SELECT v FROM t ORDER BY v") } == [1, 3, 5])
+  }
+}
+
+@Suite("Column records")
+struct ColumnRecordTests {
+  struct Thing: ColumnRecord {
+    static let databaseTableName = "things"
+    static let columns = ColumnLayout<Thing>(
+      table: "things", key: ["id"], insertOnly: ["origin"],
+      ["id": { $0.id }, "origin": { $0.origin }, "status": { $0.status }])
+    var id: String
+    var origin: String
+    var status: Int
+    init(id: String, origin: String, status: Int) {
+      (self.id, self.origin, self.status) = (id, origin, status)
+    }
+    init(row: Row) throws {
+      (self.id, self.origin, self.status) = (row["id"], row["origin"], row["status"])
+    }
+  }
+
+  @Test("insert refuses a taken key; update and upsert change every column but the key and the insert-only ones")
+  func writes() throws {
+    let path = temporaryDatabase()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let database = try ServiceDatabase.open(path: path) { migrator in
+      migrator.registerMigration("t") { db in
+        try db.execute(sql: "CREATE TABLE things (id TEXT PRIMARY KEY, origin TEXT NOT NULL, status INTEGER NOT NULL)")
+      }
+    }
+    let stored = { try database.readNow { try Thing.fetchOne($0, where: "id", is: "a") } }
+    try database.write { try Thing(id: "a", origin: "made", status: 1).insertRow($0) }
+    #expect(throws: DatabaseError.self) {
+      try database.write { try Thing(id: "a", origin: "again", status: 9).insertRow($0) }
+    }
+    #expect(try stored().map { [$0.origin, "\($0.status)"] } == ["made", "1"])
+    try database.write { try Thing(id: "a", origin: "", status: 2).updateRow($0) }
+    #expect(try stored().map { [$0.origin, "\($0.status)"] } == ["made", "2"])
+    try database.write { try Thing(id: "a", origin: "other", status: 3).upsert($0) }
+    #expect(try stored().map { [$0.origin, "\($0.status)"] } == ["made", "3"])
+    #expect(throws: RecordError.self) { try database.write { try Thing(id: "b", origin: "", status: 1).updateRow($0) } }
+    #expect(try database.readNow { try Int.fetchOne($0, sql: "SELECT count(*) FROM things") } == 1)
+  }
+}

@@ -53,10 +53,16 @@ if let service = NestServiceName.allCases.first(where: { $0.executable == invoke
   exit(0)
 }
 
+if arguments.first == "database" {
+  try databaseBench(operations: option("operations", 20_000), rounds: option("rounds", 3))
+  exit(0)
+}
+
 guard ["orders", "transports", "events"].contains(arguments.first ?? "") else {
   print("usage: nest-bench orders [--orders N] [--customers N] [--rate R] [--commits N] [--calls N] [--renewals N]")
   print("       nest-bench transports [--seconds N]")
   print("       nest-bench events [--events N] [--subjects N] [--webhooks N]")
+  print("       nest-bench database [--operations N] [--rounds N]")
   exit(2)
 }
 

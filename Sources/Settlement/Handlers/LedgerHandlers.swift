@@ -50,12 +50,7 @@ extension SettlementService {
     var result = Nest_Settlement_V1_SaleResult.with { $0.orderID = sale.orderID }
     do {
       try LedgerRules.check(sale)
-      var recorded = Nest_Settlement_V1_RecordSaleResponse()
-      try db.inSavepoint {
-        recorded = try Self.record(sale, access: access, now: now, in: db)
-        return .commit
-      }
-      result.recorded = recorded
+      result.recorded = try db.savepoint { try Self.record(sale, access: access, now: now, in: db) }
     } catch let refused as DomainError {
       result.errorCode = Int32(refused.code.rpcCode.rawValue)
       result.errorMessage = refused.message

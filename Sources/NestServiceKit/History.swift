@@ -67,7 +67,7 @@ public struct HistoryTable: Sendable {
           SELECT subject_id, status, actor, reason, changed_at_unix_ms FROM \(self.name)
           WHERE \(ValueList.sql("subject_id")) ORDER BY subject_id, seq
           """),
-      arguments: [try ValueList.argument(ids)])
+      arguments: [ValueList.argument(ids)])
     while let row = try rows.next() {
       result[row[0] as String, default: []].append(
         .with {

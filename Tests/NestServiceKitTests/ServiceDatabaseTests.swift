@@ -397,3 +397,23 @@ struct ColumnRecordTests {
     #expect(try database.readNow { try Int.fetchOne($0, sql: "SELECT count(*) FROM things") } == 1)
   }
 }
+
+@Suite("Value lists")
+struct ValueListTests {
+  @Test("every string reaches SQLite as it was: quotes, backslashes, control characters, any script")
+  func roundTrip() throws {
+    let values = ["ord_1", "", "a\"b", "back\\slash", "tab\there", "line\nbreak", "\u{1}\u{1F}", "é漢字🙂", "[,]"]
+    let database = try DatabaseQueue()
+    let read = try database.read { db in
+      try String.fetchAll(db, sql: "SELECT value FROM json_each(?)", arguments: [ValueList.argument(values)])
+    }
+    #expect(read == values)
+    #expect(ValueList.argument([]) == "[]")
+    let found = try database.read { db in
+      try String.fetchAll(
+        db, sql: "SELECT v FROM (SELECT 'a\"b' AS v UNION SELECT 'x') WHERE \(ValueList.sql("v"))",
+        arguments: [ValueList.argument(["a\"b", "y"])])
+    }
+    #expect(found == ["a\"b"])
+  }
+}

@@ -454,7 +454,7 @@ public struct OrderStore: Sendable {
           sql: """
             SELECT id, parent_order_id FROM orders
             WHERE \(ValueList.sql("parent_order_id")) ORDER BY rowid
-            """), arguments: [try ValueList.argument(ids)])
+            """), arguments: [ValueList.argument(ids)])
       {
         children[row["parent_order_id"], default: []].append(row["id"])
       }
@@ -645,7 +645,7 @@ public struct OrderStore: Sendable {
     }
     guard rows.count > 1, let first = rows.first else { return }  // a lone row is its own step
     try db.cachedStatement(sql: "UPDATE deliveries SET step = ? WHERE \(ValueList.sql("id"))")
-      .execute(arguments: [first.id, try ValueList.argument(rows.map(\.id))])
+      .execute(arguments: [first.id, ValueList.argument(rows.map(\.id))])
   }
 
   public static func delivery(_ id: String, in db: Database) throws -> Delivery? {
@@ -690,7 +690,7 @@ public struct OrderStore: Sendable {
     var result: [String: [Delivery]] = [:]
     for row in try DeliveryRow.fetchAll(
       db.cachedStatement(sql: "SELECT * FROM deliveries WHERE \(ValueList.sql("order_id")) ORDER BY rowid"),
-      arguments: [try ValueList.argument(orderIDs)])
+      arguments: [ValueList.argument(orderIDs)])
     {
       result[row.orderId, default: []].append(row.message)
     }

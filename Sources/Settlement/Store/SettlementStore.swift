@@ -286,7 +286,7 @@ public struct SettlementStore: Sendable {
         sql: """
           SELECT transaction_id, account_kind, account_id, currency, amount_minor, memo FROM ledger_postings
           WHERE \(ValueList.sql("transaction_id")) ORDER BY transaction_id, seq
-          """), arguments: [try ValueList.argument(ids)])
+          """), arguments: [ValueList.argument(ids)])
     {
       postings[row["transaction_id"], default: []].append(
         .with {
@@ -636,7 +636,7 @@ public struct SettlementStore: Sendable {
           sql: """
             SELECT statement_id, id, currency, amount_minor FROM obligations
             WHERE \(ValueList.sql("statement_id")) ORDER BY rowid
-            """), arguments: [try ValueList.argument(ids)])
+            """), arguments: [ValueList.argument(ids)])
       {
         members[row["statement_id"], default: []].append(
           (row["id"], MoneyMath.money(row["currency"], row["amount_minor"])))

@@ -98,10 +98,12 @@ public struct ColumnLayout<Record>: Sendable {
   ///   one need not carry them.
   public init(table: String, key: [String], insertOnly: [String] = [], _ columns: KeyValuePairs<String, Read>) {
     let names = columns.map(\.key)
+    precondition(Set(key + insertOnly).isSubset(of: names), "\(table): key and insert-only columns must be columns")
     self.names = names
     self.reads = columns.map(\.value)
     self.key = key
     let updated = names.indices.filter { !key.contains(names[$0]) && !insertOnly.contains(names[$0]) }
+    precondition(!updated.isEmpty, "\(table): no column to update")
     self.updateOrder = updated + key.map { names.firstIndex(of: $0)! }
     let insert = """
       INSERT INTO \(table) (\(names.joined(separator: ", ")))

@@ -1,5 +1,6 @@
-// A service's database as its handlers use it: reads from GRDB's pool of readers, and
-// writes by group commit. Writes that arrive while the writer is busy wait for it together
+// A service's database as its handlers use it: reads on the calling thread from read-only
+// connections of its own, async reads from GRDB's pool of readers, and writes by group
+// commit. Writes that arrive while the writer is busy wait for it together
 // and then run in one transaction, each in its own savepoint, with one commit (one fsync,
 // and each shared page written once) for all of them. A write that throws is rolled back
 // to its savepoint and fails alone; a failed commit fails every write of the batch; no
@@ -213,15 +214,16 @@ final class CallerReaders: Sendable {
     try self.with { connection in
       try connection.inDatabase { db in
         try db.cachedStatement(sql: "BEGIN DEFERRED TRANSACTION").execute()
-        let result: T
+        // A failed read or a failed COMMIT rolls back: a connection goes back to the others
+        // outside any transaction (GRDB stops the process on one left open).
         do {
-          result = try value(db)
+          let result = try value(db)
+          try db.cachedStatement(sql: "COMMIT").execute()
+          return result
         } catch {
           if db.isInsideTransaction { try? db.cachedStatement(sql: "ROLLBACK").execute() }
           throw error
         }
-        try db.cachedStatement(sql: "COMMIT").execute()
-        return result
       }
     }
   }
@@ -242,7 +244,9 @@ extension Database {
   /// `body` in a savepoint of the transaction under way: released when it returns, rolled
   /// back to (and released) when it throws. GRDB's `inSavepoint` does the same with SQL it
   /// compiles anew on every call, two statements per write of a batch; these are compiled
-  /// once per connection.
+  /// once per connection. If the body's writes cannot be undone, the whole transaction is
+  /// rolled back: nothing of it may then be committed (GRDB's transaction block answers
+  /// SQLITE_ABORT to whatever follows).
   public func savepoint<T>(_ body: () throws -> T) throws -> T {
     precondition(self.isInsideTransaction, "a savepoint of a transaction under way")
     try self.cachedStatement(sql: "SAVEPOINT nest").execute()
@@ -252,8 +256,12 @@ extension Database {
     } catch {
       // An error that ended the transaction (a full disk, an I/O error) left no savepoint.
       if self.isInsideTransaction {
-        try self.cachedStatement(sql: "ROLLBACK TO SAVEPOINT nest").execute()
-        try self.cachedStatement(sql: "RELEASE SAVEPOINT nest").execute()
+        do {
+          try self.cachedStatement(sql: "ROLLBACK TO SAVEPOINT nest").execute()
+          try self.cachedStatement(sql: "RELEASE SAVEPOINT nest").execute()
+        } catch {
+          try? self.cachedStatement(sql: "ROLLBACK TRANSACTION").execute()
+        }
       }
       throw error
     }

@@ -68,10 +68,10 @@ func databaseBench(operations: Int, rounds: Int) throws {
 
   let pages = max(operations / 50, 1)
   print("nest-bench database: \(operations) operations per row (pages: \(pages)), \(rounds) rounds")
-  print("  operation                           path                      CPU us/op   wall us/op")
+  print("  operation                           path                        CPU us/op   wall us/op")
   func row(_ operation: String, _ path: String, _ figures: (cpu: Double, wall: Double)) {
     print(
-      "  \(operation.padding(toLength: 34, withPad: " ", startingAt: 0))  \(path.padding(toLength: 24, withPad: " ", startingAt: 0))"
+      "  \(operation.padding(toLength: 34, withPad: " ", startingAt: 0))  \(path.padding(toLength: 26, withPad: " ", startingAt: 0))"
         + String(format: "  %9.2f  %11.2f", figures.cpu, figures.wall))
   }
   var ratios: [String: [Double]] = [:]
@@ -115,7 +115,7 @@ func databaseBench(operations: Int, rounds: Int) throws {
       }
       return (grdb, own)
     }
-    row("a page of 100 records, 12 columns", "Row.fetchAll, then records", grdbPage)
+    row("a page of 100 records, 12 columns", "Row.fetchAll, then decode", grdbPage)
     row("", "RecordPage.fetch", ownPage)
     let json = measure { _ in _ = String(decoding: try! encoder.encode(ids), as: UTF8.self) }
     let list = measure { _ in _ = ValueList.argument(ids) }

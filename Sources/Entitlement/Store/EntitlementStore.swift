@@ -664,10 +664,11 @@ public struct EntitlementStore: Sendable {
     try Self.update(instance, before: stored.message(history: []), in: db)
   }
 
-  /// Saves `instance` over `before`, the instance as read in this transaction (with its
-  /// history when it was read with it): the caller already has it, and need not have it read
-  /// again. The request the instance was made from stays as it was inserted.
-  public static func update(
+  /// Saves `instance` over `before`, the instance as stored and read in this transaction
+  /// (with its whole history when it was read with it; never as presented to a party, whose
+  /// history may hold an entry not stored): the caller already has it, and need not have it
+  /// read again. The request the instance was made from stays as it was inserted.
+  static func update(
     _ instance: Nest_Entitlement_V1_ServiceInstance, before: Nest_Entitlement_V1_ServiceInstance, in db: Database
   ) throws {
     try InstanceRow(instance, request: Data()).updateRow(db)

@@ -7,6 +7,7 @@ import Foundation
 public import GRDB
 import Metrics
 import NIOConcurrencyHelpers
+import NestProto
 
 public enum ServiceDatabase {
   /// Opens (creating if needed) and migrates the database at `path`.
@@ -67,35 +68,18 @@ public enum ValueList {
   /// The SQL: `column IN (SELECT value FROM json_each(?))`.
   public static func sql(_ column: String) -> String { "\(column) IN (SELECT value FROM json_each(?))" }
 
-  /// The one argument: the values as a JSON array of strings, written byte by byte here
+  /// The one argument: the values as a JSON array of strings, written byte by byte
   /// (Foundation's JSONEncoder, for a few ids, cost about as much as the query they were for).
   public static func argument(_ values: [String]) -> String {
     var json: [UInt8] = [UInt8(ascii: "[")]
     json.reserveCapacity(values.reduce(2) { $0 + $1.utf8.count + 3 })
     for (index, value) in values.enumerated() {
       if index > 0 { json.append(UInt8(ascii: ",")) }
-      json.append(UInt8(ascii: "\""))
-      for byte in value.utf8 {
-        switch byte {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-          json.append(UInt8(ascii: "\\"))
-          json.append(byte)
-        case 0..<0x20:
-          // \u00XX
-          json.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-          json.append(Self.hexDigits[Int(byte >> 4)])
-          json.append(Self.hexDigits[Int(byte & 0xF)])
-        default:
-          json.append(byte)
-        }
-      }
-      json.append(UInt8(ascii: "\""))
+      JSONText.appendString(value, to: &json)
     }
     json.append(UInt8(ascii: "]"))
     return String(decoding: json, as: UTF8.self)
   }
-
-  private static let hexDigits = Array("0123456789abcdef".utf8)
 }
 
 extension Database {

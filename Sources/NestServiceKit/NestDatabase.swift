@@ -56,10 +56,6 @@ public final class NestDatabase: Sendable {
     try await self.pool.read(value)
   }
 
-  public func read<T>(_ value: (Database) throws -> T) throws -> T {
-    try self.nowReaders.read(value)
-  }
-
   /// A read of a few rows by key, on the calling thread: handing such a read to a reader's
   /// thread and back costs two thread wake-ups, more than the read itself. Not for pages or
   /// scans, which would hold the caller's event loop.

@@ -70,7 +70,7 @@ struct CatalogStoreTests {
     a.status = .online
     a.defaultVersionID = "a-v1"
     try store.database.write { try CatalogStore.save(a, in: $0) }
-    let (loaded, versions, loadedProduct, next) = try store.database.read { db in
+    let (loaded, versions, loadedProduct, next) = try store.database.readNow { db in
       (
         try CatalogStore.service("a", in: db), try CatalogStore.versions(ofService: "a", in: db),
         try CatalogStore.product(ofService: "a", in: db), try CatalogStore.nextVersionNumber(ofService: "a", in: db)
@@ -80,7 +80,7 @@ struct CatalogStoreTests {
     #expect(versions == [version])
     #expect(loadedProduct == product)
     #expect(next == 2)
-    #expect(try store.database.read { try CatalogStore.service("missing", in: $0) } == nil)
+    #expect(try store.database.readNow { try CatalogStore.service("missing", in: $0) } == nil)
   }
 
   @Test("filters narrow the list, others' drafts stay hidden, and pages continue where they ended")
@@ -100,7 +100,7 @@ struct CatalogStoreTests {
         .with {
           $0.pageSize = size; $0.pageToken = token
         })
-      let result = try store.database.read { try CatalogStore.services(filter, page: page, in: $0) }
+      let result = try store.database.readNow { try CatalogStore.services(filter, page: page, in: $0) }
       return (result.services.map(\.id), result.nextPageToken)
     }
     var byOwner = ServiceFilter()

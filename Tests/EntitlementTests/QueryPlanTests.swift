@@ -16,7 +16,7 @@ struct QueryPlanTests {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID()).sqlite").path
     defer { try? FileManager.default.removeItem(atPath: path) }
     let database = try ServiceDatabase.open(path: path, migrations: EntitlementStore.migrations)
-    return try database.read { db in
+    return try database.readNow { db in
       try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
     }
   }
@@ -79,14 +79,16 @@ struct QueryPlanTests {
         }
       }
       for authorization in authorizations.dropLast() {
-        let kept = try database.read { try EntitlementStore.liveInstanceCount(authorizationID: authorization, in: $0) }
+        let kept = try database.readNow {
+          try EntitlementStore.liveInstanceCount(authorizationID: authorization, in: $0)
+        }
         let live = instances.filter { $0.authorizationID == authorization && $0.status != .released }.count
         #expect(kept == Int32(live), "after step \(step), \(authorization)")
       }
     }
     // A reservation counts the others' instances, not the order's own.
     let own = try #require(instances.first { $0.authorizationID == "auth-a" && $0.status != .released })
-    let others = try database.read {
+    let others = try database.readNow {
       try EntitlementStore.slotsInUse(authorizationID: "auth-a", except: own.orderID, now: 0, in: $0)
     }
     #expect(others == Int32(instances.filter { $0.authorizationID == "auth-a" && $0.status != .released }.count - 1))

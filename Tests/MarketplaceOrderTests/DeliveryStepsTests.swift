@@ -36,7 +36,7 @@ struct DeliveryStepsTests {
   }
 
   static func due(_ database: NestDatabase) throws -> [String] {
-    try database.read { try OrderStore.dueDeliveries(nowUnixMs: 1_000, limit: 100, in: $0).map(\.id).sorted() }
+    try database.readNow { try OrderStore.dueDeliveries(nowUnixMs: 1_000, limit: 100, in: $0).map(\.id).sorted() }
   }
 
   static func acknowledge(_ ids: [String], in database: NestDatabase) throws {
@@ -75,7 +75,7 @@ struct DeliveryStepsTests {
   func paymentSteps(kind: Nest_Order_V1_OrderKind) throws {
     let (database, orderID, directory) = try Self.database()
     defer { try? FileManager.default.removeItem(at: directory) }
-    var order = try #require(try database.read { try OrderStore.order(orderID, in: $0) })
+    var order = try #require(try database.readNow { try OrderStore.order(orderID, in: $0) })
     var linked = order
     linked.id = "ord-linked"
     linked.kind = .linked

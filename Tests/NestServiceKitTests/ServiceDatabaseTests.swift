@@ -80,10 +80,10 @@ struct ServiceDatabaseTests {
     #expect(foreignKeys == 1)
     // The statement journals of group commit's savepoints stay in memory, writer and readers.
     #expect(try pool.write { try Int.fetchOne($0, sql: "PRAGMA temp_store") } == 2)  // MEMORY
-    #expect(try pool.read { try Int.fetchOne($0, sql: "PRAGMA temp_store") } == 2)
+    #expect(try pool.readNow { try Int.fetchOne($0, sql: "PRAGMA temp_store") } == 2)
     // Reopening runs no migration twice and keeps the data.
     let reopened = try ServiceDatabase.open(path: path, migrations: migrations)
-    #expect(try reopened.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM things") } == 1)
+    #expect(try reopened.readNow { try Int.fetchOne($0, sql: "SELECT count(*) FROM things") } == 1)
   }
 }
 

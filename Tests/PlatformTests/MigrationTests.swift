@@ -212,7 +212,7 @@ struct PreviousSchemaMigrationTests {
 
     let pool = try ServiceDatabase.open(path: path, migrations: definition.migrations)
     defer { try? pool.pool.close() }
-    let (ordersAfter, deliveriesAfter) = try pool.read { (try rows($0, "orders"), try rows($0, "deliveries")) }
+    let (ordersAfter, deliveriesAfter) = try pool.readNow { (try rows($0, "orders"), try rows($0, "deliveries")) }
     return (orders, deliveries, ordersAfter, deliveriesAfter)
   }
 

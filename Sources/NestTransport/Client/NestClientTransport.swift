@@ -317,6 +317,8 @@ struct DiscardingWriter: ClosableRPCWriterProtocol {
 struct CallState {
   var metadata: Metadata = [:]
   var payload: [UInt8] = []
+  /// A unary call's message was written (an empty payload can be an empty message).
+  var messageWritten = false
   /// The REQUEST went out.
   var started = false
   /// The call's status came from the connection, which had forgotten the call before it
@@ -354,7 +356,11 @@ struct RequestWriter: ClosableRPCWriterProtocol {
     switch element {
     case .metadata(let metadata): self.state.withLockedValue { $0.metadata.add(contentsOf: metadata) }
     case .message(let message) where self.streaming: self.send(message)
-    case .message(let message): self.state.withLockedValue { $0.payload = message }
+    case .message(let message):
+      self.state.withLockedValue {
+        $0.payload = message
+        $0.messageWritten = true
+      }
     }
   }
 
@@ -390,7 +396,22 @@ struct RequestWriter: ClosableRPCWriterProtocol {
   }
 
   func finish() async {
-    guard self.streaming else { return self.send(self.state.withLockedValue { $0.payload }) }
+    guard self.streaming else {
+      let (payload, written) = self.state.withLockedValue { ($0.payload, $0.messageWritten) }
+      guard written else {
+        // A unary request that ended without its message is not sent: the wire cannot tell a
+        // missing message from an empty one, and the server would run the call on a request
+        // of defaults. GRPCCore's retry executor can end a first attempt's request so (its
+        // replay buffer, finished between a subscriber's two looks, ends that subscriber
+        // before the message it holds); the call was not processed, so UNAVAILABLE, which
+        // the retry policy answers with another attempt, whose replay holds the message.
+        return await self.finish(
+          throwing: RPCError(
+            code: .unavailable, message: "the request ended without its message; it was not sent, and is safe to retry")
+        )
+      }
+      return self.send(payload)
+    }
     if !self.state.withLockedValue({ $0.started }) { self.send([]) }
     self.connection.send(
       .with {

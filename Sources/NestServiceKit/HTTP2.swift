@@ -92,7 +92,9 @@ public enum PeerTransport {
         transport: try HTTP2ClientTransport.Posix(
           target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext,
           serviceConfig: serviceConfig),
-        interceptors: interceptors)
+        // Last, so that it sees the request as it goes out (NestTransport has the same guard
+        // built in; see UnaryMessageGuard).
+        interceptors: interceptors + [UnaryMessageGuard()])
       return (TypedClients(client), ClientRunner(client: client))
     case .nest:
       let client = GRPCClient(

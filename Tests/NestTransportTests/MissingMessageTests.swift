@@ -3,8 +3,11 @@
 // between the producer's last element and its finish, before the element it holds. Sent as
 // it was, the call reached the server as a request of defaults (found by `nest-bench orders`:
 // one GetSaleTerms in a few thousand arrived with no product id). Here an interceptor drops
-// the message of first attempts, which is what that race does.
+// the message of first attempts, which is what that race does. The transport does not send
+// such a request; `UnaryMessageGuard` (which the services' peer clients use) fails it
+// UNAVAILABLE on HTTP/2 as well, where GRPCCore's server would fail it INTERNAL.
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import NIOConcurrencyHelpers
 import NestProto
 import NestProtoTesting
@@ -83,5 +86,35 @@ struct MissingMessageTests {
     #expect(answer == "")
     #expect(server.echo.started.withLockedValue { $0 } == [""])
     await server.stop()
+  }
+
+  @Test("over HTTP/2, without the guard the server fails the call INTERNAL; with it, the retry carries the message")
+  func http2() async throws {
+    let echo = EchoService()
+    let transport = HTTP2ServerTransport.Posix(
+      address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext)
+    let server = GRPCServer(transport: transport, services: [echo])
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask { try await server.serve() }
+      let port = try #require(try await transport.listeningAddress.ipv4).port
+      func call(_ interceptors: [any ClientInterceptor]) async throws -> String {
+        try await withGRPCClient(
+          transport: try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext,
+            serviceConfig: Self.retryOnce),
+          interceptors: interceptors
+        ) { client in
+          try await Nest_Testing_V1_Echo.Client(wrapping: client).echo(.with { $0.text = "hello" }).text
+        }
+      }
+      await #expect {
+        try await call([DropFirstMessages(attempts: 1)])
+      } throws: { error in
+        (error as? RPCError)?.code == .internalError
+      }
+      #expect(try await call([DropFirstMessages(attempts: 1), UnaryMessageGuard()]) == "hello")
+      #expect(echo.started.withLockedValue { $0 } == ["hello"])
+      server.beginGracefulShutdown()
+    }
   }
 }

@@ -100,7 +100,11 @@ struct FulfilmentTests {
     let (actions, keys) = Self.actions(provider, instance.id)
     #expect(all, "the provider got \(actions)")
     #expect(actions == ["create", "renew", "suspend", "resume", "release"])
-    #expect(keys["\(instance.id)/create"] == 1, "\(keys)")
+    // At least once, and always under one key: a create the provider answered just before the
+    // SIGKILL, before entitlement recorded the answer, is sent again after the restart (seen in
+    // CI on a slow machine), and the provider knows it by its key.
+    #expect((keys["\(instance.id)/create"] ?? 0) >= 1, "\(keys)")
+    #expect(keys.keys.filter { $0.hasSuffix("/create") } == ["\(instance.id)/create"], "\(keys)")
     // The provider reads the instance as its own: the customer, the plan, the term.
     let create = provider.received().first { $0.webhook_id == "\(instance.id)/create" }
     #expect(create?.body.contains(parties.customer) == true)

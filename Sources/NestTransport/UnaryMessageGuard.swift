@@ -30,13 +30,16 @@ public struct UnaryMessageGuard: ClientInterceptor {
     request.producer = { writer in
       let noted = NotingWriter(base: writer)
       try await producer(RPCWriter(wrapping: noted))
-      guard noted.wrote else {
-        throw RPCError(
-          code: .unavailable, message: "the request ended without its message; it was not sent, and is safe to retry")
-      }
+      guard noted.wrote else { throw RPCError.requestWithoutMessage }
     }
     return try await next(request, context)
   }
+}
+
+extension RPCError {
+  /// A unary request that ended without its message: not sent, so safe to retry.
+  static let requestWithoutMessage = RPCError(
+    code: .unavailable, message: "the request ended without its message; it was not sent, and is safe to retry")
 }
 
 /// Writes through to `base`, noting whether anything was written.

@@ -405,10 +405,7 @@ struct RequestWriter: ClosableRPCWriterProtocol {
         // replay buffer, finished between a subscriber's two looks, ends that subscriber
         // before the message it holds); the call was not processed, so UNAVAILABLE, which
         // the retry policy answers with another attempt, whose replay holds the message.
-        return await self.finish(
-          throwing: RPCError(
-            code: .unavailable, message: "the request ended without its message; it was not sent, and is safe to retry")
-        )
+        return await self.finish(throwing: RPCError.requestWithoutMessage)
       }
       return self.send(payload)
     }

@@ -7,14 +7,13 @@ RUN apt-get update \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN swift build -c release --static-swift-stdlib \
-    --product catalog-service --product entitlement-service \
-    --product marketplace-order-service --product settlement-service --product events-service \
-    --product nestctl \
-  && mkdir /out \
-  && cp .build/release/catalog-service .build/release/entitlement-service \
-    .build/release/marketplace-order-service .build/release/settlement-service .build/release/events-service \
-    .build/release/nestctl /out/
+# One product per swift build: it builds only the last --product it is given.
+ARG PRODUCTS="catalog-service entitlement-service marketplace-order-service settlement-service events-service nestctl"
+RUN mkdir /out \
+  && for product in $PRODUCTS; do \
+    swift build -c release --static-swift-stdlib --product "$product" \
+      && cp ".build/release/$product" /out/ || exit 1; \
+  done
 
 FROM debian:bookworm-slim
 # Runtime libraries only; protoc lets `nestctl call` and `nestctl <service> <method>` encode requests.

@@ -2,6 +2,7 @@
 // changes.
 import Foundation
 public import NestProto
+import Synchronization
 
 /// Milliseconds since 1970 (the unit of every `..._unix_ms` field), from a source the service
 /// is given: the system clock in production, a clock a test controls in tests.
@@ -65,9 +66,26 @@ public func statusName<Status>(_ status: Status) -> String {
   return name
 }
 
+/// A proto enum's name, spelled once per case and process: spelling it describes the value by
+/// reflection, which every history entry and delivery on the order path would otherwise pay.
+public func statusName<Status: NestEnum>(_ status: Status) -> String {
+  let key = SpelledStatus(type: ObjectIdentifier(Status.self), rawValue: status.rawValue)
+  if let name = spelledStatuses.withLock({ $0[key] }) { return name }
+  let name = statusName(status as Any)
+  spelledStatuses.withLock { $0[key] = name }
+  return name
+}
+
+private struct SpelledStatus: Hashable {
+  let type: ObjectIdentifier
+  let rawValue: Int32
+}
+
+private let spelledStatuses = Mutex<[SpelledStatus: String]>([:])
+
 extension Nest_Common_V1_StatusChange {
   /// A history entry: `status` (an enum case, written as its proto name) entered at `at`.
-  public static func entry<Status: Sendable>(_ status: Status, actor: String, reason: String = "", at: Int64) -> Self {
+  public static func entry<Status: NestEnum>(_ status: Status, actor: String, reason: String = "", at: Int64) -> Self {
     .with {
       $0.status = statusName(status)
       $0.changedAtUnixMs = at

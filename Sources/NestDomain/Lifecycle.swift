@@ -66,26 +66,30 @@ public func statusName<Status>(_ status: Status) -> String {
   return name
 }
 
-/// A proto enum's name, spelled once per case and process: spelling it describes the value by
-/// reflection, which every history entry and delivery on the order path would otherwise pay.
-public func statusName<Status: NestEnum>(_ status: Status) -> String {
-  let key = SpelledStatus(type: ObjectIdentifier(Status.self), rawValue: status.rawValue)
-  if let name = spelledStatuses.withLock({ $0[key] }) { return name }
-  let name = statusName(status as Any)
-  spelledStatuses.withLock { $0[key] = name }
-  return name
+/// A proto enum's name, from its cases spelled once per enum and process: spelling one
+/// describes the value by reflection, which every history entry and delivery on the order path
+/// would otherwise pay. A value the enum does not know is spelled anew, so the table stays the
+/// size of the enum's cases whatever values arrive.
+public func statusName<Status: NestEnum & CaseIterable>(_ status: Status) -> String {
+  let type = ObjectIdentifier(Status.self)
+  let names =
+    spelledStatuses.withLock { $0[type] }
+    ?? {
+      let names = Dictionary(
+        Status.allCases.map { ($0.rawValue, statusName($0 as Any)) }, uniquingKeysWith: { first, _ in first })
+      spelledStatuses.withLock { $0[type] = names }
+      return names
+    }()
+  return names[status.rawValue] ?? statusName(status as Any)
 }
 
-private struct SpelledStatus: Hashable {
-  let type: ObjectIdentifier
-  let rawValue: Int32
-}
-
-private let spelledStatuses = Mutex<[SpelledStatus: String]>([:])
+private let spelledStatuses = Mutex<[ObjectIdentifier: [Int32: String]]>([:])
 
 extension Nest_Common_V1_StatusChange {
   /// A history entry: `status` (an enum case, written as its proto name) entered at `at`.
-  public static func entry<Status: NestEnum>(_ status: Status, actor: String, reason: String = "", at: Int64) -> Self {
+  public static func entry<Status: NestEnum & CaseIterable>(
+    _ status: Status, actor: String, reason: String = "", at: Int64
+  ) -> Self {
     .with {
       $0.status = statusName(status)
       $0.changedAtUnixMs = at

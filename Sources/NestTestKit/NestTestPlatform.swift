@@ -90,7 +90,7 @@ public final class NestTestPlatform: PlatformClients, Sendable {
   /// - `prepare`: runs on the (empty) data directory before any service starts: to put a
   ///   service's database there (`<service>.sqlite`), say.
   /// - `settings`: per service, settings by key (`"term.interval.ms": "50"` is
-  ///   `--term-interval-ms 50`).
+  ///   `--term-interval-ms 50`). In-process, `peer.timeout.ms` is 2 s unless set here.
   /// - `clockStartingAt`: the services read their time from a `TestClock` (`clock`) that
   ///   starts there and moves only when the test moves it.
   public static func start(
@@ -163,8 +163,9 @@ public final class NestTestPlatform: PlatformClients, Sendable {
     ServiceConfiguration(
       port: 0, databasePath: self.directory.appendingPathComponent("\(service.rawValue).sqlite").path, peers: [:],
       identity: .sharedSecret(self.secret), logLevel: "\(self.logLevel)",
-      // A stopped service's calls wait for this: short, so that tests of outages are quick.
-      peerTimeout: .seconds(2),
+      // A stopped service's calls wait for this: short, so that tests of outages are quick;
+      // a test of load sets `peer.timeout.ms` longer.
+      peerTimeout: .milliseconds(self.settings[service]?["peer.timeout.ms"].flatMap { Int64($0) } ?? 2_000),
       settings: SettingsReader(flags: self.settings[service] ?? [:], environment: [:]),
       clock: self.clock?.nestClock ?? .system)
   }
@@ -183,7 +184,9 @@ public final class NestTestPlatform: PlatformClients, Sendable {
 
   private func waitUntilServing(_ service: NestServiceName) async throws {
     var options = CallOptions.defaults
-    options.timeout = .seconds(30)
+    // Only a bound for a service that never starts: when every suite starts its platforms at
+    // once on a slow machine, a healthy start can take tens of seconds.
+    options.timeout = .seconds(120)
     // The connection may be backing off from the service's last life: wait for it to redial.
     options.waitForReady = true
     let status = try await self.connections.withClient(service, token: "") {

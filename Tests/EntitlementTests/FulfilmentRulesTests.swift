@@ -69,6 +69,52 @@ struct FulfilmentRulesTests {
       } == ["release inst-1/release/0"])
   }
 
+  @Test(
+    "another plan or quantity in effect is a change, keyed by the order that made it; a change waiting for renewal is not"
+  )
+  func change() {
+    func subscription(plan: String, orders: [String], pending: Bool = false) -> Nest_Entitlement_V1_Subscription {
+      .with {
+        $0.plan = .with {
+          $0.productID = "prod-b"
+          $0.planID = plan
+        }
+        $0.orderIds = orders
+        if pending { $0.pendingChange = .with { $0.quantity = 1 } }
+      }
+    }
+    var before = Self.instance(owner: .isv)
+    before.quantity = 1
+    before.subscription = subscription(plan: "monthly", orders: ["ord-1"])
+    func calls(_ change: (inout Instance) -> Void) -> [String] {
+      var after = before
+      change(&after)
+      return FulfilmentRules.calls(before: before, after: after).map { "\($0.action.rawValue) \($0.key)" }
+    }
+    #expect(
+      calls {
+        $0.quantity = 3
+        $0.subscription = subscription(plan: "monthly", orders: ["ord-1", "ord-2"])
+      } == ["change inst-1/change/ord-2"])
+    #expect(
+      calls { $0.subscription = subscription(plan: "pro", orders: ["ord-1", "ord-2"]) } == [
+        "change inst-1/change/ord-2"
+      ])
+    // A downgrade waits for the renewal: nothing in effect changed yet.
+    #expect(calls { $0.subscription = subscription(plan: "monthly", orders: ["ord-1", "ord-2"], pending: true) } == [])
+    // The renewal that applies it: renewed, then changed, under the renewal's order.
+    #expect(
+      calls {
+        $0.expiresAtUnixMs = 2_000
+        $0.subscription = subscription(plan: "basic", orders: ["ord-1", "ord-2", "ord-3"])
+      } == ["renew inst-1/renew/2000", "change inst-1/change/ord-3"])
+    #expect(
+      calls {
+        $0.quantity = 3
+        $0.status = .released
+      } == ["release inst-1/release/0"])
+  }
+
   @Test("the body is the action and the instance as proto3 JSON, as the provider may read it")
   func body() throws {
     let body = try FulfilmentRules.body(.create, instance: Self.instance(owner: .isv), provider: .isv)

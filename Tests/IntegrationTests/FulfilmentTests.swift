@@ -32,7 +32,7 @@ struct FulfilmentTests {
   }
 
   @Test(
-    "a scenario-3 provider that fails three times, then answers (entitlement SIGKILLed meanwhile): the instance DEPLOYED with the provider's logon URL and facts; renew, suspend, resume and the refund's release reach it in order"
+    "a scenario-3 provider that fails three times, then answers (entitlement SIGKILLed meanwhile): the instance DEPLOYED with the provider's logon URL and facts; renew, a quantity change, suspend, resume and the refund's release reach it in order"
   )
   func answering() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fulfilment-\(UUID())")
@@ -76,6 +76,8 @@ struct FulfilmentTests {
 
     let renewal = try await marketplace.renew(parties.customer, instance: instance.id)
     _ = try await marketplace.waitForOrder(renewal.id)
+    let more = try await marketplace.change(parties.customer, instance: instance.id, quantity: 2)
+    _ = try await marketplace.waitForOrder(more.id)
     try await platform.entitlement(as: .isv, parties.isv) { entitlement in
       _ = try await entitlement.suspendServiceInstance(
         .with {
@@ -95,11 +97,12 @@ struct FulfilmentTests {
       $0.order?.status == .refunded && $0.order?.delivery?.pending == 0
     }
     let all = try await eventually(timeout: .seconds(60)) {
-      Self.actions(provider, instance.id).actions.count >= 5
+      Self.actions(provider, instance.id).actions.count >= 6
     }
     let (actions, keys) = Self.actions(provider, instance.id)
     #expect(all, "the provider got \(actions)")
-    #expect(actions == ["create", "renew", "suspend", "resume", "release"])
+    #expect(actions == ["create", "renew", "change", "suspend", "resume", "release"])
+    #expect(keys["\(instance.id)/change/\(more.id)"] == 1, "\(keys)")
     // At least once, and always under one key: a create the provider answered just before the
     // SIGKILL, before entitlement recorded the answer, is sent again after the restart (seen in
     // CI on a slow machine), and the provider knows it by its key.
@@ -108,6 +111,13 @@ struct FulfilmentTests {
     // The provider reads the instance as its own: the customer, the plan, the term.
     let create = provider.received().first { $0.webhook_id == "\(instance.id)/create" }
     #expect(create?.body.contains(parties.customer) == true)
+    // The change's instance has the quantity now in effect.
+    let change = provider.received().first { $0.webhook_id == "\(instance.id)/change/\(more.id)" }
+    let changed =
+      try change.flatMap {
+        try JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any]
+      }?["instance"] as? [String: Any]
+    #expect(changed?["quantity"] as? Int == 2, "\(change?.body ?? "no change call")")
     await platform.stop()
   }
 

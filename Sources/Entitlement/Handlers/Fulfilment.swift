@@ -1,5 +1,5 @@
-// Fulfilment through the provider: each queued call (create, renew, suspend, resume, expire,
-// release of an instance whose provider registered an endpoint) POSTed to the provider's
+// Fulfilment through the provider: each queued call (create, renew, change, suspend, resume,
+// expire, release, upgrade, rollback of an instance whose provider registered an endpoint) POSTed to the provider's
 // endpoint, signed as Standard Webhooks says, idempotent on its key (`webhook-id`), one at
 // a time per instance and in order, retried with capped exponential backoff. A `create`
 // answered 2xx deploys the instance with the provider's logon URL and facts; one that fails

@@ -8,6 +8,9 @@ public import NestProto
 /// What a provider is asked to do with an instance.
 public enum FulfilmentAction: String, CaseIterable, Sendable {
   case create, renew, suspend, resume, expire, release
+  /// The plan or the quantity in effect changed: a change that costs more at once, one that
+  /// costs less at the renewal it waited for. The instance in the body has the new ones.
+  case change
   /// The instance's last entry of `upgrades` (UPGRADING) says from and to which version.
   case upgrade, rollback
 }
@@ -35,6 +38,11 @@ public enum FulfilmentRules {
     if after.expiresAtUnixMs > before.expiresAtUnixMs && before.expiresAtUnixMs != 0 && after.status != .released {
       calls.append((.renew, "\(after.id)/renew/\(after.expiresAtUnixMs)"))
     }
+    // Keyed by the order that made it: the change order, or the renewal that applied a
+    // pending change.
+    if Self.sold(after) != Self.sold(before) && after.status != .released {
+      calls.append((.change, "\(after.id)/change/\(after.subscription?.orderIds.last ?? "\(step)")"))
+    }
     if after.status != before.status {
       let action: FulfilmentAction? =
         switch (before.status, after.status) {
@@ -52,6 +60,11 @@ public enum FulfilmentRules {
       calls.append((action, "\(after.id)/\(action.rawValue)/\(upgrade.id)"))
     }
     return calls
+  }
+
+  /// What a change of plan or quantity changes: the product, the plan and how many.
+  private static func sold(_ instance: Instance) -> [String] {
+    [instance.subscription?.plan?.productID ?? "", instance.subscription?.plan?.planID ?? "", "\(instance.quantity)"]
   }
 
   /// The key of an instance's `create` call.

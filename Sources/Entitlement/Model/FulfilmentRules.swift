@@ -8,8 +8,9 @@ public import NestProto
 /// What a provider is asked to do with an instance.
 public enum FulfilmentAction: String, CaseIterable, Sendable {
   case create, renew, suspend, resume, expire, release
-  /// The plan or the quantity in effect changed: a change that costs more at once, one that
-  /// costs less at the renewal it waited for. The instance in the body has the new ones.
+  /// The plan or the quantity in effect changed: at once for a change that costs more (or any
+  /// during a trial), otherwise at the renewal it waited for. The instance in the body has the
+  /// new ones.
   case change
   /// The instance's last entry of `upgrades` (UPGRADING) says from and to which version.
   case upgrade, rollback
@@ -38,7 +39,7 @@ public enum FulfilmentRules {
     if after.expiresAtUnixMs > before.expiresAtUnixMs && before.expiresAtUnixMs != 0 && after.status != .released {
       calls.append((.renew, "\(after.id)/renew/\(after.expiresAtUnixMs)"))
     }
-    // Keyed by the order that made it: the change order, or the renewal that applied a
+    // Keyed by the order that made it: the CHANGE order, or the RENEWAL order that applied a
     // pending change.
     if Self.sold(after) != Self.sold(before) && after.status != .released {
       calls.append((.change, "\(after.id)/change/\(after.subscription?.orderIds.last ?? "\(step)")"))

@@ -1,12 +1,11 @@
-// Fulfilment through the provider: each queued call (create, renew, change, suspend, resume,
-// expire, release, upgrade, rollback of an instance whose provider registered an endpoint) POSTed to the provider's
-// endpoint, signed as Standard Webhooks says, idempotent on its key (`webhook-id`), one at
-// a time per instance and in order, retried with capped exponential backoff. A `create`
-// answered 2xx deploys the instance with the provider's logon URL and facts; one that fails
-// for the whole retry window leaves it DEPLOY_FAILED with the reason (its parties and the
-// operator get `instance.deploy_failed`; its order can be refunded). Attempts run
-// concurrently, each bounded by the timeout; a provider that never answers holds only its
-// own calls.
+// Fulfilment through the provider: each queued call (a `FulfilmentAction` on an instance whose
+// provider registered an endpoint) POSTed to the provider's endpoint, signed as Standard
+// Webhooks says, idempotent on its key (`webhook-id`), one at a time per instance and in order,
+// retried with capped exponential backoff. A `create` answered 2xx deploys the instance with
+// the provider's logon URL and facts; one that fails for the whole retry window leaves it
+// DEPLOY_FAILED with the reason (its parties and the operator get `instance.deploy_failed`; its
+// order can be refunded). Attempts run concurrently, each bounded by the timeout; a provider
+// that never answers holds only its own calls.
 import GRDB
 public import Logging
 import Metrics

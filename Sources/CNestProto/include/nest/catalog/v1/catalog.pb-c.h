@@ -910,12 +910,12 @@ struct  Nest__Catalog__V1__GetSaleTermsResponse
 
 
 /*
- * Where the provider of a fully managed service fulfils its instances: entitlement POSTs
- * each action on an instance of the service (create, renew, change, suspend, resume,
- * expire, release, upgrade, rollback) to the URL, signed as Standard Webhooks says with the secret, and the answer to
- * create carries the customer's logon URL (docs/events.md, "Fulfilment through the
- * provider"). The provider is the ISV of A in scenarios 3 and 4 and direct sales, the
- * distributor of B in scenario 2: the owner of the cloud resources.
+ * Where the provider of a fully managed service fulfils its instances: entitlement POSTs each
+ * action on an instance of the service (create, renew, change, suspend, resume, expire, release,
+ * upgrade, rollback) to the URL, signed as Standard Webhooks says with the secret, and the answer
+ * to create carries the customer's logon URL (docs/events.md, "Fulfilment through the provider").
+ * The provider is the ISV of A in scenarios 3 and 4 and direct sales, the distributor of B in
+ * scenario 2: the owner of the cloud resources.
  */
 struct  Nest__Catalog__V1__FulfilmentEndpoint
 {

@@ -20,15 +20,7 @@ extension SettlementService {
     -> Nest_Settlement_V1_RecordSalesResponse
   {
     let access = try Access.forCall()
-    guard (1...256).contains(request.sales.count) else {
-      throw DomainError.invalid("sales", "must hold 1 to 256 sales")
-    }
-    var named = Set<String>()
-    for (index, sale) in request.sales.enumerated() where !sale.orderID.isEmpty {
-      guard named.insert(sale.orderID).inserted else {
-        throw DomainError.invalid("sales[\(index)].order_id", "order \(sale.orderID) is named twice")
-      }
-    }
+    try BatchItems.check(request.sales.map(\.orderID), field: "sales", key: "order_id")
     let now = self.clock.nowUnixMs()
     return try await self.store.database.write { db in
       try ClientTokens.once(
@@ -41,27 +33,22 @@ extension SettlementService {
   }
 
   /// One sale of a batch in its own savepoint: recorded, or refused with the code and message
-  /// RecordSale would have answered while the others stand. A constraint of the ledger's own
-  /// (a trigger or unique index refusing the write) refuses that sale alone; a storage failure
-  /// that ends the transaction fails the whole call.
+  /// RecordSale would have answered while the others stand (BatchItems).
   static func result(
     of sale: Nest_Settlement_V1_RecordSaleRequest, access: Access, now: Int64, in db: Database
   ) throws -> Nest_Settlement_V1_SaleResult {
     var result = Nest_Settlement_V1_SaleResult.with { $0.orderID = sale.orderID }
-    do {
-      try LedgerRules.check(sale)
-      result.recorded = try db.savepoint { try Self.record(sale, access: access, now: now, in: db) }
-    } catch let refused as DomainError {
-      result.errorCode = Int32(refused.code.rpcCode.rawValue)
-      result.errorMessage = refused.message
-    } catch let error as DatabaseError
-      where error.resultCode.primaryResultCode == .SQLITE_CONSTRAINT && db.isInsideTransaction
+    switch try BatchItems.item(
+      in: db,
+      {
+        try LedgerRules.check(sale)
+        return try Self.record(sale, access: access, now: now, in: db)
+      })
     {
-      // Rolled back to the savepoint: the status RecordSale would answer, the code named for
-      // operators.
-      let (code, reason) = StorageFailure.status(of: error)
-      result.errorCode = Int32(code.rawValue)
-      result.errorMessage = "\(reason): \(StorageFailure.name(error.resultCode))"
+    case .success(let recorded): result.recorded = recorded
+    case .failure(let refused):
+      result.errorCode = refused.code
+      result.errorMessage = refused.message
     }
     return result
   }

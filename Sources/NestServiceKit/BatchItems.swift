@@ -1,0 +1,62 @@
+// Calls that carry several items, each done as its own call would do it (RecordSales,
+// CreateServiceInstances): the same limits on every such request, and an item refused as the
+// status its own call would have answered, so that one item refused leaves the others done.
+public import GRDB
+import GRPCCore
+public import NestDomain
+
+public enum BatchItems {
+  /// The most items one call takes.
+  public static let limit = 256
+
+  /// Checks a batch's keys, one per item in order: 1 to `limit` items, no key twice (an empty
+  /// key is the item's own error). `field` names the repeated field, `key` the item's key.
+  public static func check(_ keys: [String], field: String, key: String) throws(DomainError) {
+    guard (1...Self.limit).contains(keys.count) else {
+      throw DomainError.invalid(field, "must hold 1 to \(Self.limit) items")
+    }
+    var named = Set<String>()
+    for (index, value) in keys.enumerated() where !value.isEmpty {
+      guard named.insert(value).inserted else {
+        throw DomainError.invalid("\(field)[\(index)].\(key)", "\(value) is named twice")
+      }
+    }
+  }
+
+  /// The status code (google.rpc.Code) and message an item's own call would have answered
+  /// for `error`, when the error is that item's alone: a rule's refusal, a peer's answer, or a
+  /// constraint of the database's own that rolled the item back to its savepoint while the
+  /// transaction goes on. Nil when it fails the whole call (a storage failure that ended the
+  /// transaction, cancellation, anything unexpected): the caller rethrows it.
+  public static func refusal(_ error: any Error, in db: Database? = nil) -> Refusal? {
+    switch error {
+    case let refused as DomainError:
+      return Refusal(code: Int32(refused.code.rpcCode.rawValue), message: refused.message)
+    case let answered as RPCError where answered.code != .cancelled:
+      return Refusal(code: Int32(answered.code.rawValue), message: answered.message)
+    case let failure as DatabaseError
+    where failure.resultCode.primaryResultCode == .SQLITE_CONSTRAINT && db?.isInsideTransaction == true:
+      let (code, reason) = StorageFailure.status(of: failure)
+      return Refusal(code: Int32(code.rawValue), message: "\(reason): \(StorageFailure.name(failure.resultCode))")
+    default:
+      return nil
+    }
+  }
+
+  /// `body` in its own savepoint of `db`'s transaction: its value, or the refusal its own call
+  /// would have answered (the savepoint rolled back); anything else is thrown.
+  public static func item<T>(in db: Database, _ body: () throws -> T) throws -> Result<T, Refusal> {
+    do {
+      return .success(try db.savepoint(body))
+    } catch {
+      guard let refusal = Self.refusal(error, in: db) else { throw error }
+      return .failure(refusal)
+    }
+  }
+
+  /// An item not done: the status its own call would have answered.
+  public struct Refusal: Error, Sendable, Equatable {
+    public var code: Int32
+    public var message: String
+  }
+}

@@ -65,6 +65,22 @@ let plans = [
 /// A sale of an order nobody paid, as a service records it.
 let unpaidSale = directSale("order-nobody-paid", customer: "cust-1", isv: "isv-1", amount: 100)
 
+/// An instance for an order the platform never took, as a service asks for it.
+func instanceFromElsewhere(_ f: AccessFixture) -> Nest_Entitlement_V1_CreateServiceInstanceRequest {
+  .with {
+    $0.orderID = "order-from-elsewhere"
+    $0.serviceID = f.b.id
+    $0.customerID = "cust-1"
+    $0.quantity = 1
+    $0.expiry = .expiresAtUnixMs(0)
+    $0.resolution = .with {
+      $0.serviceID = f.b.id
+      $0.scenario = .scenario2
+      $0.accessMode = .logonURL
+    }
+  }
+}
+
 let rpcCases: [RPCCase] = [
   // MARK: CatalogService
   RPCCase(Catalog.CreateService.descriptor, .none) { _, c in
@@ -187,19 +203,10 @@ let rpcCases: [RPCCase] = [
       })
   },
   RPCCase(Entitlement.CreateServiceInstance.descriptor, .none) { f, c in
-    _ = try await c.entitlement.createServiceInstance(
-      .with {
-        $0.orderID = "order-from-elsewhere"
-        $0.serviceID = f.b.id
-        $0.customerID = "cust-1"
-        $0.quantity = 1
-        $0.expiry = .expiresAtUnixMs(0)
-        $0.resolution = .with {
-          $0.serviceID = f.b.id
-          $0.scenario = .scenario2
-          $0.accessMode = .logonURL
-        }
-      })
+    _ = try await c.entitlement.createServiceInstance(instanceFromElsewhere(f))
+  },
+  RPCCase(Entitlement.CreateServiceInstances.descriptor, .none) { f, c in
+    _ = try await c.entitlement.createServiceInstances(.with { $0.instances = [instanceFromElsewhere(f)] })
   },
   RPCCase(Entitlement.GetServiceInstance.descriptor, .instance) { f, c in
     _ = try await c.entitlement.getServiceInstance(.with { $0.key = .instanceID(f.instance.id) })

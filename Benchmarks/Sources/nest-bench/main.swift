@@ -349,8 +349,8 @@ for (order, sent) in paidAt { histogram.record(UInt64(max(0, (delivered[order] ?
 // Per order, by construction (see docs/benchmarks.md): RPCs between services and commits.
 // RPCs: the customer's 2; CreateOrder asks 2 (GetSaleTerms, CheckDistribution); PayOrder 1
 // (ReserveInstanceSlot; A's product came with the sale terms); the deliveries at most 2
-// (CreateServiceInstance, and one RecordSales for the order's two sales, which other orders'
-// sales of the same round share).
+// (one CreateServiceInstances and one RecordSales for the order's instance and two sales,
+// calls which other orders' rows of the same round share).
 let rpcsPerOrder = 2 + 2 + 1 + 2
 // Commits: order 2 (create, pay) and its acknowledgements, one per dispatcher round (a
 // payment's rows go out in one round);

@@ -14,43 +14,122 @@ extension EntitlementService {
   ) async throws -> Nest_Entitlement_V1_CreateServiceInstanceResponse {
     let access = try Access.forCall()
     let now = self.clock.nowUnixMs()
+    let new: NewInstance
+    switch try await self.prepare(request, now: now) {
+    case .made(let instance): return .with { $0.instance = instance }
+    case .new(let prepared): new = prepared
+    }
+    let response = try await self.store.database.write { db in try self.make(new, access: access, now: now, in: db) }
+    self.deployments?.signal()
+    return response
+  }
+
+  public func createServiceInstances(
+    request: Nest_Entitlement_V1_CreateServiceInstancesRequest, context: ServerContext
+  ) async throws -> Nest_Entitlement_V1_CreateServiceInstancesResponse {
+    let access = try Access.forCall()
+    try BatchItems.check(request.instances.map(\.orderID), field: "instances", key: "order_id")
+    let now = self.clock.nowUnixMs()
+    // What each instance needs from outside the transaction (its checks, the instance already
+    // made, the version from catalog), then the new ones made together, each in its own
+    // savepoint.
+    var results = request.instances.map { item in Nest_Entitlement_V1_InstanceResult.with { $0.orderID = item.orderID }
+    }
+    var new: [(index: Int, instance: NewInstance)] = []
+    for (index, item) in request.instances.enumerated() {
+      do {
+        switch try await self.prepare(item, now: now) {
+        case .made(let instance): results[index].instance = instance
+        case .new(let prepared): new.append((index, prepared))
+        }
+      } catch {
+        guard let refused = BatchItems.refusal(error) else { throw error }
+        results[index].refuse(refused)
+      }
+    }
+    let prepared = results
+    let made = new
+    let response = try await self.store.database.write { db in
+      try ClientTokens.once(
+        db, caller: access.caller.subject, method: "CreateServiceInstances", token: request.clientToken,
+        request: request, nowUnixMs: now
+      ) {
+        var results = prepared
+        for (index, instance) in made {
+          switch try BatchItems.item(in: db, { try self.make(instance, access: access, now: now, in: db) }) {
+          case .success(let response): results[index].instance = response.instance
+          case .failure(let refused): results[index].refuse(refused)
+          }
+        }
+        return Nest_Entitlement_V1_CreateServiceInstancesResponse.with { $0.results = results }
+      }
+    }
+    if !made.isEmpty { self.deployments?.signal() }
+    return response
+  }
+
+  /// What CreateServiceInstance finds before its transaction: the instance already made for
+  /// the order (as its caller sees it), or what a new one is made of.
+  enum Preparation {
+    case made(Instance)
+    case new(NewInstance)
+  }
+
+  /// A checked request with what its instance is made of.
+  struct NewInstance: Sendable {
+    var request: Nest_Entitlement_V1_CreateServiceInstanceRequest
+    var expiresAt: Int64
+    var period: Nest_Common_V1_BillingPeriod
+    var version: Nest_Catalog_V1_ServiceVersion
+    var parameters: [String: String]
+  }
+
+  /// Checks `request` and reads what its instance needs: the order's instance if it was made
+  /// (a redelivery), else the version (from catalog, remembered) and its parameter set.
+  func prepare(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest, now: Int64) async throws -> Preparation {
     try InstanceRules.checkCreate(request)
     if let existing = try self.store.database.readNow({ try Self.existingInstance(for: request, in: $0) }) {
-      return .with { $0.instance = InstanceRules.present(existing, now: now) }
+      return .made(InstanceRules.present(existing, now: now))
     }
     let (expiresAt, period) = try InstanceRules.expiry(of: request, nowUnixMs: now)
     let version = try await self.versions.version(of: request.serviceID, id: request.versionID)
-    let parameters = try InstanceRules.parameters(named: request.parameterSetName, in: version)
-    let response: Nest_Entitlement_V1_CreateServiceInstanceResponse = try await self.store.database.write { db in
-      try ClientTokens.once(
-        db, caller: access.caller.subject, method: "CreateServiceInstance", token: request.clientToken,
-        request: request, nowUnixMs: now
-      ) {
-        if let existing = try Self.existingInstance(for: request, in: db) { return .with { $0.instance = existing } }
-        if !request.authorizationID.isEmpty, try EntitlementStore.authorization(request.authorizationID, in: db) == nil
-        {
-          throw DomainError.notFound("authorization", request.authorizationID, field: "authorization_id")
-        }
-        var instance = InstanceRules.newInstance(
-          request, id: Identifiers.new("inst"), version: version, parameters: parameters, expiresAt: expiresAt,
-          period: period, actor: access.caller.subject, now: now)
-        switch instance.accessMode {
-        case .logonURL:
-          instance.access = .logonURL("\(self.logonURLBase)/\(instance.id)")
-        default:
-          instance.access = .license(
-            try Licenses.issue(for: instance, id: Identifiers.new("lic"), signer: self.signer, now: now))
-        }
-        try EntitlementStore.insert(instance, request: request, in: db)
-        // The order's hold on a place under the authorization is now this instance's place.
-        if let slot = try EntitlementStore.slot(orderID: request.orderID, in: db) {
-          try EntitlementStore.save(SlotRules.use(slot), in: db)
-        }
-        return .with { $0.instance = instance }
+    return .new(
+      NewInstance(
+        request: request, expiresAt: expiresAt, period: period, version: version,
+        parameters: try InstanceRules.parameters(named: request.parameterSetName, in: version)))
+  }
+
+  /// Makes the instance in the caller's transaction, once per order and client token: its
+  /// access (a logon URL, or a signed license), and the order's slot becomes its place.
+  func make(_ new: NewInstance, access: Access, now: Int64, in db: Database) throws
+    -> Nest_Entitlement_V1_CreateServiceInstanceResponse
+  {
+    let request = new.request
+    return try ClientTokens.once(
+      db, caller: access.caller.subject, method: "CreateServiceInstance", token: request.clientToken,
+      request: request, nowUnixMs: now
+    ) {
+      if let existing = try Self.existingInstance(for: request, in: db) { return .with { $0.instance = existing } }
+      if !request.authorizationID.isEmpty, try EntitlementStore.authorization(request.authorizationID, in: db) == nil {
+        throw DomainError.notFound("authorization", request.authorizationID, field: "authorization_id")
       }
+      var instance = InstanceRules.newInstance(
+        request, id: Identifiers.new("inst"), version: new.version, parameters: new.parameters,
+        expiresAt: new.expiresAt, period: new.period, actor: access.caller.subject, now: now)
+      switch instance.accessMode {
+      case .logonURL:
+        instance.access = .logonURL("\(self.logonURLBase)/\(instance.id)")
+      default:
+        instance.access = .license(
+          try Licenses.issue(for: instance, id: Identifiers.new("lic"), signer: self.signer, now: now))
+      }
+      try EntitlementStore.insert(instance, request: request, in: db)
+      // The order's hold on a place under the authorization is now this instance's place.
+      if let slot = try EntitlementStore.slot(orderID: request.orderID, in: db) {
+        try EntitlementStore.save(SlotRules.use(slot), in: db)
+      }
+      return .with { $0.instance = instance }
     }
-    self.deployments?.signal()
-    return response
   }
 
   /// The instance already made for this order: the same request gets it back, a different
@@ -273,5 +352,13 @@ extension EntitlementService {
       try EntitlementStore.save(released, in: db)
       return .with { $0.slot = released }
     }
+  }
+}
+
+extension Nest_Entitlement_V1_InstanceResult {
+  /// Not made: the status CreateServiceInstance would have answered.
+  mutating func refuse(_ refused: BatchItems.Refusal) {
+    self.errorCode = refused.code
+    self.errorMessage = refused.message
   }
 }

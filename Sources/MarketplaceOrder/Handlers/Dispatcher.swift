@@ -1,10 +1,11 @@
 // The outbox dispatcher: delivers each order's pending rows step by step (the rows one commit
 // queued together, such as a payment's instance and sales, at once; the next step when they
 // are all acknowledged), several orders at once, retrying failures with capped exponential
-// backoff until the target acknowledges. A round's sales go to settlement in one RecordSales
-// call. Every target is idempotent on the row's order (the row's key), so a row attempted
-// twice (a crash between the call and the acknowledgement) changes nothing. What each row asks
-// and how an outcome is recorded are the outbox's rules (DeliveryRules); this part only calls.
+// backoff until the target acknowledges. A round's instances go to entitlement in one
+// CreateServiceInstances call, its sales to settlement in one RecordSales call. Every target
+// is idempotent on the row's order (the row's key), so a row attempted twice (a crash between
+// the call and the acknowledgement) changes nothing. What each row asks and how an outcome is
+// recorded are the outbox's rules (DeliveryRules); this part only calls.
 import Foundation
 import GRDB
 import GRPCCore
@@ -89,33 +90,36 @@ public final class Dispatcher: Service, Sendable {
     }
   }
 
-  /// The most sales one RecordSales call takes (settlement refuses more).
-  static let salesPerCall = 256
+  /// The most rows one batch call takes (its target refuses more).
+  static let rowsPerCall = 256
 
-  /// A round's rows as attempts: its RECORD_SALE rows in calls of up to `salesPerCall`
-  /// sales, each order at most once per call; every other row alone.
+  /// Whether the rows of `kind` due in a round go together, in one call to their target.
+  static func isBatched(_ kind: Nest_Order_V1_DeliveryKind) -> Bool { kind == .createInstance || kind == .recordSale }
+
+  /// A round's rows as attempts: the rows of a batched kind in calls of up to `rowsPerCall`
+  /// rows of that kind, each order at most once per call; every other row alone.
   static func attempts(_ due: [Delivery]) -> [[Delivery]] {
-    var sales: [[Delivery]] = []
+    var batches: [[Delivery]] = []
     var others: [[Delivery]] = []
     for row in due {
-      guard row.kind == .recordSale else {
+      guard Self.isBatched(row.kind) else {
         others.append([row])
         continue
       }
-      if let index = sales.firstIndex(where: {
-        $0.count < Self.salesPerCall && !$0.contains { $0.orderID == row.orderID }
+      if let index = batches.firstIndex(where: {
+        $0[0].kind == row.kind && $0.count < Self.rowsPerCall && !$0.contains { $0.orderID == row.orderID }
       }) {
-        sales[index].append(row)
+        batches[index].append(row)
       } else {
-        sales.append([row])
+        batches.append([row])
       }
     }
-    return sales + others
+    return batches + others
   }
 
-  /// One attempt at `rows` (one of `attempts`): sales in one call, any other row alone.
+  /// One attempt at `rows` (one of `attempts`): a batch in one call, any other row alone.
   func attempt(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
-    if rows.allSatisfy({ $0.kind == .recordSale }) { return await self.attemptSales(rows, orders: orders) }
+    if let kind = rows.first?.kind, Self.isBatched(kind) { return await self.attemptBatch(rows, orders: orders) }
     var outcomes: [Outcome] = []
     for row in rows { outcomes.append(await self.attempt(row, order: orders[row.orderID])) }
     return outcomes
@@ -170,10 +174,10 @@ public final class Dispatcher: Service, Sendable {
     }
   }
 
-  /// The sales `rows` in one RecordSales call. Each row has its own span in the trace of
+  /// The rows of one batch (one kind) in one call. Each row has its own span in the trace of
   /// the call that queued it, as a single row's attempt has; the call is made under the
   /// first one's.
-  func attemptSales(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
+  func attemptBatch(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
     guard !rows.isEmpty else { return [] }
     let spans = rows.map { row in
       let span = InstrumentationSystem.tracer.startSpan(
@@ -183,7 +187,7 @@ public final class Dispatcher: Service, Sendable {
       return span
     }
     let outcomes = await ServiceContext.$current.withValue(spans.first?.context) {
-      await self.callSales(rows, orders: orders)
+      await self.callBatch(rows, orders: orders)
     }
     for (span, outcome) in zip(spans, outcomes) {
       if let failure = outcome.failure { span.setStatus(SpanStatus(code: .error, message: failure.message)) }
@@ -192,43 +196,39 @@ public final class Dispatcher: Service, Sendable {
     return outcomes
   }
 
-  /// One RecordSales call for `rows`: each row acknowledged or failed by the result for its
-  /// order, or all of them failed by the call's error.
-  private func callSales(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
+  /// One batch call for `rows`: each row acknowledged or failed by the result for its order,
+  /// or all of them failed by the call's error.
+  private func callBatch(_ rows: [Delivery], orders: [String: Order]) async -> [Outcome] {
     var outcomes = rows.map { Outcome(delivery: $0) }
-    var sent: [(index: Int, sale: Nest_Settlement_V1_RecordSaleRequest)] = []
+    var sent: [(index: Int, order: Order)] = []
     for (index, row) in rows.enumerated() {
       if let order = orders[row.orderID] {
-        sent.append((index, DeliveryRules.saleRequest(for: order)))
+        sent.append((index, order))
       } else {
         outcomes[index].failure = (
           Int32(RPCError.Code.failedPrecondition.rawValue), "failedPrecondition: order \(row.orderID) is missing"
         )
       }
     }
-    if !sent.isEmpty {
+    if let kind = rows.first?.kind, !sent.isEmpty {
       do {
-        let results = try await self.peers.recordSales(sent.map(\.sale))
-        let byOrder = Dictionary(results.map { ($0.orderID, $0) }) { first, _ in first }
-        let internalError = Int32(RPCError.Code.internalError.rawValue)
-        for (index, sale) in sent {
-          guard let result = byOrder[sale.orderID] else {
-            outcomes[index].failure = (internalError, "internalError: settlement answered no result for the order")
+        let results = try await self.callBatch(kind, for: sent.map(\.order))
+        for (index, order) in sent {
+          guard let result = results[order.id] else {
+            outcomes[index].failure = (
+              Int32(RPCError.Code.internalError.rawValue), "internalError: no result for the order"
+            )
             continue
           }
-          if result.errorCode != 0 {
-            outcomes[index].failure = (result.errorCode, "\(Self.codeName(result.errorCode)): \(result.errorMessage)")
-          } else if let transaction = result.recorded?.transaction {
-            outcomes[index].acknowledgement = .transactionID(transaction.id)
-          } else {
-            outcomes[index].failure = (internalError, "internalError: settlement answered no transaction")
-          }
+          outcomes[index].acknowledgement = result.acknowledgement
+          outcomes[index].instanceID = result.instanceID
+          outcomes[index].failure = result.failure
         }
       } catch {
         let (status, cause) = RPCError.status(of: error)
         if let cause {
           self.logger.error(
-            "sales delivery failed here",
+            "batch delivery failed here",
             metadata: ["deliveries": "\(sent.map { rows[$0.index].id })", "cause": "\(cause)"])
         }
         for (index, _) in sent {
@@ -247,6 +247,52 @@ public final class Dispatcher: Service, Sendable {
       }
     }
     return outcomes
+  }
+
+  /// One batch call of `kind` for `orders`: what the target answered for each order, by its
+  /// id (an order the target answered nothing for is missing).
+  private func callBatch(_ kind: Nest_Order_V1_DeliveryKind, for orders: [Order]) async throws -> [String: Outcome] {
+    var answered: [String: Outcome] = [:]
+    switch kind {
+    case .createInstance:
+      for result in try await self.peers.createInstances(orders.map(DeliveryRules.instanceRequest(for:))) {
+        let id = result.instance?.id ?? ""
+        answered[result.orderID] =
+          answered[result.orderID]
+          ?? Self.outcome(
+            result.errorCode, result.errorMessage, acknowledgement: id.isEmpty ? nil : .instanceID(id), instanceID: id,
+            otherwise: "entitlement answered no instance")
+      }
+    default:
+      for result in try await self.peers.recordSales(orders.map(DeliveryRules.saleRequest(for:))) {
+        answered[result.orderID] =
+          answered[result.orderID]
+          ?? Self.outcome(
+            result.errorCode, result.errorMessage,
+            acknowledgement: result.recorded?.transaction.map { .transactionID($0.id) },
+            otherwise: "settlement answered no transaction")
+      }
+    }
+    return answered
+  }
+
+  /// One item's result of a batch call as an outcome (its row filled in by the caller): the
+  /// item's refusal when it has an error code, else its acknowledgement, else (the answer
+  /// lacks what acknowledges it) INTERNAL with `otherwise`.
+  static func outcome(
+    _ errorCode: Int32, _ errorMessage: String, acknowledgement: Delivery.OneOf_Acknowledgement?,
+    instanceID: String? = nil, otherwise: String
+  ) -> Outcome {
+    var outcome = Outcome(delivery: Delivery())
+    if errorCode != 0 {
+      outcome.failure = (errorCode, "\(Self.codeName(errorCode)): \(errorMessage)")
+    } else if let acknowledgement {
+      outcome.acknowledgement = acknowledgement
+      outcome.instanceID = instanceID
+    } else {
+      outcome.failure = (Int32(RPCError.Code.internalError.rawValue), "internalError: \(otherwise)")
+    }
+    return outcome
   }
 
   /// The attempt and, when it failed, the failure, in the outbox's metrics.
@@ -271,10 +317,6 @@ public final class Dispatcher: Service, Sendable {
         throw DomainError(.failedPrecondition, "order \(delivery.orderID) is missing")
       }
       switch delivery.kind {
-      case .createInstance:
-        let instance = try await self.peers.createInstance(DeliveryRules.instanceRequest(for: order))
-        outcome.acknowledgement = .instanceID(instance.id)
-        outcome.instanceID = instance.id
       case .renewInstance:
         let instance = try await self.peers.renewInstance(DeliveryRules.renewRequest(for: order, key: key))
         outcome.acknowledgement = .instanceID(instance.id)

@@ -13,8 +13,9 @@ public protocol OrderPeers: Sendable {
   func reserveSlot(orderID: String, authorizationID: String) async throws
     -> Nest_Entitlement_V1_ReserveInstanceSlotResponse
   func releaseSlot(orderID: String) async throws
-  func createInstance(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) async throws
-    -> Nest_Entitlement_V1_ServiceInstance
+  /// Several instances in one call, a result per instance in their order.
+  func createInstances(_ requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async throws
+    -> [Nest_Entitlement_V1_InstanceResult]
   func releaseInstance(_ request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest) async throws
   func instance(_ id: String) async throws -> Nest_Entitlement_V1_ServiceInstance
   func renewInstance(_ request: Nest_Entitlement_V1_RenewServiceInstanceRequest) async throws
@@ -75,10 +76,26 @@ public struct RPCOrderPeers: OrderPeers {
     _ = try await self.entitlement.releaseInstanceSlot(.with { $0.orderID = orderID })
   }
 
-  public func createInstance(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest) async throws
-    -> Nest_Entitlement_V1_ServiceInstance
+  public func createInstances(_ requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async throws
+    -> [Nest_Entitlement_V1_InstanceResult]
   {
-    try await self.entitlement.createServiceInstance(request).instance ?? .init()
+    do {
+      return try await self.entitlement.createServiceInstances(.with { $0.instances = requests }).results
+    } catch let error as RPCError where error.code == .unimplemented {
+      // An entitlement service from before CreateServiceInstances (a rolling upgrade).
+      return try await Self.oneByOne(requests) { try await self.entitlement.createServiceInstance($0).instance }.map {
+        (request, answer) in
+        .with {
+          $0.orderID = request.orderID
+          switch answer {
+          case .success(let instance): $0.instance = instance ?? .init()
+          case .failure(let error):
+            $0.errorCode = Int32(error.code.rawValue)
+            $0.errorMessage = error.message
+          }
+        }
+      }
+    }
   }
 
   public func releaseInstance(_ request: Nest_Entitlement_V1_ReleaseServiceInstanceRequest) async throws {
@@ -107,26 +124,43 @@ public struct RPCOrderPeers: OrderPeers {
     do {
       return try await self.settlement.recordSales(.with { $0.sales = sales }).results
     } catch let error as RPCError where error.code == .unimplemented {
-      // A settlement service from before RecordSales (a rolling upgrade): one call per sale.
-      // Once settlement is unreachable or the round is cancelled, the rest fail as that one
-      // did, without a call each.
-      var results: [Nest_Settlement_V1_SaleResult] = []
-      var unreachable: RPCError? = nil
-      for sale in sales {
-        var result = Nest_Settlement_V1_SaleResult.with { $0.orderID = sale.orderID }
-        if unreachable == nil, Task.isCancelled { unreachable = RPCError(code: .cancelled, message: "cancelled") }
-        do {
-          if let unreachable { throw unreachable }
-          result.recorded = try await self.settlement.recordSale(sale)
-        } catch let error as RPCError {
-          result.errorCode = Int32(error.code.rawValue)
-          result.errorMessage = error.message
-          if [.unavailable, .deadlineExceeded, .cancelled].contains(error.code) { unreachable = error }
+      // A settlement service from before RecordSales (a rolling upgrade).
+      return try await Self.oneByOne(sales) { try await self.settlement.recordSale($0) }.map { (sale, answer) in
+        .with {
+          $0.orderID = sale.orderID
+          switch answer {
+          case .success(let recorded): $0.recorded = recorded
+          case .failure(let error):
+            $0.errorCode = Int32(error.code.rawValue)
+            $0.errorMessage = error.message
+          }
         }
-        results.append(result)
       }
-      return results
     }
+  }
+
+  /// A batch as one call per item, for a peer from before the batch's RPC: each item with its
+  /// answer or the error its call answered. Once the peer is unreachable or the round is
+  /// cancelled, the rest fail as that one did, without a call each.
+  static func oneByOne<Item, Answer>(_ items: [Item], _ call: (Item) async throws -> Answer) async throws
+    -> [(Item, Result<Answer, RPCError>)]
+  {
+    var answers: [(Item, Result<Answer, RPCError>)] = []
+    var unreachable: RPCError? = nil
+    for item in items {
+      if unreachable == nil, Task.isCancelled { unreachable = RPCError(code: .cancelled, message: "cancelled") }
+      if let unreachable {
+        answers.append((item, .failure(unreachable)))
+        continue
+      }
+      do {
+        answers.append((item, .success(try await call(item))))
+      } catch let error as RPCError {
+        answers.append((item, .failure(error)))
+        if [.unavailable, .deadlineExceeded, .cancelled].contains(error.code) { unreachable = error }
+      }
+    }
+    return answers
   }
 
   public func recordRefund(_ request: Nest_Settlement_V1_RecordRefundRequest) async throws

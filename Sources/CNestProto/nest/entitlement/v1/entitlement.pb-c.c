@@ -1471,6 +1471,141 @@ void   nest__entitlement__v1__create_service_instance_response__free_unpacked
   assert(message->base.descriptor == &nest__entitlement__v1__create_service_instance_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   nest__entitlement__v1__create_service_instances_request__init
+                     (Nest__Entitlement__V1__CreateServiceInstancesRequest         *message)
+{
+  static const Nest__Entitlement__V1__CreateServiceInstancesRequest init_value = NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__create_service_instances_request__get_packed_size
+                     (const Nest__Entitlement__V1__CreateServiceInstancesRequest *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__create_service_instances_request__pack
+                     (const Nest__Entitlement__V1__CreateServiceInstancesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__create_service_instances_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__CreateServiceInstancesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__CreateServiceInstancesRequest *
+       nest__entitlement__v1__create_service_instances_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__CreateServiceInstancesRequest *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__create_service_instances_request__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__create_service_instances_request__free_unpacked
+                     (Nest__Entitlement__V1__CreateServiceInstancesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__instance_result__init
+                     (Nest__Entitlement__V1__InstanceResult         *message)
+{
+  static const Nest__Entitlement__V1__InstanceResult init_value = NEST__ENTITLEMENT__V1__INSTANCE_RESULT__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__instance_result__get_packed_size
+                     (const Nest__Entitlement__V1__InstanceResult *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__instance_result__pack
+                     (const Nest__Entitlement__V1__InstanceResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__instance_result__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstanceResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__InstanceResult *
+       nest__entitlement__v1__instance_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__InstanceResult *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__instance_result__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__instance_result__free_unpacked
+                     (Nest__Entitlement__V1__InstanceResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__instance_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   nest__entitlement__v1__create_service_instances_response__init
+                     (Nest__Entitlement__V1__CreateServiceInstancesResponse         *message)
+{
+  static const Nest__Entitlement__V1__CreateServiceInstancesResponse init_value = NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t nest__entitlement__v1__create_service_instances_response__get_packed_size
+                     (const Nest__Entitlement__V1__CreateServiceInstancesResponse *message)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t nest__entitlement__v1__create_service_instances_response__pack
+                     (const Nest__Entitlement__V1__CreateServiceInstancesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t nest__entitlement__v1__create_service_instances_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__CreateServiceInstancesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Nest__Entitlement__V1__CreateServiceInstancesResponse *
+       nest__entitlement__v1__create_service_instances_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Nest__Entitlement__V1__CreateServiceInstancesResponse *)
+     protobuf_c_message_unpack (&nest__entitlement__v1__create_service_instances_response__descriptor,
+                                allocator, len, data);
+}
+void   nest__entitlement__v1__create_service_instances_response__free_unpacked
+                     (Nest__Entitlement__V1__CreateServiceInstancesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &nest__entitlement__v1__create_service_instances_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   nest__entitlement__v1__get_service_instance_request__init
                      (Nest__Entitlement__V1__GetServiceInstanceRequest         *message)
 {
@@ -6441,6 +6576,172 @@ const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instance_
   (ProtobufCMessageInit) nest__entitlement__v1__create_service_instance_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor nest__entitlement__v1__create_service_instances_request__field_descriptors[2] =
+{
+  {
+    "client_token",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__CreateServiceInstancesRequest, client_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instances",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__CreateServiceInstancesRequest, n_instances),
+    offsetof(Nest__Entitlement__V1__CreateServiceInstancesRequest, instances),
+    &nest__entitlement__v1__create_service_instance_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__create_service_instances_request__field_indices_by_name[] = {
+  0,   /* field[0] = client_token */
+  1,   /* field[1] = instances */
+};
+static const ProtobufCIntRange nest__entitlement__v1__create_service_instances_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instances_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.CreateServiceInstancesRequest",
+  "CreateServiceInstancesRequest",
+  "Nest__Entitlement__V1__CreateServiceInstancesRequest",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__CreateServiceInstancesRequest),
+  2,
+  nest__entitlement__v1__create_service_instances_request__field_descriptors,
+  nest__entitlement__v1__create_service_instances_request__field_indices_by_name,
+  1,  nest__entitlement__v1__create_service_instances_request__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__create_service_instances_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__instance_result__field_descriptors[4] =
+{
+  {
+    "order_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceResult, order_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "instance",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceResult, instance),
+    &nest__entitlement__v1__service_instance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_code",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceResult, error_code),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error_message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Nest__Entitlement__V1__InstanceResult, error_message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__instance_result__field_indices_by_name[] = {
+  2,   /* field[2] = error_code */
+  3,   /* field[3] = error_message */
+  1,   /* field[1] = instance */
+  0,   /* field[0] = order_id */
+};
+static const ProtobufCIntRange nest__entitlement__v1__instance_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__instance_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.InstanceResult",
+  "InstanceResult",
+  "Nest__Entitlement__V1__InstanceResult",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__InstanceResult),
+  4,
+  nest__entitlement__v1__instance_result__field_descriptors,
+  nest__entitlement__v1__instance_result__field_indices_by_name,
+  1,  nest__entitlement__v1__instance_result__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__instance_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor nest__entitlement__v1__create_service_instances_response__field_descriptors[1] =
+{
+  {
+    "results",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Nest__Entitlement__V1__CreateServiceInstancesResponse, n_results),
+    offsetof(Nest__Entitlement__V1__CreateServiceInstancesResponse, results),
+    &nest__entitlement__v1__instance_result__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned nest__entitlement__v1__create_service_instances_response__field_indices_by_name[] = {
+  0,   /* field[0] = results */
+};
+static const ProtobufCIntRange nest__entitlement__v1__create_service_instances_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instances_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "nest.entitlement.v1.CreateServiceInstancesResponse",
+  "CreateServiceInstancesResponse",
+  "Nest__Entitlement__V1__CreateServiceInstancesResponse",
+  "nest.entitlement.v1",
+  sizeof(Nest__Entitlement__V1__CreateServiceInstancesResponse),
+  1,
+  nest__entitlement__v1__create_service_instances_response__field_descriptors,
+  nest__entitlement__v1__create_service_instances_response__field_indices_by_name,
+  1,  nest__entitlement__v1__create_service_instances_response__number_ranges,
+  (ProtobufCMessageInit) nest__entitlement__v1__create_service_instances_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor nest__entitlement__v1__get_service_instance_request__field_descriptors[2] =
 {
   {
@@ -9093,7 +9394,7 @@ const ProtobufCEnumDescriptor nest__entitlement__v1__instance_slot_status__descr
   nest__entitlement__v1__instance_slot_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[27] =
+static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_service__method_descriptors[28] =
 {
   { "ApplyForDistribution", &nest__entitlement__v1__apply_for_distribution_request__descriptor, &nest__entitlement__v1__apply_for_distribution_response__descriptor },
   { "ApproveDistribution", &nest__entitlement__v1__approve_distribution_request__descriptor, &nest__entitlement__v1__approve_distribution_response__descriptor },
@@ -9104,6 +9405,7 @@ static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_servic
   { "ListDistributionAuthorizations", &nest__entitlement__v1__list_distribution_authorizations_request__descriptor, &nest__entitlement__v1__list_distribution_authorizations_response__descriptor },
   { "CheckDistribution", &nest__entitlement__v1__check_distribution_request__descriptor, &nest__entitlement__v1__check_distribution_response__descriptor },
   { "CreateServiceInstance", &nest__entitlement__v1__create_service_instance_request__descriptor, &nest__entitlement__v1__create_service_instance_response__descriptor },
+  { "CreateServiceInstances", &nest__entitlement__v1__create_service_instances_request__descriptor, &nest__entitlement__v1__create_service_instances_response__descriptor },
   { "GetServiceInstance", &nest__entitlement__v1__get_service_instance_request__descriptor, &nest__entitlement__v1__get_service_instance_response__descriptor },
   { "ListServiceInstances", &nest__entitlement__v1__list_service_instances_request__descriptor, &nest__entitlement__v1__list_service_instances_response__descriptor },
   { "RenewServiceInstance", &nest__entitlement__v1__renew_service_instance_request__descriptor, &nest__entitlement__v1__renew_service_instance_response__descriptor },
@@ -9126,31 +9428,32 @@ static const ProtobufCMethodDescriptor nest__entitlement__v1__entitlement_servic
 const unsigned nest__entitlement__v1__entitlement_service__method_indices_by_name[] = {
   0,        /* ApplyForDistribution */
   1,        /* ApproveDistribution */
-  12,        /* ChangeServiceInstance */
+  13,        /* ChangeServiceInstance */
   7,        /* CheckDistribution */
-  20,        /* CheckLicense */
-  24,        /* CheckResourcePermission */
+  21,        /* CheckLicense */
+  25,        /* CheckResourcePermission */
   8,        /* CreateServiceInstance */
-  22,        /* DecidePermissionRequest */
+  9,        /* CreateServiceInstances */
+  23,        /* DecidePermissionRequest */
   5,        /* GetDistributionAuthorization */
-  9,        /* GetServiceInstance */
+  10,        /* GetServiceInstance */
   3,        /* GrantDistribution */
   6,        /* ListDistributionAuthorizations */
-  23,        /* ListPermissionRequests */
-  10,        /* ListServiceInstances */
+  24,        /* ListPermissionRequests */
+  11,        /* ListServiceInstances */
   2,        /* RejectDistribution */
-  26,        /* ReleaseInstanceSlot */
-  19,        /* ReleaseServiceInstance */
-  11,        /* RenewServiceInstance */
-  21,        /* RequestResourcePermission */
-  25,        /* ReserveInstanceSlot */
-  18,        /* ResumeServiceInstance */
+  27,        /* ReleaseInstanceSlot */
+  20,        /* ReleaseServiceInstance */
+  12,        /* RenewServiceInstance */
+  22,        /* RequestResourcePermission */
+  26,        /* ReserveInstanceSlot */
+  19,        /* ResumeServiceInstance */
   4,        /* RevokeDistribution */
-  15,        /* RollbackServiceInstance */
-  13,        /* SetAutoRenew */
-  16,        /* SetAutoUpgrade */
-  17,        /* SuspendServiceInstance */
-  14         /* UpgradeServiceInstance */
+  16,        /* RollbackServiceInstance */
+  14,        /* SetAutoRenew */
+  17,        /* SetAutoUpgrade */
+  18,        /* SuspendServiceInstance */
+  15         /* UpgradeServiceInstance */
 };
 const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__descriptor =
 {
@@ -9159,7 +9462,7 @@ const ProtobufCServiceDescriptor nest__entitlement__v1__entitlement_service__des
   "EntitlementService",
   "Nest__Entitlement__V1__EntitlementService",
   "nest.entitlement.v1",
-  27,
+  28,
   nest__entitlement__v1__entitlement_service__method_descriptors,
   nest__entitlement__v1__entitlement_service__method_indices_by_name
 };
@@ -9235,13 +9538,21 @@ void nest__entitlement__v1__entitlement_service__create_service_instance(Protobu
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void nest__entitlement__v1__entitlement_service__create_service_instances(ProtobufCService *service,
+                                                                          const Nest__Entitlement__V1__CreateServiceInstancesRequest *input,
+                                                                          Nest__Entitlement__V1__CreateServiceInstancesResponse_Closure closure,
+                                                                          void *closure_data)
+{
+  assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void nest__entitlement__v1__entitlement_service__get_service_instance(ProtobufCService *service,
                                                                       const Nest__Entitlement__V1__GetServiceInstanceRequest *input,
                                                                       Nest__Entitlement__V1__GetServiceInstanceResponse_Closure closure,
                                                                       void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__list_service_instances(ProtobufCService *service,
                                                                         const Nest__Entitlement__V1__ListServiceInstancesRequest *input,
@@ -9249,7 +9560,7 @@ void nest__entitlement__v1__entitlement_service__list_service_instances(Protobuf
                                                                         void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__renew_service_instance(ProtobufCService *service,
                                                                         const Nest__Entitlement__V1__RenewServiceInstanceRequest *input,
@@ -9257,7 +9568,7 @@ void nest__entitlement__v1__entitlement_service__renew_service_instance(Protobuf
                                                                         void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__change_service_instance(ProtobufCService *service,
                                                                          const Nest__Entitlement__V1__ChangeServiceInstanceRequest *input,
@@ -9265,7 +9576,7 @@ void nest__entitlement__v1__entitlement_service__change_service_instance(Protobu
                                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__set_auto_renew(ProtobufCService *service,
                                                                 const Nest__Entitlement__V1__SetAutoRenewRequest *input,
@@ -9273,7 +9584,7 @@ void nest__entitlement__v1__entitlement_service__set_auto_renew(ProtobufCService
                                                                 void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__upgrade_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__UpgradeServiceInstanceRequest *input,
@@ -9281,7 +9592,7 @@ void nest__entitlement__v1__entitlement_service__upgrade_service_instance(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__rollback_service_instance(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__RollbackServiceInstanceRequest *input,
@@ -9289,7 +9600,7 @@ void nest__entitlement__v1__entitlement_service__rollback_service_instance(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__set_auto_upgrade(ProtobufCService *service,
                                                                   const Nest__Entitlement__V1__SetAutoUpgradeRequest *input,
@@ -9297,7 +9608,7 @@ void nest__entitlement__v1__entitlement_service__set_auto_upgrade(ProtobufCServi
                                                                   void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__suspend_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__SuspendServiceInstanceRequest *input,
@@ -9305,7 +9616,7 @@ void nest__entitlement__v1__entitlement_service__suspend_service_instance(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__resume_service_instance(ProtobufCService *service,
                                                                          const Nest__Entitlement__V1__ResumeServiceInstanceRequest *input,
@@ -9313,7 +9624,7 @@ void nest__entitlement__v1__entitlement_service__resume_service_instance(Protobu
                                                                          void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__release_service_instance(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__ReleaseServiceInstanceRequest *input,
@@ -9321,7 +9632,7 @@ void nest__entitlement__v1__entitlement_service__release_service_instance(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__check_license(ProtobufCService *service,
                                                                const Nest__Entitlement__V1__CheckLicenseRequest *input,
@@ -9329,7 +9640,7 @@ void nest__entitlement__v1__entitlement_service__check_license(ProtobufCService 
                                                                void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__request_resource_permission(ProtobufCService *service,
                                                                              const Nest__Entitlement__V1__RequestResourcePermissionRequest *input,
@@ -9337,7 +9648,7 @@ void nest__entitlement__v1__entitlement_service__request_resource_permission(Pro
                                                                              void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__decide_permission_request(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__DecidePermissionRequestRequest *input,
@@ -9345,7 +9656,7 @@ void nest__entitlement__v1__entitlement_service__decide_permission_request(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__list_permission_requests(ProtobufCService *service,
                                                                           const Nest__Entitlement__V1__ListPermissionRequestsRequest *input,
@@ -9353,7 +9664,7 @@ void nest__entitlement__v1__entitlement_service__list_permission_requests(Protob
                                                                           void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__check_resource_permission(ProtobufCService *service,
                                                                            const Nest__Entitlement__V1__CheckResourcePermissionRequest *input,
@@ -9361,7 +9672,7 @@ void nest__entitlement__v1__entitlement_service__check_resource_permission(Proto
                                                                            void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufCService *service,
                                                                        const Nest__Entitlement__V1__ReserveInstanceSlotRequest *input,
@@ -9369,7 +9680,7 @@ void nest__entitlement__v1__entitlement_service__reserve_instance_slot(ProtobufC
                                                                        void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufCService *service,
                                                                        const Nest__Entitlement__V1__ReleaseInstanceSlotRequest *input,
@@ -9377,7 +9688,7 @@ void nest__entitlement__v1__entitlement_service__release_instance_slot(ProtobufC
                                                                        void *closure_data)
 {
   assert(service->descriptor == &nest__entitlement__v1__entitlement_service__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__EntitlementService_Service *service,
                                                        Nest__Entitlement__V1__EntitlementService_ServiceDestroy destroy)

@@ -53,6 +53,9 @@ typedef struct Nest__Entitlement__V1__CheckDistributionRequest Nest__Entitlement
 typedef struct Nest__Entitlement__V1__CheckDistributionResponse Nest__Entitlement__V1__CheckDistributionResponse;
 typedef struct Nest__Entitlement__V1__CreateServiceInstanceRequest Nest__Entitlement__V1__CreateServiceInstanceRequest;
 typedef struct Nest__Entitlement__V1__CreateServiceInstanceResponse Nest__Entitlement__V1__CreateServiceInstanceResponse;
+typedef struct Nest__Entitlement__V1__CreateServiceInstancesRequest Nest__Entitlement__V1__CreateServiceInstancesRequest;
+typedef struct Nest__Entitlement__V1__InstanceResult Nest__Entitlement__V1__InstanceResult;
+typedef struct Nest__Entitlement__V1__CreateServiceInstancesResponse Nest__Entitlement__V1__CreateServiceInstancesResponse;
 typedef struct Nest__Entitlement__V1__GetServiceInstanceRequest Nest__Entitlement__V1__GetServiceInstanceRequest;
 typedef struct Nest__Entitlement__V1__GetServiceInstanceResponse Nest__Entitlement__V1__GetServiceInstanceResponse;
 typedef struct Nest__Entitlement__V1__ListServiceInstancesRequest Nest__Entitlement__V1__ListServiceInstancesRequest;
@@ -1209,6 +1212,69 @@ struct  Nest__Entitlement__V1__CreateServiceInstanceResponse
 #define NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__create_service_instance_response__descriptor) \
     , NULL }
+
+
+/*
+ * Several instances in one call (the outbox sends the instances due in a round together):
+ * each made as CreateServiceInstance makes it, in its own all-or-nothing part of one
+ * transaction, with its own result.
+ */
+struct  Nest__Entitlement__V1__CreateServiceInstancesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The same token and request return the first results (the outbox sends none: each
+   * instance is idempotent on its order_id).
+   */
+  char *client_token;
+  /*
+   * 1 to 256 requests, each as CreateServiceInstance takes it (its client_token included);
+   * an order_id at most once.
+   */
+  size_t n_instances;
+  Nest__Entitlement__V1__CreateServiceInstanceRequest **instances;
+};
+#define NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__create_service_instances_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * The outcome of one instance of a CreateServiceInstances call.
+ */
+struct  Nest__Entitlement__V1__InstanceResult
+{
+  ProtobufCMessage base;
+  char *order_id;
+  /*
+   * Made now or before (a repeat of the same request): what CreateServiceInstance answers.
+   */
+  Nest__Entitlement__V1__ServiceInstance *instance;
+  /*
+   * Not made: the status code CreateServiceInstance would have answered (google.rpc.Code,
+   * e.g. 3 INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS, 14 UNAVAILABLE), and why; 0 when
+   * made.
+   */
+  int32_t error_code;
+  char *error_message;
+};
+#define NEST__ENTITLEMENT__V1__INSTANCE_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__instance_result__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Nest__Entitlement__V1__CreateServiceInstancesResponse
+{
+  ProtobufCMessage base;
+  /*
+   * One per request, in request order.
+   */
+  size_t n_results;
+  Nest__Entitlement__V1__InstanceResult **results;
+};
+#define NEST__ENTITLEMENT__V1__CREATE_SERVICE_INSTANCES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&nest__entitlement__v1__create_service_instances_response__descriptor) \
+    , 0,NULL }
 
 
 typedef enum {
@@ -2490,6 +2556,63 @@ Nest__Entitlement__V1__CreateServiceInstanceResponse *
 void   nest__entitlement__v1__create_service_instance_response__free_unpacked
                      (Nest__Entitlement__V1__CreateServiceInstanceResponse *message,
                       ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__CreateServiceInstancesRequest methods */
+void   nest__entitlement__v1__create_service_instances_request__init
+                     (Nest__Entitlement__V1__CreateServiceInstancesRequest         *message);
+size_t nest__entitlement__v1__create_service_instances_request__get_packed_size
+                     (const Nest__Entitlement__V1__CreateServiceInstancesRequest   *message);
+size_t nest__entitlement__v1__create_service_instances_request__pack
+                     (const Nest__Entitlement__V1__CreateServiceInstancesRequest   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__create_service_instances_request__pack_to_buffer
+                     (const Nest__Entitlement__V1__CreateServiceInstancesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__CreateServiceInstancesRequest *
+       nest__entitlement__v1__create_service_instances_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__create_service_instances_request__free_unpacked
+                     (Nest__Entitlement__V1__CreateServiceInstancesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__InstanceResult methods */
+void   nest__entitlement__v1__instance_result__init
+                     (Nest__Entitlement__V1__InstanceResult         *message);
+size_t nest__entitlement__v1__instance_result__get_packed_size
+                     (const Nest__Entitlement__V1__InstanceResult   *message);
+size_t nest__entitlement__v1__instance_result__pack
+                     (const Nest__Entitlement__V1__InstanceResult   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__instance_result__pack_to_buffer
+                     (const Nest__Entitlement__V1__InstanceResult   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__InstanceResult *
+       nest__entitlement__v1__instance_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__instance_result__free_unpacked
+                     (Nest__Entitlement__V1__InstanceResult *message,
+                      ProtobufCAllocator *allocator);
+/* Nest__Entitlement__V1__CreateServiceInstancesResponse methods */
+void   nest__entitlement__v1__create_service_instances_response__init
+                     (Nest__Entitlement__V1__CreateServiceInstancesResponse         *message);
+size_t nest__entitlement__v1__create_service_instances_response__get_packed_size
+                     (const Nest__Entitlement__V1__CreateServiceInstancesResponse   *message);
+size_t nest__entitlement__v1__create_service_instances_response__pack
+                     (const Nest__Entitlement__V1__CreateServiceInstancesResponse   *message,
+                      uint8_t             *out);
+size_t nest__entitlement__v1__create_service_instances_response__pack_to_buffer
+                     (const Nest__Entitlement__V1__CreateServiceInstancesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Nest__Entitlement__V1__CreateServiceInstancesResponse *
+       nest__entitlement__v1__create_service_instances_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   nest__entitlement__v1__create_service_instances_response__free_unpacked
+                     (Nest__Entitlement__V1__CreateServiceInstancesResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Nest__Entitlement__V1__GetServiceInstanceRequest methods */
 void   nest__entitlement__v1__get_service_instance_request__init
                      (Nest__Entitlement__V1__GetServiceInstanceRequest         *message);
@@ -3303,6 +3426,15 @@ typedef void (*Nest__Entitlement__V1__CreateServiceInstanceRequest_Closure)
 typedef void (*Nest__Entitlement__V1__CreateServiceInstanceResponse_Closure)
                  (const Nest__Entitlement__V1__CreateServiceInstanceResponse *message,
                   void *closure_data);
+typedef void (*Nest__Entitlement__V1__CreateServiceInstancesRequest_Closure)
+                 (const Nest__Entitlement__V1__CreateServiceInstancesRequest *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__InstanceResult_Closure)
+                 (const Nest__Entitlement__V1__InstanceResult *message,
+                  void *closure_data);
+typedef void (*Nest__Entitlement__V1__CreateServiceInstancesResponse_Closure)
+                 (const Nest__Entitlement__V1__CreateServiceInstancesResponse *message,
+                  void *closure_data);
 typedef void (*Nest__Entitlement__V1__GetServiceInstanceRequest_Closure)
                  (const Nest__Entitlement__V1__GetServiceInstanceRequest *message,
                   void *closure_data);
@@ -3457,6 +3589,10 @@ struct Nest__Entitlement__V1__EntitlementService_Service
                                   const Nest__Entitlement__V1__CreateServiceInstanceRequest *input,
                                   Nest__Entitlement__V1__CreateServiceInstanceResponse_Closure closure,
                                   void *closure_data);
+  void (*create_service_instances)(Nest__Entitlement__V1__EntitlementService_Service *service,
+                                   const Nest__Entitlement__V1__CreateServiceInstancesRequest *input,
+                                   Nest__Entitlement__V1__CreateServiceInstancesResponse_Closure closure,
+                                   void *closure_data);
   void (*get_service_instance)(Nest__Entitlement__V1__EntitlementService_Service *service,
                                const Nest__Entitlement__V1__GetServiceInstanceRequest *input,
                                Nest__Entitlement__V1__GetServiceInstanceResponse_Closure closure,
@@ -3546,6 +3682,7 @@ void nest__entitlement__v1__entitlement_service__init (Nest__Entitlement__V1__En
       function_prefix__ ## list_distribution_authorizations,\
       function_prefix__ ## check_distribution,\
       function_prefix__ ## create_service_instance,\
+      function_prefix__ ## create_service_instances,\
       function_prefix__ ## get_service_instance,\
       function_prefix__ ## list_service_instances,\
       function_prefix__ ## renew_service_instance,\
@@ -3600,6 +3737,10 @@ void nest__entitlement__v1__entitlement_service__create_service_instance(Protobu
                                                                          const Nest__Entitlement__V1__CreateServiceInstanceRequest *input,
                                                                          Nest__Entitlement__V1__CreateServiceInstanceResponse_Closure closure,
                                                                          void *closure_data);
+void nest__entitlement__v1__entitlement_service__create_service_instances(ProtobufCService *service,
+                                                                          const Nest__Entitlement__V1__CreateServiceInstancesRequest *input,
+                                                                          Nest__Entitlement__V1__CreateServiceInstancesResponse_Closure closure,
+                                                                          void *closure_data);
 void nest__entitlement__v1__entitlement_service__get_service_instance(ProtobufCService *service,
                                                                       const Nest__Entitlement__V1__GetServiceInstanceRequest *input,
                                                                       Nest__Entitlement__V1__GetServiceInstanceResponse_Closure closure,
@@ -3720,6 +3861,9 @@ extern const ProtobufCMessageDescriptor nest__entitlement__v1__check_distributio
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__check_distribution_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instance_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instance_response__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instances_request__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__instance_result__descriptor;
+extern const ProtobufCMessageDescriptor nest__entitlement__v1__create_service_instances_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__get_service_instance_request__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__get_service_instance_response__descriptor;
 extern const ProtobufCMessageDescriptor nest__entitlement__v1__list_service_instances_request__descriptor;

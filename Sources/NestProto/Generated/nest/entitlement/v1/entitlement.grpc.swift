@@ -131,6 +131,19 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
         type: .unary
       )
     }
+    /// Namespace for "CreateServiceInstances" metadata.
+    public enum CreateServiceInstances: Sendable {
+      /// Request type for "CreateServiceInstances".
+      public typealias Input = Nest_Entitlement_V1_CreateServiceInstancesRequest
+      /// Response type for "CreateServiceInstances".
+      public typealias Output = Nest_Entitlement_V1_CreateServiceInstancesResponse
+      /// Descriptor for "CreateServiceInstances".
+      public static let descriptor = GRPCCore.MethodDescriptor(
+        service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "nest.entitlement.v1.EntitlementService"),
+        method: "CreateServiceInstances",
+        type: .unary
+      )
+    }
     /// Namespace for "GetServiceInstance" metadata.
     public enum GetServiceInstance: Sendable {
       /// Request type for "GetServiceInstance".
@@ -376,6 +389,7 @@ public enum Nest_Entitlement_V1_EntitlementService: Sendable {
       ListDistributionAuthorizations.descriptor,
       CheckDistribution.descriptor,
       CreateServiceInstance.descriptor,
+      CreateServiceInstances.descriptor,
       GetServiceInstance.descriptor,
       ListServiceInstances.descriptor,
       RenewServiceInstance.descriptor,
@@ -646,6 +660,34 @@ extension Nest_Entitlement_V1_EntitlementService {
       request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_CreateServiceInstanceRequest>,
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_CreateServiceInstanceResponse>
+
+    /// Handle the "CreateServiceInstances" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Makes several instances in one call (the outbox sends the instances due in a round
+    /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+    /// > transaction, so that one refused leaves the others made; each gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+    /// > instance made first), and on client_token.
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+    /// > UNAVAILABLE) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request of `Nest_Entitlement_V1_CreateServiceInstancesRequest` messages.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A streaming response of `Nest_Entitlement_V1_CreateServiceInstancesResponse` messages.
+    func createServiceInstances(
+      request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>
 
     /// Handle the "GetServiceInstance" method.
     ///
@@ -1338,6 +1380,34 @@ extension Nest_Entitlement_V1_EntitlementService {
       context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_CreateServiceInstanceResponse>
 
+    /// Handle the "CreateServiceInstances" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Makes several instances in one call (the outbox sends the instances due in a round
+    /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+    /// > transaction, so that one refused leaves the others made; each gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+    /// > instance made first), and on client_token.
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+    /// > UNAVAILABLE) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A response containing a single `Nest_Entitlement_V1_CreateServiceInstancesResponse` message.
+    func createServiceInstances(
+      request: GRPCCore.ServerRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+      context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>
+
     /// Handle the "GetServiceInstance" method.
     ///
     /// > Source IDL Documentation:
@@ -2027,6 +2097,34 @@ extension Nest_Entitlement_V1_EntitlementService {
       context: GRPCCore.ServerContext
     ) async throws -> Nest_Entitlement_V1_CreateServiceInstanceResponse
 
+    /// Handle the "CreateServiceInstances" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Makes several instances in one call (the outbox sends the instances due in a round
+    /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+    /// > transaction, so that one refused leaves the others made; each gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+    /// > instance made first), and on client_token.
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+    /// > UNAVAILABLE) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
+    ///   - context: Context providing information about the RPC.
+    /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+    ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+    ///     to an internal error.
+    /// - Returns: A `Nest_Entitlement_V1_CreateServiceInstancesResponse` to respond with.
+    func createServiceInstances(
+      request: Nest_Entitlement_V1_CreateServiceInstancesRequest,
+      context: GRPCCore.ServerContext
+    ) async throws -> Nest_Entitlement_V1_CreateServiceInstancesResponse
+
     /// Handle the "GetServiceInstance" method.
     ///
     /// > Source IDL Documentation:
@@ -2588,6 +2686,17 @@ extension Nest_Entitlement_V1_EntitlementService.StreamingServiceProtocol {
       }
     )
     router.registerHandler(
+      forMethod: Nest_Entitlement_V1_EntitlementService.Method.CreateServiceInstances.descriptor,
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_CreateServiceInstancesRequest>(),
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_CreateServiceInstancesResponse>(),
+      handler: { request, context in
+        try await self.createServiceInstances(
+          request: request,
+          context: context
+        )
+      }
+    )
+    router.registerHandler(
       forMethod: Nest_Entitlement_V1_EntitlementService.Method.GetServiceInstance.descriptor,
       deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_GetServiceInstanceRequest>(),
       serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_GetServiceInstanceResponse>(),
@@ -2884,6 +2993,17 @@ extension Nest_Entitlement_V1_EntitlementService.ServiceProtocol {
     context: GRPCCore.ServerContext
   ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_CreateServiceInstanceResponse> {
     let response = try await self.createServiceInstance(
+      request: GRPCCore.ServerRequest(stream: request),
+      context: context
+    )
+    return GRPCCore.StreamingServerResponse(single: response)
+  }
+
+  public func createServiceInstances(
+    request: GRPCCore.StreamingServerRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.StreamingServerResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse> {
+    let response = try await self.createServiceInstances(
       request: GRPCCore.ServerRequest(stream: request),
       context: context
     )
@@ -3202,6 +3322,19 @@ extension Nest_Entitlement_V1_EntitlementService.SimpleServiceProtocol {
   ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_CreateServiceInstanceResponse> {
     return GRPCCore.ServerResponse<Nest_Entitlement_V1_CreateServiceInstanceResponse>(
       message: try await self.createServiceInstance(
+        request: request.message,
+        context: context
+      ),
+      metadata: [:]
+    )
+  }
+
+  public func createServiceInstances(
+    request: GRPCCore.ServerRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+    context: GRPCCore.ServerContext
+  ) async throws -> GRPCCore.ServerResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse> {
+    return GRPCCore.ServerResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>(
+      message: try await self.createServiceInstances(
         request: request.message,
         context: context
       ),
@@ -3723,6 +3856,39 @@ extension Nest_Entitlement_V1_EntitlementService {
       deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_CreateServiceInstanceResponse>,
       options: GRPCCore.CallOptions,
       onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_CreateServiceInstanceResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable
+
+    /// Call the "CreateServiceInstances" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Makes several instances in one call (the outbox sends the instances due in a round
+    /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+    /// > transaction, so that one refused leaves the others made; each gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+    /// > instance made first), and on client_token.
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+    /// > UNAVAILABLE) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_CreateServiceInstancesRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_CreateServiceInstancesResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    func createServiceInstances<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_CreateServiceInstancesResponse>,
+      options: GRPCCore.CallOptions,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>) async throws -> Result
     ) async throws -> Result where Result: Sendable
 
     /// Call the "GetServiceInstance" method.
@@ -4651,6 +4817,50 @@ extension Nest_Entitlement_V1_EntitlementService {
       try await self.client.unary(
         request: request,
         descriptor: Nest_Entitlement_V1_EntitlementService.Method.CreateServiceInstance.descriptor,
+        serializer: serializer,
+        deserializer: deserializer,
+        options: options,
+        onResponse: handleResponse
+      )
+    }
+
+    /// Call the "CreateServiceInstances" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Makes several instances in one call (the outbox sends the instances due in a round
+    /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+    /// > transaction, so that one refused leaves the others made; each gets its own result.
+    /// > Who: service (marketplace-order).
+    /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+    /// > instance made first), and on client_token.
+    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+    /// > UNAVAILABLE) are in its result.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
+    ///   - serializer: A serializer for `Nest_Entitlement_V1_CreateServiceInstancesRequest` messages.
+    ///   - deserializer: A deserializer for `Nest_Entitlement_V1_CreateServiceInstancesResponse` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createServiceInstances<Result>(
+      request: GRPCCore.ClientRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+      serializer: some GRPCCore.MessageSerializer<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+      deserializer: some GRPCCore.MessageDeserializer<Nest_Entitlement_V1_CreateServiceInstancesResponse>,
+      options: GRPCCore.CallOptions = .defaults,
+      onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>) async throws -> Result = { response in
+        try response.message
+      }
+    ) async throws -> Result where Result: Sendable {
+      try await self.client.unary(
+        request: request,
+        descriptor: Nest_Entitlement_V1_EntitlementService.Method.CreateServiceInstances.descriptor,
         serializer: serializer,
         deserializer: deserializer,
         options: options,
@@ -5732,6 +5942,45 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
     )
   }
 
+  /// Call the "CreateServiceInstances" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Makes several instances in one call (the outbox sends the instances due in a round
+  /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+  /// > transaction, so that one refused leaves the others made; each gets its own result.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+  /// > instance made first), and on client_token.
+  /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+  /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+  /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+  /// > UNAVAILABLE) are in its result.
+  ///
+  /// - Parameters:
+  ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
+  ///   - options: Options to apply to this RPC.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func createServiceInstances<Result>(
+    request: GRPCCore.ClientRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>,
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    try await self.createServiceInstances(
+      request: request,
+      serializer: NestProtoRuntime.NestProtoSerializer<Nest_Entitlement_V1_CreateServiceInstancesRequest>(),
+      deserializer: NestProtoRuntime.NestProtoDeserializer<Nest_Entitlement_V1_CreateServiceInstancesResponse>(),
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
   /// Call the "GetServiceInstance" method.
   ///
   /// > Source IDL Documentation:
@@ -6745,6 +6994,49 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
       metadata: metadata
     )
     return try await self.createServiceInstance(
+      request: request,
+      options: options,
+      onResponse: handleResponse
+    )
+  }
+
+  /// Call the "CreateServiceInstances" method.
+  ///
+  /// > Source IDL Documentation:
+  /// >
+  /// > Makes several instances in one call (the outbox sends the instances due in a round
+  /// > together): each exactly as CreateServiceInstance makes it, in its own savepoint of one
+  /// > transaction, so that one refused leaves the others made; each gets its own result.
+  /// > Who: service (marketplace-order).
+  /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
+  /// > instance made first), and on client_token.
+  /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
+  /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
+  /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
+  /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
+  /// > UNAVAILABLE) are in its result.
+  ///
+  /// - Parameters:
+  ///   - message: request message to send.
+  ///   - metadata: Additional metadata to send, defaults to empty.
+  ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+  ///   - handleResponse: A closure which handles the response and returns its result to
+  ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+  ///       already finished.
+  /// - Returns: The result of `handleResponse`.
+  public func createServiceInstances<Result>(
+    _ message: Nest_Entitlement_V1_CreateServiceInstancesRequest,
+    metadata: GRPCCore.Metadata = [:],
+    options: GRPCCore.CallOptions = .defaults,
+    onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Nest_Entitlement_V1_CreateServiceInstancesResponse>) async throws -> Result = { response in
+      try response.message
+    }
+  ) async throws -> Result where Result: Sendable {
+    let request = GRPCCore.ClientRequest<Nest_Entitlement_V1_CreateServiceInstancesRequest>(
+      message: message,
+      metadata: metadata
+    )
+    return try await self.createServiceInstances(
       request: request,
       options: options,
       onResponse: handleResponse

@@ -1672,6 +1672,109 @@ public struct Nest_Entitlement_V1_CreateServiceInstanceResponse: NestMessage {
   }
 }
 
+/// Several instances in one call (the outbox sends the instances due in a round together):
+/// each made as CreateServiceInstance makes it, in its own all-or-nothing part of one
+/// transaction, with its own result.
+public struct Nest_Entitlement_V1_CreateServiceInstancesRequest: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.CreateServiceInstancesRequest"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// The same token and request return the first results (the outbox sends none: each
+  /// instance is idempotent on its order_id).
+  public var clientToken: String = ""
+  /// 1 to 256 requests, each as CreateServiceInstance takes it (its client_token included);
+  /// an order_id at most once.
+  public var instances: [Nest_Entitlement_V1_CreateServiceInstanceRequest] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.clientToken = r.string(0)
+    self.instances = r.repeatedMessage(1)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.clientToken)
+    try w.setRepeatedMessage(1, self.instances)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instances = copy.instances.map { $0.redacted(forRole: role) }
+    return copy
+  }
+}
+
+/// The outcome of one instance of a CreateServiceInstances call.
+public struct Nest_Entitlement_V1_InstanceResult: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.InstanceResult"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  public var orderID: String = ""
+  /// Made now or before (a repeat of the same request): what CreateServiceInstance answers.
+  public var instance: Nest_Entitlement_V1_ServiceInstance? = nil
+  /// Not made: the status code CreateServiceInstance would have answered (google.rpc.Code,
+  /// e.g. 3 INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS, 14 UNAVAILABLE), and why; 0 when
+  /// made.
+  public var errorCode: Int32 = 0
+  public var errorMessage: String = ""
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.orderID = r.string(0)
+    self.instance = r.message(1)
+    self.errorCode = r.scalar(2)
+    self.errorMessage = r.string(3)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setString(0, self.orderID)
+    try w.setMessage(1, self.instance)
+    w.setScalar(2, self.errorCode)
+    try w.setString(3, self.errorMessage)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.instance = copy.instance?.redacted(forRole: role)
+    return copy
+  }
+}
+
+public struct Nest_Entitlement_V1_CreateServiceInstancesResponse: NestMessage {
+  public static let protoMessageName = "nest.entitlement.v1.CreateServiceInstancesResponse"
+  public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)
+
+  /// One per request, in request order.
+  public var results: [Nest_Entitlement_V1_InstanceResult] = []
+  public var unknownFields = NestUnknownFields()
+
+  public init() {}
+
+  public init(_protobufC r: NestCMessageReader) {
+    self.results = r.repeatedMessage(0)
+    self.unknownFields = r.unknownFields
+  }
+
+  public func _write(to w: NestCMessageWriter) throws(NestProtoError) {
+    try w.setRepeatedMessage(0, self.results)
+    w.setUnknownFields(self.unknownFields)
+  }
+
+  public func redacted(forRole role: Int32) -> Self {
+    var copy = self
+    copy.results = copy.results.map { $0.redacted(forRole: role) }
+    return copy
+  }
+}
+
 public struct Nest_Entitlement_V1_GetServiceInstanceRequest: NestMessage {
   public static let protoMessageName = "nest.entitlement.v1.GetServiceInstanceRequest"
   public static let _protobufC = NestCMessageType(named: protoMessageName, in: _nestCDescriptors)

@@ -518,6 +518,7 @@ let package = Package(
         "Entitlement", "NestTestKit", "Catalog", "NestProto", "NestServiceKit", "NestTransport", "NestAuth",
         "NestProtoTesting",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
       ],

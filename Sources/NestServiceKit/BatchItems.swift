@@ -2,8 +2,9 @@
 // CreateServiceInstances): the same limits on every such request, and an item refused as the
 // status its own call would have answered, so that one item refused leaves the others done.
 public import GRDB
-import GRPCCore
+public import GRPCCore
 public import NestDomain
+public import NestProto
 
 public enum BatchItems {
   /// The most items one call takes.
@@ -24,16 +25,18 @@ public enum BatchItems {
   }
 
   /// The status code (google.rpc.Code) and message an item's own call would have answered
-  /// for `error`, when the error is that item's alone: a rule's refusal, a peer's answer, or a
-  /// constraint of the database's own that rolled the item back to its savepoint while the
-  /// transaction goes on. Nil when it fails the whole call (a storage failure that ended the
-  /// transaction, cancellation, anything unexpected): the caller rethrows it.
+  /// for `error`, when the error is that item's alone: a rule's refusal, a peer's answer about
+  /// the item (NOT_FOUND, say), or a constraint of the database's own that rolled the item back
+  /// to its savepoint while the transaction goes on. Nil when it fails the whole call, nothing
+  /// of it done: a peer that cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED), a storage
+  /// failure that ended the transaction, cancellation, anything unexpected; the caller
+  /// rethrows it. (So a batch's client token never keeps a passing outage as its answer.)
   public static func refusal(_ error: any Error, in db: Database? = nil) -> Refusal? {
     switch error {
     case let refused as DomainError:
       return Refusal(code: Int32(refused.code.rpcCode.rawValue), message: refused.message)
-    case let answered as RPCError where answered.code != .cancelled:
-      return Refusal(code: Int32(answered.code.rawValue), message: answered.message)
+    case let answered as RPCError where ![.unavailable, .deadlineExceeded, .cancelled].contains(answered.code):
+      return Refusal(answered)
     case let failure as DatabaseError
     where failure.resultCode.primaryResultCode == .SQLITE_CONSTRAINT && db?.isInsideTransaction == true:
       let (code, reason) = StorageFailure.status(of: failure)
@@ -58,5 +61,32 @@ public enum BatchItems {
   public struct Refusal: Error, Sendable, Equatable {
     public var code: Int32
     public var message: String
+
+    public init(code: Int32, message: String) {
+      self.code = code
+      self.message = message
+    }
+
+    /// A call's error as an item's refusal (a peer from before a batch RPC, called per item).
+    public init(_ error: RPCError) {
+      self.init(code: Int32(error.code.rawValue), message: error.message)
+    }
   }
 }
+
+/// A batch response's result for one item, with its refusal (code 0 when done).
+public protocol BatchItemResult {
+  var errorCode: Int32 { get set }
+  var errorMessage: String { get set }
+}
+
+extension BatchItemResult {
+  /// Not done: the status the item's own call would have answered.
+  public mutating func refuse(_ refused: BatchItems.Refusal) {
+    self.errorCode = refused.code
+    self.errorMessage = refused.message
+  }
+}
+
+extension Nest_Settlement_V1_SaleResult: BatchItemResult {}
+extension Nest_Entitlement_V1_InstanceResult: BatchItemResult {}

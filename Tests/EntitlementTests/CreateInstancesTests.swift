@@ -1,6 +1,7 @@
 // CreateServiceInstances: several instances in one call, each made as CreateServiceInstance
 // makes it and answered on its own, so that one refused leaves the others made.
 import Foundation
+import GRDB
 import GRPCCore
 import NestProto
 import NestTestKit
@@ -90,6 +91,37 @@ struct CreateInstancesTests {
     }
   }
 
+  @Test("an instance the database's own constraints refuse fails alone, its savepoint undone; the others are made")
+  func constraintRefusal() async throws {
+    try await self.withService { platform, a in
+      // entitlement's database refusing one instance's client token as a trigger refuses a bad
+      // write, after the instance's row was written: SQLITE_CONSTRAINT.
+      let database = try DatabaseQueue(path: platform.directory.appendingPathComponent("entitlement.sqlite").path)
+      try await database.write { db in
+        try db.execute(
+          sql: """
+            CREATE TRIGGER refuse_k_bad AFTER INSERT ON client_tokens WHEN NEW.token = 'k-bad'
+            BEGIN SELECT RAISE(ABORT, 'refused by the test'); END
+            """)
+      }
+      var requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest] = []
+      for order in ["o-1", "o-bad", "o-2"] {
+        var request = try await platform.instanceRequest(
+          order: order, service: a.id, customer: "cust-1", parameterSet: "")
+        request.clientToken = order == "o-bad" ? "k-bad" : ""
+        requests.append(request)
+      }
+      let results = try await Self.createInstances(requests, on: platform)
+      #expect(results.map(\.errorCode) == [0, Int32(RPCError.Code.internalError.rawValue), 0])
+      #expect(results[1].errorMessage.contains("SQLITE_CONSTRAINT"), "\(results[1].errorMessage)")
+      let instances = try await platform.entitlement(as: .operator, "op") {
+        try await $0.listServiceInstances(.init()).instances
+      }
+      // o-bad's instance, written before the trigger refused its token, went with its savepoint.
+      #expect(Set(instances.map(\.orderID)) == ["o-1", "o-2"])
+    }
+  }
+
   @Test("the call is refused as a whole when it holds no instances, more than 256, or one order twice")
   func wholeCall() async throws {
     try await self.withService { platform, a in
@@ -117,8 +149,13 @@ struct CreateInstancesTests {
       var two = one
       two.orderID = "o-2"
       let first = try await Self.createInstances([one], token: "batch-1", on: platform)
-      #expect(first.first?.instance?.id.isEmpty == false)
+      let made = try #require(first.first?.instance)
+      #expect(made.status == .created)
+      // Once the instance has moved on, the token still answers the first results (a repeat
+      // of the order alone would answer the instance as it is now).
+      #expect(try await platform.deployedInstance(made.id).status != .created)
       #expect(try await Self.createInstances([one], token: "batch-1", on: platform) == first)
+      #expect(try await Self.createInstances([one], on: platform).first?.instance?.status != .created)
       #expect(
         await code { _ = try await Self.createInstances([two], token: "batch-1", on: platform) } == .alreadyExists)
     }

@@ -83,4 +83,36 @@ final class VersionCache: Sendable {
     }
     return version
   }
+
+  /// The version a request asks for: its service, and the version (empty: the default).
+  struct Key: Hashable, Sendable {
+    var serviceID: String
+    var versionID: String
+  }
+
+  static func key(of request: Nest_Entitlement_V1_CreateServiceInstanceRequest) -> Key {
+    Key(serviceID: request.serviceID, versionID: request.versionID)
+  }
+
+  /// The versions `requests` ask for, each asked once and all at once: by key, the version
+  /// or why it cannot be had.
+  func versions(of requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async
+    -> [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>]
+  {
+    let keys = Set(requests.map(Self.key(of:)))
+    return await withTaskGroup(of: (Key, Result<Nest_Catalog_V1_ServiceVersion, any Error>).self) { group in
+      for key in keys {
+        group.addTask {
+          do {
+            return (key, .success(try await self.version(of: key.serviceID, id: key.versionID)))
+          } catch {
+            return (key, .failure(error))
+          }
+        }
+      }
+      var versions: [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>] = [:]
+      for await (key, version) in group { versions[key] = version }
+      return versions
+    }
+  }
 }

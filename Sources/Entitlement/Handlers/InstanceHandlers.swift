@@ -14,11 +14,13 @@ extension EntitlementService {
   ) async throws -> Nest_Entitlement_V1_CreateServiceInstanceResponse {
     let access = try Access.forCall()
     let now = self.clock.nowUnixMs()
-    let new: NewInstance
-    switch try await self.prepare(request, now: now) {
-    case .made(let instance): return .with { $0.instance = instance }
-    case .new(let prepared): new = prepared
+    try InstanceRules.checkCreate(request)
+    if let made = try self.store.database.readNow({ try Self.existingInstance(for: request, in: $0) }) {
+      return .with { $0.instance = InstanceRules.present(made, now: now) }
     }
+    let expiry = try InstanceRules.expiry(of: request, nowUnixMs: now)
+    let new = try NewInstance(
+      request, expiry: expiry, version: try await self.versions.version(of: request.serviceID, id: request.versionID))
     let response = try await self.store.database.write { db in try self.make(new, access: access, now: now, in: db) }
     self.deployments?.signal()
     return response
@@ -30,23 +32,51 @@ extension EntitlementService {
     let access = try Access.forCall()
     try BatchItems.check(request.instances.map(\.orderID), field: "instances", key: "order_id")
     let now = self.clock.nowUnixMs()
-    // What each instance needs from outside the transaction (its checks, the instance already
-    // made, the version from catalog), then the new ones made together, each in its own
-    // savepoint.
-    var results = request.instances.map { item in Nest_Entitlement_V1_InstanceResult.with { $0.orderID = item.orderID }
+    var results = request.instances.map { item in
+      Nest_Entitlement_V1_InstanceResult.with { $0.orderID = item.orderID }
     }
-    var new: [(index: Int, instance: NewInstance)] = []
-    for (index, item) in request.instances.enumerated() {
+    /// Runs `body` for the item at `index`; its own refusal goes in its result.
+    func each<T>(_ index: Int, _ body: () throws -> T) throws -> T? {
       do {
-        switch try await self.prepare(item, now: now) {
-        case .made(let instance): results[index].instance = instance
-        case .new(let prepared): new.append((index, prepared))
-        }
+        return try body()
       } catch {
         guard let refused = BatchItems.refusal(error) else { throw error }
         results[index].refuse(refused)
+        return nil
       }
     }
+    // Each item checked and looked up as CreateServiceInstance does, in one read: the
+    // instances already made are answered, the others need their version.
+    let found = try self.store.database.readNow { db in
+      request.instances.map { item in
+        Result {
+          try InstanceRules.checkCreate(item)
+          return try Self.existingInstance(for: item, in: db)
+        }
+      }
+    }
+    var pending: [(index: Int, expiry: InstanceRules.Expiry)] = []
+    for (index, item) in request.instances.enumerated() {
+      guard let made = try each(index, { try found[index].get() }) else { continue }
+      if let made {
+        results[index].instance = InstanceRules.present(made, now: now)
+      } else if let expiry = try each(index, { try InstanceRules.expiry(of: item, nowUnixMs: now) }) {
+        pending.append((index, expiry))
+      }
+    }
+    // Each version needed once, all asked of catalog at once. A catalog that cannot be
+    // reached fails the call (nothing made; the caller retries), not each item.
+    let versions = await self.versions.versions(of: pending.map { request.instances[$0.index] })
+    var new: [(index: Int, instance: NewInstance)] = []
+    for (index, expiry) in pending {
+      let item = request.instances[index]
+      if let instance = try each(
+        index, { try NewInstance(item, expiry: expiry, version: try versions[VersionCache.key(of: item)]!.get()) })
+      {
+        new.append((index, instance))
+      }
+    }
+    // The new ones made together, each in its own savepoint.
     let prepared = results
     let made = new
     let response = try await self.store.database.write { db in
@@ -68,35 +98,23 @@ extension EntitlementService {
     return response
   }
 
-  /// What CreateServiceInstance finds before its transaction: the instance already made for
-  /// the order (as its caller sees it), or what a new one is made of.
-  enum Preparation {
-    case made(Instance)
-    case new(NewInstance)
-  }
-
   /// A checked request with what its instance is made of.
   struct NewInstance: Sendable {
     var request: Nest_Entitlement_V1_CreateServiceInstanceRequest
-    var expiresAt: Int64
-    var period: Nest_Common_V1_BillingPeriod
+    var expiry: InstanceRules.Expiry
     var version: Nest_Catalog_V1_ServiceVersion
     var parameters: [String: String]
-  }
 
-  /// Checks `request` and reads what its instance needs: the order's instance if it was made
-  /// (a redelivery), else the version (from catalog, remembered) and its parameter set.
-  func prepare(_ request: Nest_Entitlement_V1_CreateServiceInstanceRequest, now: Int64) async throws -> Preparation {
-    try InstanceRules.checkCreate(request)
-    if let existing = try self.store.database.readNow({ try Self.existingInstance(for: request, in: $0) }) {
-      return .made(InstanceRules.present(existing, now: now))
+    /// Refuses a parameter set the version does not have.
+    init(
+      _ request: Nest_Entitlement_V1_CreateServiceInstanceRequest, expiry: InstanceRules.Expiry,
+      version: Nest_Catalog_V1_ServiceVersion
+    ) throws(DomainError) {
+      self.request = request
+      self.expiry = expiry
+      self.version = version
+      self.parameters = try InstanceRules.parameters(named: request.parameterSetName, in: version)
     }
-    let (expiresAt, period) = try InstanceRules.expiry(of: request, nowUnixMs: now)
-    let version = try await self.versions.version(of: request.serviceID, id: request.versionID)
-    return .new(
-      NewInstance(
-        request: request, expiresAt: expiresAt, period: period, version: version,
-        parameters: try InstanceRules.parameters(named: request.parameterSetName, in: version)))
   }
 
   /// Makes the instance in the caller's transaction, once per order and client token: its
@@ -115,7 +133,7 @@ extension EntitlementService {
       }
       var instance = InstanceRules.newInstance(
         request, id: Identifiers.new("inst"), version: new.version, parameters: new.parameters,
-        expiresAt: new.expiresAt, period: new.period, actor: access.caller.subject, now: now)
+        expiresAt: new.expiry.expiresAtUnixMs, period: new.expiry.period, actor: access.caller.subject, now: now)
       switch instance.accessMode {
       case .logonURL:
         instance.access = .logonURL("\(self.logonURLBase)/\(instance.id)")
@@ -352,13 +370,5 @@ extension EntitlementService {
       try EntitlementStore.save(released, in: db)
       return .with { $0.slot = released }
     }
-  }
-}
-
-extension Nest_Entitlement_V1_InstanceResult {
-  /// Not made: the status CreateServiceInstance would have answered.
-  mutating func refuse(_ refused: BatchItems.Refusal) {
-    self.errorCode = refused.code
-    self.errorMessage = refused.message
   }
 }

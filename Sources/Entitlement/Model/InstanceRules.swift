@@ -55,10 +55,13 @@ public enum InstanceRules {
     return Int64(periods) * length
   }
 
+  /// When a new instance expires (0: never), and the period it renews by.
+  public typealias Expiry = (expiresAtUnixMs: Int64, period: Nest_Common_V1_BillingPeriod)
+
   /// The expiry of a new instance: from its term counted from `now`, or as given.
   public static func expiry(
     of request: Nest_Entitlement_V1_CreateServiceInstanceRequest, nowUnixMs: Int64
-  ) throws(DomainError) -> (expiresAtUnixMs: Int64, period: Nest_Common_V1_BillingPeriod) {
+  ) throws(DomainError) -> Expiry {
     switch request.expiry {
     case .term(let term)?:
       if term.billingPeriod == .oneTime {

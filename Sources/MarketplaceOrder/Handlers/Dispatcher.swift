@@ -90,13 +90,10 @@ public final class Dispatcher: Service, Sendable {
     }
   }
 
-  /// The most rows one batch call takes (its target refuses more).
-  static let rowsPerCall = 256
-
   /// Whether the rows of `kind` due in a round go together, in one call to their target.
   static func isBatched(_ kind: Nest_Order_V1_DeliveryKind) -> Bool { kind == .createInstance || kind == .recordSale }
 
-  /// A round's rows as attempts: the rows of a batched kind in calls of up to `rowsPerCall`
+  /// A round's rows as attempts: the rows of a batched kind in calls of up to `BatchItems.limit`
   /// rows of that kind, each order at most once per call; every other row alone.
   static func attempts(_ due: [Delivery]) -> [[Delivery]] {
     var batches: [[Delivery]] = []
@@ -107,7 +104,7 @@ public final class Dispatcher: Service, Sendable {
         continue
       }
       if let index = batches.firstIndex(where: {
-        $0[0].kind == row.kind && $0.count < Self.rowsPerCall && !$0.contains { $0.orderID == row.orderID }
+        $0[0].kind == row.kind && $0.count < BatchItems.limit && !$0.contains { $0.orderID == row.orderID }
       }) {
         batches[index].append(row)
       } else {
@@ -263,7 +260,7 @@ public final class Dispatcher: Service, Sendable {
             result.errorCode, result.errorMessage, acknowledgement: id.isEmpty ? nil : .instanceID(id), instanceID: id,
             otherwise: "entitlement answered no instance")
       }
-    default:
+    case .recordSale:
       for result in try await self.peers.recordSales(orders.map(DeliveryRules.saleRequest(for:))) {
         answered[result.orderID] =
           answered[result.orderID]
@@ -272,6 +269,8 @@ public final class Dispatcher: Service, Sendable {
             acknowledgement: result.recorded?.transaction.map { .transactionID($0.id) },
             otherwise: "settlement answered no transaction")
       }
+    default:
+      throw DomainError(.failedPrecondition, "delivery kind \(statusName(kind)) is not sent in batches")
     }
     return answered
   }

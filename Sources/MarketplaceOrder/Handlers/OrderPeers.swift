@@ -3,6 +3,7 @@
 // instances, settlement for the ledger.
 import GRPCCore
 public import NestProto
+import NestServiceKit
 
 public protocol OrderPeers: Sendable {
   /// The product, its service and default version, the scenario and A's product: one call.
@@ -89,9 +90,7 @@ public struct RPCOrderPeers: OrderPeers {
           $0.orderID = request.orderID
           switch answer {
           case .success(let instance): $0.instance = instance ?? .init()
-          case .failure(let error):
-            $0.errorCode = Int32(error.code.rawValue)
-            $0.errorMessage = error.message
+          case .failure(let error): $0.refuse(BatchItems.Refusal(error))
           }
         }
       }
@@ -130,9 +129,7 @@ public struct RPCOrderPeers: OrderPeers {
           $0.orderID = sale.orderID
           switch answer {
           case .success(let recorded): $0.recorded = recorded
-          case .failure(let error):
-            $0.errorCode = Int32(error.code.rawValue)
-            $0.errorMessage = error.message
+          case .failure(let error): $0.refuse(BatchItems.Refusal(error))
           }
         }
       }

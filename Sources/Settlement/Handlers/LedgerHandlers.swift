@@ -46,9 +46,7 @@ extension SettlementService {
       })
     {
     case .success(let recorded): result.recorded = recorded
-    case .failure(let refused):
-      result.errorCode = refused.code
-      result.errorMessage = refused.message
+    case .failure(let refused): result.refuse(refused)
     }
     return result
   }

@@ -134,11 +134,13 @@ typedef enum _Nest__Order__V1__DeliveryState {
 typedef enum _Nest__Order__V1__DeliveryKind {
   NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_UNSPECIFIED = 0,
   /*
-   * EntitlementService.CreateServiceInstance for a paid CUSTOMER order.
+   * EntitlementService.CreateServiceInstance for a paid CUSTOMER order (the rows due in a
+   * round sent together in one CreateServiceInstances call).
    */
   NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_CREATE_INSTANCE = 1,
   /*
-   * SettlementService.RecordSale for a paid order (CUSTOMER or LINKED).
+   * SettlementService.RecordSale for a paid order (CUSTOMER or LINKED) (the rows due in a
+   * round sent together in one RecordSales call).
    */
   NEST__ORDER__V1__DELIVERY_KIND__DELIVERY_KIND_RECORD_SALE = 2,
   /*

@@ -671,11 +671,12 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Who: service (marketplace-order).
     /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
     /// > instance made first), and on client_token.
-    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-    /// > UNAVAILABLE) are in its result.
+    /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+    /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+    /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+    /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+    /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+    /// > when the database's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A streaming request of `Nest_Entitlement_V1_CreateServiceInstancesRequest` messages.
@@ -1390,11 +1391,12 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Who: service (marketplace-order).
     /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
     /// > instance made first), and on client_token.
-    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-    /// > UNAVAILABLE) are in its result.
+    /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+    /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+    /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+    /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+    /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+    /// > when the database's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
@@ -2107,11 +2109,12 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Who: service (marketplace-order).
     /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
     /// > instance made first), and on client_token.
-    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-    /// > UNAVAILABLE) are in its result.
+    /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+    /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+    /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+    /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+    /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+    /// > when the database's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
@@ -3868,11 +3871,12 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Who: service (marketplace-order).
     /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
     /// > instance made first), and on client_token.
-    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-    /// > UNAVAILABLE) are in its result.
+    /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+    /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+    /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+    /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+    /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+    /// > when the database's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
@@ -4834,11 +4838,12 @@ extension Nest_Entitlement_V1_EntitlementService {
     /// > Who: service (marketplace-order).
     /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
     /// > instance made first), and on client_token.
-    /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-    /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-    /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-    /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-    /// > UNAVAILABLE) are in its result.
+    /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+    /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+    /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+    /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+    /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+    /// > when the database's own constraints refuse it) are in its result.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
@@ -5952,11 +5957,12 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Who: service (marketplace-order).
   /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
   /// > instance made first), and on client_token.
-  /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-  /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-  /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-  /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-  /// > UNAVAILABLE) are in its result.
+  /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+  /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+  /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+  /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+  /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+  /// > when the database's own constraints refuse it) are in its result.
   ///
   /// - Parameters:
   ///   - request: A request containing a single `Nest_Entitlement_V1_CreateServiceInstancesRequest` message.
@@ -7010,11 +7016,12 @@ extension Nest_Entitlement_V1_EntitlementService.ClientProtocol {
   /// > Who: service (marketplace-order).
   /// > Idempotent per instance on order_id, as CreateServiceInstance (a repeat returns the
   /// > instance made first), and on client_token.
-  /// > Errors, for the whole call: INVALID_ARGUMENT (no instances, more than 256, or one
-  /// > order_id twice), ALREADY_EXISTS (client_token reused with a different request),
-  /// > UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's
-  /// > own errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS and
-  /// > UNAVAILABLE) are in its result.
+  /// > Errors, for the whole call (nothing made; retry those that say so): INVALID_ARGUMENT (no
+  /// > instances, more than 256, or one order_id twice), ALREADY_EXISTS (client_token reused
+  /// > with a different request), UNAVAILABLE (catalog unreachable, or storage), RESOURCE_EXHAUSTED
+  /// > (storage), UNAUTHENTICATED, PERMISSION_DENIED (role is not service). An instance's own
+  /// > errors (CreateServiceInstance's INVALID_ARGUMENT, NOT_FOUND and ALREADY_EXISTS, INTERNAL
+  /// > when the database's own constraints refuse it) are in its result.
   ///
   /// - Parameters:
   ///   - message: request message to send.

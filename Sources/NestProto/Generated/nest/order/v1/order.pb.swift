@@ -140,9 +140,11 @@ public enum Nest_Order_V1_DeliveryState: NestEnum, CaseIterable {
 /// What an outbox row asks of another service.
 public enum Nest_Order_V1_DeliveryKind: NestEnum, CaseIterable {
   case unspecified  // DELIVERY_KIND_UNSPECIFIED = 0
-  /// EntitlementService.CreateServiceInstance for a paid CUSTOMER order.
+  /// EntitlementService.CreateServiceInstance for a paid CUSTOMER order (the rows due in a
+  /// round sent together in one CreateServiceInstances call).
   case createInstance  // DELIVERY_KIND_CREATE_INSTANCE = 1
-  /// SettlementService.RecordSale for a paid order (CUSTOMER or LINKED).
+  /// SettlementService.RecordSale for a paid order (CUSTOMER or LINKED) (the rows due in a
+  /// round sent together in one RecordSales call).
   case recordSale  // DELIVERY_KIND_RECORD_SALE = 2
   /// SettlementService.RecordRefund for a refunded CUSTOMER order (covers its LINKED orders).
   case recordRefund  // DELIVERY_KIND_RECORD_REFUND = 3

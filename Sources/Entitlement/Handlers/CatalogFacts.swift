@@ -94,25 +94,21 @@ final class VersionCache: Sendable {
     Key(serviceID: request.serviceID, versionID: request.versionID)
   }
 
-  /// The versions `requests` ask for, each asked once and all at once: by key, the version
-  /// or why it cannot be had.
-  func versions(of requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async
+  /// The versions `requests` ask for, each asked once: by key, the version or the item's
+  /// own reason it cannot be had (NOT_FOUND, say). A catalog that cannot be reached ends the
+  /// lookups at once and is thrown: the whole batch waits for at most one call's timeout.
+  func versions(of requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async throws
     -> [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>]
   {
-    let keys = Set(requests.map(Self.key(of:)))
-    return await withTaskGroup(of: (Key, Result<Nest_Catalog_V1_ServiceVersion, any Error>).self) { group in
-      for key in keys {
-        group.addTask {
-          do {
-            return (key, .success(try await self.version(of: key.serviceID, id: key.versionID)))
-          } catch {
-            return (key, .failure(error))
-          }
-        }
+    var versions: [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>] = [:]
+    for key in requests.map(Self.key(of:)) where versions[key] == nil {
+      do {
+        versions[key] = .success(try await self.version(of: key.serviceID, id: key.versionID))
+      } catch {
+        guard BatchItems.refusal(error) != nil else { throw error }
+        versions[key] = .failure(error)
       }
-      var versions: [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>] = [:]
-      for await (key, version) in group { versions[key] = version }
-      return versions
     }
+    return versions
   }
 }

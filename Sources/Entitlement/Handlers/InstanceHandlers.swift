@@ -64,9 +64,9 @@ extension EntitlementService {
         pending.append((index, expiry))
       }
     }
-    // Each version needed once, all asked of catalog at once. A catalog that cannot be
-    // reached fails the call (nothing made; the caller retries), not each item.
-    let versions = await self.versions.versions(of: pending.map { request.instances[$0.index] })
+    // Each version needed once. A catalog that cannot be reached fails the call (nothing
+    // made; the caller retries), not each item after its own timeout.
+    let versions = try await self.versions.versions(of: pending.map { request.instances[$0.index] })
     var new: [(index: Int, instance: NewInstance)] = []
     for (index, expiry) in pending {
       let item = request.instances[index]

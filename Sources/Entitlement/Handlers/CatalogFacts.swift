@@ -97,6 +97,8 @@ final class VersionCache: Sendable {
   /// The versions `requests` ask for, each asked once: by key, the version or the item's
   /// own reason it cannot be had (NOT_FOUND, say). A catalog that cannot be reached ends the
   /// lookups at once and is thrown: the whole batch waits for at most one call's timeout.
+  /// (Asked one after another: a task group whose children returned `(Key, Result)` tuples
+  /// crashed Swift 6.3.1's optimized build; docs/benchmarks.md, issue 19's eighth part.)
   func versions(of requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async throws
     -> [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>]
   {

@@ -35,7 +35,7 @@ public enum BatchItems {
     switch error {
     case let refused as DomainError:
       return Refusal(code: Int32(refused.code.rpcCode.rawValue), message: refused.message)
-    case let answered as RPCError where ![.unavailable, .deadlineExceeded, .cancelled].contains(answered.code):
+    case let answered as RPCError where !Self.unreachable(answered):
       return Refusal(answered)
     case let failure as DatabaseError
     where failure.resultCode.primaryResultCode == .SQLITE_CONSTRAINT && db?.isInsideTransaction == true:
@@ -44,6 +44,12 @@ public enum BatchItems {
     default:
       return nil
     }
+  }
+
+  /// Whether `error` says the peer could not be reached (or the call was given up), rather
+  /// than answering about the item.
+  public static func unreachable(_ error: RPCError) -> Bool {
+    [.unavailable, .deadlineExceeded, .cancelled].contains(error.code)
   }
 
   /// `body` in its own savepoint of `db`'s transaction: its value, or the refusal its own call

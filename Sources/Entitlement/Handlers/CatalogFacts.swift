@@ -84,32 +84,28 @@ final class VersionCache: Sendable {
     return version
   }
 
-  /// The version a request asks for: its service, and the version (empty: the default).
-  struct Key: Hashable, Sendable {
-    var serviceID: String
-    var versionID: String
-  }
-
-  static func key(of request: Nest_Entitlement_V1_CreateServiceInstanceRequest) -> Key {
-    Key(serviceID: request.serviceID, versionID: request.versionID)
-  }
-
-  /// The versions `requests` ask for, each asked once: by key, the version or the item's
-  /// own reason it cannot be had (NOT_FOUND, say). A catalog that cannot be reached ends the
-  /// lookups at once and is thrown: the whole batch waits for at most one call's timeout.
-  /// (Asked one after another: a task group whose children returned `(Key, Result)` tuples
-  /// crashed Swift 6.3.1's optimized build; docs/benchmarks.md, issue 19's eighth part.)
+  /// The versions `requests` ask for, one per request in their order, each version asked
+  /// once: the version, or the request's own reason it cannot be had (NOT_FOUND, say). A
+  /// catalog that cannot be reached ends the lookups at once and is thrown: a batch waits for
+  /// at most one call's timeout. (Asked one after another: a task group whose children
+  /// returned `(key, Result)` tuples crashed Swift 6.3.1's optimized build; docs/benchmarks.md,
+  /// issue 19's eighth part.)
   func versions(of requests: [Nest_Entitlement_V1_CreateServiceInstanceRequest]) async throws
-    -> [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>]
+    -> [Result<Nest_Catalog_V1_ServiceVersion, any Error>]
   {
-    var versions: [Key: Result<Nest_Catalog_V1_ServiceVersion, any Error>] = [:]
-    for key in requests.map(Self.key(of:)) where versions[key] == nil {
-      do {
-        versions[key] = .success(try await self.version(of: key.serviceID, id: key.versionID))
-      } catch {
-        guard BatchItems.refusal(error) != nil else { throw error }
-        versions[key] = .failure(error)
+    var asked: [[String]: Result<Nest_Catalog_V1_ServiceVersion, any Error>] = [:]
+    var versions: [Result<Nest_Catalog_V1_ServiceVersion, any Error>] = []
+    for request in requests {
+      let key = [request.serviceID, request.versionID]
+      if asked[key] == nil {
+        do {
+          asked[key] = .success(try await self.version(of: request.serviceID, id: request.versionID))
+        } catch {
+          guard BatchItems.refusal(error) != nil else { throw error }
+          asked[key] = .failure(error)
+        }
       }
+      versions.append(asked[key]!)
     }
     return versions
   }

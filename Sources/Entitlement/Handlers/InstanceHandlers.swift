@@ -68,11 +68,9 @@ extension EntitlementService {
     // made; the caller retries), not each item after its own timeout.
     let versions = try await self.versions.versions(of: pending.map { request.instances[$0.index] })
     var new: [(index: Int, instance: NewInstance)] = []
-    for (index, expiry) in pending {
+    for ((index, expiry), version) in zip(pending, versions) {
       let item = request.instances[index]
-      if let instance = try each(
-        index, { try NewInstance(item, expiry: expiry, version: try versions[VersionCache.key(of: item)]!.get()) })
-      {
+      if let instance = try each(index, { try NewInstance(item, expiry: expiry, version: try version.get()) }) {
         new.append((index, instance))
       }
     }

@@ -64,8 +64,8 @@ public enum FulfilmentRules {
   }
 
   /// What a change of plan or quantity changes: the product, the plan and how many.
-  private static func sold(_ instance: Instance) -> [String] {
-    [instance.subscription?.plan?.productID ?? "", instance.subscription?.plan?.planID ?? "", "\(instance.quantity)"]
+  private static func sold(_ instance: Instance) -> (product: String, plan: String, quantity: Int32) {
+    (instance.subscription?.plan?.productID ?? "", instance.subscription?.plan?.planID ?? "", instance.quantity)
   }
 
   /// The key of an instance's `create` call.

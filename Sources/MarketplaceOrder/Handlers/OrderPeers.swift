@@ -154,7 +154,7 @@ public struct RPCOrderPeers: OrderPeers {
         answers.append((item, .success(try await call(item))))
       } catch let error as RPCError {
         answers.append((item, .failure(error)))
-        if [.unavailable, .deadlineExceeded, .cancelled].contains(error.code) { unreachable = error }
+        if BatchItems.unreachable(error) { unreachable = error }
       }
     }
     return answers

@@ -1,6 +1,6 @@
 # One image for every service and nestctl (docker-compose.yml runs one container per service).
 # Build: docker build -t nest-distribution .
-FROM swift:6.1-bookworm AS build
+FROM swift:6.3-bookworm AS build
 RUN apt-get update \
   && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libsqlite3-dev \

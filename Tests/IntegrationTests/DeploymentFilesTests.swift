@@ -1,5 +1,6 @@
 // docker-compose.yml and the Dockerfile, checked without a Docker engine: compose's own
-// validation of the file, and that every service, volume and health check is there.
+// validation of the file, that every service, volume and health check is there, and that the
+// image's Swift can read every manifest the build needs.
 import Foundation
 import NestProtoTesting
 import Testing
@@ -38,6 +39,33 @@ struct DeploymentFilesTests {
       ["docker-compose", "config"], in: Repository.root, environment: ["NEST_AUTH_SECRET": ""])
     #expect(missing.status != 0)
     #expect(missing.stderr.contains("set NEST_AUTH_SECRET"))
+  }
+
+  /// `major.minor` of a `// swift-tools-version:X.Y[.Z]` line or a `swift:X.Y[...]` image tag.
+  static func version(after marker: String, in text: String) -> [Int]? {
+    guard let range = text.range(of: marker) else { return nil }
+    let digits = text[range.upperBound...].drop { $0 == " " }.prefix { $0.isNumber || $0 == "." }
+    let parts = digits.split(separator: ".").compactMap { Int($0) }
+    return parts.count >= 2 ? Array(parts.prefix(2)) : nil
+  }
+
+  @Test("the image builds with a Swift at least as new as every manifest it resolves asks for")
+  func imageSwiftVersion() throws {
+    let dockerfile = try String(contentsOf: Repository.path("Dockerfile"), encoding: .utf8)
+    let image = try #require(Self.version(after: "FROM swift:", in: dockerfile), "no swift:X.Y build image")
+    // This build's own checkouts: the dependencies as resolved, whose manifests the image's
+    // SwiftPM has to read (a tools version above its own is an error before anything builds).
+    let checkouts = Repository.productsDirectory
+      .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("checkouts")
+    let packages = try FileManager.default.contentsOfDirectory(atPath: checkouts.path)
+    #expect(packages.count >= 10, "the resolved dependencies are not at \(checkouts.path)")
+    var manifests = [("this package", Repository.path("Package.swift"))]
+    manifests += packages.map { ($0, checkouts.appendingPathComponent($0).appendingPathComponent("Package.swift")) }
+    for (name, manifest) in manifests {
+      let text = try String(contentsOf: manifest, encoding: .utf8)
+      let tools = try #require(Self.version(after: "swift-tools-version:", in: text), "no tools version in \(name)")
+      #expect(!image.lexicographicallyPrecedes(tools), "swift:\(image) cannot read \(name)'s manifest (\(tools))")
+    }
   }
 
   @Test("the image carries every executable and the proto files nestctl encodes with")

@@ -44,27 +44,53 @@ struct DeploymentFilesTests {
   /// `major.minor` of a `// swift-tools-version:X.Y[.Z]` line or a `swift:X.Y[...]` image tag.
   static func version(after marker: String, in text: String) -> [Int]? {
     guard let range = text.range(of: marker) else { return nil }
-    let digits = text[range.upperBound...].drop { $0 == " " }.prefix { $0.isNumber || $0 == "." }
+    let digits = text[range.upperBound...].drop { $0 == " " || $0 == "\t" }.prefix { $0.isNumber || $0 == "." }
     let parts = digits.split(separator: ".").compactMap { Int($0) }
     return parts.count >= 2 ? Array(parts.prefix(2)) : nil
+  }
+
+  /// The manifest a SwiftPM of `swift` reads in `package`, by SwiftPM's rule: the newest
+  /// `Package@swift-X[.Y[.Z]].swift` not newer than it, else `Package.swift`.
+  static func manifest(in package: URL, for swift: [Int]) throws -> URL {
+    let prefix = "Package@swift-"
+    let specific = try FileManager.default.contentsOfDirectory(atPath: package.path).compactMap {
+      name -> ([Int], String)? in
+      guard name.hasPrefix(prefix), name.hasSuffix(".swift") else { return nil }
+      let parts = name.dropFirst(prefix.count).dropLast(".swift".count).split(separator: ".").compactMap { Int($0) }
+      guard let major = parts.first else { return nil }
+      return ([major, parts.count > 1 ? parts[1] : 0], name)
+    }
+    let usable = specific.filter { !swift.lexicographicallyPrecedes($0.0) }
+    let chosen = usable.max { $0.0.lexicographicallyPrecedes($1.0) }?.1 ?? "Package.swift"
+    return package.appendingPathComponent(chosen)
   }
 
   @Test("the image builds with a Swift at least as new as every manifest it resolves asks for")
   func imageSwiftVersion() throws {
     let dockerfile = try String(contentsOf: Repository.path("Dockerfile"), encoding: .utf8)
     let image = try #require(Self.version(after: "FROM swift:", in: dockerfile), "no swift:X.Y build image")
-    // This build's own checkouts: the dependencies as resolved, whose manifests the image's
-    // SwiftPM has to read (a tools version above its own is an error before anything builds).
+    // This build's own checkouts: the dependencies as this build resolved them (Package.resolved
+    // is not committed, so an image built later resolves the newest in the same ranges), whose
+    // manifests the image's SwiftPM has to read: a tools version above its own is an error
+    // before anything builds.
     let checkouts = Repository.productsDirectory
       .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("checkouts")
+    try #require(
+      FileManager.default.fileExists(atPath: checkouts.path), "no resolved dependencies at \(checkouts.path)")
     let packages = try FileManager.default.contentsOfDirectory(atPath: checkouts.path)
     #expect(packages.count >= 10, "the resolved dependencies are not at \(checkouts.path)")
-    var manifests = [("this package", Repository.path("Package.swift"))]
-    manifests += packages.map { ($0, checkouts.appendingPathComponent($0).appendingPathComponent("Package.swift")) }
+    let spelled = { (version: [Int]) in version.map(String.init).joined(separator: ".") }
+    var manifests = [("this package", try Self.manifest(in: Repository.root, for: image))]
+    for package in packages.sorted() {
+      manifests.append((package, try Self.manifest(in: checkouts.appendingPathComponent(package), for: image)))
+    }
     for (name, manifest) in manifests {
       let text = try String(contentsOf: manifest, encoding: .utf8)
       let tools = try #require(Self.version(after: "swift-tools-version:", in: text), "no tools version in \(name)")
-      #expect(!image.lexicographicallyPrecedes(tools), "swift:\(image) cannot read \(name)'s manifest (\(tools))")
+      #expect(
+        !image.lexicographicallyPrecedes(tools),
+        "swift:\(spelled(image)) cannot read \(name)'s \(manifest.lastPathComponent) (swift-tools-version \(spelled(tools)))"
+      )
     }
   }
 

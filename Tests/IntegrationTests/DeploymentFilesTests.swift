@@ -41,12 +41,14 @@ struct DeploymentFilesTests {
     #expect(missing.stderr.contains("set NEST_AUTH_SECRET"))
   }
 
-  /// `major.minor` of a `// swift-tools-version:X.Y[.Z]` line or a `swift:X.Y[...]` image tag.
+  /// `major.minor` (a minor left out is 0) of a `// swift-tools-version:X.Y[.Z]` line, a
+  /// `swift:X.Y[...]` image tag or a `Package@swift-X[.Y[.Z]].swift` file name.
   static func version(after marker: String, in text: String) -> [Int]? {
     guard let range = text.range(of: marker) else { return nil }
     let digits = text[range.upperBound...].drop { $0 == " " || $0 == "\t" }.prefix { $0.isNumber || $0 == "." }
     let parts = digits.split(separator: ".").compactMap { Int($0) }
-    return parts.count >= 2 ? Array(parts.prefix(2)) : nil
+    guard let major = parts.first else { return nil }
+    return [major, parts.count > 1 ? parts[1] : 0]
   }
 
   /// The manifest a SwiftPM of `swift` reads in `package`, by SwiftPM's rule: the newest
@@ -56,9 +58,7 @@ struct DeploymentFilesTests {
     let specific = try FileManager.default.contentsOfDirectory(atPath: package.path).compactMap {
       name -> ([Int], String)? in
       guard name.hasPrefix(prefix), name.hasSuffix(".swift") else { return nil }
-      let parts = name.dropFirst(prefix.count).dropLast(".swift".count).split(separator: ".").compactMap { Int($0) }
-      guard let major = parts.first else { return nil }
-      return ([major, parts.count > 1 ? parts[1] : 0], name)
+      return Self.version(after: prefix, in: name).map { ($0, name) }
     }
     let usable = specific.filter { !swift.lexicographicallyPrecedes($0.0) }
     let chosen = usable.max { $0.0.lexicographicallyPrecedes($1.0) }?.1 ?? "Package.swift"

@@ -97,15 +97,19 @@ final class VersionCache: Sendable {
     var versions: [Result<Nest_Catalog_V1_ServiceVersion, any Error>] = []
     for request in requests {
       let key = [request.serviceID, request.versionID]
-      if asked[key] == nil {
-        do {
-          asked[key] = .success(try await self.version(of: request.serviceID, id: request.versionID))
-        } catch {
-          guard BatchItems.refusal(error) != nil else { throw error }
-          asked[key] = .failure(error)
-        }
+      if let known = asked[key] {
+        versions.append(known)
+        continue
       }
-      versions.append(asked[key]!)
+      let version: Result<Nest_Catalog_V1_ServiceVersion, any Error>
+      do {
+        version = .success(try await self.version(of: request.serviceID, id: request.versionID))
+      } catch {
+        guard BatchItems.refusal(error) != nil else { throw error }
+        version = .failure(error)
+      }
+      asked[key] = version
+      versions.append(version)
     }
     return versions
   }
